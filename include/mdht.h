@@ -1,0 +1,339 @@
+/*
+ * mdht: a BitTorrent Mainline DHT node (BEP 5 and extensions).
+ *
+ * This header is the whole public surface of libmdht.
+ *
+ * The node is sans-I/O: it never opens a socket, reads a clock, draws
+ * randomness or touches a file. The embedding program (or mdht's own epoll
+ * driver, or the simulator) feeds it datagrams and the current time, drains
+ * the datagrams it wants sent, and wakes it at the deadline it asks for:
+ *
+ *     mdht_node_recv(node, &from, buf, len, now);
+ *     while ((n = mdht_node_next_packet(node, &to, out, sizeof out)) > 0)
+ *         sendto(...);
+ *     mdht_node_tick(node, now);          // at mdht_node_next_deadline()
+ *
+ * Conventions:
+ * - Functions return 0 (or a non-negative count) on success and a negative
+ *   MDHT_ERR_* code on failure; mdht_strerror() names the code.
+ * - `_init`/`_free` work on storage the caller owns; `_new`/`_del` allocate
+ *   and free the object.
+ * - Time is a monotonic count of milliseconds (mdht_time), chosen by the
+ *   caller; only differences matter.
+ * - Callbacks must not call back into the node that invoked them.
+ */
+#ifndef MDHT_H
+#define MDHT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MDHT_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+/* One list, so that the enum and mdht_strerror() cannot drift apart. */
+#define MDHT_ERRORS(X)                                                         \
+  X(NOMEM, -1, "out of memory")                                                \
+  X(INVAL, -2, "invalid argument")                                             \
+  X(NOBUF, -3, "buffer too small")                                             \
+  X(PARSE, -4, "malformed bencode")                                            \
+  X(PROTO, -5, "malformed KRPC message")                                       \
+  X(LIMIT, -6, "limit exceeded")                                               \
+  X(NOTFOUND, -7, "not found")                                                 \
+  X(EXISTS, -8, "already exists")                                              \
+  X(FULL, -9, "table full")                                                    \
+  X(AGAIN, -10, "nothing to do now")                                           \
+  X(RANGE, -11, "value out of range")                                          \
+  X(STATE, -12, "wrong state for this call")                                   \
+  X(IO, -13, "input/output error")                                             \
+  X(CORRUPT, -14, "corrupt data")                                              \
+  X(VERSION, -15, "unsupported version")                                       \
+  X(TIMEOUT, -16, "timed out")                                                 \
+  X(ADDR, -17, "address not acceptable")                                       \
+  X(TOKEN, -18, "bad token")
+
+enum mdht_error {
+#define MDHT__ERR_ENUM(name, code, text) MDHT_ERR_##name = code,
+  MDHT_ERRORS(MDHT__ERR_ENUM)
+#undef MDHT__ERR_ENUM
+};
+
+/* A static English description of `err`; never NULL. */
+const char *mdht_strerror(int err);
+
+/* ------------------------------------------------------------ constants */
+
+#define MDHT_ID_LEN 20
+#define MDHT_K 8                   /* bucket size (BEP 5) */
+#define MDHT_MAX_PACKET 1500       /* largest datagram the node emits */
+#define MDHT_RESPONSE_LIMIT 1400   /* no response ever exceeds this */
+
+/* ---------------------------------------------------------------- types */
+
+typedef uint64_t mdht_time; /* milliseconds, monotonic, caller's epoch */
+
+/* A node id or info-hash: 160 bits, big-endian. */
+typedef struct mdht_id {
+  uint8_t b[MDHT_ID_LEN];
+} mdht_id;
+
+/* An IPv4 or IPv6 endpoint. `ip` holds 4 or 16 bytes in network order;
+ * `port` is in host order. Compare with mdht_addr_eq(). */
+typedef struct mdht_addr {
+  uint8_t family; /* MDHT_AF_INET or MDHT_AF_INET6 */
+  uint8_t pad_;
+  uint16_t port;
+  uint8_t ip[16];
+} mdht_addr;
+
+#define MDHT_AF_INET 4
+#define MDHT_AF_INET6 6
+
+bool mdht_addr_eq(const mdht_addr *a, const mdht_addr *b);
+/* Writes "1.2.3.4:5" or "[::1]:5" with a NUL; returns the length or
+ * MDHT_ERR_NOBUF. 64 bytes always suffice. */
+int mdht_addr_format(const mdht_addr *a, char *buf, size_t cap);
+/* Parses "1.2.3.4:5", "[::1]:5" (port required) into `out`. Returns 0 or
+ * MDHT_ERR_INVAL. No name resolution. */
+int mdht_addr_parse(mdht_addr *out, const char *s);
+
+/* 40 hex digits <-> id. parse returns 0 or MDHT_ERR_INVAL. `hex` of
+ * format must hold 41 bytes. */
+int mdht_id_parse(mdht_id *out, const char *hex);
+void mdht_id_format(const mdht_id *id, char hex[41]);
+
+/* --------------------------------------------------------------- config */
+
+/* Every field has a default (mdht_config_default) and a command-line flag. */
+typedef struct mdht_config {
+  uint32_t k;                      /* bucket size, default 8 */
+  uint32_t alpha;                  /* lookup parallelism, default 3 */
+  mdht_time node_fresh_ms;         /* a node is good this long after it
+                                      answered: 15 min */
+  uint32_t max_fails;              /* failures in a row that make a node
+                                      bad: 3 (libtorrent, jech: 3) */
+  mdht_time token_rotate_ms;       /* token secret rotation: 5 min */
+  mdht_time peer_ttl_ms;           /* stored peer lifetime: 30 min */
+  uint32_t max_infohashes;         /* peer store bound: 50000 */
+  uint32_t max_peers_per_ih;       /* peer store bound: 500 */
+  mdht_time query_timeout_ms;      /* hard timeout of one query: 5 s */
+  mdht_time query_soft_timeout_ms; /* lookup moves on after: 1 s */
+  uint32_t max_txns;               /* outstanding queries bound: 4096 */
+  uint32_t max_lookups;            /* concurrent lookups: 64 */
+  mdht_time bucket_refresh_ms;     /* refresh a bucket idle this long: 15
+                                      min */
+  uint32_t rate_limit_per_sec;     /* datagrams accepted per source IP
+                                      per second, 0 = unlimited: 250 */
+  uint32_t rate_limit_burst;       /* bucket depth: 500 */
+  uint32_t out_queue;              /* datagrams queued before drop: 1024 */
+  bool read_only;                  /* BEP 43: send ro=1, never answer */
+  bool allow_private;              /* accept loopback/private addresses
+                                      into the routing table; the driver
+                                      sets it when bound to one */
+  bool enforce_node_id;            /* BEP 42: reject ids that do not
+                                      match the source IP: default off */
+  uint8_t client_version[4];       /* "v" key: client code "MD" and a
+                                      2-byte version */
+} mdht_config;
+
+void mdht_config_default(mdht_config *cfg);
+
+/* --------------------------------------------------------------- events */
+
+/* Every component publishes what it does as events. The logger, the
+ * statistics and the tests are subscribers. Events are delivered
+ * synchronously, while the node is inside the call that caused them;
+ * pointers inside an event are valid only during the callback. */
+#define MDHT_EVENTS(X)                                                         \
+  X(NODE_ADDED, "node_added")                                                  \
+  X(NODE_REMOVED, "node_removed")                                              \
+  X(NODE_REPLACED, "node_replaced")                                            \
+  X(BUCKET_SPLIT, "bucket_split")                                              \
+  X(QUERY_RECEIVED, "query_received")                                          \
+  X(RESPONSE_SENT, "response_sent")                                            \
+  X(ERROR_SENT, "error_sent")                                                  \
+  X(QUERY_SENT, "query_sent")                                                  \
+  X(RESPONSE_RECEIVED, "response_received")                                    \
+  X(ERROR_RECEIVED, "error_received")                                          \
+  X(QUERY_TIMEOUT, "query_timeout")                                            \
+  X(TOKEN_REJECTED, "token_rejected")                                          \
+  X(PEER_STORED, "peer_stored")                                                \
+  X(PEER_EXPIRED, "peer_expired")                                              \
+  X(LOOKUP_STARTED, "lookup_started")                                          \
+  X(LOOKUP_PROGRESS, "lookup_progress")                                        \
+  X(LOOKUP_DONE, "lookup_done")                                                \
+  X(BOOTSTRAP_DONE, "bootstrap_done")                                          \
+  X(STATE_SAVED, "state_saved")                                                \
+  X(STATE_LOADED, "state_loaded")                                              \
+  X(DATAGRAM_DROPPED, "datagram_dropped")                                      \
+  X(RATE_LIMITED, "rate_limited")                                              \
+  X(EXTERNAL_ADDR, "external_addr")                                            \
+  X(LOG, "log")
+
+typedef enum mdht_event_type {
+#define MDHT__EV_ENUM(name, text) MDHT_EV_##name,
+  MDHT_EVENTS(MDHT__EV_ENUM)
+#undef MDHT__EV_ENUM
+  MDHT_EV_COUNT_
+} mdht_event_type;
+
+const char *mdht_event_name(mdht_event_type t);
+
+/* KRPC methods, as carried in events and statistics. */
+typedef enum mdht_method {
+  MDHT_M_PING,
+  MDHT_M_FIND_NODE,
+  MDHT_M_GET_PEERS,
+  MDHT_M_ANNOUNCE_PEER,
+  MDHT_M_SAMPLE_INFOHASHES,
+  MDHT_M_UNKNOWN,
+  MDHT_M_COUNT_
+} mdht_method;
+
+const char *mdht_method_name(mdht_method m);
+
+/* Why a datagram was dropped. */
+#define MDHT_DROPS(X)                                                          \
+  X(PARSE, "not bencode")                                                      \
+  X(PROTO, "not a KRPC message")                                               \
+  X(UNMATCHED, "response matches no query")                                    \
+  X(ADDR, "unacceptable source address")                                       \
+  X(READ_ONLY, "query to a read-only node")                                    \
+  X(QUEUE_FULL, "send queue full")                                             \
+  X(TOO_BIG, "oversized datagram")
+
+typedef enum mdht_drop_reason {
+#define MDHT__DROP_ENUM(name, text) MDHT_DROP_##name,
+  MDHT_DROPS(MDHT__DROP_ENUM)
+#undef MDHT__DROP_ENUM
+  MDHT_DROP_COUNT_
+} mdht_drop_reason;
+
+const char *mdht_drop_reason_name(mdht_drop_reason r);
+
+typedef enum mdht_log_level {
+  MDHT_LOG_ERROR,
+  MDHT_LOG_WARN,
+  MDHT_LOG_INFO,
+  MDHT_LOG_DEBUG,
+  MDHT_LOG_TRACE
+} mdht_log_level;
+
+typedef struct mdht_event {
+  mdht_event_type type;
+  mdht_time now;
+  /* Most events concern one remote node; fields that do not apply are
+   * zero. */
+  mdht_id id;        /* remote node id, info-hash or lookup target */
+  mdht_addr addr;    /* remote endpoint */
+  mdht_method method;
+  union {
+    struct { mdht_id old_id; mdht_addr old_addr; } replaced;
+    struct { uint32_t depth; uint32_t buckets; } split;
+    struct { int code; } error;             /* ERROR_SENT/RECEIVED */
+    struct { mdht_drop_reason reason; size_t len; } drop;
+    struct { mdht_addr peer; uint32_t count; } peer; /* PEER_* */
+    struct {
+      uint32_t lookup_id;
+      uint32_t round;
+      uint32_t queried;
+      uint32_t answered;
+      uint32_t failed;
+      uint32_t peers;
+      uint32_t closest_bits; /* leading bits shared with the target */
+      bool ok;
+    } lookup;
+    struct { uint32_t nodes; uint32_t peers; } state;
+    struct { mdht_time rtt_ms; } response;
+    struct { bool ro; } query;               /* QUERY_RECEIVED: BEP 43 */
+    struct { mdht_log_level level; const char *text; } log;
+  } u;
+} mdht_event;
+
+typedef void (*mdht_event_cb)(const mdht_event *ev, void *user);
+
+/* ----------------------------------------------------------------- node */
+
+typedef struct mdht_node mdht_node;
+
+/* Randomness: fill `buf` with `len` unpredictable bytes. Required. The
+ * driver uses getrandom(2); tests use a seeded generator. */
+typedef void (*mdht_random_cb)(uint8_t *buf, size_t len, void *user);
+
+typedef struct mdht_callbacks {
+  mdht_random_cb random; /* required */
+  void *user;            /* passed to every callback */
+} mdht_callbacks;
+
+/* Creates a node. `id` may be NULL for a random id. `cfg` may be NULL for
+ * defaults; it is copied. `bound` is the local address the node answers on
+ * (only its family and whether it is private/loopback matter).
+ * Errors: MDHT_ERR_NOMEM, MDHT_ERR_INVAL. */
+int mdht_node_new(mdht_node **out, const mdht_config *cfg,
+                  const mdht_callbacks *cb, const mdht_id *id,
+                  const mdht_addr *bound, mdht_time now);
+void mdht_node_del(mdht_node *node);
+
+const mdht_id *mdht_node_id(const mdht_node *node);
+
+/* Subscribes `cb` to every event; returns a handle >= 0 for
+ * mdht_node_unsubscribe, or MDHT_ERR_FULL (at most 16 subscribers). */
+int mdht_node_subscribe(mdht_node *node, mdht_event_cb cb, void *user);
+void mdht_node_unsubscribe(mdht_node *node, int handle);
+
+/* Hands one received datagram to the node. Never fails on bad input: a
+ * malformed datagram is answered with a KRPC error or dropped and counted.
+ * Returns 0, or MDHT_ERR_INVAL for a NULL argument. */
+int mdht_node_recv(mdht_node *node, const mdht_addr *from,
+                   const uint8_t *pkt, size_t len, mdht_time now);
+
+/* Takes the next queued datagram: copies it into `buf`, sets `*to`, and
+ * returns its length; 0 when nothing is queued; MDHT_ERR_NOBUF when `cap`
+ * is too small (the datagram stays queued). MDHT_MAX_PACKET bytes always
+ * suffice. */
+int mdht_node_next_packet(mdht_node *node, mdht_addr *to, uint8_t *buf,
+                          size_t cap);
+
+/* When the node wants mdht_node_tick() next (absolute time). */
+mdht_time mdht_node_next_deadline(const mdht_node *node);
+
+/* Runs timers due at `now`: query timeouts, token rotation, peer expiry,
+ * routing maintenance, lookups. Returns 0. */
+int mdht_node_tick(mdht_node *node, mdht_time now);
+
+/* Adds a node we heard of (bootstrap, saved state): it is pinged, and
+ * enters the routing table if it answers. Errors: MDHT_ERR_ADDR,
+ * MDHT_ERR_FULL. */
+int mdht_node_ping(mdht_node *node, const mdht_addr *addr, mdht_time now);
+
+/* Statistics kept by the node's own bus subscriber. */
+typedef struct mdht_stats {
+  uint64_t recv_packets, sent_packets;
+  uint64_t queries_in[MDHT_M_COUNT_];
+  uint64_t queries_out[MDHT_M_COUNT_];
+  uint64_t responses_in, responses_out;
+  uint64_t errors_in, errors_out;
+  uint64_t timeouts;
+  uint64_t dropped[MDHT_DROP_COUNT_];
+  uint64_t rate_limited;
+  uint64_t tokens_rejected;
+  uint32_t nodes_good, nodes_questionable, nodes_total, buckets;
+  uint32_t replacements;
+  uint32_t infohashes, peers;
+  uint32_t txns_outstanding;
+  mdht_time started;
+} mdht_stats;
+
+/* Fills `out`; `now` classifies routing entries (good / questionable). */
+void mdht_node_stats(const mdht_node *node, mdht_time now, mdht_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDHT_H */

@@ -1,0 +1,46 @@
+/*
+ * The event bus: components publish typed events (include/mdht.h), and
+ * subscribers receive them synchronously, in subscription order.
+ *
+ * Internal components subscribe first (the routing table learns of
+ * responses and timeouts this way), then the statistics, then the
+ * library user's callbacks and the logger.
+ *
+ * A handle is a slot index; unsubscribing frees the slot for a later
+ * subscriber, which is still called after every earlier subscriber. A
+ * subscriber may unsubscribe itself or another during a publish: the
+ * removed one is not called again, and one added during a publish first
+ * hears the next event.
+ */
+#ifndef MDHT_BUS_H
+#define MDHT_BUS_H
+
+#include "mdht.h"
+
+#define MDHT_BUS_MAX_SUBS 16
+
+typedef struct mdht_bus {
+  struct {
+    mdht_event_cb cb; /* NULL = free slot */
+    void *user;
+    uint32_t gen; /* bumped per subscribe: a reused slot is a new one */
+  } subs[MDHT_BUS_MAX_SUBS];
+  uint8_t order[MDHT_BUS_MAX_SUBS]; /* handles, in subscription order */
+  uint32_t nsubs;
+} mdht_bus;
+
+void mdht_bus_init(mdht_bus *bus);
+/* Returns a handle >= 0, MDHT_ERR_FULL, or MDHT_ERR_INVAL (NULL cb). */
+int mdht_bus_subscribe(mdht_bus *bus, mdht_event_cb cb, void *user);
+/* An unknown or already freed handle is ignored. */
+void mdht_bus_unsubscribe(mdht_bus *bus, int handle);
+void mdht_bus_publish(const mdht_bus *bus, const mdht_event *ev);
+/* Publishes an event of `type` with the other fields zeroed except now. */
+static inline void mdht_bus_event_init(mdht_event *ev, mdht_event_type type,
+                                       mdht_time now) {
+  *ev = (mdht_event){0};
+  ev->type = type;
+  ev->now = now;
+}
+
+#endif

@@ -1,0 +1,37 @@
+/* BEP 5's numbers and the node's defaults, in one place. */
+#ifndef MDHT_CONFIG_H
+#define MDHT_CONFIG_H
+
+#include "mdht.h"
+
+#define MDHT_MINUTE_MS ((mdht_time)60 * 1000)
+
+#define MDHT_DEFAULT_K 8
+#define MDHT_DEFAULT_ALPHA 3
+/* BEP 5: a node is good if it answered within the last 15 minutes. */
+#define MDHT_DEFAULT_NODE_FRESH_MS (15 * MDHT_MINUTE_MS)
+/* libtorrent and jech/dht both give up on a node after a few failures in a
+ * row; one lost UDP datagram must not evict a good node. */
+#define MDHT_DEFAULT_MAX_FAILS 3
+/* BEP 5: "tokens up to ten minutes old are accepted": a 5-minute secret
+ * with the previous one still accepted gives 5 to 10 minutes. */
+#define MDHT_DEFAULT_TOKEN_ROTATE_MS (5 * MDHT_MINUTE_MS)
+/* Announces are repeated about every 15-30 minutes by clients; libtorrent
+ * keeps peers for 30 minutes (announce_interval * 1.5 is 45). */
+#define MDHT_DEFAULT_PEER_TTL_MS (30 * MDHT_MINUTE_MS)
+#define MDHT_DEFAULT_MAX_INFOHASHES 50000
+#define MDHT_DEFAULT_MAX_PEERS_PER_IH 500
+#define MDHT_DEFAULT_QUERY_TIMEOUT_MS 5000
+#define MDHT_DEFAULT_QUERY_SOFT_TIMEOUT_MS 1000
+#define MDHT_DEFAULT_MAX_TXNS 4096
+#define MDHT_DEFAULT_MAX_LOOKUPS 64
+#define MDHT_DEFAULT_BUCKET_REFRESH_MS (15 * MDHT_MINUTE_MS)
+#define MDHT_DEFAULT_RATE_LIMIT 250
+#define MDHT_DEFAULT_RATE_BURST 500
+#define MDHT_DEFAULT_OUT_QUEUE 1024
+
+/* Checks a configuration: returns 0 or MDHT_ERR_INVAL (k out of range,
+ * zero timeouts ...). */
+int mdht_config_check(const mdht_config *cfg);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * The node: ties the components together and implements the public API
+ * of include/mdht.h. It is the message handler: decoded queries go to
+ * their handler (ping, find_node, get_peers, announce_peer,
+ * sample_infohashes), responses and errors to the transaction manager and
+ * on to whoever asked.
+ *
+ * Internal header: the struct is visible so that unit tests can look
+ * inside; programs use include/mdht.h only.
+ */
+#ifndef MDHT_NODE_H
+#define MDHT_NODE_H
+
+#include "mdht.h"
+#include "bus.h"
+#include "krpc.h"
+#include "outq.h"
+#include "peers.h"
+#include "ratelimit.h"
+#include "rtable.h"
+#include "token.h"
+#include "txn.h"
+
+/* Owners of outstanding queries (mdht_txn_owner.kind). */
+enum {
+  MDHT_OWNER_NONE,
+  MDHT_OWNER_PING,    /* mdht_node_ping: bootstrap or saved node */
+  MDHT_OWNER_CONFIRM, /* confirming a node that queried us */
+  MDHT_OWNER_CHECK,   /* checking a questionable node before eviction */
+  MDHT_OWNER_LOOKUP
+};
+
+/* Datagrams larger than this are dropped unread: no KRPC message of ours
+ * comes near it, and parsing 64 KB of garbage is work an attacker picks. */
+#define MDHT_MAX_DATAGRAM 8192
+/* At most this many confirmation / eviction-check pings in flight, so that
+ * a flood of new querying nodes cannot turn us into a ping amplifier. */
+#define MDHT_MAX_MAINT_PINGS 32
+
+struct mdht_node {
+  mdht_config cfg;
+  mdht_callbacks cb;
+  mdht_id id;
+  mdht_addr bound;
+  mdht_bus bus;
+  mdht_rtable rt;
+  mdht_token_mgr tokens;
+  mdht_peer_store peers;
+  mdht_txn_mgr txns;
+  mdht_ratelimit rl;
+  mdht_outq outq;
+  mdht_stats stats;
+  uint32_t maint_pings; /* CONFIRM + CHECK queries outstanding */
+  /* Scratch for one datagram: the node is not reentrant. */
+  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+  mdht_krpc_msg in;
+  mdht_krpc_msg out;
+};
+
+/* Draws `len` random bytes through the driver's callback. */
+void mdht__node_random(mdht_node *node, void *buf, size_t len);
+
+/* Sends a query built in node->out (y='q', method and arguments set; t, id,
+ * ro and v are filled here) to `to`, opening a transaction for `owner`.
+ * Returns 0, MDHT_ERR_FULL (transaction table) or MDHT_ERR_NOBUF (queue). */
+int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
+                          const mdht_id *expect_id, mdht_txn_owner owner,
+                          mdht_time now);
+
+#endif

@@ -1,0 +1,70 @@
+#include "outq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Each record: mdht_addr, uint16 length, then the bytes. */
+#define HDR (sizeof(mdht_addr) + sizeof(uint16_t))
+
+void mdht_outq_init(mdht_outq *q, size_t max_bytes) {
+  *q = (mdht_outq){.max = max_bytes < 4096 ? 4096 : max_bytes};
+}
+
+void mdht_outq_free(mdht_outq *q) {
+  free(q->buf);
+  *q = (mdht_outq){.max = q->max};
+}
+
+uint8_t *mdht_outq_reserve(mdht_outq *q, size_t maxlen) {
+  if (maxlen > UINT16_MAX)
+    return NULL;
+  size_t need = HDR + maxlen;
+  if (q->head == q->tail)
+    q->head = q->tail = 0;
+  if (q->tail + need > q->cap && q->head > 0) {
+    /* Compact before growing: drained space at the front is reused. */
+    memmove(q->buf, q->buf + q->head, q->tail - q->head);
+    q->tail -= q->head;
+    q->head = 0;
+  }
+  if (q->tail + need > q->cap) {
+    size_t ncap = q->cap ? q->cap : 4096;
+    while (ncap < q->tail + need)
+      ncap *= 2;
+    if (ncap > q->max) {
+      if (q->tail + need > q->max)
+        return NULL;
+      ncap = q->max;
+    }
+    uint8_t *nb = realloc(q->buf, ncap);
+    if (!nb)
+      return NULL;
+    q->buf = nb;
+    q->cap = ncap;
+  }
+  return q->buf + q->tail + HDR;
+}
+
+void mdht_outq_commit(mdht_outq *q, const mdht_addr *to, size_t len) {
+  uint16_t l = (uint16_t)len;
+  memcpy(q->buf + q->tail, to, sizeof *to);
+  memcpy(q->buf + q->tail + sizeof *to, &l, sizeof l);
+  q->tail += HDR + len;
+  q->count++;
+}
+
+int mdht_outq_pop(mdht_outq *q, mdht_addr *to, uint8_t *buf, size_t cap) {
+  if (q->head == q->tail)
+    return 0;
+  uint16_t l;
+  memcpy(&l, q->buf + q->head + sizeof *to, sizeof l);
+  if (l > cap)
+    return MDHT_ERR_NOBUF;
+  memcpy(to, q->buf + q->head, sizeof *to);
+  memcpy(buf, q->buf + q->head + HDR, l);
+  q->head += HDR + l;
+  q->count--;
+  if (q->head == q->tail)
+    q->head = q->tail = 0;
+  return l;
+}

@@ -1,0 +1,147 @@
+/*
+ * The routing table: k-buckets exactly as BEP 5 describes them.
+ *
+ * Bucket i (0 <= i < nbuckets-1) holds the nodes whose ids share exactly i
+ * leading bits with ours; the last bucket holds every id sharing at least
+ * nbuckets-1 bits, i.e. the range that contains our own id. Only that last
+ * bucket ever splits, so the table is the BEP 5 binary tree laid out as an
+ * array.
+ *
+ * Node states (BEP 5):
+ *   good         answered one of our queries within node_fresh_ms, or
+ *                queried us within node_fresh_ms after having answered once;
+ *   bad          failed max_fails queries in a row;
+ *   questionable anything else (including never having answered).
+ *
+ * The table itself sends nothing: when a full bucket has a questionable
+ * node, mdht_rtable_heard() names it so that the caller pings it; the new
+ * node waits in the bucket's replacement list. All changes are published on
+ * the bus (node added / removed / replaced, bucket split).
+ */
+#ifndef MDHT_RTABLE_H
+#define MDHT_RTABLE_H
+
+#include "mdht.h"
+#include "bus.h"
+
+#define MDHT_RT_KMAX 16 /* upper bound of config.k */
+
+/* Times are stored as given, except that a `now` of 0 is stored as 1: 0
+ * means "never". */
+typedef struct mdht_rt_entry {
+  mdht_id id;
+  mdht_addr addr;
+  mdht_time added;
+  mdht_time last_reply; /* last answer to our query, 0 = never */
+  mdht_time last_query; /* last query it sent us, 0 = never */
+  mdht_time last_ping;  /* when mdht_rtable_heard() last named it in *ping,
+                           0 = never; it is not named again before
+                           query_timeout_ms has passed */
+  uint8_t fails;        /* queries in a row that timed out */
+} mdht_rt_entry;
+
+typedef enum mdht_rt_state {
+  MDHT_RT_GOOD,
+  MDHT_RT_QUESTIONABLE,
+  MDHT_RT_BAD
+} mdht_rt_state;
+
+typedef struct mdht_rt_bucket {
+  mdht_time last_changed; /* a node added, or one answered: refresh timer */
+  uint8_t n;              /* entries in nodes[] */
+  uint8_t nrepl;          /* entries in repl[] */
+  mdht_rt_entry nodes[MDHT_RT_KMAX];
+  mdht_rt_entry repl[MDHT_RT_KMAX]; /* replacement candidates, newest last */
+} mdht_rt_bucket;
+
+typedef struct mdht_rtable {
+  mdht_id self;
+  const mdht_config *cfg; /* borrowed; k, node_fresh_ms, max_fails,
+                             allow_private, query_timeout_ms */
+  mdht_bus *bus;          /* borrowed, may be NULL */
+  mdht_rt_bucket *buckets; /* grows as the last bucket splits */
+  uint32_t nbuckets;
+  /* index ip:port -> id of every node in a bucket or a replacement list
+   * (open addressing, linear probing), so that "one entry per ip:port"
+   * and "is this address known" are O(1) on the query path. */
+  void *index_;
+  uint32_t index_cap_, index_n_;
+  uint64_t hash_seed;
+} mdht_rtable;
+
+/* `cfg` and `bus` must outlive the table. `hash_seed` keys the address
+ * index (random, so that remote nodes cannot aim at collisions).
+ * Errors: MDHT_ERR_NOMEM, MDHT_ERR_INVAL (k > MDHT_RT_KMAX or 0). */
+int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
+                     const mdht_config *cfg, mdht_bus *bus,
+                     uint64_t hash_seed);
+void mdht_rtable_free(mdht_rtable *rt);
+
+/* How we heard of a node. */
+typedef enum mdht_rt_how {
+  MDHT_RT_HEARD_QUERY, /* it sent us a query */
+  MDHT_RT_HEARD_REPLY  /* it answered our query */
+} mdht_rt_how;
+
+/* Results of mdht_rtable_heard(). */
+typedef enum mdht_rt_result {
+  MDHT_RT_ADDED = 1,   /* now in a bucket */
+  MDHT_RT_UPDATED,     /* was already there; times refreshed */
+  MDHT_RT_REPLACEMENT, /* bucket full: kept in the replacement list */
+  MDHT_RT_PING,        /* as REPLACEMENT, and *ping names a questionable
+                          node of that bucket for the caller to ping */
+  MDHT_RT_IGNORED      /* our own id, martian address, id changed for a
+                          known ip:port, or a known id at another address */
+} mdht_rt_result;
+
+/* We heard from node (id, addr) at `now`. A node that answered us may
+ * evict a bad node at once; a node that only queried us enters a bucket
+ * only where there is room (it has not proven it answers), else waits in
+ * the replacement list. A bucket that is full and may split (it holds our
+ * id) splits first. A replacement candidate heard again takes a free or
+ * bad slot if it can, else becomes the newest candidate. `ping` may be
+ * NULL: the result is then never MDHT_RT_PING. Returns a mdht_rt_result
+ * (> 0), MDHT_ERR_NOMEM or MDHT_ERR_INVAL (NULL argument). */
+int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id,
+                      const mdht_addr *addr, mdht_rt_how how, mdht_time now,
+                      mdht_rt_entry *ping);
+
+/* A query to `addr` timed out (or was answered with garbage). Counts a
+ * failure; a node that becomes bad is replaced at once by the newest
+ * replacement candidate that has answered us, else by the newest one; with
+ * no candidate it stays, bad, until a node that answers us takes its
+ * slot. A replacement candidate that fails is dropped. `id` may be NULL
+ * (the id is not known when a bootstrap ping fails); a different id than
+ * the one known for `addr` makes this a no-op. */
+void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
+                        const mdht_addr *addr, mdht_time now);
+
+/* Removes a node (by id and address; `id` may be NULL) from its bucket,
+ * which then takes the best replacement candidate, or from a replacement
+ * list. Returns 0 or MDHT_ERR_NOTFOUND. */
+int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
+                       const mdht_addr *addr, mdht_time now);
+
+mdht_rt_state mdht_rtable_state(const mdht_rtable *rt,
+                                const mdht_rt_entry *e, mdht_time now);
+
+/* Finds the entry of `addr` in the buckets (not the replacement lists);
+ * NULL if absent. The pointer is valid until the next change. */
+mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr);
+
+/* Fills `out` with up to `n` entries closest to `target` by XOR distance,
+ * closest first, of address family `family` (0 = any). Only nodes that
+ * have answered us at least once and are not bad. Returns the count. */
+size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
+                           int family, mdht_rt_entry *out, size_t n,
+                           mdht_time now);
+
+/* Index of the bucket that covers `id`. */
+uint32_t mdht_rtable_bucket_of(const mdht_rtable *rt, const mdht_id *id);
+
+/* Counts for statistics. */
+void mdht_rtable_counts(const mdht_rtable *rt, mdht_time now,
+                        uint32_t *good, uint32_t *questionable,
+                        uint32_t *total, uint32_t *replacements);
+
+#endif

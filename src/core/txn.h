@@ -1,0 +1,72 @@
+/*
+ * The transaction manager: outstanding queries, their transaction ids and
+ * deadlines, and the matching of responses.
+ *
+ * A transaction id is 4 bytes: a 16-bit slot index (O(1) lookup) and a
+ * 16-bit random check, so that an off-path sender cannot guess a valid id
+ * for a slot. A response matches only if id and responder address both
+ * match. Every query has the same hard timeout, so the outstanding queries
+ * form a FIFO by deadline and the next deadline is the head's.
+ */
+#ifndef MDHT_TXN_H
+#define MDHT_TXN_H
+
+#include "mdht.h"
+
+#define MDHT_TID_LEN 4
+
+/* Who is waiting for the answer: the node dispatches on `kind`. */
+typedef struct mdht_txn_owner {
+  uint8_t kind;     /* node-defined: lookup, maintenance ping, ... */
+  uint32_t cookie;  /* node-defined: lookup id ... */
+  uint32_t cookie2;
+} mdht_txn_owner;
+
+typedef struct mdht_txn {
+  mdht_addr addr;
+  mdht_id id;          /* the id we expect to answer, if known */
+  bool has_id;
+  mdht_method method;
+  mdht_time sent;
+  mdht_time deadline;
+  mdht_txn_owner owner;
+  /* internal */
+  uint16_t check;
+  uint16_t next_, prev_; /* FIFO links, 0xffff = none */
+  bool used_;
+} mdht_txn;
+
+typedef struct mdht_txn_mgr {
+  mdht_txn *slots;
+  uint32_t cap;
+  uint32_t n;
+  uint16_t head_, tail_;  /* FIFO by deadline */
+  uint16_t *free_;        /* stack of free slot indexes */
+  uint32_t nfree_;
+  mdht_time timeout;
+} mdht_txn_mgr;
+
+/* cap <= 65535. Errors: MDHT_ERR_NOMEM, MDHT_ERR_INVAL. */
+int mdht_txn_init(mdht_txn_mgr *tm, uint32_t cap, mdht_time timeout);
+void mdht_txn_free(mdht_txn_mgr *tm);
+
+/* Opens a transaction; writes its id to `tid`. `check` is 16 random bits
+ * from the caller. Returns the slot (>= 0) or MDHT_ERR_FULL. */
+int mdht_txn_open(mdht_txn_mgr *tm, const mdht_addr *addr, const mdht_id *id,
+                  mdht_method method, mdht_txn_owner owner, uint16_t check,
+                  mdht_time now, uint8_t tid[MDHT_TID_LEN]);
+
+/* Matches a response or error from `from` carrying transaction id `tid`.
+ * On a match, copies the transaction to `*out`, closes it, and returns 0;
+ * otherwise MDHT_ERR_NOTFOUND (late, unknown or spoofed). */
+int mdht_txn_match(mdht_txn_mgr *tm, const uint8_t *tid, size_t tidlen,
+                   const mdht_addr *from, mdht_txn *out);
+
+/* Pops one transaction whose deadline is <= now into *out: returns 0, or
+ * MDHT_ERR_AGAIN when none is due. Call in a loop. */
+int mdht_txn_expire(mdht_txn_mgr *tm, mdht_time now, mdht_txn *out);
+
+/* Deadline of the oldest outstanding query, or UINT64_MAX. */
+mdht_time mdht_txn_next_deadline(const mdht_txn_mgr *tm);
+
+#endif

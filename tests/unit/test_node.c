@@ -1,0 +1,443 @@
+/* The node as a whole, on virtual time: datagrams in, datagrams out. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "id.h"
+#include "krpc.h"
+#include "node.h"
+#include "testutil.h"
+
+typedef struct fixture {
+  uint64_t seed;
+  mdht_node *node;
+  mdht_addr bound;
+  mdht_time now;
+  uint32_t events[MDHT_EV_COUNT_];
+  mdht_event last[MDHT_EV_COUNT_];
+  /* the last datagram drained */
+  mdht_addr to;
+  uint8_t pkt[MDHT_MAX_PACKET];
+  int len;
+  mdht_krpc_msg msg;
+  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+} fixture;
+
+static void on_event(const mdht_event *ev, void *user) {
+  fixture *f = user;
+  f->events[ev->type]++;
+  f->last[ev->type] = *ev;
+}
+
+static fixture *make(const mdht_config *cfg) {
+  fixture *f = calloc(1, sizeof *f);
+  f->seed = 7;
+  f->now = 1000000;
+  f->bound = test_addr4(127, 0, 0, 1, 6881);
+  mdht_callbacks cb = {.random = test_random, .user = &f->seed};
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  if (cfg)
+    c = *cfg;
+  mdht_id id = test_id(0x80);
+  assert_int_equal(mdht_node_new(&f->node, &c, &cb, &id, &f->bound, f->now),
+                   0);
+  assert_true(mdht_node_subscribe(f->node, on_event, f) >= 0);
+  return f;
+}
+
+static int setup(void **state) {
+  *state = make(NULL);
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  mdht_node_del(f->node);
+  free(f);
+  return 0;
+}
+
+/* Sends a query from `from` and returns the node's first datagram back to
+ * `from`, decoded into f->msg (other datagrams, e.g. confirmation pings,
+ * are skipped). Returns false if none. */
+static bool exchange(fixture *f, const mdht_addr *from, mdht_krpc_msg *q) {
+  uint8_t buf[MDHT_MAX_PACKET];
+  int n = mdht_krpc_encode(q, buf, sizeof buf);
+  assert_true(n > 0);
+  mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
+  for (;;) {
+    f->len = mdht_node_next_packet(f->node, &f->to, f->pkt, sizeof f->pkt);
+    if (f->len <= 0)
+      return false;
+    if (mdht_addr_eq(&f->to, from)) {
+      assert_int_equal(mdht_krpc_decode(&f->msg, f->pkt, (size_t)f->len,
+                                        f->toks, MDHT_KRPC_TOKENS),
+                       0);
+      if (f->msg.y != 'q')
+        return true;
+    }
+  }
+}
+
+static void drain(fixture *f) {
+  while ((f->len = mdht_node_next_packet(f->node, &f->to, f->pkt,
+                                         sizeof f->pkt)) > 0) {
+  }
+}
+
+static mdht_krpc_msg *query(mdht_method method, const mdht_id *id,
+                            const char *t) {
+  static mdht_krpc_msg q; /* test-only scratch */
+  mdht_krpc_msg_init(&q, 'q');
+  q.method = method;
+  q.id = *id;
+  q.t.p = (const uint8_t *)t;
+  q.t.len = strlen(t);
+  return &q;
+}
+
+static void test_ping_response_fields(void **state) {
+  fixture *f = *state;
+  mdht_addr from = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id them = test_id(0x11);
+  assert_true(exchange(f, &from, query(MDHT_M_PING, &them, "ab")));
+  assert_int_equal(f->msg.y, 'r');
+  assert_int_equal(f->msg.t.len, 2);
+  assert_memory_equal(f->msg.t.p, "ab", 2);
+  assert_memory_equal(f->msg.id.b, mdht_node_id(f->node)->b, 20);
+  assert_true(f->msg.has_ip);
+  assert_true(mdht_addr_eq(&f->msg.ip, &from));
+  assert_int_equal(f->msg.v.len, 4);
+  assert_int_equal(f->events[MDHT_EV_QUERY_RECEIVED], 1);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_SENT], 1);
+}
+
+/* A node that queries us gets a confirmation ping; once it answers, it is
+ * good and handed out in find_node responses. */
+static void test_confirm_then_find_node(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id aid = test_id(0x11);
+  uint8_t buf[MDHT_MAX_PACKET];
+  int n = mdht_krpc_encode(query(MDHT_M_PING, &aid, "p1"), buf, sizeof buf);
+  mdht_node_recv(f->node, &a, buf, (size_t)n, f->now);
+
+  /* the response, then a ping to a */
+  bool saw_ping = false;
+  mdht_krpc_msg ping;
+  uint8_t tid[16];
+  size_t tidlen = 0;
+  while ((f->len = mdht_node_next_packet(f->node, &f->to, f->pkt,
+                                         sizeof f->pkt)) > 0) {
+    assert_int_equal(mdht_krpc_decode(&ping, f->pkt, (size_t)f->len, f->toks,
+                                      MDHT_KRPC_TOKENS),
+                     0);
+    if (ping.y == 'q') {
+      assert_int_equal(ping.method, MDHT_M_PING);
+      assert_true(mdht_addr_eq(&f->to, &a));
+      memcpy(tid, ping.t.p, ping.t.len);
+      tidlen = ping.t.len;
+      saw_ping = true;
+    }
+  }
+  assert_true(saw_ping);
+
+  /* Before a answers, find_node does not hand it out. */
+  mdht_addr b = test_addr4(127, 0, 0, 3, 5001);
+  mdht_id bid = test_id(0x22);
+  mdht_krpc_msg *q = query(MDHT_M_FIND_NODE, &bid, "fn");
+  q->target = aid;
+  assert_true(exchange(f, &b, q));
+  assert_int_equal(f->msg.nodes.len, 0);
+
+  /* a answers the ping */
+  mdht_krpc_msg r;
+  mdht_krpc_msg_init(&r, 'r');
+  r.t.p = tid;
+  r.t.len = tidlen;
+  r.id = aid;
+  n = mdht_krpc_encode(&r, buf, sizeof buf);
+  f->now += 30;
+  mdht_node_recv(f->node, &a, buf, (size_t)n, f->now);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_RECEIVED], 1);
+  assert_int_equal(f->last[MDHT_EV_RESPONSE_RECEIVED].u.response.rtt_ms, 30);
+  drain(f);
+
+  q = query(MDHT_M_FIND_NODE, &bid, "fm");
+  q->target = aid;
+  assert_true(exchange(f, &b, q));
+  assert_int_equal(f->msg.nodes.len, 26);
+  mdht_id got;
+  mdht_addr gota;
+  assert_int_equal(mdht_node_from_compact(&got, &gota, f->msg.nodes.p, 26), 0);
+  assert_true(mdht_id_eq(&got, &aid));
+  assert_true(mdht_addr_eq(&gota, &a));
+
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_true(st.nodes_good >= 1);
+}
+
+static void test_query_timeout_on_virtual_time(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 5, 6000);
+  assert_int_equal(mdht_node_ping(f->node, &a, f->now), 0);
+  drain(f);
+  assert_int_equal(f->events[MDHT_EV_QUERY_SENT], 1);
+  mdht_time due = mdht_node_next_deadline(f->node);
+  assert_int_equal(due, f->now + 5000);
+  mdht_node_tick(f->node, due - 1);
+  assert_int_equal(f->events[MDHT_EV_QUERY_TIMEOUT], 0);
+  mdht_node_tick(f->node, due);
+  assert_int_equal(f->events[MDHT_EV_QUERY_TIMEOUT], 1);
+  mdht_stats st;
+  mdht_node_stats(f->node, due, &st);
+  assert_int_equal(st.timeouts, 1);
+  assert_int_equal(st.txns_outstanding, 0);
+}
+
+static mdht_bytes get_token(fixture *f, const mdht_addr *from,
+                            const mdht_id *ih, uint8_t *store) {
+  mdht_id me = test_id(0x33);
+  mdht_krpc_msg *q = query(MDHT_M_GET_PEERS, &me, "gp");
+  q->target = *ih;
+  assert_true(exchange(f, from, q));
+  assert_int_equal(f->msg.y, 'r');
+  assert_true(f->msg.token.len > 0);
+  memcpy(store, f->msg.token.p, f->msg.token.len);
+  return (mdht_bytes){store, f->msg.token.len};
+}
+
+static char announce(fixture *f, const mdht_addr *from, const mdht_id *ih,
+                     mdht_bytes token, int64_t port, bool implied) {
+  mdht_id me = test_id(0x33);
+  mdht_krpc_msg *q = query(MDHT_M_ANNOUNCE_PEER, &me, "an");
+  q->target = *ih;
+  q->token = token;
+  q->port = port;
+  q->implied_port = implied;
+  assert_true(exchange(f, from, q));
+  return f->msg.y;
+}
+
+static void test_token_lifetime(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  mdht_id ih = test_id(0x44);
+  uint8_t store[64];
+  mdht_bytes tok = get_token(f, &a, &ih, store);
+  assert_int_equal(announce(f, &a, &ih, tok, 1234, false), 'r');
+
+  /* One rotation later the token is still good. */
+  f->now += 5 * 60 * 1000;
+  mdht_node_tick(f->node, f->now);
+  assert_int_equal(announce(f, &a, &ih, tok, 1234, false), 'r');
+  /* After a second rotation it is refused with 203. */
+  f->now += 5 * 60 * 1000;
+  mdht_node_tick(f->node, f->now);
+  assert_int_equal(announce(f, &a, &ih, tok, 1234, false), 'e');
+  assert_int_equal(f->msg.ecode, 203);
+  assert_int_equal(f->events[MDHT_EV_TOKEN_REJECTED], 1);
+}
+
+static void test_announce_then_values(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  mdht_id ih = test_id(0x45);
+  uint8_t store[64];
+  mdht_bytes tok = get_token(f, &a, &ih, store);
+  assert_int_equal(announce(f, &a, &ih, tok, 0, false), 'e'); /* port 0 */
+  assert_int_equal(f->msg.ecode, 203);
+  assert_int_equal(announce(f, &a, &ih, tok, 0, true), 'r'); /* implied */
+  get_token(f, &a, &ih, store);
+  assert_int_equal(f->msg.nvalues, 1);
+  mdht_addr p;
+  assert_int_equal(mdht_addr_from_compact(&p, f->msg.values[0].p, 6), 0);
+  assert_true(mdht_addr_eq(&p, &a)); /* implied port: the source port */
+  assert_int_equal(f->events[MDHT_EV_PEER_STORED], 1);
+}
+
+/* With far more peers stored than fit, the response stays within 1,400
+ * bytes and still carries as many values as fit. */
+static void test_get_peers_size_bound(void **state) {
+  fixture *f = *state;
+  mdht_id ih = test_id(0x46);
+  uint8_t store[64];
+  for (int i = 0; i < 400; i++) {
+    mdht_addr a = test_addr4(127, 1, (uint8_t)(i >> 8), (uint8_t)i, 7000);
+    mdht_bytes tok = get_token(f, &a, &ih, store);
+    assert_int_equal(announce(f, &a, &ih, tok, 1000 + i, false), 'r');
+  }
+  mdht_addr a = test_addr4(127, 0, 0, 8, 7000);
+  get_token(f, &a, &ih, store);
+  assert_true(f->len <= MDHT_RESPONSE_LIMIT);
+  assert_true(f->msg.nvalues >= 100);
+  assert_true(f->msg.nvalues < 400);
+}
+
+static void test_bad_input_is_counted(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 9, 9000);
+  static const char *bad[] = {"", "d", "i1e", "le", "x",
+                              "d1:rd2:id20:aaaaaaaaaaaaaaaaaaaae1:t2:aa1:y1:re",
+                              "d1:ad2:id3:abce1:q4:ping1:t2:aa1:y1:qe"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    mdht_node_recv(f->node, &a, (const uint8_t *)bad[i], strlen(bad[i]),
+                   f->now);
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.dropped[MDHT_DROP_PARSE], 3); /* "", "d", "x" */
+  assert_int_equal(st.dropped[MDHT_DROP_PROTO], 3); /* i1e, le, short id */
+  assert_int_equal(st.dropped[MDHT_DROP_UNMATCHED], 1);
+  /* The short-id query had a readable t: it got a 203. */
+  assert_int_equal(st.errors_out, 1);
+  f->len = mdht_node_next_packet(f->node, &f->to, f->pkt, sizeof f->pkt);
+  assert_true(f->len > 0);
+  assert_int_equal(mdht_krpc_decode(&f->msg, f->pkt, (size_t)f->len, f->toks,
+                                    MDHT_KRPC_TOKENS),
+                   0);
+  assert_int_equal(f->msg.y, 'e');
+  assert_int_equal(f->msg.ecode, 203);
+
+  static uint8_t big[MDHT_MAX_DATAGRAM + 1];
+  mdht_node_recv(f->node, &a, big, sizeof big, f->now);
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.dropped[MDHT_DROP_TOO_BIG], 1);
+
+  mdht_addr martian = test_addr4(0, 0, 0, 0, 9000);
+  mdht_node_recv(f->node, &martian, (const uint8_t *)"de", 2, f->now);
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.dropped[MDHT_DROP_ADDR], 1);
+}
+
+static void test_unknown_method_204(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id them = test_id(0x11);
+  mdht_krpc_msg *q = query(MDHT_M_UNKNOWN, &them, "zz");
+  q->q.p = (const uint8_t *)"vote";
+  q->q.len = 4;
+  assert_true(exchange(f, &a, q));
+  assert_int_equal(f->msg.y, 'e');
+  assert_int_equal(f->msg.ecode, 204);
+}
+
+static void test_rate_limit(void **state) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.rate_limit_per_sec = 10;
+  c.rate_limit_burst = 20;
+  fixture *f = make(&c);
+  *state = f;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id them = test_id(0x11);
+  uint8_t buf[MDHT_MAX_PACKET];
+  int n = mdht_krpc_encode(query(MDHT_M_PING, &them, "rl"), buf, sizeof buf);
+  for (int i = 0; i < 30; i++)
+    mdht_node_recv(f->node, &a, buf, (size_t)n, f->now);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_SENT], 20);
+  assert_int_equal(f->events[MDHT_EV_RATE_LIMITED], 10);
+  /* Another IP is not affected. */
+  mdht_addr b = test_addr4(127, 0, 0, 3, 5000);
+  mdht_node_recv(f->node, &b, buf, (size_t)n, f->now);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_SENT], 21);
+  /* A second later, 10 more tokens. */
+  f->now += 1000;
+  for (int i = 0; i < 15; i++)
+    mdht_node_recv(f->node, &a, buf, (size_t)n, f->now);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_SENT], 31);
+}
+
+static void test_read_only(void **state) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.read_only = true;
+  fixture *f = make(&c);
+  *state = f;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id them = test_id(0x11);
+  assert_false(exchange(f, &a, query(MDHT_M_PING, &them, "ro")));
+  assert_int_equal(f->events[MDHT_EV_DATAGRAM_DROPPED], 1);
+  /* Its own queries carry ro=1 (BEP 43). */
+  assert_int_equal(mdht_node_ping(f->node, &a, f->now), 0);
+  f->len = mdht_node_next_packet(f->node, &f->to, f->pkt, sizeof f->pkt);
+  assert_true(f->len > 0);
+  assert_int_equal(mdht_krpc_decode(&f->msg, f->pkt, (size_t)f->len, f->toks,
+                                    MDHT_KRPC_TOKENS),
+                   0);
+  assert_true(f->msg.ro);
+}
+
+/* A query marked ro=1 is answered, but its sender never enters the
+ * table (and so is not pinged to confirm it). */
+static void test_ro_sender_not_added(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id them = test_id(0x11);
+  mdht_krpc_msg *q = query(MDHT_M_PING, &them, "r1");
+  q->ro = true;
+  assert_true(exchange(f, &a, q));
+  assert_int_equal(f->events[MDHT_EV_QUERY_SENT], 0);
+  assert_int_equal(f->events[MDHT_EV_NODE_ADDED], 0);
+  q = query(MDHT_M_PING, &them, "r2");
+  assert_true(exchange(f, &a, q));
+  assert_int_equal(f->events[MDHT_EV_NODE_ADDED], 1);
+}
+
+static void test_queue_bound(void **state) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.out_queue = 1; /* the queue holds at least 4 KB whatever this says */
+  c.rate_limit_per_sec = 0;
+  fixture *f = make(&c);
+  *state = f;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id them = test_id(0x11);
+  mdht_krpc_msg *q = query(MDHT_M_PING, &them, "qb");
+  q->ro = true;
+  uint8_t buf[MDHT_MAX_PACKET];
+  int n = mdht_krpc_encode(q, buf, sizeof buf);
+  for (int i = 0; i < 100; i++)
+    mdht_node_recv(f->node, &a, buf, (size_t)n, f->now);
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_true(st.dropped[MDHT_DROP_QUEUE_FULL] > 0);
+  assert_int_equal(st.responses_out + st.dropped[MDHT_DROP_QUEUE_FULL], 100);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_confirm_then_find_node, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_query_timeout_on_virtual_time,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_token_lifetime, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_announce_then_values, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_get_peers_size_bound, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_bad_input_is_counted, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_method_204, setup,
+                                      teardown),
+      cmocka_unit_test_teardown(test_rate_limit, teardown),
+      cmocka_unit_test_teardown(test_read_only, teardown),
+      cmocka_unit_test_setup_teardown(test_ro_sender_not_added, setup,
+                                      teardown),
+      cmocka_unit_test_teardown(test_queue_bound, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
