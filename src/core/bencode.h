@@ -36,8 +36,14 @@ typedef struct mdht_be_tok {
 /* Decodes the one value at the start of `buf` into `toks`. Bytes after the
  * value are allowed and not read (KRPC peers are tolerant there, so are
  * we); `*consumed`, when not NULL, receives the length of the value.
+ * Never reads past `len`; `buf` need not be NUL-terminated. Only the
+ * first 4 GiB are looked at (offsets are 32-bit).
  * Returns the number of tokens used (>= 1), or
- *   MDHT_ERR_PARSE  not bencode, truncated, non-canonical;
+ *   MDHT_ERR_PARSE  not bencode, truncated, non-canonical (integer with a
+ *                   leading zero, "-0" or outside int64; string length
+ *                   with a leading zero; dict key not a string or not
+ *                   strictly above the previous one);
+ *   MDHT_ERR_INVAL  `toks` NULL, or `buf` NULL with len > 0;
  *   MDHT_ERR_LIMIT  deeper than MDHT_BE_MAX_DEPTH or more than `ntoks`
  *                   tokens. */
 int mdht_be_decode(const uint8_t *buf, size_t len, mdht_be_tok *toks,

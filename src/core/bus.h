@@ -17,7 +17,7 @@
 
 #include "mdht.h"
 
-#define MDHT_BUS_MAX_SUBS 16
+#define MDHT_BUS_MAX_SUBS 18 /* 16 for users, 2 for the node itself */
 
 typedef struct mdht_bus {
   struct {

@@ -17,7 +17,7 @@
 #define MDHT_KRPC_MAX_TID 16     /* longer transaction ids are refused */
 #define MDHT_KRPC_MAX_VALUES 256 /* values beyond this are ignored */
 #define MDHT_KRPC_MAX_TOKEN 64
-#define MDHT_KRPC_TOKENS 512     /* bencode tokens a datagram may use */
+#define MDHT_KRPC_TOKENS 512 /* bencode tokens a datagram may use */
 
 /* KRPC error codes */
 #define MDHT_KRPC_E_GENERIC 201
@@ -37,37 +37,39 @@ typedef struct mdht_bytes {
 typedef struct mdht_krpc_msg {
   char y; /* 'q', 'r' or 'e' */
   mdht_bytes t;
-  mdht_bytes v;        /* client version, len 0 if absent */
-  bool has_ip;         /* BEP 42: our address as the sender sees it */
+  mdht_bytes v; /* client version, len 0 if absent */
+  bool has_ip;  /* BEP 42: our address as the sender sees it */
   mdht_addr ip;
-  bool ro;             /* BEP 43, queries only */
+  bool ro; /* BEP 43, queries only */
 
   /* y == 'q' */
-  mdht_method method;  /* MDHT_M_UNKNOWN for anything else */
-  mdht_bytes q;        /* the method name as sent */
+  mdht_method method; /* MDHT_M_UNKNOWN for anything else */
+  mdht_bytes q;       /* the method name as sent */
 
   /* 'q' and 'r': the sender's id (required in both) */
   mdht_id id;
 
   /* query arguments */
-  mdht_id target;      /* find_node target, get_peers / announce_peer /
-                          sample_infohashes info_hash or target */
-  uint8_t want;        /* MDHT_WANT_* (0 = not given) */
-  int64_t port;        /* announce_peer */
+  mdht_id target; /* find_node target, get_peers / announce_peer /
+                     sample_infohashes info_hash or target */
+  uint8_t want;   /* MDHT_WANT_* (0 = not given) */
+  int64_t port;   /* announce_peer */
   bool implied_port;
-  bool seed;           /* announce_peer "seed" (BEP 33) */
-  bool noseed;         /* get_peers "noseed" */
-  bool scrape;         /* get_peers "scrape" */
-  mdht_bytes token;    /* announce_peer query, get_peers response */
+  bool seed;        /* announce_peer "seed" (BEP 33) */
+  bool noseed;      /* get_peers "noseed" */
+  bool scrape;      /* get_peers "scrape" */
+  mdht_bytes token; /* announce_peer query, get_peers response */
 
   /* response fields */
-  mdht_bytes nodes;    /* concatenated 26-byte compact nodes */
-  mdht_bytes nodes6;   /* concatenated 38-byte compact nodes */
+  mdht_bytes nodes;  /* concatenated 26-byte compact nodes */
+  mdht_bytes nodes6; /* concatenated 38-byte compact nodes */
   size_t nvalues;
-  mdht_bytes values[MDHT_KRPC_MAX_VALUES]; /* 6- or 18-byte peers */
-  mdht_bytes samples;  /* BEP 51: concatenated 20-byte info-hashes */
-  int64_t interval;    /* BEP 51, -1 if absent */
-  int64_t num;         /* BEP 51, -1 if absent */
+  /* 6- or 18-byte peers. mdht_krpc_msg_init() skips this array, and
+   * relies on it being directly followed by `samples`. */
+  mdht_bytes values[MDHT_KRPC_MAX_VALUES];
+  mdht_bytes samples; /* BEP 51: concatenated 20-byte info-hashes */
+  int64_t interval;   /* BEP 51, -1 if absent */
+  int64_t num;        /* BEP 51, -1 if absent */
 
   /* y == 'e' */
   int64_t ecode;
@@ -75,31 +77,43 @@ typedef struct mdht_krpc_msg {
 } mdht_krpc_msg;
 
 /* Decodes one datagram. `toks` is scratch of `ntoks` tokens
- * (MDHT_KRPC_TOKENS is plenty for any valid message).
- * Returns 0, or
- *   MDHT_ERR_PARSE  not bencode: drop;
+ * (MDHT_KRPC_TOKENS is plenty for any valid message). Byte fields of `m`
+ * point into `pkt`. Returns 0, or
+ *   MDHT_ERR_PARSE  not bencode, or more than `ntoks` tokens: drop;
  *   MDHT_ERR_PROTO  bencode, but not a valid KRPC message. If m->y == 'q'
  *                   and m->t.len > 0 on return, the caller answers with
  *                   error 203 using m->t; otherwise drop.
  * A query with an unknown method decodes with method = MDHT_M_UNKNOWN
- * (the node answers 204). Unknown keys are ignored (forward compatible).
- * Missing or mistyped required keys: MDHT_ERR_PROTO. */
+ * (the node answers 204); its arguments are not checked. Unknown keys are
+ * ignored (forward compatible), and so are a malformed "v" or "ip", a "ro"
+ * other than i1e, values entries that are not 6- or 18-byte strings, and
+ * a response token longer than MDHT_KRPC_MAX_TOKEN. Missing or mistyped
+ * required keys, and known keys of the wrong type or shape (nodes not a
+ * multiple of 26, port outside 0..65535, negative interval...):
+ * MDHT_ERR_PROTO. A response does not say which query it answers: method
+ * stays MDHT_M_UNKNOWN and every field present is filled. */
 int mdht_krpc_decode(mdht_krpc_msg *m, const uint8_t *pkt, size_t len,
                      mdht_be_tok *toks, size_t ntoks);
 
-/* Encodes `m` (fields as above; which ones are written depends on y and
- * method: see krpc.c). Returns the length, or MDHT_ERR_NOBUF.
- * For responses, `m->method` says which query it answers (so that
- * get_peers writes token/values, sample_infohashes writes samples...).
- * `values` with nvalues > 0 is written as a list; nodes/nodes6 when
- * len > 0. */
+/* Encodes `m`, which must have been set up with mdht_krpc_msg_init().
+ * Returns the length, MDHT_ERR_NOBUF (nothing is written past `cap`), or
+ * MDHT_ERR_INVAL (y not 'q', 'r' or 'e'; has_ip with a bad family).
+ * Queries write the arguments of `m->method` (the name in `m->q` for
+ * MDHT_M_UNKNOWN), plus "ro" when m->ro. Responses write every field that
+ * is present: nodes/nodes6/samples/token when len > 0, values when
+ * nvalues > 0, interval/num when >= 0; `m->method` says which query it
+ * answers only so that get_peers always writes a token and
+ * sample_infohashes always writes samples. "ip" is written whenever
+ * has_ip, "v" when v.len > 0. */
 int mdht_krpc_encode(const mdht_krpc_msg *m, uint8_t *buf, size_t cap);
 
-/* Convenience: a 2xx error reply. */
-int mdht_krpc_encode_error(uint8_t *buf, size_t cap, mdht_bytes t,
-                           int code, const char *msg, const mdht_addr *ip,
-                           mdht_bytes v);
+/* Convenience: a 2xx error reply, d1:eli<code>e<msg>e[2:ip..]1:t..[1:v..]
+ * 1:y1:ee; `ip` may be NULL. */
+int mdht_krpc_encode_error(uint8_t *buf, size_t cap, mdht_bytes t, int code,
+                           const char *msg, const mdht_addr *ip, mdht_bytes v);
 
+/* Clears `m` for y: no fields, method MDHT_M_UNKNOWN, interval and num
+ * -1. */
 void mdht_krpc_msg_init(mdht_krpc_msg *m, char y);
 
 #endif

@@ -34,16 +34,16 @@ typedef struct mdht_peer_store {
   uint32_t cap_;          /* hash table slots */
   uint32_t nih, npeers;   /* info-hashes and peers stored */
   uint64_t hash_seed;
-  uint64_t rng;           /* xorshift state for sampling, seeded by caller */
-  mdht_time next_expiry;  /* when mdht_peers_expire() has work: never
-                             later than the earliest expiry (it may be
-                             earlier after a refresh); UINT64_MAX when
-                             empty. Exact after mdht_peers_expire(). */
+  uint64_t rng;          /* xorshift state for sampling, seeded by caller */
+  mdht_time next_expiry; /* when mdht_peers_expire() has work: never
+                            later than the earliest expiry (it may be
+                            earlier after a refresh); UINT64_MAX when
+                            empty. Exact after mdht_peers_expire(). */
 } mdht_peer_store;
 
 /* Errors: MDHT_ERR_INVAL, MDHT_ERR_NOMEM. */
-int mdht_peers_init(mdht_peer_store *ps, const mdht_config *cfg,
-                    mdht_bus *bus, uint64_t hash_seed, uint64_t rng_seed);
+int mdht_peers_init(mdht_peer_store *ps, const mdht_config *cfg, mdht_bus *bus,
+                    uint64_t hash_seed, uint64_t rng_seed);
 void mdht_peers_free(mdht_peer_store *ps);
 
 /* Stores or refreshes `peer` for `ih`. Returns 0, or MDHT_ERR_ADDR for a

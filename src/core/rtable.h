@@ -56,9 +56,9 @@ typedef struct mdht_rt_bucket {
 
 typedef struct mdht_rtable {
   mdht_id self;
-  const mdht_config *cfg; /* borrowed; k, node_fresh_ms, max_fails,
-                             allow_private, query_timeout_ms */
-  mdht_bus *bus;          /* borrowed, may be NULL */
+  const mdht_config *cfg;  /* borrowed; k, node_fresh_ms, max_fails,
+                              allow_private, query_timeout_ms */
+  mdht_bus *bus;           /* borrowed, may be NULL */
   mdht_rt_bucket *buckets; /* grows as the last bucket splits */
   uint32_t nbuckets;
   /* index ip:port -> id of every node in a bucket or a replacement list
@@ -73,8 +73,7 @@ typedef struct mdht_rtable {
  * index (random, so that remote nodes cannot aim at collisions).
  * Errors: MDHT_ERR_NOMEM, MDHT_ERR_INVAL (k > MDHT_RT_KMAX or 0). */
 int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
-                     const mdht_config *cfg, mdht_bus *bus,
-                     uint64_t hash_seed);
+                     const mdht_config *cfg, mdht_bus *bus, uint64_t hash_seed);
 void mdht_rtable_free(mdht_rtable *rt);
 
 /* How we heard of a node. */
@@ -102,9 +101,8 @@ typedef enum mdht_rt_result {
  * bad slot if it can, else becomes the newest candidate. `ping` may be
  * NULL: the result is then never MDHT_RT_PING. Returns a mdht_rt_result
  * (> 0), MDHT_ERR_NOMEM or MDHT_ERR_INVAL (NULL argument). */
-int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id,
-                      const mdht_addr *addr, mdht_rt_how how, mdht_time now,
-                      mdht_rt_entry *ping);
+int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
+                      mdht_rt_how how, mdht_time now, mdht_rt_entry *ping);
 
 /* A query to `addr` timed out (or was answered with garbage). Counts a
  * failure; a node that becomes bad is replaced at once by the newest
@@ -122,8 +120,8 @@ void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
 int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
                        const mdht_addr *addr, mdht_time now);
 
-mdht_rt_state mdht_rtable_state(const mdht_rtable *rt,
-                                const mdht_rt_entry *e, mdht_time now);
+mdht_rt_state mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e,
+                                mdht_time now);
 
 /* Finds the entry of `addr` in the buckets (not the replacement lists);
  * NULL if absent. The pointer is valid until the next change. */
@@ -140,8 +138,8 @@ size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
 uint32_t mdht_rtable_bucket_of(const mdht_rtable *rt, const mdht_id *id);
 
 /* Counts for statistics. */
-void mdht_rtable_counts(const mdht_rtable *rt, mdht_time now,
-                        uint32_t *good, uint32_t *questionable,
-                        uint32_t *total, uint32_t *replacements);
+void mdht_rtable_counts(const mdht_rtable *rt, mdht_time now, uint32_t *good,
+                        uint32_t *questionable, uint32_t *total,
+                        uint32_t *replacements);
 
 #endif

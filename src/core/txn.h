@@ -17,14 +17,14 @@
 
 /* Who is waiting for the answer: the node dispatches on `kind`. */
 typedef struct mdht_txn_owner {
-  uint8_t kind;     /* node-defined: lookup, maintenance ping, ... */
-  uint32_t cookie;  /* node-defined: lookup id ... */
+  uint8_t kind;    /* node-defined: lookup, maintenance ping, ... */
+  uint32_t cookie; /* node-defined: lookup id ... */
   uint32_t cookie2;
 } mdht_txn_owner;
 
 typedef struct mdht_txn {
   mdht_addr addr;
-  mdht_id id;          /* the id we expect to answer, if known */
+  mdht_id id; /* the id we expect to answer, if known */
   bool has_id;
   mdht_method method;
   mdht_time sent;
@@ -40,8 +40,8 @@ typedef struct mdht_txn_mgr {
   mdht_txn *slots;
   uint32_t cap;
   uint32_t n;
-  uint16_t head_, tail_;  /* FIFO by deadline */
-  uint16_t *free_;        /* stack of free slot indexes */
+  uint16_t head_, tail_; /* FIFO by deadline */
+  uint16_t *free_;       /* stack of free slot indexes */
   uint32_t nfree_;
   mdht_time timeout;
 } mdht_txn_mgr;

@@ -1,0 +1,53 @@
+#include "bus.h"
+
+#include <string.h>
+
+void mdht_bus_init(mdht_bus *bus) {
+  memset(bus, 0, sizeof *bus);
+}
+
+int mdht_bus_subscribe(mdht_bus *bus, mdht_event_cb cb, void *user) {
+  if (!bus || !cb) return MDHT_ERR_INVAL;
+  for (int h = 0; h < MDHT_BUS_MAX_SUBS; h++) {
+    if (bus->subs[h].cb) continue;
+    bus->subs[h].cb = cb;
+    bus->subs[h].user = user;
+    bus->subs[h].gen++;
+    bus->order[bus->nsubs++] = (uint8_t)h;
+    return h;
+  }
+  return MDHT_ERR_FULL;
+}
+
+void mdht_bus_unsubscribe(mdht_bus *bus, int handle) {
+  if (!bus || handle < 0 || handle >= MDHT_BUS_MAX_SUBS ||
+      !bus->subs[handle].cb)
+    return;
+  bus->subs[handle].cb = NULL;
+  bus->subs[handle].user = NULL;
+  for (uint32_t i = 0; i < bus->nsubs; i++) {
+    if (bus->order[i] != handle) continue;
+    memmove(&bus->order[i], &bus->order[i + 1], bus->nsubs - i - 1);
+    bus->nsubs--;
+    break;
+  }
+}
+
+void mdht_bus_publish(const mdht_bus *bus, const mdht_event *ev) {
+  if (!bus || !ev) return;
+  /* Subscribers may change the bus under us; iterate over a snapshot and
+   * re-check each slot before calling, so that a removed subscriber is
+   * skipped and a slot reused meanwhile (different gen) is not a match. */
+  uint8_t order[MDHT_BUS_MAX_SUBS];
+  uint32_t gen[MDHT_BUS_MAX_SUBS];
+  uint32_t n = bus->nsubs;
+  for (uint32_t i = 0; i < n; i++) {
+    order[i] = bus->order[i];
+    gen[i] = bus->subs[order[i]].gen;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    mdht_event_cb cb = bus->subs[order[i]].cb;
+    if (cb && bus->subs[order[i]].gen == gen[i])
+      cb(ev, bus->subs[order[i]].user);
+  }
+}

@@ -1,0 +1,495 @@
+/*
+ * KRPC messages: decoding and encoding. See krpc.h.
+ *
+ * Decoding makes one pass over the bencode and one merge-walk over each
+ * dict it cares about: both the dict's keys and our tables of known keys
+ * are sorted, so every key is compared O(1) times.
+ */
+#include "krpc.h"
+
+#include "addr.h"
+
+#include <stddef.h>
+#include <string.h>
+
+typedef struct key {
+  const char *s;
+  size_t len;
+} key;
+
+#define K(lit)                                                                 \
+  { lit, sizeof lit - 1 }
+
+/* Each table is in bencode key order, which scan_dict relies on. */
+enum { T_A, T_E, T_IP, T_Q, T_R, T_RO, T_T, T_V, T_Y, T_N };
+static const key top_keys[T_N] = {K("a"),  K("e"), K("ip"), K("q"), K("r"),
+                                  K("ro"), K("t"), K("v"),  K("y")};
+
+enum {
+  A_ID,
+  A_IMPLIED_PORT,
+  A_INFO_HASH,
+  A_NOSEED,
+  A_PORT,
+  A_SCRAPE,
+  A_SEED,
+  A_TARGET,
+  A_TOKEN,
+  A_WANT,
+  A_N
+};
+static const key arg_keys[A_N] = {
+    K("id"),     K("implied_port"), K("info_hash"), K("noseed"), K("port"),
+    K("scrape"), K("seed"),         K("target"),    K("token"),  K("want")};
+
+enum {
+  R_ID,
+  R_INTERVAL,
+  R_NODES,
+  R_NODES6,
+  R_NUM,
+  R_SAMPLES,
+  R_TOKEN,
+  R_VALUES,
+  R_N
+};
+static const key resp_keys[R_N] = {K("id"),     K("interval"), K("nodes"),
+                                   K("nodes6"), K("num"),      K("samples"),
+                                   K("token"),  K("values")};
+
+/* Indexed by mdht_method. */
+static const key method_names[MDHT_M_UNKNOWN] = {
+    K("ping"), K("find_node"), K("get_peers"), K("announce_peer"),
+    K("sample_infohashes")};
+
+static int keycmp(const uint8_t *a, size_t alen, const key *k) {
+  size_t n = alen < k->len ? alen : k->len;
+  int c = n ? memcmp(a, k->s, n) : 0;
+  if (c) return c;
+  return (alen > k->len) - (alen < k->len);
+}
+
+/* out[j] = token index of the value of keys[j] in `dict`, or -1. */
+static void scan_dict(const uint8_t *buf, const mdht_be_tok *toks, int dict,
+                      const key *keys, size_t nkeys, int *out) {
+  for (size_t j = 0; j < nkeys; j++)
+    out[j] = -1;
+  size_t j = 0;
+  uint32_t end = toks[dict].next;
+  for (uint32_t i = (uint32_t)dict + 1; i < end && j < nkeys;
+       i = toks[i + 1].next) {
+    const mdht_be_tok *k = &toks[i];
+    while (j < nkeys) {
+      int c = keycmp(buf + k->start, k->len, &keys[j]);
+      if (c < 0) /* a key we do not know: next key */
+        break;
+      if (c == 0)
+        out[j++] = (int)i + 1;
+      else /* keys[j] is absent */
+        j++;
+      if (c == 0) break;
+    }
+  }
+}
+
+static bool is_type(const mdht_be_tok *toks, int i, mdht_be_type type) {
+  return i >= 0 && toks[i].type == type;
+}
+
+static mdht_bytes bytes_of(const uint8_t *buf, const mdht_be_tok *t) {
+  mdht_bytes b = {buf + t->start, t->len};
+  return b;
+}
+
+static int get_id(const uint8_t *buf, const mdht_be_tok *toks, int i,
+                  mdht_id *out) {
+  if (!is_type(toks, i, MDHT_BE_STR) || toks[i].len != MDHT_ID_LEN)
+    return MDHT_ERR_PROTO;
+  memcpy(out->b, buf + toks[i].start, MDHT_ID_LEN);
+  return 0;
+}
+
+/* Optional integer used as a flag: absent is false, any non-zero true. */
+static int get_flag(const mdht_be_tok *toks, int i, bool *out) {
+  if (i < 0) return 0;
+  if (toks[i].type != MDHT_BE_INT) return MDHT_ERR_PROTO;
+  *out = toks[i].ival != 0;
+  return 0;
+}
+
+/* Optional non-negative integer; stays -1 when absent. */
+static int get_count(const mdht_be_tok *toks, int i, int64_t *out) {
+  if (i < 0) return 0;
+  if (toks[i].type != MDHT_BE_INT || toks[i].ival < 0) return MDHT_ERR_PROTO;
+  *out = toks[i].ival;
+  return 0;
+}
+
+/* Optional string whose length must be a multiple of `unit`. */
+static int get_packed(const uint8_t *buf, const mdht_be_tok *toks, int i,
+                      size_t unit, mdht_bytes *out) {
+  if (i < 0) return 0;
+  if (toks[i].type != MDHT_BE_STR || toks[i].len % unit) return MDHT_ERR_PROTO;
+  *out = bytes_of(buf, &toks[i]);
+  return 0;
+}
+
+static int get_want(const uint8_t *buf, const mdht_be_tok *toks, int i,
+                    uint8_t *out) {
+  if (i < 0) return 0;
+  if (toks[i].type != MDHT_BE_LIST) return MDHT_ERR_PROTO;
+  for (uint32_t j = (uint32_t)i + 1; j < toks[i].next; j = toks[j].next) {
+    if (toks[j].type != MDHT_BE_STR) return MDHT_ERR_PROTO;
+    /* Unknown families are skipped: a future "n8" must not break us. */
+    if (toks[j].len != 2 || buf[toks[j].start] != 'n') continue;
+    if (buf[toks[j].start + 1] == '4')
+      *out |= MDHT_WANT_N4;
+    else if (buf[toks[j].start + 1] == '6')
+      *out |= MDHT_WANT_N6;
+  }
+  return 0;
+}
+
+static mdht_method method_of(const uint8_t *p, size_t len) {
+  for (int i = 0; i < MDHT_M_UNKNOWN; i++)
+    if (len == method_names[i].len && !memcmp(p, method_names[i].s, len))
+      return (mdht_method)i;
+  return MDHT_M_UNKNOWN;
+}
+
+static int decode_query(mdht_krpc_msg *m, const uint8_t *buf,
+                        const mdht_be_tok *toks, const int *top) {
+  int rc;
+  m->ro = is_type(toks, top[T_RO], MDHT_BE_INT) && toks[top[T_RO]].ival == 1;
+  if (!is_type(toks, top[T_Q], MDHT_BE_STR)) return MDHT_ERR_PROTO;
+  m->q = bytes_of(buf, &toks[top[T_Q]]);
+  m->method = method_of(m->q.p, m->q.len);
+  int a = top[T_A];
+
+  if (m->method == MDHT_M_UNKNOWN) {
+    /* Answered with 204 whatever its arguments; keep the id if usable. */
+    if (is_type(toks, a, MDHT_BE_DICT))
+      get_id(buf, toks, mdht_be_dict_get(buf, toks, a, "id", 2), &m->id);
+    return 0;
+  }
+
+  if (!is_type(toks, a, MDHT_BE_DICT)) return MDHT_ERR_PROTO;
+  int k[A_N];
+  scan_dict(buf, toks, a, arg_keys, A_N, k);
+  if ((rc = get_id(buf, toks, k[A_ID], &m->id))) return rc;
+
+  switch (m->method) {
+  case MDHT_M_PING:
+    return 0;
+  case MDHT_M_FIND_NODE:
+  case MDHT_M_SAMPLE_INFOHASHES:
+    if ((rc = get_id(buf, toks, k[A_TARGET], &m->target))) return rc;
+    return get_want(buf, toks, k[A_WANT], &m->want);
+  case MDHT_M_GET_PEERS:
+    if ((rc = get_id(buf, toks, k[A_INFO_HASH], &m->target)) ||
+        (rc = get_flag(toks, k[A_NOSEED], &m->noseed)) ||
+        (rc = get_flag(toks, k[A_SCRAPE], &m->scrape)))
+      return rc;
+    return get_want(buf, toks, k[A_WANT], &m->want);
+  case MDHT_M_ANNOUNCE_PEER:
+    if ((rc = get_id(buf, toks, k[A_INFO_HASH], &m->target)) ||
+        (rc = get_flag(toks, k[A_IMPLIED_PORT], &m->implied_port)) ||
+        (rc = get_flag(toks, k[A_SEED], &m->seed)))
+      return rc;
+    if (k[A_PORT] >= 0) {
+      const mdht_be_tok *p = &toks[k[A_PORT]];
+      if (p->type != MDHT_BE_INT || p->ival < 0 || p->ival > 65535)
+        return MDHT_ERR_PROTO;
+      m->port = p->ival;
+    } else if (!m->implied_port) {
+      /* BEP 5 requires port, but it is meaningless with implied_port and
+       * some clients leave it out. */
+      return MDHT_ERR_PROTO;
+    }
+    if (!is_type(toks, k[A_TOKEN], MDHT_BE_STR) ||
+        toks[k[A_TOKEN]].len > MDHT_KRPC_MAX_TOKEN)
+      return MDHT_ERR_PROTO;
+    m->token = bytes_of(buf, &toks[k[A_TOKEN]]);
+    return 0;
+  default:
+    return MDHT_ERR_PROTO;
+  }
+}
+
+static int decode_response(mdht_krpc_msg *m, const uint8_t *buf,
+                           const mdht_be_tok *toks, const int *top) {
+  int rc;
+  int r = top[T_R];
+  if (!is_type(toks, r, MDHT_BE_DICT)) return MDHT_ERR_PROTO;
+  int k[R_N];
+  scan_dict(buf, toks, r, resp_keys, R_N, k);
+  if ((rc = get_id(buf, toks, k[R_ID], &m->id)) ||
+      (rc = get_count(toks, k[R_INTERVAL], &m->interval)) ||
+      (rc = get_packed(buf, toks, k[R_NODES], MDHT_COMPACT_NODE4, &m->nodes)) ||
+      (rc = get_packed(buf, toks, k[R_NODES6], MDHT_COMPACT_NODE6,
+                       &m->nodes6)) ||
+      (rc = get_count(toks, k[R_NUM], &m->num)) ||
+      (rc = get_packed(buf, toks, k[R_SAMPLES], MDHT_ID_LEN, &m->samples)))
+    return rc;
+
+  int t = k[R_TOKEN];
+  if (t >= 0) {
+    if (toks[t].type != MDHT_BE_STR) return MDHT_ERR_PROTO;
+    /* An oversized token is the peer's problem: we would never be able to
+     * send it back, but the nodes and values are still useful. */
+    if (toks[t].len <= MDHT_KRPC_MAX_TOKEN) m->token = bytes_of(buf, &toks[t]);
+  }
+
+  int v = k[R_VALUES];
+  if (v >= 0) {
+    if (toks[v].type != MDHT_BE_LIST) return MDHT_ERR_PROTO;
+    for (uint32_t j = (uint32_t)v + 1;
+         j < toks[v].next && m->nvalues < MDHT_KRPC_MAX_VALUES;
+         j = toks[j].next) {
+      if (toks[j].type == MDHT_BE_STR && (toks[j].len == MDHT_COMPACT_PEER4 ||
+                                          toks[j].len == MDHT_COMPACT_PEER6))
+        m->values[m->nvalues++] = bytes_of(buf, &toks[j]);
+    }
+  }
+  return 0;
+}
+
+static int decode_error(mdht_krpc_msg *m, const uint8_t *buf,
+                        const mdht_be_tok *toks, const int *top) {
+  int e = top[T_E];
+  if (!is_type(toks, e, MDHT_BE_LIST) || toks[e].len < 2) return MDHT_ERR_PROTO;
+  int code = e + 1;
+  int msg = (int)toks[code].next;
+  if (toks[code].type != MDHT_BE_INT || toks[msg].type != MDHT_BE_STR)
+    return MDHT_ERR_PROTO;
+  m->ecode = toks[code].ival;
+  m->emsg = bytes_of(buf, &toks[msg]);
+  return 0;
+}
+
+int mdht_krpc_decode(mdht_krpc_msg *m, const uint8_t *pkt, size_t len,
+                     mdht_be_tok *toks, size_t ntoks) {
+  mdht_krpc_msg_init(m, 0);
+  int n = mdht_be_decode(pkt, len, toks, ntoks, NULL);
+  if (n < 0) return n == MDHT_ERR_INVAL ? n : MDHT_ERR_PARSE;
+  if (toks[0].type != MDHT_BE_DICT) return MDHT_ERR_PROTO;
+
+  int top[T_N];
+  scan_dict(pkt, toks, 0, top_keys, T_N, top);
+
+  /* y and t first, so that a query can be answered with 203 whatever else
+   * is wrong with it. */
+  int y = top[T_Y];
+  bool y_ok = is_type(toks, y, MDHT_BE_STR) && toks[y].len == 1;
+  if (y_ok) m->y = (char)pkt[toks[y].start];
+  int t = top[T_T];
+  if (is_type(toks, t, MDHT_BE_STR) && toks[t].len >= 1 &&
+      toks[t].len <= MDHT_KRPC_MAX_TID)
+    m->t = bytes_of(pkt, &toks[t]);
+  if (!y_ok || m->t.len == 0) return MDHT_ERR_PROTO;
+
+  /* v and ip are advisory: a malformed one is ignored, not fatal. */
+  if (is_type(toks, top[T_V], MDHT_BE_STR))
+    m->v = bytes_of(pkt, &toks[top[T_V]]);
+  int ip = top[T_IP];
+  if (is_type(toks, ip, MDHT_BE_STR) &&
+      mdht_addr_from_compact(&m->ip, pkt + toks[ip].start, toks[ip].len) == 0)
+    m->has_ip = true;
+
+  switch (m->y) {
+  case 'q':
+    return decode_query(m, pkt, toks, top);
+  case 'r':
+    return decode_response(m, pkt, toks, top);
+  case 'e':
+    return decode_error(m, pkt, toks, top);
+  default:
+    return MDHT_ERR_PROTO;
+  }
+}
+
+/* ---------------------------------------------------------------- encoder */
+
+#define W_KEY(w, lit) mdht_be_w_str((w), lit, sizeof lit - 1)
+
+static void w_bytes(mdht_be_w *w, mdht_bytes b) {
+  mdht_be_w_str(w, b.p, b.len);
+}
+
+static void w_want(mdht_be_w *w, uint8_t want) {
+  if (!want) return;
+  W_KEY(w, "want");
+  mdht_be_w_list(w);
+  if (want & MDHT_WANT_N4) W_KEY(w, "n4");
+  if (want & MDHT_WANT_N6) W_KEY(w, "n6");
+  mdht_be_w_end(w);
+}
+
+static void w_args(mdht_be_w *w, const mdht_krpc_msg *m) {
+  mdht_be_w_dict(w);
+  W_KEY(w, "id");
+  mdht_be_w_str(w, m->id.b, MDHT_ID_LEN);
+  switch (m->method) {
+  case MDHT_M_FIND_NODE:
+  case MDHT_M_SAMPLE_INFOHASHES:
+    W_KEY(w, "target");
+    mdht_be_w_str(w, m->target.b, MDHT_ID_LEN);
+    w_want(w, m->want);
+    break;
+  case MDHT_M_GET_PEERS:
+    W_KEY(w, "info_hash");
+    mdht_be_w_str(w, m->target.b, MDHT_ID_LEN);
+    if (m->noseed) {
+      W_KEY(w, "noseed");
+      mdht_be_w_int(w, 1);
+    }
+    if (m->scrape) {
+      W_KEY(w, "scrape");
+      mdht_be_w_int(w, 1);
+    }
+    w_want(w, m->want);
+    break;
+  case MDHT_M_ANNOUNCE_PEER:
+    if (m->implied_port) {
+      W_KEY(w, "implied_port");
+      mdht_be_w_int(w, 1);
+    }
+    W_KEY(w, "info_hash");
+    mdht_be_w_str(w, m->target.b, MDHT_ID_LEN);
+    W_KEY(w, "port");
+    mdht_be_w_int(w, m->port);
+    if (m->seed) {
+      W_KEY(w, "seed");
+      mdht_be_w_int(w, 1);
+    }
+    W_KEY(w, "token");
+    w_bytes(w, m->token);
+    break;
+  default: /* ping, and unknown methods: just the id */
+    break;
+  }
+  mdht_be_w_end(w);
+}
+
+static void w_resp(mdht_be_w *w, const mdht_krpc_msg *m) {
+  mdht_be_w_dict(w);
+  W_KEY(w, "id");
+  mdht_be_w_str(w, m->id.b, MDHT_ID_LEN);
+  if (m->interval >= 0) {
+    W_KEY(w, "interval");
+    mdht_be_w_int(w, m->interval);
+  }
+  if (m->nodes.len) {
+    W_KEY(w, "nodes");
+    w_bytes(w, m->nodes);
+  }
+  if (m->nodes6.len) {
+    W_KEY(w, "nodes6");
+    w_bytes(w, m->nodes6);
+  }
+  if (m->num >= 0) {
+    W_KEY(w, "num");
+    mdht_be_w_int(w, m->num);
+  }
+  /* BEP 51 and BEP 5 make these keys mandatory in their responses even
+   * when empty; elsewhere an empty one is left out. */
+  if (m->samples.len || m->method == MDHT_M_SAMPLE_INFOHASHES) {
+    W_KEY(w, "samples");
+    w_bytes(w, m->samples);
+  }
+  if (m->token.len || m->method == MDHT_M_GET_PEERS) {
+    W_KEY(w, "token");
+    w_bytes(w, m->token);
+  }
+  size_t nv =
+      m->nvalues < MDHT_KRPC_MAX_VALUES ? m->nvalues : MDHT_KRPC_MAX_VALUES;
+  if (nv) {
+    W_KEY(w, "values");
+    mdht_be_w_list(w);
+    for (size_t i = 0; i < nv; i++)
+      w_bytes(w, m->values[i]);
+    mdht_be_w_end(w);
+  }
+  mdht_be_w_end(w);
+}
+
+int mdht_krpc_encode(const mdht_krpc_msg *m, uint8_t *buf, size_t cap) {
+  if (m->y != 'q' && m->y != 'r' && m->y != 'e') return MDHT_ERR_INVAL;
+  uint8_t ip[MDHT_COMPACT_PEER6];
+  size_t iplen = 0;
+  if (m->has_ip) {
+    if (m->ip.family != MDHT_AF_INET && m->ip.family != MDHT_AF_INET6)
+      return MDHT_ERR_INVAL;
+    iplen = mdht_addr_to_compact(&m->ip, ip);
+  }
+
+  mdht_be_w w;
+  mdht_be_w_init(&w, buf, cap);
+  mdht_be_w_dict(&w);
+  /* Top-level keys in order: a, e, ip, q, r, ro, t, v, y. */
+  if (m->y == 'q') {
+    W_KEY(&w, "a");
+    w_args(&w, m);
+  } else if (m->y == 'e') {
+    W_KEY(&w, "e");
+    mdht_be_w_list(&w);
+    mdht_be_w_int(&w, m->ecode);
+    w_bytes(&w, m->emsg);
+    mdht_be_w_end(&w);
+  }
+  if (iplen) {
+    W_KEY(&w, "ip");
+    mdht_be_w_str(&w, ip, iplen);
+  }
+  if (m->y == 'q') {
+    W_KEY(&w, "q");
+    if (m->method < MDHT_M_UNKNOWN)
+      mdht_be_w_str(&w, method_names[m->method].s, method_names[m->method].len);
+    else
+      w_bytes(&w, m->q);
+  } else if (m->y == 'r') {
+    W_KEY(&w, "r");
+    w_resp(&w, m);
+  }
+  if (m->y == 'q' && m->ro) {
+    W_KEY(&w, "ro");
+    mdht_be_w_int(&w, 1);
+  }
+  W_KEY(&w, "t");
+  w_bytes(&w, m->t);
+  if (m->v.len) {
+    W_KEY(&w, "v");
+    w_bytes(&w, m->v);
+  }
+  W_KEY(&w, "y");
+  mdht_be_w_str(&w, &m->y, 1);
+  mdht_be_w_end(&w);
+  return mdht_be_w_finish(&w);
+}
+
+int mdht_krpc_encode_error(uint8_t *buf, size_t cap, mdht_bytes t, int code,
+                           const char *msg, const mdht_addr *ip, mdht_bytes v) {
+  mdht_krpc_msg m;
+  mdht_krpc_msg_init(&m, 'e');
+  m.t = t;
+  m.v = v;
+  if (ip) {
+    m.has_ip = true;
+    m.ip = *ip;
+  }
+  m.ecode = code;
+  m.emsg.p = (const uint8_t *)msg;
+  m.emsg.len = msg ? strlen(msg) : 0;
+  return mdht_krpc_encode(&m, buf, cap);
+}
+
+void mdht_krpc_msg_init(mdht_krpc_msg *m, char y) {
+  /* The values array is 4 KiB and only nvalues of it is ever meaningful;
+   * skipping it keeps the per-datagram cost of decoding low. */
+  memset(m, 0, offsetof(mdht_krpc_msg, values));
+  memset(&m->samples, 0, sizeof *m - offsetof(mdht_krpc_msg, samples));
+  m->y = y;
+  m->method = MDHT_M_UNKNOWN;
+  m->interval = -1;
+  m->num = -1;
+}

@@ -1,0 +1,540 @@
+#include "rtable.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "id.h"
+
+#define ID_BITS (MDHT_ID_LEN * 8)
+#define INDEX_MIN_CAP 64u
+
+/* One slot of the ip:port index. The id is enough to find the entry: it
+ * names the bucket, and a bucket is at most 2 * MDHT_RT_KMAX entries, so
+ * the index never needs fixing up when entries move (splits, removals). */
+typedef struct rt_slot {
+  mdht_addr addr; /* family 0 = free slot */
+  mdht_id id;
+} rt_slot;
+
+/* A time of 0 means "never" in the entries; a caller whose clock starts at
+ * 0 must not have its first answer forgotten. */
+static mdht_time stamp(mdht_time now) {
+  return now ? now : 1;
+}
+
+static uint32_t max_fails(const mdht_rtable *rt) {
+  return rt->cfg->max_fails ? rt->cfg->max_fails : 1;
+}
+
+static mdht_addr normalized(const mdht_addr *a) {
+  mdht_addr r;
+  memset(&r, 0, sizeof r);
+  r.family = a->family;
+  r.port = a->port;
+  memcpy(r.ip, a->ip, a->family == MDHT_AF_INET ? 4 : 16);
+  return r;
+}
+
+/* -------------------------------------------------------------- index */
+
+static uint32_t idx_home(const mdht_rtable *rt, const mdht_addr *a) {
+  return mdht_addr_hash(a, rt->hash_seed) & (rt->index_cap_ - 1);
+}
+
+static rt_slot *idx_find(const mdht_rtable *rt, const mdht_addr *a) {
+  rt_slot *s = rt->index_;
+  uint32_t mask = rt->index_cap_ - 1;
+  /* The load factor stays at most 1/2, so a free slot always ends this. */
+  for (uint32_t i = idx_home(rt, a);; i = (i + 1) & mask) {
+    if (s[i].addr.family == 0) return NULL;
+    if (mdht_addr_eq(&s[i].addr, a)) return &s[i];
+  }
+}
+
+static void idx_place(rt_slot *s, uint32_t mask, uint32_t home,
+                      const rt_slot *v) {
+  uint32_t i = home;
+  while (s[i].addr.family != 0)
+    i = (i + 1) & mask;
+  s[i] = *v;
+}
+
+/* Makes room for `extra` more addresses, so that the insertions that
+ * follow cannot fail half-way through a change of the table. */
+static int idx_reserve(mdht_rtable *rt, uint32_t extra) {
+  uint32_t cap = rt->index_cap_;
+  while ((rt->index_n_ + extra) * 2 > cap)
+    cap *= 2;
+  if (cap == rt->index_cap_) return 0;
+  rt_slot *ns = calloc(cap, sizeof *ns);
+  if (!ns) return MDHT_ERR_NOMEM;
+  rt_slot *os = rt->index_;
+  for (uint32_t i = 0; i < rt->index_cap_; i++)
+    if (os[i].addr.family != 0)
+      idx_place(ns, cap - 1,
+                mdht_addr_hash(&os[i].addr, rt->hash_seed) & (cap - 1), &os[i]);
+  free(os);
+  rt->index_ = ns;
+  rt->index_cap_ = cap;
+  return 0;
+}
+
+static void idx_insert(mdht_rtable *rt, const mdht_addr *a, const mdht_id *id) {
+  rt_slot v = {.addr = normalized(a), .id = *id};
+  idx_place(rt->index_, rt->index_cap_ - 1, idx_home(rt, a), &v);
+  rt->index_n_++;
+}
+
+static void idx_remove(mdht_rtable *rt, const mdht_addr *a) {
+  rt_slot *s = rt->index_;
+  rt_slot *hit = idx_find(rt, a);
+  if (!hit) return;
+  uint32_t mask = rt->index_cap_ - 1;
+  uint32_t i = (uint32_t)(hit - s);
+  /* Backward-shift deletion: pull later members of the probe run into
+   * the hole unless that would put them before their home slot. No
+   * tombstones, so lookups never slow down with churn. */
+  for (uint32_t j = (i + 1) & mask; s[j].addr.family != 0; j = (j + 1) & mask) {
+    uint32_t home = idx_home(rt, &s[j].addr);
+    bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+    if (stays) continue;
+    s[i] = s[j];
+    i = j;
+  }
+  memset(&s[i], 0, sizeof s[i]);
+  rt->index_n_--;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+uint32_t mdht_rtable_bucket_of(const mdht_rtable *rt, const mdht_id *id) {
+  uint32_t cp = (uint32_t)mdht_id_common_prefix(id, &rt->self);
+  return cp < rt->nbuckets - 1 ? cp : rt->nbuckets - 1;
+}
+
+static mdht_rt_bucket *bucket_for(const mdht_rtable *rt, const mdht_id *id) {
+  return &rt->buckets[mdht_rtable_bucket_of(rt, id)];
+}
+
+static int find_addr(const mdht_rt_entry *v, uint32_t n, const mdht_addr *a) {
+  for (uint32_t i = 0; i < n; i++)
+    if (mdht_addr_eq(&v[i].addr, a)) return (int)i;
+  return -1;
+}
+
+static bool has_id(const mdht_rt_entry *v, uint32_t n, const mdht_id *id) {
+  for (uint32_t i = 0; i < n; i++)
+    if (mdht_id_eq(&v[i].id, id)) return true;
+  return false;
+}
+
+static void drop_at(mdht_rt_entry *v, uint8_t *n, uint32_t i) {
+  memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof v[0]);
+  (*n)--;
+}
+
+static mdht_time last_seen(const mdht_rt_entry *e) {
+  mdht_time t = e->last_reply > e->last_query ? e->last_reply : e->last_query;
+  return t ? t : e->added;
+}
+
+static void touch(mdht_rt_entry *e, mdht_rt_how how, mdht_time now) {
+  if (how == MDHT_RT_HEARD_REPLY) {
+    e->last_reply = stamp(now);
+    e->fails = 0;
+  } else {
+    e->last_query = stamp(now);
+  }
+}
+
+static void publish(const mdht_rtable *rt, mdht_event_type type,
+                    const mdht_rt_entry *e, const mdht_rt_entry *old,
+                    mdht_time now) {
+  if (!rt->bus) return;
+  mdht_event ev;
+  mdht_bus_event_init(&ev, type, now);
+  ev.id = e->id;
+  ev.addr = e->addr;
+  if (old) {
+    ev.u.replaced.old_id = old->id;
+    ev.u.replaced.old_addr = old->addr;
+  }
+  mdht_bus_publish(rt->bus, &ev);
+}
+
+/* The replacement to promote: one that has answered us beats one that
+ * only queried us (it may sit behind a NAT that drops our queries); among
+ * equals the newest, as the likeliest to be alive. */
+static int best_candidate(const mdht_rt_bucket *b) {
+  for (int i = b->nrepl - 1; i >= 0; i--)
+    if (b->repl[i].last_reply != 0) return i;
+  return b->nrepl - 1;
+}
+
+/* Fills free slots of `b` from its replacement list. */
+static void promote(mdht_rtable *rt, mdht_rt_bucket *b, mdht_time now) {
+  while (b->n < rt->cfg->k && b->nrepl > 0) {
+    int c = best_candidate(b);
+    b->nodes[b->n] = b->repl[c];
+    drop_at(b->repl, &b->nrepl, (uint32_t)c);
+    b->last_changed = now;
+    publish(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], NULL, now);
+  }
+}
+
+/* Appends `e` (already in the index) as the newest candidate. When the
+ * list is full, the oldest candidate that never answered goes first, so
+ * that a stream of query-only nodes cannot flush out proven ones. */
+static void repl_add(mdht_rtable *rt, mdht_rt_bucket *b,
+                     const mdht_rt_entry *e) {
+  if (b->nrepl >= rt->cfg->k) {
+    uint32_t victim = 0;
+    for (uint32_t i = 0; i < b->nrepl; i++) {
+      if (b->repl[i].last_reply == 0) {
+        victim = i;
+        break;
+      }
+    }
+    idx_remove(rt, &b->repl[victim].addr);
+    drop_at(b->repl, &b->nrepl, victim);
+  }
+  b->repl[b->nrepl++] = *e;
+}
+
+/* Splits the last bucket in two: the ids that share exactly `depth` bits
+ * with ours stay, the closer ones move to a new last bucket. */
+static int split(mdht_rtable *rt, mdht_time now) {
+  uint32_t depth = rt->nbuckets - 1;
+  mdht_rt_bucket *nb =
+      realloc(rt->buckets, (rt->nbuckets + 1) * sizeof *rt->buckets);
+  if (!nb) return MDHT_ERR_NOMEM;
+  rt->buckets = nb;
+  mdht_rt_bucket *lo = &nb[depth], *hi = &nb[depth + 1];
+  memset(hi, 0, sizeof *hi);
+  hi->last_changed = lo->last_changed;
+
+  uint8_t keep = 0;
+  for (uint32_t i = 0; i < lo->n; i++) {
+    if ((uint32_t)mdht_id_common_prefix(&lo->nodes[i].id, &rt->self) > depth)
+      hi->nodes[hi->n++] = lo->nodes[i];
+    else
+      lo->nodes[keep++] = lo->nodes[i];
+  }
+  lo->n = keep;
+  keep = 0;
+  for (uint32_t i = 0; i < lo->nrepl; i++) {
+    if ((uint32_t)mdht_id_common_prefix(&lo->repl[i].id, &rt->self) > depth)
+      hi->repl[hi->nrepl++] = lo->repl[i];
+    else
+      lo->repl[keep++] = lo->repl[i];
+  }
+  lo->nrepl = keep;
+  rt->nbuckets++;
+
+  if (rt->bus) {
+    mdht_event ev;
+    mdht_bus_event_init(&ev, MDHT_EV_BUCKET_SPLIT, now);
+    ev.id = rt->self;
+    ev.u.split.depth = depth;
+    ev.u.split.buckets = rt->nbuckets;
+    mdht_bus_publish(rt->bus, &ev);
+  }
+  promote(rt, lo, now);
+  promote(rt, hi, now);
+  return 0;
+}
+
+/* The questionable node to check before `b` can take a newcomer: the one
+ * heard from least recently, skipping any whose check is still in flight
+ * so that a burst of newcomers does not ping the same node again and
+ * again. -1 if none. */
+static int ping_candidate(const mdht_rtable *rt, const mdht_rt_bucket *b,
+                          mdht_time now) {
+  int best = -1;
+  for (uint32_t i = 0; i < b->n; i++) {
+    const mdht_rt_entry *e = &b->nodes[i];
+    if (mdht_rtable_state(rt, e, now) != MDHT_RT_QUESTIONABLE) continue;
+    if (e->last_ping != 0 && now >= e->last_ping &&
+        now - e->last_ping < rt->cfg->query_timeout_ms)
+      continue;
+    if (best < 0 || last_seen(e) < last_seen(&b->nodes[best])) best = (int)i;
+  }
+  return best;
+}
+
+static int bad_node(const mdht_rtable *rt, const mdht_rt_bucket *b) {
+  int best = -1;
+  for (uint32_t i = 0; i < b->n; i++) {
+    if (b->nodes[i].fails < max_fails(rt)) continue;
+    if (best < 0 || last_seen(&b->nodes[i]) < last_seen(&b->nodes[best]))
+      best = (int)i;
+  }
+  return best;
+}
+
+/* Puts `e`, which is in the index but in no bucket or list, where it
+ * belongs. */
+static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
+                 mdht_time now, mdht_rt_entry *ping) {
+  mdht_rt_bucket *b;
+  for (;;) {
+    uint32_t bi = mdht_rtable_bucket_of(rt, &e->id);
+    b = &rt->buckets[bi];
+    if (b->n < rt->cfg->k) {
+      b->nodes[b->n] = *e;
+      b->last_changed = now;
+      publish(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], NULL, now);
+      return MDHT_RT_ADDED;
+    }
+    if (bi != rt->nbuckets - 1 || rt->nbuckets >= ID_BITS) break;
+    int err = split(rt, now);
+    if (err) {
+      idx_remove(rt, &e->addr);
+      return err;
+    }
+  }
+
+  /* Full and not splittable. Only a node that answered us has shown it
+   * would be worth a slot; a querier waits among the candidates. */
+  if (how == MDHT_RT_HEARD_REPLY) {
+    int bad = bad_node(rt, b);
+    if (bad >= 0) {
+      mdht_rt_entry old = b->nodes[bad];
+      b->nodes[bad] = *e;
+      b->last_changed = now;
+      idx_remove(rt, &old.addr);
+      publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[bad], &old, now);
+      return MDHT_RT_ADDED;
+    }
+  }
+  int q = -1;
+  if (how == MDHT_RT_HEARD_REPLY && ping) q = ping_candidate(rt, b, now);
+  repl_add(rt, b, e);
+  if (q < 0) return MDHT_RT_REPLACEMENT;
+  b->nodes[q].last_ping = stamp(now);
+  *ping = b->nodes[q];
+  return MDHT_RT_PING;
+}
+
+/* ---------------------------------------------------------------- API */
+
+int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
+                     const mdht_config *cfg, mdht_bus *bus,
+                     uint64_t hash_seed) {
+  if (!rt || !self || !cfg || cfg->k == 0 || cfg->k > MDHT_RT_KMAX)
+    return MDHT_ERR_INVAL;
+  memset(rt, 0, sizeof *rt);
+  rt->self = *self;
+  rt->cfg = cfg;
+  rt->bus = bus;
+  rt->hash_seed = hash_seed;
+  rt->buckets = calloc(1, sizeof *rt->buckets);
+  rt->index_ = calloc(INDEX_MIN_CAP, sizeof(rt_slot));
+  if (!rt->buckets || !rt->index_) {
+    free(rt->buckets);
+    free(rt->index_);
+    memset(rt, 0, sizeof *rt);
+    return MDHT_ERR_NOMEM;
+  }
+  rt->nbuckets = 1;
+  rt->index_cap_ = INDEX_MIN_CAP;
+  return 0;
+}
+
+void mdht_rtable_free(mdht_rtable *rt) {
+  if (!rt) return;
+  free(rt->buckets);
+  free(rt->index_);
+  memset(rt, 0, sizeof *rt);
+}
+
+mdht_rt_state mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e,
+                                mdht_time now) {
+  if (e->fails >= max_fails(rt)) return MDHT_RT_BAD;
+  if (e->last_reply != 0) {
+    mdht_time fresh = rt->cfg->node_fresh_ms;
+    if (now < e->last_reply || now - e->last_reply < fresh) return MDHT_RT_GOOD;
+    if (e->last_query != 0 &&
+        (now < e->last_query || now - e->last_query < fresh))
+      return MDHT_RT_GOOD;
+  }
+  return MDHT_RT_QUESTIONABLE;
+}
+
+static bool acceptable(const mdht_rtable *rt, const mdht_id *id,
+                       const mdht_addr *addr) {
+  if (mdht_id_eq(id, &rt->self) || mdht_addr_is_martian(addr)) return false;
+  return rt->cfg->allow_private || !mdht_addr_is_private(addr);
+}
+
+int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
+                      mdht_rt_how how, mdht_time now, mdht_rt_entry *ping) {
+  if (!rt || !id || !addr ||
+      (how != MDHT_RT_HEARD_QUERY && how != MDHT_RT_HEARD_REPLY))
+    return MDHT_ERR_INVAL;
+  if (!acceptable(rt, id, addr)) return MDHT_RT_IGNORED;
+  /* Before any change: a new node and the split that may follow must not
+   * fail half-way. */
+  if (idx_reserve(rt, 1)) return MDHT_ERR_NOMEM;
+
+  mdht_rt_entry e;
+  const rt_slot *s = idx_find(rt, addr);
+  if (s) {
+    /* Whoever answers from a known endpoint with another id is either a
+     * restarted node or someone lying; neither earns trust. */
+    if (!mdht_id_eq(&s->id, id)) return MDHT_RT_IGNORED;
+    mdht_rt_bucket *b = bucket_for(rt, id);
+    int pos = find_addr(b->nodes, b->n, addr);
+    if (pos >= 0) {
+      touch(&b->nodes[pos], how, now);
+      if (how == MDHT_RT_HEARD_REPLY) b->last_changed = now;
+      return MDHT_RT_UPDATED;
+    }
+    pos = find_addr(b->repl, b->nrepl, addr);
+    if (pos < 0)
+      return MDHT_RT_IGNORED; /* cannot happen: index and buckets agree */
+    /* A candidate heard again may now take a slot; otherwise it becomes
+     * the newest candidate. It keeps its index entry throughout. */
+    e = b->repl[pos];
+    drop_at(b->repl, &b->nrepl, (uint32_t)pos);
+  } else {
+    mdht_rt_bucket *b = bucket_for(rt, id);
+    if (has_id(b->nodes, b->n, id) || has_id(b->repl, b->nrepl, id))
+      return MDHT_RT_IGNORED;
+    memset(&e, 0, sizeof e);
+    e.id = *id;
+    e.addr = normalized(addr);
+    e.added = stamp(now);
+    idx_insert(rt, addr, id);
+  }
+  touch(&e, how, now);
+  return place(rt, &e, how, now, ping);
+}
+
+void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
+                        const mdht_addr *addr, mdht_time now) {
+  if (!rt || !addr) return;
+  const rt_slot *s = idx_find(rt, addr);
+  if (!s || (id && !mdht_id_eq(&s->id, id))) return;
+  mdht_rt_bucket *b = bucket_for(rt, &s->id);
+  int pos = find_addr(b->nodes, b->n, addr);
+  if (pos < 0) {
+    /* A candidate that does not answer is not worth keeping. */
+    pos = find_addr(b->repl, b->nrepl, addr);
+    if (pos >= 0) {
+      drop_at(b->repl, &b->nrepl, (uint32_t)pos);
+      idx_remove(rt, addr);
+    }
+    return;
+  }
+  mdht_rt_entry *e = &b->nodes[pos];
+  if (e->fails < UINT8_MAX) e->fails++;
+  if (e->fails < max_fails(rt) || b->nrepl == 0) return;
+  int c = best_candidate(b);
+  mdht_rt_entry old = *e;
+  *e = b->repl[c];
+  drop_at(b->repl, &b->nrepl, (uint32_t)c);
+  b->last_changed = now;
+  idx_remove(rt, &old.addr);
+  publish(rt, MDHT_EV_NODE_REPLACED, e, &old, now);
+}
+
+int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
+                       const mdht_addr *addr, mdht_time now) {
+  if (!rt || !addr) return MDHT_ERR_INVAL;
+  const rt_slot *s = idx_find(rt, addr);
+  if (!s || (id && !mdht_id_eq(&s->id, id))) return MDHT_ERR_NOTFOUND;
+  mdht_rt_bucket *b = bucket_for(rt, &s->id);
+  int pos = find_addr(b->nodes, b->n, addr);
+  if (pos >= 0) {
+    mdht_rt_entry old = b->nodes[pos];
+    drop_at(b->nodes, &b->n, (uint32_t)pos);
+    idx_remove(rt, addr);
+    publish(rt, MDHT_EV_NODE_REMOVED, &old, NULL, now);
+    promote(rt, b, now);
+    return 0;
+  }
+  pos = find_addr(b->repl, b->nrepl, addr);
+  if (pos < 0) return MDHT_ERR_NOTFOUND;
+  drop_at(b->repl, &b->nrepl, (uint32_t)pos);
+  idx_remove(rt, addr);
+  return 0;
+}
+
+mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr) {
+  if (!rt || !addr) return NULL;
+  const rt_slot *s = idx_find(rt, addr);
+  if (!s) return NULL;
+  mdht_rt_bucket *b = bucket_for(rt, &s->id);
+  int pos = find_addr(b->nodes, b->n, addr);
+  return pos >= 0 ? &b->nodes[pos] : NULL;
+}
+
+/* Merges the eligible nodes of buckets lo..hi into out[have..n), which is
+ * kept sorted by distance and holds at most the n - have closest. */
+static size_t take_closest(const mdht_rtable *rt, uint32_t lo, uint32_t hi,
+                           const mdht_id *target, int family,
+                           mdht_rt_entry *out, size_t have, size_t n,
+                           mdht_time now) {
+  mdht_rt_entry *v = out + have;
+  size_t room = n - have, m = 0;
+  for (uint32_t bi = lo; bi <= hi; bi++) {
+    const mdht_rt_bucket *b = &rt->buckets[bi];
+    for (uint32_t i = 0; i < b->n; i++) {
+      const mdht_rt_entry *e = &b->nodes[i];
+      if (e->last_reply == 0 || (family && e->addr.family != family) ||
+          mdht_rtable_state(rt, e, now) == MDHT_RT_BAD)
+        continue;
+      if (m == room && mdht_id_cmp_dist(target, &e->id, &v[m - 1].id) >= 0)
+        continue;
+      size_t j = m < room ? m++ : m - 1;
+      while (j > 0 && mdht_id_cmp_dist(target, &e->id, &v[j - 1].id) < 0) {
+        v[j] = v[j - 1];
+        j--;
+      }
+      v[j] = *e;
+    }
+  }
+  return have + m;
+}
+
+size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
+                           int family, mdht_rt_entry *out, size_t n,
+                           mdht_time now) {
+  if (!rt || !target || !out || n == 0) return 0;
+  /* XOR distance orders the buckets in bands. With c the bucket of the
+   * target: bucket c's nodes agree with the target through bit c and are
+   * nearest; the buckets after c differ from it first at bit c and come
+   * next, mixed together; then each bucket i < c, whose nodes differ from
+   * it first at bit i, farther as i falls. Sorting within a band is
+   * enough. */
+  uint32_t last = rt->nbuckets - 1;
+  uint32_t c = mdht_rtable_bucket_of(rt, target);
+  size_t have = take_closest(rt, c, c, target, family, out, 0, n, now);
+  if (c < last && have < n)
+    have = take_closest(rt, c + 1, last, target, family, out, have, n, now);
+  for (uint32_t i = c; i-- > 0 && have < n;)
+    have = take_closest(rt, i, i, target, family, out, have, n, now);
+  return have;
+}
+
+void mdht_rtable_counts(const mdht_rtable *rt, mdht_time now, uint32_t *good,
+                        uint32_t *questionable, uint32_t *total,
+                        uint32_t *replacements) {
+  uint32_t g = 0, q = 0, t = 0, r = 0;
+  for (uint32_t bi = 0; rt && bi < rt->nbuckets; bi++) {
+    const mdht_rt_bucket *b = &rt->buckets[bi];
+    for (uint32_t i = 0; i < b->n; i++) {
+      mdht_rt_state st = mdht_rtable_state(rt, &b->nodes[i], now);
+      g += st == MDHT_RT_GOOD;
+      q += st == MDHT_RT_QUESTIONABLE;
+    }
+    t += b->n;
+    r += b->nrepl;
+  }
+  if (good) *good = g;
+  if (questionable) *questionable = q;
+  if (total) *total = t;
+  if (replacements) *replacements = r;
+}

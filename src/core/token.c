@@ -1,0 +1,70 @@
+#include "token.h"
+
+#include <string.h>
+
+#include <nettle/hmac.h>
+#include <nettle/memops.h>
+
+/* Mixed into the initial secret to derive `prev`, so that the two differ
+ * without asking the caller for a second secret. */
+static const uint8_t prev_label[] = "mdht token: initial previous secret";
+
+static void hmac_trunc(const uint8_t *key, const uint8_t *msg, size_t len,
+                       uint8_t *out, size_t outlen) {
+  struct hmac_sha1_ctx ctx;
+  hmac_sha1_set_key(&ctx, MDHT_TOKEN_SECRET_LEN, key);
+  hmac_sha1_update(&ctx, len, msg);
+  hmac_sha1_digest(&ctx, outlen, out);
+}
+
+void mdht_token_init(mdht_token_mgr *tm, const uint8_t *secret,
+                     mdht_time period, mdht_time now) {
+  memcpy(tm->cur, secret, MDHT_TOKEN_SECRET_LEN);
+  hmac_trunc(secret, prev_label, sizeof prev_label - 1, tm->prev,
+             MDHT_TOKEN_SECRET_LEN);
+  tm->period = period;
+  tm->next_rotate = now + period;
+}
+
+mdht_time mdht_token_next_rotate(const mdht_token_mgr *tm) {
+  return tm->next_rotate;
+}
+
+void mdht_token_rotate(mdht_token_mgr *tm, const uint8_t *secret,
+                       mdht_time now) {
+  memcpy(tm->prev, tm->cur, MDHT_TOKEN_SECRET_LEN);
+  memcpy(tm->cur, secret, MDHT_TOKEN_SECRET_LEN);
+  /* From now, not from the missed deadline: a late tick must not make the
+   * next rotation come early and shorten token lifetime. */
+  tm->next_rotate = now + tm->period;
+}
+
+/* The family byte leads so that a v4 address and a v6 address whose first
+ * bytes coincide never hash the same message. */
+static void token_for(const uint8_t *key, const mdht_addr *a,
+                      uint8_t out[MDHT_TOKEN_LEN]) {
+  uint8_t msg[1 + 16];
+  size_t iplen = a->family == MDHT_AF_INET ? 4 : 16;
+  msg[0] = a->family;
+  memcpy(msg + 1, a->ip, iplen);
+  hmac_trunc(key, msg, 1 + iplen, out, MDHT_TOKEN_LEN);
+}
+
+void mdht_token_make(const mdht_token_mgr *tm, const mdht_addr *a,
+                     uint8_t out[MDHT_TOKEN_LEN]) {
+  token_for(tm->cur, a, out);
+}
+
+bool mdht_token_check(const mdht_token_mgr *tm, const mdht_addr *a,
+                      const uint8_t *tok, size_t len) {
+  /* The expected length is public; only the content needs constant time. */
+  if (!tm || !a || !tok || len != MDHT_TOKEN_LEN) return false;
+  uint8_t cur[MDHT_TOKEN_LEN], prev[MDHT_TOKEN_LEN];
+  token_for(tm->cur, a, cur);
+  token_for(tm->prev, a, prev);
+  /* Both comparisons always run, so timing does not tell which secret a
+   * token was made under. */
+  int ok_cur = memeql_sec(cur, tok, MDHT_TOKEN_LEN);
+  int ok_prev = memeql_sec(prev, tok, MDHT_TOKEN_LEN);
+  return (ok_cur | ok_prev) != 0;
+}
