@@ -1,0 +1,486 @@
+#include "lookup.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "id.h"
+
+/* Lookup ids carry the slot in the low 16 bits (+1, so that no id is 0)
+ * and the slot's generation in the high 16: a report for a lookup that
+ * ended finds its slot reused under another id and is ignored. */
+#define SLOT_BITS 16
+#define MAX_SLOTS 0xffffu
+
+static mdht_lookup *find_slot(const mdht_lookups *ls, uint32_t id) {
+  if (!ls || !ls->slots) return NULL;
+  uint32_t idx = (id & MAX_SLOTS);
+  if (idx == 0 || idx > ls->cfg.max_lookups) return NULL;
+  mdht_lookup *l = &ls->slots[idx - 1];
+  if (l->id != id || l->finishing) return NULL;
+  return l;
+}
+
+int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
+                      const mdht_lookup_cbs *cbs, const mdht_id *self) {
+  if (!ls) return MDHT_ERR_INVAL;
+  memset(ls, 0, sizeof *ls);
+  if (!cfg || !cbs || !cbs->send || cfg->k == 0 || cfg->k > MDHT_LOOKUP_MAX_K ||
+      cfg->alpha == 0 || cfg->alpha > MDHT_LOOKUP_MAX_QUERIES ||
+      cfg->max_lookups == 0 || cfg->max_lookups > MAX_SLOTS ||
+      cfg->query_timeout_ms == 0 ||
+      cfg->query_soft_timeout_ms > cfg->query_timeout_ms)
+    return MDHT_ERR_INVAL;
+  ls->slots = calloc(cfg->max_lookups, sizeof *ls->slots);
+  if (!ls->slots) return MDHT_ERR_NOMEM;
+  ls->cfg = *cfg;
+  ls->bus = bus;
+  ls->cb = *cbs;
+  if (self) {
+    ls->self = *self;
+    ls->has_self = true;
+  }
+  return 0;
+}
+
+void mdht_lookups_free(mdht_lookups *ls) {
+  if (!ls) return;
+  free(ls->slots);
+  ls->slots = NULL;
+  ls->n_active = 0;
+}
+
+/* ------------------------------------------------------------ candidates */
+
+static bool usable_addr(const mdht_lookups *ls, const mdht_addr *a) {
+  if (a->family != MDHT_AF_INET && a->family != MDHT_AF_INET6) return false;
+  if (mdht_addr_is_martian(a)) return false;
+  /* On the public internet a private address in a response is at best
+   * useless and at worst a way to make us probe someone's LAN. */
+  return ls->cfg.allow_private || !mdht_addr_is_private(a);
+}
+
+/* Index of the candidate at `a`, or -1. */
+static int find_addr(const mdht_lookup *l, const mdht_addr *a) {
+  for (uint32_t i = 0; i < l->n_cands; i++)
+    if (mdht_addr_eq(&l->cands[i].addr, a)) return (int)i;
+  return -1;
+}
+
+/* Is `id` already the id of a candidate other than `skip`? */
+static bool id_taken(const mdht_lookup *l, const mdht_id *id, int skip) {
+  for (uint32_t i = 0; i < l->n_cands; i++)
+    if ((int)i != skip && mdht_id_eq(&l->cands[i].id, id)) return true;
+  return false;
+}
+
+/* First index whose candidate is farther from the target than `id`. */
+static uint32_t sorted_pos(const mdht_lookup *l, const mdht_id *id) {
+  uint32_t lo = 0, hi = l->n_cands;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (mdht_id_cmp_dist(&l->target, &l->cands[mid].id, id) <= 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+static void remove_at(mdht_lookup *l, uint32_t i) {
+  memmove(&l->cands[i], &l->cands[i + 1],
+          (l->n_cands - i - 1) * sizeof l->cands[0]);
+  l->n_cands--;
+}
+
+/* Places `c` at its sorted position (room must exist); returns the index. */
+static uint32_t insert_sorted(mdht_lookup *l, const mdht_lookup_cand *c) {
+  uint32_t pos = sorted_pos(l, &c->id);
+  memmove(&l->cands[pos + 1], &l->cands[pos],
+          (l->n_cands - pos) * sizeof l->cands[0]);
+  l->cands[pos] = *c;
+  l->n_cands++;
+  return pos;
+}
+
+/* Adds a node learned at `depth` unless it is unusable or already known
+ * (by id or by address: either would mean querying one node twice). */
+static void add_candidate(const mdht_lookups *ls, mdht_lookup *l,
+                          const mdht_id *id, const mdht_addr *addr,
+                          uint32_t depth) {
+  if (!usable_addr(ls, addr)) return;
+  if (ls->has_self && mdht_id_eq(id, &ls->self)) return;
+  if (find_addr(l, addr) >= 0 || id_taken(l, id, -1)) return;
+  if (l->n_cands == MDHT_LOOKUP_MAX_CANDS) {
+    /* Only never-queried candidates may go: the queried ones are the
+     * memory of whom not to ask again, and the answered ones the result. */
+    int far = -1;
+    for (int i = (int)l->n_cands - 1; i >= 0; i--)
+      if (l->cands[i].state == MDHT_LC_NEW) {
+        far = i;
+        break;
+      }
+    if (far < 0 || mdht_id_cmp_dist(&l->target, &l->cands[far].id, id) <= 0)
+      return;
+    remove_at(l, (uint32_t)far);
+  }
+  mdht_lookup_cand c = {.id = *id,
+                        .addr = *addr,
+                        .depth =
+                            (uint16_t)(depth > UINT16_MAX ? UINT16_MAX : depth),
+                        .state = MDHT_LC_NEW};
+  insert_sorted(l, &c);
+}
+
+/* ------------------------------------------------------------- the rule */
+
+/* The closest unqueried candidate inside the window (see lookup.h), or
+ * -1. */
+static int next_to_query(const mdht_lookups *ls, const mdht_lookup *l) {
+  uint32_t answered = 0;
+  for (uint32_t i = 0; i < l->n_cands; i++) {
+    switch (l->cands[i].state) {
+    case MDHT_LC_NEW:
+      return (int)i;
+    case MDHT_LC_ANSWERED:
+      if (++answered == ls->cfg.k) return -1;
+      break;
+    default:
+      break;
+    }
+  }
+  return -1;
+}
+
+/* True when nothing in the window can still change the result. */
+static bool is_over(const mdht_lookups *ls, const mdht_lookup *l) {
+  bool can_send = l->queries < MDHT_LOOKUP_MAX_QUERIES;
+  uint32_t answered = 0;
+  for (uint32_t i = 0; i < l->n_cands; i++) {
+    switch (l->cands[i].state) {
+    case MDHT_LC_NEW:
+      if (can_send) return false;
+      break;
+    case MDHT_LC_INFLIGHT:
+    case MDHT_LC_SLOW:
+      return false;
+    case MDHT_LC_ANSWERED:
+      if (++answered == ls->cfg.k) return true;
+      break;
+    default:
+      break;
+    }
+  }
+  return true;
+}
+
+static void set_failed(mdht_lookup *l, mdht_lookup_cand *c) {
+  if (c->state == MDHT_LC_INFLIGHT) l->n_inflight--;
+  if (c->state == MDHT_LC_SLOW) l->n_slow--;
+  c->state = MDHT_LC_FAILED;
+  l->failures++;
+}
+
+/* Sends queries while the window has unqueried candidates and fewer than
+ * alpha fresh queries are in flight. */
+static void pump(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
+  while (l->n_inflight < ls->cfg.alpha &&
+         l->queries < MDHT_LOOKUP_MAX_QUERIES) {
+    int i = next_to_query(ls, l);
+    if (i < 0) break;
+    mdht_lookup_cand *c = &l->cands[i];
+    c->state = MDHT_LC_INFLIGHT;
+    c->sent = now;
+    l->n_inflight++;
+    l->queries++;
+    /* Copies: the callback gets no pointer into our arrays. */
+    mdht_id target = l->target, id = c->id;
+    mdht_addr addr = c->addr;
+    if (ls->cb.send(ls->cb.user, l->id, l->kind, &target, &id, &addr, now) < 0)
+      set_failed(l, &l->cands[i]);
+  }
+}
+
+static void update_deadline(const mdht_lookups *ls, mdht_lookup *l) {
+  mdht_time d = l->end_due ? l->started : UINT64_MAX;
+  for (uint32_t i = 0; i < l->n_cands; i++) {
+    const mdht_lookup_cand *c = &l->cands[i];
+    mdht_time t;
+    if (c->state == MDHT_LC_INFLIGHT)
+      t = c->sent + ls->cfg.query_soft_timeout_ms;
+    else if (c->state == MDHT_LC_SLOW)
+      t = c->sent + ls->cfg.query_timeout_ms;
+    else
+      continue;
+    if (t < d) d = t;
+  }
+  l->deadline = d;
+}
+
+/* ---------------------------------------------------------------- events */
+
+static uint32_t closest_bits(const mdht_lookup *l) {
+  for (uint32_t i = 0; i < l->n_cands; i++)
+    if (l->cands[i].state == MDHT_LC_ANSWERED)
+      return (uint32_t)mdht_id_common_prefix(&l->cands[i].id, &l->target);
+  return 0;
+}
+
+static void publish(const mdht_lookups *ls, const mdht_lookup *l,
+                    mdht_event_type type, const mdht_addr *addr, bool ok,
+                    mdht_time now) {
+  if (!ls->bus) return;
+  mdht_event ev;
+  mdht_bus_event_init(&ev, type, now);
+  ev.id = l->target;
+  ev.method = l->kind;
+  if (addr) ev.addr = *addr;
+  ev.u.lookup.lookup_id = l->id;
+  ev.u.lookup.round = l->rounds;
+  ev.u.lookup.queried = l->queries;
+  ev.u.lookup.answered = l->responses;
+  ev.u.lookup.failed = l->failures;
+  ev.u.lookup.peers = l->n_peers;
+  ev.u.lookup.closest_bits = closest_bits(l);
+  ev.u.lookup.ok = ok;
+  mdht_bus_publish(ls->bus, &ev);
+}
+
+static void release(mdht_lookups *ls, mdht_lookup *l) {
+  l->id = 0;
+  l->finishing = false;
+  ls->n_active--;
+}
+
+static void finish(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
+  mdht_lookup_result nodes[MDHT_LOOKUP_MAX_K];
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < l->n_cands && n < ls->cfg.k; i++) {
+    const mdht_lookup_cand *c = &l->cands[i];
+    if (c->state != MDHT_LC_ANSWERED) continue;
+    nodes[n].id = c->id;
+    nodes[n].addr = c->addr;
+    nodes[n].token_len = c->token_len;
+    memcpy(nodes[n].token, c->token, c->token_len);
+    n++;
+  }
+  bool ok = l->responses > 0;
+  publish(ls, l, MDHT_EV_LOOKUP_DONE, NULL, ok, now);
+  mdht_lookup_results res = {
+      .lookup_id = l->id,
+      .kind = l->kind,
+      .target = l->target,
+      .ok = ok,
+      .nodes = nodes,
+      .n_nodes = n,
+      .peers = l->peers,
+      .n_peers = l->n_peers,
+      .rounds = l->rounds,
+      .queries = l->queries,
+      .responses = l->responses,
+      .failures = l->failures,
+      .elapsed = now >= l->started ? now - l->started : 0,
+  };
+  /* The slot stays taken during the callback, so that `peers` stays
+   * valid and a lookup started from inside it goes to another slot. */
+  l->finishing = true;
+  if (ls->cb.done) ls->cb.done(ls->cb.user, &res);
+  release(ls, l);
+}
+
+/* After any change: more queries, the next timer, and the end. Returns
+ * true if the lookup ended. */
+static bool advance(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
+  pump(ls, l, now);
+  if (is_over(ls, l)) {
+    finish(ls, l, now);
+    return true;
+  }
+  update_deadline(ls, l);
+  return false;
+}
+
+/* ------------------------------------------------------------------ API */
+
+int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
+                          const mdht_id *target, const mdht_lookup_node *seeds,
+                          size_t n_seeds, mdht_time now) {
+  if (!ls || !ls->slots || !target || (!seeds && n_seeds))
+    return MDHT_ERR_INVAL;
+  if (kind != MDHT_M_FIND_NODE && kind != MDHT_M_GET_PEERS)
+    return MDHT_ERR_INVAL;
+  if (ls->n_active >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
+  mdht_lookup *l = NULL;
+  uint32_t idx = 0;
+  for (; idx < ls->cfg.max_lookups; idx++)
+    if (ls->slots[idx].id == 0 && !ls->slots[idx].finishing) {
+      l = &ls->slots[idx];
+      break;
+    }
+  if (!l) return MDHT_ERR_FULL;
+
+  l->end_due = false;
+  l->kind = kind;
+  l->target = *target;
+  l->started = now;
+  l->deadline = UINT64_MAX;
+  l->n_inflight = l->n_slow = 0;
+  l->queries = l->responses = l->failures = l->rounds = 0;
+  l->n_cands = l->n_peers = 0;
+  for (size_t i = 0; i < n_seeds; i++)
+    add_candidate(ls, l, &seeds[i].id, &seeds[i].addr, 1);
+  if (l->n_cands == 0) return MDHT_ERR_AGAIN;
+
+  l->gen++;
+  l->id = ((uint32_t)l->gen << SLOT_BITS) | (idx + 1);
+  ls->n_active++;
+  publish(ls, l, MDHT_EV_LOOKUP_STARTED, NULL, false, now);
+  pump(ls, l, now);
+  /* The owner learns the id only when we return, so a lookup whose every
+   * first send failed must not end (and call `done`) in here. */
+  if (is_over(ls, l)) l->end_due = true;
+  update_deadline(ls, l);
+  return l->id;
+}
+
+/* The candidate at `addr` with a query in flight, or -1. */
+static int awaited(const mdht_lookup *l, const mdht_addr *addr) {
+  int i = find_addr(l, addr);
+  if (i < 0) return -1;
+  uint8_t st = l->cands[i].state;
+  return st == MDHT_LC_INFLIGHT || st == MDHT_LC_SLOW ? i : -1;
+}
+
+static void add_peers(mdht_lookup *l, const mdht_addr *values,
+                      size_t n_values) {
+  for (size_t v = 0; v < n_values; v++) {
+    if (l->n_peers == MDHT_LOOKUP_MAX_PEERS) return;
+    const mdht_addr *p = &values[v];
+    if ((p->family != MDHT_AF_INET && p->family != MDHT_AF_INET6) ||
+        mdht_addr_is_martian(p))
+      continue;
+    bool dup = false;
+    for (uint32_t j = 0; j < l->n_peers && !dup; j++)
+      dup = mdht_addr_eq(&l->peers[j], p);
+    if (!dup) l->peers[l->n_peers++] = *p;
+  }
+}
+
+int mdht_lookup_on_response(mdht_lookups *ls, uint32_t lookup_id,
+                            const mdht_id *node_id, const mdht_addr *addr,
+                            const mdht_lookup_node *nodes, size_t n_nodes,
+                            const mdht_addr *values, size_t n_values,
+                            const uint8_t *token, size_t token_len,
+                            mdht_time now) {
+  if (!node_id || !addr || (!nodes && n_nodes) || (!values && n_values) ||
+      (!token && token_len))
+    return MDHT_ERR_INVAL;
+  mdht_lookup *l = find_slot(ls, lookup_id);
+  if (!l) return MDHT_ERR_NOTFOUND;
+  int i = awaited(l, addr);
+  if (i < 0) return MDHT_ERR_NOTFOUND;
+
+  mdht_lookup_cand *c = &l->cands[i];
+  if (!mdht_id_eq(&c->id, node_id)) {
+    /* Whoever answers at that address is the node we asked, whatever id
+     * the referrer gave it; but an id that is ours or another
+     * candidate's would make one node count twice. */
+    if ((ls->has_self && mdht_id_eq(node_id, &ls->self)) ||
+        id_taken(l, node_id, i)) {
+      set_failed(l, c);
+      advance(ls, l, now);
+      return 0;
+    }
+    mdht_lookup_cand moved = *c;
+    moved.id = *node_id;
+    remove_at(l, (uint32_t)i);
+    i = (int)insert_sorted(l, &moved);
+    c = &l->cands[i];
+  }
+  if (c->state == MDHT_LC_INFLIGHT)
+    l->n_inflight--;
+  else
+    l->n_slow--;
+  c->state = MDHT_LC_ANSWERED;
+  c->token_len = 0;
+  if (token_len > 0 && token_len <= MDHT_LOOKUP_TOKEN_MAX) {
+    memcpy(c->token, token, token_len);
+    c->token_len = (uint8_t)token_len;
+  }
+  uint32_t depth = c->depth;
+  l->responses++;
+  if (depth > l->rounds) l->rounds = depth;
+
+  /* `c` is stale from here: insertions move candidates. */
+  for (size_t n = 0; n < n_nodes; n++)
+    add_candidate(ls, l, &nodes[n].id, &nodes[n].addr, depth + 1);
+  if (l->kind == MDHT_M_GET_PEERS) add_peers(l, values, n_values);
+
+  publish(ls, l, MDHT_EV_LOOKUP_PROGRESS, addr, false, now);
+  advance(ls, l, now);
+  return 0;
+}
+
+int mdht_lookup_on_failure(mdht_lookups *ls, uint32_t lookup_id,
+                           const mdht_addr *addr, mdht_time now) {
+  if (!addr) return MDHT_ERR_INVAL;
+  mdht_lookup *l = find_slot(ls, lookup_id);
+  if (!l) return MDHT_ERR_NOTFOUND;
+  int i = awaited(l, addr);
+  if (i < 0) return MDHT_ERR_NOTFOUND;
+  set_failed(l, &l->cands[i]);
+  advance(ls, l, now);
+  return 0;
+}
+
+int mdht_lookup_cancel(mdht_lookups *ls, uint32_t lookup_id, mdht_time now) {
+  mdht_lookup *l = find_slot(ls, lookup_id);
+  if (!l) return MDHT_ERR_NOTFOUND;
+  publish(ls, l, MDHT_EV_LOOKUP_DONE, NULL, false, now);
+  release(ls, l);
+  return 0;
+}
+
+int mdht_lookups_tick(mdht_lookups *ls, mdht_time now) {
+  if (!ls || !ls->slots) return 0;
+  int ended = 0;
+  for (uint32_t s = 0; s < ls->cfg.max_lookups; s++) {
+    mdht_lookup *l = &ls->slots[s];
+    if (l->id == 0 || l->finishing || l->deadline > now) continue;
+    if (l->end_due) {
+      finish(ls, l, now);
+      ended++;
+      continue;
+    }
+    for (uint32_t i = 0; i < l->n_cands; i++) {
+      mdht_lookup_cand *c = &l->cands[i];
+      if (c->state != MDHT_LC_INFLIGHT && c->state != MDHT_LC_SLOW) continue;
+      if (now < c->sent) continue; /* the caller's clock went back */
+      if (now - c->sent >= ls->cfg.query_timeout_ms) {
+        set_failed(l, c);
+      } else if (c->state == MDHT_LC_INFLIGHT &&
+                 now - c->sent >= ls->cfg.query_soft_timeout_ms) {
+        c->state = MDHT_LC_SLOW;
+        l->n_inflight--;
+        l->n_slow++;
+      }
+    }
+    if (advance(ls, l, now)) ended++;
+  }
+  return ended;
+}
+
+mdht_time mdht_lookups_next_deadline(const mdht_lookups *ls) {
+  mdht_time d = UINT64_MAX;
+  if (!ls || !ls->slots) return d;
+  for (uint32_t s = 0; s < ls->cfg.max_lookups; s++) {
+    const mdht_lookup *l = &ls->slots[s];
+    if (l->id != 0 && !l->finishing && l->deadline < d) d = l->deadline;
+  }
+  return d;
+}
+
+const mdht_lookup *mdht_lookup_find(const mdht_lookups *ls,
+                                    uint32_t lookup_id) {
+  return find_slot(ls, lookup_id);
+}

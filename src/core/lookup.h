@@ -1,0 +1,231 @@
+/*
+ * The iterative lookup engine: node lookups (find_node) and peer lookups
+ * (get_peers, whose K closest responders and their tokens feed
+ * announce_peer), many in flight at once.
+ *
+ * Sans-I/O and independent of the node: it never encodes KRPC, never
+ * touches a socket, and knows nothing of transactions. The owner
+ *   - starts a lookup with seeds from its routing table;
+ *   - sends the queries the engine asks for through the `send` callback;
+ *   - reports each answer (already parsed into nodes, values and token)
+ *     with mdht_lookup_on_response(), and each hard timeout, error reply or
+ *     unparseable answer with mdht_lookup_on_failure();
+ *   - calls mdht_lookups_tick() at mdht_lookups_next_deadline();
+ *   - gets the results through the `done` callback.
+ * Candidates are matched by address: the engine never queries an address
+ * twice within a lookup, so (lookup id, address) names one query.
+ *
+ * The algorithm (libtorrent's traversal_algorithm, BEP 5):
+ *   - Candidates are kept sorted by XOR distance to the target, at most
+ *     MDHT_LOOKUP_MAX_CANDS; when full, a new candidate evicts the farthest
+ *     never-queried one if it is closer, else it is dropped. Queried
+ *     candidates are never evicted, so "never query the same node twice"
+ *     holds for the whole lookup: a node is skipped when its id or its
+ *     address is already a candidate.
+ *   - The "window" is the sorted candidates, failed ones skipped, up to and
+ *     including the K-th (cfg->k) one that answered. Queries go to the
+ *     closest unqueried candidates of the window, while fewer than
+ *     cfg->alpha queries are in flight and not soft-timed-out.
+ *   - A query in flight longer than cfg->query_soft_timeout_ms stops
+ *     counting against alpha, so one more query may start: a slow node does
+ *     not stall the lookup. It is still awaited: its answer counts whenever
+ *     it arrives (until the lookup ends), and it stays in the window.
+ *     Bound: at any time at most alpha queries are in flight and younger
+ *     than the soft timeout; any number (within MDHT_LOOKUP_MAX_QUERIES) may
+ *     be older.
+ *   - Termination: the lookup ends when the window holds no unqueried and
+ *     no in-flight candidate, i.e. the K closest non-failed candidates have
+ *     all answered (or fewer than K remain and all of them answered).
+ *     Queries still in flight to nodes farther than the K-th responder do
+ *     not hold it back: they could only report nodes that the K closest
+ *     responders, which are closer to the target, failed to know.
+ *   - Safety: at most MDHT_LOOKUP_MAX_QUERIES queries per lookup; once
+ *     spent, the lookup ends when nothing in the window is in flight. The
+ *     engine also fails a query on its own after cfg->query_timeout_ms, so
+ *     a report the owner loses cannot stall a lookup forever (a report that
+ *     arrives after that is ignored).
+ *
+ * Memory: every lookup is a fixed slot allocated at init; nothing is
+ * allocated per response.
+ *
+ * Events (all with id = target, method = the lookup kind, u.lookup):
+ *   LOOKUP_STARTED  when started; counters zero.
+ *   LOOKUP_PROGRESS after each accepted response; addr = the responder;
+ *                   round, queried, answered, failed, peers, closest_bits
+ *                   (leading bits the closest responder shares with the
+ *                   target).
+ *   LOOKUP_DONE     when it ends or is cancelled (ok = false then); same
+ *                   counters.
+ *
+ * Callbacks must not call back into the lookup set, except that `done` may
+ * start or cancel other lookups.
+ */
+#ifndef MDHT_LOOKUP_H
+#define MDHT_LOOKUP_H
+
+#include "mdht.h"
+#include "bus.h"
+
+/* Candidates kept per lookup (sorted by distance). */
+#define MDHT_LOOKUP_MAX_CANDS 128
+/* Queries per lookup; below MAX_CANDS so that room for new candidates
+ * always remains. A lookup in the public DHT takes some 20 to 60. */
+#define MDHT_LOOKUP_MAX_QUERIES 96
+/* Distinct peers collected per get_peers lookup; more are ignored. */
+#define MDHT_LOOKUP_MAX_PEERS 256
+/* Longest token stored. libtorrent's are 4 bytes, jech/Transmission's and
+ * ours 8, WebTorrent's and anacrolix's 20; a longer token is not kept (the
+ * responder still counts, but cannot be announced to). */
+#define MDHT_LOOKUP_TOKEN_MAX 32
+/* Upper bound of cfg->k for lookups (the routing table's is lower). */
+#define MDHT_LOOKUP_MAX_K 32
+
+/* A node: a seed, or one learned from a response. */
+typedef struct mdht_lookup_node {
+  mdht_id id;
+  mdht_addr addr;
+} mdht_lookup_node;
+
+/* One of the K closest responders. */
+typedef struct mdht_lookup_result {
+  mdht_id id;
+  mdht_addr addr;
+  uint8_t token_len; /* 0: no (usable) token */
+  uint8_t token[MDHT_LOOKUP_TOKEN_MAX];
+} mdht_lookup_result;
+
+/* Given to `done`; pointers are valid only during the callback. */
+typedef struct mdht_lookup_results {
+  uint32_t lookup_id;
+  mdht_method kind; /* MDHT_M_FIND_NODE or MDHT_M_GET_PEERS */
+  mdht_id target;
+  bool ok;                         /* at least one node answered */
+  const mdht_lookup_result *nodes; /* K closest responders, closest first */
+  uint32_t n_nodes;
+  const mdht_addr *peers; /* get_peers: distinct peers, in arrival order */
+  uint32_t n_peers;
+  uint32_t rounds;    /* deepest hop that answered: a seed is 1, a node
+                         learned from a depth-d answer is d+1 */
+  uint32_t queries;   /* sent (including those whose send failed) */
+  uint32_t responses; /* accepted answers, late ones included */
+  uint32_t failures;  /* failed sends, failure reports, own timeouts,
+                         rejected answers */
+  mdht_time elapsed;  /* ms from start to end */
+} mdht_lookup_results;
+
+typedef struct mdht_lookup_cbs {
+  /* Sends `method` (find_node or get_peers, for `target`) to node_id at
+   * addr. Returns 0, or a negative error: the candidate then counts as
+   * failed. Required. */
+  int (*send)(void *user, uint32_t lookup_id, mdht_method method,
+              const mdht_id *target, const mdht_id *node_id,
+              const mdht_addr *addr, mdht_time now);
+  /* A lookup ended (not called for a cancelled one, nor from inside
+   * mdht_lookup_start). Optional. */
+  void (*done)(void *user, const mdht_lookup_results *res);
+  void *user;
+} mdht_lookup_cbs;
+
+/* Candidate states. */
+enum {
+  MDHT_LC_NEW,      /* not queried */
+  MDHT_LC_INFLIGHT, /* queried, younger than the soft timeout */
+  MDHT_LC_SLOW,     /* queried, older than the soft timeout */
+  MDHT_LC_ANSWERED,
+  MDHT_LC_FAILED
+};
+
+typedef struct mdht_lookup_cand {
+  mdht_id id;
+  mdht_addr addr;
+  mdht_time sent;
+  uint16_t depth;
+  uint8_t state; /* MDHT_LC_* */
+  uint8_t token_len;
+  uint8_t token[MDHT_LOOKUP_TOKEN_MAX];
+} mdht_lookup_cand;
+
+/* Internal; visible so that tests and the node can look inside. */
+typedef struct mdht_lookup {
+  uint32_t id;    /* 0: free slot */
+  uint16_t gen;   /* bumped per use of the slot: ids are not reused soon */
+  bool finishing; /* inside the done callback */
+  bool end_due;   /* must end at the next tick (see mdht_lookup_start) */
+  mdht_method kind;
+  mdht_id target;
+  mdht_time started;
+  mdht_time deadline;  /* next timer of this lookup, UINT64_MAX none */
+  uint32_t n_inflight; /* MDHT_LC_INFLIGHT candidates */
+  uint32_t n_slow;     /* MDHT_LC_SLOW candidates */
+  uint32_t queries, responses, failures, rounds;
+  uint32_t n_cands;
+  uint32_t n_peers;
+  mdht_lookup_cand cands[MDHT_LOOKUP_MAX_CANDS];
+  mdht_addr peers[MDHT_LOOKUP_MAX_PEERS];
+} mdht_lookup;
+
+typedef struct mdht_lookups {
+  mdht_config cfg; /* copied: alpha, k, timeouts, max_lookups,
+                      allow_private */
+  mdht_bus *bus;   /* borrowed, may be NULL */
+  mdht_lookup_cbs cb;
+  mdht_id self;
+  bool has_self;
+  mdht_lookup *slots; /* cfg.max_lookups */
+  uint32_t n_active;
+} mdht_lookups;
+
+/* `self` (may be NULL) is never queried nor returned. cfg->max_lookups
+ * slots are allocated here. Errors: MDHT_ERR_INVAL (k, alpha, max_lookups
+ * out of range, no send callback), MDHT_ERR_NOMEM. */
+int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
+                      const mdht_lookup_cbs *cbs, const mdht_id *self);
+/* Ends every lookup silently (no callback, no event). Idempotent. */
+void mdht_lookups_free(mdht_lookups *ls);
+
+/* Starts a lookup of `kind` (MDHT_M_FIND_NODE or MDHT_M_GET_PEERS) for
+ * `target` from `seeds` (martian, private unless cfg->allow_private,
+ * self and duplicates are skipped) and sends the first queries. Returns
+ * the lookup id (> 0; as int64 so it can carry a uint32 and an error), or
+ * MDHT_ERR_INVAL, MDHT_ERR_FULL (max_lookups running), MDHT_ERR_AGAIN (no
+ * usable seed: try again once the routing table has nodes). If every first
+ * send fails, the lookup ends at the next tick, not inside this call. */
+int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
+                          const mdht_id *target, const mdht_lookup_node *seeds,
+                          size_t n_seeds, mdht_time now);
+
+/* Reports the answer of node_id at addr to lookup `lookup_id`: the nodes
+ * it returned (parsed from nodes / nodes6 by the owner), the peers
+ * (values) and the token. If node_id differs from the id the query was
+ * sent to, the candidate takes the new id (or the answer is rejected as a
+ * failure if another candidate already has it). Returns 0, or
+ * MDHT_ERR_NOTFOUND when no such lookup is running or no query to addr is
+ * awaited (late, duplicate or unsolicited: ignored). */
+int mdht_lookup_on_response(mdht_lookups *ls, uint32_t lookup_id,
+                            const mdht_id *node_id, const mdht_addr *addr,
+                            const mdht_lookup_node *nodes, size_t n_nodes,
+                            const mdht_addr *values, size_t n_values,
+                            const uint8_t *token, size_t token_len,
+                            mdht_time now);
+
+/* Reports that the query to addr failed: hard timeout, error reply or an
+ * unusable answer. Returns 0 or MDHT_ERR_NOTFOUND (as above). */
+int mdht_lookup_on_failure(mdht_lookups *ls, uint32_t lookup_id,
+                           const mdht_addr *addr, mdht_time now);
+
+/* Ends a lookup without calling `done`; publishes LOOKUP_DONE with ok =
+ * false. Later reports for it are ignored. Returns 0 or
+ * MDHT_ERR_NOTFOUND. */
+int mdht_lookup_cancel(mdht_lookups *ls, uint32_t lookup_id, mdht_time now);
+
+/* Runs soft and hard timeouts due at `now` and ends the lookups that
+ * are over. Returns the number of lookups that ended. */
+int mdht_lookups_tick(mdht_lookups *ls, mdht_time now);
+
+/* When mdht_lookups_tick() is due next (absolute), or UINT64_MAX. */
+mdht_time mdht_lookups_next_deadline(const mdht_lookups *ls);
+
+/* The running lookup `lookup_id`, or NULL. */
+const mdht_lookup *mdht_lookup_find(const mdht_lookups *ls, uint32_t lookup_id);
+
+#endif
