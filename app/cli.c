@@ -1,0 +1,159 @@
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mdht.h"
+
+void cli_error(const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  /* A value with a newline in it must not break the one-line promise. */
+  for (char *p = buf; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
+  fprintf(stderr, "mdht: %s\n", buf);
+}
+
+int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
+  uint64_t v = 0;
+
+  if (!*s) return -1;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return -1;
+    if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return -1;
+    v = v * 10 + (uint64_t)(*s - '0');
+  }
+  if (v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+int cli_check_hostport(const char *s) {
+  const char *colon;
+  uint64_t port;
+
+  if (s[0] == '[') {
+    const char *end = strchr(s, ']');
+    if (!end || end == s + 1 || end[1] != ':') return -1;
+    colon = end + 1;
+  } else {
+    colon = strrchr(s, ':');
+    /* A bare IPv6 address would be ambiguous: "::1:6881". */
+    if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s))) return -1;
+  }
+  return cli_parse_u64(colon + 1, 1, 65535, &port);
+}
+
+static const cli_opt *find_opt(const cli_opt *opts, size_t nopts,
+                               const char *name, size_t len) {
+  for (size_t i = 0; i < nopts; i++)
+    if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0)
+      return &opts[i];
+  return NULL;
+}
+
+static int apply(const cli_opt *o, void *ctx, const char *value) {
+  char *field = (char *)ctx + o->off;
+  uint64_t v;
+
+  switch (o->kind) {
+  case CLI_FLAG:
+    *(bool *)field = true;
+    return 0;
+  case CLI_CUSTOM:
+    return o->custom(ctx, value);
+  case CLI_U32:
+  case CLI_MS:
+  case CLI_SECONDS:
+    break;
+  }
+  if (cli_parse_u64(value, o->min, o->max, &v) < 0) {
+    cli_error("bad value '%s' for %s (want an integer from %llu to %llu)",
+              value, o->name, (unsigned long long)o->min,
+              (unsigned long long)o->max);
+    return -1;
+  }
+  if (o->kind == CLI_U32)
+    *(uint32_t *)field = (uint32_t)v;
+  else if (o->kind == CLI_MS)
+    *(mdht_time *)field = v;
+  else
+    *(mdht_time *)field = v * 1000;
+  return 0;
+}
+
+int cli_parse(const cli_opt *opts, size_t nopts, int argc, char **argv,
+              void *ctx, const char **pos, size_t max_pos, size_t *npos) {
+  bool only_pos = false;
+
+  *npos = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    const char *eq, *value = NULL;
+    const cli_opt *o;
+    size_t len;
+
+    if (only_pos || a[0] != '-' || a[1] == '\0') {
+      if (*npos >= max_pos) {
+        cli_error("unexpected argument '%s'", a);
+        return -1;
+      }
+      pos[(*npos)++] = a;
+      continue;
+    }
+    if (strcmp(a, "--") == 0) {
+      only_pos = true;
+      continue;
+    }
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return 1;
+    eq = strchr(a, '=');
+    len = eq ? (size_t)(eq - a) : strlen(a);
+    o = a[1] == '-' ? find_opt(opts, nopts, a, len) : NULL;
+    if (!o) {
+      cli_error("unknown option '%.*s'", (int)len, a);
+      return -1;
+    }
+    if (o->kind == CLI_FLAG) {
+      if (eq) {
+        cli_error("option '%s' takes no value", o->name);
+        return -1;
+      }
+    } else if (eq) {
+      value = eq + 1;
+    } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+      /* A following "--option" is a forgotten value, not a value. */
+      value = argv[++i];
+    } else {
+      cli_error("option '%s' needs a value (%s)", o->name, o->metavar);
+      return -1;
+    }
+    if (apply(o, ctx, value) < 0) return -1;
+  }
+  return 0;
+}
+
+void cli_print_options(const cli_opt *opts, size_t nopts,
+                       const void *defaults) {
+  for (size_t i = 0; i < nopts; i++) {
+    const cli_opt *o = &opts[i];
+    const char *field = (const char *)defaults + o->off;
+    char left[64];
+
+    snprintf(left, sizeof left, "%s%s%s", o->name, o->metavar ? " " : "",
+             o->metavar ? o->metavar : "");
+    printf("  %-26s %s", left, o->help);
+    if (o->kind == CLI_U32)
+      printf(" (default %u)", *(const uint32_t *)field);
+    else if (o->kind == CLI_MS)
+      printf(" (default %llu)", (unsigned long long)*(const mdht_time *)field);
+    else if (o->kind == CLI_SECONDS)
+      printf(" (default %llu)",
+             (unsigned long long)(*(const mdht_time *)field / 1000));
+    putchar('\n');
+  }
+}

@@ -1,0 +1,334 @@
+/*
+ * mdht: the command. `mdht run` hosts a long-lived node; the client
+ * commands (get-peers, announce, ...) are still to come.
+ *
+ * Exit status: 0 success, 2 usage or runtime error (one line on stderr).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config.h"
+#include "driver.h"
+#include "logforge.h"
+#include "mdht.h"
+#include "sock.h"
+
+#define MAX_BOOTSTRAP 64
+
+static void usage(FILE *f) {
+  fputs("usage: mdht COMMAND [OPTIONS]\n"
+        "\n"
+        "A BitTorrent Mainline DHT node (BEP 5).\n"
+        "\n"
+        "commands:\n"
+        "  run          run a node until SIGINT or SIGTERM\n"
+        "  get-peers    INFOHASH: print the peers of a torrent\n"
+        "  announce     INFOHASH --port N: announce a peer\n"
+        "  find-node    ID: print the closest nodes to ID\n"
+        "  ping         HOST:PORT: print the node's id and round-trip time\n"
+        "  stats        print the counters of a running node\n"
+        "  testnet      --nodes N: run N nodes on loopback\n"
+        "  help [CMD]   show this help, or a command's options\n"
+        "\n"
+        "  mdht --version    print the version\n"
+        "\n"
+        "Exit status 2 means a usage or runtime error, explained on stderr.\n",
+        f);
+}
+
+/* ------------------------------------------------------------------ run */
+
+typedef struct run_args {
+  const char *bind;
+  uint32_t port;
+  mdht_id id;
+  bool have_id;
+  const char *bootstrap[MAX_BOOTSTRAP];
+  size_t nbootstrap;
+  bool no_bootstrap;
+  mdht_log_level level;
+  mdht_log_format format;
+  mdht_config cfg;
+} run_args;
+
+static int set_bind(void *ctx, const char *v) {
+  run_args *a = ctx;
+  mdht_addr tmp;
+  if (mdht_sock_parse_ip(&tmp, v, 0) < 0) {
+    cli_error("bad bind address '%s' (want a numeric IPv4 or IPv6 address)", v);
+    return -1;
+  }
+  a->bind = v;
+  return 0;
+}
+
+static int set_id(void *ctx, const char *v) {
+  run_args *a = ctx;
+  if (mdht_id_parse(&a->id, v) < 0) {
+    cli_error("bad node id '%s' (want 40 hex digits)", v);
+    return -1;
+  }
+  a->have_id = true;
+  return 0;
+}
+
+static int set_bootstrap(void *ctx, const char *v) {
+  run_args *a = ctx;
+  if (cli_check_hostport(v) < 0) {
+    cli_error("bad bootstrap address '%s' (want HOST:PORT, port 1-65535)", v);
+    return -1;
+  }
+  if (a->nbootstrap >= MAX_BOOTSTRAP) {
+    cli_error("too many --bootstrap (at most %d)", MAX_BOOTSTRAP);
+    return -1;
+  }
+  a->bootstrap[a->nbootstrap++] = v;
+  return 0;
+}
+
+static int set_level(void *ctx, const char *v) {
+  run_args *a = ctx;
+  if (mdht_log_level_parse(&a->level, v) < 0) {
+    cli_error("bad log level '%s' (want error, warn, info, debug or trace)", v);
+    return -1;
+  }
+  return 0;
+}
+
+static int set_format(void *ctx, const char *v) {
+  run_args *a = ctx;
+  if (mdht_log_format_parse(&a->format, v) < 0) {
+    cli_error("bad log format '%s' (want text or json)", v);
+    return -1;
+  }
+  return 0;
+}
+
+/* "MD0001": two letters naming the client, then a 2-byte version in hex
+ * (BEP 5 "v" key, as libtorrent writes it). */
+static int set_client_version(void *ctx, const char *v) {
+  run_args *a = ctx;
+  unsigned hi, lo;
+  char end;
+  if (strlen(v) != 6 || v[0] < 0x21 || v[0] > 0x7E || v[1] < 0x21 ||
+      v[1] > 0x7E || sscanf(v + 2, "%2x%2x%c", &hi, &lo, &end) != 2 ||
+      strspn(v + 2, "0123456789abcdefABCDEF") != 4) {
+    cli_error("bad client version '%s' (want 2 letters and 4 hex digits, "
+              "e.g. MD0001)",
+              v);
+    return -1;
+  }
+  a->cfg.client_version[0] = (uint8_t)v[0];
+  a->cfg.client_version[1] = (uint8_t)v[1];
+  a->cfg.client_version[2] = (uint8_t)hi;
+  a->cfg.client_version[3] = (uint8_t)lo;
+  return 0;
+}
+
+static int not_yet(const char *what) {
+  cli_error("%s is not implemented yet", what);
+  return -1;
+}
+static int set_state(void *ctx, const char *v) {
+  (void)ctx, (void)v;
+  return not_yet("--state");
+}
+static int set_control(void *ctx, const char *v) {
+  (void)ctx, (void)v;
+  return not_yet("--control");
+}
+
+#define CFG(field) offsetof(run_args, cfg.field)
+#define U32MAX 4294967295u
+#define SECMAX 4000000000ull /* ms fit in mdht_time with room to add */
+
+static const cli_opt run_opts[] = {
+    {"--bind", "ADDR", "local IPv4 or IPv6 address (default 0.0.0.0)",
+     CLI_CUSTOM, 0, 0, 0, set_bind},
+    {"--port", "N", "UDP port, 0 = any free one", CLI_U32,
+     offsetof(run_args, port), 0, 65535, NULL},
+    {"--id", "HEX", "node id, 40 hex digits (default random)", CLI_CUSTOM, 0, 0,
+     0, set_id},
+    {"--bootstrap", "HOST:PORT",
+     "join through this node (repeatable; replaces the defaults)", CLI_CUSTOM,
+     0, 0, 0, set_bootstrap},
+    {"--no-bootstrap", NULL, "do not contact any bootstrap node", CLI_FLAG,
+     offsetof(run_args, no_bootstrap), 0, 0, NULL},
+    {"--state", "DIR", "keep the node's state in DIR (not yet)", CLI_CUSTOM, 0,
+     0, 0, set_state},
+    {"--control", "PATH", "control socket for client commands (not yet)",
+     CLI_CUSTOM, 0, 0, 0, set_control},
+    {"--log-level", "LEVEL", "error, warn, info (default), debug or trace",
+     CLI_CUSTOM, 0, 0, 0, set_level},
+    {"--log-format", "FMT", "text (default) or json (one object per line)",
+     CLI_CUSTOM, 0, 0, 0, set_format},
+    {"--k", "N", "bucket size", CLI_U32, CFG(k), 1, 16, NULL},
+    {"--alpha", "N", "lookup parallelism", CLI_U32, CFG(alpha), 1, 32, NULL},
+    {"--node-fresh", "SECONDS", "a node is good this long after it answered",
+     CLI_SECONDS, CFG(node_fresh_ms), 1, SECMAX, NULL},
+    {"--max-fails", "N", "failures in a row that make a node bad", CLI_U32,
+     CFG(max_fails), 1, U32MAX, NULL},
+    {"--token-rotate", "SECONDS", "token secret rotation", CLI_SECONDS,
+     CFG(token_rotate_ms), 1, SECMAX, NULL},
+    {"--peer-ttl", "SECONDS", "stored peer lifetime", CLI_SECONDS,
+     CFG(peer_ttl_ms), 1, SECMAX, NULL},
+    {"--max-infohashes", "N", "info-hashes stored at most", CLI_U32,
+     CFG(max_infohashes), 1, U32MAX, NULL},
+    {"--max-peers", "N", "peers stored per info-hash", CLI_U32,
+     CFG(max_peers_per_ih), 1, U32MAX, NULL},
+    {"--query-timeout", "MS", "a query fails after this", CLI_MS,
+     CFG(query_timeout_ms), 1, SECMAX, NULL},
+    {"--query-soft-timeout", "MS", "a lookup moves on after this", CLI_MS,
+     CFG(query_soft_timeout_ms), 0, SECMAX, NULL},
+    {"--max-txns", "N", "outstanding queries at most", CLI_U32, CFG(max_txns),
+     1, 65535, NULL},
+    {"--max-lookups", "N", "concurrent lookups at most", CLI_U32,
+     CFG(max_lookups), 1, U32MAX, NULL},
+    {"--bucket-refresh", "SECONDS", "refresh a bucket idle this long",
+     CLI_SECONDS, CFG(bucket_refresh_ms), 1, SECMAX, NULL},
+    {"--rate-limit", "N", "datagrams per second per source IP, 0 = unlimited",
+     CLI_U32, CFG(rate_limit_per_sec), 0, U32MAX, NULL},
+    {"--rate-burst", "N", "rate limiter bucket depth", CLI_U32,
+     CFG(rate_limit_burst), 0, U32MAX, NULL},
+    {"--out-queue", "N", "datagrams queued for sending at most", CLI_U32,
+     CFG(out_queue), 1, U32MAX, NULL},
+    {"--client-version", "CCXXXX",
+     "\"v\" key: 2 letters, 4 hex digits (default MD0001)", CLI_CUSTOM, 0, 0, 0,
+     set_client_version},
+    {"--read-only", NULL, "BEP 43 read-only node: never answer queries",
+     CLI_FLAG, CFG(read_only), 0, 0, NULL},
+    {"--allow-private", NULL,
+     "accept private/loopback addresses (automatic when bound to one)",
+     CLI_FLAG, CFG(allow_private), 0, 0, NULL},
+    {"--enforce-node-id", NULL, "BEP 42: reject ids that do not match the IP",
+     CLI_FLAG, CFG(enforce_node_id), 0, 0, NULL},
+};
+#define NRUN_OPTS (sizeof run_opts / sizeof run_opts[0])
+
+static void run_args_default(run_args *a) {
+  memset(a, 0, sizeof *a);
+  a->bind = "0.0.0.0";
+  a->port = 6881;
+  a->level = MDHT_LOG_INFO;
+  a->format = MDHT_LOG_TEXT;
+  mdht_config_default(&a->cfg);
+}
+
+static void run_usage(void) {
+  run_args defaults;
+  run_args_default(&defaults);
+  printf("usage: mdht run [OPTIONS]\n\n"
+         "Runs a DHT node until SIGINT or SIGTERM. Logs go to stderr.\n\n"
+         "options:\n");
+  cli_print_options(run_opts, NRUN_OPTS, &defaults);
+}
+
+static int cmd_run(int argc, char **argv) {
+  run_args a;
+  mdht_driver_opts o;
+  mdht_logforge log;
+  mdht_driver d;
+  size_t npos;
+  int rc;
+
+  run_args_default(&a);
+
+  rc = cli_parse(run_opts, NRUN_OPTS, argc, argv, &a, NULL, 0, &npos);
+  if (rc == 1) {
+    run_usage();
+    return 0;
+  }
+  if (rc < 0) return CLI_USAGE_ERROR;
+  if (a.no_bootstrap && a.nbootstrap > 0) {
+    cli_error("--no-bootstrap and --bootstrap exclude each other");
+    return CLI_USAGE_ERROR;
+  }
+  if (mdht_config_check(&a.cfg) < 0) {
+    /* Only combinations get here; each flag's range was checked. */
+    cli_error("inconsistent settings (is --query-soft-timeout above "
+              "--query-timeout?)");
+    return CLI_USAGE_ERROR;
+  }
+
+  mdht_driver_opts_default(&o);
+  mdht_sock_parse_ip(&o.bind, a.bind, (uint16_t)a.port);
+  o.cfg = a.cfg;
+  o.id = a.have_id ? &a.id : NULL;
+  if (a.nbootstrap > 0) {
+    o.bootstrap = a.bootstrap;
+    o.nbootstrap = a.nbootstrap;
+  } else if (!a.no_bootstrap) {
+    o.bootstrap = mdht_default_bootstrap;
+    o.nbootstrap = mdht_default_bootstrap_count;
+  }
+  mdht_logforge_init(&log, stderr, a.level, a.format);
+  mdht_logforge_set_clock(&log, mdht_driver_wallclock, NULL);
+  o.log = &log;
+
+  /* The driver has logged why it failed; keep to one line. */
+  if (mdht_driver_init(&d, &o) < 0) return CLI_USAGE_ERROR;
+  rc = mdht_driver_run(&d);
+  mdht_driver_free(&d);
+  return rc < 0 ? CLI_USAGE_ERROR : 0;
+}
+
+/* ----------------------------------------------------------------- main */
+
+static const char *const later[] = {
+    "get-peers", "announce", "find-node", "ping", "stats", "testnet", "sim"};
+
+static bool is_later(const char *cmd) {
+  for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+    if (strcmp(cmd, later[i]) == 0) return true;
+  return false;
+}
+
+static int cmd_help(int argc, char **argv) {
+  if (argc == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (argc > 1) {
+    cli_error("unexpected argument '%s'", argv[1]);
+    return CLI_USAGE_ERROR;
+  }
+  if (strcmp(argv[0], "run") == 0) {
+    run_usage();
+    return 0;
+  }
+  if (is_later(argv[0])) {
+    cli_error("'%s' is not implemented yet", argv[0]);
+    return CLI_USAGE_ERROR;
+  }
+  cli_error("unknown command '%s' (try 'mdht --help')", argv[0]);
+  return CLI_USAGE_ERROR;
+}
+
+int main(int argc, char **argv) {
+  const char *cmd;
+
+  if (argc < 2) {
+    cli_error("no command given (try 'mdht --help')");
+    return CLI_USAGE_ERROR;
+  }
+  cmd = argv[1];
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+    printf("mdht %s\n", MDHT_VERSION);
+    return 0;
+  }
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
+    return cmd_help(0, NULL);
+  if (strcmp(cmd, "help") == 0) return cmd_help(argc - 2, argv + 2);
+  if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
+  if (is_later(cmd)) {
+    cli_error("'%s' is not implemented yet", cmd);
+    return CLI_USAGE_ERROR;
+  }
+  if (cmd[0] == '-')
+    cli_error("unknown option '%s' (try 'mdht --help')", cmd);
+  else
+    cli_error("unknown command '%s' (try 'mdht --help')", cmd);
+  return CLI_USAGE_ERROR;
+}
