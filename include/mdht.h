@@ -143,6 +143,9 @@ typedef struct mdht_config {
 } mdht_config;
 
 void mdht_config_default(mdht_config *cfg);
+/* Checks a configuration: 0 or MDHT_ERR_INVAL (k out of 1..16, zero
+ * timeouts or bounds, soft timeout above the hard one ...). */
+int mdht_config_check(const mdht_config *cfg);
 
 /* --------------------------------------------------------------- events */
 
@@ -307,10 +310,79 @@ mdht_time mdht_node_next_deadline(const mdht_node *node);
  * routing maintenance, lookups. Returns 0. */
 int mdht_node_tick(mdht_node *node, mdht_time now);
 
-/* Adds a node we heard of (bootstrap, saved state): it is pinged, and
+/* Adds a node we heard of (saved state, a hint): it is pinged, and
  * enters the routing table if it answers. Errors: MDHT_ERR_ADDR,
- * MDHT_ERR_FULL. */
+ * MDHT_ERR_FULL (transaction table), MDHT_ERR_NOBUF (send queue). */
 int mdht_node_ping(mdht_node *node, const mdht_addr *addr, mdht_time now);
+
+/* Remembers a bootstrap router (at most 16) and pings it. Once a router
+ * answers, the node looks itself up to fill its table (then BOOTSTRAP_DONE
+ * is published); whenever the table empties, it pings the routers again
+ * with exponential backoff. Errors: as mdht_node_ping, MDHT_ERR_LIMIT. */
+int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
+                            mdht_time now);
+
+/* True once a bootstrap lookup has completed with at least one node in
+ * the routing table. */
+bool mdht_node_bootstrapped(const mdht_node *node);
+
+/* ------------------------------------------------- lookups and queries */
+
+#define MDHT_RESULT_NODES 16
+#define MDHT_RESULT_PEERS 256
+
+/* What a lookup, an announce or a ping found. Valid during the callback
+ * only. */
+typedef struct mdht_result {
+  uint32_t id;       /* as returned when started */
+  mdht_method kind;  /* FIND_NODE, GET_PEERS, ANNOUNCE_PEER or PING */
+  mdht_id target;
+  bool ok;           /* at least one node answered */
+  /* FIND_NODE/GET_PEERS/ANNOUNCE_PEER: the closest nodes that answered,
+   * closest first. ANNOUNCE_PEER: only the nodes that accepted the
+   * announce. PING: the node that answered. */
+  size_t nnodes;
+  struct {
+    mdht_id id;
+    mdht_addr addr;
+  } nodes[MDHT_RESULT_NODES];
+  size_t npeers;     /* GET_PEERS and ANNOUNCE_PEER: peers found */
+  const mdht_addr *peers;
+  uint32_t rounds, queries, responses, failures;
+  mdht_time elapsed_ms; /* PING: the round-trip time */
+} mdht_result;
+
+/* Called once when the operation ends. It must not call into the node;
+ * it may record what it needs and act after the node returns. */
+typedef void (*mdht_result_cb)(const mdht_result *r, void *user);
+
+/* Iterative lookups (BEP 5). Each returns an operation id > 0, or
+ * MDHT_ERR_FULL (too many lookups), MDHT_ERR_AGAIN (the routing table is
+ * empty: bootstrap first), MDHT_ERR_INVAL. */
+int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
+                            mdht_result_cb cb, void *user, mdht_time now);
+int64_t mdht_node_get_peers(mdht_node *node, const mdht_id *info_hash,
+                            mdht_result_cb cb, void *user, mdht_time now);
+/* A get_peers lookup, then announce_peer to the closest nodes that gave a
+ * token. `port` is ignored with implied_port (the receivers use the
+ * source port of our datagrams). */
+int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
+                           uint16_t port, bool implied_port, bool seed,
+                           mdht_result_cb cb, void *user, mdht_time now);
+/* Pings one address and reports its id and the round-trip time.
+ * Errors: MDHT_ERR_ADDR, MDHT_ERR_FULL, MDHT_ERR_NOBUF. */
+int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
+                            mdht_result_cb cb, void *user, mdht_time now);
+/* Cancels an operation; its callback is not called. */
+void mdht_node_cancel(mdht_node *node, int64_t op);
+
+/* The routing table's nodes, for `mdht stats` and persistence: calls `fn`
+ * for each entry (bucket index, id, address, good?, last reply time). */
+typedef void (*mdht_node_visit_cb)(uint32_t bucket, const mdht_id *id,
+                                   const mdht_addr *addr, bool good,
+                                   mdht_time last_reply, void *user);
+void mdht_node_visit(const mdht_node *node, mdht_time now,
+                     mdht_node_visit_cb fn, void *user);
 
 /* Statistics kept by the node's own bus subscriber. */
 typedef struct mdht_stats {

@@ -30,8 +30,5 @@
 #define MDHT_DEFAULT_RATE_BURST 500
 #define MDHT_DEFAULT_OUT_QUEUE 1024
 
-/* Checks a configuration: returns 0 or MDHT_ERR_INVAL (k out of range,
- * zero timeouts ...). */
-int mdht_config_check(const mdht_config *cfg);
 
 #endif
