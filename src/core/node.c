@@ -343,6 +343,10 @@ static void handle_query(mdht_node *node, const mdht_addr *from,
 
 /* ------------------------------------------------------------ responses */
 
+static void owner_failed(mdht_node *node, const mdht_txn *txn, mdht_time now);
+static void owner_answered(mdht_node *node, const mdht_txn *txn,
+                           const mdht_addr *from, mdht_time now);
+
 static void handle_reply(mdht_node *node, const mdht_addr *from,
                          mdht_time now) {
   const mdht_krpc_msg *m = &node->in;
@@ -362,6 +366,7 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
     ev.method = txn.method;
     ev.u.error.code = (int)m->ecode;
     publish(node, &ev);
+    owner_failed(node, &txn, now);
     return;
   }
   mdht_event ev;
@@ -374,6 +379,7 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
     /* It answered with another id than the one we know it by: not the
      * node we wanted, and not to be trusted with a routing slot. */
     mdht_rtable_failed(&node->rt, &txn.id, from, now);
+    owner_failed(node, &txn, now);
     return;
   }
   publish(node, &ev);
@@ -384,6 +390,7 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
     ip.id = m->id;
     publish(node, &ip);
   }
+  owner_answered(node, &txn, from, now);
 }
 
 /* ------------------------------------------ internal bus subscribers */
@@ -468,6 +475,503 @@ static void stats_on_event(const mdht_event *ev, void *user) {
   }
 }
 
+/* ------------------------------------------------------------ operations */
+
+static void boot_step(mdht_node *node, mdht_time now);
+
+static mdht_op *op_new(mdht_node *node, mdht_method kind, uint8_t purpose,
+                       const mdht_id *target, mdht_result_cb cb, void *user,
+                       mdht_time now) {
+  mdht_op *op = calloc(1, sizeof *op);
+  if (!op)
+    return NULL;
+  op->id = node->next_op_id++;
+  if (node->next_op_id == 0)
+    node->next_op_id = 1; /* 0 is never an operation id */
+  op->kind = kind;
+  op->purpose = purpose;
+  op->cb = cb;
+  op->user = user;
+  if (target)
+    op->target = *target;
+  op->started = now;
+  op->res.id = op->id;
+  op->res.kind = kind;
+  op->res.target = op->target;
+  op->res.peers = op->peers;
+  op->next = node->ops;
+  node->ops = op;
+  return op;
+}
+
+static void op_free(mdht_node *node, mdht_op *op) {
+  for (mdht_op **p = &node->ops; *p; p = &(*p)->next) {
+    if (*p == op) {
+      *p = op->next;
+      free(op);
+      return;
+    }
+  }
+}
+
+static mdht_op *op_find(mdht_node *node, uint32_t id) {
+  for (mdht_op *op = node->ops; op; op = op->next)
+    if (op->id == id)
+      return op;
+  return NULL;
+}
+
+static mdht_op *op_find_lookup(mdht_node *node, uint32_t lookup_id) {
+  for (mdht_op *op = node->ops; op; op = op->next)
+    if (op->lookup_id == lookup_id)
+      return op;
+  return NULL;
+}
+
+/* Reports an operation to its owner and frees it. */
+static void op_finish(mdht_node *node, mdht_op *op, mdht_time now) {
+  op->res.elapsed_ms = op->res.kind == MDHT_M_PING ? op->res.elapsed_ms
+                                                   : now - op->started;
+  if (op->cb)
+    op->cb(&op->res, op->user);
+  op_free(node, op);
+}
+
+static int lookup_send(void *user, uint32_t lookup_id, mdht_method method,
+                       const mdht_id *target, const mdht_id *node_id,
+                       const mdht_addr *addr, mdht_time now) {
+  mdht_node *node = user;
+  mdht_krpc_msg *q = &node->out;
+  mdht_krpc_msg_init(q, 'q');
+  q->method = method;
+  q->target = *target;
+  mdht_txn_owner owner = {.kind = MDHT_OWNER_LOOKUP, .cookie = lookup_id};
+  return mdht__node_send_query(node, addr,
+                               id_is_zero(node_id) ? NULL : node_id, owner,
+                               now);
+}
+
+static int start_lookup(mdht_node *node, mdht_op *op, mdht_method kind,
+                        mdht_time now) {
+  mdht_lookup_node seeds[MDHT_RT_KMAX * 2 + MDHT_BOOT_MAX_ROUTERS];
+  mdht_rt_entry near[MDHT_RT_KMAX * 2];
+  /* More seeds than K: a few of them are likely stale. */
+  size_t n = mdht_rtable_closest(&node->rt, &op->target, node->bound.family,
+                                 near, MDHT_RT_KMAX * 2, now);
+  size_t ns = 0;
+  for (size_t i = 0; i < n; i++)
+    seeds[ns++] = (mdht_lookup_node){.id = near[i].id, .addr = near[i].addr};
+  /* Routers that answered us seed every lookup while the table is thin:
+   * the engine drops those already present. */
+  if (n < node->cfg.k)
+    for (uint32_t i = 0; i < node->boot.nseeds; i++)
+      seeds[ns++] = node->boot.seeds[i];
+  int64_t id = mdht_lookup_start(&node->lookups, kind, &op->target, seeds, ns,
+                                 now);
+  if (id < 0)
+    return (int)id;
+  op->lookup_id = (uint32_t)id;
+  return 0;
+}
+
+static uint32_t table_size(const mdht_node *node, mdht_time now);
+
+static void boot_done(mdht_node *node, mdht_time now) {
+  if (table_size(node, now) == 0) {
+    /* Nobody answered the lookups: try the routers again later. */
+    mdht_boot_reset(&node->boot, now);
+    return;
+  }
+  mdht_boot_succeeded(&node->boot);
+  uint32_t good, q, total, repl;
+  mdht_rtable_counts(&node->rt, now, &good, &q, &total, &repl);
+  mdht_event ev;
+  mdht_bus_event_init(&ev, MDHT_EV_BOOTSTRAP_DONE, now);
+  ev.id = node->id;
+  ev.u.state.nodes = total;
+  ev.u.state.peers = node->peers.npeers;
+  publish(node, &ev);
+}
+
+/* Starts a housekeeping lookup for `target`; returns 0 or an error. */
+static int start_internal(mdht_node *node, uint8_t purpose,
+                          const mdht_id *target, mdht_time now) {
+  mdht_op *op =
+      op_new(node, MDHT_M_FIND_NODE, purpose, target, NULL, NULL, now);
+  if (!op)
+    return MDHT_ERR_NOMEM;
+  int rc = start_lookup(node, op, MDHT_M_FIND_NODE, now);
+  if (rc < 0)
+    op_free(node, op);
+  return rc;
+}
+
+/* After the lookup for our own id: one lookup in each bucket that is not
+ * full, so that the far buckets fill too (BEP 5 leaves this to the
+ * implementation; libtorrent and jech/dht do the same). */
+static void boot_fill(mdht_node *node, mdht_time now) {
+  node->boot.phase = MDHT_BOOT_FILL;
+  node->boot.fill_pending = 0;
+  /* The last bucket is the one the self lookup just filled. */
+  for (uint32_t b = 0; b + 1 < node->rt.nbuckets; b++) {
+    if (node->rt.buckets[b].n >= node->cfg.k)
+      continue;
+    uint8_t rnd[MDHT_ID_LEN];
+    mdht__node_random(node, rnd, sizeof rnd);
+    mdht_id target;
+    mdht_maint_bucket_target(&node->rt, b, rnd, &target);
+    if (start_internal(node, MDHT_OP_BOOT_FILL, &target, now) == 0)
+      node->boot.fill_pending++;
+  }
+  if (node->boot.fill_pending == 0)
+    boot_done(node, now);
+}
+
+static void announce_phase(mdht_node *node, mdht_op *op,
+                           const mdht_lookup_results *res, mdht_time now) {
+  op->res.rounds = res->rounds;
+  op->res.queries = res->queries;
+  op->res.responses = res->responses;
+  op->res.failures = res->failures;
+  for (uint32_t i = 0; i < res->n_nodes && op->ann_pending < node->cfg.k;
+       i++) {
+    const mdht_lookup_result *r = &res->nodes[i];
+    if (r->token_len == 0)
+      continue;
+    mdht_krpc_msg *q = &node->out;
+    mdht_krpc_msg_init(q, 'q');
+    q->method = MDHT_M_ANNOUNCE_PEER;
+    q->target = op->target;
+    q->port = op->port;
+    q->implied_port = op->implied_port;
+    q->seed = op->seed;
+    q->token.p = r->token;
+    q->token.len = r->token_len;
+    mdht_txn_owner owner = {.kind = MDHT_OWNER_ANNOUNCE, .cookie = op->id};
+    if (mdht__node_send_query(node, &r->addr, &r->id, owner, now) == 0)
+      op->ann_pending++;
+  }
+  op->res.queries += op->ann_pending;
+  if (op->ann_pending == 0)
+    op_finish(node, op, now);
+}
+
+static void lookup_done(void *user, const mdht_lookup_results *res) {
+  mdht_node *node = user;
+  mdht_op *op = op_find_lookup(node, res->lookup_id);
+  if (!op)
+    return;
+  mdht_time now = op->started + res->elapsed;
+  op->lookup_id = 0;
+  switch (op->purpose) {
+  case MDHT_OP_BOOT_SELF:
+    op_free(node, op);
+    boot_fill(node, now);
+    return;
+  case MDHT_OP_BOOT_FILL:
+    op_free(node, op);
+    if (node->boot.fill_pending > 0 && --node->boot.fill_pending == 0)
+      boot_done(node, now);
+    return;
+  case MDHT_OP_REFRESH:
+    op_free(node, op);
+    return;
+  default:
+    break;
+  }
+  size_t np = res->n_peers < MDHT_RESULT_PEERS ? res->n_peers
+                                               : MDHT_RESULT_PEERS;
+  memcpy(op->peers, res->peers, np * sizeof *op->peers);
+  op->res.npeers = np;
+  op->res.ok = res->ok;
+  if (op->kind == MDHT_M_ANNOUNCE_PEER) {
+    announce_phase(node, op, res, now);
+    return;
+  }
+  size_t nn = res->n_nodes < MDHT_RESULT_NODES ? res->n_nodes
+                                               : MDHT_RESULT_NODES;
+  for (size_t i = 0; i < nn; i++) {
+    op->res.nodes[i].id = res->nodes[i].id;
+    op->res.nodes[i].addr = res->nodes[i].addr;
+  }
+  op->res.nnodes = nn;
+  op->res.rounds = res->rounds;
+  op->res.queries = res->queries;
+  op->res.responses = res->responses;
+  op->res.failures = res->failures;
+  op_finish(node, op, now);
+}
+
+/* Parses a response to a lookup query for the engine. */
+static void lookup_answered(mdht_node *node, const mdht_txn *txn,
+                            const mdht_addr *from, mdht_time now) {
+  const mdht_krpc_msg *m = &node->in;
+  enum { MAX_NODES = MDHT_MAX_DATAGRAM / MDHT_COMPACT_NODE4 };
+  mdht_lookup_node nodes[MAX_NODES];
+  mdht_addr values[MDHT_KRPC_MAX_VALUES];
+  size_t nn = 0, nv = 0;
+  bool v6 = node->bound.family == MDHT_AF_INET6;
+  mdht_bytes blob = v6 ? m->nodes6 : m->nodes;
+  size_t step = v6 ? MDHT_COMPACT_NODE6 : MDHT_COMPACT_NODE4;
+  for (size_t off = 0; off + step <= blob.len && nn < MAX_NODES;
+       off += step) {
+    if (mdht_node_from_compact(&nodes[nn].id, &nodes[nn].addr, blob.p + off,
+                               step) == 0)
+      nn++;
+  }
+  for (size_t i = 0; i < m->nvalues; i++) {
+    if (mdht_addr_from_compact(&values[nv], m->values[i].p,
+                               m->values[i].len) == 0 &&
+        values[nv].family == node->bound.family)
+      nv++;
+  }
+  mdht_lookup_on_response(&node->lookups, txn->owner.cookie, &m->id, from,
+                          nodes, nn, values, nv, m->token.p, m->token.len,
+                          now);
+}
+
+static void announce_reply(mdht_node *node, const mdht_txn *txn,
+                           const mdht_addr *from, bool ok, mdht_time now) {
+  mdht_op *op = op_find(node, txn->owner.cookie);
+  if (!op || op->ann_pending == 0)
+    return;
+  op->ann_pending--;
+  if (ok) {
+    op->res.responses++;
+    if (op->res.nnodes < MDHT_RESULT_NODES) {
+      op->res.nodes[op->res.nnodes].id = node->in.id;
+      op->res.nodes[op->res.nnodes].addr = *from;
+      op->res.nnodes++;
+    }
+  } else {
+    op->res.failures++;
+  }
+  if (op->ann_pending == 0) {
+    op->res.ok = op->res.nnodes > 0;
+    op_finish(node, op, now);
+  }
+}
+
+static void ping_op_reply(mdht_node *node, const mdht_txn *txn,
+                          const mdht_addr *from, bool ok, mdht_time now) {
+  mdht_op *op = op_find(node, txn->owner.cookie);
+  if (!op)
+    return;
+  op->res.ok = ok;
+  op->res.queries = 1;
+  if (ok) {
+    op->res.responses = 1;
+    op->res.nnodes = 1;
+    op->res.nodes[0].id = node->in.id;
+    op->res.nodes[0].addr = *from;
+  } else {
+    op->res.failures = 1;
+  }
+  op->res.elapsed_ms = now - txn->sent;
+  op_finish(node, op, now);
+}
+
+static void owner_answered(mdht_node *node, const mdht_txn *txn,
+                           const mdht_addr *from, mdht_time now) {
+  switch (txn->owner.kind) {
+  case MDHT_OWNER_LOOKUP:
+    lookup_answered(node, txn, from, now);
+    break;
+  case MDHT_OWNER_ANNOUNCE:
+    announce_reply(node, txn, from, true, now);
+    break;
+  case MDHT_OWNER_PING_OP:
+    ping_op_reply(node, txn, from, true, now);
+    break;
+  case MDHT_OWNER_BOOT:
+    mdht_boot_router_answered(&node->boot, &node->in.id, from);
+    boot_step(node, now);
+    break;
+  default:
+    break;
+  }
+}
+
+/* A query failed: timed out, or answered with an error or garbage. */
+static void owner_failed(mdht_node *node, const mdht_txn *txn,
+                         mdht_time now) {
+  switch (txn->owner.kind) {
+  case MDHT_OWNER_LOOKUP:
+    mdht_lookup_on_failure(&node->lookups, txn->owner.cookie, &txn->addr,
+                           now);
+    break;
+  case MDHT_OWNER_ANNOUNCE:
+    announce_reply(node, txn, &txn->addr, false, now);
+    break;
+  case MDHT_OWNER_PING_OP:
+    ping_op_reply(node, txn, &txn->addr, false, now);
+    break;
+  default:
+    break;
+  }
+}
+
+/* Nodes that may still answer: bad ones stay in their slots until a
+ * newcomer replaces them, but a table of bad nodes is an empty table. */
+static uint32_t table_size(const mdht_node *node, mdht_time now) {
+  uint32_t good, q, total, repl;
+  mdht_rtable_counts(&node->rt, now, &good, &q, &total, &repl);
+  return good + q;
+}
+
+/* The bootstrapper's schedule (see bootstrap.h). */
+static void boot_step(mdht_node *node, mdht_time now) {
+  mdht_bootstrap *b = &node->boot;
+  uint32_t total = table_size(node, now);
+  if (b->phase == MDHT_BOOT_DONE && total == 0 && b->nrouters > 0)
+    mdht_boot_reset(b, now); /* the network was lost: join again */
+  if (b->phase == MDHT_BOOT_IDLE || b->phase == MDHT_BOOT_PINGING) {
+    if (total > 0 || b->nseeds > 0) {
+      if (start_internal(node, MDHT_OP_BOOT_SELF, &node->id, now) == 0) {
+        b->phase = MDHT_BOOT_SELF;
+        return;
+      }
+    }
+    if (total == 0 && b->nrouters > 0 && now >= b->next_attempt) {
+      for (uint32_t i = 0; i < b->nrouters; i++)
+        send_ping(node, &b->routers[i], NULL, MDHT_OWNER_BOOT, now);
+      mdht_boot_pinged(b, now);
+    }
+  }
+}
+
+static void maint_step(mdht_node *node, mdht_time now) {
+  if (now < mdht_maint_next(&node->maint))
+    return;
+  uint8_t rnd[MDHT_ID_LEN];
+  mdht__node_random(node, rnd, sizeof rnd);
+  mdht_maint_action act[MDHT_MAINT_PINGS + 1];
+  size_t n = mdht_maint_run(&node->maint, &node->rt, now, rnd, act);
+  for (size_t i = 0; i < n; i++) {
+    if (act[i].kind == MDHT_MAINT_PING)
+      maint_ping(node, &act[i].addr, &act[i].id, MDHT_OWNER_CHECK, now);
+    else if (node->boot.phase == MDHT_BOOT_DONE)
+      start_internal(node, MDHT_OP_REFRESH, &act[i].target, now);
+  }
+}
+
+int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
+                            mdht_result_cb cb, void *user, mdht_time now) {
+  if (!node || !target)
+    return MDHT_ERR_INVAL;
+  mdht_op *op =
+      op_new(node, MDHT_M_FIND_NODE, MDHT_OP_USER, target, cb, user, now);
+  if (!op)
+    return MDHT_ERR_NOMEM;
+  int rc = start_lookup(node, op, MDHT_M_FIND_NODE, now);
+  if (rc < 0) {
+    op_free(node, op);
+    return rc;
+  }
+  return op->id;
+}
+
+int64_t mdht_node_get_peers(mdht_node *node, const mdht_id *info_hash,
+                            mdht_result_cb cb, void *user, mdht_time now) {
+  if (!node || !info_hash)
+    return MDHT_ERR_INVAL;
+  mdht_op *op =
+      op_new(node, MDHT_M_GET_PEERS, MDHT_OP_USER, info_hash, cb, user, now);
+  if (!op)
+    return MDHT_ERR_NOMEM;
+  int rc = start_lookup(node, op, MDHT_M_GET_PEERS, now);
+  if (rc < 0) {
+    op_free(node, op);
+    return rc;
+  }
+  return op->id;
+}
+
+int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
+                           uint16_t port, bool implied_port, bool seed,
+                           mdht_result_cb cb, void *user, mdht_time now) {
+  if (!node || !info_hash || (port == 0 && !implied_port))
+    return MDHT_ERR_INVAL;
+  mdht_op *op = op_new(node, MDHT_M_ANNOUNCE_PEER, MDHT_OP_USER, info_hash,
+                       cb, user, now);
+  if (!op)
+    return MDHT_ERR_NOMEM;
+  op->port = implied_port && port == 0 ? 1 : port;
+  op->implied_port = implied_port;
+  op->seed = seed;
+  int rc = start_lookup(node, op, MDHT_M_GET_PEERS, now);
+  if (rc < 0) {
+    op_free(node, op);
+    return rc;
+  }
+  return op->id;
+}
+
+int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
+                            mdht_result_cb cb, void *user, mdht_time now) {
+  if (!node || !addr)
+    return MDHT_ERR_INVAL;
+  if (mdht_addr_is_martian(addr) || addr->family != node->bound.family)
+    return MDHT_ERR_ADDR;
+  mdht_op *op = op_new(node, MDHT_M_PING, MDHT_OP_USER, NULL, cb, user, now);
+  if (!op)
+    return MDHT_ERR_NOMEM;
+  mdht_krpc_msg_init(&node->out, 'q');
+  node->out.method = MDHT_M_PING;
+  mdht_txn_owner owner = {.kind = MDHT_OWNER_PING_OP, .cookie = op->id};
+  int rc = mdht__node_send_query(node, addr, NULL, owner, now);
+  if (rc < 0) {
+    op_free(node, op);
+    return rc;
+  }
+  return op->id;
+}
+
+void mdht_node_cancel(mdht_node *node, int64_t id) {
+  if (!node || id <= 0 || id > UINT32_MAX)
+    return;
+  mdht_op *op = op_find(node, (uint32_t)id);
+  if (!op)
+    return;
+  if (op->lookup_id)
+    mdht_lookup_cancel(&node->lookups, op->lookup_id, op->started);
+  /* Outstanding announce or ping queries find no operation when they end
+   * and are ignored. */
+  op_free(node, op);
+}
+
+int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
+                            mdht_time now) {
+  if (!node || !addr)
+    return MDHT_ERR_INVAL;
+  if (mdht_addr_is_martian(addr) || addr->family != node->bound.family)
+    return MDHT_ERR_ADDR;
+  int rc = mdht_boot_add_router(&node->boot, addr);
+  if (rc < 0 && rc != MDHT_ERR_EXISTS)
+    return rc;
+  rc = send_ping(node, addr, NULL, MDHT_OWNER_BOOT, now);
+  if (rc == 0)
+    mdht_boot_pinged(&node->boot, now);
+  return rc;
+}
+
+bool mdht_node_bootstrapped(const mdht_node *node) {
+  return node && node->boot.ever_done;
+}
+
+void mdht_node_visit(const mdht_node *node, mdht_time now,
+                     mdht_node_visit_cb fn, void *user) {
+  for (uint32_t b = 0; b < node->rt.nbuckets; b++) {
+    const mdht_rt_bucket *bk = &node->rt.buckets[b];
+    for (uint32_t i = 0; i < bk->n; i++) {
+      const mdht_rt_entry *e = &bk->nodes[i];
+      fn(b, &e->id, &e->addr,
+         mdht_rtable_state(&node->rt, e, now) == MDHT_RT_GOOD, e->last_reply,
+         user);
+    }
+  }
+}
+
 /* ----------------------------------------------------------- public API */
 
 int mdht_node_new(mdht_node **out, const mdht_config *cfg,
@@ -518,6 +1022,15 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
   if (rc == 0)
     rc = mdht_rl_init(&node->rl, 4096, node->cfg.rate_limit_per_sec,
                       node->cfg.rate_limit_burst, random64(node));
+  if (rc == 0) {
+    mdht_lookup_cbs lcb = {
+        .send = lookup_send, .done = lookup_done, .user = node};
+    rc = mdht_lookups_init(&node->lookups, &node->cfg, &node->bus, &lcb,
+                           &node->id);
+  }
+  mdht_maint_init(&node->maint, now);
+  mdht_boot_init(&node->boot);
+  node->next_op_id = 1;
   if (rc != 0) {
     mdht_node_del(node);
     return rc;
@@ -534,6 +1047,12 @@ void mdht_node_del(mdht_node *node) {
   mdht_txn_free(&node->txns);
   mdht_rl_free(&node->rl);
   mdht_outq_free(&node->outq);
+  mdht_lookups_free(&node->lookups);
+  while (node->ops) {
+    mdht_op *op = node->ops;
+    node->ops = op->next;
+    free(op);
+  }
   free(node);
 }
 
@@ -607,6 +1126,8 @@ mdht_time mdht_node_next_deadline(const mdht_node *node) {
   mdht_time t = mdht_txn_next_deadline(&node->txns);
   t = min_time(t, mdht_token_next_rotate(&node->tokens));
   t = min_time(t, node->peers.next_expiry);
+  t = min_time(t, mdht_lookups_next_deadline(&node->lookups));
+  t = min_time(t, mdht_maint_next(&node->maint));
   return t;
 }
 
@@ -625,7 +1146,11 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
       ev.id = txn.id;
     ev.method = txn.method;
     publish(node, &ev);
+    owner_failed(node, &txn, now);
   }
+  mdht_lookups_tick(&node->lookups, now);
+  boot_step(node, now);
+  maint_step(node, now);
   if (now >= mdht_token_next_rotate(&node->tokens)) {
     uint8_t secret[MDHT_TOKEN_SECRET_LEN];
     mdht__node_random(node, secret, sizeof secret);

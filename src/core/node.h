@@ -12,8 +12,11 @@
 #define MDHT_NODE_H
 
 #include "mdht.h"
+#include "bootstrap.h"
 #include "bus.h"
 #include "krpc.h"
+#include "lookup.h"
+#include "maint.h"
 #include "outq.h"
 #include "peers.h"
 #include "ratelimit.h"
@@ -27,8 +30,42 @@ enum {
   MDHT_OWNER_PING,    /* mdht_node_ping: bootstrap or saved node */
   MDHT_OWNER_CONFIRM, /* confirming a node that queried us */
   MDHT_OWNER_CHECK,   /* checking a questionable node before eviction */
-  MDHT_OWNER_LOOKUP
+  MDHT_OWNER_LOOKUP,  /* cookie: lookup id */
+  MDHT_OWNER_ANNOUNCE, /* cookie: operation id */
+  MDHT_OWNER_PING_OP, /* cookie: operation id (mdht_node_ping_addr) */
+  MDHT_OWNER_BOOT     /* pinging a bootstrap router */
 };
+
+/* What an operation is for. User operations report through their
+ * callback; the others are the node's own housekeeping. */
+enum {
+  MDHT_OP_USER,
+  MDHT_OP_BOOT_SELF, /* bootstrap: lookup of our own id */
+  MDHT_OP_BOOT_FILL, /* bootstrap: lookup in a bucket that is not full */
+  MDHT_OP_REFRESH    /* routing manager: refresh of a stale bucket */
+};
+
+/* One running operation: a lookup, an announce (a lookup, then
+ * announce_peer queries) or a ping. Allocated when started, freed when it
+ * reports: operations are few and long-lived, never per datagram. */
+typedef struct mdht_op {
+  struct mdht_op *next;
+  uint32_t id;
+  mdht_method kind;
+  uint8_t purpose; /* MDHT_OP_* */
+  uint32_t lookup_id;
+  mdht_result_cb cb;
+  void *user;
+  mdht_id target;
+  mdht_time started;
+  /* announce */
+  uint16_t port;
+  bool implied_port, seed;
+  uint32_t ann_pending;
+  /* what the report will say */
+  mdht_result res;
+  mdht_addr peers[MDHT_RESULT_PEERS];
+} mdht_op;
 
 /* Datagrams larger than this are dropped unread: no KRPC message of ours
  * comes near it, and parsing 64 KB of garbage is work an attacker picks. */
@@ -51,6 +88,11 @@ struct mdht_node {
   mdht_outq outq;
   mdht_stats stats;
   uint32_t maint_pings; /* CONFIRM + CHECK queries outstanding */
+  mdht_lookups lookups;
+  mdht_maint maint;
+  mdht_bootstrap boot;
+  mdht_op *ops;
+  uint32_t next_op_id;
   /* Scratch for one datagram: the node is not reentrant. */
   mdht_be_tok toks[MDHT_KRPC_TOKENS];
   mdht_krpc_msg in;

@@ -368,6 +368,12 @@ static bool acceptable(const mdht_rtable *rt, const mdht_id *id,
   return rt->cfg->allow_private || !mdht_addr_is_private(addr);
 }
 
+static bool entry_is_bad(const mdht_rtable *rt, const rt_slot *s) {
+  const mdht_rt_bucket *b = bucket_for(rt, &s->id);
+  int pos = find_addr(b->nodes, b->n, &s->addr);
+  return pos >= 0 && b->nodes[pos].fails >= max_fails(rt);
+}
+
 int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
                       mdht_rt_how how, mdht_time now, mdht_rt_entry *ping) {
   if (!rt || !id || !addr ||
@@ -380,9 +386,18 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
 
   mdht_rt_entry e;
   const rt_slot *s = idx_find(rt, addr);
+  if (s && !mdht_id_eq(&s->id, id) && how == MDHT_RT_HEARD_REPLY &&
+      entry_is_bad(rt, s)) {
+    /* The node we knew there has stopped answering and something answers
+     * there now: a restarted node. The dead entry gives way. */
+    mdht_id old = s->id;
+    mdht_rtable_remove(rt, &old, addr, now);
+    s = NULL;
+  }
   if (s) {
     /* Whoever answers from a known endpoint with another id is either a
-     * restarted node or someone lying; neither earns trust. */
+     * restarted node or someone lying; neither earns trust while the
+     * entry we have still answers. */
     if (!mdht_id_eq(&s->id, id)) return MDHT_RT_IGNORED;
     mdht_rt_bucket *b = bucket_for(rt, id);
     int pos = find_addr(b->nodes, b->n, addr);

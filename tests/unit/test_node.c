@@ -192,8 +192,10 @@ static void test_query_timeout_on_virtual_time(void **state) {
   assert_int_equal(mdht_node_ping(f->node, &a, f->now), 0);
   drain(f);
   assert_int_equal(f->events[MDHT_EV_QUERY_SENT], 1);
-  mdht_time due = mdht_node_next_deadline(f->node);
-  assert_int_equal(due, f->now + 5000);
+  /* The node wakes at least by the query's deadline (earlier for its
+   * routing maintenance). */
+  mdht_time due = f->now + 5000;
+  assert_true(mdht_node_next_deadline(f->node) <= due);
   mdht_node_tick(f->node, due - 1);
   assert_int_equal(f->events[MDHT_EV_QUERY_TIMEOUT], 0);
   mdht_node_tick(f->node, due);

@@ -455,6 +455,32 @@ static void test_identity_conflicts(void **state) {
   check_invariants(f);
 }
 
+/* A node that restarted with a new id at the same endpoint takes the place
+ * of its old, dead entry once it answers; it does not while the old entry
+ * still answers, nor by merely querying us. */
+static void test_restarted_node_replaces_bad_entry(void **state) {
+  fx *f = *state;
+  mdht_id old = id_at(f, 0);
+  mdht_addr a = new_addr(f);
+  assert_int_equal(heard(f, &old, &a, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  mdht_id fresh = id_at(f, 3);
+  for (uint32_t i = 0; i < f->cfg.max_fails; i++) {
+    assert_int_equal(heard(f, &fresh, &a, MDHT_RT_HEARD_REPLY, T0 + 1),
+                     MDHT_RT_IGNORED);
+    mdht_rtable_failed(&f->rt, &old, &a, T0 + 2 + i);
+  }
+  /* now bad: a query alone is not enough */
+  assert_int_equal(heard(f, &fresh, &a, MDHT_RT_HEARD_QUERY, T0 + 10),
+                   MDHT_RT_IGNORED);
+  assert_int_equal(heard(f, &fresh, &a, MDHT_RT_HEARD_REPLY, T0 + 11),
+                   MDHT_RT_ADDED);
+  mdht_rt_entry *e = mdht_rtable_find(&f->rt, &a);
+  assert_non_null(e);
+  assert_true(mdht_id_eq(&e->id, &fresh));
+  assert_int_equal(e->fails, 0);
+  check_invariants(f);
+}
+
 static void test_split_single(void **state) {
   fx *f = *state;
   mdht_id far[8];
@@ -1153,6 +1179,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_add_and_update, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ignored_rules, setup, teardown),
       cmocka_unit_test_setup_teardown(test_identity_conflicts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_restarted_node_replaces_bad_entry,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_split_single, setup, teardown),
       cmocka_unit_test_setup_teardown(test_split_mixed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_split_repeated, setup, teardown),

@@ -1,0 +1,61 @@
+/*
+ * The bootstrapper: joining the network from router addresses.
+ *
+ * Routers are pinged first (their ids are unknown, and a lookup needs
+ * ids); those that answer seed a find_node lookup for our own id, which
+ * fills the buckets near us; then one lookup per bucket that is not full
+ * fills the rest. When the routing table empties (the network was lost),
+ * the routers are pinged again with exponential backoff.
+ *
+ * This module keeps the state and the schedule; the node runs the pings
+ * and lookups.
+ */
+#ifndef MDHT_BOOTSTRAP_H
+#define MDHT_BOOTSTRAP_H
+
+#include "mdht.h"
+#include "lookup.h"
+
+#define MDHT_BOOT_MAX_ROUTERS 16
+#define MDHT_BOOT_BACKOFF_MIN_MS 5000
+#define MDHT_BOOT_BACKOFF_MAX_MS (5 * 60 * 1000)
+
+typedef enum mdht_boot_phase {
+  MDHT_BOOT_IDLE,    /* no routers, or nothing to do */
+  MDHT_BOOT_PINGING, /* routers pinged, waiting for an answer */
+  MDHT_BOOT_SELF,    /* lookup for our own id running */
+  MDHT_BOOT_FILL,    /* lookups for buckets that are not full */
+  MDHT_BOOT_DONE
+} mdht_boot_phase;
+
+typedef struct mdht_bootstrap {
+  mdht_addr routers[MDHT_BOOT_MAX_ROUTERS];
+  uint32_t nrouters;
+  /* Routers that answered, with their ids: lookup seeds. */
+  mdht_lookup_node seeds[MDHT_BOOT_MAX_ROUTERS];
+  uint32_t nseeds;
+  mdht_boot_phase phase;
+  uint32_t fill_pending;  /* bucket lookups still running */
+  mdht_time next_attempt; /* next router ping round */
+  mdht_time backoff;
+  bool ever_done;
+} mdht_bootstrap;
+
+void mdht_boot_init(mdht_bootstrap *b);
+/* Returns 0, MDHT_ERR_EXISTS (already known) or MDHT_ERR_LIMIT. */
+int mdht_boot_add_router(mdht_bootstrap *b, const mdht_addr *a);
+bool mdht_boot_is_router(const mdht_bootstrap *b, const mdht_addr *a);
+/* A router answered with `id`: remember it as a seed. */
+void mdht_boot_router_answered(mdht_bootstrap *b, const mdht_id *id,
+                               const mdht_addr *a);
+/* Routers were just pinged at `now`: schedule the next round, doubling the
+ * wait up to MDHT_BOOT_BACKOFF_MAX_MS. */
+void mdht_boot_pinged(mdht_bootstrap *b, mdht_time now);
+/* The table emptied, or a bootstrap lookup found nobody: start over from
+ * the routers at the next attempt (the backoff keeps growing). */
+void mdht_boot_reset(mdht_bootstrap *b, mdht_time now);
+/* A bootstrap completed with nodes in the table: the backoff starts over
+ * from its minimum. */
+void mdht_boot_succeeded(mdht_bootstrap *b);
+
+#endif

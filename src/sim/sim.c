@@ -1,0 +1,295 @@
+#include "sim.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A pending delivery or timer, ordered by time then by sequence number so
+ * that equal times resolve the same way on every run. */
+typedef struct event {
+  mdht_time at;
+  uint64_t seq;
+  uint32_t to;
+  uint32_t from;  /* UINT32_MAX: a timer, not a datagram */
+  uint32_t gen;   /* node generation it was meant for (churn) */
+  uint16_t len;
+  uint8_t *data;
+} event;
+
+typedef struct simnode {
+  mdht_node *node;
+  mdht_addr addr;
+  bool alive;
+  uint32_t gen;
+  mdht_time armed; /* the timer already queued, UINT64_MAX none */
+  uint64_t rng;    /* the node's own random stream */
+} simnode;
+
+struct mdht_sim {
+  mdht_sim_opts o;
+  simnode *nodes;
+  uint32_t n;
+  event *heap;
+  size_t nheap, capheap;
+  uint64_t seq;
+  mdht_time now;
+  uint64_t rng;
+  uint64_t sent, lost;
+};
+
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+uint64_t mdht_sim_rand(mdht_sim *sim) { return splitmix(&sim->rng); }
+
+static void node_random(uint8_t *buf, size_t len, void *user) {
+  uint64_t *s = user;
+  while (len > 0) {
+    uint64_t v = splitmix(s);
+    size_t k = len < 8 ? len : 8;
+    memcpy(buf, &v, k);
+    buf += k;
+    len -= k;
+  }
+}
+
+static bool before(const event *a, const event *b) {
+  return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static int heap_push(mdht_sim *sim, event ev) {
+  if (sim->nheap == sim->capheap) {
+    size_t nc = sim->capheap ? sim->capheap * 2 : 1024;
+    event *nh = realloc(sim->heap, nc * sizeof *nh);
+    if (!nh)
+      return MDHT_ERR_NOMEM;
+    sim->heap = nh;
+    sim->capheap = nc;
+  }
+  ev.seq = sim->seq++;
+  size_t i = sim->nheap++;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!before(&ev, &sim->heap[p]))
+      break;
+    sim->heap[i] = sim->heap[p];
+    i = p;
+  }
+  sim->heap[i] = ev;
+  return 0;
+}
+
+static event heap_pop(mdht_sim *sim) {
+  event top = sim->heap[0];
+  event last = sim->heap[--sim->nheap];
+  size_t i = 0, n = sim->nheap;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n)
+      break;
+    if (c + 1 < n && before(&sim->heap[c + 1], &sim->heap[c]))
+      c++;
+    if (!before(&sim->heap[c], &last))
+      break;
+    sim->heap[i] = sim->heap[c];
+    i = c;
+  }
+  if (n > 0)
+    sim->heap[i] = last;
+  return top;
+}
+
+/* Node i lives at 127.0.0.1 + i: unique, and private so that every node
+ * accepts the others (allow_private). */
+static mdht_addr addr_of(uint32_t i) {
+  uint32_t ip = 0x7f000001u + i;
+  mdht_addr a;
+  memset(&a, 0, sizeof a);
+  a.family = MDHT_AF_INET;
+  a.ip[0] = (uint8_t)(ip >> 24);
+  a.ip[1] = (uint8_t)(ip >> 16);
+  a.ip[2] = (uint8_t)(ip >> 8);
+  a.ip[3] = (uint8_t)ip;
+  a.port = 6881;
+  return a;
+}
+
+static bool index_of(const mdht_sim *sim, const mdht_addr *a, uint32_t *i) {
+  if (a->family != MDHT_AF_INET || a->port != 6881)
+    return false;
+  uint32_t ip = (uint32_t)a->ip[0] << 24 | (uint32_t)a->ip[1] << 16 |
+                (uint32_t)a->ip[2] << 8 | a->ip[3];
+  uint32_t k = ip - 0x7f000001u;
+  if (k >= sim->n)
+    return false;
+  *i = k;
+  return true;
+}
+
+static int make_node(mdht_sim *sim, uint32_t i) {
+  simnode *s = &sim->nodes[i];
+  s->rng = splitmix(&sim->rng);
+  mdht_callbacks cb = {.random = node_random, .user = &s->rng};
+  mdht_config cfg = sim->o.cfg;
+  cfg.allow_private = true;
+  s->addr = addr_of(i);
+  s->alive = true;
+  s->armed = UINT64_MAX;
+  return mdht_node_new(&s->node, &cfg, &cb, NULL, &s->addr, sim->now);
+}
+
+void mdht_sim_opts_default(mdht_sim_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->nodes = 100;
+  o->seed = 1;
+  o->latency_ms = 50;
+  o->jitter_ms = 50;
+  o->loss = 0;
+  mdht_config_default(&o->cfg);
+  /* Every node shares one IP range in the simulation: no rate limit. */
+  o->cfg.rate_limit_per_sec = 0;
+}
+
+int mdht_sim_new(mdht_sim **out, const mdht_sim_opts *o) {
+  if (!out || !o || o->nodes == 0 || o->nodes > (1u << 24) || o->loss < 0 ||
+      o->loss > 1)
+    return MDHT_ERR_INVAL;
+  mdht_sim *sim = calloc(1, sizeof *sim);
+  if (!sim)
+    return MDHT_ERR_NOMEM;
+  sim->o = *o;
+  sim->rng = o->seed;
+  sim->now = 1000; /* 0 means "never" in some of the node's fields */
+  sim->nodes = calloc(o->nodes, sizeof *sim->nodes);
+  if (!sim->nodes) {
+    free(sim);
+    return MDHT_ERR_NOMEM;
+  }
+  for (uint32_t i = 0; i < o->nodes; i++) {
+    int rc = make_node(sim, i);
+    if (rc < 0) {
+      sim->n = i;
+      mdht_sim_del(sim);
+      return rc;
+    }
+    sim->n = i + 1;
+  }
+  *out = sim;
+  return 0;
+}
+
+void mdht_sim_del(mdht_sim *sim) {
+  if (!sim)
+    return;
+  for (uint32_t i = 0; i < sim->n; i++)
+    mdht_node_del(sim->nodes[i].node);
+  for (size_t i = 0; i < sim->nheap; i++)
+    free(sim->heap[i].data);
+  free(sim->heap);
+  free(sim->nodes);
+  free(sim);
+}
+
+uint32_t mdht_sim_count(const mdht_sim *sim) { return sim->n; }
+mdht_node *mdht_sim_node(mdht_sim *sim, uint32_t i) {
+  return sim->nodes[i].node;
+}
+const mdht_addr *mdht_sim_addr(const mdht_sim *sim, uint32_t i) {
+  return &sim->nodes[i].addr;
+}
+mdht_time mdht_sim_now(const mdht_sim *sim) { return sim->now; }
+bool mdht_sim_alive(const mdht_sim *sim, uint32_t i) {
+  return sim->nodes[i].alive;
+}
+uint64_t mdht_sim_sent(const mdht_sim *sim) { return sim->sent; }
+uint64_t mdht_sim_lost(const mdht_sim *sim) { return sim->lost; }
+
+void mdht_sim_kill(mdht_sim *sim, uint32_t i) { sim->nodes[i].alive = false; }
+
+int mdht_sim_restart(mdht_sim *sim, uint32_t i) {
+  simnode *s = &sim->nodes[i];
+  mdht_node_del(s->node);
+  s->node = NULL;
+  s->gen++;
+  int rc = make_node(sim, i);
+  if (rc == 0)
+    mdht_sim_touch(sim, i);
+  return rc;
+}
+
+/* Sends what node i queued and makes sure its timer is queued. */
+void mdht_sim_touch(mdht_sim *sim, uint32_t i) {
+  simnode *s = &sim->nodes[i];
+  if (!s->alive)
+    return;
+  uint8_t buf[MDHT_MAX_PACKET];
+  mdht_addr to;
+  int len;
+  while ((len = mdht_node_next_packet(s->node, &to, buf, sizeof buf)) > 0) {
+    sim->sent++;
+    uint32_t j;
+    if (!index_of(sim, &to, &j))
+      continue; /* nobody lives there */
+    if (sim->o.loss > 0 &&
+        (double)(splitmix(&sim->rng) >> 11) * 0x1.0p-53 < sim->o.loss) {
+      sim->lost++;
+      continue;
+    }
+    mdht_time lat = sim->o.latency_ms;
+    if (sim->o.jitter_ms)
+      lat += splitmix(&sim->rng) % (sim->o.jitter_ms + 1);
+    uint8_t *data = malloc((size_t)len);
+    if (!data)
+      continue;
+    memcpy(data, buf, (size_t)len);
+    event ev = {.at = sim->now + lat,
+                .to = j,
+                .from = i,
+                .gen = sim->nodes[j].gen,
+                .len = (uint16_t)len,
+                .data = data};
+    if (heap_push(sim, ev) < 0)
+      free(data);
+  }
+  mdht_time d = mdht_node_next_deadline(s->node);
+  /* Never "now" again: a timer that fires without clearing its deadline
+   * must not spin the loop at one instant. */
+  if (d <= sim->now)
+    d = sim->now + 1;
+  /* Queue a timer only if it is earlier than the one already queued:
+   * later ones are re-armed when that one fires. */
+  if (d != UINT64_MAX && d < s->armed) {
+    event ev = {.at = d, .to = i, .from = UINT32_MAX, .gen = s->gen};
+    if (heap_push(sim, ev) == 0)
+      s->armed = d;
+  }
+}
+
+void mdht_sim_run(mdht_sim *sim, mdht_time until) {
+  while (sim->nheap > 0 && sim->heap[0].at <= until) {
+    event ev = heap_pop(sim);
+    if (ev.at > sim->now)
+      sim->now = ev.at;
+    simnode *s = &sim->nodes[ev.to];
+    if (!s->alive || ev.gen != s->gen) {
+      free(ev.data);
+      continue;
+    }
+    if (ev.from == UINT32_MAX) {
+      if (s->armed == ev.at)
+        s->armed = UINT64_MAX;
+      if (mdht_node_next_deadline(s->node) <= sim->now)
+        mdht_node_tick(s->node, sim->now);
+    } else {
+      mdht_node_recv(s->node, &sim->nodes[ev.from].addr, ev.data, ev.len,
+                     sim->now);
+      free(ev.data);
+    }
+    mdht_sim_touch(sim, ev.to);
+  }
+  if (until > sim->now)
+    sim->now = until;
+}
