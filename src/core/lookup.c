@@ -15,8 +15,8 @@
 static mdht_lookup *find_slot(const mdht_lookups *ls, uint32_t id) {
   if (!ls || !ls->slots) return NULL;
   uint32_t idx = (id & MAX_SLOTS);
-  if (idx == 0 || idx > ls->cfg.max_lookups) return NULL;
-  mdht_lookup *l = &ls->slots[idx - 1];
+  if (idx == 0 || idx > ls->n_alloc) return NULL;
+  mdht_lookup *l = ls->slots[idx - 1];
   if (l->id != id || l->finishing) return NULL;
   return l;
 }
@@ -31,6 +31,10 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
       cfg->query_timeout_ms == 0 ||
       cfg->query_soft_timeout_ms > cfg->query_timeout_ms)
     return MDHT_ERR_INVAL;
+  /* Only the pointers: a slot (about 16 KB) is allocated the first time
+   * it is needed, so that an idle node, or each of the thousands of nodes
+   * in the simulator, holds memory for the lookups it runs, not for the
+   * most it may run. */
   ls->slots = calloc(cfg->max_lookups, sizeof *ls->slots);
   if (!ls->slots) return MDHT_ERR_NOMEM;
   ls->cfg = *cfg;
@@ -45,6 +49,8 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
 
 void mdht_lookups_free(mdht_lookups *ls) {
   if (!ls) return;
+  for (uint32_t i = 0; ls->slots && i < ls->n_alloc; i++) free(ls->slots[i]);
+  ls->n_alloc = 0;
   free(ls->slots);
   ls->slots = NULL;
   ls->n_active = 0;
@@ -312,12 +318,18 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   if (ls->n_active >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
   mdht_lookup *l = NULL;
   uint32_t idx = 0;
-  for (; idx < ls->cfg.max_lookups; idx++)
-    if (ls->slots[idx].id == 0 && !ls->slots[idx].finishing) {
-      l = &ls->slots[idx];
+  for (; idx < ls->n_alloc; idx++)
+    if (ls->slots[idx]->id == 0 && !ls->slots[idx]->finishing) {
+      l = ls->slots[idx];
       break;
     }
-  if (!l) return MDHT_ERR_FULL;
+  if (!l) {
+    if (ls->n_alloc >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
+    l = calloc(1, sizeof *l);
+    if (!l) return MDHT_ERR_NOMEM;
+    idx = ls->n_alloc;
+    ls->slots[ls->n_alloc++] = l;
+  }
 
   l->end_due = false;
   l->kind = kind;
@@ -444,8 +456,8 @@ int mdht_lookup_cancel(mdht_lookups *ls, uint32_t lookup_id, mdht_time now) {
 int mdht_lookups_tick(mdht_lookups *ls, mdht_time now) {
   if (!ls || !ls->slots) return 0;
   int ended = 0;
-  for (uint32_t s = 0; s < ls->cfg.max_lookups; s++) {
-    mdht_lookup *l = &ls->slots[s];
+  for (uint32_t s = 0; s < ls->n_alloc; s++) {
+    mdht_lookup *l = ls->slots[s];
     if (l->id == 0 || l->finishing || l->deadline > now) continue;
     if (l->end_due) {
       finish(ls, l, now);
@@ -473,8 +485,8 @@ int mdht_lookups_tick(mdht_lookups *ls, mdht_time now) {
 mdht_time mdht_lookups_next_deadline(const mdht_lookups *ls) {
   mdht_time d = UINT64_MAX;
   if (!ls || !ls->slots) return d;
-  for (uint32_t s = 0; s < ls->cfg.max_lookups; s++) {
-    const mdht_lookup *l = &ls->slots[s];
+  for (uint32_t s = 0; s < ls->n_alloc; s++) {
+    const mdht_lookup *l = ls->slots[s];
     if (l->id != 0 && !l->finishing && l->deadline < d) d = l->deadline;
   }
   return d;

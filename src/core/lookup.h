@@ -171,7 +171,8 @@ typedef struct mdht_lookups {
   mdht_lookup_cbs cb;
   mdht_id self;
   bool has_self;
-  mdht_lookup *slots; /* cfg.max_lookups */
+  mdht_lookup **slots; /* cfg.max_lookups pointers, allocated lazily */
+  uint32_t n_alloc;     /* slots allocated so far */
   uint32_t n_active;
 } mdht_lookups;
 
