@@ -1,6 +1,7 @@
 /*
- * mdht: the command. `mdht run` hosts a long-lived node; the client
- * commands (get-peers, announce, ...) are still to come.
+ * mdht: the command. `mdht run` hosts a long-lived node (with a control
+ * socket for the client commands, if asked); the client commands live in
+ * commands.c.
  *
  * Exit status: 0 success, 2 usage or runtime error (one line on stderr).
  */
@@ -9,7 +10,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands.h"
 #include "config.h"
+#include "control.h"
 #include "driver.h"
 #include "logforge.h"
 #include "mdht.h"
@@ -50,6 +53,7 @@ typedef struct run_args {
   bool no_bootstrap;
   mdht_log_level level;
   mdht_log_format format;
+  const char *control;
   mdht_config cfg;
 } run_args;
 
@@ -136,8 +140,13 @@ static int set_state(void *ctx, const char *v) {
   return not_yet("--state");
 }
 static int set_control(void *ctx, const char *v) {
-  (void)ctx, (void)v;
-  return not_yet("--control");
+  run_args *a = ctx;
+  if (!*v) {
+    cli_error("empty --control path");
+    return -1;
+  }
+  a->control = v;
+  return 0;
 }
 
 #define CFG(field) offsetof(run_args, cfg.field)
@@ -158,7 +167,8 @@ static const cli_opt run_opts[] = {
      offsetof(run_args, no_bootstrap), 0, 0, NULL},
     {"--state", "DIR", "keep the node's state in DIR (not yet)", CLI_CUSTOM, 0,
      0, 0, set_state},
-    {"--control", "PATH", "control socket for client commands (not yet)",
+    {"--control", "PATH",
+     "serve client commands on this Unix socket (mode 0600)",
      CLI_CUSTOM, 0, 0, 0, set_control},
     {"--log-level", "LEVEL", "error, warn, info (default), debug or trace",
      CLI_CUSTOM, 0, 0, 0, set_level},
@@ -230,6 +240,8 @@ static int cmd_run(int argc, char **argv) {
   mdht_driver_opts o;
   mdht_logforge log;
   mdht_driver d;
+  mdht_ctl_server ctl;
+  char err[256];
   size_t npos;
   int rc;
 
@@ -267,17 +279,36 @@ static int cmd_run(int argc, char **argv) {
   mdht_logforge_set_clock(&log, mdht_driver_wallclock, NULL);
   o.log = &log;
 
+  /* The control socket first: a second node on the same path is refused
+   * before it binds a port or says it listens. */
+  if (a.control && mdht_ctl_server_open(&ctl, a.control, err, sizeof err) < 0) {
+    cli_error("%s", err);
+    return CLI_USAGE_ERROR;
+  }
   /* The driver has logged why it failed; keep to one line. */
-  if (mdht_driver_init(&d, &o) < 0) return CLI_USAGE_ERROR;
+  if (mdht_driver_init(&d, &o) < 0) {
+    if (a.control) mdht_ctl_server_close(&ctl);
+    return CLI_USAGE_ERROR;
+  }
+  if (a.control && (rc = mdht_ctl_server_attach(&ctl, &d)) < 0) {
+    mdht_logforge_logf(&log, MDHT_LOG_ERROR, "control socket %s: %s",
+                       a.control, strerror(-rc));
+    mdht_ctl_server_close(&ctl);
+    mdht_driver_free(&d);
+    return CLI_USAGE_ERROR;
+  }
+  if (a.control)
+    mdht_logforge_logf(&log, MDHT_LOG_INFO, "control socket %s", a.control);
   rc = mdht_driver_run(&d);
+  /* Before the node goes: the server cancels its clients' operations. */
+  if (a.control) mdht_ctl_server_close(&ctl);
   mdht_driver_free(&d);
   return rc < 0 ? CLI_USAGE_ERROR : 0;
 }
 
 /* ----------------------------------------------------------------- main */
 
-static const char *const later[] = {
-    "get-peers", "announce", "find-node", "ping", "stats", "testnet", "sim"};
+static const char *const later[] = {"testnet", "sim"};
 
 static bool is_later(const char *cmd) {
   for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
@@ -296,6 +327,10 @@ static int cmd_help(int argc, char **argv) {
   }
   if (strcmp(argv[0], "run") == 0) {
     run_usage();
+    return 0;
+  }
+  if (client_command(argv[0])) {
+    client_usage(argv[0]);
     return 0;
   }
   if (is_later(argv[0])) {
@@ -322,6 +357,7 @@ int main(int argc, char **argv) {
     return cmd_help(0, NULL);
   if (strcmp(cmd, "help") == 0) return cmd_help(argc - 2, argv + 2);
   if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
+  if (client_command(cmd)) return cmd_client(cmd, argc - 2, argv + 2);
   if (is_later(cmd)) {
     cli_error("'%s' is not implemented yet", cmd);
     return CLI_USAGE_ERROR;

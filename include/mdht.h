@@ -70,9 +70,9 @@ const char *mdht_strerror(int err);
 /* ------------------------------------------------------------ constants */
 
 #define MDHT_ID_LEN 20
-#define MDHT_K 8                   /* bucket size (BEP 5) */
-#define MDHT_MAX_PACKET 1500       /* largest datagram the node emits */
-#define MDHT_RESPONSE_LIMIT 1400   /* no response ever exceeds this */
+#define MDHT_K 8                 /* bucket size (BEP 5) */
+#define MDHT_MAX_PACKET 1500     /* largest datagram the node emits */
+#define MDHT_RESPONSE_LIMIT 1400 /* no response ever exceeds this */
 
 /* ---------------------------------------------------------------- types */
 
@@ -183,7 +183,7 @@ typedef enum mdht_event_type {
 #define MDHT__EV_ENUM(name, text) MDHT_EV_##name,
   MDHT_EVENTS(MDHT__EV_ENUM)
 #undef MDHT__EV_ENUM
-  MDHT_EV_COUNT_
+      MDHT_EV_COUNT_
 } mdht_event_type;
 
 const char *mdht_event_name(mdht_event_type t);
@@ -215,7 +215,7 @@ typedef enum mdht_drop_reason {
 #define MDHT__DROP_ENUM(name, text) MDHT_DROP_##name,
   MDHT_DROPS(MDHT__DROP_ENUM)
 #undef MDHT__DROP_ENUM
-  MDHT_DROP_COUNT_
+      MDHT_DROP_COUNT_
 } mdht_drop_reason;
 
 const char *mdht_drop_reason_name(mdht_drop_reason r);
@@ -233,15 +233,29 @@ typedef struct mdht_event {
   mdht_time now;
   /* Most events concern one remote node; fields that do not apply are
    * zero. */
-  mdht_id id;        /* remote node id, info-hash or lookup target */
-  mdht_addr addr;    /* remote endpoint */
+  mdht_id id;     /* remote node id, info-hash or lookup target */
+  mdht_addr addr; /* remote endpoint */
   mdht_method method;
   union {
-    struct { mdht_id old_id; mdht_addr old_addr; } replaced;
-    struct { uint32_t depth; uint32_t buckets; } split;
-    struct { int code; } error;             /* ERROR_SENT/RECEIVED */
-    struct { mdht_drop_reason reason; size_t len; } drop;
-    struct { mdht_addr peer; uint32_t count; } peer; /* PEER_* */
+    struct {
+      mdht_id old_id;
+      mdht_addr old_addr;
+    } replaced;
+    struct {
+      uint32_t depth;
+      uint32_t buckets;
+    } split;
+    struct {
+      int code;
+    } error; /* ERROR_SENT/RECEIVED */
+    struct {
+      mdht_drop_reason reason;
+      size_t len;
+    } drop;
+    struct {
+      mdht_addr peer;
+      uint32_t count;
+    } peer; /* PEER_* */
     struct {
       uint32_t lookup_id;
       uint32_t round;
@@ -252,10 +266,20 @@ typedef struct mdht_event {
       uint32_t closest_bits; /* leading bits shared with the target */
       bool ok;
     } lookup;
-    struct { uint32_t nodes; uint32_t peers; } state;
-    struct { mdht_time rtt_ms; } response;
-    struct { bool ro; } query;               /* QUERY_RECEIVED: BEP 43 */
-    struct { mdht_log_level level; const char *text; } log;
+    struct {
+      uint32_t nodes;
+      uint32_t peers;
+    } state;
+    struct {
+      mdht_time rtt_ms;
+    } response;
+    struct {
+      bool ro;
+    } query; /* QUERY_RECEIVED: BEP 43 */
+    struct {
+      mdht_log_level level;
+      const char *text;
+    } log;
   } u;
 } mdht_event;
 
@@ -293,8 +317,8 @@ void mdht_node_unsubscribe(mdht_node *node, int handle);
 /* Hands one received datagram to the node. Never fails on bad input: a
  * malformed datagram is answered with a KRPC error or dropped and counted.
  * Returns 0, or MDHT_ERR_INVAL for a NULL argument. */
-int mdht_node_recv(mdht_node *node, const mdht_addr *from,
-                   const uint8_t *pkt, size_t len, mdht_time now);
+int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
+                   size_t len, mdht_time now);
 
 /* Takes the next queued datagram: copies it into `buf`, sets `*to`, and
  * returns its length; 0 when nothing is queued; MDHT_ERR_NOBUF when `cap`
@@ -334,10 +358,10 @@ bool mdht_node_bootstrapped(const mdht_node *node);
 /* What a lookup, an announce or a ping found. Valid during the callback
  * only. */
 typedef struct mdht_result {
-  uint32_t id;       /* as returned when started */
-  mdht_method kind;  /* FIND_NODE, GET_PEERS, ANNOUNCE_PEER or PING */
+  uint32_t id;      /* as returned when started */
+  mdht_method kind; /* FIND_NODE, GET_PEERS, ANNOUNCE_PEER or PING */
   mdht_id target;
-  bool ok;           /* at least one node answered */
+  bool ok; /* at least one node answered */
   /* FIND_NODE/GET_PEERS/ANNOUNCE_PEER: the closest nodes that answered,
    * closest first. ANNOUNCE_PEER: only the nodes that accepted the
    * announce. PING: the node that answered. */
@@ -346,7 +370,7 @@ typedef struct mdht_result {
     mdht_id id;
     mdht_addr addr;
   } nodes[MDHT_RESULT_NODES];
-  size_t npeers;     /* GET_PEERS and ANNOUNCE_PEER: peers found */
+  size_t npeers; /* GET_PEERS and ANNOUNCE_PEER: peers found */
   const mdht_addr *peers;
   uint32_t rounds, queries, responses, failures;
   mdht_time elapsed_ms; /* PING: the round-trip time */

@@ -9,16 +9,13 @@ void mdht_boot_init(mdht_bootstrap *b) {
 
 bool mdht_boot_is_router(const mdht_bootstrap *b, const mdht_addr *a) {
   for (uint32_t i = 0; i < b->nrouters; i++)
-    if (mdht_addr_eq(&b->routers[i], a))
-      return true;
+    if (mdht_addr_eq(&b->routers[i], a)) return true;
   return false;
 }
 
 int mdht_boot_add_router(mdht_bootstrap *b, const mdht_addr *a) {
-  if (mdht_boot_is_router(b, a))
-    return MDHT_ERR_EXISTS;
-  if (b->nrouters >= MDHT_BOOT_MAX_ROUTERS)
-    return MDHT_ERR_LIMIT;
+  if (mdht_boot_is_router(b, a)) return MDHT_ERR_EXISTS;
+  if (b->nrouters >= MDHT_BOOT_MAX_ROUTERS) return MDHT_ERR_LIMIT;
   b->routers[b->nrouters++] = *a;
   return 0;
 }
@@ -50,8 +47,7 @@ void mdht_boot_reset(mdht_bootstrap *b, mdht_time now) {
    * knew may be as gone as the rest of the table. The backoff is kept, so
    * that a node cut off from the network does not retry every second. */
   b->nseeds = 0;
-  if (b->next_attempt < now)
-    b->next_attempt = now;
+  if (b->next_attempt < now) b->next_attempt = now;
   b->fill_pending = 0;
 }
 

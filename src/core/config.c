@@ -28,13 +28,13 @@ void mdht_config_default(mdht_config *cfg) {
 
 int mdht_config_check(const mdht_config *cfg) {
   if (!cfg || cfg->k == 0 || cfg->k > MDHT_RT_KMAX || cfg->alpha == 0 ||
-      cfg->alpha > 32 || cfg->max_fails == 0 || cfg->max_fails > 255 || cfg->node_fresh_ms == 0 ||
-      cfg->token_rotate_ms == 0 || cfg->peer_ttl_ms == 0 ||
-      cfg->max_infohashes == 0 || cfg->max_peers_per_ih == 0 ||
-      cfg->query_timeout_ms == 0 || cfg->max_txns == 0 ||
-      cfg->max_txns > 65535 || cfg->out_queue == 0 || cfg->max_lookups == 0)
+      cfg->alpha > 32 || cfg->max_fails == 0 || cfg->max_fails > 255 ||
+      cfg->node_fresh_ms == 0 || cfg->token_rotate_ms == 0 ||
+      cfg->peer_ttl_ms == 0 || cfg->max_infohashes == 0 ||
+      cfg->max_peers_per_ih == 0 || cfg->query_timeout_ms == 0 ||
+      cfg->max_txns == 0 || cfg->max_txns > 65535 || cfg->out_queue == 0 ||
+      cfg->max_lookups == 0)
     return MDHT_ERR_INVAL;
-  if (cfg->query_soft_timeout_ms > cfg->query_timeout_ms)
-    return MDHT_ERR_INVAL;
+  if (cfg->query_soft_timeout_ms > cfg->query_timeout_ms) return MDHT_ERR_INVAL;
   return 0;
 }

@@ -30,5 +30,4 @@
 #define MDHT_DEFAULT_RATE_BURST 500
 #define MDHT_DEFAULT_OUT_QUEUE 1024
 
-
 #endif

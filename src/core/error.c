@@ -6,7 +6,7 @@ const char *mdht_strerror(int err) {
   switch (err) {
   case 0:
     return "success";
-#define MDHT__ERR_CASE(name, code, text)                                      \
+#define MDHT__ERR_CASE(name, code, text)                                       \
   case code:                                                                   \
     return text;
     MDHT_ERRORS(MDHT__ERR_CASE)
@@ -22,17 +22,15 @@ const char *mdht_event_name(mdht_event_type t) {
       MDHT_EVENTS(MDHT__EV_NAME)
 #undef MDHT__EV_NAME
   };
-  if ((unsigned)t >= sizeof names / sizeof names[0])
-    return "unknown";
+  if ((unsigned)t >= sizeof names / sizeof names[0]) return "unknown";
   return names[t];
 }
 
 const char *mdht_method_name(mdht_method m) {
-  static const char *const names[] = {"ping", "find_node", "get_peers",
-                                      "announce_peer", "sample_infohashes",
-                                      "unknown"};
-  if ((unsigned)m >= sizeof names / sizeof names[0])
-    return "unknown";
+  static const char *const names[] = {
+      "ping",          "find_node",         "get_peers",
+      "announce_peer", "sample_infohashes", "unknown"};
+  if ((unsigned)m >= sizeof names / sizeof names[0]) return "unknown";
   return names[m];
 }
 
@@ -42,7 +40,6 @@ const char *mdht_drop_reason_name(mdht_drop_reason r) {
       MDHT_DROPS(MDHT__DROP_NAME)
 #undef MDHT__DROP_NAME
   };
-  if ((unsigned)r >= sizeof names / sizeof names[0])
-    return "unknown";
+  if ((unsigned)r >= sizeof names / sizeof names[0]) return "unknown";
   return names[r];
 }

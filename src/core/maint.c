@@ -5,7 +5,9 @@ void mdht_maint_init(mdht_maint *m, mdht_time now) {
   m->next_run = now + MDHT_MAINT_PERIOD_MS;
 }
 
-mdht_time mdht_maint_next(const mdht_maint *m) { return m->next_run; }
+mdht_time mdht_maint_next(const mdht_maint *m) {
+  return m->next_run;
+}
 
 void mdht_maint_bucket_target(const mdht_rtable *rt, uint32_t b,
                               const uint8_t rnd[MDHT_ID_LEN], mdht_id *out) {
@@ -27,8 +29,7 @@ static mdht_time last_seen(const mdht_rt_entry *e) {
 
 size_t mdht_maint_run(mdht_maint *m, mdht_rtable *rt, mdht_time now,
                       const uint8_t rnd[MDHT_ID_LEN], mdht_maint_action *out) {
-  if (now < m->next_run)
-    return 0;
+  if (now < m->next_run) return 0;
   m->next_run = now + MDHT_MAINT_PERIOD_MS;
   size_t n = 0;
 
@@ -40,14 +41,12 @@ size_t mdht_maint_run(mdht_maint *m, mdht_rtable *rt, mdht_time now,
     mdht_rt_bucket *bk = &rt->buckets[b];
     for (uint32_t i = 0; i < bk->n; i++) {
       mdht_rt_entry *e = &bk->nodes[i];
-      if (mdht_rtable_state(rt, e, now) != MDHT_RT_QUESTIONABLE)
-        continue;
+      if (mdht_rtable_state(rt, e, now) != MDHT_RT_QUESTIONABLE) continue;
       if (e->last_ping && now - e->last_ping < rt->cfg->query_timeout_ms)
         continue; /* a ping is already on its way */
       size_t j = npick < MDHT_MAINT_PINGS ? npick++ : MDHT_MAINT_PINGS;
       if (j == MDHT_MAINT_PINGS) {
-        if (last_seen(e) >= last_seen(pick[j - 1]))
-          continue;
+        if (last_seen(e) >= last_seen(pick[j - 1])) continue;
         j--;
       }
       while (j > 0 && last_seen(pick[j - 1]) > last_seen(e)) {
@@ -59,16 +58,14 @@ size_t mdht_maint_run(mdht_maint *m, mdht_rtable *rt, mdht_time now,
   }
   for (size_t i = 0; i < npick; i++) {
     pick[i]->last_ping = now;
-    out[n++] = (mdht_maint_action){.kind = MDHT_MAINT_PING,
-                                   .id = pick[i]->id,
-                                   .addr = pick[i]->addr};
+    out[n++] = (mdht_maint_action){
+        .kind = MDHT_MAINT_PING, .id = pick[i]->id, .addr = pick[i]->addr};
   }
 
   /* One stale bucket per period. */
   for (uint32_t b = 0; b < rt->nbuckets; b++) {
     mdht_rt_bucket *bk = &rt->buckets[b];
-    if (now - bk->last_changed < rt->cfg->bucket_refresh_ms)
-      continue;
+    if (now - bk->last_changed < rt->cfg->bucket_refresh_ms) continue;
     bk->last_changed = now;
     mdht_maint_action a = {.kind = MDHT_MAINT_REFRESH, .bucket = b};
     mdht_maint_bucket_target(rt, b, rnd, &a.target);

@@ -23,7 +23,10 @@
 #define MDHT_MAINT_PERIOD_MS 1000
 #define MDHT_MAINT_PINGS 4
 
-typedef enum mdht_maint_kind { MDHT_MAINT_PING = 1, MDHT_MAINT_REFRESH } mdht_maint_kind;
+typedef enum mdht_maint_kind {
+  MDHT_MAINT_PING = 1,
+  MDHT_MAINT_REFRESH
+} mdht_maint_kind;
 
 typedef struct mdht_maint_action {
   mdht_maint_kind kind;

@@ -9,6 +9,7 @@
  */
 #include "node.h"
 #include "addr.h"
+#include "bep42.h"
 #include "config.h"
 #include "id.h"
 
@@ -33,8 +34,7 @@ static void drop(mdht_node *node, const mdht_addr *from, mdht_drop_reason r,
                  size_t len, mdht_time now) {
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_DATAGRAM_DROPPED, now);
-  if (from)
-    ev.addr = *from;
+  if (from) ev.addr = *from;
   ev.u.drop.reason = r;
   ev.u.drop.len = len;
   publish(node, &ev);
@@ -50,8 +50,7 @@ static int queue_out(mdht_node *node, const mdht_addr *to, mdht_time now) {
     return MDHT_ERR_NOBUF;
   }
   int n = mdht_krpc_encode(&node->out, p, MDHT_MAX_PACKET);
-  if (n < 0)
-    return n;
+  if (n < 0) return n;
   mdht_outq_commit(&node->outq, to, (size_t)n);
   node->stats.sent_packets++;
   return 0;
@@ -73,8 +72,7 @@ static void send_error(mdht_node *node, const mdht_addr *to, mdht_bytes t,
   }
   mdht_bytes v = {node->cfg.client_version, sizeof node->cfg.client_version};
   int n = mdht_krpc_encode_error(p, MDHT_MAX_PACKET, t, code, text, to, v);
-  if (n < 0)
-    return;
+  if (n < 0) return;
   mdht_outq_commit(&node->outq, to, (size_t)n);
   node->stats.sent_packets++;
   mdht_event ev;
@@ -99,10 +97,8 @@ static mdht_krpc_msg *begin_response(mdht_node *node, const mdht_addr *to) {
   return r;
 }
 
-static void send_response(mdht_node *node, const mdht_addr *to,
-                          mdht_time now) {
-  if (queue_out(node, to, now) != 0)
-    return;
+static void send_response(mdht_node *node, const mdht_addr *to, mdht_time now) {
+  if (queue_out(node, to, now) != 0) return;
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_RESPONSE_SENT, now);
   ev.addr = *to;
@@ -118,10 +114,9 @@ int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
   uint8_t tid[MDHT_TID_LEN];
   uint16_t check;
   mdht__node_random(node, &check, sizeof check);
-  int slot = mdht_txn_open(&node->txns, to, expect_id, q->method, owner,
-                           check, now, tid);
-  if (slot < 0)
-    return slot;
+  int slot = mdht_txn_open(&node->txns, to, expect_id, q->method, owner, check,
+                           now, tid);
+  if (slot < 0) return slot;
   q->y = 'q';
   fill_common(node, q);
   q->t.p = tid;
@@ -136,8 +131,7 @@ int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_QUERY_SENT, now);
   ev.addr = *to;
-  if (expect_id)
-    ev.id = *expect_id;
+  if (expect_id) ev.id = *expect_id;
   ev.method = q->method;
   publish(node, &ev);
   return 0;
@@ -153,12 +147,10 @@ static int send_ping(mdht_node *node, const mdht_addr *to,
 
 /* A maintenance ping (confirming a newcomer, checking a questionable node)
  * within the in-flight bound. */
-static void maint_ping(mdht_node *node, const mdht_addr *to,
-                       const mdht_id *id, uint8_t kind, mdht_time now) {
-  if (node->maint_pings >= MDHT_MAX_MAINT_PINGS)
-    return;
-  if (send_ping(node, to, id, kind, now) == 0)
-    node->maint_pings++;
+static void maint_ping(mdht_node *node, const mdht_addr *to, const mdht_id *id,
+                       uint8_t kind, mdht_time now) {
+  if (node->maint_pings >= MDHT_MAX_MAINT_PINGS) return;
+  if (send_ping(node, to, id, kind, now) == 0) node->maint_pings++;
 }
 
 /* ------------------------------------------------------- query handlers */
@@ -173,13 +165,12 @@ static void put_closest(mdht_node *node, mdht_krpc_msg *r,
    * from this single-family table but an empty list. */
   uint8_t want = node->in.want;
   if (want) {
-    bool ours = fam == MDHT_AF_INET6 ? (want & MDHT_WANT_N6)
-                                     : (want & MDHT_WANT_N4);
-    if (!ours)
-      return;
+    bool ours =
+        fam == MDHT_AF_INET6 ? (want & MDHT_WANT_N6) : (want & MDHT_WANT_N4);
+    if (!ours) return;
   }
-  size_t n = mdht_rtable_closest(&node->rt, target, fam, near, node->cfg.k,
-                                 now);
+  size_t n =
+      mdht_rtable_closest(&node->rt, target, fam, near, node->cfg.k, now);
   size_t len = 0;
   for (size_t i = 0; i < n; i++)
     len += mdht_node_to_compact(&near[i].id, &near[i].addr, buf + len);
@@ -192,8 +183,7 @@ static void put_closest(mdht_node *node, mdht_krpc_msg *r,
   }
 }
 
-static void handle_ping(mdht_node *node, const mdht_addr *from,
-                        mdht_time now) {
+static void handle_ping(mdht_node *node, const mdht_addr *from, mdht_time now) {
   begin_response(node, from);
   send_response(node, from, now);
 }
@@ -225,8 +215,7 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
    * then fit as many values as the rest allows. */
   uint8_t probe[MDHT_MAX_PACKET];
   int base = mdht_krpc_encode(r, probe, sizeof probe);
-  if (base < 0)
-    return;
+  if (base < 0) return;
   size_t per = (node->bound.family == MDHT_AF_INET6 ? MDHT_COMPACT_PEER6
                                                     : MDHT_COMPACT_PEER4) +
                3; /* "18:" or "6:" and a little slack */
@@ -234,10 +223,9 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   /* "6:values" + "l" + "e" */
   if ((size_t)base + 10 < MDHT_RESPONSE_LIMIT)
     room = (MDHT_RESPONSE_LIMIT - (size_t)base - 10) / per;
-  if (room > MDHT_KRPC_MAX_VALUES)
-    room = MDHT_KRPC_MAX_VALUES;
-  size_t n = mdht_peers_get(&node->peers, &node->in.target,
-                            node->bound.family, peers, room, now);
+  if (room > MDHT_KRPC_MAX_VALUES) room = MDHT_KRPC_MAX_VALUES;
+  size_t n = mdht_peers_get(&node->peers, &node->in.target, node->bound.family,
+                            peers, room, now);
   for (size_t i = 0; i < n; i++) {
     size_t l = mdht_addr_to_compact(&peers[i], compact[i]);
     r->values[i].p = compact[i];
@@ -256,8 +244,8 @@ static void handle_announce(mdht_node *node, const mdht_addr *from,
     ev.addr = *from;
     ev.id = q->id;
     publish(node, &ev);
-    send_error(node, from, q->t, q->method, MDHT_KRPC_E_PROTOCOL,
-               "bad token", now);
+    send_error(node, from, q->t, q->method, MDHT_KRPC_E_PROTOCOL, "bad token",
+               now);
     return;
   }
   mdht_addr peer = *from;
@@ -406,17 +394,20 @@ static void rt_on_event(const mdht_event *ev, void *user) {
   mdht_node *node = user;
   mdht_rt_entry ping;
   int r;
+  if ((ev->type == MDHT_EV_RESPONSE_RECEIVED ||
+       ev->type == MDHT_EV_QUERY_RECEIVED) &&
+      node->cfg.enforce_node_id && !mdht_bep42_valid(&ev->id, &ev->addr))
+    return; /* BEP 42: an id not derived from its IP gets no slot */
   switch (ev->type) {
   case MDHT_EV_RESPONSE_RECEIVED:
-    r = mdht_rtable_heard(&node->rt, &ev->id, &ev->addr,
-                          MDHT_RT_HEARD_REPLY, ev->now, &ping);
+    r = mdht_rtable_heard(&node->rt, &ev->id, &ev->addr, MDHT_RT_HEARD_REPLY,
+                          ev->now, &ping);
     break;
   case MDHT_EV_QUERY_RECEIVED:
     /* BEP 43: a read-only node never enters the table. */
-    if (ev->u.query.ro)
-      return;
-    r = mdht_rtable_heard(&node->rt, &ev->id, &ev->addr,
-                          MDHT_RT_HEARD_QUERY, ev->now, &ping);
+    if (ev->u.query.ro) return;
+    r = mdht_rtable_heard(&node->rt, &ev->id, &ev->addr, MDHT_RT_HEARD_QUERY,
+                          ev->now, &ping);
     if (r == MDHT_RT_ADDED) {
       /* It queried us but has never answered: ask it once, so that it
        * can become good (and be handed to others) or be found dead. */
@@ -483,8 +474,7 @@ static mdht_op *op_new(mdht_node *node, mdht_method kind, uint8_t purpose,
                        const mdht_id *target, mdht_result_cb cb, void *user,
                        mdht_time now) {
   mdht_op *op = calloc(1, sizeof *op);
-  if (!op)
-    return NULL;
+  if (!op) return NULL;
   op->id = node->next_op_id++;
   if (node->next_op_id == 0)
     node->next_op_id = 1; /* 0 is never an operation id */
@@ -492,8 +482,7 @@ static mdht_op *op_new(mdht_node *node, mdht_method kind, uint8_t purpose,
   op->purpose = purpose;
   op->cb = cb;
   op->user = user;
-  if (target)
-    op->target = *target;
+  if (target) op->target = *target;
   op->started = now;
   op->res.id = op->id;
   op->res.kind = kind;
@@ -516,24 +505,21 @@ static void op_free(mdht_node *node, mdht_op *op) {
 
 static mdht_op *op_find(mdht_node *node, uint32_t id) {
   for (mdht_op *op = node->ops; op; op = op->next)
-    if (op->id == id)
-      return op;
+    if (op->id == id) return op;
   return NULL;
 }
 
 static mdht_op *op_find_lookup(mdht_node *node, uint32_t lookup_id) {
   for (mdht_op *op = node->ops; op; op = op->next)
-    if (op->lookup_id == lookup_id)
-      return op;
+    if (op->lookup_id == lookup_id) return op;
   return NULL;
 }
 
 /* Reports an operation to its owner and frees it. */
 static void op_finish(mdht_node *node, mdht_op *op, mdht_time now) {
-  op->res.elapsed_ms = op->res.kind == MDHT_M_PING ? op->res.elapsed_ms
-                                                   : now - op->started;
-  if (op->cb)
-    op->cb(&op->res, op->user);
+  op->res.elapsed_ms =
+      op->res.kind == MDHT_M_PING ? op->res.elapsed_ms : now - op->started;
+  if (op->cb) op->cb(&op->res, op->user);
   op_free(node, op);
 }
 
@@ -546,9 +532,8 @@ static int lookup_send(void *user, uint32_t lookup_id, mdht_method method,
   q->method = method;
   q->target = *target;
   mdht_txn_owner owner = {.kind = MDHT_OWNER_LOOKUP, .cookie = lookup_id};
-  return mdht__node_send_query(node, addr,
-                               id_is_zero(node_id) ? NULL : node_id, owner,
-                               now);
+  return mdht__node_send_query(node, addr, id_is_zero(node_id) ? NULL : node_id,
+                               owner, now);
 }
 
 static int start_lookup(mdht_node *node, mdht_op *op, mdht_method kind,
@@ -566,10 +551,9 @@ static int start_lookup(mdht_node *node, mdht_op *op, mdht_method kind,
   if (n < node->cfg.k)
     for (uint32_t i = 0; i < node->boot.nseeds; i++)
       seeds[ns++] = node->boot.seeds[i];
-  int64_t id = mdht_lookup_start(&node->lookups, kind, &op->target, seeds, ns,
-                                 now);
-  if (id < 0)
-    return (int)id;
+  int64_t id =
+      mdht_lookup_start(&node->lookups, kind, &op->target, seeds, ns, now);
+  if (id < 0) return (int)id;
   op->lookup_id = (uint32_t)id;
   return 0;
 }
@@ -598,11 +582,9 @@ static int start_internal(mdht_node *node, uint8_t purpose,
                           const mdht_id *target, mdht_time now) {
   mdht_op *op =
       op_new(node, MDHT_M_FIND_NODE, purpose, target, NULL, NULL, now);
-  if (!op)
-    return MDHT_ERR_NOMEM;
+  if (!op) return MDHT_ERR_NOMEM;
   int rc = start_lookup(node, op, MDHT_M_FIND_NODE, now);
-  if (rc < 0)
-    op_free(node, op);
+  if (rc < 0) op_free(node, op);
   return rc;
 }
 
@@ -614,8 +596,7 @@ static void boot_fill(mdht_node *node, mdht_time now) {
   node->boot.fill_pending = 0;
   /* The last bucket is the one the self lookup just filled. */
   for (uint32_t b = 0; b + 1 < node->rt.nbuckets; b++) {
-    if (node->rt.buckets[b].n >= node->cfg.k)
-      continue;
+    if (node->rt.buckets[b].n >= node->cfg.k) continue;
     uint8_t rnd[MDHT_ID_LEN];
     mdht__node_random(node, rnd, sizeof rnd);
     mdht_id target;
@@ -623,8 +604,7 @@ static void boot_fill(mdht_node *node, mdht_time now) {
     if (start_internal(node, MDHT_OP_BOOT_FILL, &target, now) == 0)
       node->boot.fill_pending++;
   }
-  if (node->boot.fill_pending == 0)
-    boot_done(node, now);
+  if (node->boot.fill_pending == 0) boot_done(node, now);
 }
 
 static void announce_phase(mdht_node *node, mdht_op *op,
@@ -633,11 +613,9 @@ static void announce_phase(mdht_node *node, mdht_op *op,
   op->res.queries = res->queries;
   op->res.responses = res->responses;
   op->res.failures = res->failures;
-  for (uint32_t i = 0; i < res->n_nodes && op->ann_pending < node->cfg.k;
-       i++) {
+  for (uint32_t i = 0; i < res->n_nodes && op->ann_pending < node->cfg.k; i++) {
     const mdht_lookup_result *r = &res->nodes[i];
-    if (r->token_len == 0)
-      continue;
+    if (r->token_len == 0) continue;
     mdht_krpc_msg *q = &node->out;
     mdht_krpc_msg_init(q, 'q');
     q->method = MDHT_M_ANNOUNCE_PEER;
@@ -652,15 +630,13 @@ static void announce_phase(mdht_node *node, mdht_op *op,
       op->ann_pending++;
   }
   op->res.queries += op->ann_pending;
-  if (op->ann_pending == 0)
-    op_finish(node, op, now);
+  if (op->ann_pending == 0) op_finish(node, op, now);
 }
 
 static void lookup_done(void *user, const mdht_lookup_results *res) {
   mdht_node *node = user;
   mdht_op *op = op_find_lookup(node, res->lookup_id);
-  if (!op)
-    return;
+  if (!op) return;
   mdht_time now = op->started + res->elapsed;
   op->lookup_id = 0;
   switch (op->purpose) {
@@ -679,8 +655,8 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
   default:
     break;
   }
-  size_t np = res->n_peers < MDHT_RESULT_PEERS ? res->n_peers
-                                               : MDHT_RESULT_PEERS;
+  size_t np =
+      res->n_peers < MDHT_RESULT_PEERS ? res->n_peers : MDHT_RESULT_PEERS;
   memcpy(op->peers, res->peers, np * sizeof *op->peers);
   op->res.npeers = np;
   op->res.ok = res->ok;
@@ -688,8 +664,8 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
     announce_phase(node, op, res, now);
     return;
   }
-  size_t nn = res->n_nodes < MDHT_RESULT_NODES ? res->n_nodes
-                                               : MDHT_RESULT_NODES;
+  size_t nn =
+      res->n_nodes < MDHT_RESULT_NODES ? res->n_nodes : MDHT_RESULT_NODES;
   for (size_t i = 0; i < nn; i++) {
     op->res.nodes[i].id = res->nodes[i].id;
     op->res.nodes[i].addr = res->nodes[i].addr;
@@ -713,28 +689,25 @@ static void lookup_answered(mdht_node *node, const mdht_txn *txn,
   bool v6 = node->bound.family == MDHT_AF_INET6;
   mdht_bytes blob = v6 ? m->nodes6 : m->nodes;
   size_t step = v6 ? MDHT_COMPACT_NODE6 : MDHT_COMPACT_NODE4;
-  for (size_t off = 0; off + step <= blob.len && nn < MAX_NODES;
-       off += step) {
+  for (size_t off = 0; off + step <= blob.len && nn < MAX_NODES; off += step) {
     if (mdht_node_from_compact(&nodes[nn].id, &nodes[nn].addr, blob.p + off,
                                step) == 0)
       nn++;
   }
   for (size_t i = 0; i < m->nvalues; i++) {
-    if (mdht_addr_from_compact(&values[nv], m->values[i].p,
-                               m->values[i].len) == 0 &&
+    if (mdht_addr_from_compact(&values[nv], m->values[i].p, m->values[i].len) ==
+            0 &&
         values[nv].family == node->bound.family)
       nv++;
   }
   mdht_lookup_on_response(&node->lookups, txn->owner.cookie, &m->id, from,
-                          nodes, nn, values, nv, m->token.p, m->token.len,
-                          now);
+                          nodes, nn, values, nv, m->token.p, m->token.len, now);
 }
 
 static void announce_reply(mdht_node *node, const mdht_txn *txn,
                            const mdht_addr *from, bool ok, mdht_time now) {
   mdht_op *op = op_find(node, txn->owner.cookie);
-  if (!op || op->ann_pending == 0)
-    return;
+  if (!op || op->ann_pending == 0) return;
   op->ann_pending--;
   if (ok) {
     op->res.responses++;
@@ -755,8 +728,7 @@ static void announce_reply(mdht_node *node, const mdht_txn *txn,
 static void ping_op_reply(mdht_node *node, const mdht_txn *txn,
                           const mdht_addr *from, bool ok, mdht_time now) {
   mdht_op *op = op_find(node, txn->owner.cookie);
-  if (!op)
-    return;
+  if (!op) return;
   op->res.ok = ok;
   op->res.queries = 1;
   if (ok) {
@@ -793,12 +765,10 @@ static void owner_answered(mdht_node *node, const mdht_txn *txn,
 }
 
 /* A query failed: timed out, or answered with an error or garbage. */
-static void owner_failed(mdht_node *node, const mdht_txn *txn,
-                         mdht_time now) {
+static void owner_failed(mdht_node *node, const mdht_txn *txn, mdht_time now) {
   switch (txn->owner.kind) {
   case MDHT_OWNER_LOOKUP:
-    mdht_lookup_on_failure(&node->lookups, txn->owner.cookie, &txn->addr,
-                           now);
+    mdht_lookup_on_failure(&node->lookups, txn->owner.cookie, &txn->addr, now);
     break;
   case MDHT_OWNER_ANNOUNCE:
     announce_reply(node, txn, &txn->addr, false, now);
@@ -841,8 +811,7 @@ static void boot_step(mdht_node *node, mdht_time now) {
 }
 
 static void maint_step(mdht_node *node, mdht_time now) {
-  if (now < mdht_maint_next(&node->maint))
-    return;
+  if (now < mdht_maint_next(&node->maint)) return;
   uint8_t rnd[MDHT_ID_LEN];
   mdht__node_random(node, rnd, sizeof rnd);
   mdht_maint_action act[MDHT_MAINT_PINGS + 1];
@@ -857,12 +826,10 @@ static void maint_step(mdht_node *node, mdht_time now) {
 
 int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
                             mdht_result_cb cb, void *user, mdht_time now) {
-  if (!node || !target)
-    return MDHT_ERR_INVAL;
+  if (!node || !target) return MDHT_ERR_INVAL;
   mdht_op *op =
       op_new(node, MDHT_M_FIND_NODE, MDHT_OP_USER, target, cb, user, now);
-  if (!op)
-    return MDHT_ERR_NOMEM;
+  if (!op) return MDHT_ERR_NOMEM;
   int rc = start_lookup(node, op, MDHT_M_FIND_NODE, now);
   if (rc < 0) {
     op_free(node, op);
@@ -873,12 +840,10 @@ int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
 
 int64_t mdht_node_get_peers(mdht_node *node, const mdht_id *info_hash,
                             mdht_result_cb cb, void *user, mdht_time now) {
-  if (!node || !info_hash)
-    return MDHT_ERR_INVAL;
+  if (!node || !info_hash) return MDHT_ERR_INVAL;
   mdht_op *op =
       op_new(node, MDHT_M_GET_PEERS, MDHT_OP_USER, info_hash, cb, user, now);
-  if (!op)
-    return MDHT_ERR_NOMEM;
+  if (!op) return MDHT_ERR_NOMEM;
   int rc = start_lookup(node, op, MDHT_M_GET_PEERS, now);
   if (rc < 0) {
     op_free(node, op);
@@ -892,10 +857,9 @@ int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
                            mdht_result_cb cb, void *user, mdht_time now) {
   if (!node || !info_hash || (port == 0 && !implied_port))
     return MDHT_ERR_INVAL;
-  mdht_op *op = op_new(node, MDHT_M_ANNOUNCE_PEER, MDHT_OP_USER, info_hash,
-                       cb, user, now);
-  if (!op)
-    return MDHT_ERR_NOMEM;
+  mdht_op *op = op_new(node, MDHT_M_ANNOUNCE_PEER, MDHT_OP_USER, info_hash, cb,
+                       user, now);
+  if (!op) return MDHT_ERR_NOMEM;
   op->port = implied_port && port == 0 ? 1 : port;
   op->implied_port = implied_port;
   op->seed = seed;
@@ -909,13 +873,11 @@ int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
 
 int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
                             mdht_result_cb cb, void *user, mdht_time now) {
-  if (!node || !addr)
-    return MDHT_ERR_INVAL;
+  if (!node || !addr) return MDHT_ERR_INVAL;
   if (mdht_addr_is_martian(addr) || addr->family != node->bound.family)
     return MDHT_ERR_ADDR;
   mdht_op *op = op_new(node, MDHT_M_PING, MDHT_OP_USER, NULL, cb, user, now);
-  if (!op)
-    return MDHT_ERR_NOMEM;
+  if (!op) return MDHT_ERR_NOMEM;
   mdht_krpc_msg_init(&node->out, 'q');
   node->out.method = MDHT_M_PING;
   mdht_txn_owner owner = {.kind = MDHT_OWNER_PING_OP, .cookie = op->id};
@@ -928,11 +890,9 @@ int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
 }
 
 void mdht_node_cancel(mdht_node *node, int64_t id) {
-  if (!node || id <= 0 || id > UINT32_MAX)
-    return;
+  if (!node || id <= 0 || id > UINT32_MAX) return;
   mdht_op *op = op_find(node, (uint32_t)id);
-  if (!op)
-    return;
+  if (!op) return;
   if (op->lookup_id)
     mdht_lookup_cancel(&node->lookups, op->lookup_id, op->started);
   /* Outstanding announce or ping queries find no operation when they end
@@ -942,16 +902,13 @@ void mdht_node_cancel(mdht_node *node, int64_t id) {
 
 int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
                             mdht_time now) {
-  if (!node || !addr)
-    return MDHT_ERR_INVAL;
+  if (!node || !addr) return MDHT_ERR_INVAL;
   if (mdht_addr_is_martian(addr) || addr->family != node->bound.family)
     return MDHT_ERR_ADDR;
   int rc = mdht_boot_add_router(&node->boot, addr);
-  if (rc < 0 && rc != MDHT_ERR_EXISTS)
-    return rc;
+  if (rc < 0 && rc != MDHT_ERR_EXISTS) return rc;
   rc = send_ping(node, addr, NULL, MDHT_OWNER_BOOT, now);
-  if (rc == 0)
-    mdht_boot_pinged(&node->boot, now);
+  if (rc == 0) mdht_boot_pinged(&node->boot, now);
   return rc;
 }
 
@@ -977,18 +934,15 @@ void mdht_node_visit(const mdht_node *node, mdht_time now,
 int mdht_node_new(mdht_node **out, const mdht_config *cfg,
                   const mdht_callbacks *cb, const mdht_id *id,
                   const mdht_addr *bound, mdht_time now) {
-  if (!out || !cb || !cb->random)
-    return MDHT_ERR_INVAL;
+  if (!out || !cb || !cb->random) return MDHT_ERR_INVAL;
   mdht_config def;
   if (!cfg) {
     mdht_config_default(&def);
     cfg = &def;
   }
-  if (mdht_config_check(cfg) != 0)
-    return MDHT_ERR_INVAL;
+  if (mdht_config_check(cfg) != 0) return MDHT_ERR_INVAL;
   mdht_node *node = calloc(1, sizeof *node);
-  if (!node)
-    return MDHT_ERR_NOMEM;
+  if (!node) return MDHT_ERR_NOMEM;
   node->cfg = *cfg;
   node->cb = *cb;
   if (bound)
@@ -1014,8 +968,8 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
   int rc = mdht_rtable_init(&node->rt, &node->id, &node->cfg, &node->bus,
                             random64(node));
   if (rc == 0)
-    rc = mdht_peers_init(&node->peers, &node->cfg, &node->bus,
-                         random64(node), random64(node));
+    rc = mdht_peers_init(&node->peers, &node->cfg, &node->bus, random64(node),
+                         random64(node));
   if (rc == 0)
     rc = mdht_txn_init(&node->txns, node->cfg.max_txns,
                        node->cfg.query_timeout_ms);
@@ -1040,8 +994,7 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
 }
 
 void mdht_node_del(mdht_node *node) {
-  if (!node)
-    return;
+  if (!node) return;
   mdht_rtable_free(&node->rt);
   mdht_peers_free(&node->peers);
   mdht_txn_free(&node->txns);
@@ -1056,24 +1009,23 @@ void mdht_node_del(mdht_node *node) {
   free(node);
 }
 
-const mdht_id *mdht_node_id(const mdht_node *node) { return &node->id; }
+const mdht_id *mdht_node_id(const mdht_node *node) {
+  return &node->id;
+}
 
 int mdht_node_subscribe(mdht_node *node, mdht_event_cb cb, void *user) {
-  if (!node || !cb)
-    return MDHT_ERR_INVAL;
+  if (!node || !cb) return MDHT_ERR_INVAL;
   return mdht_bus_subscribe(&node->bus, cb, user);
 }
 
 void mdht_node_unsubscribe(mdht_node *node, int handle) {
   /* Handles 0 and 1 are the node's own subscribers. */
-  if (node && handle >= 2)
-    mdht_bus_unsubscribe(&node->bus, handle);
+  if (node && handle >= 2) mdht_bus_unsubscribe(&node->bus, handle);
 }
 
-int mdht_node_recv(mdht_node *node, const mdht_addr *from,
-                   const uint8_t *pkt, size_t len, mdht_time now) {
-  if (!node || !from || (!pkt && len))
-    return MDHT_ERR_INVAL;
+int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
+                   size_t len, mdht_time now) {
+  if (!node || !from || (!pkt && len)) return MDHT_ERR_INVAL;
   node->stats.recv_packets++;
   if (len > MDHT_MAX_DATAGRAM) {
     drop(node, from, MDHT_DROP_TOO_BIG, len, now);
@@ -1090,8 +1042,7 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from,
     publish(node, &ev);
     return 0;
   }
-  int rc = mdht_krpc_decode(&node->in, pkt, len, node->toks,
-                            MDHT_KRPC_TOKENS);
+  int rc = mdht_krpc_decode(&node->in, pkt, len, node->toks, MDHT_KRPC_TOKENS);
   if (rc == MDHT_ERR_PROTO && node->in.y == 'q' && node->in.t.len > 0 &&
       !node->cfg.read_only) {
     drop(node, from, MDHT_DROP_PROTO, len, now);
@@ -1115,12 +1066,13 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from,
 
 int mdht_node_next_packet(mdht_node *node, mdht_addr *to, uint8_t *buf,
                           size_t cap) {
-  if (!node || !to || !buf)
-    return MDHT_ERR_INVAL;
+  if (!node || !to || !buf) return MDHT_ERR_INVAL;
   return mdht_outq_pop(&node->outq, to, buf, cap);
 }
 
-static mdht_time min_time(mdht_time a, mdht_time b) { return a < b ? a : b; }
+static mdht_time min_time(mdht_time a, mdht_time b) {
+  return a < b ? a : b;
+}
 
 mdht_time mdht_node_next_deadline(const mdht_node *node) {
   mdht_time t = mdht_txn_next_deadline(&node->txns);
@@ -1132,8 +1084,7 @@ mdht_time mdht_node_next_deadline(const mdht_node *node) {
 }
 
 int mdht_node_tick(mdht_node *node, mdht_time now) {
-  if (!node)
-    return MDHT_ERR_INVAL;
+  if (!node) return MDHT_ERR_INVAL;
   mdht_txn txn;
   while (mdht_txn_expire(&node->txns, now, &txn) == 0) {
     if (txn.owner.kind == MDHT_OWNER_CONFIRM ||
@@ -1142,8 +1093,7 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
     mdht_event ev;
     mdht_bus_event_init(&ev, MDHT_EV_QUERY_TIMEOUT, now);
     ev.addr = txn.addr;
-    if (txn.has_id)
-      ev.id = txn.id;
+    if (txn.has_id) ev.id = txn.id;
     ev.method = txn.method;
     publish(node, &ev);
     owner_failed(node, &txn, now);
@@ -1156,14 +1106,12 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
     mdht__node_random(node, secret, sizeof secret);
     mdht_token_rotate(&node->tokens, secret, now);
   }
-  if (now >= node->peers.next_expiry)
-    mdht_peers_expire(&node->peers, now);
+  if (now >= node->peers.next_expiry) mdht_peers_expire(&node->peers, now);
   return 0;
 }
 
 int mdht_node_ping(mdht_node *node, const mdht_addr *addr, mdht_time now) {
-  if (!node || !addr)
-    return MDHT_ERR_INVAL;
+  if (!node || !addr) return MDHT_ERR_INVAL;
   if (mdht_addr_is_martian(addr) || addr->family != node->bound.family)
     return MDHT_ERR_ADDR;
   return send_ping(node, addr, NULL, MDHT_OWNER_PING, now);
@@ -1171,9 +1119,8 @@ int mdht_node_ping(mdht_node *node, const mdht_addr *addr, mdht_time now) {
 
 void mdht_node_stats(const mdht_node *node, mdht_time now, mdht_stats *out) {
   *out = node->stats;
-  mdht_rtable_counts(&node->rt, now, &out->nodes_good,
-                     &out->nodes_questionable, &out->nodes_total,
-                     &out->replacements);
+  mdht_rtable_counts(&node->rt, now, &out->nodes_good, &out->nodes_questionable,
+                     &out->nodes_total, &out->replacements);
   out->buckets = node->rt.nbuckets;
   out->infohashes = node->peers.nih;
   out->peers = node->peers.npeers;

@@ -27,13 +27,13 @@
 /* Owners of outstanding queries (mdht_txn_owner.kind). */
 enum {
   MDHT_OWNER_NONE,
-  MDHT_OWNER_PING,    /* mdht_node_ping: bootstrap or saved node */
-  MDHT_OWNER_CONFIRM, /* confirming a node that queried us */
-  MDHT_OWNER_CHECK,   /* checking a questionable node before eviction */
-  MDHT_OWNER_LOOKUP,  /* cookie: lookup id */
+  MDHT_OWNER_PING,     /* mdht_node_ping: bootstrap or saved node */
+  MDHT_OWNER_CONFIRM,  /* confirming a node that queried us */
+  MDHT_OWNER_CHECK,    /* checking a questionable node before eviction */
+  MDHT_OWNER_LOOKUP,   /* cookie: lookup id */
   MDHT_OWNER_ANNOUNCE, /* cookie: operation id */
-  MDHT_OWNER_PING_OP, /* cookie: operation id (mdht_node_ping_addr) */
-  MDHT_OWNER_BOOT     /* pinging a bootstrap router */
+  MDHT_OWNER_PING_OP,  /* cookie: operation id (mdht_node_ping_addr) */
+  MDHT_OWNER_BOOT      /* pinging a bootstrap router */
 };
 
 /* What an operation is for. User operations report through their

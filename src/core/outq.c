@@ -16,11 +16,9 @@ void mdht_outq_free(mdht_outq *q) {
 }
 
 uint8_t *mdht_outq_reserve(mdht_outq *q, size_t maxlen) {
-  if (maxlen > UINT16_MAX)
-    return NULL;
+  if (maxlen > UINT16_MAX) return NULL;
   size_t need = HDR + maxlen;
-  if (q->head == q->tail)
-    q->head = q->tail = 0;
+  if (q->head == q->tail) q->head = q->tail = 0;
   if (q->tail + need > q->cap && q->head > 0) {
     /* Compact before growing: drained space at the front is reused. */
     memmove(q->buf, q->buf + q->head, q->tail - q->head);
@@ -32,13 +30,11 @@ uint8_t *mdht_outq_reserve(mdht_outq *q, size_t maxlen) {
     while (ncap < q->tail + need)
       ncap *= 2;
     if (ncap > q->max) {
-      if (q->tail + need > q->max)
-        return NULL;
+      if (q->tail + need > q->max) return NULL;
       ncap = q->max;
     }
     uint8_t *nb = realloc(q->buf, ncap);
-    if (!nb)
-      return NULL;
+    if (!nb) return NULL;
     q->buf = nb;
     q->cap = ncap;
   }
@@ -54,17 +50,14 @@ void mdht_outq_commit(mdht_outq *q, const mdht_addr *to, size_t len) {
 }
 
 int mdht_outq_pop(mdht_outq *q, mdht_addr *to, uint8_t *buf, size_t cap) {
-  if (q->head == q->tail)
-    return 0;
+  if (q->head == q->tail) return 0;
   uint16_t l;
   memcpy(&l, q->buf + q->head + sizeof *to, sizeof l);
-  if (l > cap)
-    return MDHT_ERR_NOBUF;
+  if (l > cap) return MDHT_ERR_NOBUF;
   memcpy(to, q->buf + q->head, sizeof *to);
   memcpy(buf, q->buf + q->head + HDR, l);
   q->head += HDR + l;
   q->count--;
-  if (q->head == q->tail)
-    q->head = q->tail = 0;
+  if (q->head == q->tail) q->head = q->tail = 0;
   return l;
 }

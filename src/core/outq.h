@@ -11,10 +11,10 @@
 
 typedef struct mdht_outq {
   uint8_t *buf;
-  size_t cap;      /* allocated bytes */
-  size_t max;      /* bound on allocated bytes */
-  size_t head;     /* offset of the oldest datagram */
-  size_t tail;     /* offset past the newest */
+  size_t cap;  /* allocated bytes */
+  size_t max;  /* bound on allocated bytes */
+  size_t head; /* offset of the oldest datagram */
+  size_t tail; /* offset past the newest */
   uint32_t count;
 } mdht_outq;
 

@@ -518,3 +518,95 @@ int mdht_peers_find(const mdht_peer_store *ps, const mdht_id *ih,
   }
   return MDHT_ERR_NOTFOUND;
 }
+
+/* ------------------------------------------------ persistence (state.c) */
+
+int mdht_peers_foreach(const mdht_peer_store *ps, mdht_peers_group_cb fn,
+                       void *user) {
+  if (!ps || !tbl(ps) || !fn) return 0;
+  const table *t = tbl(ps);
+  for (uint32_t d = 0; d < ps->nih; d++) {
+    int rc = fn(&t->ents[d].ih, t->ents[d].peers, t->ents[d].n, user);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/*
+ * The same store-or-refresh as mdht_peers_add, with the expiry chosen by
+ * the caller: a peer restored from saved state keeps the lifetime it had
+ * left, rather than getting a fresh TTL it was never announced for. The
+ * expiry is capped at now + peer_ttl_ms so that a file written under a
+ * longer TTL (or a wall clock that jumped back) cannot make a peer outlive
+ * what this node promises.
+ */
+int mdht_peers_add_until(mdht_peer_store *ps, const mdht_id *ih,
+                         const mdht_addr *peer, bool seed, mdht_time expires,
+                         mdht_time now) {
+  if (!ps || !tbl(ps) || !ih || !peer) return MDHT_ERR_INVAL;
+  if (expires <= now) return MDHT_ERR_RANGE;
+  if (mdht_addr_is_martian(peer)) return MDHT_ERR_ADDR;
+  const mdht_config *cfg = ps->cfg;
+  if (cfg->max_infohashes == 0 || cfg->max_peers_per_ih == 0)
+    return MDHT_ERR_FULL;
+  mdht_addr a = canonical(peer);
+  mdht_time cap = now + cfg->peer_ttl_ms;
+  if (cap < now || cap == UINT64_MAX) cap = UINT64_MAX - 1;
+  mdht_time exp = expires < cap ? expires : cap;
+
+  table *t = tbl(ps);
+  uint32_t h = ih_hash(ps->hash_seed, ih);
+  uint32_t p = slot_find(t, h, ih);
+  ih_ent *e;
+  if (p != UINT32_MAX) {
+    e = &t->ents[t->slots[p] - 1];
+  } else {
+    int err = insert_ih(ps, ih, h, now, &e);
+    if (err) return err;
+  }
+
+  uint32_t dup = UINT32_MAX, soonest = 0;
+  mdht_time min_other = UINT64_MAX;
+  for (uint32_t i = 0; i < e->n; i++) {
+    if (mdht_addr_eq(&e->peers[i].addr, &a)) {
+      dup = i;
+    } else if (e->peers[i].expires < min_other) {
+      min_other = e->peers[i].expires;
+      soonest = i;
+    }
+  }
+
+  mdht_peer np = {.addr = a, .expires = exp, .seed = seed};
+  if (dup != UINT32_MAX) {
+    /* A restored record never shortens one already stored (a live
+     * announce that arrived first knows better). */
+    if (e->peers[dup].expires > exp) np.expires = e->peers[dup].expires;
+    e->peers[dup] = np;
+    e->min_exp = min_other < np.expires ? min_other : np.expires;
+  } else if (e->n < cfg->max_peers_per_ih) {
+    if (e->n == e->cap) {
+      uint64_t ncap = (uint64_t)e->cap * 2;
+      if (ncap > cfg->max_peers_per_ih) ncap = cfg->max_peers_per_ih;
+      mdht_peer *peers = realloc(e->peers, (size_t)ncap * sizeof *peers);
+      if (!peers) return MDHT_ERR_NOMEM;
+      e->peers = peers;
+      e->cap = (uint32_t)ncap;
+    }
+    e->peers[e->n++] = np;
+    ps->npeers++;
+    e->min_exp = min_other < exp ? min_other : exp;
+  } else if (min_other < exp) {
+    /* Full: the restored peer replaces the one closest to expiry, as an
+     * announce would, but only if it would outlive it. */
+    mdht_addr old = e->peers[soonest].addr;
+    e->peers[soonest] = np;
+    recompute_min(e);
+    publish(ps, MDHT_EV_PEER_EXPIRED, &e->ih, &old, e->n, now);
+  } else {
+    return MDHT_ERR_FULL;
+  }
+  if (np.expires > e->max_exp) e->max_exp = np.expires;
+  if (e->min_exp < ps->next_expiry) ps->next_expiry = e->min_exp;
+  publish(ps, MDHT_EV_PEER_STORED, &e->ih, &a, e->n, now);
+  return 0;
+}

@@ -70,4 +70,24 @@ size_t mdht_peers_sample(mdht_peer_store *ps, mdht_id *out, size_t max);
 int mdht_peers_find(const mdht_peer_store *ps, const mdht_id *ih,
                     const mdht_addr *peer, mdht_peer *out);
 
+/* Persistence (state.c). Calls `fn` once per stored info-hash with its
+ * peers, expired ones included until mdht_peers_expire() runs; stops early
+ * and returns what `fn` returned if that is non-zero, else returns 0. The
+ * store must not change during the walk. */
+typedef int (*mdht_peers_group_cb)(const mdht_id *ih, const mdht_peer *peers,
+                                   size_t n, void *user);
+int mdht_peers_foreach(const mdht_peer_store *ps, mdht_peers_group_cb fn,
+                       void *user);
+
+/* As mdht_peers_add, but the peer expires at `expires` (capped at now +
+ * peer_ttl_ms) instead of now + peer_ttl_ms: a peer restored from saved
+ * state keeps the lifetime it had left. An existing record of the peer is
+ * never shortened. When the info-hash is at max_peers_per_ih, the peer
+ * replaces the one closest to expiry only if it outlives it. Returns 0,
+ * MDHT_ERR_RANGE (expires <= now: already expired), MDHT_ERR_FULL (no room
+ * worth taking), or as mdht_peers_add. */
+int mdht_peers_add_until(mdht_peer_store *ps, const mdht_id *ih,
+                         const mdht_addr *peer, bool seed, mdht_time expires,
+                         mdht_time now);
+
 #endif

@@ -13,8 +13,7 @@ int mdht_rl_init(mdht_ratelimit *rl, uint32_t cap, uint32_t rate,
                          .rate = rate,
                          .burst = burst ? burst : 1,
                          .hash_seed = hash_seed};
-  if (rate == 0)
-    return 0; /* unlimited: no table needed */
+  if (rate == 0) return 0; /* unlimited: no table needed */
   rl->slots = calloc(c, sizeof *rl->slots);
   return rl->slots ? 0 : MDHT_ERR_NOMEM;
 }
@@ -25,8 +24,7 @@ void mdht_rl_free(mdht_ratelimit *rl) {
 }
 
 bool mdht_rl_allow(mdht_ratelimit *rl, const mdht_addr *a, mdht_time now) {
-  if (rl->rate == 0)
-    return true;
+  if (rl->rate == 0) return true;
   mdht_addr ip = *a;
   ip.port = 0; /* one bucket per IP: changing ports must not help */
   size_t iplen = a->family == MDHT_AF_INET6 ? 16 : 4;
@@ -46,8 +44,7 @@ bool mdht_rl_allow(mdht_ratelimit *rl, const mdht_addr *a, mdht_time now) {
     s->tokens_milli = (uint32_t)(t > full ? full : t);
     s->last = now;
   }
-  if (s->tokens_milli < 1000)
-    return false;
+  if (s->tokens_milli < 1000) return false;
   s->tokens_milli -= 1000;
   return true;
 }

@@ -19,9 +19,9 @@ typedef struct mdht_rl_slot {
 
 typedef struct mdht_ratelimit {
   mdht_rl_slot *slots;
-  uint32_t cap;       /* power of two */
-  uint32_t rate;      /* tokens per second; 0 = unlimited */
-  uint32_t burst;     /* bucket depth */
+  uint32_t cap;   /* power of two */
+  uint32_t rate;  /* tokens per second; 0 = unlimited */
+  uint32_t burst; /* bucket depth */
   uint64_t hash_seed;
 } mdht_ratelimit;
 

@@ -171,7 +171,9 @@ int mdht_driver_bootstrap(mdht_driver *d, const char *hostport) {
     mdht_addr a;
     char buf[64];
     if (mdht_sock_from_sockaddr(&a, ai->ai_addr, ai->ai_addrlen) < 0) continue;
-    rc = mdht_node_ping(d->node, &a, now);
+    /* A router, not just a node: the node keeps it and asks again if its
+     * table ever empties. */
+    rc = mdht_node_add_bootstrap(d->node, &a, now);
     if (rc < 0) {
       mdht_addr_format(&a, buf, sizeof buf);
       mdht_logforge_logf(d->log, MDHT_LOG_WARN, "bootstrap %s (%s): %s",
@@ -230,8 +232,9 @@ int mdht_driver_init(mdht_driver *d, const mdht_driver_opts *opts) {
   rc = mdht_sock_open(&d->sock, &opts->bind);
   if (rc < 0) {
     if (mdht_addr_format(&opts->bind, buf, sizeof buf) < 0) strcpy(buf, "?");
-    mdht_logforge_logf(d->log, MDHT_LOG_ERROR, "cannot bind %s: %s", buf,
-                       strerror(-rc));
+    snprintf(d->error, sizeof d->error, "cannot bind %s: %s", buf,
+             strerror(-rc));
+    mdht_logforge_logf(d->log, MDHT_LOG_ERROR, "%s", d->error);
     goto fail;
   }
   /* A node on a LAN or loopback talks to neighbours that a public node
@@ -241,8 +244,9 @@ int mdht_driver_init(mdht_driver *d, const mdht_driver_opts *opts) {
   rc = mdht_node_new(&d->node, &cfg, &cb, opts->id, &d->sock.local,
                      mdht_driver_now());
   if (rc < 0) {
-    mdht_logforge_logf(d->log, MDHT_LOG_ERROR, "cannot start node: %s",
-                       mdht_strerror(rc));
+    snprintf(d->error, sizeof d->error, "cannot start node: %s",
+             mdht_strerror(rc));
+    mdht_logforge_logf(d->log, MDHT_LOG_ERROR, "%s", d->error);
     goto fail;
   }
   if (d->log) {
@@ -262,6 +266,8 @@ int mdht_driver_init(mdht_driver *d, const mdht_driver_opts *opts) {
   return 0;
 
 fail:
+  if (!d->error[0])
+    snprintf(d->error, sizeof d->error, "cannot start: %s", strerror(-rc));
   mdht_driver_free(d);
   return rc;
 }

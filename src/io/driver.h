@@ -69,6 +69,9 @@ struct mdht_driver {
     void *user;
   } hooks[MDHT_DRIVER_MAX_HOOKS];
   size_t nhooks;
+  /* Why mdht_driver_init failed, in one line, for programs that print
+   * their own errors instead of a log. */
+  char error[160];
 };
 
 void mdht_driver_opts_default(mdht_driver_opts *o);
@@ -101,9 +104,10 @@ int mdht_driver_del_fd(mdht_driver *d, int fd);
  * pokes the node from outside the loop does. */
 void mdht_driver_flush(mdht_driver *d);
 
-/* Resolves one "HOST:PORT" (AI_NUMERICSERV) and pings every address of the
- * node's family. Returns how many were pinged; failures are logged as
- * warnings. */
+/* Resolves one "HOST:PORT" (AI_NUMERICSERV) and adds every address of the
+ * node's family as a bootstrap router (mdht_node_add_bootstrap: pinged now,
+ * and again whenever the routing table empties). Returns how many were
+ * added; failures are logged as warnings. */
 int mdht_driver_bootstrap(mdht_driver *d, const char *hostport);
 
 /* CLOCK_MONOTONIC in ms: the node's time. */

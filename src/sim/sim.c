@@ -9,8 +9,8 @@ typedef struct event {
   mdht_time at;
   uint64_t seq;
   uint32_t to;
-  uint32_t from;  /* UINT32_MAX: a timer, not a datagram */
-  uint32_t gen;   /* node generation it was meant for (churn) */
+  uint32_t from; /* UINT32_MAX: a timer, not a datagram */
+  uint32_t gen;  /* node generation it was meant for (churn) */
   uint16_t len;
   uint8_t *data;
 } event;
@@ -43,7 +43,9 @@ static uint64_t splitmix(uint64_t *s) {
   return z ^ (z >> 31);
 }
 
-uint64_t mdht_sim_rand(mdht_sim *sim) { return splitmix(&sim->rng); }
+uint64_t mdht_sim_rand(mdht_sim *sim) {
+  return splitmix(&sim->rng);
+}
 
 static void node_random(uint8_t *buf, size_t len, void *user) {
   uint64_t *s = user;
@@ -64,8 +66,7 @@ static int heap_push(mdht_sim *sim, event ev) {
   if (sim->nheap == sim->capheap) {
     size_t nc = sim->capheap ? sim->capheap * 2 : 1024;
     event *nh = realloc(sim->heap, nc * sizeof *nh);
-    if (!nh)
-      return MDHT_ERR_NOMEM;
+    if (!nh) return MDHT_ERR_NOMEM;
     sim->heap = nh;
     sim->capheap = nc;
   }
@@ -73,8 +74,7 @@ static int heap_push(mdht_sim *sim, event ev) {
   size_t i = sim->nheap++;
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (!before(&ev, &sim->heap[p]))
-      break;
+    if (!before(&ev, &sim->heap[p])) break;
     sim->heap[i] = sim->heap[p];
     i = p;
   }
@@ -88,17 +88,13 @@ static event heap_pop(mdht_sim *sim) {
   size_t i = 0, n = sim->nheap;
   for (;;) {
     size_t c = 2 * i + 1;
-    if (c >= n)
-      break;
-    if (c + 1 < n && before(&sim->heap[c + 1], &sim->heap[c]))
-      c++;
-    if (!before(&sim->heap[c], &last))
-      break;
+    if (c >= n) break;
+    if (c + 1 < n && before(&sim->heap[c + 1], &sim->heap[c])) c++;
+    if (!before(&sim->heap[c], &last)) break;
     sim->heap[i] = sim->heap[c];
     i = c;
   }
-  if (n > 0)
-    sim->heap[i] = last;
+  if (n > 0) sim->heap[i] = last;
   return top;
 }
 
@@ -118,13 +114,11 @@ static mdht_addr addr_of(uint32_t i) {
 }
 
 static bool index_of(const mdht_sim *sim, const mdht_addr *a, uint32_t *i) {
-  if (a->family != MDHT_AF_INET || a->port != 6881)
-    return false;
+  if (a->family != MDHT_AF_INET || a->port != 6881) return false;
   uint32_t ip = (uint32_t)a->ip[0] << 24 | (uint32_t)a->ip[1] << 16 |
                 (uint32_t)a->ip[2] << 8 | a->ip[3];
   uint32_t k = ip - 0x7f000001u;
-  if (k >= sim->n)
-    return false;
+  if (k >= sim->n) return false;
   *i = k;
   return true;
 }
@@ -158,8 +152,7 @@ int mdht_sim_new(mdht_sim **out, const mdht_sim_opts *o) {
       o->loss > 1)
     return MDHT_ERR_INVAL;
   mdht_sim *sim = calloc(1, sizeof *sim);
-  if (!sim)
-    return MDHT_ERR_NOMEM;
+  if (!sim) return MDHT_ERR_NOMEM;
   sim->o = *o;
   sim->rng = o->seed;
   sim->now = 1000; /* 0 means "never" in some of the node's fields */
@@ -182,8 +175,7 @@ int mdht_sim_new(mdht_sim **out, const mdht_sim_opts *o) {
 }
 
 void mdht_sim_del(mdht_sim *sim) {
-  if (!sim)
-    return;
+  if (!sim) return;
   for (uint32_t i = 0; i < sim->n; i++)
     mdht_node_del(sim->nodes[i].node);
   for (size_t i = 0; i < sim->nheap; i++)
@@ -193,21 +185,31 @@ void mdht_sim_del(mdht_sim *sim) {
   free(sim);
 }
 
-uint32_t mdht_sim_count(const mdht_sim *sim) { return sim->n; }
+uint32_t mdht_sim_count(const mdht_sim *sim) {
+  return sim->n;
+}
 mdht_node *mdht_sim_node(mdht_sim *sim, uint32_t i) {
   return sim->nodes[i].node;
 }
 const mdht_addr *mdht_sim_addr(const mdht_sim *sim, uint32_t i) {
   return &sim->nodes[i].addr;
 }
-mdht_time mdht_sim_now(const mdht_sim *sim) { return sim->now; }
+mdht_time mdht_sim_now(const mdht_sim *sim) {
+  return sim->now;
+}
 bool mdht_sim_alive(const mdht_sim *sim, uint32_t i) {
   return sim->nodes[i].alive;
 }
-uint64_t mdht_sim_sent(const mdht_sim *sim) { return sim->sent; }
-uint64_t mdht_sim_lost(const mdht_sim *sim) { return sim->lost; }
+uint64_t mdht_sim_sent(const mdht_sim *sim) {
+  return sim->sent;
+}
+uint64_t mdht_sim_lost(const mdht_sim *sim) {
+  return sim->lost;
+}
 
-void mdht_sim_kill(mdht_sim *sim, uint32_t i) { sim->nodes[i].alive = false; }
+void mdht_sim_kill(mdht_sim *sim, uint32_t i) {
+  sim->nodes[i].alive = false;
+}
 
 int mdht_sim_restart(mdht_sim *sim, uint32_t i) {
   simnode *s = &sim->nodes[i];
@@ -215,35 +217,30 @@ int mdht_sim_restart(mdht_sim *sim, uint32_t i) {
   s->node = NULL;
   s->gen++;
   int rc = make_node(sim, i);
-  if (rc == 0)
-    mdht_sim_touch(sim, i);
+  if (rc == 0) mdht_sim_touch(sim, i);
   return rc;
 }
 
 /* Sends what node i queued and makes sure its timer is queued. */
 void mdht_sim_touch(mdht_sim *sim, uint32_t i) {
   simnode *s = &sim->nodes[i];
-  if (!s->alive)
-    return;
+  if (!s->alive) return;
   uint8_t buf[MDHT_MAX_PACKET];
   mdht_addr to;
   int len;
   while ((len = mdht_node_next_packet(s->node, &to, buf, sizeof buf)) > 0) {
     sim->sent++;
     uint32_t j;
-    if (!index_of(sim, &to, &j))
-      continue; /* nobody lives there */
+    if (!index_of(sim, &to, &j)) continue; /* nobody lives there */
     if (sim->o.loss > 0 &&
         (double)(splitmix(&sim->rng) >> 11) * 0x1.0p-53 < sim->o.loss) {
       sim->lost++;
       continue;
     }
     mdht_time lat = sim->o.latency_ms;
-    if (sim->o.jitter_ms)
-      lat += splitmix(&sim->rng) % (sim->o.jitter_ms + 1);
+    if (sim->o.jitter_ms) lat += splitmix(&sim->rng) % (sim->o.jitter_ms + 1);
     uint8_t *data = malloc((size_t)len);
-    if (!data)
-      continue;
+    if (!data) continue;
     memcpy(data, buf, (size_t)len);
     event ev = {.at = sim->now + lat,
                 .to = j,
@@ -251,36 +248,31 @@ void mdht_sim_touch(mdht_sim *sim, uint32_t i) {
                 .gen = sim->nodes[j].gen,
                 .len = (uint16_t)len,
                 .data = data};
-    if (heap_push(sim, ev) < 0)
-      free(data);
+    if (heap_push(sim, ev) < 0) free(data);
   }
   mdht_time d = mdht_node_next_deadline(s->node);
   /* Never "now" again: a timer that fires without clearing its deadline
    * must not spin the loop at one instant. */
-  if (d <= sim->now)
-    d = sim->now + 1;
+  if (d <= sim->now) d = sim->now + 1;
   /* Queue a timer only if it is earlier than the one already queued:
    * later ones are re-armed when that one fires. */
   if (d != UINT64_MAX && d < s->armed) {
     event ev = {.at = d, .to = i, .from = UINT32_MAX, .gen = s->gen};
-    if (heap_push(sim, ev) == 0)
-      s->armed = d;
+    if (heap_push(sim, ev) == 0) s->armed = d;
   }
 }
 
 void mdht_sim_run(mdht_sim *sim, mdht_time until) {
   while (sim->nheap > 0 && sim->heap[0].at <= until) {
     event ev = heap_pop(sim);
-    if (ev.at > sim->now)
-      sim->now = ev.at;
+    if (ev.at > sim->now) sim->now = ev.at;
     simnode *s = &sim->nodes[ev.to];
     if (!s->alive || ev.gen != s->gen) {
       free(ev.data);
       continue;
     }
     if (ev.from == UINT32_MAX) {
-      if (s->armed == ev.at)
-        s->armed = UINT64_MAX;
+      if (s->armed == ev.at) s->armed = UINT64_MAX;
       if (mdht_node_next_deadline(s->node) <= sim->now)
         mdht_node_tick(s->node, sim->now);
     } else {
@@ -290,6 +282,5 @@ void mdht_sim_run(mdht_sim *sim, mdht_time until) {
     }
     mdht_sim_touch(sim, ev.to);
   }
-  if (until > sim->now)
-    sim->now = until;
+  if (until > sim->now) sim->now = until;
 }

@@ -28,8 +28,7 @@ static void drain(mdht_node *node) {
   while ((n = mdht_node_next_packet(node, &to, out, sizeof out)) > 0) {
     if (mdht_krpc_decode(&m, out, (size_t)n, toks, MDHT_KRPC_TOKENS) != 0)
       abort(); /* we sent something we cannot read back */
-    if (m.y != 'q' && n > MDHT_RESPONSE_LIMIT)
-      abort();
+    if (m.y != 'q' && n > MDHT_RESPONSE_LIMIT) abort();
   }
 }
 
@@ -40,15 +39,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mdht_config_default(&cfg);
   cfg.allow_private = true;
   cfg.rate_limit_per_sec = 0;
-  mdht_addr bound = {.family = MDHT_AF_INET, .port = 6881,
-                     .ip = {127, 0, 0, 1}};
+  mdht_addr bound = {
+      .family = MDHT_AF_INET, .port = 6881, .ip = {127, 0, 0, 1}};
   mdht_node *node;
   mdht_time now = 1000;
-  if (mdht_node_new(&node, &cfg, &cb, NULL, &bound, now) != 0)
-    return 0;
+  if (mdht_node_new(&node, &cfg, &cb, NULL, &bound, now) != 0) return 0;
   /* A lookup in flight, so that responses have someone to go to. */
-  mdht_addr peer = {.family = MDHT_AF_INET, .port = 7000,
-                    .ip = {127, 0, 0, 2}};
+  mdht_addr peer = {.family = MDHT_AF_INET, .port = 7000, .ip = {127, 0, 0, 2}};
   mdht_node_add_bootstrap(node, &peer, now);
   drain(node);
   /* Records: 1 byte source (low 2 bits) and time step (high 6 bits), 2
@@ -58,8 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t hdr = data[off];
     size_t len = (size_t)data[off + 1] << 8 | data[off + 2];
     off += 3;
-    if (len > size - off)
-      len = size - off;
+    if (len > size - off) len = size - off;
     mdht_addr from = peer;
     from.ip[3] = (uint8_t)(2 + (hdr & 3));
     now += (mdht_time)(hdr >> 2) * 500;

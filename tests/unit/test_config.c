@@ -46,8 +46,7 @@ static void test_names(void **state) {
   assert_string_equal(mdht_event_name(MDHT_EV_NODE_ADDED), "node_added");
   assert_string_equal(mdht_event_name(MDHT_EV_LOG), "log");
   assert_string_equal(mdht_event_name(MDHT_EV_COUNT_), "unknown");
-  assert_string_equal(mdht_method_name(MDHT_M_ANNOUNCE_PEER),
-                      "announce_peer");
+  assert_string_equal(mdht_method_name(MDHT_M_ANNOUNCE_PEER), "announce_peer");
   assert_string_equal(mdht_drop_reason_name(MDHT_DROP_TOO_BIG),
                       "oversized datagram");
   /* every error code has its own text */

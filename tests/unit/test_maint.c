@@ -72,8 +72,7 @@ static void test_pings_least_recently_seen_first(void **state) {
   size_t n = mdht_maint_run(&f->m, &f->rt, now, rnd, act);
   size_t pings = 0;
   for (size_t i = 0; i < n; i++) {
-    if (act[i].kind != MDHT_MAINT_PING)
-      continue;
+    if (act[i].kind != MDHT_MAINT_PING) continue;
     /* the oldest four: ids 0x80..0x83, in that order */
     assert_int_equal(act[i].id.b[0], 0x80 | pings);
     pings++;
@@ -112,8 +111,7 @@ static void test_refresh_stale_bucket(void **state) {
   size_t n = mdht_maint_run(&f->m, &f->rt, now, rnd, act);
   size_t refresh = 0;
   for (size_t i = 0; i < n; i++) {
-    if (act[i].kind != MDHT_MAINT_REFRESH)
-      continue;
+    if (act[i].kind != MDHT_MAINT_REFRESH) continue;
     refresh++;
     /* the target falls in the bucket it refreshes */
     assert_int_equal(mdht_rtable_bucket_of(&f->rt, &act[i].target),
@@ -150,8 +148,7 @@ static void test_bucket_target_ranges(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_nothing_before_due, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_nothing_before_due, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pings_least_recently_seen_first,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_refresh_stale_bucket, setup,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "bep42.h"
 #include "id.h"
 #include "krpc.h"
 #include "node.h"
@@ -44,11 +45,9 @@ static fixture *make(const mdht_config *cfg) {
   mdht_config c;
   mdht_config_default(&c);
   c.allow_private = true;
-  if (cfg)
-    c = *cfg;
+  if (cfg) c = *cfg;
   mdht_id id = test_id(0x80);
-  assert_int_equal(mdht_node_new(&f->node, &c, &cb, &id, &f->bound, f->now),
-                   0);
+  assert_int_equal(mdht_node_new(&f->node, &c, &cb, &id, &f->bound, f->now), 0);
   assert_true(mdht_node_subscribe(f->node, on_event, f) >= 0);
   return f;
 }
@@ -75,14 +74,12 @@ static bool exchange(fixture *f, const mdht_addr *from, mdht_krpc_msg *q) {
   mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
   for (;;) {
     f->len = mdht_node_next_packet(f->node, &f->to, f->pkt, sizeof f->pkt);
-    if (f->len <= 0)
-      return false;
+    if (f->len <= 0) return false;
     if (mdht_addr_eq(&f->to, from)) {
       assert_int_equal(mdht_krpc_decode(&f->msg, f->pkt, (size_t)f->len,
                                         f->toks, MDHT_KRPC_TOKENS),
                        0);
-      if (f->msg.y != 'q')
-        return true;
+      if (f->msg.y != 'q') return true;
     }
   }
 }
@@ -288,7 +285,11 @@ static void test_get_peers_size_bound(void **state) {
 static void test_bad_input_is_counted(void **state) {
   fixture *f = *state;
   mdht_addr a = test_addr4(127, 0, 0, 9, 9000);
-  static const char *bad[] = {"", "d", "i1e", "le", "x",
+  static const char *bad[] = {"",
+                              "d",
+                              "i1e",
+                              "le",
+                              "x",
                               "d1:rd2:id20:aaaaaaaaaaaaaaaaaaaae1:t2:aa1:y1:re",
                               "d1:ad2:id3:abce1:q4:ping1:t2:aa1:y1:qe"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -418,14 +419,34 @@ static void test_queue_bound(void **state) {
   assert_int_equal(st.responses_out + st.dropped[MDHT_DROP_QUEUE_FULL], 100);
 }
 
+/* BEP 42 enforcement: a public node whose id does not match its IP is
+ * answered but never enters the table; one whose id matches does. */
+static void test_enforce_node_id(void **state) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.enforce_node_id = true;
+  fixture *f = make(&c);
+  *state = f;
+  mdht_addr a = test_addr4(124, 31, 75, 21, 6881);
+  mdht_id bad = test_id(0x11);
+  assert_true(exchange(f, &a, query(MDHT_M_PING, &bad, "b1")));
+  assert_int_equal(f->events[MDHT_EV_NODE_ADDED], 0);
+  mdht_addr b = test_addr4(124, 31, 75, 22, 6881);
+  uint8_t rnd[MDHT_ID_LEN] = {0};
+  mdht_id good;
+  mdht_bep42_make(&good, &b, rnd);
+  assert_true(exchange(f, &b, query(MDHT_M_PING, &good, "b2")));
+  assert_int_equal(f->events[MDHT_EV_NODE_ADDED], 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_confirm_then_find_node, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_query_timeout_on_virtual_time,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_query_timeout_on_virtual_time, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_token_lifetime, setup, teardown),
       cmocka_unit_test_setup_teardown(test_announce_then_values, setup,
                                       teardown),
@@ -433,13 +454,13 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_bad_input_is_counted, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_unknown_method_204, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_method_204, setup, teardown),
       cmocka_unit_test_teardown(test_rate_limit, teardown),
       cmocka_unit_test_teardown(test_read_only, teardown),
       cmocka_unit_test_setup_teardown(test_ro_sender_not_added, setup,
                                       teardown),
       cmocka_unit_test_teardown(test_queue_bound, teardown),
+      cmocka_unit_test_teardown(test_enforce_node_id, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,8 +70,7 @@ static void test_small_buffer_keeps_datagram(void **state) {
   push(&q, 3, 100, true);
   uint8_t small[10];
   mdht_addr to;
-  assert_int_equal(mdht_outq_pop(&q, &to, small, sizeof small),
-                   MDHT_ERR_NOBUF);
+  assert_int_equal(mdht_outq_pop(&q, &to, small, sizeof small), MDHT_ERR_NOBUF);
   pop_expect(&q, 3, 100);
   push(&q, 4, 70000, false); /* longer than a datagram can be */
   mdht_outq_free(&q);

@@ -58,8 +58,8 @@ static void test_many_sources_bounded(void **state) {
   assert_int_equal(mdht_rl_init(&rl, 100, 10, 5, 1), 0);
   assert_int_equal(rl.cap, 128);
   for (int i = 0; i < 100000; i++) {
-    mdht_addr a = test_addr4(10, (uint8_t)(i >> 16), (uint8_t)(i >> 8),
-                             (uint8_t)i, 1);
+    mdht_addr a =
+        test_addr4(10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i, 1);
     assert_true(mdht_rl_allow(&rl, &a, 0));
   }
   assert_int_equal(rl.cap, 128);

@@ -26,8 +26,7 @@ static void on_result(const mdht_result *r, void *user) {
   outcome *o = user;
   o->done = true;
   o->r = *r;
-  if (r->npeers)
-    memcpy(o->peers, r->peers, r->npeers * sizeof *r->peers);
+  if (r->npeers) memcpy(o->peers, r->peers, r->npeers * sizeof *r->peers);
   o->r.peers = o->peers;
 }
 
@@ -48,8 +47,7 @@ static mdht_sim *boot_network(uint32_t n, double loss) {
                                              mdht_sim_now(sim)),
                      0);
     mdht_sim_touch(sim, i);
-    if (i % 10 == 0)
-      mdht_sim_run(sim, mdht_sim_now(sim) + 200);
+    if (i % 10 == 0) mdht_sim_run(sim, mdht_sim_now(sim) + 200);
   }
   mdht_sim_run(sim, mdht_sim_now(sim) + 60000);
   return sim;
@@ -95,16 +93,15 @@ static void test_bootstrap_and_find_node(void **state) {
     random_id(sim, &target);
     uint32_t at = (uint32_t)(mdht_sim_rand(sim) % N);
     outcome o = {0};
-    assert_true(mdht_node_find_node(mdht_sim_node(sim, at), &target,
-                                    on_result, &o, mdht_sim_now(sim)) > 0);
+    assert_true(mdht_node_find_node(mdht_sim_node(sim, at), &target, on_result,
+                                    &o, mdht_sim_now(sim)) > 0);
     wait_for(sim, at, &o);
     assert_true(o.r.ok);
     /* the 8 closest of the whole network, except the asking node itself */
     mdht_id sorted[N];
     size_t ns = 0;
     for (uint32_t i = 0; i < N; i++)
-      if (i != at)
-        sorted[ns++] = ids[i];
+      if (i != at) sorted[ns++] = ids[i];
     sort_target = &target;
     qsort(sorted, ns, sizeof sorted[0], by_distance);
     assert_int_equal(o.r.nnodes, 8);
@@ -113,8 +110,8 @@ static void test_bootstrap_and_find_node(void **state) {
     rounds += o.r.rounds;
     queries += o.r.queries;
   }
-  printf("# find_node over %d nodes: %.1f rounds, %.1f queries per lookup\n",
-         N, rounds / 20.0, queries / 20.0);
+  printf("# find_node over %d nodes: %.1f rounds, %.1f queries per lookup\n", N,
+         rounds / 20.0, queries / 20.0);
   mdht_sim_del(sim);
 }
 
@@ -122,9 +119,8 @@ static void announce_and_find(mdht_sim *sim, uint32_t announcer, mdht_id *ih,
                               uint16_t port) {
   random_id(sim, ih);
   outcome o = {0};
-  assert_true(mdht_node_announce(mdht_sim_node(sim, announcer), ih, port,
-                                 false, false, on_result, &o,
-                                 mdht_sim_now(sim)) > 0);
+  assert_true(mdht_node_announce(mdht_sim_node(sim, announcer), ih, port, false,
+                                 false, on_result, &o, mdht_sim_now(sim)) > 0);
   wait_for(sim, announcer, &o);
   assert_true(o.r.ok);
   assert_true(o.r.nnodes >= 6); /* most of the 8 closest accepted */
@@ -137,8 +133,7 @@ static bool finds(mdht_sim *sim, uint32_t at, const mdht_id *ih,
                                   mdht_sim_now(sim)) > 0);
   wait_for(sim, at, &o);
   for (size_t i = 0; i < o.r.npeers; i++)
-    if (mdht_addr_eq(&o.r.peers[i], want))
-      return true;
+    if (mdht_addr_eq(&o.r.peers[i], want)) return true;
   return false;
 }
 
@@ -158,8 +153,7 @@ static void test_announce_get_peers_with_churn(void **state) {
   uint32_t killed = 0;
   while (killed < N / 5) {
     uint32_t k = (uint32_t)(mdht_sim_rand(sim) % N);
-    if (k == announcer || !mdht_sim_alive(sim, k))
-      continue;
+    if (k == announcer || !mdht_sim_alive(sim, k)) continue;
     mdht_sim_kill(sim, k);
     killed++;
   }
@@ -197,8 +191,7 @@ static void test_rebootstrap_after_loss(void **state) {
   ping_count c = {.router = *mdht_sim_addr(sim, 0)};
   assert_true(mdht_node_subscribe(n5, count_router_pings, &c) >= 0);
   for (uint32_t i = 0; i < 20; i++)
-    if (i != 5)
-      mdht_sim_kill(sim, i);
+    if (i != 5) mdht_sim_kill(sim, i);
   /* An hour alone: every node it knew turns bad. */
   mdht_sim_run(sim, mdht_sim_now(sim) + 3600 * 1000);
   mdht_stats st;

@@ -17,8 +17,8 @@ static inline void test_random(uint8_t *buf, size_t len, void *user) {
   }
 }
 
-static inline mdht_addr test_addr4(uint8_t a, uint8_t b, uint8_t c,
-                                   uint8_t d, uint16_t port) {
+static inline mdht_addr test_addr4(uint8_t a, uint8_t b, uint8_t c, uint8_t d,
+                                   uint16_t port) {
   mdht_addr x;
   memset(&x, 0, sizeof x);
   x.family = MDHT_AF_INET;
