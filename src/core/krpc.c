@@ -379,11 +379,11 @@ static void w_resp(mdht_be_w *w, const mdht_krpc_msg *m) {
     W_KEY(w, "interval");
     mdht_be_w_int(w, m->interval);
   }
-  if (m->nodes.len) {
+  if (m->nodes.len || m->nodes.p) { /* present, even if empty */
     W_KEY(w, "nodes");
     w_bytes(w, m->nodes);
   }
-  if (m->nodes6.len) {
+  if (m->nodes6.len || m->nodes6.p) {
     W_KEY(w, "nodes6");
     w_bytes(w, m->nodes6);
   }

@@ -603,6 +603,11 @@ static void test_encode_responses(void **state) {
   /* get_peers always carries a token, even an empty one. */
   m.token.len = 0;
   m.nodes.len = 0;
+  /* nodes present but empty (a node with an empty table) is written as
+   * "5:nodes0:", as libtorrent does; a NULL nodes is left out. */
+  assert_encodes(&m,
+                 S("d1:rd2:id20:" IDA "5:nodes0:5:token0:e1:t2:aa1:y1:re"));
+  m.nodes.p = NULL;
   assert_encodes(&m, S("d1:rd2:id20:" IDA "5:token0:e1:t2:aa1:y1:re"));
 
   base(&m, 'r');
@@ -616,6 +621,7 @@ static void test_encode_responses(void **state) {
   /* samples is written even when there are none. */
   m.samples.len = 0;
   m.nodes.len = 0;
+  m.nodes.p = NULL;
   m.num = 0;
   assert_encodes(&m, S("d1:rd2:id20:" IDA "8:intervali21600e3:numi0e"
                        "7:samples0:e1:t2:aa1:y1:re"));

@@ -153,7 +153,10 @@ static void test_confirm_then_find_node(void **state) {
   mdht_krpc_msg *q = query(MDHT_M_FIND_NODE, &bid, "fn");
   q->target = aid;
   assert_true(exchange(f, &b, q));
+  /* the key is there, empty, as BEP 5 and libtorrent have it */
   assert_int_equal(f->msg.nodes.len, 0);
+  assert_non_null(f->msg.nodes.p);
+  assert_non_null(memmem(f->pkt, (size_t)f->len, "5:nodes0:", 9));
 
   /* a answers the ping */
   mdht_krpc_msg r;

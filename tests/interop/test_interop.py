@@ -1,0 +1,909 @@
+#!/usr/bin/env python3
+"""Interoperability of mdht with two reference DHT implementations.
+
+    python3 tests/interop/test_interop.py path/to/mdht
+
+Starts one closed network on loopback: 3 libtorrent sessions (DHT only,
+lt_node.py under Debian's /usr/bin/python3), 3 bittorrent-dht nodes
+(dht_node.mjs under node) and 3 `mdht run` nodes, each on its own 127.0.0.x,
+bootstrapped into one another. Then checks, in both directions, that they
+treat each other as DHT nodes: routing tables, peers announced one side and
+found the other, closest nodes, and that every message between them decodes
+and every query is answered.
+
+Runs tests/interop/setup.sh first (installs the references when they are
+missing, fails when it cannot; set MDHT_INTEROP_NO_SETUP=1 to skip that
+step, never the tests). Prints one line per check and a final
+"N passed, M failed"; exits 1 on any failure. On failure the work directory
+with every node's log is kept and its path printed (MDHT_INTEROP_KEEP=1
+keeps it always).
+"""
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LT_PYTHON = "/usr/bin/python3"   # Debian's interpreter: it has the binding
+RUN_BUDGET = 170.0               # seconds for the whole run, setup excluded
+K = 8
+
+# Distinct loopback addresses, one per node (the integration tests use
+# 127.0.0.1 with random ports).
+MDHT_IPS = ["127.0.0.131", "127.0.0.132", "127.0.0.133"]
+LT_IPS = ["127.0.0.141", "127.0.0.142", "127.0.0.143"]
+JS_IPS = ["127.0.0.151", "127.0.0.152", "127.0.0.153"]
+PROBE_IP = "127.0.0.160"         # our raw KRPC socket
+CLIENT_IP = "127.0.0.161"        # short-lived mdht client nodes
+
+START = time.monotonic()
+
+
+def _die_with_parent():
+    """Runs in each child before exec: SIGTERM it if this test dies, even by
+    SIGKILL (ctest's timeout), so that no node outlives the run."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def left():
+    return RUN_BUDGET - (time.monotonic() - START)
+
+
+def log(msg):
+    print("  .. %s" % msg, flush=True)
+
+
+# ---------------------------------------------------------------- bencode
+
+def bencode(x):
+    if isinstance(x, int):
+        return b"i%de" % x
+    if isinstance(x, str):
+        x = x.encode()
+    if isinstance(x, bytes):
+        return b"%d:%s" % (len(x), x)
+    if isinstance(x, list):
+        return b"l" + b"".join(bencode(v) for v in x) + b"e"
+    if isinstance(x, dict):
+        items = sorted((k.encode() if isinstance(k, str) else k, v)
+                       for k, v in x.items())
+        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
+    raise TypeError(type(x))
+
+
+def bdecode(b):
+    def dec(i):
+        c = b[i:i + 1]
+        if c == b"i":
+            j = b.index(b"e", i)
+            return int(b[i + 1:j]), j + 1
+        if c in (b"l", b"d"):
+            i += 1
+            out = [] if c == b"l" else {}
+            while b[i:i + 1] != b"e":
+                if c == b"l":
+                    v, i = dec(i)
+                    out.append(v)
+                else:
+                    k, i = dec(i)
+                    v, i = dec(i)
+                    out[k] = v
+            return out, i + 1
+        j = b.index(b":", i)
+        n = int(b[i:j])
+        if j + 1 + n > len(b):
+            raise ValueError("truncated string")
+        return b[j + 1:j + 1 + n], j + 1 + n
+    v, end = dec(0)
+    if end != len(b):
+        raise ValueError("trailing bytes")
+    return v
+
+
+def parse_nodes(blob):
+    out = []
+    for i in range(0, len(blob) - len(blob) % 26, 26):
+        out.append((blob[i:i + 20].hex(),
+                    "%s:%d" % (socket.inet_ntoa(blob[i + 20:i + 24]),
+                               int.from_bytes(blob[i + 24:i + 26], "big"))))
+    return out
+
+
+def krpc(sock, to, q, args, timeout=2.0):
+    """One KRPC query from our probe socket: (reply's "r" dict, datagram
+    length), or (None, 0) on timeout or error."""
+    t = os.urandom(2)
+    a = {"id": PROBE_ID}
+    a.update(args)
+    sock.sendto(bencode({"t": t, "y": "q", "q": q, "a": a}), to)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        sock.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            data, frm = sock.recvfrom(65536)
+        except socket.timeout:
+            break
+        if frm != to:
+            continue
+        try:
+            m = bdecode(data)
+        except ValueError:
+            continue
+        if m.get(b"t") == t:
+            return (m.get(b"r") if m.get(b"y") == b"r" else None), len(data)
+    return None, 0
+
+
+def krpc_find_node(sock, to, target_hex, timeout=2.0):
+    """The nodes of one find_node reply, or None."""
+    r, _ = krpc(sock, to, "find_node", {"target": bytes.fromhex(target_hex)},
+                timeout)
+    return None if r is None else parse_nodes(r.get(b"nodes", b""))
+
+
+def compact_peers(values):
+    return ["%s:%d" % (socket.inet_ntoa(v[:4]), int.from_bytes(v[4:6], "big"))
+            for v in values if len(v) == 6]
+
+
+def krpc_get_peers(sock, to, ih_hex, timeout=2.0):
+    """The values of one get_peers reply, or None."""
+    r, _ = krpc(sock, to, "get_peers", {"info_hash": bytes.fromhex(ih_hex)},
+                timeout)
+    return None if r is None else compact_peers(r.get(b"values", []))
+
+
+PROBE_ID = os.urandom(20)
+
+
+def free_port(ip):
+    """A port free for both UDP and TCP on ip (libtorrent listens on both)."""
+    for _ in range(50):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind((ip, 0))
+        port = u.getsockname()[1]
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind((ip, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            t.close()
+            u.close()
+    raise RuntimeError("no free port on %s" % ip)
+
+
+# ------------------------------------------------------------- processes
+
+class Helper:
+    """A reference node (lt_node.py or dht_node.mjs): JSON lines in/out."""
+
+    def __init__(self, kind, name, argv, logdir):
+        self.kind, self.name = kind, name
+        self.err = open(os.path.join(logdir, name + ".stderr"), "w")
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.err,
+                                  text=True, cwd=HERE,
+                                  preexec_fn=_die_with_parent)
+        self.q = queue.Queue()
+        self.seq = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        hello = self._get(lambda m: "ready" in m, 20)
+        if not hello or not hello.get("ready"):
+            raise RuntimeError("%s did not start: %r (see %s.stderr)"
+                               % (name, hello, name))
+        self.id = hello["id"]
+        self.addr = hello["addr"]
+        ip, port = self.addr.rsplit(":", 1)
+        self.ep = (ip, int(port))
+        self.version = hello.get("version")
+
+    def _read(self):
+        for line in self.p.stdout:
+            try:
+                self.q.put(json.loads(line))
+            except ValueError:
+                self.q.put({"garbage": line})
+        self.q.put(None)
+
+    def _get(self, pred, timeout):
+        end = time.monotonic() + timeout
+        while True:
+            rest = end - time.monotonic()
+            if rest <= 0:
+                return None
+            try:
+                m = self.q.get(timeout=rest)
+            except queue.Empty:
+                return None
+            if m is None:
+                return None
+            if pred(m):
+                return m
+
+    def cmd(self, timeout=15, **kw):
+        self.seq += 1
+        seq = self.seq
+        kw["seq"] = seq
+        try:
+            self.p.stdin.write(json.dumps(kw) + "\n")
+            self.p.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise RuntimeError("%s has exited" % self.name)
+        r = self._get(lambda m: m.get("seq") == seq, timeout)
+        if r is None:
+            raise RuntimeError("%s: no answer to %s within %ss"
+                               % (self.name, kw.get("cmd"), timeout))
+        return r
+
+    def table(self):
+        return {n["id"]: n["addr"] for n in self.cmd(cmd="table")["nodes"]}
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.write(json.dumps({"seq": 0, "cmd": "quit"}) + "\n")
+                self.p.stdin.flush()
+                self.p.wait(2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if self.p.poll() is None:
+            self.p.kill()   # by PID: only the process we started
+            self.p.wait()
+        self.err.close()
+
+
+class Mdht:
+    """`mdht run` on its own address, trace-level JSON log kept in memory."""
+
+    def __init__(self, binary, name, ip, logdir, bootstrap, control):
+        self.name = name
+        self.control = control
+        argv = [binary, "run", "--bind", ip, "--port", "0",
+                "--log-level", "trace", "--log-format", "json"]
+        if bootstrap:
+            for b in bootstrap:
+                argv += ["--bootstrap", b]
+        else:
+            argv.append("--no-bootstrap")
+        if control:
+            argv += ["--control", control]
+        self.logf = open(os.path.join(logdir, name + ".log"), "w")
+        self.events = []
+        self.lock = threading.Lock()
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True,
+                                  preexec_fn=_die_with_parent)
+        self.ep = None
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            line = self.p.stderr.readline()
+            if not line:
+                break
+            self.logf.write(line)
+            ev = self._parse(line)
+            if ev and ev.get("event") == "listening":
+                ip_, port = ev["addr"].rsplit(":", 1)
+                self.ep = (ip_, int(port))
+                self.id = ev["id"]
+                break
+        if not self.ep:
+            raise RuntimeError("%s did not say where it listens (see %s.log)"
+                               % (name, name))
+        self.addr = "%s:%d" % self.ep
+        self.drain = threading.Thread(target=self._drain, daemon=True)
+        self.drain.start()
+
+    @staticmethod
+    def _parse(line):
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
+
+    def _drain(self):
+        for line in self.p.stderr:
+            self.logf.write(line)
+            ev = self._parse(line)
+            if ev is not None:
+                with self.lock:
+                    self.events.append(ev)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.events)
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after 5 s; returns the exit status
+        (None if it had to be killed)."""
+        killed = False
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                killed = True
+        self.drain.join(5)
+        if not self.logf.closed:
+            self.logf.close()
+        return None if killed else self.p.returncode
+
+
+def mdht_cmd(binary, args, timeout):
+    try:
+        r = subprocess.run([binary] + args, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+    except subprocess.TimeoutExpired as e:
+        return None, e.stdout or "", "timed out after %ss" % timeout
+
+
+def not_implemented(stderr):
+    return "not implemented" in stderr or "not yet" in stderr
+
+
+# ------------------------------------------------------------------ checks
+
+class Checks:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def report(self, ok, what, detail=""):
+        if ok:
+            self.passed += 1
+            print("PASS %s" % what, flush=True)
+        else:
+            self.failed += 1
+            print("FAIL %s%s" % (what, ("\n       " + detail) if detail else ""),
+                  flush=True)
+        return ok
+
+
+def xor_key(target_hex):
+    t = int(target_hex, 16)
+    return lambda nid: int(nid, 16) ^ t
+
+
+def retry(fn, attempts, pause, budget):
+    """fn() -> (ok, value); at most `attempts` tries within `budget` s."""
+    end = time.monotonic() + budget
+    value = None
+    for i in range(attempts):
+        ok, value = fn()
+        if ok:
+            return True, value
+        if time.monotonic() + pause >= end or left() < pause:
+            break
+        time.sleep(pause)
+    return False, value
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: test_interop.py path/to/mdht", file=sys.stderr)
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    if not os.access(binary, os.X_OK):
+        print("FAIL mdht binary %s is not executable" % binary)
+        return 1
+
+    if os.environ.get("MDHT_INTEROP_NO_SETUP") != "1":
+        r = subprocess.run(["bash", os.path.join(HERE, "setup.sh")])
+        if r.returncode != 0:
+            print("FAIL interop setup (tests/interop/setup.sh) failed: the "
+                  "reference implementations are missing, see above")
+            print("0 passed, 1 failed")
+            return 1
+    global START
+    START = time.monotonic()
+
+    def on_signal(signum, frame):
+        raise SystemExit("killed by signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    work = tempfile.mkdtemp(prefix="mdht-interop-")
+    checks = Checks()
+    procs = []
+    try:
+        run(binary, work, checks, procs)
+    except (Exception, SystemExit) as e:  # harness failure = failed check
+        import traceback
+        traceback.print_exc()
+        checks.report(False, "harness ran to completion", repr(e))
+    finally:
+        for p in reversed(procs):
+            try:
+                p.stop()
+            except Exception:
+                pass
+    print("%d passed, %d failed (%.0f s)" % (checks.passed, checks.failed,
+                                            time.monotonic() - START))
+    if checks.failed or os.environ.get("MDHT_INTEROP_KEEP") == "1":
+        print("logs kept in %s" % work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if checks.failed else 0
+
+
+def run(binary, work, checks, procs):
+    help_run = mdht_cmd(binary, ["run", "--help"], 10)[1]
+    m = re.search(r"^\s*--control.*$", help_run, re.M)
+    control_ok = bool(m) and "not yet" not in m.group(0)
+
+    # ---- mdht nodes: each bootstraps from the ones before it, so the three
+    # know each other before anyone else joins.
+    mdhts = []
+    for i, ip in enumerate(MDHT_IPS):
+        ctl = os.path.join(work, "m%d.sock" % (i + 1)) if control_ok else None
+        n = Mdht(binary, "mdht%d" % (i + 1), ip, work,
+                 [x.addr for x in mdhts], ctl)
+        procs.append(n)
+        mdhts.append(n)
+    log("mdht: %s" % ", ".join("%s %s" % (n.addr, n.id[:8]) for n in mdhts))
+
+    # ---- libtorrent sessions.
+    lts = []
+    for i, ip in enumerate(LT_IPS):
+        name = "lt%d" % (i + 1)
+        h = Helper("libtorrent", name,
+                   [LT_PYTHON, os.path.join(HERE, "lt_node.py"), "--bind", ip,
+                    "--port", str(free_port(ip)),
+                    "--log", os.path.join(work, name + ".log")], work)
+        procs.append(h)
+        lts.append(h)
+    log("libtorrent %s: %s" % (lts[0].version, ", ".join(
+        "%s %s" % (h.addr, h.id[:8]) for h in lts)))
+
+    # add_dht_node() pings once; re-add every node not yet in a table until
+    # it is (bounded: 30 rounds, 20 s).
+    def lt_join():
+        missing = 0
+        for h in lts:
+            tab = h.table()
+            for x in mdhts + lts:
+                if x is not h and x.id not in tab:
+                    missing += 1
+                    h.cmd(cmd="add_node", host=x.ep[0], port=x.ep[1])
+        return missing == 0, missing
+    ok, miss = retry(lt_join, 30, 0.5, 20)
+    log("libtorrent tables %s (%s entries missing)" % ("complete" if ok else
+                                                       "INCOMPLETE", miss))
+
+    # ---- bittorrent-dht nodes: bootstrapped (once, at start) from nodes that
+    # already answer.
+    jss = []
+    boot = [x.addr for x in mdhts + lts]
+    for i, ip in enumerate(JS_IPS):
+        name = "js%d" % (i + 1)
+        argv = ["node", os.path.join(HERE, "dht_node.mjs"), "--bind", ip,
+                "--port", str(free_port(ip)),
+                "--log", os.path.join(work, name + ".log")]
+        for b in boot + [x.addr for x in jss]:
+            argv += ["--bootstrap", b]
+        h = Helper("bittorrent-dht", name, argv, work)
+        procs.append(h)
+        jss.append(h)
+    log("bittorrent-dht %s: %s" % (jss[0].version, ", ".join(
+        "%s %s" % (h.addr, h.id[:8]) for h in jss)))
+    allnodes = mdhts + lts + jss
+
+    def js_join():
+        missing = 0
+        for h in jss:
+            tab = h.table()
+            for x in allnodes:
+                if x is not h and x.id not in tab:
+                    missing += 1
+                    h.cmd(cmd="add_node", host=x.ep[0], port=x.ep[1])
+        return missing == 0, missing
+    ok, miss = retry(js_join, 20, 0.5, 15)
+    log("bittorrent-dht tables %s (%s entries missing)"
+        % ("complete" if ok else "INCOMPLETE", miss))
+    # libtorrent learns the bittorrent-dht nodes from their queries; make
+    # sure with add_dht_node as well.
+    def lt_join_all():
+        missing = 0
+        for h in lts:
+            tab = h.table()
+            for x in allnodes:
+                if x is not h and x.id not in tab:
+                    missing += 1
+                    h.cmd(cmd="add_node", host=x.ep[0], port=x.ep[1])
+        return missing == 0, missing
+    retry(lt_join_all, 20, 0.5, 10)
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((PROBE_IP, 0))
+
+    # ---------------------------------------------------- routing tables
+    def in_tables(refs):
+        bad = []
+        for h in refs:
+            tab = h.table()
+            for n in mdhts:
+                if tab.get(n.id) != n.addr:
+                    bad.append("%s lacks %s %s" % (h.name, n.name, n.addr))
+        return not bad, bad
+    ok, bad = retry(lambda: in_tables(lts), 10, 0.5, 5)
+    checks.report(ok, "every mdht node is in every libtorrent session's "
+                  "routing table (libtorrent pinged mdht, accepted its "
+                  "replies and keeps it as a good node)", "; ".join(bad or []))
+    ok, bad = retry(lambda: in_tables(jss), 10, 0.5, 5)
+    checks.report(ok, "every mdht node is in every bittorrent-dht node's "
+                  "routing table", "; ".join(bad or []))
+
+    def mdht_knows(refs):
+        # Black-box view of mdht's table: find_node(target = the node's own
+        # id) returns that node first when mdht's table holds it.
+        bad = []
+        for n in mdhts:
+            for h in refs:
+                nodes = krpc_find_node(probe, n.ep, h.id)
+                if nodes is None:
+                    bad.append("%s did not answer find_node" % n.name)
+                elif (h.id, h.addr) not in nodes:
+                    bad.append("%s lacks %s %s" % (n.name, h.name, h.addr))
+        return not bad, bad
+    ok, bad = retry(lambda: mdht_knows(lts), 10, 1.0, 10)
+    checks.report(ok, "every libtorrent session is in every mdht node's "
+                  "routing table (mdht verified them and returns them in "
+                  "find_node)", "; ".join(bad or []))
+    ok, bad = retry(lambda: mdht_knows(jss), 10, 1.0, 10)
+    checks.report(ok, "every bittorrent-dht node is in every mdht node's "
+                  "routing table", "; ".join(bad or []))
+
+    # -------------------------------------------------- mdht client commands
+    client_n = [0]
+
+    def client(cmd, args, timeout=20):
+        """An mdht client command: through the control socket of mdht1 when
+        `mdht run --control` exists, else as a short-lived node on its own
+        address bootstrapped from the whole network."""
+        if control_ok:
+            full = [cmd] + args + ["--control", mdhts[0].control]
+        else:
+            client_n[0] += 1
+            full = [cmd] + args + ["--bind", CLIENT_IP, "--port", "0",
+                                   "--timeout", "10"]
+            for x in allnodes:
+                full += ["--bootstrap", x.addr]
+        return mdht_cmd(binary, full, timeout)
+
+    # libtorrent and bittorrent-dht announce -> mdht stores the peers.
+    ih_lt = os.urandom(20).hex()
+    lt_peer = lts[0].addr   # announced with implied_port: its DHT/listen port
+    lts[0].cmd(cmd="announce", infohash=ih_lt)
+    log("libtorrent %s announces %s" % (lts[0].name, ih_lt))
+    ih_js = os.urandom(20).hex()
+    js_peer = "%s:%d" % (jss[0].ep[0], 5151)
+    r = jss[0].cmd(cmd="announce", infohash=ih_js, port=5151, timeout=20)
+    log("bittorrent-dht %s announces %s: %r" % (jss[0].name, ih_js, r))
+
+    def mdht_stores(ih, peer, src):
+        def probe_all():
+            have = [n.name for n in mdhts
+                    if peer in (krpc_get_peers(probe, n.ep, ih) or [])]
+            return bool(have), have
+        ok, have = retry(probe_all, 20, 1.0, 25)
+        bad = []
+        for n in mdhts:
+            for e in n.snapshot():
+                if e.get("addr", "").split(":")[0] != src.ep[0]:
+                    continue
+                if e.get("event") == "token_rejected":
+                    bad.append("%s rejected %s's token" % (n.name, src.name))
+                if e.get("event") == "error_sent":
+                    bad.append("%s answered %s's %s with error %s" % (
+                        n.name, src.name, e.get("method"), e.get("code")))
+        return ok and not bad, "stored by %s; %s" % (have, "; ".join(bad))
+    ok, why = mdht_stores(ih_lt, lt_peer, lts[0])
+    checks.report(ok, "libtorrent's announce_peer to mdht is accepted (with "
+                  "mdht's token) and mdht serves the "
+                  "peer in get_peers values", why)
+    ok, why = mdht_stores(ih_js, js_peer, jss[0])
+    checks.report(ok, "bittorrent-dht's announce_peer to mdht is accepted "
+                  "and mdht serves the peer in get_peers values", why)
+
+    # Many peers stored on one mdht node: its get_peers reply must still fit
+    # the 1,500 bytes libtorrent reads a datagram into (a longer one is lost
+    # without a trace), and libtorrent must get values from it.
+    ih_big = os.urandom(20).hex()
+    r, _ = krpc(probe, mdhts[0].ep, "get_peers",
+                {"info_hash": bytes.fromhex(ih_big)})
+    stored = 0
+    if r and r.get(b"token"):
+        for port in range(10001, 10201):
+            a, _ = krpc(probe, mdhts[0].ep, "announce_peer",
+                        {"info_hash": bytes.fromhex(ih_big), "port": port,
+                         "token": r[b"token"]}, 1.0)
+            stored += a is not None
+    r, size = krpc(probe, mdhts[0].ep, "get_peers",
+                   {"info_hash": bytes.fromhex(ih_big)})
+    nvals = len(r.get(b"values", [])) if r else 0
+    log("200 peers announced to mdht1 (%d accepted); its get_peers reply: "
+        "%d bytes, %d values" % (stored, size, nvals))
+
+    def lt_gets_big():
+        peers = lts[2].cmd(cmd="get_peers", infohash=ih_big, wait=6,
+                           timeout=15)["peers"]
+        return len([p for p in peers if p.startswith(PROBE_IP + ":")]) > 0, \
+            len(peers)
+    ok, v = retry(lt_gets_big, 3, 1.0, 25)
+    checks.report(ok and 0 < size <= 1500 and nvals > 0,
+                  "with 200 peers stored, mdht's get_peers reply fits "
+                  "libtorrent's 1,500-byte datagram buffer (%d bytes, %d "
+                  "values) and libtorrent's get_peers receives them"
+                  % (size, nvals), "libtorrent got %s peers" % v)
+
+    # libtorrent announced -> `mdht get-peers` finds it.
+
+    def mdht_gets_lt():
+        rc, out, err = client("get-peers", [ih_lt])
+        if rc is not None and not_implemented(err):
+            return True, ("NI", err.strip())
+        peers = out.split()
+        return lt_peer in peers, (rc, peers, err.strip())
+    ok, v = retry(mdht_gets_lt, 12, 2.0, 35)
+    if v and v[0] == "NI":
+        checks.report(False, "a peer announced by libtorrent is found by "
+                      "`mdht get-peers`", "mdht get-peers: %s" % v[1])
+    else:
+        checks.report(ok, "a peer announced by libtorrent is found by "
+                      "`mdht get-peers` (mdht's get_peers lookup walks "
+                      "libtorrent nodes and decodes their values)",
+                      "wanted %s, last result %r" % (lt_peer, v))
+
+    # A short-lived mdht node that knows only references bootstraps through
+    # them and finds bittorrent-dht's peer.
+    def fresh_gets_js():
+        args = ["get-peers", ih_js, "--bind", CLIENT_IP, "--port", "0",
+                "--timeout", "10", "--bootstrap", lts[1].addr,
+                "--bootstrap", jss[2].addr]
+        rc, out, err = mdht_cmd(binary, args, 20)
+        if rc is not None and not_implemented(err):
+            return True, ("NI", err.strip())
+        return js_peer in out.split(), (rc, out.split(), err.strip())
+    ok, v = retry(fresh_gets_js, 3, 1.0, 40)
+    if v and v[0] == "NI":
+        checks.report(False, "a short-lived `mdht get-peers` bootstrapped "
+                      "only from libtorrent and bittorrent-dht finds "
+                      "bittorrent-dht's peer", "mdht get-peers: %s" % v[1])
+    else:
+        checks.report(ok, "a short-lived `mdht get-peers` bootstrapped only "
+                      "from one libtorrent and one bittorrent-dht node finds "
+                      "bittorrent-dht's peer (mdht's bootstrap and lookup "
+                      "through the references alone)",
+                      "wanted %s, last result %r" % (js_peer, v))
+
+    # mdht announces -> libtorrent and bittorrent-dht find it.
+    ih_m = os.urandom(20).hex()
+    ann_port = 4242
+    m_peer = "%s:%d" % ((mdhts[0].ep[0] if control_ok else CLIENT_IP),
+                        ann_port)
+    rc, out, err = client("announce", [ih_m, "--port", str(ann_port)], 30)
+    if rc is not None and not_implemented(err):
+        checks.report(False, "a peer announced by `mdht announce` is found by "
+                      "libtorrent's get_peers", "mdht announce: %s"
+                      % err.strip())
+        checks.report(False, "a peer announced by `mdht announce` is found by "
+                      "bittorrent-dht's get_peers", "mdht announce: %s"
+                      % err.strip())
+    else:
+        acc = [l.split()[1] for l in out.splitlines() if len(l.split()) == 2]
+        log("mdht announce %s: rc=%s, accepted by %s %s" % (
+            ih_m, rc, acc, err.strip()))
+        names = {x.addr: x.name for x in allnodes}
+        log("  accepted by: %s" % ", ".join(names.get(a, a) for a in acc))
+
+        def lt_gets_m():
+            peers = lts[1].cmd(cmd="get_peers", infohash=ih_m, wait=8,
+                               expect=m_peer, timeout=20)["peers"]
+            return m_peer in peers, peers
+        ok, v = retry(lt_gets_m, 4, 1.0, 30)
+        checks.report(ok, "a peer announced by `mdht announce` is found by "
+                      "libtorrent's get_peers (libtorrent accepted mdht's "
+                      "tokens and announce_peer)",
+                      "wanted %s, rc=%s got %r" % (m_peer, rc, v))
+
+        def js_gets_m():
+            r = jss[1].cmd(cmd="get_peers", infohash=ih_m, timeout=20)
+            return m_peer in r.get("peers", []), r
+        ok, v = retry(js_gets_m, 4, 1.0, 20)
+        checks.report(ok, "a peer announced by `mdht announce` is found by "
+                      "bittorrent-dht's get_peers", "wanted %s, rc=%s got %r"
+                      % (m_peer, rc, v))
+
+    # mdht find-node agrees with libtorrent's view of the closest nodes.
+    target = os.urandom(20).hex()
+    rc, out, err = client("find-node", [target])
+    if rc is not None and not_implemented(err):
+        checks.report(False, "`mdht find-node` agrees with libtorrent's view "
+                      "of the closest nodes", "mdht find-node: %s"
+                      % err.strip())
+    else:
+        got = [l.split()[0].lower() for l in out.splitlines()
+               if len(l.split()) == 2]
+        # libtorrent's view: ask each session for its closest nodes to the
+        # target (find_node), rank everything they return by distance.
+        seen = {}
+        for h in lts:
+            for nid, addr in krpc_find_node(probe, h.ep, target) or []:
+                seen[nid] = addr
+            seen[h.id] = h.addr
+        # Only the nine nodes of the network count: a short-lived client
+        # node may still sit in some tables.
+        asker = mdhts[0].id if control_ok else None
+        known = {x.id for x in allnodes} - {asker}
+        key = xor_key(target)
+        want = sorted((i for i in seen if i in known), key=key)[:K]
+        got = [i for i in got if i in known]
+        n = min(len(want), K)
+        ok = rc == 0 and got[:n] == want[:n]
+        names = {x.id: x.name for x in allnodes}
+        checks.report(ok, "`mdht find-node` agrees with libtorrent's view "
+                      "of the %d closest nodes, in order" % n,
+                      "libtorrent: %s\n       mdht:       %s (rc=%s %s)" % (
+                          [names.get(i, i[:8]) for i in want],
+                          [names.get(i, i[:8]) for i in got], rc,
+                          err.strip()))
+
+    # ------------------------------------------- messages both ways decode
+    time.sleep(1.0)   # let the last replies land
+    groups = {"libtorrent": {h.ep[0] for h in lts},
+              "bittorrent-dht": {h.ep[0] for h in jss}}
+
+    def ip_of(e):
+        return (e.get("addr") or "").rsplit(":", 1)[0]
+    bad = []
+    replies = {g: 0 for g in groups}
+    for n in mdhts:
+        for e in n.snapshot():
+            ev = e.get("event")
+            g = next((g for g, ips in groups.items() if ip_of(e) in ips), None)
+            if g is None:
+                continue
+            if ev == "response_received":
+                replies[g] += 1
+            elif ev == "datagram_dropped":
+                bad.append("%s dropped %s bytes from %s %s: %s" % (
+                    n.name, e.get("len"), g, e.get("addr"), e.get("reason")))
+            elif ev == "rate_limited":
+                bad.append("%s rate-limited %s %s" % (n.name, g, e.get("addr")))
+    for g, c in replies.items():
+        if not c:
+            bad.append("mdht received no reply at all from %s" % g)
+    checks.report(not bad, "every datagram mdht received from libtorrent and "
+                  "bittorrent-dht decoded and matched (%s replies, no "
+                  "datagram_dropped in mdht's JSON log)" % ", ".join(
+                      "%d %s" % (c, g) for g, c in replies.items()),
+                  "; ".join(bad[:10]))
+
+    bad = []
+    summary = []
+    for g, ips in groups.items():
+        qin = rsp = 0
+        for n in mdhts:
+            for e in n.snapshot():
+                if ip_of(e) not in ips:
+                    continue
+                ev = e.get("event")
+                if ev == "query_received":
+                    qin += 1
+                elif ev == "response_sent":
+                    rsp += 1
+                elif ev == "error_sent":
+                    bad.append("%s answered %s's %s with error %s" % (
+                        n.name, g, e.get("method"), e.get("code")))
+        summary.append("%d/%d from %s" % (rsp, qin, g))
+        if not qin:
+            bad.append("%s sent mdht no query at all" % g)
+        elif rsp != qin:
+            bad.append("%s sent %d queries, mdht sent %d responses"
+                       % (g, qin, rsp))
+    for n in mdhts:
+        evs = n.snapshot()
+        log("%s received %s" % (n.name, ", ".join(
+            "%s %d" % (m, sum(1 for e in evs if e.get("event") ==
+                              "query_received" and e.get("method") == m))
+            for m in ("ping", "find_node", "get_peers", "announce_peer",
+                      "sample_infohashes"))))
+    checks.report(not bad, "every query libtorrent and bittorrent-dht sent "
+                  "mdht was answered with a response (%s; mdht's JSON log)"
+                  % ", ".join(summary), "; ".join(bad[:10]))
+
+    # The other direction: libtorrent and bittorrent-dht decoded everything
+    # mdht sent them.
+    bad = []
+    for h in lts:
+        st = h.cmd(cmd="stats")
+        if st.get("dht_messages_in_dropped"):
+            bad.append("%s dropped %s incoming DHT messages" % (
+                h.name, st["dht_messages_in_dropped"]))
+    for h in jss:
+        w = h.cmd(cmd="warnings").get("warnings", [])
+        for x in w:
+            bad.append("%s: %s" % (h.name, x))
+    checks.report(not bad, "libtorrent and bittorrent-dht decoded every "
+                  "message mdht sent them (libtorrent's "
+                  "dht_messages_in_dropped = 0, no bittorrent-dht warning)",
+                  "; ".join(bad[:10]))
+
+    # `mdht stats` counters of the running nodes.
+    stats_check(binary, mdhts, control_ok, checks)
+
+    # The mdht nodes end cleanly (under ASan/UBSan too: a report is a
+    # non-zero exit).
+    bad = []
+    for n in mdhts:
+        rc = n.stop()
+        if rc != 0:
+            bad.append("%s exit status %s (see %s.log)" % (n.name, rc, n.name))
+    checks.report(not bad, "every mdht node exited 0 on SIGTERM after the "
+                  "exchange", "; ".join(bad))
+
+
+def stats_check(binary, mdhts, control_ok, checks):
+    what = ("`mdht stats` counters of every mdht node: replies received, none "
+            "dropped (parse, proto, unmatched, too_big), nothing rate-limited, "
+            "no token rejected, every query answered")
+    if not control_ok:
+        checks.report(False, what, "`mdht run --control` is not "
+                      "implemented yet, so `mdht stats` cannot ask a node")
+        return
+    bad = []
+    for n in mdhts:
+        rc, out, err = mdht_cmd(binary, ["stats", "--control", n.control,
+                                         "--json"], 10)
+        if rc != 0:
+            bad.append("%s: mdht stats rc=%s %s" % (n.name, rc, err.strip()))
+            continue
+        try:
+            st = json.loads(out)
+            qin = sum(st["queries_in"].values())
+            answered = st["responses"]["out"] + st["errors"]["out"]
+            drops = {k: st["dropped"][k]
+                     for k in ("parse", "proto", "unmatched", "too_big")}
+            rin = st["responses"]["in"]
+            limited, rejected = st["rate_limited"], st["tokens_rejected"]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            bad.append("%s: unexpected `mdht stats --json` output (%r): %r"
+                       % (n.name, e, out[:300]))
+            continue
+        log("%s stats: %d queries in, %d answered (%d errors), %d replies "
+            "in, dropped %s, rate-limited %d, tokens rejected %d" % (
+                n.name, qin, answered, st["errors"]["out"], rin, drops,
+                limited, rejected))
+        if qin != answered:
+            bad.append("%s: %d queries in, %d responses + errors out"
+                       % (n.name, qin, answered))
+        if not rin:
+            bad.append("%s received no reply at all" % n.name)
+        for k, v in drops.items():
+            if v:
+                bad.append("%s: dropped.%s = %d" % (n.name, k, v))
+        if limited:
+            bad.append("%s: rate_limited = %d" % (n.name, limited))
+        if rejected:
+            bad.append("%s: tokens_rejected = %d" % (n.name, rejected))
+    checks.report(not bad, what, "; ".join(bad))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
