@@ -37,6 +37,8 @@ static void usage(FILE *f) {
         "\n"
         "  mdht --version    print the version\n"
         "\n"
+        "The client commands start a short-lived read-only node, or ask a\n"
+        "running 'mdht run --control PATH' with --control PATH.\n"
         "Exit status 2 means a usage or runtime error, explained on stderr.\n",
         f);
 }
@@ -168,8 +170,8 @@ static const cli_opt run_opts[] = {
     {"--state", "DIR", "keep the node's state in DIR (not yet)", CLI_CUSTOM, 0,
      0, 0, set_state},
     {"--control", "PATH",
-     "serve client commands on this Unix socket (mode 0600)",
-     CLI_CUSTOM, 0, 0, 0, set_control},
+     "serve client commands on this Unix socket (mode 0600)", CLI_CUSTOM, 0, 0,
+     0, set_control},
     {"--log-level", "LEVEL", "error, warn, info (default), debug or trace",
      CLI_CUSTOM, 0, 0, 0, set_level},
     {"--log-format", "FMT", "text (default) or json (one object per line)",
@@ -291,8 +293,8 @@ static int cmd_run(int argc, char **argv) {
     return CLI_USAGE_ERROR;
   }
   if (a.control && (rc = mdht_ctl_server_attach(&ctl, &d)) < 0) {
-    mdht_logforge_logf(&log, MDHT_LOG_ERROR, "control socket %s: %s",
-                       a.control, strerror(-rc));
+    mdht_logforge_logf(&log, MDHT_LOG_ERROR, "control socket %s: %s", a.control,
+                       strerror(-rc));
     mdht_ctl_server_close(&ctl);
     mdht_driver_free(&d);
     return CLI_USAGE_ERROR;

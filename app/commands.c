@@ -1,0 +1,590 @@
+/*
+ * The client commands (DESIGN.md, "Command line contract").
+ *
+ * Every command is turned into a control request (src/io/control.h). With
+ * --control PATH the request goes to the running node behind PATH; without,
+ * a short-lived node answers it: read-only (BEP 43, so that it does not
+ * litter other nodes' routing tables), bootstrapped for this one job, and
+ * gone after. Both ways print through the same formatter and reader, so the
+ * output and exit status are the same.
+ */
+#include "commands.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "cli.h"
+#include "control.h"
+#include "driver.h"
+#include "mdht.h"
+#include "sock.h"
+
+#define MAX_BOOTSTRAP 64
+#define DEFAULT_TIMEOUT_MS ((mdht_time)30000)
+/* How much longer a client waits for the node's own "timed out" answer. */
+#define CONTROL_GRACE_MS 3000
+
+typedef struct client_args {
+  mdht_ctl_cmd cmd;
+  const char *bind;
+  uint32_t port; /* announce: the peer's port; else the local UDP port */
+  bool port_given;
+  const char *bootstrap[MAX_BOOTSTRAP];
+  size_t nbootstrap;
+  mdht_time timeout_ms;
+  bool json;
+  bool implied_port;
+  bool seed;
+  const char *control;
+} client_args;
+
+static int set_bind(void *ctx, const char *v) {
+  client_args *a = ctx;
+  mdht_addr tmp;
+  if (mdht_sock_parse_ip(&tmp, v, 0) < 0) {
+    cli_error("bad bind address '%s' (want a numeric IPv4 or IPv6 address)", v);
+    return -1;
+  }
+  a->bind = v;
+  return 0;
+}
+
+static int set_port(void *ctx, const char *v) {
+  client_args *a = ctx;
+  uint64_t p;
+  uint64_t min = a->cmd == MDHT_CTL_ANNOUNCE ? 1 : 0;
+  if (cli_parse_u64(v, min, 65535, &p) < 0) {
+    cli_error("bad value '%s' for --port (want an integer from %llu to 65535)",
+              v, (unsigned long long)min);
+    return -1;
+  }
+  a->port = (uint32_t)p;
+  a->port_given = true;
+  return 0;
+}
+
+static int set_bootstrap(void *ctx, const char *v) {
+  client_args *a = ctx;
+  if (cli_check_hostport(v) < 0) {
+    cli_error("bad bootstrap address '%s' (want HOST:PORT, port 1-65535)", v);
+    return -1;
+  }
+  if (a->nbootstrap >= MAX_BOOTSTRAP) {
+    cli_error("too many --bootstrap (at most %d)", MAX_BOOTSTRAP);
+    return -1;
+  }
+  a->bootstrap[a->nbootstrap++] = v;
+  return 0;
+}
+
+static int set_control(void *ctx, const char *v) {
+  client_args *a = ctx;
+  if (!*v) {
+    cli_error("empty --control path");
+    return -1;
+  }
+  a->control = v;
+  return 0;
+}
+
+#define OPT(field) offsetof(client_args, field)
+#define COMMON_OPTS                                                            \
+  {"--bootstrap",                                                              \
+   "HOST:PORT",                                                                \
+   "join through this node (repeatable; default: the public routers)",         \
+   CLI_CUSTOM,                                                                 \
+   0,                                                                          \
+   0,                                                                          \
+   0,                                                                          \
+   set_bootstrap},                                                             \
+      {"--bind",   "ADDR",  "local IPv4 or IPv6 address (default 0.0.0.0)",    \
+       CLI_CUSTOM, 0,       0,                                                 \
+       0,          set_bind},                                                  \
+      {"--timeout",                                                            \
+       "SECONDS",                                                              \
+       "give up after this long",                                              \
+       CLI_SECONDS,                                                            \
+       OPT(timeout_ms),                                                        \
+       1,                                                                      \
+       3600,                                                                   \
+       NULL},                                                                  \
+      {"--json", NULL, "one JSON object per line", CLI_FLAG, OPT(json), 0,     \
+       0,        NULL},                                                        \
+  {                                                                            \
+    "--control", "PATH",                                                       \
+        "ask the 'mdht run --control PATH' node instead of starting one",      \
+        CLI_CUSTOM, 0, 0, 0, set_control                                       \
+  }
+
+static const cli_opt lookup_opts[] = {
+    COMMON_OPTS,
+    {"--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,
+     0, 0, set_port},
+};
+
+static const cli_opt announce_opts[] = {
+    COMMON_OPTS,
+    {"--port", "N", "the peer's port to announce (required)", CLI_CUSTOM, 0, 0,
+     0, set_port},
+    {"--implied-port", NULL,
+     "receivers use our UDP source port (the short-lived node binds N)",
+     CLI_FLAG, OPT(implied_port), 0, 0, NULL},
+    {"--seed", NULL, "announce as a seed (BEP 33 \"seed\" key)", CLI_FLAG,
+     OPT(seed), 0, 0, NULL},
+};
+
+static const cli_opt stats_opts[] = {
+    {"--control", "PATH", "the running node's control socket (required)",
+     CLI_CUSTOM, 0, 0, 0, set_control},
+    {"--timeout", "SECONDS", "give up after this long", CLI_SECONDS,
+     OPT(timeout_ms), 1, 3600, NULL},
+    {"--json", NULL, "one JSON object", CLI_FLAG, OPT(json), 0, 0, NULL},
+};
+
+#define NOPTS(t) (sizeof t / sizeof t[0])
+
+static const struct {
+  const char *name;
+  mdht_ctl_cmd cmd;
+  const char *args;
+  const char *what;
+} commands[] = {
+    {"get-peers", MDHT_CTL_GET_PEERS, "INFOHASH",
+     "Prints the peers of a torrent, one \"ip:port\" per line. Exit status\n"
+     "0 if any peer was found, 1 if none."},
+    {"announce", MDHT_CTL_ANNOUNCE, "INFOHASH --port N",
+     "Announces a peer on PORT for the torrent to the nodes closest to it;\n"
+     "prints \"nodeid ip:port\" for each node that accepted."},
+    {"find-node", MDHT_CTL_FIND_NODE, "ID",
+     "Prints the nodes closest to ID, \"nodeid ip:port\", closest first."},
+    {"ping", MDHT_CTL_PING, "HOST:PORT",
+     "Pings one node; prints \"nodeid rtt_ms\". Exit status 1 if it does\n"
+     "not answer."},
+    {"stats", MDHT_CTL_STATS, "--control PATH",
+     "Prints the routing table, storage and message counters of a running\n"
+     "node."},
+};
+
+static int find_command(const char *name) {
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(commands[i].name, name) == 0) return (int)i;
+  return -1;
+}
+
+bool client_command(const char *name) {
+  return find_command(name) >= 0;
+}
+
+static void opts_of(mdht_ctl_cmd cmd, const cli_opt **opts, size_t *n) {
+  if (cmd == MDHT_CTL_ANNOUNCE) {
+    *opts = announce_opts;
+    *n = NOPTS(announce_opts);
+  } else if (cmd == MDHT_CTL_STATS) {
+    *opts = stats_opts;
+    *n = NOPTS(stats_opts);
+  } else {
+    *opts = lookup_opts;
+    *n = NOPTS(lookup_opts);
+  }
+}
+
+static void args_default(client_args *a, mdht_ctl_cmd cmd) {
+  memset(a, 0, sizeof *a);
+  a->cmd = cmd;
+  a->timeout_ms = DEFAULT_TIMEOUT_MS;
+}
+
+void client_usage(const char *name) {
+  int i = find_command(name);
+  const cli_opt *opts;
+  size_t n;
+  client_args defaults;
+
+  if (i < 0) return;
+  opts_of(commands[i].cmd, &opts, &n);
+  args_default(&defaults, commands[i].cmd);
+  printf("usage: mdht %s %s [OPTIONS]\n\n%s\n", name, commands[i].args,
+         commands[i].what);
+  if (commands[i].cmd == MDHT_CTL_GET_PEERS ||
+      commands[i].cmd == MDHT_CTL_ANNOUNCE)
+    printf("INFOHASH is 40 hex digits or a magnet link "
+           "(magnet:?xt=urn:btih:...).\n");
+  printf("Exit status 2 means a usage or runtime error, explained on "
+         "stderr.\n\noptions:\n");
+  cli_print_options(opts, n, &defaults);
+}
+
+/* ------------------------------------------------------------ addresses */
+
+/* "host:port" / "[v6]:port", already checked by cli_check_hostport. */
+static void split_hostport(const char *s, char *host, size_t cap,
+                           const char **port) {
+  const char *colon;
+  size_t hl;
+  if (s[0] == '[') {
+    colon = strchr(s, ']') + 1;
+    hl = (size_t)(colon - s - 2);
+    s++;
+  } else {
+    colon = strrchr(s, ':');
+    hl = (size_t)(colon - s);
+  }
+  if (hl >= cap) hl = cap - 1;
+  memcpy(host, s, hl);
+  host[hl] = '\0';
+  *port = colon + 1;
+}
+
+/* Resolves HOST:PORT for ping, in `family` (MDHT_AF_*, or 0 for either,
+ * IPv4 first). Returns 0, or -1 after printing why. */
+static int resolve(const char *hostport, int family, mdht_addr *out) {
+  struct addrinfo hints = {0}, *res = NULL, *ai;
+  char host[256];
+  const char *port;
+  int rc;
+
+  if (cli_check_hostport(hostport) < 0) {
+    cli_error("bad address '%s' (want HOST:PORT, port 1-65535)", hostport);
+    return -1;
+  }
+  split_hostport(hostport, host, sizeof host, &port);
+  hints.ai_family = family == MDHT_AF_INET    ? AF_INET
+                    : family == MDHT_AF_INET6 ? AF_INET6
+                                              : AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  rc = getaddrinfo(host, port, &hints, &res);
+  if (rc != 0) {
+    cli_error("cannot resolve '%s': %s", host,
+              rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    return -1;
+  }
+  rc = -1;
+  for (int pass = 0; pass < 2 && rc < 0; pass++)
+    for (ai = res; ai && rc < 0; ai = ai->ai_next)
+      if ((pass == 1 || ai->ai_family == AF_INET) &&
+          mdht_sock_from_sockaddr(out, ai->ai_addr, ai->ai_addrlen) == 0)
+        rc = 0;
+  freeaddrinfo(res);
+  if (rc < 0) cli_error("cannot resolve '%s' to a usable address", host);
+  return rc;
+}
+
+/* Whether the short-lived node must accept private and loopback nodes:
+ * when it is told to talk to one. Names other than localhost are not
+ * resolved for this (the driver resolves them). */
+static bool wants_private(const client_args *a, const mdht_ctl_req *req) {
+  mdht_addr x;
+  if (a->bind && mdht_sock_parse_ip(&x, a->bind, 0) == 0 &&
+      mdht_addr_is_private(&x))
+    return true;
+  if (req->cmd == MDHT_CTL_PING && mdht_addr_is_private(&req->addr))
+    return true;
+  for (size_t i = 0; i < a->nbootstrap; i++) {
+    char host[256];
+    const char *port;
+    split_hostport(a->bootstrap[i], host, sizeof host, &port);
+    if (strcmp(host, "localhost") == 0) return true;
+    if (mdht_sock_parse_ip(&x, host, 1) == 0 && mdht_addr_is_private(&x))
+      return true;
+  }
+  return false;
+}
+
+/* ---------------------------------------------------- short-lived node */
+
+typedef struct local {
+  mdht_driver d;
+  mdht_ctl_job job;
+  mdht_ctl_buf out;
+  mdht_ctl_reader rd;
+  size_t fed;     /* bytes of `out` given to the reader */
+  FILE *progress; /* stderr on a terminal, else NULL */
+  int tfd, efd;
+  bool started;  /* the job runs (no longer waits for a node) */
+  bool finished; /* the reader saw the status line */
+  bool proto_error;
+  mdht_time timeout_ms;
+} local;
+
+/* Prints what the job has produced so far: output, progress, status. */
+static void feed(local *l) {
+  int rc;
+  if (l->fed >= l->out.len || l->finished) return;
+  rc = mdht_ctl_reader_feed(&l->rd, l->out.p + l->fed, l->out.len - l->fed,
+                            stdout, l->progress);
+  l->fed = l->out.len;
+  if (rc == 1) l->finished = true;
+  if (rc < 0) l->finished = l->proto_error = true;
+  fflush(stdout);
+}
+
+static void local_notify(mdht_ctl_job *job, void *user) {
+  local *l = user;
+  (void)job;
+  feed(l);
+  mdht_driver_stop(&l->d);
+}
+
+static void poke(local *l) {
+  uint64_t one = 1;
+  if (write(l->efd, &one, sizeof one) < 0) return; /* already readable */
+}
+
+static void on_event(const mdht_event *ev, void *user) {
+  local *l = user;
+  mdht_ctl_job_event(&l->job, ev);
+  if (ev->type == MDHT_EV_LOOKUP_PROGRESS) feed(l);
+  /* Started from the loop, outside the node. */
+  if (!l->started &&
+      (ev->type == MDHT_EV_NODE_ADDED || ev->type == MDHT_EV_BOOTSTRAP_DONE))
+    poke(l);
+}
+
+static bool has_nodes(local *l) {
+  mdht_stats s;
+  mdht_node_stats(l->d.node, mdht_driver_now(), &s);
+  return s.nodes_total > 0 || mdht_node_bootstrapped(l->d.node);
+}
+
+static void try_start(local *l) {
+  if (l->started || l->job.done) return;
+  /* A ping needs no table; a lookup waits for the first node to answer
+   * (it then finds the others itself). */
+  if (l->job.req.cmd != MDHT_CTL_PING && !has_nodes(l)) return;
+  if (mdht_ctl_job_start(&l->job, mdht_driver_now()) == 0) l->started = true;
+}
+
+static void on_wake(mdht_driver *d, int fd, uint32_t events, void *user) {
+  uint64_t v;
+  (void)d, (void)events;
+  if (read(fd, &v, sizeof v) < 0) return;
+  try_start(user);
+}
+
+static void on_timer(mdht_driver *d, int fd, uint32_t events, void *user) {
+  local *l = user;
+  uint64_t v;
+  char msg[160];
+  (void)d, (void)events;
+  if (read(fd, &v, sizeof v) < 0) return;
+  if (l->job.done) return;
+  if (!l->started)
+    snprintf(msg, sizeof msg, "no bootstrap node answered within %llu s",
+             (unsigned long long)(l->timeout_ms / 1000));
+  else
+    snprintf(msg, sizeof msg, "timed out after %llu s",
+             (unsigned long long)(l->timeout_ms / 1000));
+  mdht_ctl_job_fail(&l->job, MDHT_CTL_EXIT_ERROR, msg);
+}
+
+static int run_local(const client_args *a, const mdht_ctl_req *req) {
+  local l;
+  mdht_driver_opts o;
+  const char *bind = a->bind;
+  uint16_t port = 0;
+  struct itimerspec its = {0};
+  int rc, sub = -1, code = MDHT_CTL_EXIT_ERROR;
+
+  memset(&l, 0, sizeof l);
+  l.tfd = l.efd = -1;
+  l.timeout_ms = a->timeout_ms;
+  l.progress = isatty(STDERR_FILENO) ? stderr : NULL;
+  mdht_ctl_reader_init(&l.rd);
+
+  if (req->cmd == MDHT_CTL_ANNOUNCE) {
+    /* With implied_port the receivers take the UDP source port: it must be
+     * the announced one. */
+    if (req->implied_port) port = (uint16_t)a->port;
+  } else {
+    port = (uint16_t)a->port;
+  }
+  if (!bind)
+    bind = req->cmd == MDHT_CTL_PING && req->addr.family == MDHT_AF_INET6
+               ? "::"
+               : "0.0.0.0";
+  mdht_driver_opts_default(&o);
+  mdht_sock_parse_ip(&o.bind, bind, port);
+  /* BEP 43: a passer-by asks, never answers, and is not added to
+   * routing tables. */
+  o.cfg.read_only = true;
+  if (wants_private(a, req)) o.cfg.allow_private = true;
+  o.log = NULL; /* the program reports errors itself, in one line */
+  if (mdht_driver_init(&l.d, &o) < 0) {
+    cli_error("%s", l.d.error);
+    return CLI_USAGE_ERROR;
+  }
+
+  l.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  l.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  sub = mdht_node_subscribe(l.d.node, on_event, &l);
+  if (l.tfd < 0 || l.efd < 0 || sub < 0 ||
+      mdht_driver_add_fd(&l.d, l.tfd, EPOLLIN, on_timer, &l) < 0 ||
+      mdht_driver_add_fd(&l.d, l.efd, EPOLLIN, on_wake, &l) < 0) {
+    cli_error("cannot set up the node: %s", strerror(errno));
+    goto out;
+  }
+  its.it_value.tv_sec = (time_t)(a->timeout_ms / 1000);
+  its.it_value.tv_nsec = (long)(a->timeout_ms % 1000) * 1000000;
+  timerfd_settime(l.tfd, 0, &its, NULL);
+  mdht_ctl_job_init(&l.job, l.d.node, req, &l.out, mdht_driver_now(),
+                    local_notify, &l);
+
+  if (req->cmd != MDHT_CTL_PING) {
+    const char *const *boot = a->bootstrap;
+    size_t nboot = a->nbootstrap, added = 0;
+    if (nboot == 0) {
+      boot = mdht_default_bootstrap;
+      nboot = mdht_default_bootstrap_count;
+    }
+    for (size_t i = 0; i < nboot; i++)
+      added += (size_t)mdht_driver_bootstrap(&l.d, boot[i]);
+    if (added == 0) {
+      cli_error("no usable bootstrap address (names that do not resolve, or "
+                "not of the %s family)",
+                l.d.sock.local.family == MDHT_AF_INET6 ? "IPv6" : "IPv4");
+      goto out;
+    }
+  }
+  try_start(&l);
+  if (!l.job.done) {
+    rc = mdht_driver_run(&l.d);
+    if (rc < 0) {
+      cli_error("event loop failed: %s", strerror(-rc));
+      goto out;
+    }
+  }
+  if (!l.job.done) {
+    /* SIGINT or SIGTERM: the user gave up. */
+    mdht_ctl_job_fail(&l.job, MDHT_CTL_EXIT_ERROR, "interrupted");
+  }
+  feed(&l);
+  if (!l.finished || l.proto_error) {
+    cli_error("internal error: incomplete answer");
+    goto out;
+  }
+  code = l.rd.code;
+  if (l.rd.msg[0]) cli_error("%s", l.rd.msg);
+
+out:
+  if (l.job.op > 0 && !l.job.done) mdht_node_cancel(l.d.node, l.job.op);
+  if (l.d.node && sub >= 0) mdht_node_unsubscribe(l.d.node, sub);
+  mdht_driver_free(&l.d);
+  if (l.tfd >= 0) close(l.tfd);
+  if (l.efd >= 0) close(l.efd);
+  mdht_ctl_buf_free(&l.out);
+  return code;
+}
+
+/* ------------------------------------------------------------- commands */
+
+static int run_control(const client_args *a, const mdht_ctl_req *req) {
+  char line[MDHT_CTL_MAX_LINE + 1], msg[512];
+  int code;
+
+  if (mdht_ctl_format(req, line, sizeof line) < 0) {
+    cli_error("request too long");
+    return CLI_USAGE_ERROR;
+  }
+  code =
+      mdht_ctl_call(a->control, line, a->timeout_ms + CONTROL_GRACE_MS, stdout,
+                    isatty(STDERR_FILENO) ? stderr : NULL, msg, sizeof msg);
+  fflush(stdout);
+  if (msg[0]) cli_error("%s", msg);
+  return code;
+}
+
+int cmd_client(const char *name, int argc, char **argv) {
+  int i = find_command(name);
+  const cli_opt *opts;
+  size_t nopts, npos;
+  const char *pos[1];
+  client_args a;
+  mdht_ctl_req req;
+  int rc;
+
+  if (i < 0) {
+    cli_error("unknown command '%s'", name);
+    return CLI_USAGE_ERROR;
+  }
+  args_default(&a, commands[i].cmd);
+  opts_of(a.cmd, &opts, &nopts);
+  rc = cli_parse(opts, nopts, argc, argv, &a, pos,
+                 a.cmd == MDHT_CTL_STATS ? 0 : 1, &npos);
+  if (rc == 1) {
+    client_usage(name);
+    return 0;
+  }
+  if (rc < 0) return CLI_USAGE_ERROR;
+
+  memset(&req, 0, sizeof req);
+  req.cmd = a.cmd;
+  req.json = a.json;
+  req.timeout_ms = a.timeout_ms;
+  req.progress = isatty(STDERR_FILENO);
+  if (a.cmd != MDHT_CTL_STATS && npos == 0) {
+    cli_error("%s needs %s (try 'mdht %s --help')", name, commands[i].args,
+              name);
+    return CLI_USAGE_ERROR;
+  }
+  switch (a.cmd) {
+  case MDHT_CTL_GET_PEERS:
+  case MDHT_CTL_ANNOUNCE:
+    if (mdht_ctl_parse_infohash(&req.target, pos[0]) < 0) {
+      cli_error("bad info-hash '%s' (want 40 hex digits or a magnet link "
+                "with urn:btih:)",
+                pos[0]);
+      return CLI_USAGE_ERROR;
+    }
+    break;
+  case MDHT_CTL_FIND_NODE:
+    if (mdht_id_parse(&req.target, pos[0]) < 0) {
+      cli_error("bad id '%s' (want 40 hex digits)", pos[0]);
+      return CLI_USAGE_ERROR;
+    }
+    break;
+  case MDHT_CTL_PING: {
+    int family = 0;
+    mdht_addr b;
+    if (a.bind && mdht_sock_parse_ip(&b, a.bind, 0) == 0) family = b.family;
+    if (resolve(pos[0], family, &req.addr) < 0) return CLI_USAGE_ERROR;
+    break;
+  }
+  default:
+    break;
+  }
+  if (a.cmd == MDHT_CTL_ANNOUNCE) {
+    if (!a.port_given) {
+      cli_error("announce needs --port N (the peer's port)");
+      return CLI_USAGE_ERROR;
+    }
+    req.port = (uint16_t)a.port;
+    req.implied_port = a.implied_port;
+    req.seed = a.seed;
+  }
+
+  if (a.control) {
+    if (a.nbootstrap > 0 || a.bind ||
+        (a.port_given && a.cmd != MDHT_CTL_ANNOUNCE)) {
+      cli_error("--control uses the running node: --bootstrap, --bind and "
+                "--port do not apply");
+      return CLI_USAGE_ERROR;
+    }
+    return run_control(&a, &req);
+  }
+  if (a.cmd == MDHT_CTL_STATS) {
+    cli_error("stats needs --control PATH (the socket of a running "
+              "'mdht run --control PATH')");
+    return CLI_USAGE_ERROR;
+  }
+  return run_local(&a, &req);
+}
