@@ -431,7 +431,9 @@ void mdht_logforge_listening(mdht_logforge *lf, const mdht_addr *addr,
   char a[64], hex[41];
   line l;
 
-  if (!mdht_logforge_enabled(lf, MDHT_LOG_INFO)) return;
+  /* Scripts read this line to learn the port and id (--port 0), and they
+   * run quiet (--log-level warn): only "error" hides it. */
+  if (!mdht_logforge_enabled(lf, MDHT_LOG_WARN)) return;
   if (mdht_addr_format(addr, a, sizeof a) < 0) strcpy(a, "?");
   mdht_id_format(id, hex);
   if (lf->format == MDHT_LOG_JSON) {

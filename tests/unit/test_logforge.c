@@ -258,6 +258,12 @@ static void test_level_filter(void **state) {
   assert_string_equal(fx_text(fx), TS " warn  w\n" TS " error shown 2\n");
   fx_del(fx);
 
+  /* warn still shows where the node listens: scripts need it. */
+  fx = fx_new(MDHT_LOG_WARN, MDHT_LOG_TEXT);
+  mdht_logforge_listening(&fx->lf, &drop.addr, &drop.id);
+  assert_non_null(strstr(fx_text(fx), " listening on "));
+  fx_del(fx);
+
   /* error: only errors. */
   fx = fx_new(MDHT_LOG_ERROR, MDHT_LOG_TEXT);
   emit(fx, &warn);
