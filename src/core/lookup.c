@@ -49,7 +49,8 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
 
 void mdht_lookups_free(mdht_lookups *ls) {
   if (!ls) return;
-  for (uint32_t i = 0; ls->slots && i < ls->n_alloc; i++) free(ls->slots[i]);
+  for (uint32_t i = 0; ls->slots && i < ls->n_alloc; i++)
+    free(ls->slots[i]);
   ls->n_alloc = 0;
   free(ls->slots);
   ls->slots = NULL;
@@ -158,18 +159,24 @@ static int next_to_query(const mdht_lookups *ls, const mdht_lookup *l) {
   return -1;
 }
 
-/* True when nothing in the window can still change the result. */
+/* True when the lookup should end (the rule: lookup.h, "Termination"). */
 static bool is_over(const mdht_lookups *ls, const mdht_lookup *l) {
   bool can_send = l->queries < MDHT_LOOKUP_MAX_QUERIES;
   uint32_t answered = 0;
+  bool slow = false;
   for (uint32_t i = 0; i < l->n_cands; i++) {
     switch (l->cands[i].state) {
     case MDHT_LC_NEW:
       if (can_send) return false;
       break;
     case MDHT_LC_INFLIGHT:
-    case MDHT_LC_SLOW:
       return false;
+    case MDHT_LC_SLOW:
+      /* Does not hold the window once K others have answered: most nodes
+       * past the soft timeout are gone, and waiting out the hard timeout
+       * for each would make every lookup as slow as its worst node. */
+      slow = true;
+      break;
     case MDHT_LC_ANSWERED:
       if (++answered == ls->cfg.k) return true;
       break;
@@ -177,7 +184,11 @@ static bool is_over(const mdht_lookups *ls, const mdht_lookup *l) {
       break;
     }
   }
-  return true;
+  /* Fewer than K answered: the slow nodes are all that can still add to
+   * the result, so they are awaited up to the hard timeout. Ending here
+   * would fail at the soft timeout every lookup whose nodes are all slow
+   * (a far bootstrap router; every lookup if the soft timeout is 0). */
+  return !slow;
 }
 
 static void set_failed(mdht_lookup *l, mdht_lookup_cand *c) {

@@ -15,34 +15,57 @@
  * Candidates are matched by address: the engine never queries an address
  * twice within a lookup, so (lookup id, address) names one query.
  *
- * The algorithm (libtorrent's traversal_algorithm, BEP 5):
+ * The algorithm (libtorrent's traversal_algorithm, BEP 5, except for the
+ * treatment of slow nodes at the end, below):
  *   - Candidates are kept sorted by XOR distance to the target, at most
  *     MDHT_LOOKUP_MAX_CANDS; when full, a new candidate evicts the farthest
  *     never-queried one if it is closer, else it is dropped. Queried
  *     candidates are never evicted, so "never query the same node twice"
  *     holds for the whole lookup: a node is skipped when its id or its
  *     address is already a candidate.
- *   - The "window" is the sorted candidates, failed ones skipped, up to and
- *     including the K-th (cfg->k) one that answered. Queries go to the
- *     closest unqueried candidates of the window, while fewer than
- *     cfg->alpha queries are in flight and not soft-timed-out.
- *   - A query in flight longer than cfg->query_soft_timeout_ms stops
- *     counting against alpha, so one more query may start: a slow node does
- *     not stall the lookup. It is still awaited: its answer counts whenever
- *     it arrives (until the lookup ends), and it stays in the window.
+ *   - The "window" is the sorted candidates up to and including the K-th
+ *     (cfg->k) one that answered (all of them while fewer than K have
+ *     answered). Queries go to the closest unqueried candidates of the
+ *     window, while fewer than cfg->alpha queries are in flight and not
+ *     soft-timed-out.
+ *   - A query in flight longer than cfg->query_soft_timeout_ms makes its
+ *     node "slow" (MDHT_LC_SLOW): it stops counting against alpha, so one
+ *     more query may start, and it no longer holds the lookup open once K
+ *     nodes have answered (see Termination). Its answer still counts if it
+ *     arrives before the lookup ends (the node then joins the window, and
+ *     the closer nodes it names are asked); after the end it is ignored.
  *     Bound: at any time at most alpha queries are in flight and younger
  *     than the soft timeout; any number (within MDHT_LOOKUP_MAX_QUERIES) may
  *     be older.
- *   - Termination: the lookup ends when the window holds no unqueried and
- *     no in-flight candidate, i.e. the K closest non-failed candidates have
- *     all answered (or fewer than K remain and all of them answered).
- *     Queries still in flight to nodes farther than the K-th responder do
- *     not hold it back: they could only report nodes that the K closest
+ *   - Termination: the lookup ends when the window holds no unqueried
+ *     candidate and no query younger than the soft timeout, and
+ *       - either K candidates have answered: the K closest responders
+ *         have no unqueried or fresh candidate among or before them. A slow
+ *         node closer than the K-th responder is not waited for: the lookup
+ *         ends at the latest when the last fresh query in the window turns
+ *         slow, never at a slow node's hard timeout, and the result is the
+ *         K closest nodes that answered by then (a closer node that was
+ *         merely slow is missing from it).
+ *         Why: on a 50-node loopback network every lookup that had queried
+ *         one dead node took the full hard timeout to end although it had
+ *         K answers; past the soft timeout most nodes are gone, and waiting
+ *         for each would make every lookup as slow as its worst node.
+ *         (libtorrent differs here: a request past its short timeout still
+ *         holds its traversal until the full timeout.)
+ *       - or fewer than K have answered and no query is in flight at all,
+ *         slow ones included: with fewer than K answers the slow nodes are
+ *         all that can still add to the result, so they are awaited until
+ *         they answer or fail (at the latest at the hard timeout). Ending
+ *         at the soft timeout instead would fail every lookup whose nodes
+ *         are all slow, e.g. one seeded with a single far router, or every
+ *         lookup when the soft timeout is 0.
+ *     Queries still in flight to nodes farther than the K-th responder
+ *     never hold it back: they could only report nodes that the K closest
  *     responders, which are closer to the target, failed to know.
  *   - Safety: at most MDHT_LOOKUP_MAX_QUERIES queries per lookup; once
- *     spent, the lookup ends when nothing in the window is in flight. The
- *     engine also fails a query on its own after cfg->query_timeout_ms, so
- *     a report the owner loses cannot stall a lookup forever (a report that
+ *     spent, unqueried candidates no longer hold the lookup. The engine
+ *     also fails a query on its own after cfg->query_timeout_ms, so a
+ *     report the owner loses cannot stall a lookup forever (a report that
  *     arrives after that is ignored).
  *
  * Memory: every lookup is a fixed slot allocated at init; nothing is
@@ -100,14 +123,16 @@ typedef struct mdht_lookup_results {
   mdht_method kind; /* MDHT_M_FIND_NODE or MDHT_M_GET_PEERS */
   mdht_id target;
   bool ok;                         /* at least one node answered */
-  const mdht_lookup_result *nodes; /* K closest responders, closest first */
+  const mdht_lookup_result *nodes; /* K closest responders, closest first
+                                      (those that answered before the end) */
   uint32_t n_nodes;
   const mdht_addr *peers; /* get_peers: distinct peers, in arrival order */
   uint32_t n_peers;
   uint32_t rounds;    /* deepest hop that answered: a seed is 1, a node
                          learned from a depth-d answer is d+1 */
   uint32_t queries;   /* sent (including those whose send failed) */
-  uint32_t responses; /* accepted answers, late ones included */
+  uint32_t responses; /* accepted answers, slow ones (past the soft
+                         timeout, before the end) included */
   uint32_t failures;  /* failed sends, failure reports, own timeouts,
                          rejected answers */
   mdht_time elapsed;  /* ms from start to end */
@@ -130,7 +155,9 @@ typedef struct mdht_lookup_cbs {
 enum {
   MDHT_LC_NEW,      /* not queried */
   MDHT_LC_INFLIGHT, /* queried, younger than the soft timeout */
-  MDHT_LC_SLOW,     /* queried, older than the soft timeout */
+  MDHT_LC_SLOW,     /* queried, older than the soft timeout: still
+                       accepted, holds the lookup only while fewer than K
+                       have answered */
   MDHT_LC_ANSWERED,
   MDHT_LC_FAILED
 };
@@ -172,7 +199,7 @@ typedef struct mdht_lookups {
   mdht_id self;
   bool has_self;
   mdht_lookup **slots; /* cfg.max_lookups pointers, allocated lazily */
-  uint32_t n_alloc;     /* slots allocated so far */
+  uint32_t n_alloc;    /* slots allocated so far */
   uint32_t n_active;
 } mdht_lookups;
 

@@ -300,6 +300,7 @@ typedef struct sim {
   uint64_t rng;
   uint32_t responses_ignored; /* answers the engine refused (late) */
   bool learned[SIM_N];        /* seeds and nodes in accepted answers */
+  bool answered[SIM_N];       /* nodes whose answer was accepted */
 } sim;
 
 static uint32_t sim_rand(sim *s) {
@@ -429,6 +430,7 @@ static void sim_deliver(h *t, sent_q *q) {
   }
   assert_int_equal(rc, 0);
   if (x->dead) return;
+  s->answered[sim_index(&x->addr)] = true;
   for (int i = 0; i < x->n_known; i++) {
     /* Recomputed: which of x's nodes it just returned. */
     int rank = 0;
@@ -471,6 +473,20 @@ static void assert_closest_learned(const h *t, const done_rec *d) {
   int n = 0;
   for (int j = 0; j < SIM_N; j++)
     if (t->net->learned[j] && !t->net->n[j].dead)
+      top_insert(t->net, &d->r.target, best, &n, (int)t->cfg.k, (uint16_t)j);
+  assert_int_equal(d->r.n_nodes, n);
+  for (int i = 0; i < n; i++)
+    assert_true(mdht_id_eq(&d->nodes[i].id, &t->net->n[best[i]].id));
+}
+
+/* The results are exactly the k closest nodes whose answers the engine
+ * accepted (since answered[] was last cleared): the result of a lookup
+ * that does not wait for every node. */
+static void assert_closest_answered(const h *t, const done_rec *d) {
+  uint16_t best[MDHT_LOOKUP_MAX_K];
+  int n = 0;
+  for (int j = 0; j < SIM_N; j++)
+    if (t->net->answered[j])
       top_insert(t->net, &d->r.target, best, &n, (int)t->cfg.k, (uint16_t)j);
   assert_int_equal(d->r.n_nodes, n);
   for (int i = 0; i < n; i++)
@@ -634,38 +650,62 @@ static void test_converges_to_true_closest(void **state) {
 
 /* The precise alpha bound under slow nodes: fresh queries (younger than
  * the soft timeout) never exceed alpha; with slow nodes, more than alpha
- * are in flight in all. Slow nodes still count when they answer. */
+ * are in flight in all. A slow node's answer counts when it comes before
+ * the end; once K others have answered the lookup does not wait for it,
+ * so the result is the K closest nodes that answered in time, which here
+ * often leaves out slow nodes of the true K closest. */
 static void test_alpha_bound_with_slow_nodes(void **state) {
   (void)state;
   h *t = sim_h(2);
   for (int i = 0; i < SIM_N; i++)
     if (sim_rand(t->net) % 4 == 0) t->net->n[i].latency = 2500;
+  int slow_counted = 0, slow_missed = 0;
   for (int round = 0; round < 12; round++) {
     mdht_id target = rand_id(t->net);
     mdht_lookup_node seeds[8];
     size_t ns = sim_seeds(t->net, round, &target, seeds, 8);
+    memset(t->net->answered, 0, sizeof t->net->answered);
     int nd = t->ndone;
-    assert_true(mdht_lookup_start(&t->ls, MDHT_M_FIND_NODE, &target, seeds, ns,
-                                  t->now) > 0);
+    int64_t id =
+        mdht_lookup_start(&t->ls, MDHT_M_FIND_NODE, &target, seeds, ns, t->now);
+    assert_true(id > 0);
     sim_run(t, UINT64_MAX - 1);
     assert_int_equal(t->ndone, nd + 1);
-    assert_true_closest(t, &t->done[nd]);
-    assert_int_equal(t->done[nd].r.failures, 0);
-    h_check_done_event(t, &t->done[nd]);
+    const done_rec *d = &t->done[nd];
+    assert_closest_answered(t, d);
+    assert_int_equal(d->r.failures, 0); /* no hard timeout: all answer */
+    for (uint32_t i = 0; i < d->r.n_nodes; i++)
+      slow_counted += t->net->n[sim_index(&d->nodes[i].addr)].latency == 2500;
+    /* Slow nodes of the true K closest that were asked and left out:
+     * their answers came after the end. */
+    uint16_t truth[8];
+    sim_truth(t->net, &target, truth, 8);
+    for (int i = 0; i < 8; i++) {
+      const simnode *x = &t->net->n[truth[i]];
+      if (x->latency == 2500 && h_query(t, (uint32_t)id, &x->addr) &&
+          !t->net->answered[truth[i]])
+        slow_missed++;
+    }
+    h_check_done_event(t, d);
   }
   assert_int_equal(t->max_fresh, t->cfg.alpha);
   assert_true(t->max_open > t->cfg.alpha);
+  assert_true(slow_counted > 0); /* slow answers before the end count */
+  assert_true(slow_missed > 0);  /* slow nodes do not hold the lookup */
+  assert_true(t->net->responses_ignored > 0);
   sim_h_del(t);
 }
 
-/* Dead nodes (hard timeouts reported by the owner) are left out of the
- * results, and the lookups still find the K closest live nodes. */
+/* Dead nodes (the owner would report hard timeouts) are left out of the
+ * results, and the lookups still find the K closest live nodes; they
+ * end at a dead node's soft timeout, not its hard timeout, so the
+ * owner's failure reports come after the end and are ignored. */
 static void test_dead_nodes(void **state) {
   (void)state;
   h *t = sim_h(3);
   for (int i = 0; i < SIM_N; i++)
     if (sim_rand(t->net) % 6 == 0) t->net->n[i].dead = true;
-  uint32_t failures = 0;
+  uint32_t dead_in_window = 0;
   int exact = 0;
   for (int round = 0; round < 12; round++) {
     mdht_id target = rand_id(t->net);
@@ -678,12 +718,30 @@ static void test_dead_nodes(void **state) {
     for (size_t i = 0; i < ns; i++)
       t->net->learned[sim_index(&seeds[i].addr)] = true;
     int nd = t->ndone;
-    assert_true(mdht_lookup_start(&t->ls, MDHT_M_FIND_NODE, &target, seeds, ns,
-                                  t->now) > 0);
+    mdht_time t0 = t->now;
+    int64_t id =
+        mdht_lookup_start(&t->ls, MDHT_M_FIND_NODE, &target, seeds, ns, t0);
+    assert_true(id > 0);
     sim_run(t, UINT64_MAX - 1);
     assert_int_equal(t->ndone, nd + 1);
     const done_rec *d = &t->done[nd];
     assert_closest_learned(t, d);
+    /* Well under the hard timeout, and none was reached. */
+    assert_true(d->r.elapsed < HARD / 2);
+    assert_int_equal(d->r.failures, 0);
+    /* Dead nodes asked and closer than the K-th result: each held the
+     * lookup until its soft timeout, no longer. */
+    for (int i = 0; i < t->nq; i++) {
+      const sent_q *q = &t->q[i];
+      if (q->lookup_id != (uint32_t)id) continue;
+      if (!t->net->n[sim_index(&q->addr)].dead) continue;
+      if (d->r.n_nodes == t->cfg.k &&
+          mdht_id_cmp_dist(&target, &q->node_id, &d->nodes[t->cfg.k - 1].id) >
+              0)
+        continue;
+      dead_in_window++;
+      assert_true(d->at >= q->sent + SOFT);
+    }
     /* Most of the time dead entries hide nothing. */
     uint16_t truth[MDHT_LOOKUP_MAX_K];
     sim_truth(t->net, &target, truth, (int)t->cfg.k);
@@ -691,11 +749,13 @@ static void test_dead_nodes(void **state) {
                         &t->net->n[truth[t->cfg.k - 1]].id);
     for (uint32_t i = 0; i < d->r.n_nodes; i++)
       assert_false(t->net->n[sim_index(&d->nodes[i].addr)].dead);
-    failures += d->r.failures;
-    assert_true(d->r.responses + d->r.failures <= d->r.queries);
+    assert_true(d->r.responses <= d->r.queries);
     h_check_done_event(t, d);
   }
-  assert_true(failures > 0);
+  /* Dead nodes were asked, inside the window, and reported after the
+   * end. */
+  assert_true(dead_in_window >= 3);
+  assert_true(t->net->responses_ignored >= dead_in_window);
   assert_true(exact >= 9);
   sim_h_del(t);
 }
@@ -732,9 +792,12 @@ static void test_slow_node_does_not_stall(void **state) {
   sim_h_del(t);
 }
 
-/* A slow node inside the window is awaited past the soft timeout, and
- * its late answer counts: it is the closest result. */
-static void test_slow_closest_is_awaited(void **state) {
+/* The closest node is slow: once the rest of the window has answered,
+ * it does not hold the lookup open. The lookup ends when its query turns
+ * slow (at the soft timeout), not at its answer nor at its hard timeout;
+ * the result is the K closest of the others, and its answer, which comes
+ * after the end, is ignored. */
+static void test_slow_closest_not_awaited(void **state) {
   (void)state;
   h *t = sim_h(8);
   mdht_id target = rand_id(t->net);
@@ -752,11 +815,175 @@ static void test_slow_closest_is_awaited(void **state) {
   const done_rec *d = &t->done[0];
   const sent_q *q = h_query(t, (uint32_t)id, &slow->addr);
   assert_non_null(q);
-  assert_int_equal(d->at, q->sent + 3000);
-  assert_true(mdht_id_eq(&d->nodes[0].id, &slow->id));
-  assert_true_closest(t, d);
+  assert_int_equal(d->at, q->sent + SOFT);
   assert_int_equal(d->r.failures, 0);
+  /* Not in the result: the 8 closest without it. */
+  for (uint32_t i = 0; i < d->r.n_nodes; i++)
+    assert_false(mdht_id_eq(&d->nodes[i].id, &slow->id));
+  slow->dead = true; /* leaves it out of the truth */
+  assert_true_closest(t, d);
+  /* Its answer was delivered (sim_run runs until nothing is pending)
+   * after the end and refused, like every other answer that did not
+   * count. */
+  assert_true(q->closed);
+  assert_true(t->net->responses_ignored >= 1);
+  assert_int_equal(t->net->responses_ignored, d->r.queries - d->r.responses);
+  assert_int_equal(t->ndone, 1);
   sim_h_del(t);
+}
+
+/* A slow node that answers before the end still counts, and the closer
+ * node it names is asked. Meanwhile a closer node that never answers does
+ * not hold the lookup once K have answered. k = 2, alpha = 2. */
+static void test_slow_answer_before_end_counts(void **state) {
+  (void)state;
+  mdht_config c;
+  h_config(&c);
+  c.k = 2;
+  c.alpha = 2;
+  h *t = h_new_cfg(&c);
+  mdht_lookup_node mute = lnode(1, 1);
+  mdht_lookup_node s[3] = {lnode(10, 2), lnode(20, 3), lnode(30, 4)};
+  mdht_lookup_node n = lnode(5, 9);
+  mdht_lookup_node seeds[4] = {mute, s[0], s[1], s[2]};
+  uint32_t id = start(t, MDHT_M_FIND_NODE, seeds, 4);
+  assert_true(queried(t, id, &mute) && queried(t, id, &s[0]));
+  /* Both turn slow: s1 and s2 go. */
+  t->now = SOFT;
+  mdht_lookups_tick(&t->ls, t->now);
+  assert_true(queried(t, id, &s[1]) && queried(t, id, &s[2]));
+  const mdht_lookup *l = mdht_lookup_find(&t->ls, id);
+  assert_non_null(l);
+  assert_int_equal(l->n_slow, 2);
+  assert_int_equal(l->n_inflight, 2);
+  t->now = 1100;
+  assert_int_equal(respond(t, id, &s[1], NULL, 0), 0);
+  assert_int_equal(t->ndone, 0); /* one answer of k = 2 */
+  /* s0 answers at 1.5 s, past its soft timeout, while s2 is in flight:
+   * it counts, and names n, closer than all but the mute node. */
+  t->now = 1500;
+  assert_int_equal(respond(t, id, &s[0], &n, 1), 0);
+  assert_int_equal(l->n_slow, 1);
+  assert_int_equal(l->responses, 2);
+  assert_int_equal(t->ndone, 0);
+  assert_true(queried(t, id, &n));
+  /* n answers: n and s0 are the 2 closest responders. The mute node,
+   * closer still, is slow and not waited for. */
+  t->now = 1600;
+  assert_int_equal(respond(t, id, &n, NULL, 0), 0);
+  assert_int_equal(t->ndone, 1);
+  const done_rec *d = &t->done[0];
+  assert_int_equal(d->r.elapsed, 1600);
+  assert_int_equal(d->r.n_nodes, 2);
+  assert_true(mdht_id_eq(&d->nodes[0].id, &n.id));
+  assert_true(mdht_id_eq(&d->nodes[1].id, &s[0].id));
+  assert_int_equal(d->r.responses, 3);
+  assert_int_equal(d->r.failures, 0);
+  assert_int_equal(d->r.rounds, 2);
+  h_check_done_event(t, d);
+  /* After the end: ignored. */
+  assert_int_equal(respond(t, id, &s[2], NULL, 0), MDHT_ERR_NOTFOUND);
+  t->now = HARD;
+  assert_int_equal(fail_(t, id, &mute), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_lookups_next_deadline(&t->ls), UINT64_MAX);
+  h_del(t);
+}
+
+/* alpha = 3, K = 8, and one dead node among the true 8 closest: the
+ * lookup does not wait out its hard timeout. It ends once that node's
+ * query turns slow (soft timeout) and the others have answered, within
+ * the soft timeout plus a few round trips (the simulated latency is under
+ * 200 ms), with the 8 closest live nodes. */
+static void test_dead_node_among_closest(void **state) {
+  (void)state;
+  h *t = sim_h(9);
+  assert_int_equal(t->cfg.alpha, 3);
+  assert_int_equal(t->cfg.k, 8);
+  for (int round = 0; round < 8; round++) {
+    mdht_id target = rand_id(t->net);
+    uint16_t truth[8];
+    assert_int_equal(sim_truth(t->net, &target, truth, 8), 8);
+    simnode *dead = &t->net->n[truth[round % 8]];
+    dead->dead = true;
+    int origin = 100 + round;
+    assert_false(t->net->n[origin].dead);
+    mdht_lookup_node seeds[8];
+    size_t ns = sim_seeds(t->net, origin, &target, seeds, 8);
+    int nd = t->ndone;
+    uint32_t ignored = t->net->responses_ignored;
+    mdht_time t0 = t->now;
+    int64_t id =
+        mdht_lookup_start(&t->ls, MDHT_M_FIND_NODE, &target, seeds, ns, t0);
+    assert_true(id > 0);
+    sim_run(t, UINT64_MAX - 1);
+    assert_int_equal(t->ndone, nd + 1);
+    const done_rec *d = &t->done[nd];
+    const sent_q *q = h_query(t, (uint32_t)id, &dead->addr);
+    assert_non_null(q); /* it was asked */
+    /* Held until its soft timeout, then the end came at once or within a
+     * few round trips; never near the hard timeout. */
+    assert_true(d->at >= q->sent + SOFT);
+    assert_true(d->at <= q->sent + SOFT + 3 * 200);
+    assert_true(d->r.elapsed <= SOFT + 5 * 200);
+    assert_int_equal(d->r.failures, 0);
+    /* The 8 closest live nodes (the truth leaves dead nodes out). */
+    assert_true(d->r.ok);
+    assert_int_equal(d->r.n_nodes, 8);
+    assert_true_closest(t, d);
+    /* The owner's hard-timeout report for it came after the end. */
+    assert_true(q->closed);
+    assert_true(t->net->responses_ignored > ignored);
+    h_check_done_event(t, d);
+    dead->dead = false;
+  }
+  sim_h_del(t);
+}
+
+/* While fewer than K have answered, slow nodes are all that can still add
+ * to the result: they are awaited, not dropped at the soft timeout. A
+ * lookup seeded with one slow router must not fail at the soft timeout,
+ * nor every lookup when the soft timeout is 0. */
+static void test_slow_awaited_below_k(void **state) {
+  (void)state;
+  h *t = h_new();
+  mdht_lookup_node r = lnode(50, 1), n = lnode(5, 2);
+  uint32_t id = start(t, MDHT_M_FIND_NODE, &r, 1);
+  t->now = SOFT;
+  mdht_lookups_tick(&t->ls, t->now);
+  assert_int_equal(t->ndone, 0);
+  assert_int_equal(mdht_lookups_next_deadline(&t->ls), HARD);
+  t->now = 1500;
+  assert_int_equal(respond(t, id, &r, &n, 1), 0);
+  assert_true(queried(t, id, &n));
+  t->now = 1600;
+  assert_int_equal(respond(t, id, &n, NULL, 0), 0);
+  assert_int_equal(t->ndone, 1);
+  assert_true(t->done[0].r.ok);
+  assert_int_equal(t->done[0].r.n_nodes, 2);
+  h_check_done_event(t, &t->done[0]);
+  h_del(t);
+
+  mdht_config c;
+  h_config(&c);
+  c.k = 2;
+  c.query_soft_timeout_ms = 0;
+  t = h_new_cfg(&c);
+  mdht_lookup_node s[3] = {lnode(1, 1), lnode(2, 2), lnode(3, 3)};
+  id = start(t, MDHT_M_FIND_NODE, s, 3);
+  assert_int_equal(mdht_lookups_next_deadline(&t->ls), 0);
+  assert_int_equal(mdht_lookups_tick(&t->ls, 0), 0); /* all slow at once */
+  assert_int_equal(mdht_lookup_find(&t->ls, id)->n_slow, 3);
+  t->now = 100;
+  assert_int_equal(respond(t, id, &s[2], NULL, 0), 0);
+  assert_int_equal(t->ndone, 0);
+  t->now = 200;
+  assert_int_equal(respond(t, id, &s[1], NULL, 0), 0);
+  /* K answered: s0, slow, is not waited for. */
+  assert_int_equal(t->ndone, 1);
+  assert_int_equal(t->done[0].r.n_nodes, 2);
+  assert_true(mdht_id_eq(&t->done[0].nodes[0].id, &s[1].id));
+  h_check_done_event(t, &t->done[0]);
+  h_del(t);
 }
 
 /* Soft timeout by hand: exactly one more query per slow node, and the
@@ -886,36 +1113,92 @@ static void test_failure_removes_node(void **state) {
   h_del(t);
 }
 
-/* If the owner never reports, the engine fails the query itself at the
- * hard timeout; a report after that is ignored. */
+/* If the owner never reports, the engine fails a query itself at the
+ * hard timeout of a lookup that is still running; a report after that is
+ * ignored. A slow node is awaited only while fewer than K have answered,
+ * or while something else holds the lookup. */
 static void test_own_hard_timeout(void **state) {
   (void)state;
+  mdht_lookup_node s[2] = {lnode(1, 1), lnode(2, 2)};
+  for (uint32_t k = 1; k <= 2; k++) {
+    mdht_config c;
+    h_config(&c);
+    c.k = k;
+    c.alpha = 1;
+    h *t = h_new_cfg(&c);
+    uint32_t id = start(t, MDHT_M_FIND_NODE, s, 2);
+    assert_int_equal(t->nq, 1);
+    t->now = SOFT;
+    mdht_lookups_tick(&t->ls, t->now);
+    assert_int_equal(t->nq, 2); /* soft: s1 starts */
+    assert_int_equal(mdht_lookups_next_deadline(&t->ls), SOFT + SOFT);
+    t->now = 1500;
+    assert_int_equal(respond(t, id, &s[1], NULL, 0), 0);
+    if (k == 1) {
+      /* K answered: s0, closer but slow, is not waited for. */
+      assert_int_equal(t->ndone, 1);
+      assert_int_equal(t->done[0].r.elapsed, 1500);
+      assert_int_equal(t->done[0].r.failures, 0);
+      assert_int_equal(mdht_lookups_next_deadline(&t->ls), UINT64_MAX);
+      t->now = HARD;
+      assert_int_equal(mdht_lookups_tick(&t->ls, t->now), 0);
+    } else {
+      /* One answer of two: s0 is all that can still add, so it is
+       * awaited until the engine fails it at its hard timeout. */
+      assert_int_equal(t->ndone, 0);
+      assert_int_equal(mdht_lookups_next_deadline(&t->ls), HARD);
+      t->now = HARD - 1;
+      assert_int_equal(mdht_lookups_tick(&t->ls, t->now), 0);
+      t->now = HARD;
+      assert_int_equal(mdht_lookups_tick(&t->ls, t->now), 1);
+      assert_int_equal(t->done[0].r.failures, 1);
+    }
+    assert_int_equal(t->ndone, 1);
+    assert_true(t->done[0].r.ok);
+    assert_int_equal(t->done[0].r.n_nodes, 1);
+    assert_true(mdht_id_eq(&t->done[0].nodes[0].id, &s[1].id));
+    assert_int_equal(fail_(t, id, &s[0]), MDHT_ERR_NOTFOUND);
+    h_check_done_event(t, &t->done[0]);
+    h_del(t);
+  }
+
+  /* K answered, but fresh queries keep the lookup running past the hard
+   * timeout of a mute node: the engine fails it then, and the owner's
+   * report that follows is ignored although the lookup still runs. Each
+   * answer names a closer node, 900 ms later (under the soft timeout). */
   mdht_config c;
   h_config(&c);
   c.k = 1;
   c.alpha = 1;
   h *t = h_new_cfg(&c);
-  mdht_lookup_node s[2] = {lnode(1, 1), lnode(2, 2)};
-  uint32_t id = start(t, MDHT_M_FIND_NODE, s, 2);
-  assert_int_equal(t->nq, 1);
+  mdht_lookup_node mute = lnode(1, 1);
+  mdht_lookup_node chain[6] = {lnode(20, 2), lnode(10, 3), lnode(6, 4),
+                               lnode(5, 5),  lnode(4, 6),  lnode(3, 7)};
+  mdht_lookup_node seeds[2] = {mute, chain[0]};
+  uint32_t id = start(t, MDHT_M_FIND_NODE, seeds, 2);
   t->now = SOFT;
-  mdht_lookups_tick(&t->ls, t->now);
-  assert_int_equal(t->nq, 2); /* soft: s1 starts */
-  assert_int_equal(mdht_lookups_next_deadline(&t->ls), SOFT + SOFT);
-  t->now = 1500;
-  assert_int_equal(respond(t, id, &s[1], NULL, 0), 0);
-  /* s0 is closer and still awaited. */
-  assert_int_equal(t->ndone, 0);
+  mdht_lookups_tick(&t->ls, t->now); /* mute is slow: chain[0] goes */
+  for (int i = 0; i < 5; i++) {
+    assert_true(queried(t, id, &chain[i]));
+    t->now = SOFT + 100 + 900 * (mdht_time)i; /* 1100 .. 4700 */
+    assert_int_equal(respond(t, id, &chain[i], &chain[i + 1], 1), 0);
+    assert_int_equal(t->ndone, 0);
+  }
+  assert_true(queried(t, id, &chain[5])); /* sent at 4700 */
   assert_int_equal(mdht_lookups_next_deadline(&t->ls), HARD);
-  t->now = HARD - 1;
-  assert_int_equal(mdht_lookups_tick(&t->ls, t->now), 0);
   t->now = HARD;
-  assert_int_equal(mdht_lookups_tick(&t->ls, t->now), 1);
+  assert_int_equal(mdht_lookups_tick(&t->ls, t->now), 0);
+  const mdht_lookup *l = mdht_lookup_find(&t->ls, id);
+  assert_non_null(l);
+  assert_int_equal(l->failures, 1);
+  assert_int_equal(l->n_slow, 0);
+  assert_int_equal(fail_(t, id, &mute), MDHT_ERR_NOTFOUND);
+  t->now = 5100;
+  assert_int_equal(respond(t, id, &chain[5], NULL, 0), 0);
   assert_int_equal(t->ndone, 1);
   assert_int_equal(t->done[0].r.failures, 1);
   assert_int_equal(t->done[0].r.n_nodes, 1);
-  assert_true(mdht_id_eq(&t->done[0].nodes[0].id, &s[1].id));
-  assert_int_equal(fail_(t, id, &s[0]), MDHT_ERR_NOTFOUND);
+  assert_true(mdht_id_eq(&t->done[0].nodes[0].id, &chain[5].id));
   h_check_done_event(t, &t->done[0]);
   h_del(t);
 }
@@ -1389,7 +1672,10 @@ int main(void) {
       cmocka_unit_test(test_alpha_bound_with_slow_nodes),
       cmocka_unit_test(test_dead_nodes),
       cmocka_unit_test(test_slow_node_does_not_stall),
-      cmocka_unit_test(test_slow_closest_is_awaited),
+      cmocka_unit_test(test_slow_closest_not_awaited),
+      cmocka_unit_test(test_slow_answer_before_end_counts),
+      cmocka_unit_test(test_dead_node_among_closest),
+      cmocka_unit_test(test_slow_awaited_below_k),
       cmocka_unit_test(test_soft_timeout_one_more),
       cmocka_unit_test(test_end_waits_for_closer_unqueried),
       cmocka_unit_test(test_failure_removes_node),
