@@ -16,6 +16,8 @@
 #include "driver.h"
 #include "logforge.h"
 #include "mdht.h"
+#include "persist.h"
+#include "state.h"
 #include "sock.h"
 
 #define MAX_BOOTSTRAP 64
@@ -53,6 +55,9 @@ typedef struct run_args {
   const char *bootstrap[MAX_BOOTSTRAP];
   size_t nbootstrap;
   bool no_bootstrap;
+  const char *state_dir; /* NULL: the default directory */
+  bool no_state;
+  mdht_time save_interval_ms;
   mdht_log_level level;
   mdht_log_format format;
   const char *control;
@@ -133,13 +138,22 @@ static int set_client_version(void *ctx, const char *v) {
   return 0;
 }
 
-static int not_yet(const char *what) {
-  cli_error("%s is not implemented yet", what);
-  return -1;
-}
 static int set_state(void *ctx, const char *v) {
-  (void)ctx, (void)v;
-  return not_yet("--state");
+  run_args *a = ctx;
+  if (!*v) {
+    cli_error("empty --state directory");
+    return -1;
+  }
+  a->state_dir = v;
+  return 0;
+}
+static int set_save_interval(void *ctx, const char *v) {
+  run_args *a = ctx;
+  if (mdht_persist_parse_seconds(v, &a->save_interval_ms) < 0) {
+    cli_error("bad save interval '%s' (want seconds, e.g. 300 or 0.5)", v);
+    return -1;
+  }
+  return 0;
 }
 static int set_control(void *ctx, const char *v) {
   run_args *a = ctx;
@@ -167,8 +181,15 @@ static const cli_opt run_opts[] = {
      0, 0, 0, set_bootstrap},
     {"--no-bootstrap", NULL, "do not contact any bootstrap node", CLI_FLAG,
      offsetof(run_args, no_bootstrap), 0, 0, NULL},
-    {"--state", "DIR", "keep the node's state in DIR (not yet)", CLI_CUSTOM, 0,
-     0, 0, set_state},
+    {"--state", "DIR",
+     "keep the node's state in DIR (default $XDG_STATE_HOME/mdht, else "
+     "~/.local/state/mdht)",
+     CLI_CUSTOM, 0, 0, 0, set_state},
+    {"--no-state", NULL, "neither load nor save any state", CLI_FLAG,
+     offsetof(run_args, no_state), 0, 0, NULL},
+    {"--save-interval", "SECONDS",
+     "save the state this often (default 300; 0 = only on exit and SIGHUP)",
+     CLI_CUSTOM, 0, 0, 0, set_save_interval},
     {"--control", "PATH",
      "serve client commands on this Unix socket (mode 0600)", CLI_CUSTOM, 0, 0,
      0, set_control},
@@ -225,6 +246,7 @@ static void run_args_default(run_args *a) {
   a->port = 6881;
   a->level = MDHT_LOG_INFO;
   a->format = MDHT_LOG_TEXT;
+  a->save_interval_ms = MDHT_PERSIST_SAVE_INTERVAL_MS;
   mdht_config_default(&a->cfg);
 }
 
@@ -237,6 +259,10 @@ static void run_usage(void) {
   cli_print_options(run_opts, NRUN_OPTS, &defaults);
 }
 
+static void save_on_hup(mdht_driver *d, void *user) {
+  mdht_persist_save(user, d->node);
+}
+
 static int cmd_run(int argc, char **argv) {
   run_args a;
   mdht_driver_opts o;
@@ -244,6 +270,13 @@ static int cmd_run(int argc, char **argv) {
   mdht_driver d;
   mdht_ctl_server ctl;
   char err[256];
+  mdht_persist ps;
+  char dirbuf[4096];
+  uint8_t *saved = NULL;
+  size_t saved_len = 0;
+  mdht_id saved_id;
+  const char *const *routers = NULL;
+  size_t nrouters = 0;
   size_t npos;
   int rc;
 
@@ -257,6 +290,10 @@ static int cmd_run(int argc, char **argv) {
   if (rc < 0) return CLI_USAGE_ERROR;
   if (a.no_bootstrap && a.nbootstrap > 0) {
     cli_error("--no-bootstrap and --bootstrap exclude each other");
+    return CLI_USAGE_ERROR;
+  }
+  if (a.no_state && a.state_dir) {
+    cli_error("--state and --no-state exclude each other");
     return CLI_USAGE_ERROR;
   }
   if (mdht_config_check(&a.cfg) < 0) {
@@ -287,10 +324,62 @@ static int cmd_run(int argc, char **argv) {
     cli_error("%s", err);
     return CLI_USAGE_ERROR;
   }
+  if (!a.no_state) {
+    const char *dir = a.state_dir;
+    if (!dir) {
+      if (mdht_persist_default_dir(dirbuf, sizeof dirbuf) < 0) {
+        cli_error("no state directory: set XDG_STATE_HOME or HOME, or give "
+                  "--state DIR or --no-state");
+        if (a.control) mdht_ctl_server_close(&ctl);
+        return CLI_USAGE_ERROR;
+      }
+      dir = dirbuf;
+    }
+    /* Locked before the socket is bound: a second node on the same
+     * directory stops here, with the reason logged. */
+    if (mdht_persist_open(&ps, dir, &log) < 0 ||
+        mdht_persist_read(&ps, &saved, &saved_len, NULL) < 0) {
+      mdht_persist_close(&ps);
+      if (a.control) mdht_ctl_server_close(&ctl);
+      return CLI_USAGE_ERROR;
+    }
+    /* The id is fixed when the node is created: the saved one, unless
+     * --id says otherwise. */
+    if (saved && !a.have_id &&
+        mdht_state_peek_id(saved, saved_len, &saved_id) == 0)
+      o.id = &saved_id;
+    /* The routers go through the persist layer: at once when nothing was
+     * saved, else only after the saved nodes had their chance. */
+    routers = o.bootstrap;
+    nrouters = o.nbootstrap;
+    o.bootstrap = NULL;
+    o.nbootstrap = 0;
+  }
   /* The driver has logged why it failed; keep to one line. */
   if (mdht_driver_init(&d, &o) < 0) {
+    free(saved);
+    if (!a.no_state) mdht_persist_close(&ps);
     if (a.control) mdht_ctl_server_close(&ctl);
     return CLI_USAGE_ERROR;
+  }
+  if (!a.no_state) {
+    mdht_persist_run_opts ro;
+    if (saved) mdht_persist_restore(&ps, d.node, saved, saved_len, NULL);
+    free(saved);
+    mdht_persist_run_opts_default(&ro);
+    ro.save_interval_ms = a.save_interval_ms;
+    ro.bootstrap = routers;
+    ro.nbootstrap = nrouters;
+    if ((rc = mdht_persist_attach(&ps, &d, &ro)) < 0) {
+      mdht_logforge_logf(&log, MDHT_LOG_ERROR, "state timers: %s",
+                         strerror(-rc));
+      mdht_persist_close(&ps);
+      mdht_driver_free(&d);
+      if (a.control) mdht_ctl_server_close(&ctl);
+      return CLI_USAGE_ERROR;
+    }
+    d.on_hup = save_on_hup;
+    d.hup_user = &ps;
   }
   if (a.control && (rc = mdht_ctl_server_attach(&ctl, &d)) < 0) {
     mdht_logforge_logf(&log, MDHT_LOG_ERROR, "control socket %s: %s", a.control,
@@ -304,6 +393,10 @@ static int cmd_run(int argc, char **argv) {
   rc = mdht_driver_run(&d);
   /* Before the node goes: the server cancels its clients' operations. */
   if (a.control) mdht_ctl_server_close(&ctl);
+  if (!a.no_state) {
+    mdht_persist_save(&ps, d.node); /* clean shutdown */
+    mdht_persist_close(&ps);
+  }
   mdht_driver_free(&d);
   return rc < 0 ? CLI_USAGE_ERROR : 0;
 }

@@ -1060,7 +1060,10 @@ static void on_event(const mdht_event *ev, void *user) {
   for (size_t i = 0; i < MDHT_CTL_MAX_CLIENTS; i++) {
     mdht_ctl_client *c = &srv->clients[i];
     if (c->fd < 0 || !c->busy) continue;
-    if (c->waiting && ev->type == MDHT_EV_NODE_ADDED) poke = true;
+    /* A loaded node that answers becomes usable without being added. */
+    if (c->waiting && (ev->type == MDHT_EV_NODE_ADDED ||
+                       ev->type == MDHT_EV_RESPONSE_RECEIVED))
+      poke = true;
     if (ev->type == MDHT_EV_LOOKUP_PROGRESS && c->job.req.progress) poke = true;
     mdht_ctl_job_event(&c->job, ev);
   }

@@ -330,8 +330,12 @@ static void on_signal(mdht_driver *d) {
       d->stop = true;
       break;
     case SIGHUP:
-      /* Reserved for "save state now" once persistence exists. */
-      mdht_logforge_logf(d->log, MDHT_LOG_INFO, "SIGHUP received, ignored");
+      if (!d->on_hup) {
+        mdht_logforge_logf(d->log, MDHT_LOG_INFO, "SIGHUP received, ignored");
+        break;
+      }
+      mdht_logforge_logf(d->log, MDHT_LOG_INFO, "SIGHUP received, saving");
+      d->on_hup(d, d->hup_user);
       break;
     default:
       break;

@@ -63,6 +63,10 @@ struct mdht_driver {
   bool want_out; /* EPOLLOUT registered on the socket */
   bool stop;
   int log_sub; /* subscription handle, or -1 */
+  /* SIGHUP: called from the loop (set after mdht_driver_init; NULL =
+   * ignored). mdht run saves its state here. */
+  void (*on_hup)(mdht_driver *d, void *user);
+  void *hup_user;
   struct {
     int fd;
     mdht_driver_fd_cb cb;

@@ -174,6 +174,10 @@ class MdhtProcess:
     """`mdht run` in the background; reads its listening line."""
 
     def __init__(self, binary, args, timeout=10.0):
+        # Tests keep no state unless they ask: nodes must not share (and
+        # lock) the user's default state directory.
+        if "--state" not in args and "--no-state" not in args:
+            args = args + ["--no-state"]
         self.p = subprocess.Popen([binary, "run"] + args,
                                   stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE)

@@ -71,7 +71,7 @@ good() {
 start() {
   local name=$1
   shift
-  "$MDHT" run "$@" 2>"$TMP/$name.log" </dev/null &
+  "$MDHT" run --no-state "$@" 2>"$TMP/$name.log" </dev/null &
   PID=$!
   PIDS+=("$PID")
   ADDR=
@@ -200,7 +200,7 @@ A_ADDR=$ADDR
 
 # The same port again: a runtime error, one line, exit 2.
 checks=$((checks + 1))
-timeout 10 "$MDHT" run --bind 127.0.0.1 --port "${A_ADDR##*:}" \
+timeout 10 "$MDHT" run --no-state --bind 127.0.0.1 --port "${A_ADDR##*:}" \
   --no-bootstrap >/dev/null 2>"$TMP/err" </dev/null
 rc=$?
 [ "$rc" -eq 2 ] || fail "bind to a port in use: exit $rc, want 2"

@@ -86,7 +86,7 @@ class Node:
         self.sock = sock
         self.lines = []
         self.p = subprocess.Popen(
-            [BIN, "run", "--bind", ip, "--port", str(PORT), "--control", sock,
+            [BIN, "run", "--no-state", "--bind", ip, "--port", str(PORT), "--control", sock,
              "--log-level", level] + args,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)
@@ -309,7 +309,7 @@ def main():
         check(first.alive(), "node survived bad clients")
 
         # A second node on the same path: refused, one line, exit 2.
-        p = subprocess.run([BIN, "run", "--bind", "127.0.6.9", "--port",
+        p = subprocess.run([BIN, "run", "--no-state", "--bind", "127.0.6.9", "--port",
                             str(PORT), "--no-bootstrap", "--control", socks[0]],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            timeout=10)
@@ -320,7 +320,7 @@ def main():
         # A path that is not a socket.
         plain = os.path.join(tmp, "plain")
         open(plain, "w").close()
-        p = subprocess.run([BIN, "run", "--bind", "127.0.6.9", "--port",
+        p = subprocess.run([BIN, "run", "--no-state", "--bind", "127.0.6.9", "--port",
                             str(PORT), "--no-bootstrap", "--control", plain],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            timeout=10)

@@ -65,7 +65,7 @@ class Node:
         self.id = None
         self.lines = []
         self.p = subprocess.Popen(
-            [BIN, "run", "--bind", self.ip, "--port", str(PORT), "--control",
+            [BIN, "run", "--no-state", "--bind", self.ip, "--port", str(PORT), "--control",
              sock, "--log-level", "warn"] + args,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)

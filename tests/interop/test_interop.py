@@ -272,7 +272,7 @@ class Mdht:
     def __init__(self, binary, name, ip, logdir, bootstrap, control):
         self.name = name
         self.control = control
-        argv = [binary, "run", "--bind", ip, "--port", "0",
+        argv = [binary, "run", "--no-state", "--bind", ip, "--port", "0",
                 "--log-level", "trace", "--log-format", "json"]
         if bootstrap:
             for b in bootstrap:

@@ -1,0 +1,540 @@
+#include "persist.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ low level */
+
+static int sibling(char *buf, size_t cap, const char *name, const char *ext) {
+  int n = snprintf(buf, cap, "%s%s", name, ext);
+  return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+static bool is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int mdht_persist_mkdirs(const char *path, mode_t mode) {
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0) return -ENOENT;
+  if (n >= sizeof buf) return -ENAMETOOLONG;
+  memcpy(buf, path, n + 1);
+  /* Each prefix ending at a '/', then the whole path. EEXIST is fine as
+   * long as it is a directory: another process may be creating the same
+   * parents at the same time. */
+  for (size_t i = 1; i <= n; i++) {
+    if (i < n && buf[i] != '/') continue;
+    if (i < n && buf[i - 1] == '/') continue; /* "a//b" */
+    char saved = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, mode) < 0 && errno != EEXIST) {
+      int err = errno;
+      buf[i] = saved;
+      return -err;
+    }
+    if (!is_dir(buf)) return -ENOTDIR;
+    buf[i] = saved;
+  }
+  return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int mdht_persist_write_atomic(int dirfd, const char *name, const uint8_t *buf,
+                              size_t len) {
+  char tmp[NAME_MAX + 1];
+  int rc = sibling(tmp, sizeof tmp, name, ".tmp");
+  if (rc < 0) return rc;
+  /* O_TRUNC on a fixed name: the directory lock makes us the only writer,
+   * and a temp file left by a crash is simply overwritten. */
+  int fd = openat(dirfd, tmp,
+                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return -errno;
+  rc = write_all(fd, buf, len);
+  /* The data must be on disk before the rename makes it the state file,
+   * or a crash could leave a renamed but empty file. */
+  if (rc == 0 && fsync(fd) < 0) rc = -errno;
+  if (close(fd) < 0 && rc == 0) rc = -errno;
+  if (rc == 0 && renameat(dirfd, tmp, dirfd, name) < 0) rc = -errno;
+  if (rc < 0) {
+    unlinkat(dirfd, tmp, 0);
+    return rc;
+  }
+  /* The rename lives in the directory: sync it, or after a power cut the
+   * old name may come back. The new file is whole either way. */
+  if (fsync(dirfd) < 0) return -errno;
+  return 0;
+}
+
+int mdht_persist_read_file(int dirfd, const char *name, size_t max,
+                           uint8_t **buf, size_t *len) {
+  struct stat st;
+  *buf = NULL;
+  *len = 0;
+  int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -errno;
+  if (fstat(fd, &st) < 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return -EINVAL;
+  }
+  if ((uint64_t)st.st_size > max) {
+    close(fd);
+    return -EFBIG;
+  }
+  size_t size = (size_t)st.st_size;
+  uint8_t *p = malloc(size ? size : 1);
+  if (!p) {
+    close(fd);
+    return -ENOMEM;
+  }
+  /* Read what stat promised; a file that shrank meanwhile reads short and
+   * fails its checksum later, which is the right outcome. */
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = read(fd, p + got, size - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = -errno;
+      free(p);
+      close(fd);
+      return err;
+    }
+    if (n == 0) break;
+    got += (size_t)n;
+  }
+  close(fd);
+  *buf = p;
+  *len = got;
+  return 0;
+}
+
+int mdht_persist_set_aside(int dirfd, const char *name) {
+  char bad[NAME_MAX + 1];
+  int rc = sibling(bad, sizeof bad, name, ".corrupt");
+  if (rc < 0) return rc;
+  if (renameat(dirfd, name, dirfd, bad) < 0) return -errno;
+  if (fsync(dirfd) < 0) return -errno;
+  return 0;
+}
+
+static long read_pid(int fd) {
+  char b[32];
+  ssize_t n = pread(fd, b, sizeof b - 1, 0);
+  if (n <= 0) return 0;
+  b[n] = '\0';
+  char *end;
+  long pid = strtol(b, &end, 10);
+  return pid > 0 && (*end == '\n' || *end == '\0') ? pid : 0;
+}
+
+int mdht_persist_lock(int dirfd, int *fd, long *holder) {
+  *fd = -1;
+  if (holder) *holder = 0;
+  int lf = openat(dirfd, MDHT_PERSIST_LOCK,
+                  O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lf < 0) return -errno;
+  /* flock, not a pid file alone: the kernel drops it when the process
+   * dies however it dies (kill -9 included), so a stale lock cannot keep
+   * a restarted node out. */
+  while (flock(lf, LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EINTR) continue;
+    int err = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+    if (holder && err == -EWOULDBLOCK) *holder = read_pid(lf);
+    close(lf);
+    return err;
+  }
+  /* The pid is for the message the next process prints; the lock itself
+   * is the flock. */
+  char b[32];
+  int n = snprintf(b, sizeof b, "%ld\n", (long)getpid());
+  if (ftruncate(lf, 0) == 0) {
+    ssize_t w = pwrite(lf, b, (size_t)n, 0);
+    (void)w;
+  }
+  *fd = lf;
+  return 0;
+}
+
+int mdht_persist_default_dir(char *buf, size_t cap) {
+  const char *x = getenv("XDG_STATE_HOME");
+  int n;
+  /* XDG: a relative path in the variable is invalid and to be ignored. */
+  if (x && x[0] == '/') {
+    n = snprintf(buf, cap, "%s/mdht", x);
+  } else {
+    const char *home = getenv("HOME");
+    if (!home || home[0] != '/') return -ENOENT;
+    n = snprintf(buf, cap, "%s/.local/state/mdht", home);
+  }
+  return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+int mdht_persist_parse_seconds(const char *s, mdht_time *ms) {
+  uint64_t whole = 0, frac = 0;
+  int digits = 0, decimals = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9'; p++, digits++) {
+    whole = whole * 10 + (uint64_t)(*p - '0');
+    if (whole > 4000000000ull) return MDHT_ERR_INVAL;
+  }
+  if (*p == '.') {
+    for (p++; *p >= '0' && *p <= '9'; p++, decimals++) {
+      if (decimals == 3) return MDHT_ERR_INVAL;
+      frac = frac * 10 + (uint64_t)(*p - '0');
+    }
+    if (decimals == 0) return MDHT_ERR_INVAL;
+  }
+  if (*p != '\0' || digits == 0) return MDHT_ERR_INVAL;
+  for (int i = decimals; i < 3; i++)
+    frac *= 10;
+  uint64_t v = whole * 1000 + frac;
+  /* "0.0001" would round to 0, which means "never": refuse instead. */
+  if (v == 0 && (whole != 0 || frac != 0)) return MDHT_ERR_INVAL;
+  *ms = v;
+  return 0;
+}
+
+/* ----------------------------------------------------------- high level */
+
+void mdht_persist_run_opts_default(mdht_persist_run_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->save_interval_ms = MDHT_PERSIST_SAVE_INTERVAL_MS;
+  o->ping_rate = MDHT_PERSIST_PING_RATE;
+  o->fallback_ms = MDHT_PERSIST_FALLBACK_MS;
+}
+
+int mdht_persist_open(mdht_persist *p, const char *dir, mdht_logforge *log) {
+  memset(p, 0, sizeof *p);
+  p->dirfd = p->lockfd = p->save_tfd = p->tick_tfd = -1;
+  p->log = log;
+  if (strlen(dir) >= sizeof p->dir) {
+    mdht_logforge_logf(log, MDHT_LOG_ERROR, "state directory name too long");
+    return -ENAMETOOLONG;
+  }
+  strcpy(p->dir, dir);
+  /* 0700: the state names the peers that announced to us, which is
+   * nobody else's business on a shared machine. */
+  int rc = mdht_persist_mkdirs(dir, 0700);
+  if (rc < 0) {
+    mdht_logforge_logf(log, MDHT_LOG_ERROR,
+                       "cannot create state directory %s: %s", dir,
+                       strerror(-rc));
+    return rc;
+  }
+  p->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (p->dirfd < 0) {
+    rc = -errno;
+    mdht_logforge_logf(log, MDHT_LOG_ERROR,
+                       "cannot open state directory %s: %s", dir,
+                       strerror(-rc));
+    return rc;
+  }
+  long holder = 0;
+  rc = mdht_persist_lock(p->dirfd, &p->lockfd, &holder);
+  if (rc == -EWOULDBLOCK) {
+    if (holder > 0)
+      mdht_logforge_logf(log, MDHT_LOG_ERROR,
+                         "state directory %s is in use by another mdht "
+                         "(pid %ld); two nodes cannot share one state "
+                         "directory: give each its own --state DIR",
+                         dir, holder);
+    else
+      mdht_logforge_logf(log, MDHT_LOG_ERROR,
+                         "state directory %s is in use by another mdht; "
+                         "two nodes cannot share one state directory: give "
+                         "each its own --state DIR",
+                         dir);
+    return rc;
+  }
+  if (rc < 0) {
+    mdht_logforge_logf(log, MDHT_LOG_ERROR, "cannot lock %s/%s: %s", dir,
+                       MDHT_PERSIST_LOCK, strerror(-rc));
+    return rc;
+  }
+  unlinkat(p->dirfd, MDHT_PERSIST_FILE ".tmp", 0);
+  return 0;
+}
+
+/* The one warning for a state file we cannot use; then it is set aside so
+ * that the next save does not destroy what someone may want to look at,
+ * and the next start does not trip over it again. */
+static void reject(mdht_persist *p, const char *reason) {
+  p->announced = true; /* "starting fresh" is said here */
+  int rc = mdht_persist_set_aside(p->dirfd, MDHT_PERSIST_FILE);
+  if (rc == 0)
+    mdht_logforge_logf(p->log, MDHT_LOG_WARN,
+                       "state file %s/%s is unusable (%s): kept as %s/%s, "
+                       "starting fresh",
+                       p->dir, MDHT_PERSIST_FILE, reason, p->dir,
+                       MDHT_PERSIST_FILE ".corrupt");
+  else
+    mdht_logforge_logf(p->log, MDHT_LOG_WARN,
+                       "state file %s/%s is unusable (%s) and cannot be "
+                       "moved aside (%s): starting fresh, it will be "
+                       "overwritten",
+                       p->dir, MDHT_PERSIST_FILE, reason, strerror(-rc));
+}
+
+int mdht_persist_read(mdht_persist *p, uint8_t **buf, size_t *len,
+                      mdht_state_info *info) {
+  mdht_state_info local;
+  if (!info) info = &local;
+  memset(info, 0, sizeof *info);
+  int rc = mdht_persist_read_file(p->dirfd, MDHT_PERSIST_FILE,
+                                  MDHT_STATE_MAX_SIZE, buf, len);
+  /* Said later, by mdht_persist_attach: if the node then fails to bind,
+   * its one line of error is all that should be on stderr. */
+  if (rc == -ENOENT) return 0;
+  if (rc == -EFBIG) {
+    reject(p, "larger than any state file");
+    return 0;
+  }
+  if (rc < 0) {
+    mdht_logforge_logf(p->log, MDHT_LOG_ERROR, "cannot read %s/%s: %s", p->dir,
+                       MDHT_PERSIST_FILE, strerror(-rc));
+    return rc;
+  }
+  rc = mdht_state_check(*buf, *len, info);
+  if (rc == 0) return 1;
+  char reason[96];
+  if (rc == MDHT_ERR_VERSION && info->version != MDHT_STATE_VERSION)
+    snprintf(reason, sizeof reason,
+             "format version %u, this mdht reads version %u",
+             (unsigned)info->version, (unsigned)MDHT_STATE_VERSION);
+  else
+    snprintf(reason, sizeof reason, "%s",
+             info->why ? info->why : mdht_strerror(rc));
+  reject(p, reason);
+  free(*buf);
+  *buf = NULL;
+  *len = 0;
+  return 0;
+}
+
+int mdht_persist_restore(mdht_persist *p, mdht_node *node, const uint8_t *buf,
+                         size_t len, mdht_state_info *info) {
+  mdht_state_info local;
+  if (!info) info = &local;
+  int rc = mdht_state_load(node, buf, len, mdht_driver_now(),
+                           mdht_driver_wallclock(NULL), info);
+  if (rc < 0) {
+    if (rc == MDHT_ERR_NOMEM)
+      mdht_logforge_logf(p->log, MDHT_LOG_ERROR, "cannot load state: %s",
+                         mdht_strerror(rc));
+    else
+      reject(p, info->why ? info->why : mdht_strerror(rc));
+    return rc;
+  }
+  p->announced = true;
+  mdht_logforge_logf(
+      p->log, MDHT_LOG_INFO,
+      "state loaded from %s/%s, saved %llus ago: %u nodes, %u candidates "
+      "(%u skipped), %u peers (%u expired, %u skipped)",
+      p->dir, MDHT_PERSIST_FILE, (unsigned long long)(info->downtime_ms / 1000),
+      info->nodes, info->replacements, info->nodes_skipped, info->peers,
+      info->peers_expired, info->peers_skipped);
+  return 0;
+}
+
+int mdht_persist_save(mdht_persist *p, mdht_node *node) {
+  mdht_state_info info;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  mdht_time now = mdht_driver_now();
+  const char *why;
+  /* MDHT_ERR_* and -errno overlap as numbers: keep them apart for the
+   * message and for "same error as last time" (errors get +1000). */
+  int rc = mdht_state_save(node, now, mdht_driver_wallclock(NULL), &buf, &len,
+                           &info);
+  int key = rc - 1000;
+  why = mdht_strerror(rc);
+  if (rc == 0) {
+    rc = mdht_persist_write_atomic(p->dirfd, MDHT_PERSIST_FILE, buf, len);
+    free(buf);
+    key = rc;
+    why = strerror(-rc);
+  }
+  if (rc < 0) {
+    p->save_failures++;
+    /* A full disk fails every few minutes: say it once, and again only
+     * when the reason changes or it recovers. */
+    if (key != p->last_error)
+      mdht_logforge_logf(p->log, MDHT_LOG_WARN,
+                         "cannot save state to %s/%s: %s (the previous state "
+                         "is kept)",
+                         p->dir, MDHT_PERSIST_FILE, why);
+    p->last_error = key;
+    return rc;
+  }
+  if (p->last_error)
+    mdht_logforge_logf(p->log, MDHT_LOG_INFO, "state saved again to %s/%s",
+                       p->dir, MDHT_PERSIST_FILE);
+  p->last_error = 0;
+  p->saves++;
+  if (info.truncated)
+    mdht_logforge_logf(p->log, MDHT_LOG_DEBUG,
+                       "state file at its size bound: some peers not saved");
+  mdht_state_publish_saved(node, &info, now);
+  return 0;
+}
+
+/* ------------------------------------------------------- driver timers */
+
+static void drain_timer(int fd) {
+  uint64_t expirations;
+  ssize_t n = read(fd, &expirations, sizeof expirations);
+  (void)n; /* EAGAIN after a spurious wake-up is harmless */
+}
+
+static int arm(int fd, mdht_time first_ms, mdht_time period_ms) {
+  struct itimerspec its = {0};
+  its.it_value.tv_sec = (time_t)(first_ms / 1000);
+  its.it_value.tv_nsec = (long)(first_ms % 1000) * 1000000;
+  its.it_interval.tv_sec = (time_t)(period_ms / 1000);
+  its.it_interval.tv_nsec = (long)(period_ms % 1000) * 1000000;
+  return timerfd_settime(fd, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
+static void on_save_timer(mdht_driver *d, int fd, uint32_t events, void *user) {
+  mdht_persist *p = user;
+  (void)events;
+  drain_timer(fd);
+  mdht_persist_save(p, d->node);
+}
+
+/* Period of the pacing tick and pings per tick: one ping per tick up to
+ * 100 per second, then several per 10 ms tick. */
+static mdht_time tick_period(uint32_t rate) {
+  if (rate == 0) rate = MDHT_PERSIST_PING_RATE;
+  return rate >= 100 ? 10 : 1000 / rate;
+}
+
+static uint32_t per_tick(uint32_t rate) {
+  if (rate == 0) rate = MDHT_PERSIST_PING_RATE;
+  return rate >= 100 ? rate / 100 : 1;
+}
+
+static uint32_t good_nodes(mdht_driver *d, mdht_time now) {
+  mdht_stats st;
+  mdht_node_stats(d->node, now, &st);
+  return st.nodes_good;
+}
+
+/* Registers the routers with the node (mdht_driver_bootstrap: resolved,
+ * pinged, and remembered, so that the node can re-join from them if it
+ * ever loses the network). */
+static void add_routers(mdht_persist *p, mdht_driver *d) {
+  p->fallback_pending = false;
+  for (size_t i = 0; i < p->run.nbootstrap; i++)
+    mdht_driver_bootstrap(d, p->run.bootstrap[i]);
+}
+
+static void on_tick(mdht_driver *d, int fd, uint32_t events, void *user) {
+  mdht_persist *p = user;
+  mdht_time now = mdht_driver_now();
+  (void)events;
+  drain_timer(fd);
+  if (p->pinging) {
+    int rc = mdht_state_ping_pending(d->node, now, per_tick(p->run.ping_rate));
+    if (rc == 0) p->pinging = false;
+  }
+  /* The routers wait while saved nodes get their chance: one answering is
+   * enough, the node's own bootstrap then looks itself up through it. At
+   * the deadline they are added either way, as the fallback now or as
+   * insurance for later. */
+  if (p->fallback_pending && now - p->started >= p->run.fallback_ms) {
+    uint32_t good = good_nodes(d, now);
+    if (good == 0)
+      mdht_logforge_logf(p->log, MDHT_LOG_INFO,
+                         "no saved node answered within %llu ms: "
+                         "bootstrapping from %zu router(s)",
+                         (unsigned long long)p->run.fallback_ms,
+                         p->run.nbootstrap);
+    else
+      mdht_logforge_logf(p->log, MDHT_LOG_DEBUG,
+                         "%u saved nodes answered; adding the %zu router(s) "
+                         "for later",
+                         good, p->run.nbootstrap);
+    add_routers(p, d);
+  }
+  if (!p->pinging && !p->fallback_pending) arm(fd, 0, 0);
+}
+
+int mdht_persist_attach(mdht_persist *p, mdht_driver *d,
+                        const mdht_persist_run_opts *o) {
+  int rc;
+  p->d = d;
+  p->run = *o;
+  if (!p->announced)
+    mdht_logforge_logf(p->log, MDHT_LOG_INFO,
+                       "no saved state in %s, starting fresh", p->dir);
+  p->announced = true;
+  p->started = mdht_driver_now();
+  p->pinging = mdht_state_pending(d->node) > 0;
+  p->fallback_pending = o->nbootstrap > 0;
+  /* Nothing saved to start from: the routers at once, as without state. */
+  if (!p->pinging && p->fallback_pending) add_routers(p, d);
+  /* The first pings now rather than one tick later: the sooner a saved
+   * node answers, the sooner lookups work. */
+  if (p->pinging &&
+      mdht_state_ping_pending(d->node, p->started, per_tick(o->ping_rate)) > 0)
+    mdht_driver_flush(d);
+
+  p->save_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  p->tick_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (p->save_tfd < 0 || p->tick_tfd < 0) return -errno;
+  if (o->save_interval_ms > 0 &&
+      (rc = arm(p->save_tfd, o->save_interval_ms, o->save_interval_ms)) < 0)
+    return rc;
+  if (p->pinging || p->fallback_pending) {
+    mdht_time t = tick_period(o->ping_rate);
+    if ((rc = arm(p->tick_tfd, t, t)) < 0) return rc;
+  }
+  if ((rc = mdht_driver_add_fd(d, p->save_tfd, EPOLLIN, on_save_timer, p)) < 0)
+    return rc;
+  if ((rc = mdht_driver_add_fd(d, p->tick_tfd, EPOLLIN, on_tick, p)) < 0) {
+    mdht_driver_del_fd(d, p->save_tfd);
+    return rc;
+  }
+  return 0;
+}
+
+void mdht_persist_close(mdht_persist *p) {
+  if (p->d) {
+    if (p->save_tfd >= 0) mdht_driver_del_fd(p->d, p->save_tfd);
+    if (p->tick_tfd >= 0) mdht_driver_del_fd(p->d, p->tick_tfd);
+    p->d = NULL;
+  }
+  if (p->save_tfd >= 0) close(p->save_tfd);
+  if (p->tick_tfd >= 0) close(p->tick_tfd);
+  if (p->lockfd >= 0) close(p->lockfd); /* releases the flock */
+  if (p->dirfd >= 0) close(p->dirfd);
+  p->save_tfd = p->tick_tfd = p->lockfd = p->dirfd = -1;
+}
