@@ -122,6 +122,8 @@ typedef struct mdht_config {
   mdht_time peer_ttl_ms;           /* stored peer lifetime: 30 min */
   uint32_t max_infohashes;         /* peer store bound: 50000 */
   uint32_t max_peers_per_ih;       /* peer store bound: 500 */
+  uint32_t max_peers;              /* all peers stored at most: 200000
+                                      (0 = only the two bounds above) */
   mdht_time query_timeout_ms;      /* hard timeout of one query: 5 s */
   mdht_time query_soft_timeout_ms; /* lookup moves on after: 1 s */
   uint32_t max_txns;               /* outstanding queries bound: 4096 */

@@ -11,6 +11,7 @@ void mdht_config_default(mdht_config *cfg) {
       .peer_ttl_ms = MDHT_DEFAULT_PEER_TTL_MS,
       .max_infohashes = MDHT_DEFAULT_MAX_INFOHASHES,
       .max_peers_per_ih = MDHT_DEFAULT_MAX_PEERS_PER_IH,
+      .max_peers = MDHT_DEFAULT_MAX_PEERS,
       .query_timeout_ms = MDHT_DEFAULT_QUERY_TIMEOUT_MS,
       .query_soft_timeout_ms = MDHT_DEFAULT_QUERY_SOFT_TIMEOUT_MS,
       .max_txns = MDHT_DEFAULT_MAX_TXNS,

@@ -21,6 +21,9 @@
 #define MDHT_DEFAULT_PEER_TTL_MS (30 * MDHT_MINUTE_MS)
 #define MDHT_DEFAULT_MAX_INFOHASHES 50000
 #define MDHT_DEFAULT_MAX_PEERS_PER_IH 500
+/* 50,000 x 500 peers would be a gigabyte; this keeps the store near 10 MB
+ * (about 40 bytes a peer plus the per-info-hash entries). */
+#define MDHT_DEFAULT_MAX_PEERS 200000
 #define MDHT_DEFAULT_QUERY_TIMEOUT_MS 5000
 #define MDHT_DEFAULT_QUERY_SOFT_TIMEOUT_MS 1000
 #define MDHT_DEFAULT_MAX_TXNS 4096

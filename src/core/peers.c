@@ -355,66 +355,11 @@ static int insert_ih(mdht_peer_store *ps, const mdht_id *ih, uint32_t h,
 
 int mdht_peers_add(mdht_peer_store *ps, const mdht_id *ih,
                    const mdht_addr *peer, bool seed, mdht_time now) {
-  if (!ps || !tbl(ps) || !ih || !peer) return MDHT_ERR_INVAL;
-  if (mdht_addr_is_martian(peer)) return MDHT_ERR_ADDR;
-  const mdht_config *cfg = ps->cfg;
-  if (cfg->max_infohashes == 0 || cfg->max_peers_per_ih == 0)
-    return MDHT_ERR_FULL;
-  mdht_addr a = canonical(peer);
-  mdht_time exp = now + cfg->peer_ttl_ms;
-  if (exp < now || exp == UINT64_MAX)
-    exp = UINT64_MAX - 1; /* UINT64_MAX means "nothing stored" */
-
-  table *t = tbl(ps);
-  uint32_t h = ih_hash(ps->hash_seed, ih);
-  uint32_t p = slot_find(t, h, ih);
-  ih_ent *e;
-  if (p != UINT32_MAX) {
-    e = &t->ents[t->slots[p] - 1];
-  } else {
-    int err = insert_ih(ps, ih, h, now, &e);
-    if (err) return err;
-  }
-
-  /* One pass finds a duplicate and the peer closest to expiry. */
-  uint32_t dup = UINT32_MAX, soonest = 0;
-  mdht_time min_other = UINT64_MAX;
-  for (uint32_t i = 0; i < e->n; i++) {
-    if (mdht_addr_eq(&e->peers[i].addr, &a)) {
-      dup = i;
-    } else if (e->peers[i].expires < min_other) {
-      min_other = e->peers[i].expires;
-      soonest = i;
-    }
-  }
-
-  mdht_peer np = {.addr = a, .expires = exp, .seed = seed};
-  if (dup != UINT32_MAX) {
-    e->peers[dup] = np;
-    e->min_exp = min_other < exp ? min_other : exp;
-  } else if (e->n < cfg->max_peers_per_ih) {
-    if (e->n == e->cap) {
-      uint64_t cap = (uint64_t)e->cap * 2;
-      if (cap > cfg->max_peers_per_ih) cap = cfg->max_peers_per_ih;
-      mdht_peer *peers = realloc(e->peers, (size_t)cap * sizeof *peers);
-      if (!peers)
-        return MDHT_ERR_NOMEM; /* e->n >= 1 here: e is not left empty */
-      e->peers = peers;
-      e->cap = (uint32_t)cap;
-    }
-    e->peers[e->n++] = np;
-    ps->npeers++;
-    e->min_exp = min_other < exp ? min_other : exp;
-  } else {
-    mdht_addr old = e->peers[soonest].addr;
-    e->peers[soonest] = np;
-    recompute_min(e);
-    publish(ps, MDHT_EV_PEER_EXPIRED, &e->ih, &old, e->n, now);
-  }
-  if (exp > e->max_exp) e->max_exp = exp;
-  if (e->min_exp < ps->next_expiry) ps->next_expiry = e->min_exp;
-  publish(ps, MDHT_EV_PEER_STORED, &e->ih, &a, e->n, now);
-  return 0;
+  if (!ps) return MDHT_ERR_INVAL;
+  /* An announce is a record that lives the full TTL from now. */
+  mdht_time exp = now + ps->cfg->peer_ttl_ms;
+  if (exp < now || exp == UINT64_MAX) exp = UINT64_MAX - 1;
+  return mdht_peers_add_until(ps, ih, peer, seed, exp, now);
 }
 
 size_t mdht_peers_get(mdht_peer_store *ps, const mdht_id *ih, int family,
@@ -561,9 +506,22 @@ int mdht_peers_add_until(mdht_peer_store *ps, const mdht_id *ih,
   if (p != UINT32_MAX) {
     e = &t->ents[t->slots[p] - 1];
   } else {
+    /* At the bound on all peers, a new swarm makes room the way a new
+     * info-hash does at the bound on info-hashes: the stalest of a few
+     * sampled swarms goes. Done before the insert, so that the new,
+     * empty entry cannot be the one picked. */
+    while (cfg->max_peers && ps->npeers >= cfg->max_peers && ps->nih > 0)
+      evict_one(ps, now);
     int err = insert_ih(ps, ih, h, now, &e);
     if (err) return err;
+    t = tbl(ps);
   }
+  /* A known swarm at the bound on all peers behaves as if it were full:
+   * a new peer takes the place of its peer closest to expiry. */
+  uint32_t room = cfg->max_peers_per_ih;
+  if (cfg->max_peers && ps->npeers >= cfg->max_peers && e->n > 0 &&
+      e->n < room)
+    room = e->n;
 
   uint32_t dup = UINT32_MAX, soonest = 0;
   mdht_time min_other = UINT64_MAX;
@@ -583,7 +541,7 @@ int mdht_peers_add_until(mdht_peer_store *ps, const mdht_id *ih,
     if (e->peers[dup].expires > exp) np.expires = e->peers[dup].expires;
     e->peers[dup] = np;
     e->min_exp = min_other < np.expires ? min_other : np.expires;
-  } else if (e->n < cfg->max_peers_per_ih) {
+  } else if (e->n < room) {
     if (e->n == e->cap) {
       uint64_t ncap = (uint64_t)e->cap * 2;
       if (ncap > cfg->max_peers_per_ih) ncap = cfg->max_peers_per_ih;

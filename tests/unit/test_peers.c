@@ -399,6 +399,46 @@ static void test_infohash_bound_many(void **state) {
   fx_del(f);
 }
 
+/* The bound on all peers: the store never holds more, a new swarm evicts
+ * a stale one, and a new peer of a known swarm replaces that swarm's peer
+ * closest to expiry instead of growing it. */
+static void test_total_peer_bound(void **state) {
+  (void)state;
+  fx *f = fx_new(1000, 100);
+  f->cfg.max_peers = 50;
+  mdht_time now = 1000;
+  /* 10 swarms of 5 peers: exactly at the bound */
+  for (uint32_t i = 0; i < 10; i++)
+    for (uint32_t j = 0; j < 5; j++) {
+      mdht_id ih = ih_n(i);
+      mdht_addr a = p4(i * 10 + j, 6881);
+      assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, now + i), 0);
+    }
+  assert_int_equal(f->ps.npeers, 50);
+  /* a known swarm does not grow past the bound */
+  mdht_id ih9 = ih_n(9);
+  mdht_addr extra = p4(999, 6881);
+  assert_int_equal(mdht_peers_add(&f->ps, &ih9, &extra, false, now + 20), 0);
+  assert_int_equal(f->ps.npeers, 50);
+  mdht_peer got;
+  assert_int_equal(mdht_peers_find(&f->ps, &ih9, &extra, &got), 0);
+  /* a new swarm evicts another one entirely, and is stored */
+  mdht_id fresh = ih_n(77);
+  mdht_addr a = p4(777, 6881);
+  assert_int_equal(mdht_peers_add(&f->ps, &fresh, &a, false, now + 30), 0);
+  assert_true(f->ps.npeers <= 50);
+  assert_int_equal(f->ps.nih, 10);
+  assert_int_equal(mdht_peers_find(&f->ps, &fresh, &a, &got), 0);
+  /* many more: never above the bound */
+  for (uint32_t i = 100; i < 400; i++) {
+    mdht_id ih = ih_n(i);
+    mdht_addr b = p4(i, 6881);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &b, false, now + i), 0);
+    assert_true(f->ps.npeers <= 50);
+  }
+  fx_del(f);
+}
+
 static void test_random_sample(void **state) {
   (void)state;
   fx *f = fx_new(100, 500);
@@ -604,6 +644,7 @@ int main(void) {
       cmocka_unit_test(test_peer_bound_replaces_soonest),
       cmocka_unit_test(test_infohash_bound_evicts_stalest),
       cmocka_unit_test(test_infohash_bound_many),
+      cmocka_unit_test(test_total_peer_bound),
       cmocka_unit_test(test_random_sample),
       cmocka_unit_test(test_family_filter),
       cmocka_unit_test(test_sample_infohashes),
