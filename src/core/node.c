@@ -211,21 +211,27 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
    * converges faster with both. */
   put_closest(node, r, &node->in.target, nodes, now);
 
-  /* No response may exceed MDHT_RESPONSE_LIMIT: measure what is there,
-   * then fit as many values as the rest allows. */
-  uint8_t probe[MDHT_MAX_PACKET];
-  int base = mdht_krpc_encode(r, probe, sizeof probe);
-  if (base < 0) return;
-  size_t per = (node->bound.family == MDHT_AF_INET6 ? MDHT_COMPACT_PEER6
-                                                    : MDHT_COMPACT_PEER4) +
-               3; /* "18:" or "6:" and a little slack */
-  size_t room = 0;
-  /* "6:values" + "l" + "e" */
-  if ((size_t)base + 10 < MDHT_RESPONSE_LIMIT)
-    room = (MDHT_RESPONSE_LIMIT - (size_t)base - 10) / per;
-  if (room > MDHT_KRPC_MAX_VALUES) room = MDHT_KRPC_MAX_VALUES;
+  /* Most get_peers find no peers: only then is the response measured. */
   size_t n = mdht_peers_get(&node->peers, &node->in.target, node->bound.family,
-                            peers, room, now);
+                            peers, MDHT_KRPC_MAX_VALUES, now);
+  if (n > 0) {
+    /* No response may exceed MDHT_RESPONSE_LIMIT: measure what is there,
+     * then keep as many of the (randomly chosen) values as the rest
+     * allows. */
+    uint8_t probe[MDHT_MAX_PACKET];
+    int base = mdht_krpc_encode(r, probe, sizeof probe);
+    if (base < 0) return;
+    size_t per = (node->bound.family == MDHT_AF_INET6 ? MDHT_COMPACT_PEER6
+                                                      : MDHT_COMPACT_PEER4) +
+                 3; /* "18:" or "6:" and a little slack */
+    size_t room = 0;
+    /* "6:values" + "l" + "e" */
+    if ((size_t)base + 10 < MDHT_RESPONSE_LIMIT)
+      room = (MDHT_RESPONSE_LIMIT - (size_t)base - 10) / per;
+    if (n > room) /* the store samples at random; a prefix would not be */
+      n = mdht_peers_get(&node->peers, &node->in.target, node->bound.family,
+                         peers, room, now);
+  }
   for (size_t i = 0; i < n; i++) {
     size_t l = mdht_addr_to_compact(&peers[i], compact[i]);
     r->values[i].p = compact[i];

@@ -17,11 +17,17 @@ static void hmac_trunc(const uint8_t *key, const uint8_t *msg, size_t len,
   hmac_sha1_digest(&ctx, outlen, out);
 }
 
+static void rekey(mdht_token_mgr *tm) {
+  hmac_sha1_set_key(&tm->cur_ctx, MDHT_TOKEN_SECRET_LEN, tm->cur);
+  hmac_sha1_set_key(&tm->prev_ctx, MDHT_TOKEN_SECRET_LEN, tm->prev);
+}
+
 void mdht_token_init(mdht_token_mgr *tm, const uint8_t *secret,
                      mdht_time period, mdht_time now) {
   memcpy(tm->cur, secret, MDHT_TOKEN_SECRET_LEN);
   hmac_trunc(secret, prev_label, sizeof prev_label - 1, tm->prev,
              MDHT_TOKEN_SECRET_LEN);
+  rekey(tm);
   tm->period = period;
   tm->next_rotate = now + period;
 }
@@ -34,6 +40,7 @@ void mdht_token_rotate(mdht_token_mgr *tm, const uint8_t *secret,
                        mdht_time now) {
   memcpy(tm->prev, tm->cur, MDHT_TOKEN_SECRET_LEN);
   memcpy(tm->cur, secret, MDHT_TOKEN_SECRET_LEN);
+  rekey(tm);
   /* From now, not from the missed deadline: a late tick must not make the
    * next rotation come early and shorten token lifetime. */
   tm->next_rotate = now + tm->period;
@@ -41,18 +48,20 @@ void mdht_token_rotate(mdht_token_mgr *tm, const uint8_t *secret,
 
 /* The family byte leads so that a v4 address and a v6 address whose first
  * bytes coincide never hash the same message. */
-static void token_for(const uint8_t *key, const mdht_addr *a,
+static void token_for(const struct hmac_sha1_ctx *keyed, const mdht_addr *a,
                       uint8_t out[MDHT_TOKEN_LEN]) {
   uint8_t msg[1 + 16];
   size_t iplen = a->family == MDHT_AF_INET ? 4 : 16;
   msg[0] = a->family;
   memcpy(msg + 1, a->ip, iplen);
-  hmac_trunc(key, msg, 1 + iplen, out, MDHT_TOKEN_LEN);
+  struct hmac_sha1_ctx ctx = *keyed;
+  hmac_sha1_update(&ctx, 1 + iplen, msg);
+  hmac_sha1_digest(&ctx, MDHT_TOKEN_LEN, out);
 }
 
 void mdht_token_make(const mdht_token_mgr *tm, const mdht_addr *a,
                      uint8_t out[MDHT_TOKEN_LEN]) {
-  token_for(tm->cur, a, out);
+  token_for(&tm->cur_ctx, a, out);
 }
 
 bool mdht_token_check(const mdht_token_mgr *tm, const mdht_addr *a,
@@ -60,8 +69,8 @@ bool mdht_token_check(const mdht_token_mgr *tm, const mdht_addr *a,
   /* The expected length is public; only the content needs constant time. */
   if (!tm || !a || !tok || len != MDHT_TOKEN_LEN) return false;
   uint8_t cur[MDHT_TOKEN_LEN], prev[MDHT_TOKEN_LEN];
-  token_for(tm->cur, a, cur);
-  token_for(tm->prev, a, prev);
+  token_for(&tm->cur_ctx, a, cur);
+  token_for(&tm->prev_ctx, a, prev);
   /* Both comparisons always run, so timing does not tell which secret a
    * token was made under. */
   int ok_cur = memeql_sec(cur, tok, MDHT_TOKEN_LEN);

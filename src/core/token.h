@@ -11,12 +11,18 @@
 
 #include "mdht.h"
 
+#include <nettle/hmac.h>
+
 #define MDHT_TOKEN_LEN 8
 #define MDHT_TOKEN_SECRET_LEN 16
 
 typedef struct mdht_token_mgr {
   uint8_t cur[MDHT_TOKEN_SECRET_LEN];
   uint8_t prev[MDHT_TOKEN_SECRET_LEN];
+  /* HMAC keyed once per rotation: keying costs two SHA-1 compressions,
+   * which would otherwise be paid on every get_peers (measured: a quarter
+   * of the query path's instructions). */
+  struct hmac_sha1_ctx cur_ctx, prev_ctx;
   mdht_time next_rotate;
   mdht_time period;
 } mdht_token_mgr;

@@ -39,8 +39,7 @@ uint64_t mdht_driver_wallclock(void *user) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void mdht_driver_random(uint8_t *buf, size_t len, void *user) {
-  (void)user;
+static void fill_random(uint8_t *buf, size_t len) {
   while (len > 0) {
     ssize_t n = getrandom(buf, len, 0);
     if (n < 0) {
@@ -52,6 +51,22 @@ void mdht_driver_random(uint8_t *buf, size_t len, void *user) {
     buf += n;
     len -= (size_t)n;
   }
+}
+
+void mdht_driver_random(uint8_t *buf, size_t len, void *user) {
+  mdht_driver *d = user;
+  if (!d || len > sizeof d->rnd.buf) {
+    fill_random(buf, len);
+    return;
+  }
+  if (d->rnd.pos + len > sizeof d->rnd.buf) {
+    fill_random(d->rnd.buf, sizeof d->rnd.buf);
+    d->rnd.pos = 0;
+  }
+  memcpy(buf, d->rnd.buf + d->rnd.pos, len);
+  /* Each byte is handed out once. */
+  memset(d->rnd.buf + d->rnd.pos, 0, len);
+  d->rnd.pos += len;
 }
 
 void mdht_driver_opts_default(mdht_driver_opts *o) {
@@ -197,13 +212,14 @@ static int epoll_add(int epfd, int fd, uint32_t events) {
 }
 
 int mdht_driver_init(mdht_driver *d, const mdht_driver_opts *opts) {
-  mdht_callbacks cb = {mdht_driver_random, NULL};
+  mdht_callbacks cb = {mdht_driver_random, d};
   mdht_config cfg = opts->cfg;
   sigset_t set;
   char buf[64];
   int rc;
 
   memset(d, 0, sizeof *d);
+  d->rnd.pos = sizeof d->rnd.buf; /* empty: filled on first use */
   d->epfd = d->sigfd = -1;
   d->sock.fd = -1;
   d->log_sub = -1;

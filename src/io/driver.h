@@ -62,6 +62,13 @@ struct mdht_driver {
   bool masked;
   bool want_out; /* EPOLLOUT registered on the socket */
   bool stop;
+  /* getrandom(2) output handed out in pieces: the node draws a few bytes
+   * per query it sends, and one system call per 256 bytes is cheaper than
+   * one per draw. */
+  struct {
+    uint8_t buf[256];
+    size_t pos;
+  } rnd;
   int log_sub; /* subscription handle, or -1 */
   /* SIGHUP: called from the loop (set after mdht_driver_init; NULL =
    * ignored). mdht run saves its state here. */

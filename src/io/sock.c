@@ -97,6 +97,15 @@ int mdht_sock_open(mdht_sock *s, const mdht_addr *bind_addr) {
     if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
       goto fail;
   }
+  /* The default buffers hold about 200 small datagrams: a burst (a busy
+   * node, a load test) overflows them and the kernel drops silently. As
+   * root, FORCE lifts the rmem_max cap; otherwise the kernel caps it. A
+   * failure here only leaves the default. */
+  int bufsz = 4 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof bufsz) < 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof bufsz) < 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
   if (bind(fd, (struct sockaddr *)&ss, sl) < 0) goto fail;
   sl = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) goto fail;
