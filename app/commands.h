@@ -1,7 +1,8 @@
 /*
- * The client commands: get-peers, announce, find-node, ping, stats. Each
- * either asks a running `mdht run` through its control socket (--control)
- * or runs a short-lived read-only node for the one job.
+ * The client commands: get-peers, announce, find-node, ping, stats, save.
+ * Each either asks a running `mdht run` through its control socket (--control)
+ * or runs a short-lived read-only node for the one job; stats and save are
+ * about a running node, so they need --control.
  */
 #ifndef MDHT_COMMANDS_H
 #define MDHT_COMMANDS_H

@@ -34,6 +34,7 @@ static void usage(FILE *f) {
         "  find-node    ID: print the closest nodes to ID\n"
         "  ping         HOST:PORT: print the node's id and round-trip time\n"
         "  stats        print the counters of a running node\n"
+        "  save         make a running node save its state now\n"
         "  testnet      --nodes N: run N nodes on loopback\n"
         "  help [CMD]   show this help, or a command's options\n"
         "\n"
@@ -263,6 +264,40 @@ static void save_on_hup(mdht_driver *d, void *user) {
   mdht_persist_save(user, d->node);
 }
 
+/* The counts of what was written come only with the STATE_SAVED event. */
+static void note_saved(const mdht_event *ev, void *user) {
+  mdht_ctl_saved *s = user;
+  if (ev->type != MDHT_EV_STATE_SAVED) return;
+  s->counted = true;
+  s->nodes = ev->u.state.nodes;
+  s->peers = ev->u.state.peers;
+}
+
+/* The control socket's `save`: the same save as SIGHUP's, with what it
+ * wrote, or why not, for the reply. */
+static int save_on_request(void *user, mdht_ctl_saved *out, char *err,
+                           size_t errcap) {
+  mdht_persist *p = user;
+  mdht_node *node = p->d->node;
+  /* Only for this one save; should the node have no subscriber slot
+   * left, the save still happens, reported without counts. */
+  int sub = mdht_node_subscribe(node, note_saved, out);
+  int rc = mdht_persist_save(p, node);
+
+  if (sub >= 0) mdht_node_unsubscribe(node, sub);
+  snprintf(out->path, sizeof out->path, "%s/%s", p->dir, MDHT_PERSIST_FILE);
+  if (rc < 0) {
+    /* MDHT_ERR_* and -errno overlap as numbers: persist notes in
+     * last_error the errno of a failed write as is, an MDHT_ERR_* of
+     * serializing shifted by -1000. */
+    snprintf(
+        err, errcap, "cannot save state to %s: %s (the previous state is kept)",
+        out->path, p->last_error == rc ? strerror(-rc) : mdht_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
 static int cmd_run(int argc, char **argv) {
   run_args a;
   mdht_driver_opts o;
@@ -380,6 +415,10 @@ static int cmd_run(int argc, char **argv) {
     }
     d.on_hup = save_on_hup;
     d.hup_user = &ps;
+  }
+  if (a.control && !a.no_state) {
+    ctl.save = save_on_request;
+    ctl.save_user = &ps;
   }
   if (a.control && (rc = mdht_ctl_server_attach(&ctl, &d)) < 0) {
     mdht_logforge_logf(&log, MDHT_LOG_ERROR, "control socket %s: %s", a.control,

@@ -1,4 +1,5 @@
 #include "addr.h"
+#include "hash.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -98,58 +99,6 @@ bool mdht_addr_is_private(const mdht_addr *a) {
 
 /* --------------------------------------------------------------- hash */
 
-/* SipHash-2-4: the table is keyed by addresses remote nodes choose, so the
- * hash must be keyed and hard to aim collisions at. */
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                               \
-  do {                                                                         \
-    v0 += v1;                                                                  \
-    v1 = ROTL64(v1, 13);                                                       \
-    v1 ^= v0;                                                                  \
-    v0 = ROTL64(v0, 32);                                                       \
-    v2 += v3;                                                                  \
-    v3 = ROTL64(v3, 16);                                                       \
-    v3 ^= v2;                                                                  \
-    v0 += v3;                                                                  \
-    v3 = ROTL64(v3, 21);                                                       \
-    v3 ^= v0;                                                                  \
-    v2 += v1;                                                                  \
-    v1 = ROTL64(v1, 17);                                                       \
-    v1 ^= v2;                                                                  \
-    v2 = ROTL64(v2, 32);                                                       \
-  } while (0)
-
-static uint64_t siphash24(uint64_t k0, uint64_t k1, const uint8_t *in,
-                          size_t len) {
-  uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
-  uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
-  uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
-  uint64_t v3 = k1 ^ 0x7465646279746573ULL;
-  size_t whole = len & ~(size_t)7;
-  for (size_t i = 0; i < whole; i += 8) {
-    uint64_t m = 0;
-    for (int j = 7; j >= 0; j--)
-      m = m << 8 | in[i + (size_t)j];
-    v3 ^= m;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= m;
-  }
-  uint64_t b = (uint64_t)len << 56;
-  for (size_t j = 0; j < (len & 7); j++)
-    b |= (uint64_t)in[whole + j] << (8 * j);
-  v3 ^= b;
-  SIPROUND;
-  SIPROUND;
-  v0 ^= b;
-  v2 ^= 0xff;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  return v0 ^ v1 ^ v2 ^ v3;
-}
-
 uint32_t mdht_addr_hash(const mdht_addr *a, uint64_t seed) {
   uint8_t buf[19];
   size_t n = ip_len(a);
@@ -157,8 +106,8 @@ uint32_t mdht_addr_hash(const mdht_addr *a, uint64_t seed) {
   memcpy(buf + 1, a->ip, n);
   buf[1 + n] = (uint8_t)(a->port >> 8);
   buf[2 + n] = (uint8_t)(a->port & 0xff);
-  /* One 64-bit seed stretched to SipHash's 128-bit key. */
-  uint64_t h = siphash24(seed, seed ^ 0x9e3779b97f4a7c15ULL, buf, n + 3);
+  /* Remote nodes choose their addresses: the index needs a keyed hash. */
+  uint64_t h = mdht_hash(seed, buf, n + 3);
   return (uint32_t)(h ^ (h >> 32));
 }
 

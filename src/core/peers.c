@@ -1,4 +1,5 @@
 #include "peers.h"
+#include "hash.h"
 #include "addr.h"
 
 #include <stdlib.h>
@@ -42,62 +43,9 @@ typedef struct table {
 /* ------------------------------------------------------------ hashing */
 
 /* Info-hashes are chosen by whoever announces, so the index needs a keyed
- * hash that an attacker cannot aim collisions at: SipHash-1-3 over the 20
- * bytes, keyed by hash_seed. (addr.c has a SipHash of its own, private.) */
-static inline uint64_t rotl(uint64_t x, int b) {
-  return (x << b) | (x >> (64 - b));
-}
-
-#define SIPROUND                                                               \
-  do {                                                                         \
-    v0 += v1;                                                                  \
-    v1 = rotl(v1, 13);                                                         \
-    v1 ^= v0;                                                                  \
-    v0 = rotl(v0, 32);                                                         \
-    v2 += v3;                                                                  \
-    v3 = rotl(v3, 16);                                                         \
-    v3 ^= v2;                                                                  \
-    v0 += v3;                                                                  \
-    v3 = rotl(v3, 21);                                                         \
-    v3 ^= v0;                                                                  \
-    v2 += v1;                                                                  \
-    v1 = rotl(v1, 17);                                                         \
-    v1 ^= v2;                                                                  \
-    v2 = rotl(v2, 32);                                                         \
-  } while (0)
-
-static uint64_t load64le(const uint8_t *p, size_t n) {
-  uint64_t m = 0;
-  for (size_t i = n; i-- > 0;)
-    m = m << 8 | p[i];
-  return m;
-}
-
+ * hash that an attacker cannot aim collisions at. */
 static uint32_t ih_hash(uint64_t seed, const mdht_id *ih) {
-  /* splitmix64 stretches the 64-bit seed to the 128-bit key. */
-  uint64_t k1 = seed + 0x9e3779b97f4a7c15ULL;
-  k1 = (k1 ^ (k1 >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  k1 = (k1 ^ (k1 >> 27)) * 0x94d049bb133111ebULL;
-  k1 ^= k1 >> 31;
-  uint64_t v0 = seed ^ 0x736f6d6570736575ULL;
-  uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
-  uint64_t v2 = seed ^ 0x6c7967656e657261ULL;
-  uint64_t v3 = k1 ^ 0x7465646279746573ULL;
-  for (size_t i = 0; i + 8 <= MDHT_ID_LEN; i += 8) {
-    uint64_t m = load64le(ih->b + i, 8);
-    v3 ^= m;
-    SIPROUND;
-    v0 ^= m;
-  }
-  uint64_t b = (uint64_t)MDHT_ID_LEN << 56 | load64le(ih->b + 16, 4);
-  v3 ^= b;
-  SIPROUND;
-  v0 ^= b;
-  v2 ^= 0xff;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  uint64_t h = v0 ^ v1 ^ v2 ^ v3;
+  uint64_t h = mdht_hash(seed, ih->b, MDHT_ID_LEN);
   return (uint32_t)(h ^ (h >> 32));
 }
 

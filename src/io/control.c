@@ -29,17 +29,23 @@ static const char *const cmd_names[] = {
     [MDHT_CTL_FIND_NODE] = "find-node",
     [MDHT_CTL_PING] = "ping",
     [MDHT_CTL_STATS] = "stats",
+    [MDHT_CTL_SAVE] = "save",
 };
 
 mdht_ctl_cmd mdht_ctl_cmd_parse(const char *name) {
-  for (int c = MDHT_CTL_GET_PEERS; c <= MDHT_CTL_STATS; c++)
+  for (int c = MDHT_CTL_GET_PEERS; c <= MDHT_CTL_SAVE; c++)
     if (strcmp(name, cmd_names[c]) == 0) return (mdht_ctl_cmd)c;
   return MDHT_CTL_NONE;
 }
 
 const char *mdht_ctl_cmd_name(mdht_ctl_cmd cmd) {
-  if (cmd < MDHT_CTL_NONE || cmd > MDHT_CTL_STATS) return "";
+  if (cmd < MDHT_CTL_NONE || cmd > MDHT_CTL_SAVE) return "";
   return cmd_names[cmd];
+}
+
+/* stats and save are about the node itself: no id or address. */
+static bool takes_arg(mdht_ctl_cmd cmd) {
+  return cmd != MDHT_CTL_STATS && cmd != MDHT_CTL_SAVE;
 }
 
 static int hexval(char c) {
@@ -154,7 +160,7 @@ int mdht_ctl_parse(mdht_ctl_req *req, const char *line, size_t len, char *err,
   }
 
   size_t i = 1;
-  if (req->cmd != MDHT_CTL_STATS) {
+  if (takes_arg(req->cmd)) {
     if (nw < 2 || w[1][0] == '-') {
       snprintf(err, errcap, "%s needs %s", w[0],
                req->cmd == MDHT_CTL_PING ? "HOST:PORT" : "an id");
@@ -226,7 +232,7 @@ int mdht_ctl_format(const mdht_ctl_req *req, char *buf, size_t cap) {
   if (req->cmd == MDHT_CTL_PING) {
     if (mdht_addr_format(&req->addr, arg, sizeof arg) < 0)
       return MDHT_ERR_INVAL;
-  } else if (req->cmd != MDHT_CTL_STATS) {
+  } else if (takes_arg(req->cmd)) {
     mdht_id_format(&req->target, arg);
   }
   n = snprintf(buf, cap, "%s%s%s", mdht_ctl_cmd_name(req->cmd),
@@ -617,6 +623,49 @@ void mdht_ctl_format_stats(const mdht_ctl_req *req, const mdht_node *node,
   free(bc);
 }
 
+/* ----------------------------------------------------------------- save */
+
+/* The path as one safe piece of a line: in JSON a string body (RFC 8259
+ * escapes); in text, control characters as '?', so that a strange path
+ * cannot end the line or pass for a progress or status line. */
+static void put_path(const char *path, bool json, char *buf, size_t cap) {
+  size_t n = 0;
+  for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+    char tmp[8];
+    size_t k;
+    if (json && (*p == '"' || *p == '\\'))
+      k = (size_t)snprintf(tmp, sizeof tmp, "\\%c", *p);
+    else if (json && *p < 0x20)
+      k = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", (unsigned)*p);
+    else
+      k = (size_t)snprintf(tmp, sizeof tmp, "%c",
+                           *p < 0x20 || *p == 0x7f ? '?' : *p);
+    if (n + k >= cap) break;
+    memcpy(buf + n, tmp, k);
+    n += k;
+  }
+  buf[n] = '\0';
+}
+
+void mdht_ctl_format_saved(const mdht_ctl_req *req, const mdht_ctl_saved *s,
+                           mdht_ctl_buf *out) {
+  char path[sizeof s->path * 6]; /* worst case: every byte \u00XX */
+  put_path(s->path, req->json, path, sizeof path);
+  if (req->json && s->counted)
+    mdht_ctl_buf_line(out,
+                      "{\"type\":\"saved\",\"nodes\":%u,\"peers\":%u,"
+                      "\"path\":\"%s\"}",
+                      s->nodes, s->peers, path);
+  else if (req->json)
+    mdht_ctl_buf_line(out, "{\"type\":\"saved\",\"path\":\"%s\"}", path);
+  else if (s->counted)
+    mdht_ctl_buf_line(out, "saved %u node%s, %u peer%s to %s", s->nodes,
+                      s->nodes == 1 ? "" : "s", s->peers,
+                      s->peers == 1 ? "" : "s", path);
+  else
+    mdht_ctl_buf_line(out, "saved the state to %s", path);
+}
+
 /* --------------------------------------------------------------- reader */
 
 void mdht_ctl_reader_init(mdht_ctl_reader *rd) {
@@ -744,6 +793,14 @@ int mdht_ctl_job_start(mdht_ctl_job *job, mdht_time now) {
   case MDHT_CTL_PING:
     rc = mdht_node_ping_addr(node, &req->addr, on_result, job, now);
     break;
+  case MDHT_CTL_SAVE:
+    /* The server answers it (mdht_ctl_server.save); a job has no state
+     * to save. */
+    job->starting = false;
+    job_done(job, MDHT_CTL_EXIT_ERROR,
+             "save needs a running node's control "
+             "socket");
+    return 0;
   default:
     rc = MDHT_ERR_INVAL;
     break;
@@ -900,6 +957,30 @@ static void job_notify(mdht_ctl_job *job, void *user) {
   wake(user);
 }
 
+/* `save`: answered at once, like stats, but by the program's persistence
+ * layer (srv->save), which jobs know nothing of. We are in the loop,
+ * outside the node, so the callback may call into it. */
+static void serve_save(mdht_ctl_server *srv, const mdht_ctl_req *req,
+                       mdht_ctl_buf *out) {
+  mdht_ctl_saved s;
+  char err[256];
+
+  if (!srv->save) {
+    mdht_ctl_buf_status(out, MDHT_CTL_EXIT_ERROR,
+                        "this node keeps no state (--no-state)");
+    return;
+  }
+  memset(&s, 0, sizeof s);
+  err[0] = '\0';
+  if (srv->save(srv->save_user, &s, err, sizeof err) < 0) {
+    mdht_ctl_buf_status(out, MDHT_CTL_EXIT_ERROR,
+                        err[0] ? err : "cannot save the state");
+    return;
+  }
+  mdht_ctl_format_saved(req, &s, out);
+  mdht_ctl_buf_status(out, MDHT_CTL_EXIT_OK, NULL);
+}
+
 static void client_start(mdht_ctl_server *srv, mdht_ctl_client *c,
                          mdht_time now) {
   char *lf = memchr(c->in, '\n', c->inlen);
@@ -910,6 +991,8 @@ static void client_start(mdht_ctl_server *srv, mdht_ctl_client *c,
   srv->served++;
   if (mdht_ctl_parse(&req, c->in, len, err, sizeof err) < 0) {
     mdht_ctl_buf_status(&c->out, MDHT_CTL_EXIT_ERROR, err);
+  } else if (req.cmd == MDHT_CTL_SAVE) {
+    serve_save(srv, &req, &c->out);
   } else {
     mdht_ctl_job_init(&c->job, srv->driver->node, &req, &c->out, now,
                       job_notify, srv);

@@ -1,7 +1,7 @@
 /*
  * The control socket: how the client commands (get-peers, announce,
- * find-node, ping, stats) reach a long-lived `mdht run`, so that they reuse
- * its routing table instead of joining the DHT from scratch each time.
+ * find-node, ping, stats, save) reach a long-lived `mdht run`, so that they
+ * reuse its routing table instead of joining the DHT from scratch each time.
  *
  * Transport: a Unix stream socket (mode 0600), one or more requests per
  * connection, answered in order.
@@ -10,6 +10,7 @@
  *
  *   request  = command [SP argument] *(SP option) LF      (at most 1024 bytes)
  *   command  = "get-peers" | "announce" | "find-node" | "ping" | "stats"
+ *            | "save"
  *   argument = 40 hex digits (find-node), 40 hex digits or a magnet link
  *              (get-peers, announce), a numeric "IP:PORT" or "[IPv6]:PORT"
  *              (ping)
@@ -79,7 +80,8 @@ typedef enum mdht_ctl_cmd {
   MDHT_CTL_ANNOUNCE,
   MDHT_CTL_FIND_NODE,
   MDHT_CTL_PING,
-  MDHT_CTL_STATS
+  MDHT_CTL_STATS,
+  MDHT_CTL_SAVE /* only on a running node's socket: see mdht_ctl_save_fn */
 } mdht_ctl_cmd;
 
 typedef struct mdht_ctl_req {
@@ -142,6 +144,18 @@ void mdht_ctl_format_progress(const mdht_event *ev, char *buf, size_t cap);
 /* `mdht stats`: the node's counters and its routing table per bucket. */
 void mdht_ctl_format_stats(const mdht_ctl_req *req, const mdht_node *node,
                            mdht_time now, mdht_ctl_buf *out);
+
+/* What a `save` wrote, for its reply. */
+typedef struct mdht_ctl_saved {
+  bool counted;          /* the counts below are known */
+  uint32_t nodes, peers; /* nodes include replacements */
+  char path[4096 + 16];  /* the state file */
+} mdht_ctl_saved;
+
+/* `mdht save`: "saved N nodes, M peers to PATH", or with --json one
+ * {"type":"saved",...} object. Pure. */
+void mdht_ctl_format_saved(const mdht_ctl_req *req, const mdht_ctl_saved *s,
+                           mdht_ctl_buf *out);
 
 /* Reads a response: call with each chunk received. Output lines go to
  * `out`, progress lines to `progress` (NULL: dropped). Returns 1 once the
@@ -214,6 +228,13 @@ void mdht_ctl_job_event(mdht_ctl_job *job, const mdht_event *ev);
 struct mdht_driver;
 typedef struct mdht_ctl_client mdht_ctl_client;
 
+/* Saves the node's state now, for a `save` request; called from the loop,
+ * outside the node. Returns 0 with `out` filled, or < 0 with a one-line
+ * reason in `err`. The persistence layer belongs to the program, not to
+ * the server: hence a callback. */
+typedef int (*mdht_ctl_save_fn)(void *user, mdht_ctl_saved *out, char *err,
+                                size_t errcap);
+
 typedef struct mdht_ctl_server {
   int lfd;  /* listening socket */
   int epfd; /* the server's own epoll set, one hook in the driver */
@@ -226,6 +247,10 @@ typedef struct mdht_ctl_server {
   int sub;                  /* event subscription, or -1 */
   mdht_ctl_client *clients; /* MDHT_CTL_MAX_CLIENTS slots */
   uint64_t served;
+  /* Set by the program after opening; NULL (a node that keeps no state):
+   * `save` is answered with an error. */
+  mdht_ctl_save_fn save;
+  void *save_user;
 } mdht_ctl_server;
 
 /* Creates the socket at `path`: mode 0600; a stale socket (nobody

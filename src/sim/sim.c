@@ -1,5 +1,6 @@
 #include "sim.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,40 @@ static void node_random(uint8_t *buf, size_t len, void *user) {
   }
 }
 
+double mdht_sim_uniform(mdht_sim *sim) {
+  return (double)(splitmix(&sim->rng) >> 11) * 0x1.0p-53;
+}
+
+/* A hash of the seed and the unordered pair: the link's own randomness,
+ * independent of the order in which datagrams happen to be sent. */
+static uint64_t link_hash(const mdht_sim *sim, uint32_t i, uint32_t j,
+                          uint64_t salt) {
+  uint64_t lo = i < j ? i : j, hi = i < j ? j : i;
+  uint64_t s = sim->o.seed ^ (lo << 32 | hi) * 0xd6e8feb86659fd93ull ^ salt;
+  splitmix(&s);
+  return splitmix(&s);
+}
+
+static double unit(uint64_t h) {
+  return (double)(h >> 11) * 0x1.0p-53;
+}
+
+mdht_time mdht_sim_link_latency(const mdht_sim *sim, uint32_t i, uint32_t j) {
+  double base = (double)sim->o.latency_ms;
+  if (sim->o.dist == MDHT_SIM_LAT_LOGNORMAL) {
+    /* Box-Muller from two independent hashes of the pair. */
+    double u1 = unit(link_hash(sim, i, j, 1)), u2 = unit(link_hash(sim, i, j, 2));
+    if (u1 < 1e-300) u1 = 1e-300;
+    double z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    double v = base * exp(sim->o.sigma * z);
+    if (v < base / 10) v = base / 10;
+    if (v > base * 20) v = base * 20;
+    return (mdht_time)(v + 0.5);
+  }
+  if (!sim->o.per_link) return sim->o.latency_ms;
+  return (mdht_time)(base * (0.5 + unit(link_hash(sim, i, j, 3))) + 0.5);
+}
+
 static bool before(const event *a, const event *b) {
   return a->at < b->at || (a->at == b->at && a->seq < b->seq);
 }
@@ -113,7 +148,7 @@ static mdht_addr addr_of(uint32_t i) {
   return a;
 }
 
-static bool index_of(const mdht_sim *sim, const mdht_addr *a, uint32_t *i) {
+bool mdht_sim_index(const mdht_sim *sim, const mdht_addr *a, uint32_t *i) {
   if (a->family != MDHT_AF_INET || a->port != 6881) return false;
   uint32_t ip = (uint32_t)a->ip[0] << 24 | (uint32_t)a->ip[1] << 16 |
                 (uint32_t)a->ip[2] << 8 | a->ip[3];
@@ -141,6 +176,9 @@ void mdht_sim_opts_default(mdht_sim_opts *o) {
   o->seed = 1;
   o->latency_ms = 50;
   o->jitter_ms = 50;
+  o->dist = MDHT_SIM_LAT_UNIFORM;
+  o->per_link = false;
+  o->sigma = 0.6;
   o->loss = 0;
   mdht_config_default(&o->cfg);
   /* Every node shares one IP range in the simulation: no rate limit. */
@@ -149,7 +187,8 @@ void mdht_sim_opts_default(mdht_sim_opts *o) {
 
 int mdht_sim_new(mdht_sim **out, const mdht_sim_opts *o) {
   if (!out || !o || o->nodes == 0 || o->nodes > (1u << 24) || o->loss < 0 ||
-      o->loss > 1)
+      o->loss > 1 || !(o->sigma >= 0 && o->sigma <= 4) ||
+      (o->dist != MDHT_SIM_LAT_UNIFORM && o->dist != MDHT_SIM_LAT_LOGNORMAL))
     return MDHT_ERR_INVAL;
   mdht_sim *sim = calloc(1, sizeof *sim);
   if (!sim) return MDHT_ERR_NOMEM;
@@ -231,13 +270,13 @@ void mdht_sim_touch(mdht_sim *sim, uint32_t i) {
   while ((len = mdht_node_next_packet(s->node, &to, buf, sizeof buf)) > 0) {
     sim->sent++;
     uint32_t j;
-    if (!index_of(sim, &to, &j)) continue; /* nobody lives there */
+    if (!mdht_sim_index(sim, &to, &j)) continue; /* nobody lives there */
     if (sim->o.loss > 0 &&
         (double)(splitmix(&sim->rng) >> 11) * 0x1.0p-53 < sim->o.loss) {
       sim->lost++;
       continue;
     }
-    mdht_time lat = sim->o.latency_ms;
+    mdht_time lat = mdht_sim_link_latency(sim, i, j);
     if (sim->o.jitter_ms) lat += splitmix(&sim->rng) % (sim->o.jitter_ms + 1);
     uint8_t *data = malloc((size_t)len);
     if (!data) continue;

@@ -1,9 +1,20 @@
 /*
  * The simulator: many sans-I/O nodes on one virtual network, in virtual
  * time, in one process. Datagrams between nodes are delayed by a latency
- * drawn per datagram (base + uniform jitter) and lost with a given
- * probability; everything is driven by one seeded generator, so a run is
- * repeatable for a given seed.
+ * and lost with a given probability; everything is driven by one seeded
+ * generator, so a run is repeatable for a given seed.
+ *
+ * The one-way latency of a datagram from i to j is the link's base plus a
+ * per-datagram jitter drawn uniformly from 0..jitter_ms:
+ *   - by default (per_link off, uniform) every link's base is latency_ms;
+ *   - with per_link, each (unordered) pair {i, j} has its own base, a
+ *     deterministic function of the seed and the pair, so that the same
+ *     link is always as slow in both directions and on every datagram:
+ *       MDHT_SIM_LAT_UNIFORM:   latency_ms * U(0.5, 1.5)
+ *       MDHT_SIM_LAT_LOGNORMAL: latency_ms * exp(sigma * Z), Z ~ N(0, 1),
+ *                               clamped to [latency_ms / 10, 20 latency_ms]
+ *     (both have median latency_ms; the log-normal has the long right
+ *     tail of Internet paths). LOGNORMAL implies per_link.
  *
  * It is what the core's design is for: the same node code that runs under
  * the epoll driver runs here thousands of times over, without sockets,
@@ -16,13 +27,21 @@
 
 typedef struct mdht_sim mdht_sim;
 
+typedef enum mdht_sim_latency_dist {
+  MDHT_SIM_LAT_UNIFORM,
+  MDHT_SIM_LAT_LOGNORMAL
+} mdht_sim_latency_dist;
+
 typedef struct mdht_sim_opts {
   uint32_t nodes;
   uint64_t seed;
-  mdht_time latency_ms; /* one-way base latency */
-  mdht_time jitter_ms;  /* plus uniform 0..jitter */
-  double loss;          /* probability a datagram is lost, 0..1 */
-  mdht_config cfg;      /* for every node (allow_private is forced on) */
+  mdht_time latency_ms; /* one-way base latency (median with per_link) */
+  mdht_time jitter_ms;  /* plus uniform 0..jitter per datagram */
+  mdht_sim_latency_dist dist;
+  bool per_link; /* each link its own base (see above) */
+  double sigma;  /* LOGNORMAL shape: 0.6 */
+  double loss;   /* probability a datagram is lost, 0..1 */
+  mdht_config cfg; /* for every node (allow_private is forced on) */
 } mdht_sim_opts;
 
 void mdht_sim_opts_default(mdht_sim_opts *o);
@@ -50,5 +69,11 @@ uint64_t mdht_sim_sent(const mdht_sim *sim);
 uint64_t mdht_sim_lost(const mdht_sim *sim);
 /* A deterministic random number from the simulation's generator. */
 uint64_t mdht_sim_rand(mdht_sim *sim);
+/* The same, as a double in [0, 1). */
+double mdht_sim_uniform(mdht_sim *sim);
+/* Which node lives at `a`: true and *i, or false. */
+bool mdht_sim_index(const mdht_sim *sim, const mdht_addr *a, uint32_t *i);
+/* The base one-way latency of the link between i and j (no jitter). */
+mdht_time mdht_sim_link_latency(const mdht_sim *sim, uint32_t i, uint32_t j);
 
 #endif

@@ -12,12 +12,16 @@
 3. Truncated, bit-flipped, empty, foreign and future-version files: one
    warning each, kept aside as state.corrupt, a fresh start, no crash.
 4. Two nodes on one state directory: the second exits 2 with one line.
+5. `mdht save --control SOCK` saves a running node now: the file it
+   names is written, loads, and holds the counts it prints; a failed save
+   and a node without state answer exit 2 with one line.
 
 Nodes live on 127.0.7.x, fake nodes on 127.0.8.x; nothing leaves loopback.
 
 Usage: test_persist.py path/to/mdht
 """
 import hashlib
+import json
 import os
 import random
 import re
@@ -534,12 +538,117 @@ def test_lock(tmp):
     check(b.stop() == 0, "the directory is free again")
 
 
+# ------------------------------------------------------- 5. mdht save
+
+def test_save_command(tmp):
+    d = os.path.join(tmp, "save")
+    sock = os.path.join(tmp, "save.sock")
+    state = os.path.join(d, "state")
+    # No periodic save within the test: every file is the command's.
+    p = MdhtProcess(BIN, ["--bind", "127.0.7.13", "--port", "0",
+                          "--no-bootstrap", "--state", d, "--control", sock,
+                          "--save-interval", "3600"])
+    fakes = [Sock("127.0.8.%d" % (170 + i)) for i in range(12)]
+    responder = Responder(fakes)
+    q = None
+    try:
+        wait_line(p, r"control socket")
+        check(not os.path.exists(state), "a fresh node has not saved yet")
+        # Something to save: nodes that it confirms, and a stored peer.
+        for f in fakes:
+            f.send(p.addr, {"t": f.tid(), "y": "q", "q": "ping",
+                            "a": {"id": f.id}})
+        c = Sock("127.0.8.190")
+        tok = c.query(p.addr, "get_peers", {"info_hash": bytes.fromhex(
+            IH)})[b"r"][b"token"]
+        c.query(p.addr, "announce_peer", {"info_hash": bytes.fromhex(IH),
+                                          "port": 7100, "token": tok})
+        c.close()
+        end = time.time() + 10
+        while True:
+            rc, out, _ = mdht("stats", "--control", sock, "--json")
+            if rc == 0 and json.loads(out[0])["nodes"]["good"] >= len(fakes):
+                break
+            check(time.time() < end, "the node learns the fakes: %r" % out)
+            time.sleep(0.05)
+
+        rc, out, err = mdht("save", "--control", sock)
+        check(rc == 0 and err == "", "save: exit 0, quiet: %d %r" % (rc, err))
+        m = re.fullmatch(r"saved (\d+) nodes?, (\d+) peers? to (.+)",
+                         out[0] if len(out) == 1 else "")
+        check(m is not None, "save: one line of output: %r" % out)
+        check(os.path.realpath(m.group(3)) == os.path.realpath(state),
+              "save names the file: %r" % m.group(3))
+        with open(state, "rb") as f:
+            first = f.read()
+        st = parse_state(first)  # raises if it does not load
+        check(st["id"] == p.id, "the node's id is saved")
+        check(len(st["nodes"]) == int(m.group(1)) >= len(fakes),
+              "the saved nodes, as counted: %d vs %s" % (len(st["nodes"]),
+                                                         m.group(1)))
+        npeers = sum(len(v) for v in st["peers"].values())
+        check(npeers == int(m.group(2)) == 1 and
+              st["peers"][IH][0][0] == ("127.0.8.190", 7100),
+              "the stored peer is saved, as counted: %r" % st["peers"])
+
+        # Again, as JSON: a new file (its save time differs).
+        time.sleep(0.01)
+        rc, out, err = mdht("save", "--control", sock, "--json")
+        check(rc == 0 and err == "" and len(out) == 1,
+              "save --json: one line: %d %r %r" % (rc, out, err))
+        o = json.loads(out[0])
+        check(o["type"] == "saved" and o["nodes"] == len(st["nodes"]) and
+              o["peers"] == 1 and o["path"] == m.group(3),
+              "save --json: the same counts: %r" % o)
+        with open(state, "rb") as f:
+            second = f.read()
+        check(second != first, "the second save wrote a new file")
+        check(parse_state(second)["wall"] > st["wall"], "a later save time")
+
+        # A save that fails: exit 2, the reason in one line, the old file
+        # kept. (A directory in the temp file's way fails even for root.)
+        os.mkdir(state + ".tmp")
+        rc, out, err = mdht("save", "--control", sock)
+        lines = err.splitlines()
+        check(rc == 2 and out == [] and len(lines) == 1 and
+              lines[0].startswith("mdht: cannot save state to ") and
+              "Is a directory" in lines[0],
+              "failed save: exit 2, one line: %d %r %r" % (rc, out, err))
+        os.rmdir(state + ".tmp")
+        with open(state, "rb") as f:
+            check(f.read() == second, "the previous file is kept")
+        rc, out, err = mdht("save", "--control", sock)
+        check(rc == 0 and len(out) == 1, "and saves again: %r" % err)
+        check(p.alive(), "the node runs on")
+
+        # No state kept, nothing to save; no node, no save.
+        q = MdhtProcess(BIN, ["--bind", "127.0.7.14", "--port", "0",
+                              "--no-bootstrap", "--no-state", "--control",
+                              sock + "2"])
+        wait_line(q, r"control socket")
+        rc, out, err = mdht("save", "--control", sock + "2")
+        check(rc == 2 and out == [] and err == "mdht: this node keeps no "
+              "state (--no-state)\n", "--no-state: exit 2, one line: %d %r"
+              % (rc, err))
+        rc, out, err = mdht("save")
+        check(rc == 2 and out == [] and len(err.splitlines()) == 1 and
+              "--control" in err, "save without --control: %d %r" % (rc, err))
+    finally:
+        responder.stop()
+        for f in fakes:
+            f.close()
+        for x in (p, q):
+            if x:
+                check(x.stop() == 0, "clean exit")
+
+
 def main():
     global BIN
     BIN = os.path.abspath(sys.argv[1])
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="mdht-persist-") as tmp:
         test_lock(tmp)
+        test_save_command(tmp)
         test_bad_files(tmp)
         test_restart(tmp)
         test_kill9(tmp)

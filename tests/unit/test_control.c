@@ -72,6 +72,17 @@ static void test_parse_commands(void **state) {
   assert_int_equal(parse(&r, "  stats \t --json  "), 0);
   assert_int_equal(r.cmd, MDHT_CTL_STATS);
   assert_true(r.json);
+
+  /* save: no argument, like stats; `mdht save` sends its --timeout. */
+  assert_int_equal(parse(&r, "save\n"), 0);
+  assert_int_equal(r.cmd, MDHT_CTL_SAVE);
+  assert_false(r.json);
+  assert_int_equal(parse(&r, "save --json --timeout 30000"), 0);
+  assert_int_equal(r.cmd, MDHT_CTL_SAVE);
+  assert_true(r.json);
+  assert_int_equal(r.timeout_ms, 30000);
+  assert_int_equal(mdht_ctl_cmd_parse("save"), MDHT_CTL_SAVE);
+  assert_string_equal(mdht_ctl_cmd_name(MDHT_CTL_SAVE), "save");
 }
 
 static void test_parse_errors(void **state) {
@@ -111,6 +122,9 @@ static void test_parse_errors(void **state) {
   assert_int_equal(parse(&r, "ping 127.0.0.1"), MDHT_ERR_INVAL);
   assert_int_equal(parse(&r, "ping 127.0.0.1:0"), MDHT_ERR_INVAL);
   assert_int_equal(parse(&r, "stats extra"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "save " HEX1), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "save --port 1"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "saves"), MDHT_ERR_INVAL);
   assert_int_equal(parse(&r, "stats a b c d e f g h i j k l m n o p q r"),
                    MDHT_ERR_INVAL);
 
@@ -159,6 +173,16 @@ static void test_format_roundtrip(void **state) {
   assert_int_equal(mdht_ctl_format(&r, line, sizeof line), 6);
   assert_string_equal(line, "stats\n");
   assert_int_equal(mdht_ctl_format(&r, line, 3), MDHT_ERR_NOBUF);
+
+  memset(&r, 0, sizeof r);
+  r.cmd = MDHT_CTL_SAVE;
+  r.json = true;
+  r.timeout_ms = 30000;
+  n = mdht_ctl_format(&r, line, sizeof line);
+  assert_string_equal(line, "save --json --timeout 30000\n");
+  assert_int_equal(n, (int)strlen(line));
+  assert_int_equal(parse(&back, line), 0);
+  assert_memory_equal(&r, &back, sizeof r);
 }
 
 static void test_infohash(void **state) {
@@ -516,6 +540,59 @@ static void test_job_stats(void **state) {
   mdht_node_del(node);
 }
 
+static void test_format_saved(void **state) {
+  mdht_ctl_req req = {.cmd = MDHT_CTL_SAVE};
+  mdht_ctl_saved s = {.counted = true, .nodes = 35, .peers = 1};
+  mdht_ctl_buf b = {0};
+  (void)state;
+
+  strcpy(s.path, "/var/lib/mdht/state");
+  mdht_ctl_format_saved(&req, &s, &b);
+  assert_string_equal(text(&b), "saved 35 nodes, 1 peer to "
+                                "/var/lib/mdht/state\n");
+
+  mdht_ctl_buf_reset(&b);
+  req.json = true;
+  mdht_ctl_format_saved(&req, &s, &b);
+  assert_string_equal(text(&b), "{\"type\":\"saved\",\"nodes\":35,"
+                                "\"peers\":1,\"path\":\"/var/lib/mdht/"
+                                "state\"}\n");
+
+  /* A strange path stays one line, and valid JSON. */
+  strcpy(s.path, "/tmp/a\"b\\c\nd\001/state");
+  mdht_ctl_buf_reset(&b);
+  mdht_ctl_format_saved(&req, &s, &b);
+  assert_string_equal(text(&b), "{\"type\":\"saved\",\"nodes\":35,"
+                                "\"peers\":1,\"path\":\"/tmp/a\\\"b\\\\c"
+                                "\\u000ad\\u0001/state\"}\n");
+  mdht_ctl_buf_reset(&b);
+  req.json = false;
+  s.counted = false; /* no counts: the save is still reported */
+  mdht_ctl_format_saved(&req, &s, &b);
+  assert_string_equal(text(&b), "saved the state to /tmp/a\"b\\c?d?/state\n");
+  mdht_ctl_buf_free(&b);
+}
+
+/* A job cannot save: only the server, through the program, can. */
+static void test_job_save(void **state) {
+  uint64_t seed = 11;
+  mdht_node *node = lone_node(&seed);
+  mdht_ctl_req req = {.cmd = MDHT_CTL_SAVE};
+  mdht_ctl_buf b = {0};
+  mdht_ctl_job job;
+  int calls = 0;
+  (void)state;
+
+  mdht_ctl_job_init(&job, node, &req, &b, 1000, notified, &calls);
+  assert_int_equal(mdht_ctl_job_start(&job, 1000), 0);
+  assert_true(job.done);
+  assert_int_equal(calls, 1);
+  assert_int_equal(job.code, MDHT_CTL_EXIT_ERROR);
+  assert_int_equal(b.p[0], '\0');
+  mdht_ctl_buf_free(&b);
+  mdht_node_del(node);
+}
+
 static void test_job_lookup_waits(void **state) {
   uint64_t seed = 9;
   mdht_node *node = lone_node(&seed);
@@ -570,6 +647,8 @@ int main(void) {
       cmocka_unit_test(test_status_and_overflow),
       cmocka_unit_test(test_reader),
       cmocka_unit_test(test_job_stats),
+      cmocka_unit_test(test_format_saved),
+      cmocka_unit_test(test_job_save),
       cmocka_unit_test(test_job_lookup_waits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
