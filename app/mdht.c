@@ -212,6 +212,8 @@ static const cli_opt run_opts[] = {
      CFG(max_infohashes), 1, U32MAX, NULL},
     {"--max-peers", "N", "peers stored per info-hash", CLI_U32,
      CFG(max_peers_per_ih), 1, U32MAX, NULL},
+    {"--max-peers-total", "N", "peers stored in all, 0 = no such bound",
+     CLI_U32, CFG(max_peers), 0, U32MAX, NULL},
     {"--query-timeout", "MS", "a query fails after this", CLI_MS,
      CFG(query_timeout_ms), 1, SECMAX, NULL},
     {"--query-soft-timeout", "MS", "a lookup moves on after this", CLI_MS,

@@ -158,6 +158,8 @@ bad run --k 0
 bad run --k 17
 bad run --alpha x
 bad run --max-txns 70000
+bad run --max-peers-total x
+bad run --max-peers-total -1
 bad run --peer-ttl 0
 bad run --query-timeout -5
 bad run --query-soft-timeout 6000 --query-timeout 5000
