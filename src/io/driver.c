@@ -159,6 +159,47 @@ static bool valid_port(const char *p) {
   return v > 0;
 }
 
+/* Remembers a name to resolve again later; true if it is new. */
+static bool remember_unresolved(mdht_driver *d, const char *hostport) {
+  for (size_t i = 0; i < d->nunresolved; i++)
+    if (strcmp(d->unresolved[i], hostport) == 0) return false;
+  if (d->nunresolved >= MDHT_DRIVER_MAX_UNRESOLVED ||
+      strlen(hostport) >= sizeof d->unresolved[0])
+    return true; /* warned about, not kept */
+  strcpy(d->unresolved[d->nunresolved++], hostport);
+  if (d->nunresolved == 1) {
+    d->resolve_backoff = MDHT_DRIVER_RESOLVE_MIN_MS;
+    d->resolve_at = mdht_driver_now() + d->resolve_backoff;
+  }
+  return true;
+}
+
+static void forget_unresolved(mdht_driver *d, const char *hostport) {
+  for (size_t i = 0; i < d->nunresolved; i++) {
+    if (strcmp(d->unresolved[i], hostport) == 0) {
+      memmove(d->unresolved[i], d->unresolved[i + 1],
+              (d->nunresolved - i - 1) * sizeof d->unresolved[0]);
+      d->nunresolved--;
+      return;
+    }
+  }
+}
+
+/* Tries the names that did not resolve again, doubling the wait each
+ * round (30 s to 10 min). Copies first: a retry edits the list. */
+static void retry_unresolved(mdht_driver *d, mdht_time now) {
+  if (d->nunresolved == 0 || now < d->resolve_at) return;
+  char names[MDHT_DRIVER_MAX_UNRESOLVED][264];
+  size_t n = d->nunresolved;
+  memcpy(names, d->unresolved, sizeof names);
+  for (size_t i = 0; i < n; i++)
+    mdht_driver_bootstrap(d, names[i]);
+  d->resolve_backoff *= 2;
+  if (d->resolve_backoff > MDHT_DRIVER_RESOLVE_MAX_MS)
+    d->resolve_backoff = MDHT_DRIVER_RESOLVE_MAX_MS;
+  d->resolve_at = now + d->resolve_backoff;
+}
+
 int mdht_driver_bootstrap(mdht_driver *d, const char *hostport) {
   struct addrinfo hints = {0}, *res = NULL, *ai;
   char host[256];
@@ -177,11 +218,14 @@ int mdht_driver_bootstrap(mdht_driver *d, const char *hostport) {
   hints.ai_flags = AI_NUMERICSERV;
   rc = getaddrinfo(host, port, &hints, &res);
   if (rc != 0) {
-    mdht_logforge_logf(d->log, MDHT_LOG_WARN,
-                       "bootstrap %s: cannot resolve: %s, skipped", hostport,
-                       rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    /* One warning per name; the retries stay quiet. */
+    if (remember_unresolved(d, hostport))
+      mdht_logforge_logf(
+          d->log, MDHT_LOG_WARN, "bootstrap %s: cannot resolve: %s, will retry",
+          hostport, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
     return 0;
   }
+  forget_unresolved(d, hostport);
   for (ai = res; ai; ai = ai->ai_next) {
     mdht_addr a;
     char buf[64];
@@ -393,8 +437,9 @@ int mdht_driver_run(mdht_driver *d) {
   mdht_driver_flush(d);
   while (!d->stop) {
     mdht_time now = mdht_driver_now();
-    int n = epoll_wait(d->epfd, evs, 16,
-                       epoll_timeout(now, mdht_node_next_deadline(d->node)));
+    mdht_time wake = mdht_node_next_deadline(d->node);
+    if (d->nunresolved && d->resolve_at < wake) wake = d->resolve_at;
+    int n = epoll_wait(d->epfd, evs, 16, epoll_timeout(now, wake));
     if (n < 0) {
       if (errno == EINTR) continue;
       n = -errno;
@@ -422,6 +467,7 @@ int mdht_driver_run(mdht_driver *d) {
     }
     now = mdht_driver_now();
     if (mdht_node_next_deadline(d->node) <= now) mdht_node_tick(d->node, now);
+    retry_unresolved(d, now);
     mdht_driver_flush(d);
   }
   return 0;

@@ -25,6 +25,9 @@
 #include "sock.h"
 
 #define MDHT_DRIVER_MAX_HOOKS 8
+#define MDHT_DRIVER_MAX_UNRESOLVED 8
+#define MDHT_DRIVER_RESOLVE_MIN_MS 30000
+#define MDHT_DRIVER_RESOLVE_MAX_MS (10 * 60 * 1000)
 
 /* The public DHT's usual entry points, used when the caller gives none. */
 extern const char *const mdht_default_bootstrap[];
@@ -62,6 +65,12 @@ struct mdht_driver {
   bool masked;
   bool want_out; /* EPOLLOUT registered on the socket */
   bool stop;
+  /* Bootstrap names that did not resolve (offline at start): tried again
+   * with backoff, so that a node started before the network came up still
+   * finds its routers. */
+  char unresolved[MDHT_DRIVER_MAX_UNRESOLVED][264];
+  size_t nunresolved;
+  mdht_time resolve_at, resolve_backoff;
   /* getrandom(2) output handed out in pieces: the node draws a few bytes
    * per query it sends, and one system call per 256 bytes is cheaper than
    * one per draw. */
