@@ -49,6 +49,7 @@ bench: deps
 	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DMDHT_BENCH=ON -DMDHT_TESTS=OFF >/dev/null
 	@cmake --build build-bench -j $(JOBS)
 	@/usr/bin/python3 bench/run.py --build build-bench --json-out build-bench/bench.json
+	@bash bench/sim.sh build-bench/mdht
 
 install: build
 	cmake --install $(BUILD)

@@ -36,6 +36,7 @@ static void usage(FILE *f) {
         "  stats        print the counters of a running node\n"
         "  save         make a running node save its state now\n"
         "  testnet      --nodes N: run N nodes on loopback\n"
+        "  sim          simulate a network of N nodes on virtual time\n"
         "  help [CMD]   show this help, or a command's options\n"
         "\n"
         "  mdht --version    print the version\n"
@@ -444,13 +445,8 @@ static int cmd_run(int argc, char **argv) {
 
 /* ----------------------------------------------------------------- main */
 
-static const char *const later[] = {"testnet", "sim"};
-
-static bool is_later(const char *cmd) {
-  for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
-    if (strcmp(cmd, later[i]) == 0) return true;
-  return false;
-}
+int mdht_cmd_sim(int argc, char **argv);     /* app/sim.c */
+int mdht_cmd_testnet(int argc, char **argv); /* app/testnet.c */
 
 static int cmd_help(int argc, char **argv) {
   if (argc == 0) {
@@ -469,10 +465,10 @@ static int cmd_help(int argc, char **argv) {
     client_usage(argv[0]);
     return 0;
   }
-  if (is_later(argv[0])) {
-    cli_error("'%s' is not implemented yet", argv[0]);
-    return CLI_USAGE_ERROR;
-  }
+  if (strcmp(argv[0], "sim") == 0)
+    return mdht_cmd_sim(1, (char *[]){"--help", NULL});
+  if (strcmp(argv[0], "testnet") == 0)
+    return mdht_cmd_testnet(1, (char *[]){"--help", NULL});
   cli_error("unknown command '%s' (try 'mdht --help')", argv[0]);
   return CLI_USAGE_ERROR;
 }
@@ -494,10 +490,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "help") == 0) return cmd_help(argc - 2, argv + 2);
   if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
   if (client_command(cmd)) return cmd_client(cmd, argc - 2, argv + 2);
-  if (is_later(cmd)) {
-    cli_error("'%s' is not implemented yet", cmd);
-    return CLI_USAGE_ERROR;
-  }
+  if (strcmp(cmd, "sim") == 0) return mdht_cmd_sim(argc - 2, argv + 2);
+  if (strcmp(cmd, "testnet") == 0) return mdht_cmd_testnet(argc - 2, argv + 2);
   if (cmd[0] == '-')
     cli_error("unknown option '%s' (try 'mdht --help')", cmd);
   else

@@ -81,7 +81,8 @@ mdht_time mdht_sim_link_latency(const mdht_sim *sim, uint32_t i, uint32_t j) {
   double base = (double)sim->o.latency_ms;
   if (sim->o.dist == MDHT_SIM_LAT_LOGNORMAL) {
     /* Box-Muller from two independent hashes of the pair. */
-    double u1 = unit(link_hash(sim, i, j, 1)), u2 = unit(link_hash(sim, i, j, 2));
+    double u1 = unit(link_hash(sim, i, j, 1)),
+           u2 = unit(link_hash(sim, i, j, 2));
     if (u1 < 1e-300) u1 = 1e-300;
     double z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
     double v = base * exp(sim->o.sigma * z);

@@ -38,9 +38,9 @@ typedef struct mdht_sim_opts {
   mdht_time latency_ms; /* one-way base latency (median with per_link) */
   mdht_time jitter_ms;  /* plus uniform 0..jitter per datagram */
   mdht_sim_latency_dist dist;
-  bool per_link; /* each link its own base (see above) */
-  double sigma;  /* LOGNORMAL shape: 0.6 */
-  double loss;   /* probability a datagram is lost, 0..1 */
+  bool per_link;   /* each link its own base (see above) */
+  double sigma;    /* LOGNORMAL shape: 0.6 */
+  double loss;     /* probability a datagram is lost, 0..1 */
   mdht_config cfg; /* for every node (allow_private is forced on) */
 } mdht_sim_opts;
 

@@ -1,0 +1,279 @@
+/*
+ * mdht sim: the core on the simulator's virtual network (src/sim/), one
+ * scenario (src/sim/scenario.h) from the command line: join, announce,
+ * kill, look up, report.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "mdht.h"
+#include "scenario.h"
+
+int mdht_cmd_sim(int argc, char **argv);
+
+typedef struct sim_args {
+  uint32_t nodes;
+  uint64_t seed;
+  mdht_time latency_ms;
+  mdht_time jitter_ms;
+  bool lognormal;
+  double sigma;
+  double loss;
+  double churn;
+  double dead;
+  uint32_t infohashes;
+  uint32_t lookups;
+  uint32_t routers;
+  mdht_time settle_ms;
+  mdht_time lookup_step_ms;
+  uint32_t alpha;
+  mdht_time soft_timeout_ms;
+  uint32_t max_txns;
+  uint32_t max_lookups;
+  bool json;
+  bool progress;
+} sim_args;
+
+/* A decimal fraction in [lo, hi]. */
+static int parse_double(const char *name, const char *v, double lo, double hi,
+                        double *out) {
+  char *end;
+  double d;
+  if (!*v || strchr(v, ' ')) goto bad;
+  d = strtod(v, &end);
+  if (*end || !isfinite(d) || d < lo || d > hi) goto bad;
+  *out = d;
+  return 0;
+bad:
+  cli_error("bad value '%s' for %s (want a number from %g to %g)", v, name, lo,
+            hi);
+  return -1;
+}
+
+static int opt_loss(void *ctx, const char *v) {
+  return parse_double("--loss", v, 0, 1, &((sim_args *)ctx)->loss);
+}
+static int opt_churn(void *ctx, const char *v) {
+  return parse_double("--churn", v, 0, 1e6, &((sim_args *)ctx)->churn);
+}
+static int opt_dead(void *ctx, const char *v) {
+  return parse_double("--dead", v, 0, 0.9, &((sim_args *)ctx)->dead);
+}
+static int opt_sigma(void *ctx, const char *v) {
+  return parse_double("--latency-sigma", v, 0, 4, &((sim_args *)ctx)->sigma);
+}
+static int opt_routers(void *ctx, const char *v) {
+  uint64_t n;
+  if (cli_parse_u64(v, 1, 16, &n) < 0) {
+    cli_error("bad value '%s' for --routers (want an integer from 1 to 16)", v);
+    return -1;
+  }
+  ((sim_args *)ctx)->routers = (uint32_t)n;
+  return 0;
+}
+
+static int opt_dist(void *ctx, const char *v) {
+  sim_args *a = ctx;
+  if (strcmp(v, "uniform") == 0)
+    a->lognormal = false;
+  else if (strcmp(v, "lognormal") == 0)
+    a->lognormal = true;
+  else {
+    cli_error("bad value '%s' for --latency-dist (want uniform or lognormal)",
+              v);
+    return -1;
+  }
+  return 0;
+}
+
+#define OFF(f) offsetof(sim_args, f)
+static const cli_opt opts[] = {
+    {"--nodes", "N", "nodes in the network (some 270 KiB each)", CLI_U32,
+     OFF(nodes), 2, 100000, NULL},
+    {"--seed", "S", "seed of every random choice", CLI_MS, OFF(seed), 0,
+     UINT64_MAX, NULL},
+    {"--latency", "MS", "median one-way latency of a link", CLI_MS,
+     OFF(latency_ms), 0, 10000, NULL},
+    {"--jitter", "MS", "plus 0..MS per datagram, uniform", CLI_MS,
+     OFF(jitter_ms), 0, 10000, NULL},
+    {"--latency-dist", "uniform|lognormal",
+     "link latencies: latency x U(0.5,1.5), or latency x exp(sigma N(0,1)) "
+     "(default uniform)",
+     CLI_CUSTOM, 0, 0, 0, opt_dist},
+    {"--latency-sigma", "X", "shape of the lognormal (default 0.6)", CLI_CUSTOM,
+     0, 0, 0, opt_sigma},
+    {"--loss", "P", "probability a datagram is lost, 0..1 (default 0)",
+     CLI_CUSTOM, 0, 0, 0, opt_loss},
+    {"--churn", "RATE",
+     "nodes leaving (and as many joining) per virtual second (default 0)",
+     CLI_CUSTOM, 0, 0, 0, opt_churn},
+    {"--dead", "FRACTION",
+     "kill nodes until this share of routing entries is stale, before the "
+     "lookups (default 0)",
+     CLI_CUSTOM, 0, 0, 0, opt_dead},
+    {"--infohashes", "I", "info-hashes announced", CLI_U32, OFF(infohashes), 1,
+     1000000, NULL},
+    {"--lookups", "L", "get_peers lookups measured", CLI_U32, OFF(lookups), 1,
+     10000000, NULL},
+    {"--routers", "N",
+     "bootstrap nodes everyone joins through (default 4, at most --nodes)",
+     CLI_CUSTOM, 0, 0, 0, opt_routers},
+    {"--settle", "MS", "virtual time between the last join and the announces",
+     CLI_MS, OFF(settle_ms), 0, 86400000, NULL},
+    {"--lookup-interval", "MS", "virtual time between lookup starts", CLI_MS,
+     OFF(lookup_step_ms), 0, 60000, NULL},
+    {"--alpha", "N", "lookup parallelism of every node", CLI_U32, OFF(alpha), 1,
+     16, NULL},
+    {"--soft-timeout", "MS", "lookup soft timeout of every node", CLI_MS,
+     OFF(soft_timeout_ms), 0, 5000, NULL},
+    {"--max-txns", "N", "outstanding queries per node", CLI_U32, OFF(max_txns),
+     16, 65536, NULL},
+    {"--max-lookups", "N", "concurrent lookups per node", CLI_U32,
+     OFF(max_lookups), 1, 1024, NULL},
+    {"--json", NULL, "one JSON object instead of the table", CLI_FLAG,
+     OFF(json), 0, 0, NULL},
+    {"--progress", NULL, "phases and wall time on stderr", CLI_FLAG,
+     OFF(progress), 0, 0, NULL},
+};
+#undef OFF
+
+static void defaults(sim_args *a) {
+  mdht_scenario_opts so;
+  mdht_scenario_opts_default(&so);
+  memset(a, 0, sizeof *a);
+  a->nodes = so.sim.nodes;
+  a->seed = so.sim.seed;
+  a->latency_ms = so.sim.latency_ms;
+  a->jitter_ms = so.sim.jitter_ms;
+  a->sigma = so.sim.sigma;
+  a->infohashes = so.infohashes;
+  a->lookups = so.lookups;
+  a->routers = 0; /* given: --routers; else so.routers, at most nodes */
+  a->settle_ms = so.settle_ms;
+  a->lookup_step_ms = so.lookup_step_ms;
+  a->alpha = so.sim.cfg.alpha;
+  a->soft_timeout_ms = so.sim.cfg.query_soft_timeout_ms;
+  a->max_txns = so.sim.cfg.max_txns;
+  a->max_lookups = so.sim.cfg.max_lookups;
+}
+
+static void usage(void) {
+  sim_args d;
+  defaults(&d);
+  printf("usage: mdht sim [options]\n"
+         "Runs N nodes on a simulated network in virtual time: they join, "
+         "announce\ninfo-hashes, some die, and get_peers lookups from random "
+         "nodes are measured\n(success, rounds, datagrams, time to first "
+         "peer and to completion against\nthe median link RTT). "
+         "Deterministic for a given --seed.\n\noptions:\n");
+  cli_print_options(opts, sizeof opts / sizeof opts[0], &d);
+}
+
+static double wall_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct prog {
+  bool on;
+  double t0;
+} prog;
+
+/* The current resident set, in KiB, or -1. */
+static long rss_kib(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = -1, resident = -1;
+  if (!f) return -1;
+  if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = -1;
+  fclose(f);
+  return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void on_progress(const char *phase, mdht_time vt, void *user) {
+  prog *p = user;
+  if (p->on)
+    fprintf(
+        stderr, "mdht sim: %-8s virtual %8.1f s, wall %7.1f s, RSS %6.0f MiB\n",
+        phase, (double)vt / 1000, wall_s() - p->t0, (double)rss_kib() / 1024);
+}
+
+int mdht_cmd_sim(int argc, char **argv) {
+  sim_args a;
+  const char *pos[1];
+  size_t npos;
+  defaults(&a);
+  int rc = cli_parse(opts, sizeof opts / sizeof opts[0], argc, argv, &a, pos, 0,
+                     &npos);
+  if (rc == 1) {
+    usage();
+    return 0;
+  }
+  if (rc < 0) return CLI_USAGE_ERROR;
+  if (a.routers == 0) {
+    mdht_scenario_opts so;
+    mdht_scenario_opts_default(&so);
+    a.routers = so.routers < a.nodes ? so.routers : a.nodes;
+  }
+  if (a.routers > a.nodes) {
+    cli_error("--routers %u is more than --nodes %u", a.routers, a.nodes);
+    return CLI_USAGE_ERROR;
+  }
+
+  mdht_scenario_opts o;
+  mdht_scenario_opts_default(&o);
+  o.sim.nodes = a.nodes;
+  o.sim.seed = a.seed;
+  o.sim.latency_ms = a.latency_ms;
+  o.sim.jitter_ms = a.jitter_ms;
+  o.sim.dist = a.lognormal ? MDHT_SIM_LAT_LOGNORMAL : MDHT_SIM_LAT_UNIFORM;
+  o.sim.sigma = a.sigma;
+  o.sim.loss = a.loss;
+  o.sim.cfg.alpha = a.alpha;
+  o.sim.cfg.query_soft_timeout_ms = a.soft_timeout_ms;
+  o.sim.cfg.max_txns = a.max_txns;
+  o.sim.cfg.max_lookups = a.max_lookups;
+  o.churn = a.churn;
+  o.dead = a.dead;
+  o.infohashes = a.infohashes;
+  o.lookups = a.lookups;
+  o.routers = a.routers;
+  o.settle_ms = a.settle_ms;
+  o.lookup_step_ms = a.lookup_step_ms;
+  if (mdht_config_check(&o.sim.cfg) < 0) {
+    cli_error("the node settings are inconsistent (soft timeout above the "
+              "hard one?)");
+    return CLI_USAGE_ERROR;
+  }
+  prog p = {a.progress, wall_s()};
+  o.progress = on_progress;
+  o.progress_user = &p;
+
+  mdht_scenario_report r;
+  rc = mdht_scenario_run(&o, &r);
+  if (rc < 0) {
+    cli_error("simulation failed: %s", mdht_strerror(rc));
+    return CLI_USAGE_ERROR;
+  }
+  double wall = wall_s() - p.t0;
+  struct rusage ru;
+  long rss_kib = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+  if (a.json) {
+    char extra[128];
+    snprintf(extra, sizeof extra, "\"wall_s\":%.2f,\"max_rss_kib\":%ld", wall,
+             rss_kib);
+    mdht_scenario_print_json(stdout, &o, &r, extra);
+  } else {
+    mdht_scenario_print(stdout, &o, &r);
+    printf("run: %.1f s wall, max RSS %.1f MiB (%.1f KiB per node)\n", wall,
+           (double)rss_kib / 1024, (double)rss_kib / a.nodes);
+  }
+  return fflush(stdout) == 0 ? 0 : CLI_USAGE_ERROR;
+}

@@ -1,0 +1,674 @@
+#include "scenario.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Round-trip times are counted in a histogram of 1 ms bins; longer ones
+ * land in the last bin. */
+#define RTT_BINS 65536
+
+typedef struct scen scen;
+
+typedef struct lookup_rec {
+  scen *sc;
+  uint32_t node; /* origin */
+  uint32_t ih;   /* announced info-hash index */
+  uint32_t lookup_id;
+  int32_t next; /* next active lookup of the same origin, -1 none */
+  bool have_id, active, done, found, aborted, first, thin;
+  mdht_time start, first_ms, done_ms;
+  uint32_t rounds, queries, datagrams;
+} lookup_rec;
+
+typedef struct announce_rec {
+  mdht_id ih;
+  mdht_addr peer;
+  bool done, ok;
+  uint32_t nnodes;
+} announce_rec;
+
+typedef struct nodectx {
+  scen *sc;
+  uint32_t idx;
+  int32_t head; /* its active lookups */
+} nodectx;
+
+struct scen {
+  const mdht_scenario_opts *o;
+  mdht_scenario_report *r;
+  mdht_sim *sim;
+  uint32_t n;
+  nodectx *ctx;
+  lookup_rec *lk;
+  uint32_t nlk;
+  announce_rec *an;
+  uint32_t nan;
+  lookup_rec *pending; /* the get_peers being started */
+  bool measure_rtt;
+  uint64_t *rtt;
+  uint32_t *pool; /* nodes that left through churn */
+  uint32_t npool;
+  bool churn_on;
+  double next_churn;
+};
+
+void mdht_scenario_opts_default(mdht_scenario_opts *o) {
+  memset(o, 0, sizeof *o);
+  mdht_sim_opts_default(&o->sim);
+  o->sim.nodes = 1000;
+  o->sim.latency_ms = 50;
+  o->sim.jitter_ms = 20;
+  o->sim.per_link = true;
+  /* Memory per node: 10,000 nodes in one process. A sim node has at most
+   * some tens of queries in flight; the defaults are sized for a busy
+   * public node. Every node shares one address range: no rate limit. */
+  o->sim.cfg.max_txns = 512;
+  o->sim.cfg.max_lookups = 32;
+  o->sim.cfg.rate_limit_per_sec = 0;
+  o->routers = 4;
+  o->join_batch = 25;
+  o->join_step_ms = 100;
+  o->settle_ms = 30000;
+  o->churn = 0;
+  o->dead = 0;
+  o->infohashes = 10;
+  o->lookups = 200;
+  o->lookup_step_ms = 20;
+  o->lookup_limit_ms = 60000;
+}
+
+/* ------------------------------------------------------------ events */
+
+static void unlink_lookup(scen *s, lookup_rec *l) {
+  int32_t *p = &s->ctx[l->node].head;
+  int32_t me = (int32_t)(l - s->lk);
+  while (*p >= 0) {
+    if (*p == me) {
+      *p = l->next;
+      break;
+    }
+    p = &s->lk[*p].next;
+  }
+  l->next = -1;
+  l->active = false;
+}
+
+static void on_event(const mdht_event *ev, void *user) {
+  nodectx *c = user;
+  scen *s = c->sc;
+  switch (ev->type) {
+  case MDHT_EV_RESPONSE_RECEIVED:
+    if (s->measure_rtt) {
+      mdht_time t = ev->u.response.rtt_ms;
+      s->rtt[t < RTT_BINS ? t : RTT_BINS - 1]++;
+    }
+    break;
+  case MDHT_EV_LOOKUP_STARTED:
+    if (s->pending && s->pending->node == c->idx && !s->pending->have_id &&
+        ev->method == MDHT_M_GET_PEERS) {
+      s->pending->lookup_id = ev->u.lookup.lookup_id;
+      s->pending->have_id = true;
+    }
+    break;
+  case MDHT_EV_LOOKUP_PROGRESS:
+    if (ev->u.lookup.peers == 0) break;
+    for (int32_t i = c->head; i >= 0; i = s->lk[i].next) {
+      lookup_rec *l = &s->lk[i];
+      if (l->have_id && l->lookup_id == ev->u.lookup.lookup_id) {
+        if (!l->first) {
+          l->first = true;
+          l->first_ms = ev->now - l->start;
+        }
+        break;
+      }
+    }
+    break;
+  default:
+    break;
+  }
+}
+
+static void on_lookup_done(const mdht_result *res, void *user) {
+  lookup_rec *l = user;
+  scen *s = l->sc;
+  if (!l->active) return;
+  l->done = true;
+  l->done_ms = mdht_sim_now(s->sim) - l->start;
+  l->rounds = res->rounds;
+  l->queries = res->queries;
+  l->datagrams = res->queries + res->responses;
+  for (size_t i = 0; i < res->npeers; i++)
+    if (mdht_addr_eq(&res->peers[i], &s->an[l->ih].peer)) l->found = true;
+  unlink_lookup(s, l);
+}
+
+static void on_announce_done(const mdht_result *res, void *user) {
+  announce_rec *a = user;
+  a->done = true;
+  a->ok = res->ok && res->nnodes > 0;
+  a->nnodes = (uint32_t)res->nnodes;
+}
+
+static int subscribe(scen *s, uint32_t i) {
+  int h = mdht_node_subscribe(mdht_sim_node(s->sim, i), on_event, &s->ctx[i]);
+  return h < 0 ? h : 0;
+}
+
+/* ------------------------------------------------------------- churn */
+
+static bool is_router(const scen *s, uint32_t i) {
+  return i < s->o->routers;
+}
+
+static double expo_ms(scen *s) {
+  return -log(1.0 - mdht_sim_uniform(s->sim)) / s->o->churn * 1000.0;
+}
+
+/* Node i leaves: its lookups are aborted. */
+static void leave(scen *s, uint32_t i) {
+  mdht_sim_kill(s->sim, i);
+  while (s->ctx[i].head >= 0) {
+    lookup_rec *l = &s->lk[s->ctx[i].head];
+    l->aborted = true;
+    unlink_lookup(s, l);
+  }
+}
+
+static void join(scen *s, uint32_t i, uint32_t router) {
+  mdht_node_add_bootstrap(mdht_sim_node(s->sim, i),
+                          mdht_sim_addr(s->sim, router), mdht_sim_now(s->sim));
+  mdht_sim_touch(s->sim, i);
+}
+
+static void churn_event(scen *s) {
+  /* One joins (a node that left earlier, with a new id), one leaves. */
+  if (s->npool > 0) {
+    uint32_t k = (uint32_t)(mdht_sim_rand(s->sim) % s->npool);
+    uint32_t i = s->pool[k];
+    s->pool[k] = s->pool[--s->npool];
+    if (mdht_sim_restart(s->sim, i) == 0 && subscribe(s, i) == 0) {
+      s->ctx[i].head = -1;
+      join(s, i, (uint32_t)(mdht_sim_rand(s->sim) % s->o->routers));
+      s->r->churn_joined++;
+    }
+  }
+  for (int tries = 0; tries < 1000; tries++) {
+    uint32_t i = (uint32_t)(mdht_sim_rand(s->sim) % s->n);
+    if (is_router(s, i) || !mdht_sim_alive(s->sim, i)) continue;
+    leave(s, i);
+    s->pool[s->npool++] = i;
+    s->r->churn_left++;
+    break;
+  }
+}
+
+/* Runs the network to `until`, with churn events on the way. */
+static void advance(scen *s, mdht_time until) {
+  while (s->churn_on && s->next_churn <= (double)until) {
+    mdht_sim_run(s->sim, (mdht_time)s->next_churn);
+    churn_event(s);
+    s->next_churn += expo_ms(s);
+  }
+  mdht_sim_run(s->sim, until);
+}
+
+static void progress(scen *s, const char *phase) {
+  if (s->o->progress)
+    s->o->progress(phase, mdht_sim_now(s->sim), s->o->progress_user);
+}
+
+/* A random live node (bootstrapped, if asked), or UINT32_MAX. */
+static uint32_t pick_live(scen *s, bool bootstrapped) {
+  for (int tries = 0; tries < 100000; tries++) {
+    uint32_t i = (uint32_t)(mdht_sim_rand(s->sim) % s->n);
+    if (!mdht_sim_alive(s->sim, i)) continue;
+    if (bootstrapped && !mdht_node_bootstrapped(mdht_sim_node(s->sim, i)))
+      continue;
+    return i;
+  }
+  return UINT32_MAX;
+}
+
+/* --------------------------------------------------------- dead share */
+
+typedef struct visit_ctx {
+  scen *s;
+  uint64_t total, stale;
+} visit_ctx;
+
+static void visit_entry(uint32_t bucket, const mdht_id *id,
+                        const mdht_addr *addr, bool good, mdht_time last_reply,
+                        void *user) {
+  (void)bucket;
+  (void)good;
+  (void)last_reply;
+  visit_ctx *v = user;
+  uint32_t j;
+  v->total++;
+  if (!mdht_sim_index(v->s->sim, addr, &j) || !mdht_sim_alive(v->s->sim, j) ||
+      memcmp(id->b, mdht_node_id(mdht_sim_node(v->s->sim, j))->b,
+             MDHT_ID_LEN) != 0)
+    v->stale++;
+}
+
+static double stale_share(scen *s, uint64_t *total) {
+  visit_ctx v = {s, 0, 0};
+  for (uint32_t i = 0; i < s->n; i++)
+    if (mdht_sim_alive(s->sim, i))
+      mdht_node_visit(mdht_sim_node(s->sim, i), mdht_sim_now(s->sim),
+                      visit_entry, &v);
+  *total = v.total;
+  return v.total ? (double)v.stale / (double)v.total : 0;
+}
+
+static uint32_t kill_some(scen *s, uint32_t want) {
+  uint32_t killed = 0;
+  for (uint64_t tries = 0; killed < want && tries < 100ull * s->n; tries++) {
+    uint32_t i = (uint32_t)(mdht_sim_rand(s->sim) % s->n);
+    if (is_router(s, i) || !mdht_sim_alive(s->sim, i)) continue;
+    leave(s, i);
+    killed++;
+  }
+  return killed;
+}
+
+/* -------------------------------------------------------------- stats */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Nearest rank. */
+static double rank(const double *v, uint32_t n, double p) {
+  uint32_t k = (uint32_t)ceil(p * n);
+  if (k < 1) k = 1;
+  if (k > n) k = n;
+  return v[k - 1];
+}
+
+static void stat_of(double *v, uint32_t n, mdht_scenario_stat *st) {
+  memset(st, 0, sizeof *st);
+  st->n = n;
+  if (n == 0) return;
+  qsort(v, n, sizeof *v, cmp_double);
+  double sum = 0;
+  for (uint32_t i = 0; i < n; i++)
+    sum += v[i];
+  st->mean = sum / n;
+  st->median = rank(v, n, 0.5);
+  st->p95 = rank(v, n, 0.95);
+  st->p99 = rank(v, n, 0.99);
+  st->max = v[n - 1];
+}
+
+static void stat_of_hist(const uint64_t *h, mdht_scenario_stat *st) {
+  memset(st, 0, sizeof *st);
+  uint64_t n = 0;
+  double sum = 0;
+  for (uint32_t t = 0; t < RTT_BINS; t++) {
+    n += h[t];
+    sum += (double)h[t] * t;
+    if (h[t]) st->max = t;
+  }
+  st->n = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+  if (n == 0) return;
+  st->mean = sum / (double)n;
+  double ps[3] = {0.5, 0.95, 0.99};
+  double *out[3] = {&st->median, &st->p95, &st->p99};
+  for (int k = 0; k < 3; k++) {
+    uint64_t want = (uint64_t)ceil(ps[k] * (double)n), acc = 0;
+    if (want < 1) want = 1;
+    for (uint32_t t = 0; t < RTT_BINS; t++) {
+      acc += h[t];
+      if (acc >= want) {
+        *out[k] = t;
+        break;
+      }
+    }
+  }
+}
+
+static void report_lookups(scen *s) {
+  mdht_scenario_report *r = s->r;
+  double *v = malloc((s->nlk ? s->nlk : 1) * sizeof *v);
+  if (!v) return;
+  uint32_t n;
+#define COLLECT(field, cond, expr)                                             \
+  n = 0;                                                                       \
+  for (uint32_t i = 0; i < s->nlk; i++)                                        \
+    if (cond) v[n++] = (double)(expr);                                         \
+  stat_of(v, n, &r->field)
+  COLLECT(rounds, s->lk[i].done, s->lk[i].rounds);
+  COLLECT(queries, s->lk[i].done, s->lk[i].queries);
+  COLLECT(datagrams, s->lk[i].done, s->lk[i].datagrams);
+  COLLECT(done_ms, s->lk[i].done, s->lk[i].done_ms);
+  COLLECT(ttfp_ms, s->lk[i].first, s->lk[i].first_ms);
+#undef COLLECT
+  free(v);
+  stat_of_hist(s->rtt, &r->rtt_ms);
+}
+
+/* ---------------------------------------------------------------- run */
+
+static int phases(scen *s) {
+  const mdht_scenario_opts *o = s->o;
+  mdht_scenario_report *r = s->r;
+  mdht_sim *sim = s->sim;
+  uint32_t nr = o->routers;
+
+  /* 1. Join. */
+  progress(s, "join");
+  for (uint32_t i = 1; i < nr; i++)
+    join(s, i, 0);
+  advance(s, mdht_sim_now(sim) + 1000);
+  if (nr > 1) join(s, 0, 1);
+  for (uint32_t i = nr; i < s->n;) {
+    for (uint32_t b = 0; b < o->join_batch && i < s->n; b++, i++)
+      join(s, i, (i - nr) % nr);
+    advance(s, mdht_sim_now(sim) + o->join_step_ms);
+  }
+  progress(s, "settle");
+  if (o->churn > 0) {
+    s->churn_on = true;
+    s->next_churn = (double)mdht_sim_now(sim) + expo_ms(s);
+  }
+  advance(s, mdht_sim_now(sim) + o->settle_ms);
+  for (uint32_t i = 0; i < s->n; i++)
+    r->bootstrapped +=
+        mdht_sim_alive(sim, i) && mdht_node_bootstrapped(mdht_sim_node(sim, i));
+
+  /* 2. Announce. */
+  progress(s, "announce");
+  for (uint32_t k = 0; k < s->nan; k++) {
+    announce_rec *a = &s->an[k];
+    for (int j = 0; j < MDHT_ID_LEN; j += 4) {
+      uint64_t x = mdht_sim_rand(sim);
+      memcpy(a->ih.b + j, &x, 4);
+    }
+    uint32_t at = pick_live(s, true);
+    if (at == UINT32_MAX) continue;
+    a->peer = *mdht_sim_addr(sim, at);
+    a->peer.port = (uint16_t)(10000 + k % 50000);
+    r->announces++;
+    if (mdht_node_announce(mdht_sim_node(sim, at), &a->ih, a->peer.port, false,
+                           false, on_announce_done, a, mdht_sim_now(sim)) > 0)
+      mdht_sim_touch(sim, at);
+    else
+      a->done = true;
+    advance(s, mdht_sim_now(sim) + 10);
+  }
+  for (mdht_time limit = mdht_sim_now(sim) + 120000;
+       mdht_sim_now(sim) < limit;) {
+    bool all = true;
+    for (uint32_t k = 0; k < s->nan; k++)
+      all = all && s->an[k].done;
+    if (all) break;
+    advance(s, mdht_sim_now(sim) + 500);
+  }
+  uint32_t *okset = malloc((s->nan ? s->nan : 1) * sizeof *okset);
+  if (!okset) return MDHT_ERR_NOMEM;
+  uint32_t nok = 0;
+  uint64_t accepted = 0;
+  for (uint32_t k = 0; k < s->nan; k++)
+    if (s->an[k].ok) {
+      okset[nok++] = k;
+      accepted += s->an[k].nnodes;
+    }
+  r->announces_ok = nok;
+  r->announce_nodes = nok ? (double)accepted / nok : 0;
+
+  /* 3. Dead entries. */
+  progress(s, "kill");
+  if (o->dead > 0) {
+    uint32_t want = (uint32_t)floor(o->dead * s->n);
+    r->killed += kill_some(s, want);
+    uint32_t step = s->n / 200 ? s->n / 200 : 1;
+    for (int round = 0; round < 200; round++) {
+      uint64_t total;
+      if (stale_share(s, &total) >= o->dead) break;
+      uint32_t k = kill_some(s, step);
+      r->killed += k;
+      if (k == 0) break;
+    }
+  }
+  r->dead_entries = stale_share(s, &r->rt_entries);
+  for (uint32_t i = 0; i < s->n; i++) {
+    if (!mdht_sim_alive(sim, i)) continue;
+    r->alive++;
+    mdht_stats st;
+    mdht_node_stats(mdht_sim_node(sim, i), mdht_sim_now(sim), &st);
+    r->thin += st.nodes_total < o->sim.cfg.k;
+  }
+
+  /* 4. Lookups. */
+  progress(s, "lookups");
+  s->measure_rtt = true;
+  for (uint32_t k = 0; k < s->nlk; k++) {
+    lookup_rec *l = &s->lk[k];
+    l->sc = s;
+    l->next = -1;
+    l->start = mdht_sim_now(sim);
+    r->lookups++;
+    uint32_t at = pick_live(s, true);
+    if (at == UINT32_MAX || nok == 0) {
+      r->lookups_failed_start++;
+      advance(s, mdht_sim_now(sim) + o->lookup_step_ms);
+      continue;
+    }
+    l->node = at;
+    l->ih = okset[mdht_sim_rand(sim) % nok];
+    mdht_stats st;
+    mdht_node_stats(mdht_sim_node(sim, at), mdht_sim_now(sim), &st);
+    l->thin = st.nodes_total < o->sim.cfg.k;
+    l->active = true;
+    l->next = s->ctx[at].head;
+    s->ctx[at].head = (int32_t)k;
+    s->pending = l;
+    int64_t id = mdht_node_get_peers(mdht_sim_node(sim, at), &s->an[l->ih].ih,
+                                     on_lookup_done, l, mdht_sim_now(sim));
+    s->pending = NULL;
+    if (id < 0) {
+      unlink_lookup(s, l);
+      r->lookups_failed_start++;
+    } else {
+      mdht_sim_touch(sim, at);
+    }
+    advance(s, mdht_sim_now(sim) + o->lookup_step_ms);
+  }
+  free(okset);
+  for (mdht_time limit = mdht_sim_now(sim) + o->lookup_limit_ms;
+       mdht_sim_now(sim) < limit;) {
+    bool any = false;
+    for (uint32_t k = 0; k < s->nlk && !any; k++)
+      any = s->lk[k].active;
+    if (!any) break;
+    advance(s, mdht_sim_now(sim) + 200);
+  }
+  s->measure_rtt = false;
+  progress(s, "done");
+
+  for (uint32_t k = 0; k < s->nlk; k++) {
+    lookup_rec *l = &s->lk[k];
+    r->lookups_aborted += l->aborted;
+    r->lookups_unfinished += l->active;
+    r->lookups_done += l->done;
+    r->lookups_found += l->found;
+    r->lookups_thin += l->thin;
+    r->lookups_thin_found += l->thin && l->found;
+  }
+  uint32_t denom = r->lookups - r->lookups_aborted;
+  r->success = denom ? (double)r->lookups_found / denom : 0;
+  report_lookups(s);
+  return 0;
+}
+
+int mdht_scenario_run(const mdht_scenario_opts *o, mdht_scenario_report *r) {
+  if (!o || !r || o->routers == 0 || o->routers > o->sim.nodes ||
+      o->routers > 16 || o->join_batch == 0 || !(o->dead >= 0) ||
+      o->dead >= 1 || !(o->churn >= 0) || o->churn > 1e6)
+    return MDHT_ERR_INVAL;
+  memset(r, 0, sizeof *r);
+  scen s;
+  memset(&s, 0, sizeof s);
+  s.o = o;
+  s.r = r;
+  int rc = mdht_sim_new(&s.sim, &o->sim);
+  if (rc < 0) return rc;
+  s.n = mdht_sim_count(s.sim);
+  r->nodes = s.n;
+  s.nlk = o->lookups;
+  s.nan = o->infohashes;
+  s.ctx = calloc(s.n, sizeof *s.ctx);
+  s.lk = calloc(s.nlk ? s.nlk : 1, sizeof *s.lk);
+  s.an = calloc(s.nan ? s.nan : 1, sizeof *s.an);
+  s.rtt = calloc(RTT_BINS, sizeof *s.rtt);
+  s.pool = calloc(s.n, sizeof *s.pool);
+  if (!s.ctx || !s.lk || !s.an || !s.rtt || !s.pool) rc = MDHT_ERR_NOMEM;
+  for (uint32_t i = 0; rc == 0 && i < s.n; i++) {
+    s.ctx[i] = (nodectx){.sc = &s, .idx = i, .head = -1};
+    rc = subscribe(&s, i);
+  }
+  if (rc == 0) rc = phases(&s);
+  r->sent = mdht_sim_sent(s.sim);
+  r->lost = mdht_sim_lost(s.sim);
+  r->virtual_ms = mdht_sim_now(s.sim);
+  mdht_sim_del(s.sim);
+  free(s.ctx);
+  free(s.lk);
+  free(s.an);
+  free(s.rtt);
+  free(s.pool);
+  return rc;
+}
+
+/* ------------------------------------------------------------- output */
+
+static double ratio(double a, double b) {
+  return b > 0 ? a / b : 0;
+}
+
+static const char *dist_name(const mdht_sim_opts *so) {
+  return so->dist == MDHT_SIM_LAT_LOGNORMAL ? "lognormal" : "uniform";
+}
+
+void mdht_scenario_print(FILE *f, const mdht_scenario_opts *o,
+                         const mdht_scenario_report *r) {
+  const mdht_sim_opts *so = &o->sim;
+  double rtt = r->rtt_ms.median;
+  fprintf(f,
+          "mdht sim: %u nodes, seed %llu, one-way latency %llu ms (%s%s) "
+          "+ 0..%llu ms jitter, loss %.1f %%, churn %g/s, alpha %u, "
+          "soft timeout %llu ms\n",
+          r->nodes, (unsigned long long)so->seed,
+          (unsigned long long)so->latency_ms, dist_name(so),
+          so->per_link || so->dist == MDHT_SIM_LAT_LOGNORMAL ? ", per link"
+                                                             : "",
+          (unsigned long long)so->jitter_ms, so->loss * 100, o->churn,
+          so->cfg.alpha, (unsigned long long)so->cfg.query_soft_timeout_ms);
+  fprintf(f,
+          "network:  %u bootstrapped; %u/%u announces stored (on %.1f nodes "
+          "each); %u killed, %u alive: %.1f %% of %llu routing entries "
+          "stale, %u live nodes with fewer than k; churn %u left, %u joined\n",
+          r->bootstrapped, r->announces_ok, r->announces, r->announce_nodes,
+          r->killed, r->alive, r->dead_entries * 100,
+          (unsigned long long)r->rt_entries, r->thin, r->churn_left,
+          r->churn_joined);
+  fprintf(f,
+          "lookups:  %u started, %u found the peer: %.2f %% (%u aborted as "
+          "their node left, %u unfinished, %u refused)\n",
+          r->lookups, r->lookups_found, r->success * 100, r->lookups_aborted,
+          r->lookups_unfinished, r->lookups_failed_start);
+  if (r->lookups_thin)
+    fprintf(f,
+            "          %u of them from nodes with fewer than k routing "
+            "entries, of which %u found the peer; from the others: %.2f %%\n",
+            r->lookups_thin, r->lookups_thin_found,
+            100 * ratio(r->lookups_found - r->lookups_thin_found,
+                        r->lookups - r->lookups_aborted - r->lookups_thin));
+  fprintf(f, "%-22s %7s %9s %9s %9s %9s %9s  %s\n", "", "n", "mean", "median",
+          "p95", "p99", "max", "median/p95/p99 : RTT");
+  struct {
+    const char *name;
+    const mdht_scenario_stat *st;
+    bool vs_rtt;
+  } rows[] = {{"time to first peer ms", &r->ttfp_ms, true},
+              {"time to completion ms", &r->done_ms, true},
+              {"rounds", &r->rounds, false},
+              {"queries", &r->queries, false},
+              {"datagrams", &r->datagrams, false},
+              {"link RTT ms", &r->rtt_ms, false}};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    const mdht_scenario_stat *st = rows[i].st;
+    fprintf(f, "%-22s %7u %9.1f %9.1f %9.1f %9.1f %9.1f", rows[i].name, st->n,
+            st->mean, st->median, st->p95, st->p99, st->max);
+    if (rows[i].vs_rtt)
+      fprintf(f, "  %.2f / %.2f / %.2f", ratio(st->median, rtt),
+              ratio(st->p95, rtt), ratio(st->p99, rtt));
+    fputc('\n', f);
+  }
+  fprintf(f, "datagrams: %llu sent, %llu lost; %.1f s of virtual time\n",
+          (unsigned long long)r->sent, (unsigned long long)r->lost,
+          (double)r->virtual_ms / 1000);
+}
+
+static void json_stat(FILE *f, const char *name, const mdht_scenario_stat *st) {
+  fprintf(f,
+          "\"%s\":{\"n\":%u,\"mean\":%.3f,\"median\":%.3f,\"p95\":%.3f,"
+          "\"p99\":%.3f,\"max\":%.3f}",
+          name, st->n, st->mean, st->median, st->p95, st->p99, st->max);
+}
+
+void mdht_scenario_print_json(FILE *f, const mdht_scenario_opts *o,
+                              const mdht_scenario_report *r,
+                              const char *extra) {
+  const mdht_sim_opts *so = &o->sim;
+  double rtt = r->rtt_ms.median;
+  fprintf(f,
+          "{\"nodes\":%u,\"seed\":%llu,\"latency_ms\":%llu,\"jitter_ms\":%llu,"
+          "\"latency_dist\":\"%s\",\"loss\":%g,\"churn\":%g,\"dead\":%g,"
+          "\"alpha\":%u,\"soft_timeout_ms\":%llu,",
+          r->nodes, (unsigned long long)so->seed,
+          (unsigned long long)so->latency_ms, (unsigned long long)so->jitter_ms,
+          dist_name(so), so->loss, o->churn, o->dead, so->cfg.alpha,
+          (unsigned long long)so->cfg.query_soft_timeout_ms);
+  fprintf(f,
+          "\"bootstrapped\":%u,\"announces\":%u,\"announces_ok\":%u,"
+          "\"announce_nodes\":%.3f,\"killed\":%u,\"alive\":%u,"
+          "\"dead_entries\":%.5f,\"routing_entries\":%llu,\"thin\":%u,"
+          "\"churn_left\":%u,\"churn_joined\":%u,",
+          r->bootstrapped, r->announces, r->announces_ok, r->announce_nodes,
+          r->killed, r->alive, r->dead_entries,
+          (unsigned long long)r->rt_entries, r->thin, r->churn_left,
+          r->churn_joined);
+  fprintf(f,
+          "\"lookups\":%u,\"found\":%u,\"success\":%.5f,\"aborted\":%u,"
+          "\"unfinished\":%u,\"refused\":%u,\"from_thin\":%u,"
+          "\"from_thin_found\":%u,",
+          r->lookups, r->lookups_found, r->success, r->lookups_aborted,
+          r->lookups_unfinished, r->lookups_failed_start, r->lookups_thin,
+          r->lookups_thin_found);
+  json_stat(f, "ttfp_ms", &r->ttfp_ms);
+  fputc(',', f);
+  json_stat(f, "done_ms", &r->done_ms);
+  fputc(',', f);
+  json_stat(f, "rounds", &r->rounds);
+  fputc(',', f);
+  json_stat(f, "queries", &r->queries);
+  fputc(',', f);
+  json_stat(f, "datagrams", &r->datagrams);
+  fputc(',', f);
+  json_stat(f, "rtt_ms", &r->rtt_ms);
+  fprintf(f,
+          ",\"ratios\":{\"ttfp_median\":%.3f,\"ttfp_p95\":%.3f,"
+          "\"ttfp_p99\":%.3f,\"done_median\":%.3f,\"done_p95\":%.3f,"
+          "\"done_p99\":%.3f},",
+          ratio(r->ttfp_ms.median, rtt), ratio(r->ttfp_ms.p95, rtt),
+          ratio(r->ttfp_ms.p99, rtt), ratio(r->done_ms.median, rtt),
+          ratio(r->done_ms.p95, rtt), ratio(r->done_ms.p99, rtt));
+  fprintf(f, "\"sent\":%llu,\"lost\":%llu,\"virtual_ms\":%llu%s%s}\n",
+          (unsigned long long)r->sent, (unsigned long long)r->lost,
+          (unsigned long long)r->virtual_ms, extra ? "," : "",
+          extra ? extra : "");
+}

@@ -1,0 +1,112 @@
+/*
+ * A scenario on the simulator (sim.h): a whole DHT of N nodes built and
+ * measured on virtual time, the way `mdht sim` and bench/sim.sh run it.
+ *
+ *   1. Join: `routers` nodes bootstrap from router 0; then every other
+ *      node joins through one of the routers (round robin), join_batch
+ *      nodes every join_step_ms; then the network settles for settle_ms.
+ *   2. Announce: `infohashes` random info-hashes, each announced by a
+ *      random node with its own port (10000 + k), so the peer to find is
+ *      that node's address with that port.
+ *   3. Dead: nodes (never the routers) are killed at random until at least
+ *      `dead` of the routing entries of the live nodes point at a node that
+ *      is gone (killed, or replaced by churn with a new id). The share is
+ *      measured, not assumed.
+ *   4. Lookups: `lookups` get_peers lookups, one every lookup_step_ms, each
+ *      from a random live bootstrapped node for a random announced
+ *      info-hash. Per lookup: found the announced peer or not, rounds,
+ *      queries, datagrams (queries sent + responses accepted), time to the
+ *      first peer (the first LOOKUP_PROGRESS of that lookup with peers > 0;
+ *      the engine's lookup id is learned from LOOKUP_STARTED, published
+ *      synchronously inside mdht_node_get_peers) and time to completion.
+ *   Churn: from the end of the join phase to the end of the run, nodes
+ *   leave (killed) and as many join (a node that left comes back at its
+ *   address with a new id and an empty table, through a router) at
+ *   `churn` events per virtual second, as a Poisson process. A lookup whose
+ *   origin leaves is "aborted" and counted apart.
+ *
+ * The link RTT of the run is measured, not derived from the model: the
+ * median of the round-trip times of every response received by any node
+ * during the lookup phase (RESPONSE_RECEIVED's rtt_ms).
+ *
+ * Everything (ids, latencies, losses, choices) comes from the seed: the
+ * same options give the same report, bit for bit.
+ */
+#ifndef MDHT_SCENARIO_H
+#define MDHT_SCENARIO_H
+
+#include <stdio.h>
+
+#include "sim.h"
+
+typedef struct mdht_scenario_opts {
+  mdht_sim_opts sim;         /* nodes, seed, latency model, loss, cfg */
+  uint32_t routers;          /* bootstrap nodes: 4 */
+  uint32_t join_batch;       /* nodes joining together: 25 */
+  mdht_time join_step_ms;    /* between batches: 100 */
+  mdht_time settle_ms;       /* after the last join: 30 s */
+  double churn;              /* leaves (and joins) per virtual second */
+  double dead;               /* share of routing entries to dead nodes */
+  uint32_t infohashes;       /* announced: 10 */
+  uint32_t lookups;          /* get_peers lookups measured: 200 */
+  mdht_time lookup_step_ms;  /* between lookup starts: 20 */
+  mdht_time lookup_limit_ms; /* a lookup not done this long after its
+                                start counts as failed: 60 s */
+  /* Called between phases ("join", "settle", ...) with the virtual time,
+   * for progress output; may be NULL. */
+  void (*progress)(const char *phase, mdht_time vt, void *user);
+  void *progress_user;
+} mdht_scenario_opts;
+
+typedef struct mdht_scenario_stat {
+  uint32_t n;
+  double mean, median, p95, p99, max;
+} mdht_scenario_stat;
+
+typedef struct mdht_scenario_report {
+  uint32_t nodes;
+  uint32_t bootstrapped; /* nodes bootstrapped after the settle phase */
+  uint32_t announces;    /* started */
+  uint32_t announces_ok; /* accepted by at least one node */
+  double announce_nodes; /* mean nodes that accepted an announce */
+  uint32_t killed;       /* by the dead phase */
+  double dead_entries;   /* measured share of stale routing entries */
+  uint64_t rt_entries;   /* routing entries of the live nodes then */
+  uint32_t alive;        /* live nodes when the lookups start */
+  uint32_t thin;         /* ... of which with fewer than k routing
+                            entries */
+  uint32_t churn_left, churn_joined;
+  uint32_t lookups;              /* started */
+  uint32_t lookups_failed_start; /* mdht_node_get_peers refused */
+  uint32_t lookups_aborted;      /* their node left (churn) */
+  uint32_t lookups_unfinished;   /* not done within lookup_limit_ms */
+  uint32_t lookups_done;         /* ended with their callback */
+  uint32_t lookups_found;        /* ... and the announced peer among
+                                    the peers */
+  uint32_t lookups_thin;         /* started from a node with fewer than
+                                    k routing entries */
+  uint32_t lookups_thin_found;
+  double success; /* found / (started - aborted) */
+  mdht_scenario_stat rounds, queries, datagrams; /* done lookups */
+  mdht_scenario_stat ttfp_ms;                    /* found lookups */
+  mdht_scenario_stat done_ms;                    /* done lookups */
+  mdht_scenario_stat rtt_ms;                     /* link RTT (responses) */
+  uint64_t sent, lost;  /* datagrams of the whole run */
+  mdht_time virtual_ms; /* virtual time the run took */
+} mdht_scenario_report;
+
+void mdht_scenario_opts_default(mdht_scenario_opts *o);
+/* Runs the scenario; fills `r` (zeroed first, padding included, so that
+ * two reports compare with memcmp). Errors: MDHT_ERR_INVAL, MDHT_ERR_NOMEM
+ * and those of mdht_sim_new. */
+int mdht_scenario_run(const mdht_scenario_opts *o, mdht_scenario_report *r);
+/* The report as a table for people, or as one JSON object (and a
+ * newline); `extra` (may be NULL) is more members, "\"k\":v,...", put
+ * at its end (the caller's wall time and memory, which are not part of
+ * the deterministic report). */
+void mdht_scenario_print(FILE *f, const mdht_scenario_opts *o,
+                         const mdht_scenario_report *r);
+void mdht_scenario_print_json(FILE *f, const mdht_scenario_opts *o,
+                              const mdht_scenario_report *r, const char *extra);
+
+#endif

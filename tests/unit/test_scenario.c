@@ -1,0 +1,190 @@
+/* The scenario behind `mdht sim`: the latency model of the simulator, a
+ * small network with loss and dead nodes that must still find announced
+ * peers, determinism for a seed, and churn. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scenario.h"
+
+static int cmp_time(const void *a, const void *b) {
+  mdht_time x = *(const mdht_time *)a, y = *(const mdht_time *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Per-link latencies: symmetric, deterministic for a seed, within the
+ * model's range, with the configured median. */
+static void test_latency_model(void **state) {
+  (void)state;
+  enum { N = 120 };
+  mdht_sim_opts o;
+  mdht_sim_opts_default(&o);
+  o.nodes = N;
+  o.seed = 7;
+  o.latency_ms = 50;
+  o.per_link = true;
+  for (int dist = 0; dist < 2; dist++) {
+    o.dist = dist ? MDHT_SIM_LAT_LOGNORMAL : MDHT_SIM_LAT_UNIFORM;
+    mdht_sim *a, *b;
+    assert_int_equal(mdht_sim_new(&a, &o), 0);
+    assert_int_equal(mdht_sim_new(&b, &o), 0);
+    static mdht_time lat[N * (N - 1) / 2];
+    size_t n = 0;
+    for (uint32_t i = 0; i < N; i++)
+      for (uint32_t j = i + 1; j < N; j++) {
+        mdht_time l = mdht_sim_link_latency(a, i, j);
+        assert_int_equal(l, mdht_sim_link_latency(a, j, i));
+        assert_int_equal(l, mdht_sim_link_latency(b, i, j));
+        if (dist == 0) {
+          assert_true(l >= 25 && l <= 75);
+        } else {
+          assert_true(l >= 5 && l <= 1000);
+        }
+        lat[n++] = l;
+      }
+    qsort(lat, n, sizeof lat[0], cmp_time);
+    mdht_time median = lat[n / 2];
+    printf("# %s: link latency median %llu ms, p99 %llu ms\n",
+           dist ? "lognormal" : "uniform", (unsigned long long)median,
+           (unsigned long long)lat[n * 99 / 100]);
+    assert_true(median >= 46 && median <= 54);
+    if (dist == 1) assert_true(lat[n * 99 / 100] > 150); /* the long tail */
+    mdht_sim_del(a);
+    mdht_sim_del(b);
+  }
+  /* Without per_link, every link has the base latency. */
+  o.dist = MDHT_SIM_LAT_UNIFORM;
+  o.per_link = false;
+  mdht_sim *c;
+  assert_int_equal(mdht_sim_new(&c, &o), 0);
+  assert_int_equal(mdht_sim_link_latency(c, 3, 77), 50);
+  mdht_sim_del(c);
+}
+
+static void small_opts(mdht_scenario_opts *o, uint32_t nodes, double loss) {
+  mdht_scenario_opts_default(o);
+  o->sim.nodes = nodes;
+  o->sim.seed = 1;
+  o->sim.loss = loss;
+  o->settle_ms = 20000;
+}
+
+static void check_accounting(const mdht_scenario_report *r) {
+  assert_int_equal(r->lookups_failed_start + r->lookups_aborted +
+                       r->lookups_unfinished + r->lookups_done,
+                   r->lookups);
+  assert_true(r->lookups_found <= r->lookups_done);
+  assert_int_equal(r->done_ms.n, r->lookups_done);
+  assert_true(r->ttfp_ms.n >= r->lookups_found);
+}
+
+/* 300 nodes, 2 % loss, 10 % of the routing entries pointing at dead
+ * nodes: at least 99 % of the lookups find the announced peer. (The issue's
+ * target, 99.5 %, is for 10,000 nodes and 5 % loss; see bench/sim.sh. On
+ * 300 nodes seeds 1..8 give 99.5 to 100 %.) */
+static void test_small_network(void **state) {
+  (void)state;
+  mdht_scenario_opts o;
+  small_opts(&o, 300, 0.02);
+  o.dead = 0.10;
+  o.lookups = 300;
+  mdht_scenario_report r;
+  assert_int_equal(mdht_scenario_run(&o, &r), 0);
+  mdht_scenario_print(stdout, &o, &r);
+  check_accounting(&r);
+  assert_int_equal(r.announces_ok, o.infohashes);
+  assert_true(r.dead_entries >= 0.10);
+  assert_true(r.dead_entries < 0.20);
+  assert_true(r.killed > 0);
+  assert_int_equal(r.lookups_aborted, 0);
+  assert_true(r.success >= 0.99);
+  assert_true(r.lost > 0);
+  /* Link RTT: two one-way latencies of 25..75 ms, plus 0..20 ms of jitter
+   * each way. */
+  assert_true(r.rtt_ms.median >= 60 && r.rtt_ms.median <= 180);
+  /* A peer is never found before one round trip. */
+  assert_true(r.ttfp_ms.median >= r.rtt_ms.median / 2);
+  assert_true(r.done_ms.median >= r.ttfp_ms.median);
+  assert_true(r.rounds.median >= 1 && r.queries.median >= 3);
+  assert_true(r.datagrams.median > r.queries.median);
+}
+
+/* The same seed gives the same report, bit for bit, even with loss, churn
+ * and dead nodes; another seed gives another. */
+static void test_deterministic(void **state) {
+  (void)state;
+  mdht_scenario_opts o;
+  small_opts(&o, 150, 0.05);
+  o.churn = 1;
+  o.dead = 0.05;
+  o.lookups = 60;
+  o.sim.dist = MDHT_SIM_LAT_LOGNORMAL;
+  mdht_scenario_report a, b, c;
+  assert_int_equal(mdht_scenario_run(&o, &a), 0);
+  assert_int_equal(mdht_scenario_run(&o, &b), 0);
+  assert_memory_equal(&a, &b, sizeof a);
+  o.sim.seed = 2;
+  assert_int_equal(mdht_scenario_run(&o, &c), 0);
+  assert_true(memcmp(&a, &c, sizeof a) != 0);
+  char ja[4096], jb[4096];
+  FILE *f = fmemopen(ja, sizeof ja, "w");
+  mdht_scenario_print_json(f, &o, &a, NULL);
+  fclose(f);
+  f = fmemopen(jb, sizeof jb, "w");
+  mdht_scenario_print_json(f, &o, &b, NULL);
+  fclose(f);
+  assert_string_equal(ja, jb);
+  assert_true(strstr(ja, "\"success\":") != NULL);
+}
+
+/* Nodes leave and join while the network announces and looks up: lookups
+ * from nodes that left are aborted and counted apart, the others still
+ * find the peers. */
+static void test_churn(void **state) {
+  (void)state;
+  mdht_scenario_opts o;
+  small_opts(&o, 200, 0.02);
+  o.churn = 2; /* some 120 nodes replaced over the run */
+  o.lookups = 150;
+  mdht_scenario_report r;
+  assert_int_equal(mdht_scenario_run(&o, &r), 0);
+  mdht_scenario_print(stdout, &o, &r);
+  check_accounting(&r);
+  assert_true(r.churn_left >= 50);
+  assert_true(r.churn_joined >= 50);
+  assert_true(r.churn_joined <= r.churn_left);
+  assert_true(r.dead_entries > 0.02); /* churn leaves stale entries */
+  /* With 2 % loss on 200 nodes this run finds 100 %. */
+  assert_true(r.success >= 0.97);
+}
+
+static void test_bad_options(void **state) {
+  (void)state;
+  mdht_scenario_opts o;
+  mdht_scenario_report r;
+  small_opts(&o, 10, 0);
+  o.routers = 11;
+  assert_int_equal(mdht_scenario_run(&o, &r), MDHT_ERR_INVAL);
+  small_opts(&o, 10, 0);
+  o.dead = 1.0;
+  assert_int_equal(mdht_scenario_run(&o, &r), MDHT_ERR_INVAL);
+  small_opts(&o, 10, 2.0);
+  assert_int_equal(mdht_scenario_run(&o, &r), MDHT_ERR_INVAL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_latency_model),
+      cmocka_unit_test(test_small_network),
+      cmocka_unit_test(test_deterministic),
+      cmocka_unit_test(test_churn),
+      cmocka_unit_test(test_bad_options),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
