@@ -56,3 +56,13 @@ void mdht_boot_succeeded(mdht_bootstrap *b) {
   b->ever_done = true;
   b->backoff = MDHT_BOOT_BACKOFF_MIN_MS;
 }
+
+void mdht_boot_failed(mdht_bootstrap *b, mdht_time now) {
+  b->phase = MDHT_BOOT_IDLE;
+  b->nseeds = 0;
+  b->fill_pending = 0;
+  b->next_attempt = now + b->backoff;
+  b->backoff *= 2;
+  if (b->backoff > MDHT_BOOT_BACKOFF_MAX_MS)
+    b->backoff = MDHT_BOOT_BACKOFF_MAX_MS;
+}

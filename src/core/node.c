@@ -648,7 +648,13 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
   switch (op->purpose) {
   case MDHT_OP_BOOT_SELF:
     op_free(node, op);
-    boot_fill(node, now);
+    /* Nobody answered: the router we heard from is in the table, but the
+     * table is no better than before. Going on would leave this node with
+     * one entry until the next bucket refresh; try again instead. */
+    if (res->responses == 0)
+      mdht_boot_failed(&node->boot, now);
+    else
+      boot_fill(node, now);
     return;
   case MDHT_OP_BOOT_FILL:
     op_free(node, op);
@@ -664,6 +670,17 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
   size_t np =
       res->n_peers < MDHT_RESULT_PEERS ? res->n_peers : MDHT_RESULT_PEERS;
   memcpy(op->peers, res->peers, np * sizeof *op->peers);
+  /* Peers announced to this very node count too: the lookup never asks
+   * itself, and on a small network it may be one of the closest. */
+  mdht_addr local[32];
+  size_t nl = mdht_peers_get(&node->peers, &op->target, node->bound.family,
+                             local, 32, now);
+  for (size_t i = 0; i < nl && np < MDHT_RESULT_PEERS; i++) {
+    bool dup = false;
+    for (size_t j = 0; j < np && !dup; j++)
+      dup = mdht_addr_eq(&op->peers[j], &local[i]);
+    if (!dup) op->peers[np++] = local[i];
+  }
   op->res.npeers = np;
   op->res.ok = res->ok;
   if (op->kind == MDHT_M_ANNOUNCE_PEER) {
@@ -802,7 +819,10 @@ static void boot_step(mdht_node *node, mdht_time now) {
   if (b->phase == MDHT_BOOT_DONE && total == 0 && b->nrouters > 0)
     mdht_boot_reset(b, now); /* the network was lost: join again */
   if (b->phase == MDHT_BOOT_IDLE || b->phase == MDHT_BOOT_PINGING) {
-    if (total > 0 || b->nseeds > 0) {
+    /* A router that just answered starts the lookup at once; nodes already
+     * in the table do too, unless the last attempt failed and its backoff
+     * is still running. */
+    if (b->nseeds > 0 || (total > 0 && now >= b->next_attempt)) {
       if (start_internal(node, MDHT_OP_BOOT_SELF, &node->id, now) == 0) {
         b->phase = MDHT_BOOT_SELF;
         return;

@@ -66,11 +66,27 @@ static void test_seeds(void **state) {
   assert_int_equal(b.phase, MDHT_BOOT_IDLE);
 }
 
+static void test_failed_attempt_backs_off(void **state) {
+  (void)state;
+  mdht_bootstrap b;
+  mdht_boot_init(&b);
+  mdht_id id = test_id(1);
+  mdht_addr a = test_addr4(127, 0, 0, 1, 1);
+  mdht_boot_router_answered(&b, &id, &a);
+  mdht_boot_failed(&b, 1000);
+  assert_int_equal(b.phase, MDHT_BOOT_IDLE);
+  assert_int_equal(b.nseeds, 0);
+  assert_int_equal(b.next_attempt, 1000 + MDHT_BOOT_BACKOFF_MIN_MS);
+  mdht_boot_failed(&b, 2000);
+  assert_int_equal(b.next_attempt, 2000 + 2 * MDHT_BOOT_BACKOFF_MIN_MS);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_routers_bounded_and_unique),
       cmocka_unit_test(test_backoff_doubles_to_cap),
       cmocka_unit_test(test_seeds),
+      cmocka_unit_test(test_failed_attempt_backs_off),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -442,6 +442,77 @@ static void test_enforce_node_id(void **state) {
   assert_int_equal(f->events[MDHT_EV_NODE_ADDED], 1);
 }
 
+/* Drains the node's queue; returns the number of queries of `method` to
+ * `to`, and the transaction id of the last one in tid/tidlen. */
+static int queries_to(fixture *f, const mdht_addr *to, mdht_method method,
+                      uint8_t *tid, size_t *tidlen) {
+  int n = 0;
+  mdht_krpc_msg m;
+  while ((f->len = mdht_node_next_packet(f->node, &f->to, f->pkt,
+                                         sizeof f->pkt)) > 0) {
+    assert_int_equal(
+        mdht_krpc_decode(&m, f->pkt, (size_t)f->len, f->toks, MDHT_KRPC_TOKENS),
+        0);
+    if (m.y == 'q' && m.method == method && mdht_addr_eq(&f->to, to)) {
+      n++;
+      memcpy(tid, m.t.p, m.t.len);
+      *tidlen = m.t.len;
+    }
+  }
+  return n;
+}
+
+static void answer(fixture *f, const mdht_addr *from, const mdht_id *id,
+                   const uint8_t *tid, size_t tidlen) {
+  mdht_krpc_msg r;
+  uint8_t buf[MDHT_MAX_PACKET];
+  mdht_krpc_msg_init(&r, 'r');
+  r.t.p = tid;
+  r.t.len = tidlen;
+  r.id = *id;
+  int n = mdht_krpc_encode(&r, buf, sizeof buf);
+  mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
+}
+
+/* The router answers the ping, but its answer to the lookup for our own id
+ * is lost: the bootstrap is not declared done with a one-entry table; it
+ * asks again after the backoff, and completes when the router answers. */
+static void test_bootstrap_retries_lost_self_lookup(void **state) {
+  fixture *f = *state;
+  mdht_addr router = test_addr4(127, 0, 0, 50, 6881);
+  mdht_id rid = test_id(0x10);
+  uint8_t tid[16];
+  size_t tl;
+  assert_int_equal(mdht_node_add_bootstrap(f->node, &router, f->now), 0);
+  assert_int_equal(queries_to(f, &router, MDHT_M_PING, tid, &tl), 1);
+  f->now += 20;
+  answer(f, &router, &rid, tid, tl);
+  assert_int_equal(queries_to(f, &router, MDHT_M_FIND_NODE, tid, &tl), 1);
+  /* lost: time passes, ticking as the driver would */
+  mdht_time end = f->now + 8000;
+  int again = 0;
+  while (f->now < end && !again) {
+    f->now += 100;
+    mdht_node_tick(f->node, f->now);
+    again = queries_to(f, &router, MDHT_M_FIND_NODE, tid, &tl);
+  }
+  assert_false(mdht_node_bootstrapped(f->node));
+  /* Not at once: the lookup waits out its query (5 s), then the backoff,
+   * which the first router ping already doubled to 10 s. */
+  assert_int_equal(again, 0);
+  end = f->now + 10000;
+  while (f->now < end && !again) {
+    f->now += 100;
+    mdht_node_tick(f->node, f->now);
+    again = queries_to(f, &router, MDHT_M_FIND_NODE, tid, &tl);
+  }
+  assert_int_equal(again, 1);
+  answer(f, &router, &rid, tid, tl);
+  mdht_node_tick(f->node, f->now);
+  assert_true(mdht_node_bootstrapped(f->node));
+  assert_int_equal(f->events[MDHT_EV_BOOTSTRAP_DONE], 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
@@ -464,6 +535,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_teardown(test_queue_bound, teardown),
       cmocka_unit_test_teardown(test_enforce_node_id, teardown),
+      cmocka_unit_test_setup_teardown(test_bootstrap_retries_lost_self_lookup,
+                                      setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

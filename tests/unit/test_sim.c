@@ -210,11 +210,30 @@ static void test_rebootstrap_after_loss(void **state) {
   mdht_sim_del(sim);
 }
 
+/* On a network of two, the peer is stored on the node that looks it up:
+ * its own store counts. */
+static void test_own_store_counts(void **state) {
+  (void)state;
+  mdht_sim *sim = boot_network(2, 0);
+  mdht_id ih;
+  random_id(sim, &ih);
+  outcome o = {0};
+  assert_true(mdht_node_announce(mdht_sim_node(sim, 1), &ih, 4000, false, false,
+                                 on_result, &o, mdht_sim_now(sim)) > 0);
+  wait_for(sim, 1, &o);
+  assert_int_equal(o.r.nnodes, 1); /* node 0 accepted */
+  mdht_addr want = *mdht_sim_addr(sim, 1);
+  want.port = 4000;
+  assert_true(finds(sim, 0, &ih, &want));
+  mdht_sim_del(sim);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bootstrap_and_find_node),
       cmocka_unit_test(test_announce_get_peers_with_churn),
       cmocka_unit_test(test_rebootstrap_after_loss),
+      cmocka_unit_test(test_own_store_counts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
