@@ -38,6 +38,7 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
   ls->slots = calloc(cfg->max_lookups, sizeof *ls->slots);
   if (!ls->slots) return MDHT_ERR_NOMEM;
   ls->cfg = *cfg;
+  ls->soft_ms = cfg->query_soft_timeout_ms;
   ls->bus = bus;
   ls->cb = *cbs;
   if (self) {
@@ -45,6 +46,12 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
     ls->has_self = true;
   }
   return 0;
+}
+
+void mdht_lookups_set_soft_timeout(mdht_lookups *ls, mdht_time ms) {
+  if (!ls) return;
+  ls->soft_ms =
+      ms < ls->cfg.query_soft_timeout_ms ? ms : ls->cfg.query_soft_timeout_ms;
 }
 
 void mdht_lookups_free(mdht_lookups *ls) {
@@ -224,7 +231,7 @@ static void update_deadline(const mdht_lookups *ls, mdht_lookup *l) {
     const mdht_lookup_cand *c = &l->cands[i];
     mdht_time t;
     if (c->state == MDHT_LC_INFLIGHT)
-      t = c->sent + ls->cfg.query_soft_timeout_ms;
+      t = c->sent + ls->soft_ms;
     else if (c->state == MDHT_LC_SLOW)
       t = c->sent + ls->cfg.query_timeout_ms;
     else
@@ -481,8 +488,7 @@ int mdht_lookups_tick(mdht_lookups *ls, mdht_time now) {
       if (now < c->sent) continue; /* the caller's clock went back */
       if (now - c->sent >= ls->cfg.query_timeout_ms) {
         set_failed(l, c);
-      } else if (c->state == MDHT_LC_INFLIGHT &&
-                 now - c->sent >= ls->cfg.query_soft_timeout_ms) {
+      } else if (c->state == MDHT_LC_INFLIGHT && now - c->sent >= ls->soft_ms) {
         c->state = MDHT_LC_SLOW;
         l->n_inflight--;
         l->n_slow++;

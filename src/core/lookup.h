@@ -198,6 +198,8 @@ typedef struct mdht_lookups {
   mdht_lookup_cbs cb;
   mdht_id self;
   bool has_self;
+  mdht_time soft_ms;   /* soft timeout in force: cfg's, or less when the
+                          owner measures faster round trips */
   mdht_lookup **slots; /* cfg.max_lookups pointers, allocated lazily */
   uint32_t n_alloc;    /* slots allocated so far */
   uint32_t n_active;
@@ -210,6 +212,12 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
                       const mdht_lookup_cbs *cbs, const mdht_id *self);
 /* Ends every lookup silently (no callback, no event). Idempotent. */
 void mdht_lookups_free(mdht_lookups *ls);
+
+/* Sets the soft timeout (clamped to cfg->query_soft_timeout_ms, which is
+ * its upper bound). The node sets it from the round trips it measures, so
+ * that a lookup on a fast network does not wait a fixed second on every
+ * node that will never answer. */
+void mdht_lookups_set_soft_timeout(mdht_lookups *ls, mdht_time ms);
 
 /* Starts a lookup of `kind` (MDHT_M_FIND_NODE or MDHT_M_GET_PEERS) for
  * `target` from `seeds` (martian, private unless cfg->allow_private,

@@ -337,6 +337,30 @@ static void handle_query(mdht_node *node, const mdht_addr *from,
 
 /* ------------------------------------------------------------ responses */
 
+/* Soft timeouts no shorter than this: below it, a scheduling hiccup of
+ * the host would count as a slow node. */
+#define MDHT_MIN_SOFT_TIMEOUT_MS 50
+
+/* Folds one round trip into the estimate (RFC 6298's smoothing) and sets
+ * the lookups' soft timeout to srtt + 4 rttvar: a node that has not
+ * answered by then is most likely gone, on this network, not merely slow.
+ * The configured soft timeout stays the upper bound. */
+static void observe_rtt(mdht_node *node, mdht_time rtt) {
+  uint32_t r = rtt > 60000 ? 60000 : (uint32_t)rtt;
+  if (node->srtt8 == 0) {
+    node->srtt8 = r * 8;
+    node->rttvar4 = r * 2;
+  } else {
+    int32_t err = (int32_t)r - (int32_t)(node->srtt8 / 8);
+    node->srtt8 = (uint32_t)((int32_t)node->srtt8 + err);
+    uint32_t aerr = (uint32_t)(err < 0 ? -err : err);
+    node->rttvar4 = node->rttvar4 - node->rttvar4 / 4 + aerr;
+  }
+  mdht_time soft = node->srtt8 / 8 + node->rttvar4;
+  if (soft < MDHT_MIN_SOFT_TIMEOUT_MS) soft = MDHT_MIN_SOFT_TIMEOUT_MS;
+  mdht_lookups_set_soft_timeout(&node->lookups, soft);
+}
+
 static void owner_failed(mdht_node *node, const mdht_txn *txn, mdht_time now);
 static void owner_answered(mdht_node *node, const mdht_txn *txn,
                            const mdht_addr *from, mdht_time now);
@@ -377,6 +401,7 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
     return;
   }
   publish(node, &ev);
+  observe_rtt(node, now - txn.sent);
   if (m->has_ip) {
     mdht_event ip;
     mdht_bus_event_init(&ip, MDHT_EV_EXTERNAL_ADDR, now);

@@ -89,6 +89,9 @@ struct mdht_node {
   mdht_stats stats;
   uint32_t maint_pings; /* CONFIRM + CHECK queries outstanding */
   mdht_lookups lookups;
+  /* Round-trip estimate (RFC 6298 style, in ms x8 and x4) from the
+   * responses we get: it sets the lookups' soft timeout. */
+  uint32_t srtt8, rttvar4;
   mdht_maint maint;
   mdht_bootstrap boot;
   mdht_op *ops;

@@ -86,7 +86,7 @@ static int h_send(void *user, uint32_t lookup_id, mdht_method method,
     if (t->check_dup_ids) assert_false(mdht_id_eq(&p->node_id, node_id));
     if (p->closed) continue;
     open++;
-    if (now - p->sent < SOFT) fresh++;
+    if (now - p->sent < t->ls.soft_ms) fresh++;
   }
   /* The alpha bound: this send makes at most alpha fresh queries. */
   assert_true(fresh < t->cfg.alpha);
@@ -988,6 +988,33 @@ static void test_slow_awaited_below_k(void **state) {
 
 /* Soft timeout by hand: exactly one more query per slow node, and the
  * slow node's late answer still counts. */
+/* The owner may shorten the soft timeout (from measured round trips);
+ * the configured value stays its upper bound. */
+static void test_soft_timeout_set_by_owner(void **state) {
+  (void)state;
+  mdht_config c;
+  h_config(&c);
+  c.alpha = 1;
+  c.k = 2;
+  h *t = h_new_cfg(&c);
+  mdht_lookups_set_soft_timeout(&t->ls, 200);
+  assert_int_equal(t->ls.soft_ms, 200);
+  mdht_lookup_node s[3] = {lnode(1, 1), lnode(2, 2), lnode(3, 3)};
+  uint32_t id = start(t, MDHT_M_FIND_NODE, s, 3);
+  assert_int_equal(t->nq, 1);
+  assert_int_equal(mdht_lookups_next_deadline(&t->ls), 200);
+  t->now = 199;
+  mdht_lookups_tick(&t->ls, t->now);
+  assert_int_equal(t->nq, 1);
+  t->now = 200;
+  mdht_lookups_tick(&t->ls, t->now);
+  assert_int_equal(t->nq, 2); /* the next one starts at 200 ms, not SOFT */
+  assert_true(queried(t, id, &s[1]));
+  mdht_lookups_set_soft_timeout(&t->ls, SOFT * 10);
+  assert_int_equal(t->ls.soft_ms, SOFT);
+  h_del(t);
+}
+
 static void test_soft_timeout_one_more(void **state) {
   (void)state;
   mdht_config c;
@@ -1677,6 +1704,7 @@ int main(void) {
       cmocka_unit_test(test_dead_node_among_closest),
       cmocka_unit_test(test_slow_awaited_below_k),
       cmocka_unit_test(test_soft_timeout_one_more),
+      cmocka_unit_test(test_soft_timeout_set_by_owner),
       cmocka_unit_test(test_end_waits_for_closer_unqueried),
       cmocka_unit_test(test_failure_removes_node),
       cmocka_unit_test(test_own_hard_timeout),

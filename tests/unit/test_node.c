@@ -513,6 +513,36 @@ static void test_bootstrap_retries_lost_self_lookup(void **state) {
   assert_int_equal(f->events[MDHT_EV_BOOTSTRAP_DONE], 1);
 }
 
+/* The lookups' soft timeout follows the measured round trips (srtt + 4
+ * rttvar), never above the configured one, never below 50 ms. */
+static void test_soft_timeout_adapts_to_rtt(void **state) {
+  fixture *f = *state;
+  assert_int_equal(f->node->lookups.soft_ms, 1000);
+  mdht_addr a = test_addr4(127, 0, 0, 60, 6881);
+  mdht_id aid = test_id(0x60);
+  uint8_t tid[16];
+  size_t tl;
+  assert_true(mdht_node_ping_addr(f->node, &a, NULL, NULL, f->now) > 0);
+  assert_int_equal(queries_to(f, &a, MDHT_M_PING, tid, &tl), 1);
+  f->now += 30;
+  answer(f, &a, &aid, tid, tl);
+  assert_int_equal(f->node->lookups.soft_ms, 30 + 4 * 15); /* rttvar = rtt/2 */
+  /* steady 30 ms answers shrink the variance, down to the 50 ms floor */
+  for (int i = 0; i < 40; i++) {
+    assert_true(mdht_node_ping_addr(f->node, &a, NULL, NULL, f->now) > 0);
+    assert_int_equal(queries_to(f, &a, MDHT_M_PING, tid, &tl), 1);
+    f->now += 30;
+    answer(f, &a, &aid, tid, tl);
+  }
+  assert_int_equal(f->node->lookups.soft_ms, 50);
+  /* a very slow answer cannot push it past the configured bound */
+  assert_true(mdht_node_ping_addr(f->node, &a, NULL, NULL, f->now) > 0);
+  assert_int_equal(queries_to(f, &a, MDHT_M_PING, tid, &tl), 1);
+  f->now += 4000;
+  answer(f, &a, &aid, tid, tl);
+  assert_int_equal(f->node->lookups.soft_ms, 1000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
@@ -537,6 +567,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_enforce_node_id, teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap_retries_lost_self_lookup,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_soft_timeout_adapts_to_rtt, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
