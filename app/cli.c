@@ -157,3 +157,16 @@ void cli_print_options(const cli_opt *opts, size_t nopts,
     putchar('\n');
   }
 }
+
+int cli_add_bootstrap(const char **list, size_t *n, const char *v) {
+  if (cli_check_hostport(v) < 0) {
+    cli_error("bad bootstrap address '%s' (want HOST:PORT, port 1-65535)", v);
+    return -1;
+  }
+  if (*n >= CLI_MAX_BOOTSTRAP) {
+    cli_error("too many --bootstrap (at most %d)", CLI_MAX_BOOTSTRAP);
+    return -1;
+  }
+  list[(*n)++] = v;
+  return 0;
+}

@@ -56,4 +56,9 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* "HOST:PORT" or "[V6]:PORT" with a port in 1..65535. Returns 0 or -1. */
 int cli_check_hostport(const char *s);
 
+#define CLI_MAX_BOOTSTRAP 64
+/* Appends a --bootstrap value to `list` (CLI_MAX_BOOTSTRAP entries) after
+ * checking it; prints the one-line error and returns -1 otherwise. */
+int cli_add_bootstrap(const char **list, size_t *n, const char *v);
+
 #endif

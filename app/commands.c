@@ -28,7 +28,6 @@
 #include "mdht.h"
 #include "sock.h"
 
-#define MAX_BOOTSTRAP 64
 #define DEFAULT_TIMEOUT_MS ((mdht_time)30000)
 /* How much longer a client waits for the node's own "timed out" answer. */
 #define CONTROL_GRACE_MS 3000
@@ -38,7 +37,7 @@ typedef struct client_args {
   const char *bind;
   uint32_t port; /* announce: the peer's port; else the local UDP port */
   bool port_given;
-  const char *bootstrap[MAX_BOOTSTRAP];
+  const char *bootstrap[CLI_MAX_BOOTSTRAP];
   size_t nbootstrap;
   mdht_time timeout_ms;
   bool json;
@@ -74,16 +73,7 @@ static int set_port(void *ctx, const char *v) {
 
 static int set_bootstrap(void *ctx, const char *v) {
   client_args *a = ctx;
-  if (cli_check_hostport(v) < 0) {
-    cli_error("bad bootstrap address '%s' (want HOST:PORT, port 1-65535)", v);
-    return -1;
-  }
-  if (a->nbootstrap >= MAX_BOOTSTRAP) {
-    cli_error("too many --bootstrap (at most %d)", MAX_BOOTSTRAP);
-    return -1;
-  }
-  a->bootstrap[a->nbootstrap++] = v;
-  return 0;
+  return cli_add_bootstrap(a->bootstrap, &a->nbootstrap, v);
 }
 
 static int set_control(void *ctx, const char *v) {

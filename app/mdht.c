@@ -20,8 +20,6 @@
 #include "state.h"
 #include "sock.h"
 
-#define MAX_BOOTSTRAP 64
-
 static void usage(FILE *f) {
   fputs("usage: mdht COMMAND [OPTIONS]\n"
         "\n"
@@ -54,7 +52,7 @@ typedef struct run_args {
   uint32_t port;
   mdht_id id;
   bool have_id;
-  const char *bootstrap[MAX_BOOTSTRAP];
+  const char *bootstrap[CLI_MAX_BOOTSTRAP];
   size_t nbootstrap;
   bool no_bootstrap;
   const char *state_dir; /* NULL: the default directory */
@@ -89,16 +87,7 @@ static int set_id(void *ctx, const char *v) {
 
 static int set_bootstrap(void *ctx, const char *v) {
   run_args *a = ctx;
-  if (cli_check_hostport(v) < 0) {
-    cli_error("bad bootstrap address '%s' (want HOST:PORT, port 1-65535)", v);
-    return -1;
-  }
-  if (a->nbootstrap >= MAX_BOOTSTRAP) {
-    cli_error("too many --bootstrap (at most %d)", MAX_BOOTSTRAP);
-    return -1;
-  }
-  a->bootstrap[a->nbootstrap++] = v;
-  return 0;
+  return cli_add_bootstrap(a->bootstrap, &a->nbootstrap, v);
 }
 
 static int set_level(void *ctx, const char *v) {
