@@ -113,7 +113,7 @@ void mdht_id_format(const mdht_id *id, char hex[41]);
 /* Every field has a default (mdht_config_default) and a command-line flag. */
 typedef struct mdht_config {
   uint32_t k;                      /* bucket size, default 8 */
-  uint32_t alpha;                  /* lookup parallelism, default 3 */
+  uint32_t alpha;                  /* lookup parallelism, default 5 */
   mdht_time node_fresh_ms;         /* a node is good this long after it
                                       answered: 15 min */
   uint32_t max_fails;              /* failures in a row that make a node

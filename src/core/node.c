@@ -342,9 +342,13 @@ static void handle_query(mdht_node *node, const mdht_addr *from,
 #define MDHT_MIN_SOFT_TIMEOUT_MS 50
 
 /* Folds one round trip into the estimate (RFC 6298's smoothing) and sets
- * the lookups' soft timeout to srtt + 4 rttvar: a node that has not
+ * the lookups' soft timeout to srtt + 2 rttvar: a node that has not
  * answered by then is most likely gone, on this network, not merely slow.
- * The configured soft timeout stays the upper bound. */
+ * Being early costs little: the soft timeout only lets one more query
+ * start, and a late answer still counts until the lookup ends. (srtt + 4
+ * rttvar, RFC 6298's retransmission timeout, measured 6.7 RTTs per lookup
+ * in the simulator against 4.9 for this.) The configured soft timeout
+ * stays the upper bound. */
 static void observe_rtt(mdht_node *node, mdht_time rtt) {
   uint32_t r = rtt > 60000 ? 60000 : (uint32_t)rtt;
   if (node->srtt8 == 0) {
@@ -356,7 +360,7 @@ static void observe_rtt(mdht_node *node, mdht_time rtt) {
     uint32_t aerr = (uint32_t)(err < 0 ? -err : err);
     node->rttvar4 = node->rttvar4 - node->rttvar4 / 4 + aerr;
   }
-  mdht_time soft = node->srtt8 / 8 + node->rttvar4;
+  mdht_time soft = node->srtt8 / 8 + node->rttvar4 / 2;
   if (soft < MDHT_MIN_SOFT_TIMEOUT_MS) soft = MDHT_MIN_SOFT_TIMEOUT_MS;
   mdht_lookups_set_soft_timeout(&node->lookups, soft);
 }

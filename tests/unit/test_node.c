@@ -513,7 +513,7 @@ static void test_bootstrap_retries_lost_self_lookup(void **state) {
   assert_int_equal(f->events[MDHT_EV_BOOTSTRAP_DONE], 1);
 }
 
-/* The lookups' soft timeout follows the measured round trips (srtt + 4
+/* The lookups' soft timeout follows the measured round trips (srtt + 2
  * rttvar), never above the configured one, never below 50 ms. */
 static void test_soft_timeout_adapts_to_rtt(void **state) {
   fixture *f = *state;
@@ -526,7 +526,7 @@ static void test_soft_timeout_adapts_to_rtt(void **state) {
   assert_int_equal(queries_to(f, &a, MDHT_M_PING, tid, &tl), 1);
   f->now += 30;
   answer(f, &a, &aid, tid, tl);
-  assert_int_equal(f->node->lookups.soft_ms, 30 + 4 * 15); /* rttvar = rtt/2 */
+  assert_int_equal(f->node->lookups.soft_ms, 30 + 2 * 15); /* rttvar = rtt/2 */
   /* steady 30 ms answers shrink the variance, down to the 50 ms floor */
   for (int i = 0; i < 40; i++) {
     assert_true(mdht_node_ping_addr(f->node, &a, NULL, NULL, f->now) > 0);
