@@ -81,6 +81,22 @@ def parse_peer(b):
     return socket.inet_ntoa(b[:4]), int.from_bytes(b[4:], "big")
 
 
+def flip_bit(nid, bit):
+    b = bytearray(nid)
+    b[bit // 8] ^= 0x80 >> (bit % 8)
+    return bytes(b)
+
+
+def id_at_depth(node_id, depth, rnd):
+    """An id sharing exactly `depth` leading bits with node_id: fake nodes
+    spread over depths fit their buckets, so tests know the whole table."""
+    x = bytearray(flip_bit(node_id, depth))
+    for bit in range(depth + 1, 160):
+        if rnd.random() < 0.5:
+            x[bit // 8] ^= 0x80 >> (bit % 8)
+    return bytes(x)
+
+
 def xor(a, b):
     return bytes(x ^ y for x, y in zip(a, b))
 

@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from krpc_client import (MdhtProcess, Sock, bdecode, bencode, compact_addr,
-                         parse_nodes, parse_peer, serve_all, xor)
+                         id_at_depth, parse_nodes, parse_peer, serve_all, xor)
 
 checks = 0
 
@@ -20,22 +20,6 @@ def check(cond, what):
     if not cond:
         raise AssertionError(what)
     checks += 1
-
-
-def flip_bit(nid, bit):
-    b = bytearray(nid)
-    b[bit // 8] ^= 0x80 >> (bit % 8)
-    return bytes(b)
-
-
-def id_at_depth(node_id, depth, rnd):
-    """An id sharing exactly `depth` leading bits with node_id."""
-    x = bytearray(flip_bit(node_id, depth))
-    # Randomise everything after the flipped bit.
-    for bit in range(depth + 1, 160):
-        if rnd.random() < 0.5:
-            x[bit // 8] ^= 0x80 >> (bit % 8)
-    return bytes(x)
 
 
 def check_common(r, s, node, t=None):

@@ -36,7 +36,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from krpc_client import MdhtProcess, Sock, bdecode, compact_addr  # noqa: E402
+from krpc_client import (MdhtProcess, Sock, bdecode, compact_addr,  # noqa: E402
+                         id_at_depth)
 
 BIN = None
 PORT = 17981  # fixed, below the ephemeral range: a restart keeps its address
@@ -548,7 +549,11 @@ def test_save_command(tmp):
     p = MdhtProcess(BIN, ["--bind", "127.0.7.13", "--port", "0",
                           "--no-bootstrap", "--state", d, "--control", sock,
                           "--save-interval", "3600"])
-    fakes = [Sock("127.0.8.%d" % (170 + i)) for i in range(12)]
+    # At depths 0..5, two each: every one fits its bucket (k = 8), so all
+    # twelve become good whatever the random ids.
+    rnd = random.Random(13)
+    fakes = [Sock("127.0.8.%d" % (170 + i), id_at_depth(p.id, i // 2, rnd))
+             for i in range(12)]
     responder = Responder(fakes)
     q = None
     try:
