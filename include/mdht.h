@@ -276,8 +276,9 @@ typedef struct mdht_event {
       mdht_time rtt_ms;
     } response;
     struct {
-      bool ro;
-    } query; /* QUERY_RECEIVED: BEP 43 */
+      bool ro;    /* BEP 43: the sender is read-only */
+      bool no_id; /* an unknown method sent without a valid id */
+    } query;      /* QUERY_RECEIVED */
     struct {
       mdht_log_level level;
       const char *text;

@@ -169,7 +169,8 @@ static int decode_query(mdht_krpc_msg *m, const uint8_t *buf,
   if (m->method == MDHT_M_UNKNOWN) {
     /* Answered with 204 whatever its arguments; keep the id if usable. */
     if (is_type(toks, a, MDHT_BE_DICT))
-      get_id(buf, toks, mdht_be_dict_get(buf, toks, a, "id", 2), &m->id);
+      m->has_id = get_id(buf, toks, mdht_be_dict_get(buf, toks, a, "id", 2),
+                         &m->id) == 0;
     return 0;
   }
 
@@ -177,6 +178,7 @@ static int decode_query(mdht_krpc_msg *m, const uint8_t *buf,
   int k[A_N];
   scan_dict(buf, toks, a, arg_keys, A_N, k);
   if ((rc = get_id(buf, toks, k[A_ID], &m->id))) return rc;
+  m->has_id = true;
 
   switch (m->method) {
   case MDHT_M_PING:

@@ -48,6 +48,8 @@ typedef struct mdht_krpc_msg {
 
   /* 'q' and 'r': the sender's id (required in both) */
   mdht_id id;
+  bool has_id; /* decoded queries: a valid id was present (always,
+                  but for unknown methods, which need none) */
 
   /* query arguments */
   mdht_id target; /* find_node target, get_peers / announce_peer /

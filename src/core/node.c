@@ -293,6 +293,19 @@ static void handle_sample(mdht_node *node, const mdht_addr *from,
   /* Our samples change as announces arrive; 6 hours (BEP 51's maximum)
    * would hide them, libtorrent uses 0..21600 with a default of 21600. */
   r->interval = 300;
+  if (n > 0) {
+    /* Beside 16 IPv6 nodes, 40 samples would not fit: measure, and drop
+     * samples until the response is within MDHT_RESPONSE_LIMIT. */
+    uint8_t probe[2 * MDHT_MAX_PACKET]; /* room to measure an overshoot */
+    int len = mdht_krpc_encode(r, probe, sizeof probe);
+    size_t over = len < 0 ? n * MDHT_ID_LEN
+                  : (size_t)len > MDHT_RESPONSE_LIMIT
+                      ? (size_t)len - MDHT_RESPONSE_LIMIT
+                      : 0;
+    size_t drop_n = (over + MDHT_ID_LEN - 1) / MDHT_ID_LEN;
+    n = drop_n < n ? n - drop_n : 0;
+    r->samples.len = n * MDHT_ID_LEN;
+  }
   send_response(node, from, now);
 }
 
@@ -310,6 +323,7 @@ static void handle_query(mdht_node *node, const mdht_addr *from,
   ev.id = q->id;
   ev.method = q->method;
   ev.u.query.ro = q->ro;
+  ev.u.query.no_id = !q->has_id;
   publish(node, &ev);
 
   switch (q->method) {
@@ -439,8 +453,9 @@ static void rt_on_event(const mdht_event *ev, void *user) {
                           ev->now, &ping);
     break;
   case MDHT_EV_QUERY_RECEIVED:
-    /* BEP 43: a read-only node never enters the table. */
-    if (ev->u.query.ro) return;
+    /* BEP 43: a read-only node never enters the table; nor does a sender
+     * we have no id for (an unknown method needs none to get its 204). */
+    if (ev->u.query.ro || ev->u.query.no_id) return;
     r = mdht_rtable_heard(&node->rt, &ev->id, &ev->addr, MDHT_RT_HEARD_QUERY,
                           ev->now, &ping);
     if (r == MDHT_RT_ADDED) {
@@ -665,7 +680,11 @@ static void announce_phase(mdht_node *node, mdht_op *op,
       op->ann_pending++;
   }
   op->res.queries += op->ann_pending;
-  if (op->ann_pending == 0) op_finish(node, op, now);
+  if (op->ann_pending == 0) {
+    /* Nobody gave a usable token: nothing was announced. */
+    op->res.ok = false;
+    op_finish(node, op, now);
+  }
 }
 
 static void lookup_done(void *user, const mdht_lookup_results *res) {
@@ -833,12 +852,15 @@ static void owner_failed(mdht_node *node, const mdht_txn *txn, mdht_time now) {
   }
 }
 
-/* Nodes that may still answer: bad ones stay in their slots until a
- * newcomer replaces them, but a table of bad nodes is an empty table. */
+/* Whether the table holds a node a lookup can start from: one that has
+ * answered us and is not bad. Bad nodes stay in their slots until a
+ * newcomer replaces them, and nodes that only ever queried us (anyone can
+ * send one spoofed datagram) prove nothing: a table of those is empty
+ * for joining purposes. */
 static uint32_t table_size(const mdht_node *node, mdht_time now) {
-  uint32_t good, q, total, repl;
-  mdht_rtable_counts(&node->rt, now, &good, &q, &total, &repl);
-  return good + q;
+  mdht_rt_entry e;
+  return (uint32_t)mdht_rtable_closest(&node->rt, &node->id, node->bound.family,
+                                       &e, 1, now);
 }
 
 /* The bootstrapper's schedule (see bootstrap.h). */

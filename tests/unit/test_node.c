@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -543,6 +544,157 @@ static void test_soft_timeout_adapts_to_rtt(void **state) {
   assert_int_equal(f->node->lookups.soft_ms, 1000);
 }
 
+/* A query from `from` (id `id`); the node's confirmation ping to it is
+ * answered, so that it becomes a good node. */
+static void confirm(fixture *f, const mdht_addr *from, const mdht_id *id) {
+  uint8_t buf[MDHT_MAX_PACKET], tid[16];
+  size_t tl;
+  mdht_krpc_msg *q = query(MDHT_M_PING, id, "cf");
+  int n = mdht_krpc_encode(q, buf, sizeof buf);
+  mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
+  assert_int_equal(queries_to(f, from, MDHT_M_PING, tid, &tl), 1);
+  f->now += 10;
+  answer(f, from, id, tid, tl);
+}
+
+/* Review finding: a node that only queries us (one spoofed datagram every
+ * few seconds) must not stop the bootstrapper from pinging its routers. */
+static void test_bootstrap_not_stalled_by_queriers(void **state) {
+  fixture *f = *state;
+  mdht_addr router = test_addr4(127, 0, 0, 50, 6881);
+  uint8_t tid[16];
+  size_t tl;
+  assert_int_equal(mdht_node_add_bootstrap(f->node, &router, f->now), 0);
+  int pings = queries_to(f, &router, MDHT_M_PING, tid, &tl);
+  uint8_t buf[MDHT_MAX_PACKET];
+  for (int t = 0; t < 600; t++) { /* 60 s, the router never answers */
+    f->now += 100;
+    if (t % 30 == 0) {
+      mdht_addr spoof = test_addr4(127, 0, 1, (uint8_t)(t / 30 + 1), 7000);
+      mdht_id sid = test_id((uint8_t)(0x20 + t / 30));
+      int n = mdht_krpc_encode(query(MDHT_M_PING, &sid, "sp"), buf, sizeof buf);
+      mdht_node_recv(f->node, &spoof, buf, (size_t)n, f->now);
+    }
+    mdht_node_tick(f->node, f->now);
+    pings += queries_to(f, &router, MDHT_M_PING, tid, &tl);
+  }
+  /* at 0, 5, 15 and 35 s */
+  assert_true(pings >= 4);
+}
+
+/* Review finding: an unknown method sent without an id gets its 204, but
+ * no routing slot and no confirmation ping. */
+static void test_unknown_without_id_not_added(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 70, 6881);
+  static const char pkt[] = "d1:q3:foo1:t2:aa1:y1:qe";
+  mdht_node_recv(f->node, &a, (const uint8_t *)pkt, sizeof pkt - 1, f->now);
+  f->len = mdht_node_next_packet(f->node, &f->to, f->pkt, sizeof f->pkt);
+  assert_true(f->len > 0);
+  assert_int_equal(mdht_krpc_decode(&f->msg, f->pkt, (size_t)f->len, f->toks,
+                                    MDHT_KRPC_TOKENS),
+                   0);
+  assert_int_equal(f->msg.ecode, 204);
+  assert_int_equal(
+      mdht_node_next_packet(f->node, &f->to, f->pkt, sizeof f->pkt),
+      0); /* no confirmation ping */
+  assert_int_equal(f->events[MDHT_EV_NODE_ADDED], 0);
+}
+
+typedef struct outcome {
+  bool done;
+  mdht_result r;
+} outcome;
+
+static void on_result(const mdht_result *r, void *user) {
+  outcome *o = user;
+  o->done = true;
+  o->r = *r;
+}
+
+/* Review finding: an announce whose lookup got no usable token sent no
+ * announce_peer, and must not report success. */
+static void test_announce_without_tokens_fails(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 80, 6881);
+  mdht_id aid = test_id(0x33);
+  confirm(f, &a, &aid);
+  outcome o = {0};
+  mdht_id ih = test_id(0x44);
+  assert_true(mdht_node_announce(f->node, &ih, 1234, false, false, on_result,
+                                 &o, f->now) > 0);
+  uint8_t tid[16];
+  size_t tl;
+  assert_int_equal(queries_to(f, &a, MDHT_M_GET_PEERS, tid, &tl), 1);
+  f->now += 10;
+  answer(f, &a, &aid, tid, tl); /* a get_peers answer without a token */
+  mdht_node_tick(f->node, f->now);
+  assert_true(o.done);
+  assert_false(o.r.ok);
+  assert_int_equal(o.r.nnodes, 0);
+  assert_int_equal(queries_to(f, &a, MDHT_M_ANNOUNCE_PEER, tid, &tl), 0);
+}
+
+/* Review finding: with k = 16 on IPv6, 40 samples beside 16 nodes went
+ * past 1,400 bytes (and past 1,500: no answer at all). */
+static void test_sample_infohashes_size_bound(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  *state = f;
+  f->seed = 9;
+  f->now = 1000000;
+  memset(&f->bound, 0, sizeof f->bound);
+  f->bound.family = MDHT_AF_INET6;
+  f->bound.ip[15] = 1;
+  f->bound.port = 6881;
+  mdht_callbacks cb = {.random = test_random, .user = &f->seed};
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.k = 16;
+  mdht_id id = test_id(0x80);
+  assert_int_equal(mdht_node_new(&f->node, &c, &cb, &id, &f->bound, f->now), 0);
+  assert_true(mdht_node_subscribe(f->node, on_event, f) >= 0);
+  for (int i = 0; i < 16; i++) {
+    mdht_addr a;
+    memset(&a, 0, sizeof a);
+    a.family = MDHT_AF_INET6;
+    a.ip[0] = 0xfd;
+    a.ip[15] = (uint8_t)(i + 2);
+    a.port = 7000;
+    mdht_id nid = test_id((uint8_t)(0x90 + i));
+    confirm(f, &a, &nid);
+  }
+  for (int i = 0; i < 40; i++) {
+    mdht_id ih = test_id((uint8_t)(0x10 + i));
+    mdht_addr p;
+    memset(&p, 0, sizeof p);
+    p.family = MDHT_AF_INET6;
+    p.ip[0] = 0xfd;
+    p.ip[14] = 1;
+    p.ip[15] = (uint8_t)i;
+    p.port = 5000;
+    assert_int_equal(mdht_peers_add(&f->node->peers, &ih, &p, false, f->now),
+                     0);
+  }
+  mdht_addr from;
+  memset(&from, 0, sizeof from);
+  from.family = MDHT_AF_INET6;
+  from.ip[0] = 0xfd;
+  from.ip[15] = 0x77;
+  from.port = 9000;
+  mdht_id me = test_id(0x55);
+  mdht_krpc_msg *q = query(MDHT_M_SAMPLE_INFOHASHES, &me, "si");
+  q->target = test_id(0x91);
+  assert_true(exchange(f, &from, q));
+  assert_true(f->len <= MDHT_RESPONSE_LIMIT);
+  assert_int_equal(f->msg.nodes6.len, 16 * MDHT_COMPACT_NODE6);
+  printf("# sample_infohashes: %d bytes, %zu samples\n", f->len,
+         f->msg.samples.len / MDHT_ID_LEN);
+  assert_true(f->msg.samples.len >= 20 * MDHT_ID_LEN);
+  assert_true(f->msg.samples.len < 40 * MDHT_ID_LEN);
+  assert_int_equal(f->msg.num, 40);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
@@ -569,6 +721,13 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_soft_timeout_adapts_to_rtt, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_bootstrap_not_stalled_by_queriers,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_without_id_not_added, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_announce_without_tokens_fails, setup,
+                                      teardown),
+      cmocka_unit_test_teardown(test_sample_infohashes_size_bound, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
