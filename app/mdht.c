@@ -5,6 +5,7 @@
  *
  * Exit status: 0 success, 2 usage or runtime error (one line on stderr).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,6 +465,11 @@ static int cmd_help(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   const char *cmd;
+
+  /* A reader of our stderr or a control client that goes away must cost a
+   * write error, not the process: a node killed by SIGPIPE would not save
+   * its state nor remove its control socket. */
+  signal(SIGPIPE, SIG_IGN);
 
   if (argc < 2) {
     cli_error("no command given (try 'mdht --help')");

@@ -914,8 +914,11 @@ static void client_read(mdht_ctl_client *c, mdht_time now) {
   while (c->inlen < sizeof c->in && !has_line(c)) {
     ssize_t n = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
     if (n > 0) {
+      /* The clock starts at a request's first byte and is not pushed back
+       * by the rest: a client trickling one byte at a time would otherwise
+       * hold one of the few slots for hours. */
+      if (c->inlen == 0) c->idle_deadline = now + MDHT_CTL_IDLE_MS;
       c->inlen += (size_t)n;
-      c->idle_deadline = now + MDHT_CTL_IDLE_MS;
     } else if (n == 0) {
       c->eof = true;
       /* `printf stats | socat ...`: a last request without its LF. */

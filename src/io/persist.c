@@ -93,7 +93,10 @@ int mdht_persist_read_file(int dirfd, const char *name, size_t max,
   struct stat st;
   *buf = NULL;
   *len = 0;
-  int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  /* O_NONBLOCK: opening a FIFO someone left under our name would
+   * otherwise wait for a writer forever; anything not regular is refused
+   * below, and reads of a regular file ignore the flag. */
+  int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return -errno;
   if (fstat(fd, &st) < 0) {
     int err = -errno;
@@ -314,6 +317,10 @@ int mdht_persist_read(mdht_persist *p, uint8_t **buf, size_t *len,
   if (rc == -ENOENT) return 0;
   if (rc == -EFBIG) {
     reject(p, "larger than any state file");
+    return 0;
+  }
+  if (rc == -EINVAL) {
+    reject(p, "not a regular file");
     return 0;
   }
   if (rc < 0) {
