@@ -1332,20 +1332,48 @@ int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
     return MDHT_CTL_EXIT_ERROR;
   }
   memcpy(sa.sun_path, path, strlen(path));
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    if (errno == ECONNREFUSED || errno == ENOENT)
+  /* Non-blocking from the start, and one deadline for all of it: a node
+   * whose loop is stuck, or whose backlog is full, must cost --timeout,
+   * not forever. */
+  deadline = mdht_driver_now() + timeout_ms;
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  for (;;) {
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) break;
+    if (fd >= 0 && (errno == EAGAIN || errno == EINTR) &&
+        mdht_driver_now() < deadline) {
+      /* A Unix socket's full backlog gives no event to wait for. */
+      poll(NULL, 0, 10);
+      continue;
+    }
+    if (fd >= 0 && errno == EAGAIN)
+      snprintf(msg, msgcap,
+               "the node on %s accepts no connection within %llu s", path,
+               (unsigned long long)(timeout_ms + 999) / 1000);
+    else if (errno == ECONNREFUSED || errno == ENOENT)
       snprintf(msg, msgcap, "no node is running on %s (%s)", path,
                strerror(errno));
     else
       snprintf(msg, msgcap, "cannot connect to %s: %s", path, strerror(errno));
     goto out;
   }
-  deadline = mdht_driver_now() + timeout_ms;
   while (sent < len) {
     ssize_t n = send(fd, line + sent, len - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+      mdht_time now = mdht_driver_now();
+      if (now >= deadline) {
+        snprintf(msg, msgcap, "the node on %s takes no request within %llu s",
+                 path, (unsigned long long)(timeout_ms + 999) / 1000);
+        goto out;
+      }
+      poll(&pfd, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
+      continue;
+    }
     if (n <= 0) {
+      /* The node may have answered and closed already (too many
+       * clients): its answer is worth more than our send error. */
+      if (errno == EPIPE || errno == ECONNRESET) break;
       snprintf(msg, msgcap, "cannot send to %s: %s", path, strerror(errno));
       goto out;
     }
@@ -1376,7 +1404,7 @@ int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
     }
     if (r <= 0) continue;
     n = recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) {
       snprintf(msg, msgcap,
                "the node on %s closed the connection without "

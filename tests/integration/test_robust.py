@@ -6,6 +6,7 @@ Usage: test_robust.py path/to/mdht
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -88,11 +89,56 @@ def fifo_state(binary, tmp):
             p.wait()
 
 
+def stuck_node_timeout(binary, tmp):
+    """A client command keeps its --timeout against a node that accepts
+    nothing (stopped, backlog full): it used to block in connect()."""
+    sock = os.path.join(tmp, "c.sock")
+    p = subprocess.Popen([binary, "run", "--bind", "127.0.0.44", "--port",
+                          "17444", "--no-bootstrap", "--no-state",
+                          "--control", sock],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    held = []
+    try:
+        end = time.time() + 5
+        while not os.path.exists(sock) and time.time() < end:
+            time.sleep(0.02)
+        check(os.path.exists(sock), "control socket up")
+        os.kill(p.pid, signal.SIGSTOP)
+        for _ in range(300):  # more than any listen backlog
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(sock)
+            except (BlockingIOError, InterruptedError):
+                pass
+            held.append(c)
+        t0 = time.time()
+        try:
+            r = subprocess.run([binary, "stats", "--control", sock,
+                                "--timeout", "1"], capture_output=True,
+                               timeout=15)
+            rc, err = r.returncode, r.stderr.decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            rc, err = None, "hung"
+        took = time.time() - t0
+        check(rc == 2, "exit 2 from a stuck node, got %r (%s)" % (rc, err))
+        check(took < 5, "within its --timeout 1 (took %.1f s)" % took)
+        check(err.count("\n") == 1, "one line on stderr: %r" % err)
+    finally:
+        for c in held:
+            c.close()
+        os.kill(p.pid, signal.SIGCONT)
+        p.send_signal(signal.SIGTERM)
+        if wait_exit(p) is None:
+            raise AssertionError("node did not stop")
+
+
 def main():
     binary = sys.argv[1]
     with tempfile.TemporaryDirectory() as tmp:
         stderr_closed(binary, tmp)
         fifo_state(binary, tmp)
+        stuck_node_timeout(binary, tmp)
     print("test_robust: %d passed, 0 failed" % checks)
 
 
