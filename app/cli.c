@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "sock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -168,5 +169,14 @@ int cli_add_bootstrap(const char **list, size_t *n, const char *v) {
     return -1;
   }
   list[(*n)++] = v;
+  return 0;
+}
+
+int cli_check_bind(const char *v) {
+  mdht_addr tmp;
+  if (mdht_sock_parse_ip(&tmp, v, 0) < 0) {
+    cli_error("bad bind address '%s' (want a numeric IPv4 or IPv6 address)", v);
+    return -1;
+  }
   return 0;
 }

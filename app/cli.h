@@ -60,5 +60,8 @@ int cli_check_hostport(const char *s);
 /* Appends a --bootstrap value to `list` (CLI_MAX_BOOTSTRAP entries) after
  * checking it; prints the one-line error and returns -1 otherwise. */
 int cli_add_bootstrap(const char **list, size_t *n, const char *v);
+/* A numeric IPv4 or IPv6 address for --bind; prints the one-line error and
+ * returns -1 otherwise. */
+int cli_check_bind(const char *v);
 
 #endif

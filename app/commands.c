@@ -48,11 +48,7 @@ typedef struct client_args {
 
 static int set_bind(void *ctx, const char *v) {
   client_args *a = ctx;
-  mdht_addr tmp;
-  if (mdht_sock_parse_ip(&tmp, v, 0) < 0) {
-    cli_error("bad bind address '%s' (want a numeric IPv4 or IPv6 address)", v);
-    return -1;
-  }
+  if (cli_check_bind(v) < 0) return -1;
   a->bind = v;
   return 0;
 }

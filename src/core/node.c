@@ -901,51 +901,49 @@ static void maint_step(mdht_node *node, mdht_time now) {
   }
 }
 
-int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
-                            mdht_result_cb cb, void *user, mdht_time now) {
+/* Starts a user operation around a lookup (an announce is a get_peers
+ * lookup first); `*opp` receives the operation. */
+static int64_t user_lookup(mdht_node *node, mdht_method kind,
+                           const mdht_id *target, mdht_result_cb cb, void *user,
+                           mdht_time now, mdht_op **opp) {
   if (!node || !target) return MDHT_ERR_INVAL;
-  mdht_op *op =
-      op_new(node, MDHT_M_FIND_NODE, MDHT_OP_USER, target, cb, user, now);
+  mdht_op *op = op_new(node, kind, MDHT_OP_USER, target, cb, user, now);
   if (!op) return MDHT_ERR_NOMEM;
-  int rc = start_lookup(node, op, MDHT_M_FIND_NODE, now);
+  int rc = start_lookup(
+      node, op, kind == MDHT_M_FIND_NODE ? MDHT_M_FIND_NODE : MDHT_M_GET_PEERS,
+      now);
   if (rc < 0) {
     op_free(node, op);
     return rc;
   }
+  if (opp) *opp = op;
   return op->id;
+}
+
+int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
+                            mdht_result_cb cb, void *user, mdht_time now) {
+  return user_lookup(node, MDHT_M_FIND_NODE, target, cb, user, now, NULL);
 }
 
 int64_t mdht_node_get_peers(mdht_node *node, const mdht_id *info_hash,
                             mdht_result_cb cb, void *user, mdht_time now) {
-  if (!node || !info_hash) return MDHT_ERR_INVAL;
-  mdht_op *op =
-      op_new(node, MDHT_M_GET_PEERS, MDHT_OP_USER, info_hash, cb, user, now);
-  if (!op) return MDHT_ERR_NOMEM;
-  int rc = start_lookup(node, op, MDHT_M_GET_PEERS, now);
-  if (rc < 0) {
-    op_free(node, op);
-    return rc;
-  }
-  return op->id;
+  return user_lookup(node, MDHT_M_GET_PEERS, info_hash, cb, user, now, NULL);
 }
 
 int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
                            uint16_t port, bool implied_port, bool seed,
                            mdht_result_cb cb, void *user, mdht_time now) {
-  if (!node || !info_hash || (port == 0 && !implied_port))
-    return MDHT_ERR_INVAL;
-  mdht_op *op = op_new(node, MDHT_M_ANNOUNCE_PEER, MDHT_OP_USER, info_hash, cb,
-                       user, now);
-  if (!op) return MDHT_ERR_NOMEM;
-  op->port = implied_port && port == 0 ? 1 : port;
-  op->implied_port = implied_port;
-  op->seed = seed;
-  int rc = start_lookup(node, op, MDHT_M_GET_PEERS, now);
-  if (rc < 0) {
-    op_free(node, op);
-    return rc;
+  if (port == 0 && !implied_port) return MDHT_ERR_INVAL;
+  mdht_op *op = NULL;
+  int64_t id =
+      user_lookup(node, MDHT_M_ANNOUNCE_PEER, info_hash, cb, user, now, &op);
+  /* Read only when the lookup ends, never from inside its start. */
+  if (id > 0) {
+    op->port = implied_port && port == 0 ? 1 : port;
+    op->implied_port = implied_port;
+    op->seed = seed;
   }
-  return op->id;
+  return id;
 }
 
 int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
