@@ -79,6 +79,7 @@ static int set_id(void *ctx, const char *v) {
     return -1;
   }
   a->have_id = true;
+  a->cfg.fixed_id = true; /* chosen by hand: BEP 42 must not replace it */
   return 0;
 }
 
@@ -227,6 +228,20 @@ static const cli_opt run_opts[] = {
      CLI_FLAG, CFG(allow_private), 0, 0, NULL},
     {"--enforce-node-id", NULL, "BEP 42: reject ids that do not match the IP",
      CLI_FLAG, CFG(enforce_node_id), 0, 0, NULL},
+    {"--allow-same-ip", NULL,
+     "several routing entries per IP address (closed test networks only)",
+     CLI_FLAG, CFG(allow_same_ip), 0, 0, NULL},
+    {"--allow-same-prefix", NULL,
+     "several entries per /24 or /64 in a bucket (closed test networks only)",
+     CLI_FLAG, CFG(allow_same_prefix), 0, 0, NULL},
+    {"--max-infohashes-per-ip", "N",
+     "info-hashes one source IP may hold peers in", CLI_U32,
+     CFG(max_ih_per_ip), 1, U32MAX, NULL},
+    {"--max-values", "N", "peers in one get_peers reply", CLI_U32,
+     CFG(max_values), 1, 1000, NULL},
+    {"--reply-budget", "BYTES",
+     "reply bytes per second to one IP, 0 = unlimited", CLI_U32,
+     CFG(reply_bytes_per_sec), 0, U32MAX, NULL},
 };
 #define NRUN_OPTS (sizeof run_opts / sizeof run_opts[0])
 

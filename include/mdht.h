@@ -140,6 +140,20 @@ typedef struct mdht_config {
                                       sets it when bound to one */
   bool enforce_node_id;            /* BEP 42: reject ids that do not
                                       match the source IP: default off */
+  /* Defences against one host owning the node (docs/SECURITY.md). Each
+   * is on by default; the switches exist for closed test networks. */
+  bool allow_same_ip;              /* many routing entries and lookup
+                                      candidates per IP address */
+  bool allow_same_prefix;          /* many entries per /24 (IPv4) or /64
+                                      (IPv6) in one bucket or lookup */
+  bool fixed_id;                   /* never derive the id from the
+                                      external address (BEP 42) */
+  uint32_t max_ih_per_ip;          /* info-hashes one source IP may hold
+                                      records in: 256 */
+  uint32_t max_values;             /* values in one get_peers reply: 100 */
+  uint32_t reply_bytes_per_sec;    /* reply budget per destination IP
+                                      (anti-amplification), 0 = none:
+                                      8000 */
   uint8_t client_version[4];       /* "v" key: client code "MD" and a
                                       2-byte version */
 } mdht_config;
@@ -211,7 +225,8 @@ const char *mdht_method_name(mdht_method m);
   X(ADDR, "unacceptable source address")                                       \
   X(READ_ONLY, "query to a read-only node")                                    \
   X(QUEUE_FULL, "send queue full")                                             \
-  X(TOO_BIG, "oversized datagram")
+  X(TOO_BIG, "oversized datagram")                                             \
+  X(REPLY_BUDGET, "reply budget of the destination spent")
 
 typedef enum mdht_drop_reason {
 #define MDHT__DROP_ENUM(name, text) MDHT_DROP_##name,

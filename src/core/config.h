@@ -35,5 +35,13 @@
 #define MDHT_DEFAULT_RATE_LIMIT 250
 #define MDHT_DEFAULT_RATE_BURST 500
 #define MDHT_DEFAULT_OUT_QUEUE 1024
+/* One source IP may hold records for this many info-hashes: enough for a
+ * seedbox, a quarter of a percent of the default store. */
+#define MDHT_DEFAULT_MAX_IH_PER_IP 256
+/* libtorrent sends at most 100 values per reply. */
+#define MDHT_DEFAULT_MAX_VALUES 100
+/* Bytes of replies per second one destination IP may draw (burst: twice
+ * that): a spoofed source cannot turn the node into an amplifier. */
+#define MDHT_DEFAULT_REPLY_BYTES_PER_SEC 8000
 
 #endif
