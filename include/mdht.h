@@ -226,7 +226,8 @@ const char *mdht_method_name(mdht_method m);
   X(READ_ONLY, "query to a read-only node")                                    \
   X(QUEUE_FULL, "send queue full")                                             \
   X(TOO_BIG, "oversized datagram")                                             \
-  X(REPLY_BUDGET, "reply budget of the destination spent")
+  X(REPLY_BUDGET, "reply budget of the destination spent")                    \
+  X(REPLY_TOO_BIG, "reply would exceed 1,400 bytes (long t)")
 
 typedef enum mdht_drop_reason {
 #define MDHT__DROP_ENUM(name, text) MDHT_DROP_##name,

@@ -284,9 +284,11 @@ int mdht_krpc_decode(mdht_krpc_msg *m, const uint8_t *pkt, size_t len,
   int y = top[T_Y];
   bool y_ok = is_type(toks, y, MDHT_BE_STR) && toks[y].len == 1;
   if (y_ok) m->y = (char)pkt[toks[y].start];
+  /* BEP 5 puts no bound on t ("typically 2 characters"); libtorrent and
+   * bittorrent-dht echo 20 bytes and more, and so do we. Only the reply's
+   * size bounds it: the node drops a query whose reply would not fit. */
   int t = top[T_T];
-  if (is_type(toks, t, MDHT_BE_STR) && toks[t].len >= 1 &&
-      toks[t].len <= MDHT_KRPC_MAX_TID)
+  if (is_type(toks, t, MDHT_BE_STR) && toks[t].len >= 1)
     m->t = bytes_of(pkt, &toks[t]);
   if (!y_ok || m->t.len == 0) return MDHT_ERR_PROTO;
 

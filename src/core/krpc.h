@@ -14,7 +14,6 @@
 #include "mdht.h"
 #include "bencode.h"
 
-#define MDHT_KRPC_MAX_TID 16     /* longer transaction ids are refused */
 #define MDHT_KRPC_MAX_VALUES 256 /* values beyond this are ignored */
 #define MDHT_KRPC_MAX_TOKEN 64
 #define MDHT_KRPC_TOKENS 512 /* bencode tokens a datagram may use */

@@ -42,6 +42,17 @@ static void drop(mdht_node *node, const mdht_addr *from, mdht_drop_reason r,
 
 /* ------------------------------------------------------------ sending */
 
+/* Whether an encoded reply of `n` bytes (or an encoding error) may go
+ * out. Replies echo the requester's t, whatever its length; one so long
+ * that the reply would pass MDHT_RESPONSE_LIMIT is dropped, and counted,
+ * rather than sent oversized. */
+static bool reply_fits(mdht_node *node, const mdht_addr *to, int n,
+                       mdht_time now) {
+  if (n >= 0 && (size_t)n <= MDHT_RESPONSE_LIMIT) return true;
+  drop(node, to, MDHT_DROP_REPLY_TOO_BIG, 0, now);
+  return false;
+}
+
 /* Encodes node->out into the send queue. */
 static int queue_out(mdht_node *node, const mdht_addr *to, mdht_time now) {
   uint8_t *p = mdht_outq_reserve(&node->outq, MDHT_MAX_PACKET);
@@ -50,6 +61,8 @@ static int queue_out(mdht_node *node, const mdht_addr *to, mdht_time now) {
     return MDHT_ERR_NOBUF;
   }
   int n = mdht_krpc_encode(&node->out, p, MDHT_MAX_PACKET);
+  if (node->out.y != 'q' && !reply_fits(node, to, n, now))
+    return MDHT_ERR_NOBUF;
   if (n < 0) return n;
   mdht_outq_commit(&node->outq, to, (size_t)n);
   node->stats.sent_packets++;
@@ -72,7 +85,7 @@ static void send_error(mdht_node *node, const mdht_addr *to, mdht_bytes t,
   }
   mdht_bytes v = {node->cfg.client_version, sizeof node->cfg.client_version};
   int n = mdht_krpc_encode_error(p, MDHT_MAX_PACKET, t, code, text, to, v);
-  if (n < 0) return;
+  if (!reply_fits(node, to, n, now)) return;
   mdht_outq_commit(&node->outq, to, (size_t)n);
   node->stats.sent_packets++;
   mdht_event ev;

@@ -695,6 +695,57 @@ static void test_sample_infohashes_size_bound(void **state) {
   assert_int_equal(f->msg.num, 40);
 }
 
+/* A query is answered with its t echoed whatever its length; only a t so
+ * long that the reply would pass 1,400 bytes is dropped, and counted. */
+static void test_tid_any_length_echoed(void **state) {
+  fixture *f = *state;
+  static const size_t lens[] = {1, 2, 16, 20, 64, 200};
+  static const mdht_method methods[] = {MDHT_M_PING, MDHT_M_FIND_NODE,
+                                        MDHT_M_GET_PEERS};
+  mdht_id them = test_id(0x21);
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    for (size_t k = 0; k < 3; k++) {
+      char t[201];
+      for (size_t j = 0; j < lens[i]; j++)
+        t[j] = (char)('a' + (j * 7 + k) % 26);
+      t[lens[i]] = 0;
+      mdht_addr from = test_addr4(127, 0, 3, (uint8_t)(i * 3 + k + 1), 5000);
+      mdht_krpc_msg *q = query(methods[k], &them, t);
+      q->target = test_id(0x33);
+      assert_true(exchange(f, &from, q));
+      assert_int_equal(f->msg.y, 'r');
+      assert_int_equal(f->msg.t.len, lens[i]);
+      assert_memory_equal(f->msg.t.p, t, lens[i]);
+    }
+  }
+}
+
+static void test_tid_too_long_for_reply(void **state) {
+  fixture *f = *state;
+  /* Fill the table so that find_node answers carry 8 nodes (26 bytes
+   * each) beside the t. */
+  for (int i = 0; i < 8; i++) {
+    mdht_addr a = test_addr4(127, 0, 4, (uint8_t)(i + 1), 6000);
+    mdht_id id = test_id((uint8_t)(0x10 + i));
+    confirm(f, &a, &id);
+  }
+  mdht_id them = test_id(0x22);
+  static char t[1300];
+  memset(t, 'x', sizeof t - 1);
+  mdht_addr from = test_addr4(127, 0, 5, 1, 5000);
+  /* A ping with this t still fits (about 1,340 bytes)... */
+  assert_true(exchange(f, &from, query(MDHT_M_PING, &them, t)));
+  assert_int_equal(f->msg.t.len, sizeof t - 1);
+  assert_true(f->len <= MDHT_RESPONSE_LIMIT);
+  /* ...a find_node reply with 8 nodes would not: dropped and counted. */
+  mdht_krpc_msg *q = query(MDHT_M_FIND_NODE, &them, t);
+  q->target = test_id(0x33);
+  assert_false(exchange(f, &from, q));
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.dropped[MDHT_DROP_REPLY_TOO_BIG], 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
@@ -726,6 +777,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unknown_without_id_not_added, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_announce_without_tokens_fails, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_tid_any_length_echoed, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_tid_too_long_for_reply, setup,
                                       teardown),
       cmocka_unit_test_teardown(test_sample_infohashes_size_bound, teardown),
   };

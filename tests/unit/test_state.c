@@ -369,7 +369,7 @@ static void test_ping_pending(void **state) {
       mdht_rt_entry *e = mdht_rtable_find(&b.node->rt, &to);
       if (!e || (pinged + (uint32_t)got) % 2) continue;
       mdht_krpc_msg r;
-      uint8_t tid[MDHT_KRPC_MAX_TID];
+      uint8_t tid[64];
       memcpy(tid, q.t.p, q.t.len);
       mdht_krpc_msg_init(&r, 'r');
       r.t.p = tid;
