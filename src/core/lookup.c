@@ -81,6 +81,30 @@ static int find_addr(const mdht_lookup *l, const mdht_addr *a) {
   return -1;
 }
 
+/* Same /24 (IPv4) or /64 (IPv6). */
+static bool same_prefix(const mdht_addr *a, const mdht_addr *b) {
+  if (a->family != b->family) return false;
+  return memcmp(a->ip, b->ip, a->family == MDHT_AF_INET ? 3 : 8) == 0;
+}
+
+/* Would `a` be a second candidate for one host (lookup.h, "One host, one
+ * candidate")? One pass over the candidates: the same address, the same IP
+ * unless allow_same_ip, the same /24 or /64 of a public address unless
+ * allow_same_prefix. */
+static bool host_taken(const mdht_lookups *ls, const mdht_lookup *l,
+                       const mdht_addr *a) {
+  bool by_ip = !ls->cfg.allow_same_ip;
+  bool by_prefix = !ls->cfg.allow_same_prefix && !mdht_addr_is_private(a);
+  for (uint32_t i = 0; i < l->n_cands; i++) {
+    const mdht_addr *c = &l->cands[i].addr;
+    if (by_prefix ? same_prefix(c, a)
+        : by_ip   ? mdht_addr_ip_eq(c, a)
+                  : mdht_addr_eq(c, a))
+      return true;
+  }
+  return false;
+}
+
 /* Is `id` already the id of a candidate other than `skip`? */
 static bool id_taken(const mdht_lookup *l, const mdht_id *id, int skip) {
   for (uint32_t i = 0; i < l->n_cands; i++)
@@ -124,7 +148,7 @@ static void add_candidate(const mdht_lookups *ls, mdht_lookup *l,
                           uint32_t depth) {
   if (!usable_addr(ls, addr)) return;
   if (ls->has_self && mdht_id_eq(id, &ls->self)) return;
-  if (find_addr(l, addr) >= 0 || id_taken(l, id, -1)) return;
+  if (host_taken(ls, l, addr) || id_taken(l, id, -1)) return;
   if (l->n_cands == MDHT_LOOKUP_MAX_CANDS) {
     /* Only never-queried candidates may go: the queried ones are the
      * memory of whom not to ask again, and the answered ones the result. */
@@ -441,9 +465,15 @@ int mdht_lookup_on_response(mdht_lookups *ls, uint32_t lookup_id,
   l->responses++;
   if (depth > l->rounds) l->rounds = depth;
 
-  /* `c` is stale from here: insertions move candidates. */
-  for (size_t n = 0; n < n_nodes; n++)
+  /* `c` is stale from here: insertions move candidates. A reply carries
+   * K nodes per family (BEP 5); more are a forgery, and only the first K
+   * of each family are looked at. */
+  uint32_t seen4 = 0, seen6 = 0;
+  for (size_t n = 0; n < n_nodes; n++) {
+    uint32_t *seen = nodes[n].addr.family == MDHT_AF_INET6 ? &seen6 : &seen4;
+    if ((*seen)++ >= ls->cfg.k) continue;
     add_candidate(ls, l, &nodes[n].id, &nodes[n].addr, depth + 1);
+  }
   if (l->kind == MDHT_M_GET_PEERS) add_peers(l, values, n_values);
 
   publish(ls, l, MDHT_EV_LOOKUP_PROGRESS, addr, false, now);

@@ -23,6 +23,14 @@
  *     candidates are never evicted, so "never query the same node twice"
  *     holds for the whole lookup: a node is skipped when its id or its
  *     address is already a candidate.
+ *   - One host, one candidate: a node is also skipped when a candidate
+ *     has its IP (unless cfg->allow_same_ip) or, for a public address, its
+ *     /24 (IPv4) or /64 (IPv6) (unless cfg->allow_same_prefix; as
+ *     libtorrent's restrict_search_ips). Seeds obey the same rules. So
+ *     one machine, or one reply naming hundreds of ports of one IP, costs
+ *     at most one query per lookup.
+ *   - From one reply only the first K (cfg->k) nodes of each family are
+ *     looked at: BEP 5 replies carry K, a longer list is forged.
  *   - The "window" is the sorted candidates up to and including the K-th
  *     (cfg->k) one that answered (all of them while fewer than K have
  *     answered). Queries go to the closest unqueried candidates of the
@@ -193,7 +201,7 @@ typedef struct mdht_lookup {
 
 typedef struct mdht_lookups {
   mdht_config cfg; /* copied: alpha, k, timeouts, max_lookups,
-                      allow_private */
+                      allow_private, allow_same_ip, allow_same_prefix */
   mdht_bus *bus;   /* borrowed, may be NULL */
   mdht_lookup_cbs cb;
   mdht_id self;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "bep42.h"
 #include "id.h"
 
 #define ID_BITS (MDHT_ID_LEN * 8)
@@ -38,72 +39,117 @@ static mdht_addr normalized(const mdht_addr *a) {
 
 /* -------------------------------------------------------------- index */
 
-static uint32_t idx_home(const mdht_rtable *rt, const mdht_addr *a) {
-  return mdht_addr_hash(a, rt->hash_seed) & (rt->index_cap_ - 1);
+/* Two indexes share this code: by ip:port (always), and by IP alone (one
+ * entry per IP, unless allow_same_ip). A slot holds the full address and
+ * the id in both; only the key differs. */
+
+static uint32_t key_hash(const mdht_rtable *rt, const mdht_rt_index *x,
+                         const mdht_addr *a) {
+  mdht_addr k = normalized(a);
+  if (x->by_ip) k.port = 0;
+  return mdht_addr_hash(&k, rt->hash_seed);
 }
 
-static rt_slot *idx_find(const mdht_rtable *rt, const mdht_addr *a) {
-  rt_slot *s = rt->index_;
-  uint32_t mask = rt->index_cap_ - 1;
+static bool key_eq(const mdht_rt_index *x, const mdht_addr *a,
+                   const mdht_addr *b) {
+  return x->by_ip ? mdht_addr_ip_eq(a, b) : mdht_addr_eq(a, b);
+}
+
+static uint32_t ix_home(const mdht_rtable *rt, const mdht_rt_index *x,
+                        const mdht_addr *a) {
+  return key_hash(rt, x, a) & (x->cap - 1);
+}
+
+static rt_slot *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
+                        const mdht_addr *a) {
+  rt_slot *s = x->slots;
+  uint32_t mask = x->cap - 1;
   /* The load factor stays at most 1/2, so a free slot always ends this. */
-  for (uint32_t i = idx_home(rt, a);; i = (i + 1) & mask) {
+  for (uint32_t i = ix_home(rt, x, a);; i = (i + 1) & mask) {
     if (s[i].addr.family == 0) return NULL;
-    if (mdht_addr_eq(&s[i].addr, a)) return &s[i];
+    if (key_eq(x, &s[i].addr, a)) return &s[i];
   }
 }
 
-static void idx_place(rt_slot *s, uint32_t mask, uint32_t home,
-                      const rt_slot *v) {
+static void ix_place(rt_slot *s, uint32_t mask, uint32_t home,
+                     const rt_slot *v) {
   uint32_t i = home;
   while (s[i].addr.family != 0)
     i = (i + 1) & mask;
   s[i] = *v;
 }
 
-/* Makes room for `extra` more addresses, so that the insertions that
- * follow cannot fail half-way through a change of the table. */
-static int idx_reserve(mdht_rtable *rt, uint32_t extra) {
-  uint32_t cap = rt->index_cap_;
-  while ((rt->index_n_ + extra) * 2 > cap)
+static int ix_reserve(mdht_rtable *rt, mdht_rt_index *x, uint32_t extra) {
+  uint32_t cap = x->cap;
+  while ((x->n + extra) * 2 > cap)
     cap *= 2;
-  if (cap == rt->index_cap_) return 0;
+  if (cap == x->cap) return 0;
   rt_slot *ns = calloc(cap, sizeof *ns);
   if (!ns) return MDHT_ERR_NOMEM;
-  rt_slot *os = rt->index_;
-  for (uint32_t i = 0; i < rt->index_cap_; i++)
+  rt_slot *os = x->slots;
+  for (uint32_t i = 0; i < x->cap; i++)
     if (os[i].addr.family != 0)
-      idx_place(ns, cap - 1,
-                mdht_addr_hash(&os[i].addr, rt->hash_seed) & (cap - 1), &os[i]);
+      ix_place(ns, cap - 1, key_hash(rt, x, &os[i].addr) & (cap - 1), &os[i]);
   free(os);
-  rt->index_ = ns;
-  rt->index_cap_ = cap;
+  x->slots = ns;
+  x->cap = cap;
   return 0;
 }
 
-static void idx_insert(mdht_rtable *rt, const mdht_addr *a, const mdht_id *id) {
+static void ix_insert(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
+                      const mdht_id *id) {
   rt_slot v = {.addr = normalized(a), .id = *id};
-  idx_place(rt->index_, rt->index_cap_ - 1, idx_home(rt, a), &v);
-  rt->index_n_++;
+  ix_place(x->slots, x->cap - 1, ix_home(rt, x, a), &v);
+  x->n++;
 }
 
-static void idx_remove(mdht_rtable *rt, const mdht_addr *a) {
-  rt_slot *s = rt->index_;
-  rt_slot *hit = idx_find(rt, a);
+static void ix_remove(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a) {
+  rt_slot *s = x->slots;
+  rt_slot *hit = ix_find(rt, x, a);
   if (!hit) return;
-  uint32_t mask = rt->index_cap_ - 1;
+  uint32_t mask = x->cap - 1;
   uint32_t i = (uint32_t)(hit - s);
   /* Backward-shift deletion: pull later members of the probe run into
    * the hole unless that would put them before their home slot. No
    * tombstones, so lookups never slow down with churn. */
   for (uint32_t j = (i + 1) & mask; s[j].addr.family != 0; j = (j + 1) & mask) {
-    uint32_t home = idx_home(rt, &s[j].addr);
+    uint32_t home = ix_home(rt, x, &s[j].addr);
     bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
     if (stays) continue;
     s[i] = s[j];
     i = j;
   }
   memset(&s[i], 0, sizeof s[i]);
-  rt->index_n_--;
+  x->n--;
+}
+
+static const rt_slot *idx_find(const mdht_rtable *rt, const mdht_addr *a) {
+  return ix_find(rt, &rt->index_, a);
+}
+
+/* The entry at the IP of `a` (any port), or NULL; only with one entry per
+ * IP. */
+static const rt_slot *ip_find(const mdht_rtable *rt, const mdht_addr *a) {
+  return rt->one_per_ip_ ? ix_find(rt, &rt->ipindex_, a) : NULL;
+}
+
+/* Makes room for `extra` more addresses, so that the insertions that
+ * follow cannot fail half-way through a change of the table. */
+static int idx_reserve(mdht_rtable *rt, uint32_t extra) {
+  int err = ix_reserve(rt, &rt->index_, extra);
+  if (!err && rt->one_per_ip_) err = ix_reserve(rt, &rt->ipindex_, extra);
+  return err;
+}
+
+static void idx_insert(mdht_rtable *rt, const mdht_addr *a, const mdht_id *id) {
+  ix_insert(rt, &rt->index_, a, id);
+  if (rt->one_per_ip_) ix_insert(rt, &rt->ipindex_, a, id);
+}
+
+static void idx_remove(mdht_rtable *rt, const mdht_addr *a) {
+  if (!ix_find(rt, &rt->index_, a)) return;
+  ix_remove(rt, &rt->index_, a);
+  if (rt->one_per_ip_) ix_remove(rt, &rt->ipindex_, a);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -163,13 +209,20 @@ static void publish(const mdht_rtable *rt, mdht_event_type type,
   mdht_bus_publish(rt->bus, &ev);
 }
 
-/* The replacement to promote: one that has answered us beats one that
- * only queried us (it may sit behind a NAT that drops our queries); among
- * equals the newest, as the likeliest to be alive. */
+/* What a bucket weighs when it must choose between entries (rtable.h,
+ * "Choosing"): having answered us counts first, a BEP 42-valid id (or an
+ * exempt, private address) second. */
+static int worth(const mdht_rt_entry *e) {
+  return (e->last_reply != 0 ? 2 : 0) + (mdht_bep42_valid(&e->id, &e->addr));
+}
+
+/* The replacement to promote: the worthiest; among equals the newest, as
+ * the likeliest to be alive. */
 static int best_candidate(const mdht_rt_bucket *b) {
-  for (int i = b->nrepl - 1; i >= 0; i--)
-    if (b->repl[i].last_reply != 0) return i;
-  return b->nrepl - 1;
+  int best = b->nrepl - 1;
+  for (int i = b->nrepl - 2; i >= 0; i--)
+    if (worth(&b->repl[i]) > worth(&b->repl[best])) best = i;
+  return best;
 }
 
 /* Fills free slots of `b` from its replacement list. */
@@ -184,22 +237,25 @@ static void promote(mdht_rtable *rt, mdht_rt_bucket *b, mdht_time now) {
 }
 
 /* Appends `e` (already in the index) as the newest candidate. When the
- * list is full, the oldest candidate that never answered goes first, so
- * that a stream of query-only nodes cannot flush out proven ones. */
-static void repl_add(mdht_rtable *rt, mdht_rt_bucket *b,
+ * list is full, the least worthy candidate goes (the oldest among equals),
+ * and only for a newcomer at least as worthy: a stream of query-only nodes
+ * cannot flush out nodes that answered. Returns false, with `e` dropped
+ * from the index, if it was not kept. */
+static bool repl_add(mdht_rtable *rt, mdht_rt_bucket *b,
                      const mdht_rt_entry *e) {
   if (b->nrepl >= rt->cfg->k) {
     uint32_t victim = 0;
-    for (uint32_t i = 0; i < b->nrepl; i++) {
-      if (b->repl[i].last_reply == 0) {
-        victim = i;
-        break;
-      }
+    for (uint32_t i = 1; i < b->nrepl; i++)
+      if (worth(&b->repl[i]) < worth(&b->repl[victim])) victim = i;
+    if (worth(e) < worth(&b->repl[victim])) {
+      idx_remove(rt, &e->addr);
+      return false;
     }
     idx_remove(rt, &b->repl[victim].addr);
     drop_at(b->repl, &b->nrepl, victim);
   }
   b->repl[b->nrepl++] = *e;
+  return true;
 }
 
 /* Splits the last bucket in two: the ids that share exactly `depth` bits
@@ -273,6 +329,34 @@ static int bad_node(const mdht_rtable *rt, const mdht_rt_bucket *b) {
   return best;
 }
 
+static bool id_valid(const mdht_rt_entry *e) {
+  return mdht_bep42_valid(&e->id, &e->addr);
+}
+
+/* "Valid id wins" (rtable.h): `e`, which just answered with a BEP 42-valid
+ * id from a public address, takes the slot of the questionable node with
+ * an invalid id heard from least recently; that node becomes a replacement
+ * candidate. Returns false if `b` has no such node. */
+static bool take_invalid(mdht_rtable *rt, mdht_rt_bucket *b,
+                         const mdht_rt_entry *e, mdht_time now) {
+  if (mdht_addr_is_private(&e->addr) || !id_valid(e)) return false;
+  int v = -1;
+  for (uint32_t i = 0; i < b->n; i++) {
+    const mdht_rt_entry *x = &b->nodes[i];
+    if (id_valid(x) || mdht_rtable_state(rt, x, now) != MDHT_RT_QUESTIONABLE)
+      continue;
+    if (v < 0 || last_seen(x) < last_seen(&b->nodes[v])) v = (int)i;
+  }
+  if (v < 0) return false;
+  mdht_rt_entry old = b->nodes[v];
+  b->nodes[v] = *e;
+  b->last_changed = now;
+  publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[v], &old, now);
+  old.last_ping = 0;
+  repl_add(rt, b, &old);
+  return true;
+}
+
 /* Puts `e`, which is in the index but in no bucket or list, where it
  * belongs. */
 static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
@@ -308,9 +392,11 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
       return MDHT_RT_ADDED;
     }
   }
+  if (how == MDHT_RT_HEARD_REPLY && take_invalid(rt, b, e, now))
+    return MDHT_RT_ADDED;
   int q = -1;
   if (how == MDHT_RT_HEARD_REPLY && ping) q = ping_candidate(rt, b, now);
-  repl_add(rt, b, e);
+  if (!repl_add(rt, b, e)) return MDHT_RT_IGNORED;
   if (q < 0) return MDHT_RT_REPLACEMENT;
   b->nodes[q].last_ping = stamp(now);
   *ping = b->nodes[q];
@@ -330,22 +416,27 @@ int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
   rt->bus = bus;
   rt->hash_seed = hash_seed;
   rt->buckets = calloc(1, sizeof *rt->buckets);
-  rt->index_ = calloc(INDEX_MIN_CAP, sizeof(rt_slot));
-  if (!rt->buckets || !rt->index_) {
+  rt->one_per_ip_ = !cfg->allow_same_ip;
+  rt->index_.slots = calloc(INDEX_MIN_CAP, sizeof(rt_slot));
+  rt->ipindex_.slots = calloc(INDEX_MIN_CAP, sizeof(rt_slot));
+  if (!rt->buckets || !rt->index_.slots || !rt->ipindex_.slots) {
     free(rt->buckets);
-    free(rt->index_);
+    free(rt->index_.slots);
+    free(rt->ipindex_.slots);
     memset(rt, 0, sizeof *rt);
     return MDHT_ERR_NOMEM;
   }
   rt->nbuckets = 1;
-  rt->index_cap_ = INDEX_MIN_CAP;
+  rt->index_.cap = rt->ipindex_.cap = INDEX_MIN_CAP;
+  rt->ipindex_.by_ip = true;
   return 0;
 }
 
 void mdht_rtable_free(mdht_rtable *rt) {
   if (!rt) return;
   free(rt->buckets);
-  free(rt->index_);
+  free(rt->index_.slots);
+  free(rt->ipindex_.slots);
   memset(rt, 0, sizeof *rt);
 }
 
@@ -372,6 +463,46 @@ static bool entry_is_bad(const mdht_rtable *rt, const rt_slot *s) {
   const mdht_rt_bucket *b = bucket_for(rt, &s->id);
   int pos = find_addr(b->nodes, b->n, &s->addr);
   return pos >= 0 && b->nodes[pos].fails >= max_fails(rt);
+}
+
+/* Same /24 (IPv4) or /64 (IPv6). */
+static bool same_prefix(const mdht_addr *a, const mdht_addr *b) {
+  if (a->family != b->family) return false;
+  return memcmp(a->ip, b->ip, a->family == MDHT_AF_INET ? 3 : 8) == 0;
+}
+
+/* The entry of bucket `b` (nodes, then candidates) in the prefix of
+ * `addr`, or NULL. A bucket holds at most 2 * MDHT_RT_KMAX entries. */
+static const mdht_rt_entry *prefix_taken(const mdht_rt_bucket *b,
+                                         const mdht_addr *addr) {
+  for (uint32_t i = 0; i < b->n; i++)
+    if (same_prefix(&b->nodes[i].addr, addr)) return &b->nodes[i];
+  for (uint32_t i = 0; i < b->nrepl; i++)
+    if (same_prefix(&b->repl[i].addr, addr)) return &b->repl[i];
+  return NULL;
+}
+
+/* One entry per IP in the table and per prefix in a bucket (rtable.h):
+ * true if the new node (id, addr), at an ip:port the table does not hold,
+ * may enter. The holder of its IP or prefix gives way only if it is bad
+ * and the newcomer has just answered us (a node that came back on another
+ * port or address). */
+static bool may_enter(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
+                      mdht_rt_how how, mdht_time now) {
+  const rt_slot *o = ip_find(rt, addr);
+  mdht_addr old;
+  if (o) {
+    if (how != MDHT_RT_HEARD_REPLY || !entry_is_bad(rt, o)) return false;
+    old = o->addr;
+    mdht_rtable_remove(rt, NULL, &old, now);
+  }
+  if (rt->cfg->allow_same_prefix || mdht_addr_is_private(addr)) return true;
+  const mdht_rt_entry *p = prefix_taken(bucket_for(rt, id), addr);
+  if (!p) return true;
+  if (how != MDHT_RT_HEARD_REPLY || p->fails < max_fails(rt)) return false;
+  old = p->addr;
+  mdht_rtable_remove(rt, NULL, &old, now);
+  return true;
 }
 
 int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
@@ -417,6 +548,7 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
     mdht_rt_bucket *b = bucket_for(rt, id);
     if (has_id(b->nodes, b->n, id) || has_id(b->repl, b->nrepl, id))
       return MDHT_RT_IGNORED;
+    if (!may_enter(rt, id, addr, how, now)) return MDHT_RT_IGNORED;
     memset(&e, 0, sizeof e);
     e.id = *id;
     e.addr = normalized(addr);

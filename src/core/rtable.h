@@ -13,6 +13,37 @@
  *   bad          failed max_fails queries in a row;
  *   questionable anything else (including never having answered).
  *
+ * One host, one entry (against a single machine filling the table with
+ * many ports and chosen ids):
+ *   - at most one entry per IP address in the whole table, buckets and
+ *     replacement lists together, on every address class (loopback
+ *     included), unless cfg->allow_same_ip;
+ *   - at most one entry per /24 (IPv4) or /64 (IPv6) within one bucket
+ *     (its nodes and its replacement list) for public addresses, unless
+ *     cfg->allow_same_prefix.
+ * A newcomer that would break either rule is ignored, unless the entry in
+ * its way is bad and the newcomer has just answered us: that entry then
+ * gives way (a node that came back on another port), as for a new id at
+ * a known ip:port.
+ *
+ * Choosing (when a bucket or its replacement list must pick one entry
+ * over another), an entry's worth is, in this order:
+ *   1. it has answered one of our queries;
+ *   2. its id is BEP 42-valid for its IP (private addresses count as
+ *      valid: they are exempt).
+ *   - A never-answered node never displaces one that answered: a full
+ *     replacement list drops its least worthy candidate (the oldest among
+ *     equals) only for a newcomer at least as worthy, else the newcomer
+ *     is dropped.
+ *   - Promotion from the replacement list takes the worthiest candidate,
+ *     the newest among equals.
+ *   - "Valid id wins": a node with a valid id on a public address that
+ *     has just answered us, finding its bucket full with no bad node,
+ *     takes at once the slot of the questionable node with an invalid id
+ *     heard from least recently (no ping first; that node becomes a
+ *     replacement candidate). Good nodes keep their slots whatever their
+ *     id.
+ *
  * The table itself sends nothing: when a full bucket has a questionable
  * node, mdht_rtable_heard() names it so that the caller pings it; the new
  * node waits in the bucket's replacement list. All changes are published on
@@ -54,18 +85,30 @@ typedef struct mdht_rt_bucket {
   mdht_rt_entry repl[MDHT_RT_KMAX]; /* replacement candidates, newest last */
 } mdht_rt_bucket;
 
+/* An open-addressing hash index (internal). */
+typedef struct mdht_rt_index {
+  void *slots;
+  uint32_t cap, n;
+  bool by_ip; /* keyed by IP alone, else by ip:port */
+} mdht_rt_index;
+
 typedef struct mdht_rtable {
   mdht_id self;
   const mdht_config *cfg;  /* borrowed; k, node_fresh_ms, max_fails,
-                              allow_private, query_timeout_ms */
+                              allow_private, query_timeout_ms,
+                              allow_same_ip, allow_same_prefix */
   mdht_bus *bus;           /* borrowed, may be NULL */
   mdht_rt_bucket *buckets; /* grows as the last bucket splits */
   uint32_t nbuckets;
   /* index ip:port -> id of every node in a bucket or a replacement list
    * (open addressing, linear probing), so that "one entry per ip:port"
    * and "is this address known" are O(1) on the query path. */
-  void *index_;
-  uint32_t index_cap_, index_n_;
+  mdht_rt_index index_;
+  /* index IP -> (ip:port, id) of the same entries, kept unless
+   * cfg->allow_same_ip (read once, at init): "one entry per IP" is O(1)
+   * too. */
+  mdht_rt_index ipindex_;
+  bool one_per_ip_;
   uint64_t hash_seed;
 } mdht_rtable;
 
@@ -90,7 +133,9 @@ typedef enum mdht_rt_result {
   MDHT_RT_PING,        /* as REPLACEMENT, and *ping names a questionable
                           node of that bucket for the caller to ping */
   MDHT_RT_IGNORED      /* our own id, martian address, id changed for a
-                          known ip:port, or a known id at another address */
+                          known ip:port, a known id at another address,
+                          its IP or prefix taken, or not worth a place
+                          in a full replacement list */
 } mdht_rt_result;
 
 /* We heard from node (id, addr) at `now`. A node that answered us may

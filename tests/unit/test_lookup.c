@@ -246,7 +246,7 @@ static mdht_id near(uint8_t d) {
 
 static mdht_lookup_node lnode(uint8_t d, uint8_t host) {
   return (mdht_lookup_node){.id = near(d),
-                            .addr = test_addr4(20, 0, 0, host, 6881)};
+                            .addr = test_addr4(20, host, 0, 1, 6881)};
 }
 
 static int respond(h *t, uint32_t id, const mdht_lookup_node *who,
@@ -310,7 +310,7 @@ static uint32_t sim_rand(sim *s) {
 }
 
 static int sim_index(const mdht_addr *a) {
-  return a->ip[2] * 256 + a->ip[3];
+  return a->ip[1] * 256 + a->ip[2];
 }
 
 /* Inserts candidate `j` into best[] (size *n, capacity cap) by distance
@@ -353,7 +353,7 @@ static sim *sim_new(uint64_t seed) {
     simnode *x = &s->n[i];
     test_random(x->id.b, sizeof x->id.b, &s->rng);
     x->addr =
-        test_addr4(20, 1, (uint8_t)(i >> 8), (uint8_t)i, (uint16_t)(1000 + i));
+        test_addr4(21, (uint8_t)(i >> 8), (uint8_t)i, 1, (uint16_t)(1000 + i));
     x->latency = 10 + sim_rand(s) % 190;
     x->token_len = 8;
     for (int b = 0; b < 8; b++)
@@ -585,7 +585,7 @@ static void test_start_errors(void **state) {
   mdht_lookup_node bad[3] = {
       {.id = near(1), .addr = test_addr4(0, 0, 0, 0, 6881)},
       {.id = near(2), .addr = test_addr4(192, 168, 1, 1, 6881)},
-      {.id = t->self, .addr = test_addr4(20, 0, 0, 9, 6881)}};
+      {.id = t->self, .addr = test_addr4(20, 9, 0, 1, 6881)}};
   assert_int_equal(
       mdht_lookup_start(&t->ls, MDHT_M_FIND_NODE, &target, bad, 3, 0),
       MDHT_ERR_AGAIN);
@@ -1243,11 +1243,11 @@ static void test_no_duplicate_queries(void **state) {
   uint32_t id = start(t, MDHT_M_FIND_NODE, s, 2);
   mdht_lookup_node back[6] = {
       s[0],                                                     /* itself */
-      {.id = s[1].id, .addr = test_addr4(20, 0, 0, 77, 6881)},  /* id */
+      {.id = s[1].id, .addr = test_addr4(20, 77, 0, 1, 6881)},  /* id */
       {.id = near(5), .addr = s[1].addr},                       /* addr */
-      {.id = near(5), .addr = test_addr4(20, 0, 0, 78, 6881)},  /* new */
-      {.id = near(5), .addr = test_addr4(20, 0, 0, 79, 6881)},  /* id */
-      {.id = near(6), .addr = test_addr4(20, 0, 0, 78, 6881)}}; /* addr */
+      {.id = near(5), .addr = test_addr4(20, 78, 0, 1, 6881)},  /* new */
+      {.id = near(5), .addr = test_addr4(20, 79, 0, 1, 6881)},  /* id */
+      {.id = near(6), .addr = test_addr4(20, 78, 0, 1, 6881)}}; /* addr */
   t->now = 10;
   assert_int_equal(respond(t, id, &s[0], back, 6), 0);
   const mdht_lookup *l = mdht_lookup_find(&t->ls, id);
@@ -1425,14 +1425,14 @@ static void test_martians_skipped(void **state) {
     mdht_lookup_node s = lnode(50, 1);
     uint32_t id = start(t, MDHT_M_FIND_NODE, &s, 1);
     mdht_lookup_node junk[8] = {
-        {.id = near(1), .addr = test_addr4(20, 0, 0, 2, 0)},        /* port */
+        {.id = near(1), .addr = test_addr4(20, 2, 0, 1, 0)},        /* port */
         {.id = near(2), .addr = test_addr4(0, 0, 0, 0, 6881)},      /* 0/8 */
         {.id = near(3), .addr = test_addr4(239, 1, 1, 1, 6881)},    /* mcast */
         {.id = near(4), .addr = test_addr4(255, 255, 255, 255, 1)}, /* bcast */
-        {.id = t->self, .addr = test_addr4(20, 0, 0, 3, 6881)},     /* us */
+        {.id = t->self, .addr = test_addr4(20, 3, 0, 1, 6881)},     /* us */
         {.id = near(6), .addr = {.family = 9, .port = 1}},          /* af */
         {.id = near(7), .addr = test_addr4(10, 1, 2, 3, 6881)},  /* private */
-        {.id = near(8), .addr = test_addr4(20, 0, 0, 4, 6881)}}; /* good */
+        {.id = near(8), .addr = test_addr4(20, 4, 0, 1, 6881)}}; /* good */
     t->now = 1;
     assert_int_equal(respond(t, id, &s, junk, 8), 0);
     assert_int_equal(t->nq, 2 + allow);
@@ -1530,15 +1530,50 @@ static void test_send_errors(void **state) {
   h_del(t);
 }
 
-/* The candidate array keeps the closest: a response with many nodes
- * fills it, then closer nodes evict the farthest unqueried ones. */
+/* The candidate array keeps the closest: many seeds fill it, and closer
+ * ones evict the farthest unqueried ones; a queried one stays. */
 static void test_candidate_bound(void **state) {
   (void)state;
   mdht_config c;
   h_config(&c);
   c.alpha = 1;
   h *t = h_new_cfg(&c);
-  mdht_lookup_node s = {.id = near(0), .addr = test_addr4(20, 0, 0, 1, 1)};
+  enum { N = 300 };
+  mdht_lookup_node *nodes = calloc(N + 1, sizeof *nodes);
+  assert_non_null(nodes);
+  for (int i = 0; i < N; i++) {
+    memset(&nodes[i].id, 0, sizeof nodes[i].id);
+    /* Distances 300..1 (descending: each newcomer is closer). */
+    nodes[i].id.b[18] = (uint8_t)((N - i) >> 8);
+    nodes[i].id.b[19] = (uint8_t)(N - i);
+    nodes[i].addr = test_addr4(22, (uint8_t)(i >> 8), (uint8_t)i, 1, 1);
+  }
+  uint32_t id = start(t, MDHT_M_FIND_NODE, nodes, N);
+  const mdht_lookup *l = mdht_lookup_find(&t->ls, id);
+  assert_int_equal(l->n_cands, MDHT_LOOKUP_MAX_CANDS);
+  /* Sorted; the closest 128 kept. */
+  for (uint32_t i = 1; i < l->n_cands; i++)
+    assert_true(
+        mdht_id_cmp_dist(&l->target, &l->cands[i - 1].id, &l->cands[i].id) < 0);
+  assert_int_equal(l->cands[0].id.b[19], 1);
+  assert_int_equal(l->cands[MDHT_LOOKUP_MAX_CANDS - 1].id.b[19],
+                   MDHT_LOOKUP_MAX_CANDS);
+  /* The one query sent went to the closest. */
+  assert_int_equal(t->nq, 1);
+  assert_int_equal(t->q[0].node_id.b[19], 1);
+  free(nodes);
+  h_del(t);
+}
+
+/* A reply is looked at up to K nodes per family: 300 closer nodes, on
+ * 300 distinct hosts, add K candidates. */
+static void test_reply_capped_at_k(void **state) {
+  (void)state;
+  mdht_config c;
+  h_config(&c);
+  c.alpha = 1;
+  h *t = h_new_cfg(&c);
+  mdht_lookup_node s = {.id = near(0), .addr = test_addr4(20, 1, 0, 1, 1)};
   s.id.b[0] = 0xff; /* far */
   uint32_t id = start(t, MDHT_M_FIND_NODE, &s, 1);
   enum { N = 300 };
@@ -1546,25 +1581,15 @@ static void test_candidate_bound(void **state) {
   assert_non_null(nodes);
   for (int i = 0; i < N; i++) {
     memset(&nodes[i].id, 0, sizeof nodes[i].id);
-    /* Distances 300..1 (descending: each newcomer is closer). */
     nodes[i].id.b[18] = (uint8_t)((N - i) >> 8);
     nodes[i].id.b[19] = (uint8_t)(N - i);
-    nodes[i].addr = test_addr4(20, 2, (uint8_t)(i >> 8), (uint8_t)i, 1);
+    nodes[i].addr = test_addr4(22, (uint8_t)(i >> 8), (uint8_t)i, 1, 1);
   }
   assert_int_equal(respond(t, id, &s, nodes, N), 0);
   const mdht_lookup *l = mdht_lookup_find(&t->ls, id);
-  assert_int_equal(l->n_cands, MDHT_LOOKUP_MAX_CANDS);
-  /* Sorted; the queried far seed kept; the closest 127 nodes kept. */
-  for (uint32_t i = 1; i < l->n_cands; i++)
-    assert_true(
-        mdht_id_cmp_dist(&l->target, &l->cands[i - 1].id, &l->cands[i].id) < 0);
-  assert_true(mdht_id_eq(&l->cands[l->n_cands - 1].id, &s.id));
-  assert_int_equal(l->cands[0].id.b[19], 1);
-  assert_int_equal(l->cands[MDHT_LOOKUP_MAX_CANDS - 2].id.b[19],
-                   MDHT_LOOKUP_MAX_CANDS - 1);
-  /* The one query sent went to the closest. */
-  assert_int_equal(t->nq, 2);
-  assert_int_equal(t->q[1].node_id.b[19], 1);
+  assert_int_equal(l->n_cands, 1 + t->cfg.k);
+  /* The first K of the reply, not the closest it names. */
+  assert_int_equal(l->cands[0].id.b[19], (uint8_t)(N - (int)t->cfg.k + 1));
   free(nodes);
   h_del(t);
 }
@@ -1576,7 +1601,7 @@ static void test_query_budget(void **state) {
   h *t = h_new();
   uint64_t next_d = UINT64_MAX - 1;
   uint32_t host = 1;
-  mdht_lookup_node s = {.addr = test_addr4(20, 3, 0, 0, 1)};
+  mdht_lookup_node s = {.addr = test_addr4(23, 0, 0, 0, 1)};
   memset(&s.id, 0, sizeof s.id);
   memcpy(&s.id.b[12], &next_d, 8);
   uint32_t id = start(t, MDHT_M_FIND_NODE, &s, 1);
@@ -1593,7 +1618,7 @@ static void test_query_budget(void **state) {
       for (int b = 0; b < 8; b++)
         nodes[i].id.b[12 + b] = (uint8_t)(next_d >> (56 - 8 * b));
       host++;
-      nodes[i].addr = test_addr4(20, 3, (uint8_t)(host >> 8), (uint8_t)host, 1);
+      nodes[i].addr = test_addr4(23, (uint8_t)(host >> 8), (uint8_t)host, 1, 1);
     }
     t->now += 10;
     mdht_lookup_node who = {.id = q->node_id, .addr = q->addr};
@@ -1691,6 +1716,143 @@ static void test_start_from_done(void **state) {
   h_del(t);
 }
 
+/* ------------------------------------------------ one host, one candidate */
+
+static size_t n_cands_of(h *t, uint32_t id) {
+  return mdht_lookup_find(&t->ls, id)->n_cands;
+}
+
+/* Nodes at distances base+n-1 .. base, i.e. each closer than the one
+ * before, at addresses made by `mk`. */
+static void closer_nodes(mdht_lookup_node *v, int n, uint32_t base,
+                         mdht_addr (*mk)(int)) {
+  for (int i = 0; i < n; i++) {
+    memset(&v[i].id, 0, sizeof v[i].id);
+    uint32_t d = base + (uint32_t)(n - i);
+    v[i].id.b[17] = (uint8_t)(d >> 16);
+    v[i].id.b[18] = (uint8_t)(d >> 8);
+    v[i].id.b[19] = (uint8_t)d;
+    v[i].addr = mk(i);
+  }
+}
+
+static mdht_addr one_ip(int i) {
+  return test_addr4(40, 1, 1, 1, (uint16_t)(1000 + i));
+}
+static mdht_addr one_24(int i) {
+  return test_addr4(40, 2, 2, (uint8_t)(1 + i), 6881);
+}
+static mdht_addr lan(int i) {
+  return test_addr4(10, 0, 0, (uint8_t)(1 + i), 6881);
+}
+static mdht_addr lan_one_ip(int i) {
+  return test_addr4(10, 0, 0, 1, (uint16_t)(1000 + i));
+}
+static mdht_addr one_64(int i) {
+  mdht_addr a;
+  memset(&a, 0, sizeof a);
+  a.family = MDHT_AF_INET6;
+  a.ip[0] = 0x2a;
+  a.ip[7] = 1;
+  a.ip[9] = (uint8_t)i; /* inside the /64 */
+  a.ip[15] = 1;
+  a.port = 6881;
+  return a;
+}
+
+/* One reply naming K nodes of one host (`mk`); returns the candidates
+ * added. */
+static size_t added_from_reply(const mdht_config *c, mdht_addr (*mk)(int)) {
+  h *t = h_new_cfg(c);
+  mdht_lookup_node s = {.id = near(0), .addr = test_addr4(20, 1, 0, 1, 1)};
+  s.id.b[0] = 0xff; /* far */
+  uint32_t id = start(t, MDHT_M_FIND_NODE, &s, 1);
+  mdht_lookup_node v[8];
+  closer_nodes(v, 8, 100, mk);
+  assert_int_equal(respond(t, id, &s, v, 8), 0);
+  size_t n = n_cands_of(t, id) - 1;
+  h_del(t);
+  return n;
+}
+
+static void test_one_candidate_per_host(void **state) {
+  (void)state;
+  mdht_config c;
+  h_config(&c);
+  c.alpha = 1;
+  assert_int_equal(added_from_reply(&c, one_ip), 1);
+  assert_int_equal(added_from_reply(&c, one_24), 1);
+  assert_int_equal(added_from_reply(&c, one_64), 1);
+  c.allow_private = true;
+  /* The prefix rule is for public addresses; the IP rule for all. */
+  assert_int_equal(added_from_reply(&c, lan), 8);
+  assert_int_equal(added_from_reply(&c, lan_one_ip), 1);
+  c.allow_same_ip = true;
+  assert_int_equal(added_from_reply(&c, lan_one_ip), 8);
+  assert_int_equal(added_from_reply(&c, one_24), 1);
+  c.allow_same_prefix = true;
+  assert_int_equal(added_from_reply(&c, one_24), 8);
+  assert_int_equal(added_from_reply(&c, one_ip), 8);
+  assert_int_equal(added_from_reply(&c, one_64), 8);
+}
+
+/* Seeds (from the own table or routers) obey the same rules. */
+static void test_seeds_one_per_host(void **state) {
+  (void)state;
+  h *t = h_new();
+  mdht_lookup_node v[8];
+  closer_nodes(v, 8, 100, one_ip);
+  uint32_t id = start(t, MDHT_M_FIND_NODE, v, 8);
+  assert_int_equal(n_cands_of(t, id), 1);
+  assert_int_equal(t->nq, 1);
+  h_del(t);
+}
+
+static int flood_i;
+static mdht_addr flood_host(int i) {
+  /* Even entries: ports of one IP; odd: hosts of their own. */
+  if (i % 2 == 0) return test_addr4(40, 9, 9, 9, (uint16_t)(1000 + i));
+  int n = flood_i++;
+  return test_addr4(41, (uint8_t)(n >> 8), (uint8_t)n, 1, 6881);
+}
+
+/* Every answer is a forged 300-node reply, half of it ports of one IP,
+ * half fresh hosts, all closer than anything known: the lookup still
+ * stops within MDHT_LOOKUP_MAX_QUERIES, queries the flooded IP at most
+ * once, and ends. */
+static void test_forged_stream_bounded(void **state) {
+  (void)state;
+  h *t = h_new();
+  flood_i = 0;
+  mdht_lookup_node s = {.id = near(0), .addr = test_addr4(20, 1, 0, 1, 1)};
+  s.id.b[0] = 0xff;
+  uint32_t id = start(t, MDHT_M_FIND_NODE, &s, 1);
+  enum { N = 300 };
+  mdht_lookup_node *v = calloc(N, sizeof *v);
+  assert_non_null(v);
+  uint32_t base = 0xffff00;
+  int answered = 0;
+  while (t->ndone == 0) {
+    assert_true(answered < t->nq);
+    sent_q *q = &t->q[answered++];
+    base -= 2 * N;
+    closer_nodes(v, N, base, flood_host);
+    t->now += 10;
+    mdht_lookup_node who = {.id = q->node_id, .addr = q->addr};
+    assert_int_equal(respond(t, id, &who, v, N), 0);
+  }
+  int to_flood = 0;
+  mdht_addr fl = test_addr4(40, 9, 9, 9, 0);
+  for (int i = 0; i < t->nq; i++)
+    to_flood += mdht_addr_ip_eq(&t->q[i].addr, &fl);
+  assert_true(to_flood <= 1);
+  assert_true(t->nq <= MDHT_LOOKUP_MAX_QUERIES);
+  assert_int_equal(t->done[0].r.queries, t->nq);
+  assert_true(t->done[0].r.ok);
+  free(v);
+  h_del(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_init_bounds),
@@ -1718,6 +1880,10 @@ int main(void) {
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_send_errors),
       cmocka_unit_test(test_candidate_bound),
+      cmocka_unit_test(test_reply_capped_at_k),
+      cmocka_unit_test(test_one_candidate_per_host),
+      cmocka_unit_test(test_seeds_one_per_host),
+      cmocka_unit_test(test_forged_stream_bounded),
       cmocka_unit_test(test_query_budget),
       cmocka_unit_test(test_id_mismatch),
       cmocka_unit_test(test_start_from_done),

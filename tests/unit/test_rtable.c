@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "addr.h"
+#include "bep42.h"
 #include "id.h"
 #include "rtable.h"
 
@@ -159,10 +160,11 @@ static mdht_addr addr4(uint8_t a, uint8_t b, uint8_t c, uint8_t d,
   return r;
 }
 
-/* A fresh public endpoint. */
+/* A fresh public endpoint, in a /24 of its own. */
 static mdht_addr new_addr(fx *f) {
   uint32_t n = ++f->next_host;
-  return addr4(1, (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, 6881);
+  return addr4((uint8_t)(1 + (n >> 16)), (uint8_t)(n >> 8), (uint8_t)n, 1,
+               6881);
 }
 
 static mdht_addr new_addr6(fx *f) {
@@ -174,9 +176,10 @@ static mdht_addr new_addr6(fx *f) {
   r.ip[1] = 0x01;
   r.ip[2] = 0x0d;
   r.ip[3] = 0xb8;
-  r.ip[13] = (uint8_t)(n >> 16);
-  r.ip[14] = (uint8_t)(n >> 8);
-  r.ip[15] = (uint8_t)n;
+  r.ip[5] = (uint8_t)(n >> 16); /* a /64 of its own */
+  r.ip[6] = (uint8_t)(n >> 8);
+  r.ip[7] = (uint8_t)n;
+  r.ip[15] = 1;
   r.port = 6881;
   return r;
 }
@@ -185,6 +188,42 @@ static int heard(fx *f, const mdht_id *id, const mdht_addr *a, mdht_rt_how how,
                  mdht_time now) {
   mdht_rt_entry ping;
   return mdht_rtable_heard(&f->rt, id, a, how, now, &ping);
+}
+
+static bool same_prefix(const mdht_addr *a, const mdht_addr *b) {
+  return a->family == b->family &&
+         memcmp(a->ip, b->ip, a->family == MDHT_AF_INET ? 3 : 8) == 0;
+}
+
+/* Within a bucket, one entry per /24 or /64 among public addresses. */
+static void check_prefix_rule(fx *f, const mdht_rt_bucket *b,
+                              const mdht_rt_entry *e) {
+  if (f->cfg.allow_same_prefix || mdht_addr_is_private(&e->addr)) return;
+  int same = 0;
+  for (uint32_t j = 0; j < b->n; j++)
+    same += same_prefix(&e->addr, &b->nodes[j].addr);
+  for (uint32_t j = 0; j < b->nrepl; j++)
+    same += same_prefix(&e->addr, &b->repl[j].addr);
+  assert_int_equal(same, 1);
+}
+
+/* One entry per IP in the whole table, buckets and lists together. */
+static void check_ip_rule(fx *f) {
+  if (f->cfg.allow_same_ip) return;
+  mdht_rtable *rt = &f->rt;
+  size_t n = 0, cap = rt->index_.n + 1;
+  mdht_addr *all = calloc(cap, sizeof *all);
+  assert_non_null(all);
+  for (uint32_t bi = 0; bi < rt->nbuckets; bi++) {
+    const mdht_rt_bucket *b = &rt->buckets[bi];
+    for (uint32_t i = 0; i < b->n + b->nrepl && n < cap; i++)
+      all[n++] = i < b->n ? b->nodes[i].addr : b->repl[i - b->n].addr;
+  }
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      assert_false(mdht_addr_ip_eq(&all[i], &all[j]));
+  assert_int_equal(rt->ipindex_.n, n);
+  free(all);
 }
 
 /* Structural checks over the whole table: bucket ranges, bounds, one
@@ -224,12 +263,14 @@ static void check_invariants(fx *f) {
           assert_false(mdht_addr_eq(&v[i].addr, &b->repl[j].addr));
           assert_false(mdht_id_eq(&v[i].id, &b->repl[j].id));
         }
+        check_prefix_rule(f, b, &v[i]);
       }
     }
     total += b->n;
     repl += b->nrepl;
   }
-  assert_int_equal(rt->index_n_, total + repl);
+  assert_int_equal(rt->index_.n, total + repl);
+  check_ip_rule(f);
   assert_int_equal(f->shadow_errors, 0);
   assert_int_equal(f->nlive, total);
   for (size_t i = 0; i < f->nlive; i++) {
@@ -509,13 +550,20 @@ static void test_split_single(void **state) {
   assert_int_equal(f->rt.buckets[1].n, 0);
   assert_int_equal(f->rt.buckets[0].nrepl, 1);
 
-  /* Bucket 0 no longer holds our id: it never splits again. */
+  /* Bucket 0 no longer holds our id: it never splits again. A querier
+   * finds a place only while the list is not full of nodes that
+   * answered. */
   for (int i = 0; i < 20; i++) {
     mdht_id y = id_at(f, 0);
     mdht_addr ya = new_addr(f);
+    const mdht_rt_bucket *b0 = &f->rt.buckets[0];
+    bool room = b0->nrepl < 8;
+    for (uint32_t j = 0; j < b0->nrepl; j++)
+      room = room || b0->repl[j].last_reply == 0;
     int r = heard(f, &y, &ya, i & 1 ? MDHT_RT_HEARD_QUERY : MDHT_RT_HEARD_REPLY,
                   T0 + 2);
-    assert_int_equal(r, MDHT_RT_REPLACEMENT);
+    assert_int_equal(r,
+                     (i & 1) && !room ? MDHT_RT_IGNORED : MDHT_RT_REPLACEMENT);
   }
   assert_int_equal(f->rt.nbuckets, 2);
   assert_int_equal(f->rt.buckets[0].n, 8);
@@ -665,14 +713,17 @@ static void test_replacement_list(void **state) {
   assert_null(mdht_rtable_find(&f->rt, &ca[0]));
   check_invariants(f);
 
-  /* Full list: a query-only newcomer pushes out the oldest (all answered)
-   * and is the first to go when the next one arrives. */
+  /* Full list, all answered: a query-only newcomer displaces nobody (it
+   * has not shown it answers) and is forgotten; one that answered pushes
+   * out the oldest. */
+  mdht_id oldest = b->repl[0].id;
   mdht_id q = id_at(f, 0);
   mdht_addr qa = new_addr(f);
   assert_int_equal(heard(f, &q, &qa, MDHT_RT_HEARD_QUERY, T0 + 400),
-                   MDHT_RT_REPLACEMENT);
-  assert_true(mdht_id_eq(&b->repl[7].id, &q));
-  mdht_id oldest = b->repl[0].id;
+                   MDHT_RT_IGNORED);
+  assert_true(mdht_id_eq(&b->repl[0].id, &oldest));
+  assert_int_equal(f->rt.index_.n, 8 + 8 + f->rt.buckets[1].n);
+  oldest = b->repl[1].id;
   mdht_id r = id_at(f, 0);
   mdht_addr ra = new_addr(f);
   assert_int_equal(heard(f, &r, &ra, MDHT_RT_HEARD_REPLY, T0 + 500),
@@ -1173,6 +1224,253 @@ static void test_random_ops(void **state) {
   free(pool);
 }
 
+/* ------------------------------------------------- one host, one entry */
+
+/* An id sharing exactly `cp` bits with ours, BEP 42-valid for the IP of
+ * `a` where possible: the first 21 bits are fixed by the IP, so this
+ * changes the address's host part until they fall at depth `cp` (cp is
+ * small here). */
+static mdht_id valid_id_at(fx *f, int cp, mdht_addr *a) {
+  for (;;) {
+    uint8_t r[MDHT_ID_LEN];
+    rng_fill(&f->rng, r, sizeof r);
+    mdht_id id;
+    mdht_bep42_make(&id, a, r);
+    if (mdht_id_common_prefix(&id, &f->self) == cp) return id;
+    *a = new_addr(f);
+  }
+}
+
+static void test_one_entry_per_ip(void **state) {
+  fx *f = *state;
+  /* One public IP, 160 ports, ids spread over every depth, all
+   * answering: one entry. */
+  int added = 0;
+  for (int i = 0; i < 160; i++) {
+    mdht_id id = id_at(f, i % 40);
+    mdht_addr a = addr4(5, 6, 7, 8, (uint16_t)(1000 + i));
+    int r = heard(f, &id, &a, MDHT_RT_HEARD_REPLY, T0 + (mdht_time)i);
+    added += r == MDHT_RT_ADDED;
+    if (i > 0) assert_int_equal(r, MDHT_RT_IGNORED);
+  }
+  assert_int_equal(added, 1);
+  uint32_t t, r;
+  mdht_rtable_counts(&f->rt, T0, NULL, NULL, &t, &r);
+  assert_int_equal(t + r, 1);
+  check_invariants(f);
+
+  /* Loopback too, replacement lists included. */
+  fx_reinit(f, 2);
+  f->cfg.allow_private = true;
+  for (int i = 0; i < 50; i++) {
+    mdht_id id = id_at(f, 0);
+    mdht_addr a = addr4(127, 0, 0, 9, (uint16_t)(1000 + i));
+    heard(f, &id, &a, i & 1 ? MDHT_RT_HEARD_QUERY : MDHT_RT_HEARD_REPLY, T0);
+  }
+  mdht_rtable_counts(&f->rt, T0, NULL, NULL, &t, &r);
+  assert_int_equal(t + r, 1);
+  check_invariants(f);
+}
+
+static void test_same_ip_allowed(void **state) {
+  fx *f = *state;
+  mdht_rtable_free(&f->rt);
+  f->cfg.allow_same_ip = true;
+  f->cfg.allow_same_prefix = true;
+  assert_int_equal(mdht_rtable_init(&f->rt, &f->self, &f->cfg, &f->bus, 7), 0);
+  for (int i = 0; i < 40; i++) {
+    mdht_id id = id_at(f, i % 10);
+    mdht_addr a = addr4(5, 6, 7, 8, (uint16_t)(1000 + i));
+    assert_int_not_equal(heard(f, &id, &a, MDHT_RT_HEARD_REPLY, T0),
+                         MDHT_RT_IGNORED);
+  }
+  uint32_t t;
+  mdht_rtable_counts(&f->rt, T0, NULL, NULL, &t, NULL);
+  assert_true(t >= 30);
+  check_invariants(f);
+}
+
+/* A node that came back on another port takes the place of its dead
+ * entry, if it answers; a mere query does not. */
+static void test_same_ip_bad_entry_gives_way(void **state) {
+  fx *f = *state;
+  mdht_id old = id_at(f, 0), neu = id_at(f, 0);
+  mdht_addr oa = addr4(5, 6, 7, 8, 1000), na = addr4(5, 6, 7, 8, 2000);
+  assert_int_equal(heard(f, &old, &oa, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  assert_int_equal(heard(f, &neu, &na, MDHT_RT_HEARD_REPLY, T0 + 1),
+                   MDHT_RT_IGNORED);
+  for (int i = 0; i < 3; i++)
+    mdht_rtable_failed(&f->rt, &old, &oa, T0 + 2);
+  assert_int_equal(heard(f, &neu, &na, MDHT_RT_HEARD_QUERY, T0 + 3),
+                   MDHT_RT_IGNORED);
+  assert_int_equal(heard(f, &neu, &na, MDHT_RT_HEARD_REPLY, T0 + 4),
+                   MDHT_RT_ADDED);
+  assert_null(mdht_rtable_find(&f->rt, &oa));
+  assert_non_null(mdht_rtable_find(&f->rt, &na));
+  check_invariants(f);
+}
+
+static mdht_addr addr6(uint8_t net, uint8_t sub, uint8_t host) {
+  mdht_addr r;
+  memset(&r, 0, sizeof r);
+  r.family = MDHT_AF_INET6;
+  r.ip[0] = 0x2a;
+  r.ip[1] = 0x01;
+  r.ip[7] = net; /* /64 */
+  r.ip[8] = sub; /* inside the /64 */
+  r.ip[15] = host;
+  r.port = 6881;
+  return r;
+}
+
+static void test_one_entry_per_prefix(void **state) {
+  fx *f = *state;
+  /* Public /24: one per bucket; another bucket may hold another. */
+  mdht_id a0 = id_at(f, 0), a1 = id_at(f, 0), b1 = id_at(f, 1);
+  mdht_addr x = addr4(9, 9, 9, 1, 1), y = addr4(9, 9, 9, 2, 1),
+            z = addr4(9, 9, 9, 3, 1), w = addr4(9, 9, 10, 1, 1);
+  assert_int_equal(heard(f, &a0, &x, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  assert_int_equal(heard(f, &a1, &y, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_IGNORED);
+  assert_int_equal(heard(f, &a1, &w, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  /* Split the single bucket so that bucket 1 exists, then a /24 already
+   * used in bucket 0 is fine in bucket 1. */
+  for (int i = 0; i < 8; i++) {
+    mdht_id id = id_at(f, 0);
+    mdht_addr a = new_addr(f);
+    heard(f, &id, &a, MDHT_RT_HEARD_REPLY, T0);
+  }
+  assert_true(f->rt.nbuckets >= 2);
+  assert_int_equal(heard(f, &b1, &z, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  check_invariants(f);
+
+  /* Public /64 likewise; another /64 is fine. */
+  mdht_id c0 = id_at(f, 0), c1 = id_at(f, 0), c2 = id_at(f, 0);
+  mdht_addr p = addr6(1, 1, 1), q = addr6(1, 2, 2), r = addr6(2, 1, 1);
+  assert_int_not_equal(heard(f, &c0, &p, MDHT_RT_HEARD_REPLY, T0),
+                       MDHT_RT_IGNORED);
+  assert_int_equal(heard(f, &c1, &q, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_IGNORED);
+  assert_int_not_equal(heard(f, &c2, &r, MDHT_RT_HEARD_REPLY, T0),
+                       MDHT_RT_IGNORED);
+  check_invariants(f);
+
+  /* Private addresses: the prefix rule does not apply (a LAN is one
+   * /24), the IP rule does. */
+  fx_reinit(f, 8);
+  f->cfg.allow_private = true;
+  for (int i = 0; i < 6; i++) {
+    mdht_id id = id_at(f, 0);
+    mdht_addr a = addr4(10, 0, 0, (uint8_t)(1 + i), 6881);
+    assert_int_equal(heard(f, &id, &a, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  }
+  check_invariants(f);
+
+  /* allow_same_prefix lifts it. */
+  fx_reinit(f, 8);
+  f->cfg.allow_same_prefix = true;
+  for (int i = 0; i < 6; i++) {
+    mdht_id id = id_at(f, 0);
+    mdht_addr a = addr4(9, 9, 9, (uint8_t)(1 + i), 6881);
+    assert_int_equal(heard(f, &id, &a, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  }
+  check_invariants(f);
+}
+
+/* A prefix held by a bad node is free for a newcomer that answers. */
+static void test_prefix_bad_entry_gives_way(void **state) {
+  fx *f = *state;
+  mdht_id a = id_at(f, 0), b = id_at(f, 0);
+  mdht_addr x = addr4(9, 9, 9, 1, 1), y = addr4(9, 9, 9, 2, 1);
+  assert_int_equal(heard(f, &a, &x, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  for (int i = 0; i < 3; i++)
+    mdht_rtable_failed(&f->rt, &a, &x, T0 + 1);
+  assert_int_equal(heard(f, &b, &y, MDHT_RT_HEARD_QUERY, T0 + 2),
+                   MDHT_RT_IGNORED);
+  assert_int_equal(heard(f, &b, &y, MDHT_RT_HEARD_REPLY, T0 + 3),
+                   MDHT_RT_ADDED);
+  assert_null(mdht_rtable_find(&f->rt, &x));
+  check_invariants(f);
+}
+
+/* Queriers never push a node that answered out of a replacement list. */
+static void test_never_answered_never_displaces(void **state) {
+  fx *f = *state;
+  mdht_id ids[8];
+  mdht_addr addrs[8];
+  fill_far_bucket(f, ids, addrs);
+  mdht_rt_bucket *b = &f->rt.buckets[0];
+  mdht_id kept[8];
+  for (int i = 0; i < 8; i++) {
+    mdht_id id = id_at(f, 0);
+    mdht_addr a = new_addr(f);
+    assert_int_equal(heard(f, &id, &a, MDHT_RT_HEARD_REPLY, T0 + 10),
+                     MDHT_RT_REPLACEMENT);
+    kept[i] = id;
+  }
+  for (int i = 0; i < 100; i++) {
+    mdht_id id = id_at(f, 0);
+    mdht_addr a = new_addr(f);
+    assert_int_equal(heard(f, &id, &a, MDHT_RT_HEARD_QUERY, T0 + 20),
+                     MDHT_RT_IGNORED);
+    assert_null(mdht_rtable_find(&f->rt, &a));
+  }
+  assert_int_equal(b->nrepl, 8);
+  for (int i = 0; i < 8; i++) {
+    assert_true(mdht_id_eq(&b->repl[i].id, &kept[i]));
+    assert_true(mdht_id_eq(&b->nodes[i].id, &ids[i]));
+  }
+  check_invariants(f);
+}
+
+/* "Valid id wins" (rtable.h). */
+static void test_valid_id_wins(void **state) {
+  fx *f = *state;
+  mdht_id ids[8];
+  mdht_addr addrs[8];
+  fill_far_bucket(f, ids, addrs); /* random ids: invalid for their IPs */
+  for (int i = 0; i < 8; i++)
+    assert_false(mdht_bep42_valid(&ids[i], &addrs[i]));
+  mdht_rt_bucket *b = &f->rt.buckets[0];
+
+  /* While they are good, a valid newcomer waits like anyone. */
+  mdht_addr va = new_addr(f);
+  mdht_id v = valid_id_at(f, 0, &va);
+  assert_int_equal(heard(f, &v, &va, MDHT_RT_HEARD_REPLY, T0 + 100),
+                   MDHT_RT_REPLACEMENT);
+  assert_null(mdht_rtable_find(&f->rt, &va));
+
+  /* Questionable: an invalid newcomer that answers waits for the ping;
+   * a valid one takes the slot of the least recently seen at once. */
+  mdht_time later = T0 + FRESH + 100;
+  mdht_id inv = id_at(f, 0);
+  mdht_addr ia = new_addr(f);
+  assert_int_equal(heard(f, &inv, &ia, MDHT_RT_HEARD_REPLY, later),
+                   MDHT_RT_PING);
+  assert_null(mdht_rtable_find(&f->rt, &ia));
+  mdht_addr wa = new_addr(f);
+  mdht_id w = valid_id_at(f, 0, &wa);
+  int replaced = f->count[MDHT_EV_NODE_REPLACED];
+  assert_int_equal(heard(f, &w, &wa, MDHT_RT_HEARD_REPLY, later + 1),
+                   MDHT_RT_ADDED);
+  assert_int_equal(f->count[MDHT_EV_NODE_REPLACED], replaced + 1);
+  assert_true(
+      mdht_id_eq(&f->last[MDHT_EV_NODE_REPLACED].u.replaced.old_id, &ids[0]));
+  assert_non_null(mdht_rtable_find(&f->rt, &wa));
+  assert_int_equal(b->n, 8);
+  /* The displaced node waits among the candidates. */
+  bool in_repl = false;
+  for (uint32_t i = 0; i < b->nrepl; i++)
+    in_repl = in_repl || mdht_id_eq(&b->repl[i].id, &ids[0]);
+  assert_true(in_repl);
+  check_invariants(f);
+
+  /* Promotion prefers a valid id among candidates that answered: the
+   * valid `v` (older) beats the invalid, newer ones. */
+  for (int i = 0; i < 3; i++)
+    mdht_rtable_failed(&f->rt, &ids[1], &addrs[1], later + 2);
+  assert_non_null(mdht_rtable_find(&f->rt, &va));
+  check_invariants(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_init_invalid, setup, teardown),
@@ -1197,6 +1495,17 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_bus, setup, teardown),
       cmocka_unit_test_setup_teardown(test_closest_bruteforce, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_one_entry_per_ip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_same_ip_allowed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_same_ip_bad_entry_gives_way, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_one_entry_per_prefix, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_prefix_bad_entry_gives_way, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_never_answered_never_displaces,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_valid_id_wins, setup, teardown),
       cmocka_unit_test_setup_teardown(test_random_ops, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,8 +57,7 @@ static void unmake(fixture *f) {
 
 /* A public address per index, so that no node is refused as private. */
 static mdht_addr addr_n(uint32_t i) {
-  return test_addr4(8, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i,
-                    (uint16_t)(1000 + i % 50000));
+  return test_host4(i, (uint16_t)(1000 + i % 50000));
 }
 
 static mdht_id random_id(uint64_t *seed) {

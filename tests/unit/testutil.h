@@ -30,6 +30,14 @@ static inline mdht_addr test_addr4(uint8_t a, uint8_t b, uint8_t c, uint8_t d,
   return x;
 }
 
+/* The i-th of many public hosts, each in a /24 of its own, so that the
+ * routing table's "one entry per IP / per prefix" rules keep them all
+ * (i < 2^22). */
+static inline mdht_addr test_host4(uint32_t i, uint16_t port) {
+  return test_addr4((uint8_t)(11 + (i >> 16)), (uint8_t)(i >> 8), (uint8_t)i, 1,
+                    port);
+}
+
 static inline mdht_id test_id(uint8_t fill) {
   mdht_id id;
   memset(id.b, fill, sizeof id.b);
