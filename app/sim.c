@@ -39,6 +39,9 @@ typedef struct sim_args {
   uint32_t max_lookups;
   bool json;
   bool progress;
+  bool eclipse;       /* the BEP 42 eclipse scenario instead */
+  uint32_t attackers; /* ... its attacker addresses */
+  bool no_enforce;    /* ... honest nodes without BEP 42 enforcement */
 } sim_args;
 
 /* A decimal fraction in [lo, hi]. */
@@ -141,6 +144,16 @@ static const cli_opt opts[] = {
      OFF(json), 0, 0, NULL},
     {"--progress", NULL, "phases and wall time on stderr", CLI_FLAG,
      OFF(progress), 0, 0, NULL},
+    {"--eclipse", NULL,
+     "instead: the BEP 42 eclipse attempt on public virtual addresses "
+     "(--nodes honest nodes, --lookups find_node lookups of the target)",
+     CLI_FLAG, OFF(eclipse), 0, 0, NULL},
+    {"--attackers", "N",
+     "--eclipse: attacker addresses, each in its own /24 (default 32)", CLI_U32,
+     OFF(attackers), 1, 100000, NULL},
+    {"--no-enforce", NULL,
+     "--eclipse: honest nodes accept ids that do not match their IP", CLI_FLAG,
+     OFF(no_enforce), 0, 0, NULL},
 };
 #undef OFF
 
@@ -162,6 +175,28 @@ static void defaults(sim_args *a) {
   a->soft_timeout_ms = so.sim.cfg.query_soft_timeout_ms;
   a->max_txns = so.sim.cfg.max_txns;
   a->max_lookups = so.sim.cfg.max_lookups;
+  a->attackers = 32;
+}
+
+/* --eclipse: the honest nodes are --nodes, the rest of the options apply
+ * to the network as in the main scenario. */
+static int run_eclipse(const sim_args *a, const mdht_scenario_opts *so) {
+  mdht_eclipse_opts o;
+  mdht_eclipse_opts_default(&o);
+  o.sim = so->sim;
+  o.honest = a->nodes;
+  o.attackers = a->attackers;
+  o.routers = so->routers;
+  o.lookups = a->lookups;
+  o.enforce = !a->no_enforce;
+  mdht_eclipse_report r;
+  int rc = mdht_eclipse_run(&o, &r);
+  if (rc < 0) {
+    cli_error("simulation failed: %s", mdht_strerror(rc));
+    return CLI_USAGE_ERROR;
+  }
+  mdht_eclipse_print(stdout, &o, &r);
+  return fflush(stdout) == 0 ? 0 : CLI_USAGE_ERROR;
 }
 
 static void usage(void) {
@@ -252,6 +287,7 @@ int mdht_cmd_sim(int argc, char **argv) {
               "hard one?)");
     return CLI_USAGE_ERROR;
   }
+  if (a.eclipse) return run_eclipse(&a, &o);
   prog p = {a.progress, wall_s()};
   o.progress = on_progress;
   o.progress_user = &p;

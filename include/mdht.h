@@ -139,7 +139,8 @@ typedef struct mdht_config {
                                       into the routing table; the driver
                                       sets it when bound to one */
   bool enforce_node_id;            /* BEP 42: reject ids that do not
-                                      match the source IP: default off */
+                                      match the source IP (public
+                                      addresses only): default off */
   /* Defences against one host owning the node (docs/SECURITY.md). Each
    * is on by default; the switches exist for closed test networks. */
   bool allow_same_ip;              /* many routing entries and lookup
@@ -168,7 +169,14 @@ int mdht_config_check(const mdht_config *cfg);
 /* Every component publishes what it does as events. The logger, the
  * statistics and the tests are subscribers. Events are delivered
  * synchronously, while the node is inside the call that caused them;
- * pointers inside an event are valid only during the callback. */
+ * pointers inside an event are valid only during the callback.
+ *
+ * EXTERNAL_ADDR: the address the responders' votes (BEP 42 `ip`) agree on
+ * changed, once per change: `addr` is the new one, u.replaced.old_addr
+ * the previous one (family 0 at the first). NODE_ID_CHANGED: the node
+ * derived a new id from that address (BEP 42) and rebuilt its routing
+ * table around it: `id` is the new id, u.replaced.old_id the old one,
+ * `addr` the external address; save the state. */
 #define MDHT_EVENTS(X)                                                         \
   X(NODE_ADDED, "node_added")                                                  \
   X(NODE_REMOVED, "node_removed")                                              \
@@ -193,6 +201,7 @@ int mdht_config_check(const mdht_config *cfg);
   X(DATAGRAM_DROPPED, "datagram_dropped")                                      \
   X(RATE_LIMITED, "rate_limited")                                              \
   X(EXTERNAL_ADDR, "external_addr")                                            \
+  X(NODE_ID_CHANGED, "node_id_changed")                                        \
   X(LOG, "log")
 
 typedef enum mdht_event_type {

@@ -393,6 +393,8 @@ static void observe_rtt(mdht_node *node, mdht_time rtt) {
 }
 
 static void owner_failed(mdht_node *node, const mdht_txn *txn, mdht_time now);
+static void external_vote(mdht_node *node, const mdht_addr *from,
+                          const mdht_addr *claimed, mdht_time now);
 static void owner_answered(mdht_node *node, const mdht_txn *txn,
                            const mdht_addr *from, mdht_time now);
 
@@ -433,13 +435,9 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
   }
   publish(node, &ev);
   observe_rtt(node, now - txn.sent);
-  if (m->has_ip) {
-    mdht_event ip;
-    mdht_bus_event_init(&ip, MDHT_EV_EXTERNAL_ADDR, now);
-    ip.addr = m->ip;
-    ip.id = m->id;
-    publish(node, &ip);
-  }
+  /* Only here, after the transaction matched: a vote is a response to
+   * one of our queries, from the address we sent it to. */
+  if (m->has_ip) external_vote(node, from, &m->ip, now);
   owner_answered(node, &txn, from, now);
 }
 
@@ -914,6 +912,88 @@ static void maint_step(mdht_node *node, mdht_time now) {
   }
 }
 
+/* --------------------------------------------- BEP 42: our own id */
+
+/* Puts `e`, an entry of the old table, into `rt` with its history. */
+static void reinsert(mdht_rtable *rt, const mdht_rt_entry *e, mdht_time now) {
+  mdht_rt_how how = e->last_reply ? MDHT_RT_HEARD_REPLY : MDHT_RT_HEARD_QUERY;
+  if (mdht_rtable_heard(rt, &e->id, &e->addr, how, now, NULL) <= 0) return;
+  mdht_rt_entry *p = mdht_rtable_find(rt, &e->addr);
+  if (p && mdht_id_eq(&p->id, &e->id)) *p = *e;
+}
+
+/* Which buckets hold a node depends on our id: a new id needs a new
+ * table. Every entry is re-inserted through the table's own rules, those
+ * that answered us first (where the new buckets have less room, they
+ * keep the proven nodes), then those that only queried us, then the
+ * replacement candidates. The new table is built silently (no bus): no
+ * node was learnt or lost, only moved. On error the old table stays. */
+static int rebuild_table(mdht_node *node, const mdht_id *id, mdht_time now) {
+  mdht_rtable nrt;
+  int rc = mdht_rtable_init(&nrt, id, &node->cfg, NULL, random64(node));
+  if (rc != 0) return rc;
+  const mdht_rtable *old = &node->rt;
+  for (int pass = 0; pass < 3; pass++) {
+    for (uint32_t b = 0; b < old->nbuckets; b++) {
+      const mdht_rt_bucket *bk = &old->buckets[b];
+      const mdht_rt_entry *v = pass == 2 ? bk->repl : bk->nodes;
+      uint32_t n = pass == 2 ? bk->nrepl : bk->n;
+      for (uint32_t i = 0; i < n; i++)
+        if (pass == 2 || (pass == 0) == (v[i].last_reply != 0))
+          reinsert(&nrt, &v[i], now);
+    }
+  }
+  mdht_rtable_free(&node->rt);
+  node->rt = nrt;
+  node->rt.bus = &node->bus;
+  return 0;
+}
+
+/* BEP 42: once the vote says we are at a public address our id does not
+ * fit, derive one that does (a random r and random low bits), unless the
+ * id was chosen by hand. Private addresses are exempt: a node on a LAN or
+ * loopback keeps its id. Lookups in flight go on (they only need to skip
+ * the new id); one lookup of the new id fills the buckets that are now
+ * near us. */
+static void maybe_new_id(mdht_node *node, mdht_time now) {
+  const mdht_addr *ext = mdht_extaddr_get(&node->ext);
+  if (node->cfg.fixed_id || !ext || mdht_addr_is_private(ext) ||
+      mdht_bep42_valid(&node->id, ext))
+    return;
+  uint8_t rnd[MDHT_ID_LEN];
+  mdht__node_random(node, rnd, sizeof rnd);
+  mdht_id id;
+  mdht_bep42_make(&id, ext, rnd);
+  if (rebuild_table(node, &id, now) != 0)
+    return; /* out of memory: the old id and table stay usable */
+  mdht_event ev;
+  mdht_bus_event_init(&ev, MDHT_EV_NODE_ID_CHANGED, now);
+  ev.u.replaced.old_id = node->id;
+  node->id = id;
+  node->lookups.self = id;
+  node->lookups.has_self = true;
+  ev.id = id;
+  ev.addr = *ext;
+  publish(node, &ev);
+  if (node->boot.phase == MDHT_BOOT_DONE)
+    start_internal(node, MDHT_OP_REFRESH, &node->id, now);
+}
+
+static void external_vote(mdht_node *node, const mdht_addr *from,
+                          const mdht_addr *claimed, mdht_time now) {
+  const mdht_addr *cur = mdht_extaddr_get(&node->ext);
+  mdht_addr old;
+  memset(&old, 0, sizeof old);
+  if (cur) old = *cur;
+  if (!mdht_extaddr_vote(&node->ext, from, claimed, now)) return;
+  mdht_event ev;
+  mdht_bus_event_init(&ev, MDHT_EV_EXTERNAL_ADDR, now);
+  ev.addr = *mdht_extaddr_get(&node->ext);
+  ev.u.replaced.old_addr = old;
+  publish(node, &ev);
+  maybe_new_id(node, now);
+}
+
 /* Starts a user operation around a lookup (an announce is a get_peers
  * lookup first); `*opp` receives the operation. */
 static int64_t user_lookup(mdht_node *node, mdht_method kind,
@@ -1072,6 +1152,7 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
   }
   mdht_maint_init(&node->maint, now);
   mdht_boot_init(&node->boot);
+  mdht_extaddr_init(&node->ext);
   node->next_op_id = 1;
   if (rc != 0) {
     mdht_node_del(node);

@@ -14,6 +14,7 @@
 #include "mdht.h"
 #include "bootstrap.h"
 #include "bus.h"
+#include "extaddr.h"
 #include "krpc.h"
 #include "lookup.h"
 #include "maint.h"
@@ -94,6 +95,7 @@ struct mdht_node {
   uint32_t srtt8, rttvar4;
   mdht_maint maint;
   mdht_bootstrap boot;
+  mdht_extaddr ext; /* BEP 42: our address, as voted by responders */
   mdht_op *ops;
   uint32_t next_op_id;
   /* Scratch for one datagram: the node is not reentrant. */

@@ -64,6 +64,10 @@ mdht_log_level mdht_logforge_event_level(const mdht_event *ev) {
   case MDHT_EV_STATE_LOADED:
   case MDHT_EV_EXTERNAL_ADDR:
     return MDHT_LOG_INFO;
+  /* Rare (once per change of the public address) and it changes what the
+   * "listening" line said: visible in quiet runs too. */
+  case MDHT_EV_NODE_ID_CHANGED:
+    return MDHT_LOG_WARN;
   /* Remote peers misbehaving or the network losing packets is normal on
    * the public DHT: worth seeing when debugging, never a warning. */
   case MDHT_EV_DATAGRAM_DROPPED:
@@ -321,8 +325,16 @@ static void put_event_fields(line *l, const mdht_event *ev) {
   case MDHT_EV_NODE_REMOVED:
   case MDHT_EV_TOKEN_REJECTED:
   case MDHT_EV_RATE_LIMITED:
-  case MDHT_EV_EXTERNAL_ADDR:
     put_id(l, "id", &ev->id);
+    put_addr(l, "addr", &ev->addr);
+    break;
+  case MDHT_EV_EXTERNAL_ADDR:
+    put_addr(l, "addr", &ev->addr);
+    put_addr(l, "old_addr", &ev->u.replaced.old_addr);
+    break;
+  case MDHT_EV_NODE_ID_CHANGED:
+    put_id(l, "id", &ev->id);
+    put_id(l, "old_id", &ev->u.replaced.old_id);
     put_addr(l, "addr", &ev->addr);
     break;
   case MDHT_EV_NODE_REPLACED:

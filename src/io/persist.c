@@ -235,7 +235,7 @@ void mdht_persist_run_opts_default(mdht_persist_run_opts *o) {
 
 int mdht_persist_open(mdht_persist *p, const char *dir, mdht_logforge *log) {
   memset(p, 0, sizeof *p);
-  p->dirfd = p->lockfd = p->save_tfd = p->tick_tfd = -1;
+  p->dirfd = p->lockfd = p->save_tfd = p->tick_tfd = p->sub = -1;
   p->log = log;
   if (strlen(dir) >= sizeof p->dir) {
     mdht_logforge_logf(log, MDHT_LOG_ERROR, "state directory name too long");
@@ -494,6 +494,16 @@ static void on_tick(mdht_driver *d, int fd, uint32_t events, void *user) {
   if (!p->pinging && !p->fallback_pending) arm(fd, 0, 0);
 }
 
+/* A new id (BEP 42) must reach the disk before anything else happens: a
+ * restart with the old one would be refused by enforcing peers. The event
+ * comes from inside the node, which must not be called back: the save
+ * timer is set to fire at once instead, and saves from the loop. */
+static void on_node_event(const mdht_event *ev, void *user) {
+  mdht_persist *p = user;
+  if (ev->type != MDHT_EV_NODE_ID_CHANGED || p->save_tfd < 0) return;
+  arm(p->save_tfd, 1, p->run.save_interval_ms);
+}
+
 int mdht_persist_attach(mdht_persist *p, mdht_driver *d,
                         const mdht_persist_run_opts *o) {
   int rc;
@@ -530,10 +540,13 @@ int mdht_persist_attach(mdht_persist *p, mdht_driver *d,
     mdht_driver_del_fd(d, p->save_tfd);
     return rc;
   }
+  p->sub = mdht_node_subscribe(d->node, on_node_event, p);
   return 0;
 }
 
 void mdht_persist_close(mdht_persist *p) {
+  if (p->d && p->sub >= 0) mdht_node_unsubscribe(p->d->node, p->sub);
+  p->sub = -1;
   if (p->d) {
     if (p->save_tfd >= 0) mdht_driver_del_fd(p->d, p->save_tfd);
     if (p->tick_tfd >= 0) mdht_driver_del_fd(p->d, p->tick_tfd);

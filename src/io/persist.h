@@ -114,6 +114,7 @@ typedef struct mdht_persist {
   /* attached to a driver */
   mdht_driver *d;
   int save_tfd, tick_tfd;
+  int sub; /* our subscription to the node (saves on NODE_ID_CHANGED) */
   mdht_persist_run_opts run;
   mdht_time started;
   bool fallback_pending; /* routers not contacted yet */
@@ -158,7 +159,8 @@ int mdht_persist_save(mdht_persist *p, mdht_node *node);
 /* Hooks into the driver's loop with two timerfds: a save every
  * save_interval_ms, and a tick that pings loaded nodes at ping_rate per
  * second (mdht_state_ping_pending) and adds the routers as described
- * above. Call after mdht_persist_restore. Returns 0 or -errno. */
+ * above; and saves at once when the node publishes NODE_ID_CHANGED. Call
+ * after mdht_persist_restore. Returns 0 or -errno. */
 int mdht_persist_attach(mdht_persist *p, mdht_driver *d,
                         const mdht_persist_run_opts *o);
 

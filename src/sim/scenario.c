@@ -1,4 +1,5 @@
 #include "scenario.h"
+#include "id.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -671,4 +672,229 @@ void mdht_scenario_print_json(FILE *f, const mdht_scenario_opts *o,
           (unsigned long long)r->sent, (unsigned long long)r->lost,
           (unsigned long long)r->virtual_ms, extra ? "," : "",
           extra ? extra : "");
+}
+
+/* ------------------------------------------------------------ eclipse */
+
+static uint64_t splitmix_scen(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+typedef struct eclipse {
+  const mdht_eclipse_opts *o;
+  mdht_eclipse_report *r;
+  mdht_sim *sim;
+  mdht_id target;
+  uint64_t idseed;
+  mdht_id *truth; /* the k honest ids closest to the target, closest first */
+  uint32_t ntruth;
+  uint32_t pending; /* lookups not reported yet */
+} eclipse;
+
+void mdht_eclipse_opts_default(mdht_eclipse_opts *o) {
+  mdht_scenario_opts so;
+  mdht_scenario_opts_default(&so);
+  memset(o, 0, sizeof *o);
+  o->sim = so.sim;
+  o->honest = 400;
+  o->attackers = 32;
+  o->routers = 4;
+  o->enforce = true;
+  o->settle_ms = 60000;
+  o->lookups = 40;
+}
+
+static bool eclipse_setup(void *user, uint32_t i, const mdht_addr *addr,
+                          mdht_id *id, mdht_config *cfg) {
+  eclipse *e = user;
+  (void)addr;
+  if (i < e->o->honest) {
+    cfg->enforce_node_id = e->o->enforce;
+    return false;
+  }
+  /* The attacker: next to the target, whatever its addresses. */
+  *id = e->target;
+  uint64_t s = e->idseed ^ i;
+  for (int b = 12; b < MDHT_ID_LEN; b++)
+    id->b[b] = (uint8_t)(splitmix_scen(&s) >> 24);
+  cfg->fixed_id = true;
+  cfg->enforce_node_id = false;
+  return true;
+}
+
+static bool is_attacker(const eclipse *e, const mdht_addr *a) {
+  uint32_t j;
+  return mdht_sim_index(e->sim, a, &j) && j >= e->o->honest;
+}
+
+typedef struct ecl_visit {
+  eclipse *e;
+  uint64_t total, bad;
+} ecl_visit;
+
+static void ecl_entry(uint32_t bucket, const mdht_id *id, const mdht_addr *addr,
+                      bool good, mdht_time last_reply, void *user) {
+  ecl_visit *v = user;
+  (void)bucket;
+  (void)id;
+  (void)good;
+  (void)last_reply;
+  v->total++;
+  v->bad += is_attacker(v->e, addr);
+}
+
+/* The k honest ids closest to the target (the right answer). */
+static int ecl_truth(eclipse *e, uint32_t k) {
+  e->truth = calloc(k, sizeof *e->truth);
+  if (!e->truth) return MDHT_ERR_NOMEM;
+  for (uint32_t i = 0; i < e->o->honest; i++) {
+    const mdht_id *id = mdht_node_id(mdht_sim_node(e->sim, i));
+    uint32_t j = e->ntruth < k ? e->ntruth++ : k;
+    if (j == k && mdht_id_cmp_dist(&e->target, id, &e->truth[k - 1]) >= 0)
+      continue;
+    if (j == k) j = k - 1;
+    while (j > 0 && mdht_id_cmp_dist(&e->target, id, &e->truth[j - 1]) < 0) {
+      e->truth[j] = e->truth[j - 1];
+      j--;
+    }
+    e->truth[j] = *id;
+  }
+  return 0;
+}
+
+static void ecl_done(const mdht_result *res, void *user) {
+  eclipse *e = user;
+  mdht_eclipse_report *r = e->r;
+  e->pending--;
+  r->lookups_ok += res->ok;
+  size_t n = res->nnodes < e->ntruth ? res->nnodes : e->ntruth;
+  for (size_t i = 0; i < n; i++) {
+    r->result_nodes++;
+    r->result_attacker += is_attacker(e, &res->nodes[i].addr);
+    for (uint32_t t = 0; t < e->ntruth; t++)
+      if (mdht_id_eq(&res->nodes[i].id, &e->truth[t])) r->result_true++;
+  }
+  if (n > 0 && mdht_id_eq(&res->nodes[0].id, &e->truth[0])) r->closest_found++;
+}
+
+static void ecl_join(eclipse *e, uint32_t i, uint32_t router) {
+  mdht_node_add_bootstrap(mdht_sim_node(e->sim, i),
+                          mdht_sim_addr(e->sim, router), mdht_sim_now(e->sim));
+  mdht_sim_touch(e->sim, i);
+}
+
+static void ecl_advance(eclipse *e, mdht_time ms) {
+  mdht_sim_run(e->sim, mdht_sim_now(e->sim) + ms);
+}
+
+/* Every attacker pings every honest node, 100 at a time per attacker so
+ * that its transaction table and send queue keep up. */
+static void ecl_attack(eclipse *e) {
+  const mdht_eclipse_opts *o = e->o;
+  uint32_t n = o->honest + o->attackers;
+  for (uint32_t a = o->honest; a < n; a++)
+    ecl_join(e, a, (a - o->honest) % o->routers);
+  ecl_advance(e, 10000);
+  for (uint32_t h0 = 0; h0 < o->honest; h0 += 100) {
+    for (uint32_t a = o->honest; a < n; a++) {
+      mdht_node *an = mdht_sim_node(e->sim, a);
+      for (uint32_t h = h0; h < h0 + 100 && h < o->honest; h++)
+        mdht_node_ping(an, mdht_sim_addr(e->sim, h), mdht_sim_now(e->sim));
+      mdht_sim_touch(e->sim, a);
+    }
+    ecl_advance(e, 6000);
+  }
+  ecl_advance(e, o->settle_ms);
+}
+
+static int ecl_phases(eclipse *e) {
+  const mdht_eclipse_opts *o = e->o;
+  mdht_eclipse_report *r = e->r;
+  uint32_t nr = o->routers;
+  for (uint32_t i = 1; i < nr; i++)
+    ecl_join(e, i, 0);
+  ecl_advance(e, 1000);
+  if (nr > 1) ecl_join(e, 0, 1);
+  for (uint32_t i = nr; i < o->honest;) {
+    for (uint32_t b = 0; b < 25 && i < o->honest; b++, i++)
+      ecl_join(e, i, (i - nr) % nr);
+    ecl_advance(e, 100);
+  }
+  ecl_advance(e, 30000);
+  ecl_attack(e);
+
+  for (uint32_t i = 0; i < o->honest; i++) {
+    ecl_visit v = {e, 0, 0};
+    mdht_node_visit(mdht_sim_node(e->sim, i), mdht_sim_now(e->sim), ecl_entry,
+                    &v);
+    r->honest_entries += v.total;
+    r->attacker_entries += v.bad;
+    r->tables_hit += v.bad > 0;
+  }
+  int rc = ecl_truth(e, o->sim.cfg.k);
+  if (rc < 0) return rc;
+  for (uint32_t k = 0; k < o->lookups; k++) {
+    uint32_t at = (uint32_t)(mdht_sim_rand(e->sim) % o->honest);
+    if (mdht_node_find_node(mdht_sim_node(e->sim, at), &e->target, ecl_done, e,
+                            mdht_sim_now(e->sim)) > 0) {
+      e->pending++;
+      r->lookups++;
+      mdht_sim_touch(e->sim, at);
+    }
+    ecl_advance(e, 200);
+  }
+  for (int t = 0; t < 300 && e->pending > 0; t++)
+    ecl_advance(e, 200);
+  return 0;
+}
+
+int mdht_eclipse_run(const mdht_eclipse_opts *o, mdht_eclipse_report *r) {
+  if (!o || !r || o->routers == 0 || o->routers > o->honest ||
+      o->attackers == 0 || o->sim.cfg.k == 0)
+    return MDHT_ERR_INVAL;
+  memset(r, 0, sizeof *r);
+  eclipse e;
+  memset(&e, 0, sizeof e);
+  e.o = o;
+  e.r = r;
+  uint64_t s = o->sim.seed ^ 0xec1195eull;
+  for (int b = 0; b < MDHT_ID_LEN; b++)
+    e.target.b[b] = (uint8_t)(splitmix_scen(&s) >> 24);
+  e.idseed = splitmix_scen(&s);
+  mdht_sim_opts so = o->sim;
+  so.nodes = o->honest + o->attackers;
+  so.public_addrs = true;
+  so.node_setup = eclipse_setup;
+  so.node_setup_user = &e;
+  int rc = mdht_sim_new(&e.sim, &so);
+  if (rc < 0) return rc;
+  r->honest = o->honest;
+  r->attackers = o->attackers;
+  rc = ecl_phases(&e);
+  mdht_sim_del(e.sim);
+  free(e.truth);
+  return rc;
+}
+
+void mdht_eclipse_print(FILE *f, const mdht_eclipse_opts *o,
+                        const mdht_eclipse_report *r) {
+  fprintf(f,
+          "eclipse: %u honest nodes (BEP 42 enforcement %s), %u attacker "
+          "addresses in %u /24s with ids next to the target\n",
+          r->honest, o->enforce ? "on" : "off", r->attackers, r->attackers);
+  fprintf(f,
+          "routing entries of honest nodes: %llu, of the attacker: %llu "
+          "(%u of %u tables)\n",
+          (unsigned long long)r->honest_entries,
+          (unsigned long long)r->attacker_entries, r->tables_hit, r->honest);
+  fprintf(f,
+          "find_node for the target: %u lookups, %u ok; of %llu nodes "
+          "returned, %llu the attacker's, %llu among the %u true closest; "
+          "closest honest node first in %u\n",
+          r->lookups, r->lookups_ok, (unsigned long long)r->result_nodes,
+          (unsigned long long)r->result_attacker,
+          (unsigned long long)r->result_true, o->sim.cfg.k, r->closest_found);
 }

@@ -109,4 +109,56 @@ void mdht_scenario_print(FILE *f, const mdht_scenario_opts *o,
 void mdht_scenario_print_json(FILE *f, const mdht_scenario_opts *o,
                               const mdht_scenario_report *r, const char *extra);
 
+/* ------------------------------------------------------------ eclipse */
+
+/* An eclipse attempt against one target id, to show what BEP 42
+ * enforcement does. Every node has a public virtual address in its own
+ * /24 (sim.public_addrs).
+ *
+ *   1. `honest` nodes, with ids valid for their addresses, join as in the
+ *      scenario above and settle for 30 s.
+ *   2. The attacker: `attackers` nodes at addresses it holds, each in a
+ *      different /24 (so that one-entry-per-IP and one-per-/24 rules do
+ *      not stop it), with ids it chose next to the target (the first 12
+ *      bytes of the target): not valid for those addresses, since it can
+ *      choose ids but not derive valid ones. They keep those ids
+ *      (fixed_id), join through the routers, and ping every honest node
+ *      so that each hears of all of them; then the network settles for
+ *      settle_ms.
+ *   3. Measured: routing entries of the honest nodes that point at the
+ *      attacker; then `lookups` find_node lookups for the target from
+ *      random honest nodes: how many of the k nodes each returns are the
+ *      attacker's, and how many are among the k honest nodes truly
+ *      closest to the target.
+ * The honest nodes enforce BEP 42 when `enforce` is set. */
+typedef struct mdht_eclipse_opts {
+  mdht_sim_opts sim;   /* seed, latencies, loss, cfg of every node */
+  uint32_t honest;     /* 400 */
+  uint32_t attackers;  /* 32 */
+  uint32_t routers;    /* 4 */
+  bool enforce;        /* honest nodes refuse ids invalid for their IP */
+  mdht_time settle_ms; /* after the attack: 60 s */
+  uint32_t lookups;    /* 40 */
+} mdht_eclipse_opts;
+
+typedef struct mdht_eclipse_report {
+  uint32_t honest, attackers;
+  uint64_t honest_entries;   /* routing entries of the honest nodes */
+  uint64_t attacker_entries; /* ... that point at the attacker */
+  uint32_t tables_hit;       /* honest tables with at least one of those */
+  uint32_t lookups, lookups_ok;
+  uint64_t result_nodes;    /* nodes returned (the first k of each) */
+  uint64_t result_attacker; /* ... of the attacker */
+  uint64_t result_true;     /* ... among the k honest nodes closest to
+                               the target */
+  uint32_t closest_found;   /* lookups whose first node is the honest
+                               node closest to the target */
+} mdht_eclipse_report;
+
+void mdht_eclipse_opts_default(mdht_eclipse_opts *o);
+/* Errors: MDHT_ERR_INVAL, MDHT_ERR_NOMEM, those of mdht_sim_new. */
+int mdht_eclipse_run(const mdht_eclipse_opts *o, mdht_eclipse_report *r);
+void mdht_eclipse_print(FILE *f, const mdht_eclipse_opts *o,
+                        const mdht_eclipse_report *r);
+
 #endif

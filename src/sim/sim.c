@@ -1,4 +1,5 @@
 #include "sim.h"
+#include "bep42.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -135,9 +136,13 @@ static event heap_pop(mdht_sim *sim) {
 }
 
 /* Node i lives at 127.0.0.1 + i: unique, and private so that every node
- * accepts the others (allow_private). */
-static mdht_addr addr_of(uint32_t i) {
-  uint32_t ip = 0x7f000001u + i;
+ * accepts the others (allow_private); or, with public_addrs, at
+ * 20.0.0.1 + 256 i: public (BEP 42 applies), one node per /24. */
+#define PUBLIC_BASE 0x14000001u
+#define PUBLIC_MAX (1u << 20)
+
+static mdht_addr addr_of(const mdht_sim *sim, uint32_t i) {
+  uint32_t ip = sim->o.public_addrs ? PUBLIC_BASE + (i << 8) : 0x7f000001u + i;
   mdht_addr a;
   memset(&a, 0, sizeof a);
   a.family = MDHT_AF_INET;
@@ -154,6 +159,11 @@ bool mdht_sim_index(const mdht_sim *sim, const mdht_addr *a, uint32_t *i) {
   uint32_t ip = (uint32_t)a->ip[0] << 24 | (uint32_t)a->ip[1] << 16 |
                 (uint32_t)a->ip[2] << 8 | a->ip[3];
   uint32_t k = ip - 0x7f000001u;
+  if (sim->o.public_addrs) {
+    k = ip - PUBLIC_BASE;
+    if (k & 0xff) return false;
+    k >>= 8;
+  }
   if (k >= sim->n) return false;
   *i = k;
   return true;
@@ -165,10 +175,20 @@ static int make_node(mdht_sim *sim, uint32_t i) {
   mdht_callbacks cb = {.random = node_random, .user = &s->rng};
   mdht_config cfg = sim->o.cfg;
   cfg.allow_private = true;
-  s->addr = addr_of(i);
+  s->addr = addr_of(sim, i);
   s->alive = true;
   s->armed = UINT64_MAX;
-  return mdht_node_new(&s->node, &cfg, &cb, NULL, &s->addr, sim->now);
+  mdht_id id;
+  bool chosen = sim->o.node_setup && sim->o.node_setup(sim->o.node_setup_user,
+                                                       i, &s->addr, &id, &cfg);
+  if (!chosen && sim->o.public_addrs) {
+    uint8_t rnd[MDHT_ID_LEN];
+    node_random(rnd, sizeof rnd, &s->rng);
+    mdht_bep42_make(&id, &s->addr, rnd);
+    chosen = true;
+  }
+  return mdht_node_new(&s->node, &cfg, &cb, chosen ? &id : NULL, &s->addr,
+                       sim->now);
 }
 
 void mdht_sim_opts_default(mdht_sim_opts *o) {
@@ -187,7 +207,8 @@ void mdht_sim_opts_default(mdht_sim_opts *o) {
 }
 
 int mdht_sim_new(mdht_sim **out, const mdht_sim_opts *o) {
-  if (!out || !o || o->nodes == 0 || o->nodes > (1u << 24) || o->loss < 0 ||
+  if (!out || !o || o->nodes == 0 || o->nodes > (1u << 24) ||
+      (o->public_addrs && o->nodes > PUBLIC_MAX) || o->loss < 0 ||
       o->loss > 1 || !(o->sigma >= 0 && o->sigma <= 4) ||
       (o->dist != MDHT_SIM_LAT_UNIFORM && o->dist != MDHT_SIM_LAT_LOGNORMAL))
     return MDHT_ERR_INVAL;

@@ -42,6 +42,16 @@ typedef struct mdht_sim_opts {
   double sigma;    /* LOGNORMAL shape: 0.6 */
   double loss;     /* probability a datagram is lost, 0..1 */
   mdht_config cfg; /* for every node (allow_private is forced on) */
+  /* Public virtual addresses: node i at 20.0.0.1 + 256 i, each in its own
+   * /24, instead of 127.0.0.1 + i (private, where BEP 42 does not apply).
+   * Virtual only: the simulator never touches a socket. Every node then
+   * gets a BEP 42 id valid for its address. At most 2^20 nodes. */
+  bool public_addrs;
+  /* Called as node i is made (may be NULL): may change its `cfg`, and may
+   * choose its id (then returns true). For the attackers of a scenario. */
+  bool (*node_setup)(void *user, uint32_t i, const mdht_addr *addr, mdht_id *id,
+                     mdht_config *cfg);
+  void *node_setup_user;
 } mdht_sim_opts;
 
 void mdht_sim_opts_default(mdht_sim_opts *o);

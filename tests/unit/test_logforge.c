@@ -215,6 +215,34 @@ static void test_ipv6_addr(void **state) {
   fx_del(fx);
 }
 
+/* BEP 42: the voted address and the id derived from it, with what they
+ * replace; the id change is a warning, so quiet runs see it. */
+static void test_id_changed(void **state) {
+  fixture *fx = fx_new(MDHT_LOG_WARN, MDHT_LOG_TEXT);
+  (void)state;
+  mdht_event ev = ev_of(MDHT_EV_EXTERNAL_ADDR);
+  ev.addr = v4(93, 184, 216, 34, 40000);
+  emit(fx, &ev); /* info: below warn */
+  ev = ev_of(MDHT_EV_NODE_ID_CHANGED);
+  ev.id = id_of(HEX2);
+  ev.u.replaced.old_id = id_of(HEX1);
+  ev.addr = v4(93, 184, 216, 34, 40000);
+  emit(fx, &ev);
+  assert_string_equal(fx_text(fx),
+                      TS " warn  node_id_changed id=" HEX2 " old_id=" HEX1
+                         " addr=93.184.216.34:40000\n");
+  fx_del(fx);
+  fx = fx_new(MDHT_LOG_INFO, MDHT_LOG_TEXT);
+  ev = ev_of(MDHT_EV_EXTERNAL_ADDR);
+  ev.addr = v4(93, 184, 216, 34, 40000);
+  ev.u.replaced.old_addr = v4(8, 8, 8, 8, 1);
+  emit(fx, &ev);
+  assert_string_equal(fx_text(fx), TS " info  external_addr "
+                                      "addr=93.184.216.34:40000 "
+                                      "old_addr=8.8.8.8:1\n");
+  fx_del(fx);
+}
+
 /* ------------------------------------------------------------- levels */
 
 static void test_event_levels(void **state) {
@@ -385,6 +413,7 @@ int main(void) {
       cmocka_unit_test(test_per_event_fields),
       cmocka_unit_test(test_json_lookup_and_peer),
       cmocka_unit_test(test_ipv6_addr),
+      cmocka_unit_test(test_id_changed),
       cmocka_unit_test(test_event_levels),
       cmocka_unit_test(test_level_filter),
       cmocka_unit_test(test_parse_names),

@@ -746,6 +746,271 @@ static void test_tid_too_long_for_reply(void **state) {
   assert_int_equal(st.dropped[MDHT_DROP_REPLY_TOO_BIG], 1);
 }
 
+/* ------------------------------------------- BEP 42: our own id */
+
+/* Our address as the public responders see it. */
+#define EXT_IP 93, 184, 216, 34
+
+/* Responder i: its own /24, an id whose first byte spreads the
+ * responders over the id space (so that any table holds all of them). */
+static mdht_addr responder(uint32_t i) {
+  return test_addr4(50, 0, (uint8_t)i, 7, 6881);
+}
+static mdht_id responder_id(uint32_t i) {
+  mdht_id id = test_id((uint8_t)(0x33 + i));
+  id.b[0] = (uint8_t)(i * 21 + 3);
+  return id;
+}
+
+/* An answer to our query `tid` that tells us we are `ip`. */
+static void answer_ip(fixture *f, const mdht_addr *from, const mdht_id *id,
+                      const uint8_t *tid, size_t tidlen, const mdht_addr *ip) {
+  mdht_krpc_msg r;
+  uint8_t buf[MDHT_MAX_PACKET];
+  mdht_krpc_msg_init(&r, 'r');
+  r.t.p = tid;
+  r.t.len = tidlen;
+  r.id = *id;
+  if (ip) {
+    r.has_ip = true;
+    r.ip = *ip;
+  }
+  int n = mdht_krpc_encode(&r, buf, sizeof buf);
+  mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
+}
+
+/* We ping `a`; it answers as `id`, saying we are `ip` (NULL: silent). */
+static void ping_vote(fixture *f, const mdht_addr *a, const mdht_id *id,
+                      const mdht_addr *ip) {
+  uint8_t tid[16];
+  size_t tl;
+  assert_int_equal(mdht_node_ping(f->node, a, f->now), 0);
+  assert_int_equal(queries_to(f, a, MDHT_M_PING, tid, &tl), 1);
+  f->now += 10;
+  answer_ip(f, a, id, tid, tl, ip);
+}
+
+typedef struct sent_q {
+  mdht_addr to;
+  mdht_id id; /* the id we sent */
+  uint8_t tid[16];
+  size_t tl;
+} sent_q;
+
+/* Drains the queue, keeping the queries. */
+static size_t collect(fixture *f, sent_q *out, size_t cap) {
+  size_t n = 0;
+  mdht_krpc_msg m;
+  while ((f->len = mdht_node_next_packet(f->node, &f->to, f->pkt,
+                                         sizeof f->pkt)) > 0) {
+    assert_int_equal(
+        mdht_krpc_decode(&m, f->pkt, (size_t)f->len, f->toks, MDHT_KRPC_TOKENS),
+        0);
+    if (m.y != 'q' || n == cap) continue;
+    out[n].to = f->to;
+    out[n].id = m.id;
+    memcpy(out[n].tid, m.t.p, m.t.len);
+    out[n].tl = m.t.len;
+    n++;
+  }
+  return n;
+}
+
+static uint32_t responder_of(const mdht_addr *a) {
+  return a->ip[2];
+}
+
+typedef struct table_seen {
+  uint32_t n;
+  uint32_t present[32]; /* responder index -> times seen */
+} table_seen;
+
+static void on_visit(uint32_t bucket, const mdht_id *id, const mdht_addr *addr,
+                     bool good, mdht_time last_reply, void *user) {
+  table_seen *t = user;
+  (void)bucket;
+  (void)good;
+  (void)last_reply;
+  uint32_t i = responder_of(addr);
+  assert_true(i < 32);
+  assert_memory_equal(id->b, responder_id(i).b, MDHT_ID_LEN);
+  t->present[i]++;
+  t->n++;
+}
+
+/* Responders at public addresses report our public address: after the
+ * third distinct /24 agrees, the node derives a BEP 42 id for it, once;
+ * it keeps every routing entry (now sorted around the new id), a lookup
+ * started before the change completes, later queries carry the new id,
+ * and a disagreeing minority changes nothing. */
+static void test_bep42_new_id_from_vote(void **state) {
+  fixture *f = make(NULL);
+  *state = f;
+  enum { N = 12 };
+  mdht_addr ext = test_addr4(EXT_IP, 40000);
+  mdht_id old = *mdht_node_id(f->node);
+  assert_false(mdht_bep42_valid(&old, &ext));
+  for (uint32_t i = 0; i < N; i++) { /* the table, without votes */
+    mdht_addr a = responder(i);
+    mdht_id id = responder_id(i);
+    ping_vote(f, &a, &id, NULL);
+  }
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.nodes_total, N);
+  for (uint32_t i = 0; i < 2; i++) { /* two votes: not enough */
+    mdht_addr a = responder(i);
+    mdht_id id = responder_id(i);
+    ping_vote(f, &a, &id, &ext);
+  }
+  assert_int_equal(f->events[MDHT_EV_EXTERNAL_ADDR], 0);
+  assert_memory_equal(mdht_node_id(f->node)->b, old.b, MDHT_ID_LEN);
+
+  /* a lookup in flight across the change */
+  outcome out = {0};
+  mdht_id target = test_id(0x42);
+  assert_true(mdht_node_find_node(f->node, &target, on_result, &out, f->now) >
+              0);
+  sent_q q[64];
+  size_t nq = collect(f, q, 64);
+  assert_true(nq > 0);
+
+  mdht_addr a2 = responder(2);
+  mdht_id id2 = responder_id(2);
+  ping_vote(f, &a2, &id2, &ext); /* the third /24 */
+  assert_int_equal(f->events[MDHT_EV_EXTERNAL_ADDR], 1);
+  assert_true(mdht_addr_eq(&f->last[MDHT_EV_EXTERNAL_ADDR].addr, &ext));
+  assert_int_equal(f->events[MDHT_EV_NODE_ID_CHANGED], 1);
+  const mdht_event *ch = &f->last[MDHT_EV_NODE_ID_CHANGED];
+  mdht_id now_id = *mdht_node_id(f->node);
+  assert_memory_equal(ch->id.b, now_id.b, MDHT_ID_LEN);
+  assert_memory_equal(ch->u.replaced.old_id.b, old.b, MDHT_ID_LEN);
+  assert_true(mdht_addr_eq(&ch->addr, &ext));
+  assert_true(mdht_bep42_valid(&now_id, &ext));
+  assert_memory_equal(f->node->rt.self.b, now_id.b, MDHT_ID_LEN);
+
+  /* the table: the same twelve nodes, each once */
+  table_seen seen = {0};
+  mdht_node_visit(f->node, f->now, on_visit, &seen);
+  assert_int_equal(seen.n, N);
+  for (uint32_t i = 0; i < N; i++)
+    assert_int_equal(seen.present[i], 1);
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.nodes_good, N);
+
+  /* the lookup goes on and ends well; what it sends now carries the new
+   * id */
+  size_t more = collect(f, q + nq, 64 - nq); /* the self lookup, if any */
+  nq += more;
+  for (int round = 0; round < 10 && !out.done; round++) {
+    for (size_t i = 0; i < nq; i++) {
+      mdht_id rid = responder_id(responder_of(&q[i].to));
+      answer_ip(f, &q[i].to, &rid, q[i].tid, q[i].tl, &ext);
+    }
+    f->now += 10;
+    mdht_node_tick(f->node, f->now);
+    nq = collect(f, q, 64);
+    for (size_t i = 0; i < nq; i++)
+      assert_memory_equal(q[i].id.b, now_id.b, MDHT_ID_LEN);
+  }
+  assert_true(out.done);
+  assert_true(out.r.ok);
+
+  /* every responder agrees; then five other /24s disagree: no flap */
+  for (uint32_t i = 0; i < N; i++) {
+    mdht_addr a = responder(i);
+    mdht_id id = responder_id(i);
+    ping_vote(f, &a, &id, &ext);
+  }
+  mdht_addr liar_says = test_addr4(1, 2, 3, 4, 40000);
+  for (uint32_t i = 20; i < 25; i++) {
+    mdht_addr a = responder(i);
+    mdht_id id = responder_id(i);
+    ping_vote(f, &a, &id, &liar_says);
+  }
+  assert_int_equal(f->events[MDHT_EV_EXTERNAL_ADDR], 1);
+  assert_int_equal(f->events[MDHT_EV_NODE_ID_CHANGED], 1);
+  assert_memory_equal(mdht_node_id(f->node)->b, now_id.b, MDHT_ID_LEN);
+}
+
+/* Loopback responders (the integration tests, the testnet): the address
+ * is voted, but private addresses are exempt from BEP 42: same id. */
+static void test_bep42_private_keeps_id(void **state) {
+  fixture *f = make(NULL);
+  *state = f;
+  mdht_id old = *mdht_node_id(f->node);
+  mdht_addr me = f->bound;
+  for (uint8_t i = 0; i < 10; i++) {
+    mdht_addr a = test_addr4(127, 0, 0, (uint8_t)(10 + i), 6881);
+    mdht_id id = responder_id(i);
+    ping_vote(f, &a, &id, &me);
+  }
+  assert_int_equal(f->events[MDHT_EV_EXTERNAL_ADDR], 1);
+  assert_int_equal(f->events[MDHT_EV_NODE_ID_CHANGED], 0);
+  assert_memory_equal(mdht_node_id(f->node)->b, old.b, MDHT_ID_LEN);
+}
+
+/* --id (fixed_id) keeps the id whatever the vote; an id that is already
+ * valid for the voted address (one loaded from the state file) is kept. */
+static void test_bep42_fixed_or_valid_id_kept(void **state) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.fixed_id = true;
+  fixture *f = make(&c);
+  *state = f;
+  mdht_addr ext = test_addr4(EXT_IP, 40000);
+  mdht_id old = *mdht_node_id(f->node);
+  for (uint32_t i = 0; i < 5; i++) {
+    mdht_addr a = responder(i);
+    mdht_id id = responder_id(i);
+    ping_vote(f, &a, &id, &ext);
+  }
+  assert_int_equal(f->events[MDHT_EV_EXTERNAL_ADDR], 1);
+  assert_int_equal(f->events[MDHT_EV_NODE_ID_CHANGED], 0);
+  assert_memory_equal(mdht_node_id(f->node)->b, old.b, MDHT_ID_LEN);
+  mdht_node_del(f->node);
+
+  /* not fixed, but valid already */
+  c.fixed_id = false;
+  uint8_t rnd[MDHT_ID_LEN];
+  memset(rnd, 0x5a, sizeof rnd);
+  mdht_id valid;
+  mdht_bep42_make(&valid, &ext, rnd);
+  mdht_callbacks cb = {.random = test_random, .user = &f->seed};
+  assert_int_equal(mdht_node_new(&f->node, &c, &cb, &valid, &f->bound, f->now),
+                   0);
+  memset(f->events, 0, sizeof f->events);
+  assert_true(mdht_node_subscribe(f->node, on_event, f) >= 0);
+  for (uint32_t i = 0; i < 5; i++) {
+    mdht_addr a = responder(i);
+    mdht_id id = responder_id(i);
+    ping_vote(f, &a, &id, &ext);
+  }
+  assert_int_equal(f->events[MDHT_EV_EXTERNAL_ADDR], 1);
+  assert_int_equal(f->events[MDHT_EV_NODE_ID_CHANGED], 0);
+  assert_memory_equal(mdht_node_id(f->node)->b, valid.b, MDHT_ID_LEN);
+}
+
+/* Votes count only in answers to our own queries: unsolicited responses
+ * (no matching transaction) carrying `ip` are dropped unread. */
+static void test_bep42_unsolicited_votes_ignored(void **state) {
+  fixture *f = make(NULL);
+  *state = f;
+  mdht_addr ext = test_addr4(EXT_IP, 40000);
+  for (uint32_t i = 0; i < 10; i++) {
+    mdht_addr a = responder(i);
+    mdht_id id = responder_id(i);
+    uint8_t tid[2] = {(uint8_t)i, 1};
+    answer_ip(f, &a, &id, tid, sizeof tid, &ext);
+  }
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.dropped[MDHT_DROP_UNMATCHED], 10);
+  assert_int_equal(f->events[MDHT_EV_EXTERNAL_ADDR], 0);
+  assert_int_equal(f->events[MDHT_EV_NODE_ID_CHANGED], 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
@@ -783,6 +1048,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tid_too_long_for_reply, setup,
                                       teardown),
       cmocka_unit_test_teardown(test_sample_infohashes_size_bound, teardown),
+      cmocka_unit_test_teardown(test_bep42_new_id_from_vote, teardown),
+      cmocka_unit_test_teardown(test_bep42_private_keeps_id, teardown),
+      cmocka_unit_test_teardown(test_bep42_fixed_or_valid_id_kept, teardown),
+      cmocka_unit_test_teardown(test_bep42_unsolicited_votes_ignored, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

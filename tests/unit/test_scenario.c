@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
+#include "bep42.h"
 #include "scenario.h"
 
 static int cmp_time(const void *a, const void *b) {
@@ -178,6 +180,67 @@ static void test_bad_options(void **state) {
   assert_int_equal(mdht_scenario_run(&o, &r), MDHT_ERR_INVAL);
 }
 
+/* Public virtual addresses: one node per /24, ids valid for BEP 42, and
+ * the index maps each address back. */
+static void test_public_addrs(void **state) {
+  (void)state;
+  mdht_sim_opts o;
+  mdht_sim_opts_default(&o);
+  o.nodes = 300;
+  o.public_addrs = true;
+  mdht_sim *sim;
+  assert_int_equal(mdht_sim_new(&sim, &o), 0);
+  for (uint32_t i = 0; i < 300; i++) {
+    const mdht_addr *a = mdht_sim_addr(sim, i);
+    assert_false(mdht_addr_is_private(a));
+    assert_false(mdht_addr_is_martian(a));
+    if (i > 0) /* another /24 than its neighbour */
+      assert_memory_not_equal(a->ip, mdht_sim_addr(sim, i - 1)->ip, 3);
+    assert_true(mdht_bep42_valid(mdht_node_id(mdht_sim_node(sim, i)), a));
+    uint32_t j;
+    assert_true(mdht_sim_index(sim, a, &j));
+    assert_int_equal(j, i);
+  }
+  mdht_sim_del(sim);
+}
+
+static void eclipse(bool enforce, mdht_eclipse_report *r) {
+  mdht_eclipse_opts o;
+  mdht_eclipse_opts_default(&o);
+  o.honest = 300;
+  o.attackers = 24;
+  o.lookups = 30;
+  o.enforce = enforce;
+  assert_int_equal(mdht_eclipse_run(&o, r), 0);
+  mdht_eclipse_print(stdout, &o, r);
+}
+
+/* The eclipse attempt: an attacker with addresses in 24 distinct /24s and
+ * ids it chose next to the target. With BEP 42 enforcement, none of them
+ * enters an honest table and the lookups for the target return honest
+ * nodes, the closest first; without it, they get in and dominate the
+ * lookups' answers. */
+static void test_eclipse_bep42(void **state) {
+  (void)state;
+  mdht_eclipse_report on, off;
+  eclipse(true, &on);
+  assert_int_equal(on.attacker_entries, 0);
+  assert_int_equal(on.tables_hit, 0);
+  assert_true(on.honest_entries > 300 * 8);
+  assert_int_equal(on.lookups, 30);
+  assert_int_equal(on.lookups_ok, 30);
+  assert_int_equal(on.result_attacker, 0);
+  /* nearly all the nodes returned are the true closest honest ones */
+  assert_true(on.result_true * 10 >= on.result_nodes * 9);
+  assert_true(on.closest_found * 10 >= on.lookups * 9);
+
+  eclipse(false, &off);
+  assert_true(off.attacker_entries > 0);
+  assert_true(off.tables_hit > 0);
+  assert_true(off.result_attacker * 2 > off.result_nodes);
+  assert_true(off.closest_found < off.lookups / 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_latency_model),
@@ -185,6 +248,8 @@ int main(void) {
       cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_churn),
       cmocka_unit_test(test_bad_options),
+      cmocka_unit_test(test_public_addrs),
+      cmocka_unit_test(test_eclipse_bep42),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

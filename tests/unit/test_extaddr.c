@@ -1,0 +1,194 @@
+/* The external address vote: threshold, one vote per /24, hysteresis,
+ * ageing, bounds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "addr.h"
+#include "extaddr.h"
+#include "testutil.h"
+
+#define T0 1000
+
+/* Responder number i, each in its own /24. */
+static mdht_addr src(uint32_t i) {
+  return test_addr4(50, (uint8_t)(i >> 8), (uint8_t)i, 7, 6881);
+}
+
+static const mdht_addr *vote(mdht_extaddr *x, mdht_addr s, mdht_addr claim,
+                             mdht_time now, bool *changed) {
+  bool c = mdht_extaddr_vote(x, &s, &claim, now);
+  if (changed) *changed = c;
+  return mdht_extaddr_get(x);
+}
+
+static void test_adopts_after_three_sources(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
+  bool changed;
+  assert_null(vote(&x, src(1), me, T0, &changed));
+  assert_false(changed);
+  assert_null(vote(&x, src(2), me, T0, &changed));
+  const mdht_addr *a = vote(&x, src(3), me, T0, &changed);
+  assert_true(changed);
+  assert_non_null(a);
+  assert_true(mdht_addr_eq(a, &me));
+  /* more agreeing votes change nothing */
+  vote(&x, src(4), me, T0, &changed);
+  assert_false(changed);
+}
+
+static void test_one_vote_per_slash24(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
+  /* 50 addresses of one /24 (and another port each) count once */
+  for (uint8_t i = 1; i <= 50; i++)
+    vote(&x, test_addr4(60, 1, 2, i, (uint16_t)(1000 + i)), me, T0, NULL);
+  assert_null(mdht_extaddr_get(&x));
+  assert_int_equal(mdht_extaddr_votes(&x, &me, T0), 1);
+  /* IPv6: one /64 counts once */
+  mdht_extaddr_init(&x);
+  mdht_addr me6 = {.family = MDHT_AF_INET6, .port = 1, .ip = {0x20, 0x01, 9}};
+  for (uint8_t i = 1; i <= 10; i++) {
+    mdht_addr s6 = {.family = MDHT_AF_INET6, .port = 1, .ip = {0x2a, 0x02}};
+    s6.ip[15] = i;
+    vote(&x, s6, me6, T0, NULL);
+  }
+  assert_null(mdht_extaddr_get(&x));
+}
+
+static void test_minority_does_not_flap(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
+  mdht_addr liar = test_addr4(1, 2, 3, 4, 40000);
+  for (uint32_t i = 0; i < 10; i++)
+    vote(&x, src(i), me, T0, NULL);
+  bool changed;
+  /* 9 sources disagree: less than twice the 10 that agree */
+  for (uint32_t i = 100; i < 109; i++) {
+    vote(&x, src(i), liar, T0 + i, &changed);
+    assert_false(changed);
+  }
+  assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &me));
+  /* the minority repeating itself gains nothing */
+  for (int k = 0; k < 5; k++)
+    for (uint32_t i = 100; i < 109; i++)
+      vote(&x, src(i), liar, T0 + 500, &changed);
+  assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &me));
+}
+
+static void test_changes_when_clearly_outvoted(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr old = test_addr4(93, 184, 216, 34, 40000);
+  mdht_addr now_ = test_addr4(93, 184, 217, 1, 40000);
+  for (uint32_t i = 0; i < 6; i++)
+    vote(&x, src(i), old, T0, NULL);
+  bool changed = false;
+  /* The NAT rebinds: the same sources now report the new address. Each
+   * re-vote replaces that source's old vote. */
+  uint32_t flips = 0;
+  for (uint32_t i = 0; i < 6; i++) {
+    vote(&x, src(i), now_, T0 + 10 + i, &changed);
+    flips += changed;
+    /* 3 vs 3 is no majority; 4 vs 2 is twice */
+    if (i < 3) assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &old));
+  }
+  assert_int_equal(flips, 1);
+  assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &now_));
+}
+
+static void test_votes_age_out(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr old = test_addr4(93, 184, 216, 34, 40000);
+  mdht_addr nw = test_addr4(8, 8, 4, 4, 40000);
+  for (uint32_t i = 0; i < 20; i++)
+    vote(&x, src(i), old, T0, NULL);
+  /* Three new sources are outnumbered while the old votes live... */
+  for (uint32_t i = 100; i < 103; i++)
+    vote(&x, src(i), nw, T0 + 1000, NULL);
+  assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &old));
+  assert_int_equal(mdht_extaddr_votes(&x, &old, T0 + 1000), 20);
+  /* ... and win once those have aged out. */
+  mdht_time later = T0 + MDHT_EXTADDR_TTL_MS + 1;
+  assert_int_equal(mdht_extaddr_votes(&x, &old, later), 0);
+  /* the next vote decides: 4 live votes, all for the new address */
+  bool changed;
+  vote(&x, src(103), nw, later, &changed);
+  assert_true(changed);
+  assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &nw));
+}
+
+static void test_rejects_implausible_votes(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr pub = test_addr4(93, 184, 216, 34, 40000);
+  /* LAN and loopback peers claiming a public address for us */
+  for (uint8_t i = 1; i <= 10; i++) {
+    assert_false(
+        mdht_extaddr_vote(&x, &(mdht_addr){0}, &pub, T0)); /* no family */
+    mdht_addr lan = test_addr4(192, 168, 1, i, 6881);
+    assert_false(mdht_extaddr_vote(&x, &lan, &pub, T0));
+  }
+  /* martian claims, and claims of the other family */
+  mdht_addr zero = test_addr4(0, 0, 0, 0, 40000);
+  mdht_addr six = {.family = MDHT_AF_INET6, .port = 1, .ip = {0x20, 0x01}};
+  for (uint32_t i = 0; i < 10; i++) {
+    mdht_addr s = src(i);
+    assert_false(mdht_extaddr_vote(&x, &s, &zero, T0));
+    assert_false(mdht_extaddr_vote(&x, &s, &six, T0));
+  }
+  assert_null(mdht_extaddr_get(&x));
+  assert_int_equal(mdht_extaddr_votes(&x, &pub, T0), 0);
+}
+
+static void test_private_sources_count_per_address(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr me = test_addr4(127, 0, 0, 1, 6881);
+  /* loopback peers, all in 127.0.0.0/24: each counts */
+  for (uint8_t i = 2; i <= 4; i++)
+    vote(&x, test_addr4(127, 0, 0, i, 6881), me, T0, NULL);
+  assert_non_null(mdht_extaddr_get(&x));
+  assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &me));
+}
+
+static void test_bounded_table(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
+  /* ten thousand sources: the table keeps the newest 64 */
+  for (uint32_t i = 0; i < 10000; i++)
+    vote(&x, src(i), me, T0 + i, NULL);
+  assert_int_equal(mdht_extaddr_votes(&x, &me, T0 + 10000),
+                   MDHT_EXTADDR_SOURCES);
+  assert_int_equal(sizeof x.src / sizeof x.src[0], MDHT_EXTADDR_SOURCES);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_adopts_after_three_sources),
+      cmocka_unit_test(test_one_vote_per_slash24),
+      cmocka_unit_test(test_minority_does_not_flap),
+      cmocka_unit_test(test_changes_when_clearly_outvoted),
+      cmocka_unit_test(test_votes_age_out),
+      cmocka_unit_test(test_rejects_implausible_votes),
+      cmocka_unit_test(test_private_sources_count_per_address),
+      cmocka_unit_test(test_bounded_table),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
