@@ -168,9 +168,17 @@ static void test_dedupe_and_refresh(void **state) {
   mdht_addr got;
   assert_int_equal(mdht_peers_get(&f->ps, &ih, 0, &got, 1, 0), 1);
   assert_memory_equal(&got, &a, sizeof got);
-  /* Same IP, other port: another peer. */
+  /* Same IP, other port: the same peer, moved (one record per IP). */
   assert_int_equal(mdht_peers_add(&f->ps, &ih, &a_port, false, 0), 0);
+  assert_int_equal(f->ps.npeers, 1);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &a_port, NULL), 0);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &a, NULL), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, 0), 0);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &a_port, NULL),
+                   MDHT_ERR_NOTFOUND);
+  mdht_addr c = p4(3, 6881);
   assert_int_equal(mdht_peers_add(&f->ps, &ih, &b, false, 0), 0);
+  assert_int_equal(mdht_peers_add(&f->ps, &ih, &c, false, 0), 0);
   assert_int_equal(f->ps.npeers, 3);
   assert_int_equal(f->ps.nih, 1);
 
@@ -184,7 +192,7 @@ static void test_dedupe_and_refresh(void **state) {
   assert_true(rec.seed);
   assert_int_equal(rec.expires, 600 + TTL);
   assert_int_equal(f->ps.npeers, 3);
-  assert_int_equal(f->rec.stored, 6); /* every announce is reported */
+  assert_int_equal(f->rec.stored, 8); /* every announce is reported */
 
   /* At TTL the other two lapse, a lives on. */
   mdht_addr out[8];
