@@ -76,7 +76,8 @@ def flood_ports(attacker, to, ih, ports, deadline):
         batch = [("announce_peer", {"info_hash": ih, "port": p,
                                     "token": token})
                  for p in ports[i:i + 50]]
-        ok += send_batch(attacker, to, batch)
+        # A short wait: replies beyond a reply budget may never come.
+        ok += send_batch(attacker, to, batch, timeout=0.5)
         sent += len(batch)
     return ok, sent
 
