@@ -224,9 +224,14 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
    * converges faster with both. */
   put_closest(node, r, &node->in.target, nodes, now);
 
-  /* Most get_peers find no peers: only then is the response measured. */
+  /* At most max_values, whatever is stored: a reply carries a random
+   * sample, not the swarm. Most get_peers find no peers: only then is the
+   * response measured. */
+  size_t want = node->cfg.max_values < MDHT_KRPC_MAX_VALUES
+                    ? node->cfg.max_values
+                    : MDHT_KRPC_MAX_VALUES;
   size_t n = mdht_peers_get(&node->peers, &node->in.target, node->bound.family,
-                            peers, MDHT_KRPC_MAX_VALUES, now);
+                            peers, want, now);
   if (n > 0) {
     /* No response may exceed MDHT_RESPONSE_LIMIT: measure what is there,
      * then keep as many of the (randomly chosen) values as the rest

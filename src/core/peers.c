@@ -8,45 +8,85 @@
 /*
  * Layout: the info-hashes live in a dense array (`ents`), so that random
  * sampling (BEP 51, eviction) is O(1) per pick; an open-addressing index
- * (`slots`, linear probing, load <= 1/2, backward-shift deletion so no
- * tombstones accumulate) maps an info-hash to its position. Removing an
- * info-hash moves the last one into its place.
+ * (linear probing, load <= 1/2, backward-shift deletion so no tombstones
+ * accumulate) maps an info-hash to its position. Removing an info-hash
+ * moves the last one into its place.
  *
  * Each info-hash owns a growable array of peers, at most max_peers_per_ih,
  * scanned linearly: it is small and every announce already has to look
- * for a duplicate.
+ * for the announcer's record.
+ *
+ * Source IPs live the same way (`srcs`, dense, with their own index). A
+ * source lists its records as (info-hash position, peer position) pairs,
+ * and each record knows its source and its place in that list, so that
+ * either side can be removed in O(1) and moves fix the other side. Two
+ * binary max-heaps over the sources, keyed by records held and by records
+ * alone in their info-hash, find the source to evict from in O(1), at
+ * O(log sources) per change.
  */
 
 #define MIN_SLOTS 16u
 #define MIN_PEERS 4u
-/* Info-hashes inspected to pick one to evict. More is closer to true LRU,
- * fewer is cheaper; with 8, the victim comes from the more recently
+/* Info-hashes inspected to pick one to evict when no source is alone in
+ * any (see evict_ih). With 8, the victim comes from the more recently
  * announced half of the store only if all 8 picks do: 1 in 256. */
 #define EVICT_SAMPLE 8u
+
+enum { BY_RECORDS = 0, BY_SINGLES = 1 };
 
 typedef struct ih_ent {
   mdht_id ih;
   uint32_t hash;
   uint32_t n, cap;
   mdht_peer *peers;
-  mdht_time min_exp; /* earliest expiry among peers, kept exact */
+  mdht_time min_exp; /* never later than the earliest expiry among peers */
   mdht_time max_exp; /* latest expiry: the last announce plus the TTL */
 } ih_ent;
 
-typedef struct table {
-  uint32_t *slots; /* 0 = empty, else index into ents + 1 */
+typedef struct rec_ref {
+  uint32_t d, i; /* ents[d].peers[i] */
+} rec_ref;
+
+typedef struct src_ent {
+  mdht_addr ip; /* canonical, port 0 */
+  uint32_t hash;
+  uint32_t n, cap; /* records held (one per info-hash), recs capacity */
+  uint32_t single; /* of which the only peer of their info-hash */
+  uint32_t hpos[2];
+  rec_ref *recs;
+} src_ent;
+
+typedef struct ixtab {
+  uint32_t *slots; /* 0 = empty, else dense index + 1 */
   uint32_t mask;
+} ixtab;
+
+typedef struct table {
+  ixtab ihx, srcx;
   ih_ent *ents;
   uint32_t ents_cap;
+  src_ent *srcs;
+  uint32_t srcs_cap;
+  uint32_t *heap[2]; /* source indices, srcs_cap each */
 } table;
 
 /* ------------------------------------------------------------ hashing */
 
-/* Info-hashes are chosen by whoever announces, so the index needs a keyed
- * hash that an attacker cannot aim collisions at. */
-static uint32_t ih_hash(uint64_t seed, const mdht_id *ih) {
-  uint64_t h = mdht_hash(seed, ih->b, MDHT_ID_LEN);
+/* Info-hashes and addresses are chosen by whoever announces, so the
+ * indexes need a keyed hash that an attacker cannot aim collisions at. */
+static uint32_t fold(uint64_t h) {
   return (uint32_t)(h ^ (h >> 32));
+}
+
+static uint32_t ih_hash(uint64_t seed, const mdht_id *ih) {
+  return fold(mdht_hash(seed, ih->b, MDHT_ID_LEN));
+}
+
+static uint32_t ip_hash(uint64_t seed, const mdht_addr *ip) {
+  uint8_t k[17];
+  k[0] = ip->family;
+  memcpy(k + 1, ip->ip, 16);
+  return fold(mdht_hash(~seed, k, sizeof k));
 }
 
 /* xorshift64*: sampling only needs to be unpredictable to remote nodes
@@ -71,104 +111,192 @@ static table *tbl(const mdht_peer_store *ps) {
   return ps->table_;
 }
 
-/* Slot position holding `ih`, or UINT32_MAX. */
-static uint32_t slot_find(const table *t, uint32_t h, const mdht_id *ih) {
-  for (uint32_t p = h & t->mask;; p = (p + 1) & t->mask) {
-    uint32_t s = t->slots[p];
-    if (!s) return UINT32_MAX;
-    const ih_ent *e = &t->ents[s - 1];
-    if (e->hash == h && memcmp(e->ih.b, ih->b, MDHT_ID_LEN) == 0) return p;
-  }
+static uint32_t hash_at(const table *t, const ixtab *x, uint32_t d) {
+  return x == &t->ihx ? t->ents[d].hash : t->srcs[d].hash;
 }
 
 /* Slot position holding the value `d + 1`; it must exist. */
-static uint32_t slot_of_index(const table *t, uint32_t d) {
-  uint32_t p = t->ents[d].hash & t->mask;
-  while (t->slots[p] != d + 1)
-    p = (p + 1) & t->mask;
+static uint32_t slot_of_index(const table *t, const ixtab *x, uint32_t d) {
+  uint32_t p = hash_at(t, x, d) & x->mask;
+  while (x->slots[p] != d + 1)
+    p = (p + 1) & x->mask;
   return p;
 }
 
-static void slot_put(table *t, uint32_t h, uint32_t value) {
-  uint32_t p = h & t->mask;
-  while (t->slots[p])
-    p = (p + 1) & t->mask;
-  t->slots[p] = value;
+static void slot_put(ixtab *x, uint32_t h, uint32_t value) {
+  uint32_t p = h & x->mask;
+  while (x->slots[p])
+    p = (p + 1) & x->mask;
+  x->slots[p] = value;
 }
 
 /* Backward-shift deletion: later entries of the probe run move up unless
  * their home position lies cyclically in (hole, their position]. */
-static void slot_delete(table *t, uint32_t hole) {
+static void slot_delete(const table *t, ixtab *x, uint32_t hole) {
   uint32_t j = hole;
   for (;;) {
-    j = (j + 1) & t->mask;
-    uint32_t s = t->slots[j];
+    j = (j + 1) & x->mask;
+    uint32_t s = x->slots[j];
     if (!s) break;
-    uint32_t home = t->ents[s - 1].hash & t->mask;
+    uint32_t home = hash_at(t, x, s - 1) & x->mask;
     bool stays =
         hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
     if (stays) continue;
-    t->slots[hole] = s;
+    x->slots[hole] = s;
     hole = j;
   }
-  t->slots[hole] = 0;
+  x->slots[hole] = 0;
 }
 
-static int table_resize(mdht_peer_store *ps, uint32_t nslots) {
-  table *t = tbl(ps);
-  uint32_t *slots = calloc(nslots, sizeof *slots);
+/* Makes room for entry number `count` + 1 (load <= 1/2). */
+static int index_reserve(table *t, ixtab *x, uint32_t count) {
+  uint64_t size = (uint64_t)x->mask + 1;
+  if (((uint64_t)count + 1) * 2 <= size) return 0;
+  if (size * 2 > UINT32_MAX / 2) return MDHT_ERR_NOMEM;
+  uint32_t *slots = calloc((size_t)size * 2, sizeof *slots);
   if (!slots) return MDHT_ERR_NOMEM;
-  free(t->slots);
-  t->slots = slots;
-  t->mask = nslots - 1;
-  ps->cap_ = nslots;
-  for (uint32_t d = 0; d < ps->nih; d++)
-    slot_put(t, t->ents[d].hash, d + 1);
+  free(x->slots);
+  x->slots = slots;
+  x->mask = (uint32_t)(size * 2 - 1);
+  for (uint32_t d = 0; d < count; d++)
+    slot_put(x, hash_at(t, x, d), d + 1);
   return 0;
 }
 
-/* Room for one more info-hash: dense array and index (load <= 1/2). */
-static int reserve_ih(mdht_peer_store *ps) {
+/* Dense index of `ih`, or UINT32_MAX. */
+static uint32_t ih_find(const mdht_peer_store *ps, const mdht_id *ih) {
+  const table *t = tbl(ps);
+  uint32_t h = ih_hash(ps->hash_seed, ih);
+  for (uint32_t p = h & t->ihx.mask;; p = (p + 1) & t->ihx.mask) {
+    uint32_t s = t->ihx.slots[p];
+    if (!s) return UINT32_MAX;
+    const ih_ent *e = &t->ents[s - 1];
+    if (e->hash == h && memcmp(e->ih.b, ih->b, MDHT_ID_LEN) == 0) return s - 1;
+  }
+}
+
+/* Dense index of the source `ip` (canonical), or UINT32_MAX. */
+static uint32_t src_find(const mdht_peer_store *ps, const mdht_addr *ip) {
+  const table *t = tbl(ps);
+  uint32_t h = ip_hash(ps->hash_seed, ip);
+  for (uint32_t p = h & t->srcx.mask;; p = (p + 1) & t->srcx.mask) {
+    uint32_t s = t->srcx.slots[p];
+    if (!s) return UINT32_MAX;
+    const src_ent *e = &t->srcs[s - 1];
+    if (e->hash == h && mdht_addr_ip_eq(&e->ip, ip)) return s - 1;
+  }
+}
+
+/* --------------------------------------------------------------- heaps */
+
+static uint32_t key_of(const table *t, int k, uint32_t s) {
+  return k == BY_SINGLES ? t->srcs[s].single : t->srcs[s].n;
+}
+
+static void heap_set(table *t, int k, uint32_t pos, uint32_t s) {
+  t->heap[k][pos] = s;
+  t->srcs[s].hpos[k] = pos;
+}
+
+static void sift_up(table *t, int k, uint32_t pos) {
+  uint32_t s = t->heap[k][pos], key = key_of(t, k, s);
+  while (pos > 0) {
+    uint32_t up = (pos - 1) / 2;
+    if (key_of(t, k, t->heap[k][up]) >= key) break;
+    heap_set(t, k, pos, t->heap[k][up]);
+    pos = up;
+  }
+  heap_set(t, k, pos, s);
+}
+
+static void sift_down(table *t, int k, uint32_t pos, uint32_t size) {
+  uint32_t s = t->heap[k][pos], key = key_of(t, k, s);
+  for (;;) {
+    uint64_t c = (uint64_t)pos * 2 + 1;
+    if (c >= size) break;
+    if (c + 1 < size &&
+        key_of(t, k, t->heap[k][c + 1]) > key_of(t, k, t->heap[k][c]))
+      c++;
+    if (key_of(t, k, t->heap[k][c]) <= key) break;
+    heap_set(t, k, pos, t->heap[k][c]);
+    pos = (uint32_t)c;
+  }
+  heap_set(t, k, pos, s);
+}
+
+/* A source's key changed by one, either way. */
+static void heap_fix(mdht_peer_store *ps, int k, uint32_t s) {
   table *t = tbl(ps);
-  if (ps->nih == t->ents_cap) {
-    uint64_t cap = t->ents_cap ? (uint64_t)t->ents_cap * 2 : MIN_SLOTS;
-    if (cap > ps->cfg->max_infohashes) cap = ps->cfg->max_infohashes;
-    if (cap <= ps->nih) cap = (uint64_t)ps->nih + 1;
+  sift_up(t, k, t->srcs[s].hpos[k]);
+  sift_down(t, k, t->srcs[s].hpos[k], ps->nsrc);
+}
+
+/* ------------------------------------------------------------- sources */
+
+/* Room for one more source: dense array, heaps and index. */
+static int reserve_src(mdht_peer_store *ps) {
+  table *t = tbl(ps);
+  if (ps->nsrc == t->srcs_cap) {
+    uint64_t cap = t->srcs_cap ? (uint64_t)t->srcs_cap * 2 : MIN_SLOTS;
     if (cap > UINT32_MAX / 4) return MDHT_ERR_NOMEM;
-    ih_ent *ents = realloc(t->ents, (size_t)cap * sizeof *ents);
-    if (!ents) return MDHT_ERR_NOMEM;
-    t->ents = ents;
-    t->ents_cap = (uint32_t)cap;
+    src_ent *srcs = realloc(t->srcs, (size_t)cap * sizeof *srcs);
+    if (!srcs) return MDHT_ERR_NOMEM;
+    t->srcs = srcs;
+    for (int k = 0; k < 2; k++) {
+      uint32_t *h = realloc(t->heap[k], (size_t)cap * sizeof *h);
+      if (!h) return MDHT_ERR_NOMEM; /* srcs_cap stays: retried next time */
+      t->heap[k] = h;
+    }
+    t->srcs_cap = (uint32_t)cap;
   }
-  if (((uint64_t)ps->nih + 1) * 2 > ps->cap_) {
-    uint64_t n = (uint64_t)ps->cap_ * 2;
-    if (n > UINT32_MAX / 2) return MDHT_ERR_NOMEM;
-    return table_resize(ps, (uint32_t)n);
-  }
-  return 0;
+  return index_reserve(t, &t->srcx, ps->nsrc);
 }
 
-static void swap_ents(table *t, uint32_t a, uint32_t b) {
-  if (a == b) return;
-  uint32_t pa = slot_of_index(t, a), pb = slot_of_index(t, b);
-  ih_ent tmp = t->ents[a];
-  t->ents[a] = t->ents[b];
-  t->ents[b] = tmp;
-  t->slots[pa] = b + 1;
-  t->slots[pb] = a + 1;
-}
-
-/* Removes info-hash d (its peers must already be accounted for). */
-static void drop_ent(mdht_peer_store *ps, uint32_t d) {
+/* The source of `ip` (canonical), created with no records if new; or
+ * UINT32_MAX when out of memory. */
+static uint32_t src_get(mdht_peer_store *ps, const mdht_addr *ip) {
+  uint32_t s = src_find(ps, ip);
+  if (s != UINT32_MAX) return s;
+  if (reserve_src(ps)) return UINT32_MAX;
   table *t = tbl(ps);
-  slot_delete(t, slot_of_index(t, d));
-  free(t->ents[d].peers);
-  uint32_t last = --ps->nih;
-  if (d != last) {
-    t->ents[d] = t->ents[last];
-    t->slots[slot_of_index(t, last)] = d + 1;
+  s = ps->nsrc++;
+  src_ent *e = &t->srcs[s];
+  *e = (src_ent){.ip = *ip, .hash = ip_hash(ps->hash_seed, ip)};
+  e->ip.port = 0;
+  slot_put(&t->srcx, e->hash, s + 1);
+  for (int k = 0; k < 2; k++)
+    heap_set(t, k, s, s); /* key 0 at the bottom: in place */
+  return s;
+}
+
+/* Removes source s, which holds no record; the last one takes its place. */
+static void src_drop(mdht_peer_store *ps, uint32_t s) {
+  table *t = tbl(ps);
+  uint32_t last = ps->nsrc - 1;
+  for (int k = 0; k < 2; k++) {
+    uint32_t pos = t->srcs[s].hpos[k], tail = t->heap[k][last];
+    if (pos == last) continue;
+    heap_set(t, k, pos, tail);
+    sift_up(t, k, pos);
+    sift_down(t, k, t->srcs[tail].hpos[k], last);
   }
-  if (ps->nih == 0) ps->next_expiry = UINT64_MAX;
+  slot_delete(t, &t->srcx, slot_of_index(t, &t->srcx, s));
+  free(t->srcs[s].recs);
+  ps->nsrc = last;
+  if (s == last) return;
+  t->srcs[s] = t->srcs[last];
+  t->srcx.slots[slot_of_index(t, &t->srcx, last)] = s + 1;
+  const src_ent *m = &t->srcs[s];
+  for (int k = 0; k < 2; k++)
+    t->heap[k][m->hpos[k]] = s;
+  for (uint32_t r = 0; r < m->n; r++)
+    t->ents[m->recs[r].d].peers[m->recs[r].i].src_ = s;
+}
+
+static void single_add(mdht_peer_store *ps, uint32_t s, int delta) {
+  table *t = tbl(ps);
+  t->srcs[s].single = (uint32_t)((int64_t)t->srcs[s].single + delta);
+  heap_fix(ps, BY_SINGLES, s);
 }
 
 /* ------------------------------------------------------------- events */
@@ -185,6 +313,195 @@ static void publish(mdht_peer_store *ps, mdht_event_type type,
   mdht_bus_publish(ps->bus, &ev);
 }
 
+/* ------------------------------------------------------------- records */
+
+/* Room for one more peer in ents[d] and one more record of source s. */
+static int reserve_rec(mdht_peer_store *ps, uint32_t d, uint32_t s) {
+  table *t = tbl(ps);
+  ih_ent *e = &t->ents[d];
+  if (e->n == e->cap) {
+    uint64_t ncap = (uint64_t)e->cap * 2;
+    if (ncap > ps->cfg->max_peers_per_ih) ncap = ps->cfg->max_peers_per_ih;
+    if (ncap <= e->n) return MDHT_ERR_FULL;
+    mdht_peer *peers = realloc(e->peers, (size_t)ncap * sizeof *peers);
+    if (!peers) return MDHT_ERR_NOMEM;
+    e->peers = peers;
+    e->cap = (uint32_t)ncap;
+  }
+  src_ent *se = &t->srcs[s];
+  if (se->n == se->cap) {
+    uint64_t ncap = se->cap ? (uint64_t)se->cap * 2 : MIN_PEERS;
+    if (ncap > UINT32_MAX / 4) return MDHT_ERR_NOMEM;
+    rec_ref *recs = realloc(se->recs, (size_t)ncap * sizeof *recs);
+    if (!recs) return MDHT_ERR_NOMEM;
+    se->recs = recs;
+    se->cap = (uint32_t)ncap;
+  }
+  return 0;
+}
+
+/* Appends `np` to ents[d] as a record of source s (room reserved). */
+static void rec_link(mdht_peer_store *ps, uint32_t d, uint32_t s,
+                     mdht_peer np) {
+  table *t = tbl(ps);
+  ih_ent *e = &t->ents[d];
+  src_ent *se = &t->srcs[s];
+  np.src_ = s;
+  np.slot_ = se->n;
+  se->recs[se->n++] = (rec_ref){.d = d, .i = e->n};
+  e->peers[e->n++] = np;
+  ps->npeers++;
+  heap_fix(ps, BY_RECORDS, s);
+  if (e->n == 1) single_add(ps, s, +1);
+  if (e->n == 2) single_add(ps, e->peers[0].src_, -1);
+  if (np.expires < e->min_exp) e->min_exp = np.expires;
+  if (np.expires > e->max_exp) e->max_exp = np.expires;
+  if (e->min_exp < ps->next_expiry) ps->next_expiry = e->min_exp;
+}
+
+/* Removes ents[d].peers[i], reports it, and fixes both sides' indices.
+ * The info-hash may be left empty: the caller drops it, or recomputes its
+ * min_exp. */
+static void rec_unlink(mdht_peer_store *ps, uint32_t d, uint32_t i,
+                       mdht_time now) {
+  table *t = tbl(ps);
+  ih_ent *e = &t->ents[d];
+  mdht_peer gone = e->peers[i];
+  uint32_t s = gone.src_;
+  if (e->n == 1) single_add(ps, s, -1);
+  if (e->n == 2) single_add(ps, e->peers[1 - i].src_, +1);
+  /* The source's list first, while every reference is still valid. */
+  src_ent *se = &t->srcs[s];
+  rec_ref tail = se->recs[--se->n];
+  if (gone.slot_ != se->n) {
+    se->recs[gone.slot_] = tail;
+    t->ents[tail.d].peers[tail.i].slot_ = gone.slot_;
+  }
+  heap_fix(ps, BY_RECORDS, s);
+  if (se->n == 0) src_drop(ps, s);
+  /* Then the swarm's array: its last peer fills the hole. */
+  uint32_t last = --e->n;
+  if (i != last) {
+    e->peers[i] = e->peers[last];
+    t->srcs[e->peers[i].src_].recs[e->peers[i].slot_].i = i;
+  }
+  ps->npeers--;
+  publish(ps, MDHT_EV_PEER_EXPIRED, &e->ih, &gone.addr, e->n, now);
+}
+
+static void recompute_min(ih_ent *e) {
+  e->min_exp = UINT64_MAX;
+  for (uint32_t i = 0; i < e->n; i++)
+    if (e->peers[i].expires < e->min_exp) e->min_exp = e->peers[i].expires;
+}
+
+/* Removes info-hash d, which holds no peer; the last one takes its
+ * place. */
+static void drop_ent(mdht_peer_store *ps, uint32_t d) {
+  table *t = tbl(ps);
+  slot_delete(t, &t->ihx, slot_of_index(t, &t->ihx, d));
+  free(t->ents[d].peers);
+  uint32_t last = --ps->nih;
+  if (d != last) {
+    t->ents[d] = t->ents[last];
+    t->ihx.slots[slot_of_index(t, &t->ihx, last)] = d + 1;
+    const ih_ent *m = &t->ents[d];
+    for (uint32_t i = 0; i < m->n; i++)
+      t->srcs[m->peers[i].src_].recs[m->peers[i].slot_].d = d;
+  }
+  if (ps->nih == 0) ps->next_expiry = UINT64_MAX;
+}
+
+/* Removes one record and its info-hash if that empties it. */
+static void rec_remove(mdht_peer_store *ps, uint32_t d, uint32_t i,
+                       mdht_time now) {
+  rec_unlink(ps, d, i, now);
+  ih_ent *e = &tbl(ps)->ents[d];
+  if (e->n == 0)
+    drop_ent(ps, d);
+  else
+    recompute_min(e);
+}
+
+/* ------------------------------------------------------------ eviction */
+
+/* Removes the stalest record of source s (among those alone in their
+ * info-hash if `singles`); ties go to the earliest in its list. */
+static void evict_stalest_of(mdht_peer_store *ps, uint32_t s, bool singles,
+                             mdht_time now) {
+  const table *t = tbl(ps);
+  const src_ent *se = &t->srcs[s];
+  rec_ref best = {UINT32_MAX, 0};
+  mdht_time best_exp = UINT64_MAX;
+  for (uint32_t r = 0; r < se->n; r++) {
+    rec_ref ref = se->recs[r];
+    const ih_ent *e = &t->ents[ref.d];
+    if (singles && e->n != 1) continue;
+    if (best.d == UINT32_MAX || e->peers[ref.i].expires < best_exp) {
+      best = ref;
+      best_exp = e->peers[ref.i].expires;
+    }
+  }
+  if (best.d != UINT32_MAX) rec_remove(ps, best.d, best.i, now);
+}
+
+/* The stalest (oldest last announce) of a few random info-hashes goes
+ * whole: approximate LRU in O(1), for when no source is alone anywhere. */
+static void evict_sampled(mdht_peer_store *ps, mdht_time now) {
+  const table *t = tbl(ps);
+  uint32_t victim = 0;
+  if (ps->nih <= EVICT_SAMPLE) {
+    for (uint32_t d = 1; d < ps->nih; d++)
+      if (t->ents[d].max_exp < t->ents[victim].max_exp) victim = d;
+  } else {
+    victim = rng_below(ps, ps->nih);
+    for (uint32_t i = 1; i < EVICT_SAMPLE; i++) {
+      uint32_t d = rng_below(ps, ps->nih);
+      if (t->ents[d].max_exp < t->ents[victim].max_exp) victim = d;
+    }
+  }
+  while (t->ents[victim].n > 0)
+    rec_unlink(ps, victim, t->ents[victim].n - 1, now);
+  drop_ent(ps, victim);
+}
+
+/*
+ * Makes room for one info-hash. Each info-hash with a single peer exists
+ * because that one IP announced it, so the source alone in the most
+ * info-hashes gives up its stalest one: an IP that floods the store with
+ * fresh info-hashes is that source, and pays for its own flood. Only when
+ * every info-hash has several peers (which several IPs must have
+ * announced) does a sampled stale one go.
+ */
+static void evict_ih(mdht_peer_store *ps, mdht_time now) {
+  const table *t = tbl(ps);
+  if (ps->nsrc > 0 && t->srcs[t->heap[BY_SINGLES][0]].single > 0)
+    evict_stalest_of(ps, t->heap[BY_SINGLES][0], true, now);
+  else
+    evict_sampled(ps, now);
+}
+
+/* Makes room for one record: the heaviest source's stalest one goes. */
+static void evict_record(mdht_peer_store *ps, mdht_time now) {
+  evict_stalest_of(ps, tbl(ps)->heap[BY_RECORDS][0], false, now);
+}
+
+/* In a full swarm, the record whose source holds the most records, ties
+ * to the one closest to expiry: one IP cannot take a swarm's slots from
+ * others, and in a swarm of ordinary peers the oldest announce goes. */
+static uint32_t swarm_victim(const mdht_peer_store *ps, uint32_t d) {
+  const table *t = tbl(ps);
+  const ih_ent *e = &t->ents[d];
+  uint32_t v = 0;
+  for (uint32_t i = 1; i < e->n; i++) {
+    uint32_t ni = t->srcs[e->peers[i].src_].n;
+    uint32_t nv = t->srcs[e->peers[v].src_].n;
+    if (ni > nv || (ni == nv && e->peers[i].expires < e->peers[v].expires))
+      v = i;
+  }
+  return v;
+}
+
 /* --------------------------------------------------------------- store */
 
 int mdht_peers_init(mdht_peer_store *ps, const mdht_config *cfg, mdht_bus *bus,
@@ -194,14 +511,16 @@ int mdht_peers_init(mdht_peer_store *ps, const mdht_config *cfg, mdht_bus *bus,
   ps->next_expiry = UINT64_MAX;
   if (!cfg) return MDHT_ERR_INVAL;
   table *t = calloc(1, sizeof *t);
-  uint32_t *slots = calloc(MIN_SLOTS, sizeof *slots);
-  if (!t || !slots) {
+  uint32_t *a = calloc(MIN_SLOTS, sizeof *a);
+  uint32_t *b = calloc(MIN_SLOTS, sizeof *b);
+  if (!t || !a || !b) {
     free(t);
-    free(slots);
+    free(a);
+    free(b);
     return MDHT_ERR_NOMEM;
   }
-  t->slots = slots;
-  t->mask = MIN_SLOTS - 1;
+  t->ihx = (ixtab){.slots = a, .mask = MIN_SLOTS - 1};
+  t->srcx = (ixtab){.slots = b, .mask = MIN_SLOTS - 1};
   ps->table_ = t;
   ps->cap_ = MIN_SLOTS;
   ps->cfg = cfg;
@@ -218,45 +537,19 @@ void mdht_peers_free(mdht_peer_store *ps) {
   if (t) {
     for (uint32_t d = 0; d < ps->nih; d++)
       free(t->ents[d].peers);
+    for (uint32_t s = 0; s < ps->nsrc; s++)
+      free(t->srcs[s].recs);
     free(t->ents);
-    free(t->slots);
+    free(t->srcs);
+    free(t->heap[0]);
+    free(t->heap[1]);
+    free(t->ihx.slots);
+    free(t->srcx.slots);
     free(t);
   }
   ps->table_ = NULL;
-  ps->cap_ = ps->nih = ps->npeers = 0;
+  ps->cap_ = ps->nih = ps->npeers = ps->nsrc = 0;
   ps->next_expiry = UINT64_MAX;
-}
-
-/*
- * At max_infohashes, a new info-hash evicts another rather than being
- * refused. Refusing would let whoever fills the store first keep it for
- * as long as they re-announce, and no new swarm could be tracked; the
- * store is a cache of recent announces, which swarms repeat every 15-30
- * minutes anyway. The victim is the stalest (oldest last announce) of a
- * few random info-hashes: approximate LRU in O(1), without a global order
- * to maintain, and an attacker who cannot predict the sample cannot aim at
- * one info-hash. Its peers are reported as PEER_EXPIRED.
- */
-static void evict_one(mdht_peer_store *ps, mdht_time now) {
-  table *t = tbl(ps);
-  uint32_t victim = 0;
-  if (ps->nih <= EVICT_SAMPLE) {
-    for (uint32_t d = 1; d < ps->nih; d++)
-      if (t->ents[d].max_exp < t->ents[victim].max_exp) victim = d;
-  } else {
-    victim = rng_below(ps, ps->nih);
-    for (uint32_t i = 1; i < EVICT_SAMPLE; i++) {
-      uint32_t d = rng_below(ps, ps->nih);
-      if (t->ents[d].max_exp < t->ents[victim].max_exp) victim = d;
-    }
-  }
-  ih_ent *e = &t->ents[victim];
-  while (e->n > 0) {
-    e->n--;
-    ps->npeers--;
-    publish(ps, MDHT_EV_PEER_EXPIRED, &e->ih, &e->peers[e->n].addr, e->n, now);
-  }
-  drop_ent(ps, victim);
 }
 
 /* A v4 address only means its first 4 bytes; zero the rest (and the pad)
@@ -269,36 +562,39 @@ static mdht_addr canonical(const mdht_addr *a) {
   return c;
 }
 
-static void recompute_min(ih_ent *e) {
-  e->min_exp = UINT64_MAX;
-  for (uint32_t i = 0; i < e->n; i++)
-    if (e->peers[i].expires < e->min_exp) e->min_exp = e->peers[i].expires;
-}
-
-/* New info-hash at dense index nih, with room for its first peers. */
-static int insert_ih(mdht_peer_store *ps, const mdht_id *ih, uint32_t h,
-                     mdht_time now, ih_ent **out) {
+/* New, empty info-hash; its dense index, or UINT32_MAX when out of
+ * memory. The caller has made room under max_infohashes. */
+static uint32_t insert_ih(mdht_peer_store *ps, const mdht_id *ih) {
   uint32_t maxp = ps->cfg->max_peers_per_ih;
   uint32_t pcap = maxp < MIN_PEERS ? maxp : MIN_PEERS;
   mdht_peer *peers = malloc(pcap * sizeof *peers);
-  if (!peers) return MDHT_ERR_NOMEM;
-  /* Evicting first is safe: at the bound the arrays already have room,
-   * so nothing after this point allocates, and a failure cannot leave
-   * the store short of an info-hash for nothing. */
-  while (ps->nih >= ps->cfg->max_infohashes && ps->nih > 0)
-    evict_one(ps, now);
-  int err = reserve_ih(ps);
-  if (err) {
-    free(peers);
-    return err;
-  }
+  if (!peers) return UINT32_MAX;
   table *t = tbl(ps);
+  if (ps->nih == t->ents_cap) {
+    uint64_t cap = t->ents_cap ? (uint64_t)t->ents_cap * 2 : MIN_SLOTS;
+    if (cap > ps->cfg->max_infohashes) cap = ps->cfg->max_infohashes;
+    if (cap <= ps->nih) cap = (uint64_t)ps->nih + 1;
+    ih_ent *ents = cap > UINT32_MAX / 4
+                       ? NULL
+                       : realloc(t->ents, (size_t)cap * sizeof *ents);
+    if (!ents) {
+      free(peers);
+      return UINT32_MAX;
+    }
+    t->ents = ents;
+    t->ents_cap = (uint32_t)cap;
+  }
+  if (index_reserve(t, &t->ihx, ps->nih)) {
+    free(peers);
+    return UINT32_MAX;
+  }
+  ps->cap_ = t->ihx.mask + 1;
   uint32_t d = ps->nih++;
+  uint32_t h = ih_hash(ps->hash_seed, ih);
   t->ents[d] = (ih_ent){
       .ih = *ih, .hash = h, .cap = pcap, .peers = peers, .min_exp = UINT64_MAX};
-  slot_put(t, h, d + 1);
-  *out = &t->ents[d];
-  return 0;
+  slot_put(&t->ihx, h, d + 1);
+  return d;
 }
 
 int mdht_peers_add(mdht_peer_store *ps, const mdht_id *ih,
@@ -313,10 +609,9 @@ int mdht_peers_add(mdht_peer_store *ps, const mdht_id *ih,
 size_t mdht_peers_get(mdht_peer_store *ps, const mdht_id *ih, int family,
                       mdht_addr *out, size_t max, mdht_time now) {
   if (!ps || !tbl(ps) || !ih || !out || max == 0) return 0;
-  table *t = tbl(ps);
-  uint32_t p = slot_find(t, ih_hash(ps->hash_seed, ih), ih);
-  if (p == UINT32_MAX) return 0;
-  const ih_ent *e = &t->ents[t->slots[p] - 1];
+  uint32_t d = ih_find(ps, ih);
+  if (d == UINT32_MAX) return 0;
+  const ih_ent *e = &tbl(ps)->ents[d];
   /* Reservoir sampling: one pass, no scratch memory, and every subset of
    * `max` eligible peers equally likely. */
   size_t seen = 0;
@@ -334,6 +629,32 @@ size_t mdht_peers_get(mdht_peer_store *ps, const mdht_id *ih, int family,
   return seen < max ? seen : max;
 }
 
+/* Expired peers of info-hash d go; returns how many. */
+static size_t expire_ent(mdht_peer_store *ps, uint32_t d, mdht_time now) {
+  table *t = tbl(ps);
+  size_t dropped = 0;
+  /* Downwards: removing peer i moves the last (already checked) one into
+   * i. */
+  for (uint32_t i = t->ents[d].n; i-- > 0;) {
+    if (t->ents[d].peers[i].expires > now) continue;
+    rec_unlink(ps, d, i, now);
+    dropped++;
+  }
+  ih_ent *e = &t->ents[d];
+  recompute_min(e);
+  /* Give back memory after a swarm shrinks, with hysteresis so that an
+   * array does not bounce between sizes. */
+  if (e->n > 0 && e->cap > MIN_PEERS && e->n <= e->cap / 4) {
+    uint32_t cap = e->cap / 2;
+    mdht_peer *peers = realloc(e->peers, cap * sizeof *peers);
+    if (peers) {
+      e->peers = peers;
+      e->cap = cap;
+    }
+  }
+  return dropped;
+}
+
 size_t mdht_peers_expire(mdht_peer_store *ps, mdht_time now) {
   if (!ps || !tbl(ps)) return 0;
   table *t = tbl(ps);
@@ -342,41 +663,16 @@ size_t mdht_peers_expire(mdht_peer_store *ps, mdht_time now) {
   /* Downwards, because dropping index d moves the last (already visited)
    * info-hash into d. */
   for (uint32_t d = ps->nih; d-- > 0;) {
-    ih_ent *e = &t->ents[d];
-    if (e->min_exp > now) {
-      if (e->min_exp < next) next = e->min_exp;
+    if (t->ents[d].min_exp > now) {
+      if (t->ents[d].min_exp < next) next = t->ents[d].min_exp;
       continue;
     }
-    /* Partition: live peers first, expired ones after e->n, where they
-     * stay readable for the events. */
-    uint32_t n = e->n, k = 0;
-    for (uint32_t i = 0; i < n; i++) {
-      if (e->peers[i].expires <= now) continue;
-      mdht_peer tmp = e->peers[k];
-      e->peers[k++] = e->peers[i];
-      e->peers[i] = tmp;
-    }
-    e->n = k;
-    ps->npeers -= n - k;
-    dropped += n - k;
-    recompute_min(e);
-    for (uint32_t i = k; i < n; i++)
-      publish(ps, MDHT_EV_PEER_EXPIRED, &e->ih, &e->peers[i].addr, k, now);
-    if (k == 0) {
+    dropped += expire_ent(ps, d, now);
+    if (t->ents[d].n == 0) {
       drop_ent(ps, d);
       continue;
     }
-    /* Give back memory after a swarm shrinks, with hysteresis so that an
-     * array does not bounce between sizes. */
-    if (e->cap > MIN_PEERS && k <= e->cap / 4) {
-      uint32_t cap = e->cap / 2;
-      mdht_peer *peers = realloc(e->peers, cap * sizeof *peers);
-      if (peers) {
-        e->peers = peers;
-        e->cap = cap;
-      }
-    }
-    if (e->min_exp < next) next = e->min_exp;
+    if (t->ents[d].min_exp < next) next = t->ents[d].min_exp;
   }
   ps->next_expiry = next;
   return dropped;
@@ -384,13 +680,18 @@ size_t mdht_peers_expire(mdht_peer_store *ps, mdht_time now) {
 
 size_t mdht_peers_sample(mdht_peer_store *ps, mdht_id *out, size_t max) {
   if (!ps || !tbl(ps) || !out) return 0;
-  table *t = tbl(ps);
+  const table *t = tbl(ps);
   uint32_t k = max < ps->nih ? (uint32_t)max : ps->nih;
-  /* Partial Fisher-Yates over the dense array; its order means nothing,
-   * so the permutation can stay. */
-  for (uint32_t i = 0; i < k; i++) {
-    swap_ents(t, i, i + rng_below(ps, ps->nih - i));
-    out[i] = t->ents[i].ih;
+  /* Floyd's sampling: k distinct positions without moving entries (a
+   * move would have to fix every reference to the entry's peers). */
+  for (uint32_t j = ps->nih - k, got = 0; j < ps->nih; j++, got++) {
+    uint32_t r = rng_below(ps, j + 1);
+    for (uint32_t i = 0; i < got; i++)
+      if (memcmp(out[i].b, t->ents[r].ih.b, MDHT_ID_LEN) == 0) {
+        r = j;
+        break;
+      }
+    out[got] = t->ents[r].ih;
   }
   return k;
 }
@@ -398,10 +699,9 @@ size_t mdht_peers_sample(mdht_peer_store *ps, mdht_id *out, size_t max) {
 int mdht_peers_find(const mdht_peer_store *ps, const mdht_id *ih,
                     const mdht_addr *peer, mdht_peer *out) {
   if (!ps || !tbl(ps) || !ih || !peer) return MDHT_ERR_NOTFOUND;
-  const table *t = tbl(ps);
-  uint32_t p = slot_find(t, ih_hash(ps->hash_seed, ih), ih);
-  if (p == UINT32_MAX) return MDHT_ERR_NOTFOUND;
-  const ih_ent *e = &t->ents[t->slots[p] - 1];
+  uint32_t d = ih_find(ps, ih);
+  if (d == UINT32_MAX) return MDHT_ERR_NOTFOUND;
+  const ih_ent *e = &tbl(ps)->ents[d];
   mdht_addr a = canonical(peer);
   for (uint32_t i = 0; i < e->n; i++) {
     if (mdht_addr_eq(&e->peers[i].addr, &a)) {
@@ -410,6 +710,13 @@ int mdht_peers_find(const mdht_peer_store *ps, const mdht_id *ih,
     }
   }
   return MDHT_ERR_NOTFOUND;
+}
+
+uint32_t mdht_peers_of_ip(const mdht_peer_store *ps, const mdht_addr *ip) {
+  if (!ps || !tbl(ps) || !ip) return 0;
+  mdht_addr a = canonical(ip);
+  uint32_t s = src_find(ps, &a);
+  return s == UINT32_MAX ? 0 : tbl(ps)->srcs[s].n;
 }
 
 /* ------------------------------------------------ persistence (state.c) */
@@ -423,6 +730,62 @@ int mdht_peers_foreach(const mdht_peer_store *ps, mdht_peers_group_cb fn,
     if (rc) return rc;
   }
   return 0;
+}
+
+/* The record of a's IP under info-hash d, if any, takes the new port,
+ * seed flag and expiry (unless it already outlives `np`: a restored
+ * record never overrides a live announce that arrived first). Returns
+ * whether there was one. */
+static bool refresh(mdht_peer_store *ps, uint32_t d, const mdht_peer *np,
+                    mdht_time now) {
+  ih_ent *e = &tbl(ps)->ents[d];
+  for (uint32_t i = 0; i < e->n; i++) {
+    mdht_peer *p = &e->peers[i];
+    if (!mdht_addr_ip_eq(&p->addr, &np->addr)) continue;
+    if (p->expires <= np->expires) {
+      p->addr = np->addr;
+      p->seed = np->seed;
+      p->expires = np->expires;
+    }
+    /* Already a linear pass: keep min_exp exact, as expire promises. */
+    recompute_min(e);
+    if (p->expires > e->max_exp) e->max_exp = p->expires;
+    publish(ps, MDHT_EV_PEER_STORED, &e->ih, &p->addr, e->n, now);
+    return true;
+  }
+  return false;
+}
+
+/* Frees what a new record of `a` under `ih` needs, by the rules of
+ * peers.h; returns the info-hash's dense index (created if new) or
+ * UINT32_MAX when out of memory. */
+static uint32_t make_room(mdht_peer_store *ps, const mdht_id *ih,
+                          const mdht_addr *a, mdht_time now) {
+  const mdht_config *cfg = ps->cfg;
+  const table *t = tbl(ps);
+  /* At its quota, the source's own stalest record gives way. */
+  uint32_t s = src_find(ps, a);
+  if (s != UINT32_MAX && cfg->max_ih_per_ip &&
+      t->srcs[s].n >= cfg->max_ih_per_ip)
+    evict_stalest_of(ps, s, false, now);
+  uint32_t d = ih_find(ps, ih);
+  if (d != UINT32_MAX && t->ents[d].n >= cfg->max_peers_per_ih) {
+    /* A full swarm: one of its records makes way, same total. */
+    rec_unlink(ps, d, swarm_victim(ps, d), now);
+    recompute_min(&tbl(ps)->ents[d]);
+    return d;
+  }
+  while (d != UINT32_MAX && cfg->max_peers && ps->npeers >= cfg->max_peers) {
+    evict_record(ps, now);
+    d = ih_find(ps, ih); /* moved, or gone with its last record */
+  }
+  if (d != UINT32_MAX) return d;
+  /* A new swarm makes room the way a new info-hash does, at either
+   * bound: an evicted single-peer info-hash frees a record too. */
+  while (ps->nih > 0 && (ps->nih >= cfg->max_infohashes ||
+                         (cfg->max_peers && ps->npeers >= cfg->max_peers)))
+    evict_ih(ps, now);
+  return insert_ih(ps, ih);
 }
 
 /*
@@ -442,77 +805,33 @@ int mdht_peers_add_until(mdht_peer_store *ps, const mdht_id *ih,
   const mdht_config *cfg = ps->cfg;
   if (cfg->max_infohashes == 0 || cfg->max_peers_per_ih == 0)
     return MDHT_ERR_FULL;
-  mdht_addr a = canonical(peer);
   mdht_time cap = now + cfg->peer_ttl_ms;
   if (cap < now || cap == UINT64_MAX) cap = UINT64_MAX - 1;
-  mdht_time exp = expires < cap ? expires : cap;
+  mdht_peer np = {.addr = canonical(peer),
+                  .expires = expires < cap ? expires : cap,
+                  .seed = seed};
 
-  table *t = tbl(ps);
-  uint32_t h = ih_hash(ps->hash_seed, ih);
-  uint32_t p = slot_find(t, h, ih);
-  ih_ent *e;
-  if (p != UINT32_MAX) {
-    e = &t->ents[t->slots[p] - 1];
-  } else {
-    /* At the bound on all peers, a new swarm makes room the way a new
-     * info-hash does at the bound on info-hashes: the stalest of a few
-     * sampled swarms goes. Done before the insert, so that the new,
-     * empty entry cannot be the one picked. */
-    while (cfg->max_peers && ps->npeers >= cfg->max_peers && ps->nih > 0)
-      evict_one(ps, now);
-    int err = insert_ih(ps, ih, h, now, &e);
-    if (err) return err;
-    t = tbl(ps);
+  uint32_t d = ih_find(ps, ih);
+  if (d != UINT32_MAX && refresh(ps, d, &np, now)) return 0;
+  /* A full swarm takes a restored peer only if it outlives the record it
+   * would replace (an announce always does); checked before anything is
+   * evicted for it. */
+  if (d != UINT32_MAX && tbl(ps)->ents[d].n >= cfg->max_peers_per_ih) {
+    const ih_ent *e = &tbl(ps)->ents[d];
+    if (e->peers[swarm_victim(ps, d)].expires >= np.expires)
+      return MDHT_ERR_FULL;
   }
-  /* A known swarm at the bound on all peers behaves as if it were full:
-   * a new peer takes the place of its peer closest to expiry. */
-  uint32_t room = cfg->max_peers_per_ih;
-  if (cfg->max_peers && ps->npeers >= cfg->max_peers && e->n > 0 &&
-      e->n < room)
-    room = e->n;
-
-  uint32_t dup = UINT32_MAX, soonest = 0;
-  mdht_time min_other = UINT64_MAX;
-  for (uint32_t i = 0; i < e->n; i++) {
-    if (mdht_addr_eq(&e->peers[i].addr, &a)) {
-      dup = i;
-    } else if (e->peers[i].expires < min_other) {
-      min_other = e->peers[i].expires;
-      soonest = i;
-    }
+  d = make_room(ps, ih, &np.addr, now);
+  uint32_t s = d == UINT32_MAX ? UINT32_MAX : src_get(ps, &np.addr);
+  int err = s == UINT32_MAX ? MDHT_ERR_NOMEM : reserve_rec(ps, d, s);
+  if (err) {
+    /* Leave no empty entry behind. */
+    if (s != UINT32_MAX && tbl(ps)->srcs[s].n == 0) src_drop(ps, s);
+    if (d != UINT32_MAX && tbl(ps)->ents[d].n == 0) drop_ent(ps, d);
+    return err;
   }
-
-  mdht_peer np = {.addr = a, .expires = exp, .seed = seed};
-  if (dup != UINT32_MAX) {
-    /* A restored record never shortens one already stored (a live
-     * announce that arrived first knows better). */
-    if (e->peers[dup].expires > exp) np.expires = e->peers[dup].expires;
-    e->peers[dup] = np;
-    e->min_exp = min_other < np.expires ? min_other : np.expires;
-  } else if (e->n < room) {
-    if (e->n == e->cap) {
-      uint64_t ncap = (uint64_t)e->cap * 2;
-      if (ncap > cfg->max_peers_per_ih) ncap = cfg->max_peers_per_ih;
-      mdht_peer *peers = realloc(e->peers, (size_t)ncap * sizeof *peers);
-      if (!peers) return MDHT_ERR_NOMEM;
-      e->peers = peers;
-      e->cap = (uint32_t)ncap;
-    }
-    e->peers[e->n++] = np;
-    ps->npeers++;
-    e->min_exp = min_other < exp ? min_other : exp;
-  } else if (min_other < exp) {
-    /* Full: the restored peer replaces the one closest to expiry, as an
-     * announce would, but only if it would outlive it. */
-    mdht_addr old = e->peers[soonest].addr;
-    e->peers[soonest] = np;
-    recompute_min(e);
-    publish(ps, MDHT_EV_PEER_EXPIRED, &e->ih, &old, e->n, now);
-  } else {
-    return MDHT_ERR_FULL;
-  }
-  if (np.expires > e->max_exp) e->max_exp = np.expires;
-  if (e->min_exp < ps->next_expiry) ps->next_expiry = e->min_exp;
-  publish(ps, MDHT_EV_PEER_STORED, &e->ih, &a, e->n, now);
+  rec_link(ps, d, s, np);
+  const ih_ent *e = &tbl(ps)->ents[d];
+  publish(ps, MDHT_EV_PEER_STORED, &e->ih, &np.addr, e->n, now);
   return 0;
 }

@@ -1,13 +1,42 @@
 /*
  * Peer storage: info-hash -> peers that announced it (BEP 5).
  *
- * Peers are deduplicated by ip:port and refreshed on re-announce; each
- * expires peer_ttl_ms after its last announce. Memory is bounded twice:
- * max_infohashes info-hashes (a new one beyond that evicts the stalest of
- * a few sampled info-hashes: see peers.c) and max_peers_per_ih peers per
- * info-hash (a new peer beyond that replaces the one closest to expiry).
- * get_peers takes a random sample when more peers are stored than fit in a
- * response.
+ * No single host may steer what the store holds (docs/SECURITY.md):
+ *
+ * - One record per IP per info-hash. An announce from an IP already
+ *   stored under the info-hash replaces its record (new port, seed flag,
+ *   fresh TTL), whatever port it names: 500 ports from one host are one
+ *   peer, as in libtorrent. Each record expires peer_ttl_ms after its last
+ *   announce.
+ * - A quota of max_ih_per_ip info-hashes per source IP (the source of a
+ *   record is the peer's IP: announce_peer stores the sender's address,
+ *   and restored records are counted by their IP too; 0 = no quota). An
+ *   IP at its quota that announces a new info-hash is not refused: its
+ *   own stalest record gives way. The store is a cache of recent
+ *   announces, so a seedbox or a NAT gateway with more torrents than the
+ *   quota keeps its latest ones instead of being locked out by its older
+ *   ones; and giving way costs nobody else anything, where an error would
+ *   only tell an attacker where the line is.
+ * - When a bound is reached (max_infohashes; max_peers in all;
+ *   max_peers_per_ih in one swarm), the record that goes belongs to the
+ *   source IP holding the most records, never to one chosen by the age
+ *   order an announcer controls (with oldest-first eviction, one IP
+ *   refreshing its own records evicts everyone else's). A host that
+ *   hammers a full store is itself the heaviest source, so it only ever
+ *   evicts its own records; legitimate sources hold few each. In detail:
+ *   a new info-hash at max_infohashes (or at max_peers) drops the stalest
+ *   single-peer info-hash of the IP that is alone in the most info-hashes
+ *   (an IP alone creates nothing else); if no info-hash has a single peer
+ *   (only possible with several IPs per swarm), the stalest of a few
+ *   random info-hashes goes whole. A new peer of a known swarm at
+ *   max_peers takes the stalest record of the heaviest IP; at
+ *   max_peers_per_ih, the swarm's record whose IP holds the most records
+ *   (ties: closest to expiry).
+ *
+ * Memory: the per-IP table has one entry per IP that holds a record, so
+ * it is bounded by the records themselves, which the three bounds cap.
+ * get_peers takes a random sample when more peers are stored than asked
+ * for.
  *
  * Events: PEER_STORED for every add or refresh, PEER_EXPIRED for every
  * peer that leaves the store (expiry, replacement, eviction); id is the
@@ -23,16 +52,18 @@
 typedef struct mdht_peer {
   mdht_addr addr;
   mdht_time expires;
-  bool seed; /* BEP 33 */
+  bool seed;            /* BEP 33 */
+  uint32_t src_, slot_; /* implementation: owner IP and its record index */
 } mdht_peer;
 
 typedef struct mdht_peer_store {
   const mdht_config *cfg; /* borrowed: peer_ttl_ms, max_infohashes,
-                             max_peers_per_ih */
+                             max_peers_per_ih, max_peers, max_ih_per_ip */
   mdht_bus *bus;          /* borrowed, may be NULL */
   void *table_;           /* implementation: see peers.c */
   uint32_t cap_;          /* hash table slots */
   uint32_t nih, npeers;   /* info-hashes and peers stored */
+  uint32_t nsrc;          /* source IPs holding records (<= npeers) */
   uint64_t hash_seed;
   uint64_t rng;          /* xorshift state for sampling, seeded by caller */
   mdht_time next_expiry; /* when mdht_peers_expire() has work: never
@@ -46,7 +77,8 @@ int mdht_peers_init(mdht_peer_store *ps, const mdht_config *cfg, mdht_bus *bus,
                     uint64_t hash_seed, uint64_t rng_seed);
 void mdht_peers_free(mdht_peer_store *ps);
 
-/* Stores or refreshes `peer` for `ih`. Returns 0, or MDHT_ERR_ADDR for a
+/* Stores or refreshes `peer` for `ih` (the record of its IP, if any, takes
+ * the new port). Returns 0, or MDHT_ERR_ADDR for a
  * martian peer (port 0...), MDHT_ERR_NOMEM, MDHT_ERR_FULL when a bound is
  * configured as 0, MDHT_ERR_INVAL. Publishes PEER_STORED. */
 int mdht_peers_add(mdht_peer_store *ps, const mdht_id *ih,
@@ -65,6 +97,9 @@ size_t mdht_peers_expire(mdht_peer_store *ps, mdht_time now);
  * (BEP 51). */
 size_t mdht_peers_sample(mdht_peer_store *ps, mdht_id *out, size_t max);
 
+/* Records of the source IP `ip` (port ignored): 0 when it holds none. */
+uint32_t mdht_peers_of_ip(const mdht_peer_store *ps, const mdht_addr *ip);
+
 /* The stored record of `peer` (ip:port) under `ih`, expired or not, into
  * *out. Returns 0 or MDHT_ERR_NOTFOUND. */
 int mdht_peers_find(const mdht_peer_store *ps, const mdht_id *ih,
@@ -81,9 +116,11 @@ int mdht_peers_foreach(const mdht_peer_store *ps, mdht_peers_group_cb fn,
 
 /* As mdht_peers_add, but the peer expires at `expires` (capped at now +
  * peer_ttl_ms) instead of now + peer_ttl_ms: a peer restored from saved
- * state keeps the lifetime it had left. An existing record of the peer is
- * never shortened. When the info-hash is at max_peers_per_ih, the peer
- * replaces the one closest to expiry only if it outlives it. Returns 0,
+ * state keeps the lifetime it had left, under the same rules as an
+ * announce (one record per IP, quota, eviction). An existing record of the
+ * IP that outlives `expires` is kept as it is. When the info-hash is at
+ * max_peers_per_ih, the peer replaces the chosen record only if it
+ * outlives it. Returns 0,
  * MDHT_ERR_RANGE (expires <= now: already expired), MDHT_ERR_FULL (no room
  * worth taking), or as mdht_peers_add. */
 int mdht_peers_add_until(mdht_peer_store *ps, const mdht_id *ih,

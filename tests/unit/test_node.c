@@ -284,6 +284,11 @@ static void test_get_peers_size_bound(void **state) {
   assert_true(f->len <= MDHT_RESPONSE_LIMIT);
   assert_true(f->msg.nvalues >= 100);
   assert_true(f->msg.nvalues < 400);
+  /* More would fit in 1,400 bytes: max_values (100) is the bound. */
+  assert_int_equal(f->msg.nvalues, 100);
+  f->node->cfg.max_values = 30;
+  get_token(f, &a, &ih, store);
+  assert_int_equal(f->msg.nvalues, 30);
 }
 
 static void test_bad_input_is_counted(void **state) {

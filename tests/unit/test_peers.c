@@ -168,9 +168,17 @@ static void test_dedupe_and_refresh(void **state) {
   mdht_addr got;
   assert_int_equal(mdht_peers_get(&f->ps, &ih, 0, &got, 1, 0), 1);
   assert_memory_equal(&got, &a, sizeof got);
-  /* Same IP, other port: another peer. */
+  /* Same IP, other port: the same peer, moved (one record per IP). */
   assert_int_equal(mdht_peers_add(&f->ps, &ih, &a_port, false, 0), 0);
+  assert_int_equal(f->ps.npeers, 1);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &a_port, NULL), 0);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &a, NULL), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, 0), 0);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &a_port, NULL),
+                   MDHT_ERR_NOTFOUND);
+  mdht_addr c = p4(3, 6881);
   assert_int_equal(mdht_peers_add(&f->ps, &ih, &b, false, 0), 0);
+  assert_int_equal(mdht_peers_add(&f->ps, &ih, &c, false, 0), 0);
   assert_int_equal(f->ps.npeers, 3);
   assert_int_equal(f->ps.nih, 1);
 
@@ -184,7 +192,7 @@ static void test_dedupe_and_refresh(void **state) {
   assert_true(rec.seed);
   assert_int_equal(rec.expires, 600 + TTL);
   assert_int_equal(f->ps.npeers, 3);
-  assert_int_equal(f->rec.stored, 6); /* every announce is reported */
+  assert_int_equal(f->rec.stored, 8); /* every announce is reported */
 
   /* At TTL the other two lapse, a lives on. */
   mdht_addr out[8];
@@ -619,6 +627,262 @@ static void test_zero_bounds_and_no_bus(void **state) {
   mdht_peers_free(&ps);
 }
 
+/* ---------------------------------------------- one host cannot steer */
+
+/* One IP announcing 500 ports for a swarm is one record; the swarm's
+ * other peers all stay (attack 3 of docs/SECURITY.md). */
+static void test_one_record_per_ip(void **state) {
+  (void)state;
+  fx *f = fx_new(100, 50);
+  mdht_id ih = ih_n(1);
+  for (uint32_t i = 0; i < 20; i++) {
+    mdht_addr a = p4(100 + i, 6881);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, i), 0);
+  }
+  mdht_addr evil = p4(666, 1), evil6 = p6(666, 1);
+  for (uint16_t port = 1; port <= 500; port++) {
+    evil.port = evil6.port = port;
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &evil, false, 100 + port), 0);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &evil6, false, 100 + port), 0);
+  }
+  assert_int_equal(f->ps.npeers, 22);
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &evil), 1);
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &evil6), 1);
+  assert_int_equal(f->ps.nsrc, 22);
+  mdht_addr out[64];
+  assert_int_equal(mdht_peers_get(&f->ps, &ih, 0, out, 64, 700), 22);
+  for (uint32_t i = 0; i < 20; i++) {
+    mdht_addr a = p4(100 + i, 6881);
+    assert_true(has(out, 22, &a));
+  }
+  /* The record holds the last port named. */
+  evil.port = 500;
+  assert_true(has(out, 22, &evil));
+  /* A restored record of the same IP replaces it too, port and all. */
+  mdht_addr evil_old = p4(666, 9999);
+  assert_int_equal(
+      mdht_peers_add_until(&f->ps, &ih, &evil_old, false, 600 + TTL, 600), 0);
+  assert_int_equal(f->ps.npeers, 22);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &evil, NULL),
+                   MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &evil_old, NULL), 0);
+  fx_del(f);
+}
+
+/* At its quota, an IP's own stalest record gives way to its new
+ * info-hash; re-announces are never limited, other IPs never touched. */
+static void test_quota_own_stalest_gives_way(void **state) {
+  (void)state;
+  fx *f = fx_new(100, 50);
+  f->cfg.max_ih_per_ip = 5;
+  mdht_addr a = p4(1, 1), b = p4(2, 1);
+  mdht_id shared = ih_n(200);
+  for (uint32_t i = 0; i < 5; i++) {
+    mdht_id ih = ih_n(i);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, i), 0);
+  }
+  assert_int_equal(mdht_peers_add(&f->ps, &shared, &b, false, 0), 0);
+  /* Refreshing ih 0 at quota costs nothing, and makes ih 1 the stalest. */
+  mdht_id ih0 = ih_n(0), ih1 = ih_n(1);
+  assert_int_equal(mdht_peers_add(&f->ps, &ih0, &a, false, 10), 0);
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &a), 5);
+  assert_int_equal(f->rec.expired, 0);
+  f->rec.n = 0;
+  mdht_id nw = ih_n(50);
+  assert_int_equal(mdht_peers_add(&f->ps, &nw, &a, false, 20), 0);
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &a), 5);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih1, &a, NULL), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih0, &a, NULL), 0);
+  assert_int_equal(mdht_peers_find(&f->ps, &nw, &a, NULL), 0);
+  assert_int_equal(f->ps.nih, 6); /* ih 1 went with its only record */
+  assert_int_equal(f->rec.n, 2);
+  assert_int_equal(f->rec.ev[0].type, MDHT_EV_PEER_EXPIRED);
+  assert_memory_equal(f->rec.ev[0].id.b, ih1.b, MDHT_ID_LEN);
+  /* Thousands more: a stays at 5, b's record stays, memory stays. */
+  for (uint32_t i = 100; i < 3100; i++) {
+    mdht_id ih = ih_n(i);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, 20 + i), 0);
+    assert_true(mdht_peers_of_ip(&f->ps, &a) <= 5);
+    assert_true(f->ps.nih <= 6);
+  }
+  assert_int_equal(mdht_peers_find(&f->ps, &shared, &b, NULL), 0);
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &a), 5);
+  assert_int_equal(f->ps.npeers, 6);
+  assert_int_equal(f->ps.nsrc, 2);
+  /* Restored records count against the quota the same way. */
+  mdht_addr c = p4(3, 1);
+  for (uint32_t i = 0; i < 20; i++) {
+    mdht_id ih = ih_n(5000 + i);
+    assert_int_equal(
+        mdht_peers_add_until(&f->ps, &ih, &c, false, 4000 + TTL, 3500), 0);
+  }
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &c), 5);
+  fx_del(f);
+}
+
+/* Attack 4: one IP floods a full store with fresh info-hashes; every
+ * eviction falls on its own records. It also joins every legitimate
+ * swarm first, which must not make those records the ones to go. */
+static void test_flood_evicts_only_own(void **state) {
+  (void)state;
+  fx *f = fx_new(300, 50);
+  f->cfg.max_ih_per_ip = 256;
+  mdht_addr evil = p4(666, 1);
+  for (uint32_t i = 0; i < 100; i++) {
+    mdht_id ih = ih_n(i);
+    mdht_addr a = p4(1000 + i, 6881);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, i), 0);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &evil, false, i), 0);
+  }
+  for (uint32_t i = 0; i < 5000; i++) {
+    mdht_id ih = ih_n(10000 + i);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &evil, false, 200 + i), 0);
+    assert_true(f->ps.nih <= 300);
+    assert_true(mdht_peers_of_ip(&f->ps, &evil) <= 256);
+  }
+  for (uint32_t i = 0; i < 100; i++) {
+    mdht_id ih = ih_n(i);
+    mdht_addr a = p4(1000 + i, 6881);
+    assert_int_equal(mdht_peers_find(&f->ps, &ih, &a, NULL), 0);
+  }
+  /* 200 fresh info-hashes fit beside the 100; the quota gave way to them
+   * from its records in the legitimate swarms, down to 255 (the next
+   * fresh one evicts one of its own instead). */
+  assert_int_equal(f->ps.nih, 300);
+  uint32_t held = mdht_peers_of_ip(&f->ps, &evil);
+  assert_true(held >= 200 && held <= 256);
+  assert_int_equal(f->ps.npeers, 100 + held);
+  /* Without a quota, the same flood still only evicts its own. */
+  fx *g = fx_new(300, 50);
+  for (uint32_t i = 0; i < 100; i++) {
+    mdht_id ih = ih_n(i);
+    mdht_addr a = p4(1000 + i, 6881);
+    assert_int_equal(mdht_peers_add(&g->ps, &ih, &a, false, i), 0);
+  }
+  for (uint32_t i = 0; i < 5000; i++) {
+    mdht_id ih = ih_n(10000 + i);
+    assert_int_equal(mdht_peers_add(&g->ps, &ih, &evil, false, 200 + i), 0);
+  }
+  assert_int_equal(mdht_peers_of_ip(&g->ps, &evil), 200);
+  assert_int_equal(g->ps.npeers, 300);
+  for (uint32_t i = 0; i < 100; i++) {
+    mdht_id ih = ih_n(i);
+    mdht_addr a = p4(1000 + i, 6881);
+    assert_int_equal(mdht_peers_find(&g->ps, &ih, &a, NULL), 0);
+  }
+  fx_del(g);
+  fx_del(f);
+}
+
+/* At max_peers, one IP announcing into known swarms and fresh ones only
+ * ever displaces its own records. */
+static void test_total_bound_heaviest_pays(void **state) {
+  (void)state;
+  fx *f = fx_new(1000, 100);
+  f->cfg.max_peers = 150;
+  for (uint32_t i = 0; i < 20; i++)
+    for (uint32_t j = 0; j < 5; j++) {
+      mdht_id ih = ih_n(i);
+      mdht_addr a = p4(1000 + i * 10 + j, 6881);
+      assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, i), 0);
+    }
+  mdht_addr evil = p4(666, 1);
+  for (uint32_t i = 0; i < 3000; i++) {
+    mdht_id ih = ih_n(i % 3 ? 5000 + i : i % 20);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &evil, false, 100 + i), 0);
+    assert_true(f->ps.npeers <= 150);
+  }
+  for (uint32_t i = 0; i < 20; i++)
+    for (uint32_t j = 0; j < 5; j++) {
+      mdht_id ih = ih_n(i);
+      mdht_addr a = p4(1000 + i * 10 + j, 6881);
+      assert_int_equal(mdht_peers_find(&f->ps, &ih, &a, NULL), 0);
+    }
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &evil), 50);
+  fx_del(f);
+}
+
+/* In a full swarm, the record of the IP holding the most records goes,
+ * not the legitimate peer closest to expiry. */
+static void test_swarm_bound_heaviest_pays(void **state) {
+  (void)state;
+  fx *f = fx_new(100, 10);
+  mdht_id ih = ih_n(1);
+  mdht_addr heavy = p4(666, 1);
+  for (uint32_t i = 0; i < 20; i++) {
+    mdht_id other = ih_n(100 + i);
+    assert_int_equal(mdht_peers_add(&f->ps, &other, &heavy, false, 50), 0);
+  }
+  for (uint32_t i = 0; i < 9; i++) {
+    mdht_addr a = p4(i, 1);
+    assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, i), 0);
+  }
+  assert_int_equal(mdht_peers_add(&f->ps, &ih, &heavy, false, 60), 0);
+  mdht_addr nw = p4(99, 1);
+  assert_int_equal(mdht_peers_add(&f->ps, &ih, &nw, false, 70), 0);
+  assert_int_equal(mdht_peers_find(&f->ps, &ih, &heavy, NULL),
+                   MDHT_ERR_NOTFOUND);
+  for (uint32_t i = 0; i < 9; i++) {
+    mdht_addr a = p4(i, 1);
+    assert_int_equal(mdht_peers_find(&f->ps, &ih, &a, NULL), 0);
+  }
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &heavy), 20);
+  fx_del(f);
+}
+
+/* Random churn under every bound at once: the per-IP table always agrees
+ * with the records (sum of counts = peers, at most one entry per IP that
+ * holds a record), quotas and bounds hold, and it empties with them. */
+static void test_source_table_consistent(void **state) {
+  (void)state;
+  fx *f = fx_new(40, 6);
+  f->cfg.max_peers = 120;
+  f->cfg.max_ih_per_ip = 7;
+  uint64_t x = 88172645463325252ULL;
+  for (uint32_t step = 0; step < 20000; step++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    mdht_id ih = ih_n((uint32_t)(x % 97));
+    mdht_addr a = (x >> 8) % 5 ? p4((uint32_t)((x >> 16) % 60), 1)
+                               : p6((uint32_t)((x >> 16) % 20), 1);
+    a.port = (uint16_t)(1 + (x >> 32) % 3);
+    mdht_time now = step;
+    if ((x >> 40) % 4)
+      assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, now), 0);
+    else
+      mdht_peers_add_until(&f->ps, &ih, &a, false, now + (x >> 44) % TTL + 1,
+                           now);
+    if (step % 97 == 0) mdht_peers_expire(&f->ps, now);
+    assert_true(f->ps.nih <= 40 && f->ps.npeers <= 120);
+    assert_true(f->ps.nsrc <= f->ps.npeers);
+    if (step % 500 == 0 || step > 19900) {
+      uint32_t sum = 0, held = 0;
+      for (uint32_t i = 0; i < 60; i++) {
+        mdht_addr b = p4(i, 0);
+        uint32_t n = mdht_peers_of_ip(&f->ps, &b);
+        assert_true(n <= 7);
+        sum += n;
+        held += n > 0;
+      }
+      for (uint32_t i = 0; i < 20; i++) {
+        mdht_addr b = p6(i, 0);
+        uint32_t n = mdht_peers_of_ip(&f->ps, &b);
+        assert_true(n <= 7);
+        sum += n;
+        held += n > 0;
+      }
+      assert_int_equal(sum, f->ps.npeers);
+      assert_int_equal(held, f->ps.nsrc);
+    }
+  }
+  mdht_peers_expire(&f->ps, UINT64_MAX - 1);
+  assert_int_equal(f->ps.npeers, 0);
+  assert_int_equal(f->ps.nsrc, 0);
+  assert_int_equal(f->ps.nih, 0);
+  fx_del(f);
+}
+
 /* Free with everything still stored: ASan's leak check covers it. */
 static void test_free_full_store(void **state) {
   (void)state;
@@ -650,6 +914,12 @@ int main(void) {
       cmocka_unit_test(test_sample_infohashes),
       cmocka_unit_test(test_index_churn),
       cmocka_unit_test(test_zero_bounds_and_no_bus),
+      cmocka_unit_test(test_one_record_per_ip),
+      cmocka_unit_test(test_quota_own_stalest_gives_way),
+      cmocka_unit_test(test_flood_evicts_only_own),
+      cmocka_unit_test(test_total_bound_heaviest_pays),
+      cmocka_unit_test(test_swarm_bound_heaviest_pays),
+      cmocka_unit_test(test_source_table_consistent),
       cmocka_unit_test(test_free_full_store),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

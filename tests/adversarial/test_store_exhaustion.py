@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Attack 4 of docs/SECURITY.md: one host empties the peer store.
+
+100 legitimate swarms, each announced by its own peer on its own 127.0.34.x
+address, sit in a node whose store holds 300 info-hashes
+(--max-infohashes 300). One attacker IP then announces 1,500 fresh
+info-hashes, paced under the rate limiter (250/s, burst 500), with the one
+token it got like anyone else. With oldest-first eviction, each fresh
+info-hash would evict a legitimate swarm (99 of 100 went before the
+defence). mdht evicts from the source holding the most records, which is
+the attacker, and caps each IP at --max-infohashes-per-ip (256): every
+legitimate swarm stays, the attacker holds at most its quota.
+
+A second node with the default store shows the quota alone: the same
+flood leaves the attacker exactly 256 info-hashes.
+
+Usage: test_store_exhaustion.py path/to/mdht
+"""
+import json
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+
+from advlib import MdhtProcess, Sock, bdecode, check, figure, parse_peer, run
+
+QUOTA = 256
+FLOOD = 1500
+
+
+def announce(sock, to, ih, port):
+    r = sock.query(to, "get_peers", {"info_hash": ih})
+    token = r[b"r"][b"token"]
+    r = sock.query(to, "announce_peer",
+                   {"info_hash": ih, "port": port, "token": token})
+    return r.get(b"y") == b"r"
+
+
+def stats(binary, ctl):
+    p = subprocess.run([binary, "stats", "--control", ctl, "--json"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    check(p.returncode == 0, "stats: %s" % p.stderr.decode())
+    return json.loads(p.stdout)["storage"]
+
+
+def send_batch(sock, to, queries, timeout=2.0):
+    """Sends (method, args) queries back to back, then collects replies;
+    returns how many were answered with "r"."""
+    tids = set()
+    for q, a in queries:
+        t = sock.tid()
+        tids.add(t)
+        args = {"id": sock.id}
+        args.update(a)
+        sock.send(to, {"t": t, "y": "q", "q": q, "a": args})
+    ok = 0
+    end = time.time() + timeout
+    while tids and time.time() < end:
+        r, _, _ = select.select([sock.s], [], [], max(0, end - time.time()))
+        if not r:
+            break
+        m = bdecode(sock.s.recvfrom(65536)[0])
+        if m.get(b"t") in tids:
+            tids.discard(m[b"t"])
+            ok += m.get(b"y") == b"r"
+    return ok
+
+
+def flood(attacker, to, n, max_seconds=20.0):
+    """n fresh info-hashes from one IP, one token: 400 at once (within the
+    burst), then 50 every 0.25 s (200/s, under the 250/s refill).
+    Bounded in count and time. Returns (accepted, sent, seconds)."""
+    r = attacker.query(to, "get_peers", {"info_hash": os.urandom(20)})
+    token = r[b"r"][b"token"]
+    t0 = time.time()
+    ok = sent = 0
+    while sent < n and time.time() - t0 < max_seconds:
+        step = time.time()
+        batch = [("announce_peer", {"info_hash": os.urandom(20),
+                                    "port": 6881, "token": token})
+                 for _ in range(min(50, n - sent))]
+        # Replies past a reply budget may never come: wait no longer
+        # than the pacing does.
+        ok += send_batch(attacker, to, batch, timeout=0.25)
+        sent += len(batch)
+        if sent > 400:
+            time.sleep(max(0.0, 0.25 - (time.time() - step)))
+    return ok, sent, time.time() - t0
+
+
+def start(binary, ip, ctl, extra):
+    return MdhtProcess(binary, ["--bind", ip, "--port", "0",
+                                "--no-bootstrap", "--log-level", "warn",
+                                "--control", ctl] + extra)
+
+
+def full_store(binary, tmp):
+    ctl = os.path.join(tmp, "a.sock")
+    node = start(binary, "127.0.34.1", ctl, ["--max-infohashes", "300"])
+    socks = []
+    try:
+        to = node.addr
+        swarms = []
+        for i in range(100):
+            s = Sock("127.0.34.%d" % (10 + i))
+            socks.append(s)
+            ih = os.urandom(20)
+            check(announce(s, to, ih, 6000 + i), "legitimate announce")
+            swarms.append((s, ih, (s.addr[0], 6000 + i)))
+        attacker = Sock("127.0.35.1")
+        socks.append(attacker)
+        ok, sent, secs = flood(attacker, to, FLOOD)
+        figure("one IP announced %d fresh info-hashes (%d accepted) in "
+               "%.1f s into a store of 300" % (sent, ok, secs))
+        check(sent == FLOOD, "the whole flood was sent")
+        # Each legitimate peer looks up its own swarm (one reply each:
+        # no single IP asks for much).
+        held = 0
+        for s, ih, me in swarms:
+            r = s.query(to, "get_peers", {"info_hash": ih})
+            vals = [parse_peer(v) for v in r[b"r"].get(b"values", [])]
+            held += me in vals
+        st = stats(binary, ctl)
+        evil = st["peers"] - held
+        figure("store of 300 flooded by one IP: %d/100 legitimate swarms "
+               "kept; attacker holds %d info-hashes (quota %d); %d "
+               "info-hashes stored" % (held, evil, QUOTA, st["infohashes"]))
+        check(held == 100, "all 100 legitimate swarms held (%d)" % held)
+        check(st["infohashes"] <= 300, "store bound kept")
+        check(evil <= QUOTA, "attacker within its quota (%d)" % evil)
+        check(node.alive(), "node still running")
+    finally:
+        for s in socks:
+            s.close()
+        node.stop()
+
+
+def quota_alone(binary, tmp):
+    ctl = os.path.join(tmp, "b.sock")
+    node = start(binary, "127.0.36.1", ctl, [])
+    attacker = Sock("127.0.36.2")
+    try:
+        ok, sent, secs = flood(attacker, node.addr, FLOOD)
+        st = stats(binary, ctl)
+        figure("default store, one IP announced %d fresh info-hashes "
+               "(%d accepted) in %.1f s: %d kept (quota %d)"
+               % (sent, ok, secs, st["infohashes"], QUOTA))
+        check(st["infohashes"] == st["peers"], "one record each: %r" % st)
+        check(st["infohashes"] <= QUOTA, "one IP within its quota: %r" % st)
+        # Every acknowledged announce was stored: the quota, not a loss,
+        # is what stops it.
+        check(st["infohashes"] >= min(QUOTA, ok),
+              "the quota is reached: %r after %d accepted" % (st, ok))
+    finally:
+        attacker.close()
+        node.stop()
+
+
+def main(binary):
+    tmp = tempfile.mkdtemp(prefix="mdht-adv-store-")
+    try:
+        full_store(binary, tmp)
+        quota_alone(binary, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run(main)
