@@ -5,6 +5,7 @@
  *
  * Exit status: 0 success, 2 usage or runtime error (one line on stderr).
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -376,8 +377,11 @@ static int cmd_run(int argc, char **argv) {
     }
     /* Locked before the socket is bound: a second node on the same
      * directory stops here, with the reason logged. */
-    if (mdht_persist_open(&ps, dir, &log) < 0 ||
-        mdht_persist_read(&ps, &saved, &saved_len, NULL) < 0) {
+    if ((rc = mdht_persist_open(&ps, dir, &log)) < 0 ||
+        (rc = mdht_persist_read(&ps, &saved, &saved_len, NULL)) < 0) {
+      /* A directory or file another user controls: refused, and said
+       * here, as a usage error is. */
+      if (rc == -EPERM) cli_error("%s", ps.why);
       mdht_persist_close(&ps);
       if (a.control) mdht_ctl_server_close(&ctl);
       return CLI_USAGE_ERROR;
