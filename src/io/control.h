@@ -158,7 +158,9 @@ void mdht_ctl_format_saved(const mdht_ctl_req *req, const mdht_ctl_saved *s,
                            mdht_ctl_buf *out);
 
 /* Reads a response: call with each chunk received. Output lines go to
- * `out`, progress lines to `progress` (NULL: dropped). Returns 1 once the
+ * `out`, progress lines to `progress` (NULL: dropped), the status message
+ * to `msg`, all with mdht_ctl_escape applied: the bytes come from another
+ * process, and must not drive the terminal they are printed on. Returns 1 once the
  * status line has been read (then `code` and `msg` are set), 0 if more is
  * needed, MDHT_ERR_PROTO on a line longer than the reader's buffer. */
 enum {
@@ -174,7 +176,14 @@ typedef struct mdht_ctl_reader {
   size_t len;
   int code;
   char msg[512];
+  bool json; /* escapes in output lines as \u00NN, not \xNN */
 } mdht_ctl_reader;
+
+/* Writes `n` bytes of `src` into `dst` (NUL-terminated, at most cap - 1
+ * bytes, whole escapes only) with every byte that is not printable ASCII
+ * (0x20-0x7e) as \xNN, or \u00NN when `json`. Returns the length. */
+size_t mdht_ctl_escape(char *dst, size_t cap, const char *src, size_t n,
+                       bool json);
 
 void mdht_ctl_reader_init(mdht_ctl_reader *rd);
 int mdht_ctl_reader_feed(mdht_ctl_reader *rd, const char *data, size_t len,
@@ -267,8 +276,9 @@ void mdht_ctl_server_close(mdht_ctl_server *srv);
 
 /* -------------------------------------------------------------- client */
 
-/* Sends `line` (a request with its LF) to the server at `path` and prints
- * the response: output lines on `out`, progress lines on `progress` (NULL:
+/* Connects to `path`, refuses (exit 2, the reason in `msg`) a listener
+ * that runs as another uid than ours (SO_PEERCRED), sends `line` (a
+ * request with its LF) and prints the response, escaped: output lines on `out`, progress lines on `progress` (NULL:
  * dropped). Gives up `timeout_ms` after sending. Returns the command's exit
  * status; when a message goes with it (the server's, or why the call
  * failed), it is in `msg` (else msg[0] is NUL). */
