@@ -1470,8 +1470,8 @@ int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
   {
     mdht_ctl_req req;
     char perr[128];
-    rd->json = mdht_ctl_parse(&req, line, len, perr, sizeof perr) == 0 &&
-               req.json;
+    rd->json =
+        mdht_ctl_parse(&req, line, len, perr, sizeof perr) == 0 && req.json;
   }
   for (;;) {
     char buf[4096];

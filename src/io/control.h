@@ -160,8 +160,8 @@ void mdht_ctl_format_saved(const mdht_ctl_req *req, const mdht_ctl_saved *s,
 /* Reads a response: call with each chunk received. Output lines go to
  * `out`, progress lines to `progress` (NULL: dropped), the status message
  * to `msg`, all with mdht_ctl_escape applied: the bytes come from another
- * process, and must not drive the terminal they are printed on. Returns 1 once the
- * status line has been read (then `code` and `msg` are set), 0 if more is
+ * process, and must not drive the terminal they are printed on. Returns 1 once
+ * the status line has been read (then `code` and `msg` are set), 0 if more is
  * needed, MDHT_ERR_PROTO on a line longer than the reader's buffer. */
 enum {
   MDHT_CTL_RD_START,   /* at the start of a line */
@@ -278,10 +278,10 @@ void mdht_ctl_server_close(mdht_ctl_server *srv);
 
 /* Connects to `path`, refuses (exit 2, the reason in `msg`) a listener
  * that runs as another uid than ours (SO_PEERCRED), sends `line` (a
- * request with its LF) and prints the response, escaped: output lines on `out`, progress lines on `progress` (NULL:
- * dropped). Gives up `timeout_ms` after sending. Returns the command's exit
- * status; when a message goes with it (the server's, or why the call
- * failed), it is in `msg` (else msg[0] is NUL). */
+ * request with its LF) and prints the response, escaped: output lines on `out`,
+ * progress lines on `progress` (NULL: dropped). Gives up `timeout_ms` after
+ * sending. Returns the command's exit status; when a message goes with it (the
+ * server's, or why the call failed), it is in `msg` (else msg[0] is NUL). */
 int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
                   FILE *out, FILE *progress, char *msg, size_t msgcap);
 

@@ -354,13 +354,15 @@ static int take_lock(mdht_persist *p, const char *dir) {
   char path[4096 + 8];
   snprintf(path, sizeof path, "%s/%s", dir, MDHT_PERSIST_LOCK);
   if (rc == -ELOOP) {
-    snprintf(p->why, sizeof p->why,
-             "lock file %s is a symbolic link: refused", path);
+    snprintf(p->why, sizeof p->why, "lock file %s is a symbolic link: refused",
+             path);
     return -EPERM;
   }
   if (rc == -EPERM && !S_ISREG(st.st_mode)) {
-    snprintf(p->why, sizeof p->why, "lock file %s is not a regular file: "
-             "refused", path);
+    snprintf(p->why, sizeof p->why,
+             "lock file %s is not a regular file: "
+             "refused",
+             path);
     return rc;
   }
   if (rc == -EPERM) return refuse(p, "lock file", path, &st);
@@ -426,8 +428,8 @@ int mdht_persist_read(mdht_persist *p, uint8_t **buf, size_t *len,
   /* A file someone else could have written is not loaded, nor set aside
    * (it may be a link to someone's file): the user must look at it. */
   if (rc == -ELOOP) {
-    snprintf(p->why, sizeof p->why,
-             "state file %s is a symbolic link: refused", path);
+    snprintf(p->why, sizeof p->why, "state file %s is a symbolic link: refused",
+             path);
     return -EPERM;
   }
   if (rc == -EPERM) return refuse(p, "state file", path, &st);
