@@ -1224,6 +1224,32 @@ static int probe(const char *path) {
   return rc;
 }
 
+/* A directory where others may remove and create entries, unless the
+ * sticky bit keeps them to their own (as in /tmp): there another user
+ * could swap our socket for theirs once we listen. Clients would refuse
+ * theirs (SO_PEERCRED), but the node would be cut off: refused up front. */
+static int check_dir(const char *path, char *err, size_t errcap) {
+  char dir[sizeof((struct sockaddr_un *)0)->sun_path];
+  const char *slash = strrchr(path, '/');
+  struct stat st;
+  if (!slash)
+    strcpy(dir, ".");
+  else if (slash == path)
+    strcpy(dir, "/");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  if (stat(dir, &st) < 0) return 0; /* bind says why */
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+    snprintf(err, errcap,
+             "directory %s of the control socket is writable by group or "
+             "others without the sticky bit (mode %04o): refused; chmod "
+             "go-w or +t it, or choose another path",
+             dir, (unsigned)(st.st_mode & 07777));
+    return -1;
+  }
+  return 0;
+}
+
 int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
                          size_t errcap) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1241,6 +1267,7 @@ int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
   }
   snprintf(srv->path, sizeof srv->path, "%s", path);
   memcpy(sa.sun_path, path, strlen(path));
+  if (check_dir(path, err, errcap) < 0) return MDHT_ERR_EXISTS;
 
   if (lstat(path, &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {

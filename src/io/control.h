@@ -264,7 +264,8 @@ typedef struct mdht_ctl_server {
 
 /* Creates the socket at `path`: mode 0600; a stale socket (nobody
  * listening) is replaced. Errors, with a one-line reason in `err`:
- * MDHT_ERR_EXISTS (an mdht answers there, or `path` is not a socket),
+ * MDHT_ERR_EXISTS (an mdht answers there, `path` is not a socket, or its
+ * directory is writable by group or others without the sticky bit),
  * MDHT_ERR_IO (any other failure). */
 int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
                          size_t errcap);

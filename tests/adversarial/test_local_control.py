@@ -135,6 +135,49 @@ def main(binary):
                 obj = json.loads(out.splitlines()[0])
                 check(obj["addr"].startswith("\x1b[2J"),
                       "json: the escaped line is valid JSON")
+
+        # 3. The server side. In a directory others may write without the
+        # sticky bit, another user could swap the socket once the node
+        # listens: the node refuses it. In a sticky shared directory (as
+        # /tmp), the socket is 0600 and our own client talks to it.
+        loose = os.path.join(tmp, "loose")
+        os.mkdir(loose)
+        os.chmod(loose, 0o777)
+        p = subprocess.run([binary, "run", "--no-state", "--bind", "127.0.9.60",
+                            "--port", "0", "--no-bootstrap", "--control",
+                            os.path.join(loose, "s")],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=30)
+        figure("node on a socket in a 0777 directory: exit %d, %r"
+               % (p.returncode, p.stderr.strip()))
+        check(p.returncode == 2 and len(p.stderr.splitlines()) == 1 and
+              b"without the sticky bit" in p.stderr,
+              "0777 socket directory refused: %r" % p.stderr)
+        check(not os.path.exists(os.path.join(loose, "s")),
+              "no socket was created there")
+        path = os.path.join(tmp, "node.sock")
+        node = subprocess.Popen([binary, "run", "--no-state", "--bind",
+                                 "127.0.9.61", "--port", "0",
+                                 "--no-bootstrap", "--control", path],
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 10
+            rc = None
+            while time.time() < deadline:
+                rc, out, err = client(binary, "stats", "--control", path)
+                if rc == 0:
+                    break
+                time.sleep(0.05)
+            mode = os.stat(path).st_mode & 0o777
+            figure("own node in a sticky 1777 directory: socket mode %o, "
+                   "stats exit %s" % (mode, rc))
+            check(mode == 0o600, "the socket is 0600, not %o" % mode)
+            check(rc == 0, "our own node answers our client: %r" % err)
+        finally:
+            node.terminate()
+            node.wait(timeout=10)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
