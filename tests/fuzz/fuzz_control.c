@@ -140,8 +140,7 @@ static void built(const char *s, size_t n, bool json) {
   result r;
   read_all(&r, b.p, b.len, 7, json);
   CHECK(r.rc == 1 && r.code == code && !b.overflow);
-  if (fits)
-    CHECK(r.outlen == wlen && memcmp(r.out, want, wlen) == 0);
+  if (fits) CHECK(r.outlen == wlen && memcmp(r.out, want, wlen) == 0);
   char clean[512];
   size_t i;
   for (i = 0; msg[i] && i + 1 < sizeof clean; i++)
