@@ -4,6 +4,10 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ARGS ?=
 FUZZ_SECONDS ?= 15
+# A campaign by executions instead of seconds, e.g.
+#   make fuzz FUZZ_RUNS=10000000 FUZZ_JOBS=2
+FUZZ_RUNS ?=
+FUZZ_JOBS ?= 1
 
 .PHONY: all deps build run test test-debug test-asan fuzz fuzz-build install clean format bench
 
@@ -40,7 +44,7 @@ fuzz-build:
 	@cmake --build build-fuzz -j $(JOBS)
 
 fuzz: fuzz-build
-	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+	@FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_JOBS=$(FUZZ_JOBS) bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 # The benchmarks of docs/PERFORMANCE.md: mdht against a raw UDP echo server
 # and libtorrent, side by side in one run, then the in-process query path

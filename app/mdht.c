@@ -5,6 +5,7 @@
  *
  * Exit status: 0 success, 2 usage or runtime error (one line on stderr).
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,8 +236,8 @@ static const cli_opt run_opts[] = {
      "several entries per /24 or /64 in a bucket (closed test networks only)",
      CLI_FLAG, CFG(allow_same_prefix), 0, 0, NULL},
     {"--max-infohashes-per-ip", "N",
-     "info-hashes one source IP may hold peers in", CLI_U32,
-     CFG(max_ih_per_ip), 1, U32MAX, NULL},
+     "info-hashes one source IP may hold peers in", CLI_U32, CFG(max_ih_per_ip),
+     1, U32MAX, NULL},
     {"--max-values", "N", "peers in one get_peers reply", CLI_U32,
      CFG(max_values), 1, 1000, NULL},
     {"--reply-budget", "BYTES",
@@ -376,8 +377,11 @@ static int cmd_run(int argc, char **argv) {
     }
     /* Locked before the socket is bound: a second node on the same
      * directory stops here, with the reason logged. */
-    if (mdht_persist_open(&ps, dir, &log) < 0 ||
-        mdht_persist_read(&ps, &saved, &saved_len, NULL) < 0) {
+    if ((rc = mdht_persist_open(&ps, dir, &log)) < 0 ||
+        (rc = mdht_persist_read(&ps, &saved, &saved_len, NULL)) < 0) {
+      /* A directory or file another user controls: refused, and said
+       * here, as a usage error is. */
+      if (rc == -EPERM) cli_error("%s", ps.why);
       mdht_persist_close(&ps);
       if (a.control) mdht_ctl_server_close(&ctl);
       return CLI_USAGE_ERROR;

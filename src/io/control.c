@@ -672,6 +672,53 @@ void mdht_ctl_reader_init(mdht_ctl_reader *rd) {
   memset(rd, 0, sizeof *rd);
 }
 
+/* Printable ASCII passes; every other byte (C0 controls, ESC, CR, TAB,
+ * DEL, and all of 0x80-0xff, where C1 controls and their UTF-8 forms
+ * live) is written as \xNN, or \u00NN in JSON, where it is then valid
+ * inside a string. The backslash is left alone: JSON needs its escapes. */
+static bool printable(unsigned char c) {
+  return c >= 0x20 && c < 0x7f;
+}
+
+static size_t escape1(unsigned char c, bool json, char out[8]) {
+  if (printable(c)) {
+    out[0] = (char)c;
+    return 1;
+  }
+  return (size_t)snprintf(out, 8, json ? "\\u%04x" : "\\x%02x", c);
+}
+
+size_t mdht_ctl_escape(char *dst, size_t cap, const char *src, size_t n,
+                       bool json) {
+  size_t k = 0;
+  if (cap == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char tmp[8];
+    size_t m = escape1((unsigned char)src[i], json, tmp);
+    if (k + m >= cap) break; /* whole escapes only */
+    memcpy(dst + k, tmp, m);
+    k += m;
+  }
+  dst[k] = '\0';
+  return k;
+}
+
+static void put_escaped(FILE *f, const char *p, size_t n, bool json) {
+  size_t i = 0;
+  while (i < n) {
+    size_t run = 0;
+    while (i + run < n && printable((unsigned char)p[i + run]))
+      run++;
+    if (run) fwrite(p + i, 1, run, f);
+    i += run;
+    if (i < n) {
+      char tmp[8];
+      fwrite(tmp, 1, escape1((unsigned char)p[i], json, tmp), f);
+      i++;
+    }
+  }
+}
+
 /* A finished progress or status line, in rd->line. */
 static int reader_line(mdht_ctl_reader *rd, FILE *progress) {
   long code;
@@ -679,7 +726,10 @@ static int reader_line(mdht_ctl_reader *rd, FILE *progress) {
 
   rd->line[rd->len] = '\0';
   if (rd->kind == MDHT_CTL_PROGRESS) {
-    if (progress) fprintf(progress, "%s\n", rd->line);
+    if (progress) {
+      put_escaped(progress, rd->line, rd->len, false);
+      fputc('\n', progress);
+    }
     return 0;
   }
   /* "exit N[ message]" */
@@ -689,7 +739,10 @@ static int reader_line(mdht_ctl_reader *rd, FILE *progress) {
   code = strtol(rd->line + 5, &end, 10);
   if (code > 255 || (*end && *end != ' ')) return MDHT_ERR_PROTO;
   rd->code = (int)code;
-  snprintf(rd->msg, sizeof rd->msg, "%s", *end ? end + 1 : "");
+  if (*end) end++;
+  /* The message is printed after "mdht: ": escaped like the output. */
+  mdht_ctl_escape(rd->msg, sizeof rd->msg, end,
+                  rd->len - (size_t)(end - rd->line), false);
   return 1;
 }
 
@@ -716,7 +769,10 @@ int mdht_ctl_reader_feed(mdht_ctl_reader *rd, const char *data, size_t len,
     seg = lf ? (size_t)(lf - data) : len;
     used = seg + (lf ? 1 : 0);
     if (rd->state == MDHT_CTL_RD_OUTPUT) {
-      if (out) fwrite(data, 1, used, out);
+      /* Whoever answers on the socket must not reach the terminal: output
+       * is escaped as it passes (the LF ending a line is ours). */
+      if (out) put_escaped(out, data, seg, rd->json);
+      if (out && lf) fputc('\n', out);
       if (lf) rd->state = MDHT_CTL_RD_START;
     } else {
       size_t room = sizeof rd->line - 1 - rd->len;
@@ -1168,6 +1224,32 @@ static int probe(const char *path) {
   return rc;
 }
 
+/* A directory where others may remove and create entries, unless the
+ * sticky bit keeps them to their own (as in /tmp): there another user
+ * could swap our socket for theirs once we listen. Clients would refuse
+ * theirs (SO_PEERCRED), but the node would be cut off: refused up front. */
+static int check_dir(const char *path, char *err, size_t errcap) {
+  char dir[sizeof((struct sockaddr_un *)0)->sun_path];
+  const char *slash = strrchr(path, '/');
+  struct stat st;
+  if (!slash)
+    strcpy(dir, ".");
+  else if (slash == path)
+    strcpy(dir, "/");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  if (stat(dir, &st) < 0) return 0; /* bind says why */
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+    snprintf(err, errcap,
+             "directory %s of the control socket is writable by group or "
+             "others without the sticky bit (mode %04o): refused; chmod "
+             "go-w or +t it, or choose another path",
+             dir, (unsigned)(st.st_mode & 07777));
+    return -1;
+  }
+  return 0;
+}
+
 int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
                          size_t errcap) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1185,6 +1267,7 @@ int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
   }
   snprintf(srv->path, sizeof srv->path, "%s", path);
   memcpy(sa.sun_path, path, strlen(path));
+  if (check_dir(path, err, errcap) < 0) return MDHT_ERR_EXISTS;
 
   if (lstat(path, &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
@@ -1237,7 +1320,9 @@ int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
   if (lstat(path, &st) < 0) goto fail_unlink;
   srv->dev = st.st_dev;
   srv->ino = st.st_ino;
-  if (chmod(path, 0600) < 0 || listen(srv->lfd, 64) < 0) goto fail_unlink;
+  /* No chmod: the umask above made it 0600 already, and chmod by name
+   * would follow whatever another user may have put at the path since. */
+  if (listen(srv->lfd, 64) < 0) goto fail_unlink;
   return 0;
 
 fail_unlink:
@@ -1317,6 +1402,29 @@ void mdht_ctl_server_close(mdht_ctl_server *srv) {
 
 /* --------------------------------------------------------------- client */
 
+/* Only a node of our own answers for us: whoever listens on the path may
+ * be another user who bound it first (a shared /tmp), and would then feed
+ * us made-up peers. The kernel gives the listener's credentials as they
+ * were at listen(); they cannot be forged. Strict equality, root
+ * included: root talks only to nodes run as root. */
+static int check_peer(int fd, const char *path, char *msg, size_t msgcap) {
+  struct ucred cr;
+  socklen_t crlen = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0) {
+    snprintf(msg, msgcap, "cannot check who listens on %s: %s", path,
+             strerror(errno));
+    return -1;
+  }
+  if (cr.uid != geteuid()) {
+    snprintf(msg, msgcap,
+             "the process on %s runs as uid %u, not as this user (uid %u): "
+             "refused",
+             path, (unsigned)cr.uid, (unsigned)geteuid());
+    return -1;
+  }
+  return 0;
+}
+
 int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
                   FILE *out, FILE *progress, char *msg, size_t msgcap) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1356,6 +1464,7 @@ int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
       snprintf(msg, msgcap, "cannot connect to %s: %s", path, strerror(errno));
     goto out;
   }
+  if (check_peer(fd, path, msg, msgcap) < 0) goto out;
   while (sent < len) {
     ssize_t n = send(fd, line + sent, len - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -1385,6 +1494,12 @@ int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
     goto out;
   }
   mdht_ctl_reader_init(rd);
+  {
+    mdht_ctl_req req;
+    char perr[128];
+    rd->json =
+        mdht_ctl_parse(&req, line, len, perr, sizeof perr) == 0 && req.json;
+  }
   for (;;) {
     char buf[4096];
     struct pollfd pfd = {.fd = fd, .events = POLLIN};

@@ -158,8 +158,10 @@ void mdht_ctl_format_saved(const mdht_ctl_req *req, const mdht_ctl_saved *s,
                            mdht_ctl_buf *out);
 
 /* Reads a response: call with each chunk received. Output lines go to
- * `out`, progress lines to `progress` (NULL: dropped). Returns 1 once the
- * status line has been read (then `code` and `msg` are set), 0 if more is
+ * `out`, progress lines to `progress` (NULL: dropped), the status message
+ * to `msg`, all with mdht_ctl_escape applied: the bytes come from another
+ * process, and must not drive the terminal they are printed on. Returns 1 once
+ * the status line has been read (then `code` and `msg` are set), 0 if more is
  * needed, MDHT_ERR_PROTO on a line longer than the reader's buffer. */
 enum {
   MDHT_CTL_RD_START,   /* at the start of a line */
@@ -174,7 +176,14 @@ typedef struct mdht_ctl_reader {
   size_t len;
   int code;
   char msg[512];
+  bool json; /* escapes in output lines as \u00NN, not \xNN */
 } mdht_ctl_reader;
+
+/* Writes `n` bytes of `src` into `dst` (NUL-terminated, at most cap - 1
+ * bytes, whole escapes only) with every byte that is not printable ASCII
+ * (0x20-0x7e) as \xNN, or \u00NN when `json`. Returns the length. */
+size_t mdht_ctl_escape(char *dst, size_t cap, const char *src, size_t n,
+                       bool json);
 
 void mdht_ctl_reader_init(mdht_ctl_reader *rd);
 int mdht_ctl_reader_feed(mdht_ctl_reader *rd, const char *data, size_t len,
@@ -255,7 +264,8 @@ typedef struct mdht_ctl_server {
 
 /* Creates the socket at `path`: mode 0600; a stale socket (nobody
  * listening) is replaced. Errors, with a one-line reason in `err`:
- * MDHT_ERR_EXISTS (an mdht answers there, or `path` is not a socket),
+ * MDHT_ERR_EXISTS (an mdht answers there, `path` is not a socket, or its
+ * directory is writable by group or others without the sticky bit),
  * MDHT_ERR_IO (any other failure). */
 int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
                          size_t errcap);
@@ -267,11 +277,12 @@ void mdht_ctl_server_close(mdht_ctl_server *srv);
 
 /* -------------------------------------------------------------- client */
 
-/* Sends `line` (a request with its LF) to the server at `path` and prints
- * the response: output lines on `out`, progress lines on `progress` (NULL:
- * dropped). Gives up `timeout_ms` after sending. Returns the command's exit
- * status; when a message goes with it (the server's, or why the call
- * failed), it is in `msg` (else msg[0] is NUL). */
+/* Connects to `path`, refuses (exit 2, the reason in `msg`) a listener
+ * that runs as another uid than ours (SO_PEERCRED), sends `line` (a
+ * request with its LF) and prints the response, escaped: output lines on `out`,
+ * progress lines on `progress` (NULL: dropped). Gives up `timeout_ms` after
+ * sending. Returns the command's exit status; when a message goes with it (the
+ * server's, or why the call failed), it is in `msg` (else msg[0] is NUL). */
 int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
                   FILE *out, FILE *progress, char *msg, size_t msgcap);
 

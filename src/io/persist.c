@@ -67,10 +67,12 @@ int mdht_persist_write_atomic(int dirfd, const char *name, const uint8_t *buf,
   char tmp[NAME_MAX + 1];
   int rc = sibling(tmp, sizeof tmp, name, ".tmp");
   if (rc < 0) return rc;
-  /* O_TRUNC on a fixed name: the directory lock makes us the only writer,
-   * and a temp file left by a crash is simply overwritten. */
+  /* A file of our own making, never one found under the name: whatever
+   * is there (left by a crash, or planted) goes first, and O_EXCL with
+   * O_NOFOLLOW makes the open fail rather than write through a link. */
+  if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT) return -errno;
   int fd = openat(dirfd, tmp,
-                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+                  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return -errno;
   rc = write_all(fd, buf, len);
   /* The data must be on disk before the rename makes it the state file,
@@ -88,8 +90,13 @@ int mdht_persist_write_atomic(int dirfd, const char *name, const uint8_t *buf,
   return 0;
 }
 
-int mdht_persist_read_file(int dirfd, const char *name, size_t max,
-                           uint8_t **buf, size_t *len) {
+bool mdht_persist_safe(const struct stat *st) {
+  return st->st_uid == geteuid() && (st->st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+/* mdht_persist_read_file, with the opened file's stat in *st. */
+static int read_file_st(int dirfd, const char *name, size_t max, uint8_t **buf,
+                        size_t *len, struct stat *st_out) {
   struct stat st;
   *buf = NULL;
   *len = 0;
@@ -103,9 +110,16 @@ int mdht_persist_read_file(int dirfd, const char *name, size_t max,
     close(fd);
     return err;
   }
+  *st_out = st;
   if (!S_ISREG(st.st_mode)) {
     close(fd);
     return -EINVAL;
+  }
+  /* Checked on the opened file, so that what is checked is what is read:
+   * bytes another user could have written are not ours to load. */
+  if (!mdht_persist_safe(&st)) {
+    close(fd);
+    return -EPERM;
   }
   if ((uint64_t)st.st_size > max) {
     close(fd);
@@ -138,6 +152,12 @@ int mdht_persist_read_file(int dirfd, const char *name, size_t max,
   return 0;
 }
 
+int mdht_persist_read_file(int dirfd, const char *name, size_t max,
+                           uint8_t **buf, size_t *len) {
+  struct stat st;
+  return read_file_st(dirfd, name, max, buf, len, &st);
+}
+
 int mdht_persist_set_aside(int dirfd, const char *name) {
   char bad[NAME_MAX + 1];
   int rc = sibling(bad, sizeof bad, name, ".corrupt");
@@ -157,12 +177,23 @@ static long read_pid(int fd) {
   return pid > 0 && (*end == '\n' || *end == '\0') ? pid : 0;
 }
 
-int mdht_persist_lock(int dirfd, int *fd, long *holder) {
+/* mdht_persist_lock, with the lock file's stat in *st. */
+static int lock_st(int dirfd, int *fd, long *holder, struct stat *st) {
   *fd = -1;
   if (holder) *holder = 0;
+  /* O_NONBLOCK: a FIFO under the name must not hang us in open. */
   int lf = openat(dirfd, MDHT_PERSIST_LOCK,
-                  O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+                  O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
   if (lf < 0) return -errno;
+  if (fstat(lf, st) < 0) {
+    int err = -errno;
+    close(lf);
+    return err;
+  }
+  if (!S_ISREG(st->st_mode) || !mdht_persist_safe(st)) {
+    close(lf);
+    return -EPERM;
+  }
   /* flock, not a pid file alone: the kernel drops it when the process
    * dies however it dies (kill -9 included), so a stale lock cannot keep
    * a restarted node out. */
@@ -183,6 +214,11 @@ int mdht_persist_lock(int dirfd, int *fd, long *holder) {
   }
   *fd = lf;
   return 0;
+}
+
+int mdht_persist_lock(int dirfd, int *fd, long *holder) {
+  struct stat st;
+  return lock_st(dirfd, fd, holder, &st);
 }
 
 int mdht_persist_default_dir(char *buf, size_t cap) {
@@ -233,6 +269,109 @@ void mdht_persist_run_opts_default(mdht_persist_run_opts *o) {
   o->fallback_ms = MDHT_PERSIST_FALLBACK_MS;
 }
 
+/* Why `st` (of `what` at `path`) is not ours to trust, into p->why;
+ * returns -EPERM. */
+static int refuse(mdht_persist *p, const char *what, const char *path,
+                  const struct stat *st) {
+  unsigned me = (unsigned)geteuid();
+  if (st->st_uid != (uid_t)me)
+    snprintf(p->why, sizeof p->why,
+             "%s %s is owned by uid %u, not by this user (uid %u): refused",
+             what, path, (unsigned)st->st_uid, me);
+  else
+    snprintf(p->why, sizeof p->why,
+             "%s %s is writable by group or others (mode %04o): refused; "
+             "chmod go-w %s",
+             what, path, (unsigned)(st->st_mode & 07777), path);
+  return -EPERM;
+}
+
+/* Creates the missing parents of `dir` (0700), then `dir` itself (0700).
+ * An existing `dir` is left as it is: it is checked once opened. */
+static int make_dir(const char *dir) {
+  char parent[4096];
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/')
+    n--;
+  while (n > 0 && dir[n - 1] != '/')
+    n--;
+  while (n > 1 && dir[n - 1] == '/')
+    n--;
+  if (n > 0 && n < sizeof parent) {
+    memcpy(parent, dir, n);
+    parent[n] = '\0';
+    int rc = mdht_persist_mkdirs(parent, 0700);
+    if (rc < 0) return rc;
+  }
+  return mkdir(dir, 0700) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+/* Opens the directory itself, never a link to one, and checks the opened
+ * directory: no window between the check and the use. */
+static int open_dir(mdht_persist *p, const char *dir) {
+  struct stat st;
+  p->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (p->dirfd < 0) {
+    int rc = -errno;
+    /* lstat only to word the message: nothing is opened by it. */
+    if ((rc == -ENOTDIR || rc == -ELOOP) && lstat(dir, &st) == 0 &&
+        S_ISLNK(st.st_mode)) {
+      snprintf(p->why, sizeof p->why,
+               "state directory %s is a symbolic link: refused (give the "
+               "directory itself)",
+               dir);
+      return -EPERM;
+    }
+    mdht_logforge_logf(p->log, MDHT_LOG_ERROR,
+                       "cannot open state directory %s: %s", dir,
+                       strerror(-rc));
+    return rc;
+  }
+  if (fstat(p->dirfd, &st) < 0) return -errno;
+  if (!mdht_persist_safe(&st)) return refuse(p, "state directory", dir, &st);
+  return 0;
+}
+
+static int take_lock(mdht_persist *p, const char *dir) {
+  long holder = 0;
+  struct stat st;
+  int rc = lock_st(p->dirfd, &p->lockfd, &holder, &st);
+  if (rc == -EWOULDBLOCK) {
+    if (holder > 0)
+      mdht_logforge_logf(p->log, MDHT_LOG_ERROR,
+                         "state directory %s is in use by another mdht "
+                         "(pid %ld); two nodes cannot share one state "
+                         "directory: give each its own --state DIR",
+                         dir, holder);
+    else
+      mdht_logforge_logf(p->log, MDHT_LOG_ERROR,
+                         "state directory %s is in use by another mdht; "
+                         "two nodes cannot share one state directory: give "
+                         "each its own --state DIR",
+                         dir);
+    return rc;
+  }
+  char path[4096 + 8];
+  snprintf(path, sizeof path, "%s/%s", dir, MDHT_PERSIST_LOCK);
+  if (rc == -ELOOP) {
+    snprintf(p->why, sizeof p->why, "lock file %s is a symbolic link: refused",
+             path);
+    return -EPERM;
+  }
+  if (rc == -EPERM && !S_ISREG(st.st_mode)) {
+    snprintf(p->why, sizeof p->why,
+             "lock file %s is not a regular file: "
+             "refused",
+             path);
+    return rc;
+  }
+  if (rc == -EPERM) return refuse(p, "lock file", path, &st);
+  if (rc < 0)
+    mdht_logforge_logf(p->log, MDHT_LOG_ERROR, "cannot lock %s: %s", path,
+                       strerror(-rc));
+  return rc;
+}
+
 int mdht_persist_open(mdht_persist *p, const char *dir, mdht_logforge *log) {
   memset(p, 0, sizeof *p);
   p->dirfd = p->lockfd = p->save_tfd = p->tick_tfd = p->sub = -1;
@@ -244,43 +383,14 @@ int mdht_persist_open(mdht_persist *p, const char *dir, mdht_logforge *log) {
   strcpy(p->dir, dir);
   /* 0700: the state names the peers that announced to us, which is
    * nobody else's business on a shared machine. */
-  int rc = mdht_persist_mkdirs(dir, 0700);
+  int rc = make_dir(dir);
   if (rc < 0) {
     mdht_logforge_logf(log, MDHT_LOG_ERROR,
                        "cannot create state directory %s: %s", dir,
                        strerror(-rc));
     return rc;
   }
-  p->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (p->dirfd < 0) {
-    rc = -errno;
-    mdht_logforge_logf(log, MDHT_LOG_ERROR,
-                       "cannot open state directory %s: %s", dir,
-                       strerror(-rc));
-    return rc;
-  }
-  long holder = 0;
-  rc = mdht_persist_lock(p->dirfd, &p->lockfd, &holder);
-  if (rc == -EWOULDBLOCK) {
-    if (holder > 0)
-      mdht_logforge_logf(log, MDHT_LOG_ERROR,
-                         "state directory %s is in use by another mdht "
-                         "(pid %ld); two nodes cannot share one state "
-                         "directory: give each its own --state DIR",
-                         dir, holder);
-    else
-      mdht_logforge_logf(log, MDHT_LOG_ERROR,
-                         "state directory %s is in use by another mdht; "
-                         "two nodes cannot share one state directory: give "
-                         "each its own --state DIR",
-                         dir);
-    return rc;
-  }
-  if (rc < 0) {
-    mdht_logforge_logf(log, MDHT_LOG_ERROR, "cannot lock %s/%s: %s", dir,
-                       MDHT_PERSIST_LOCK, strerror(-rc));
-    return rc;
-  }
+  if ((rc = open_dir(p, dir)) < 0 || (rc = take_lock(p, dir)) < 0) return rc;
   unlinkat(p->dirfd, MDHT_PERSIST_FILE ".tmp", 0);
   return 0;
 }
@@ -310,8 +420,19 @@ int mdht_persist_read(mdht_persist *p, uint8_t **buf, size_t *len,
   mdht_state_info local;
   if (!info) info = &local;
   memset(info, 0, sizeof *info);
-  int rc = mdht_persist_read_file(p->dirfd, MDHT_PERSIST_FILE,
-                                  MDHT_STATE_MAX_SIZE, buf, len);
+  struct stat st;
+  int rc = read_file_st(p->dirfd, MDHT_PERSIST_FILE, MDHT_STATE_MAX_SIZE, buf,
+                        len, &st);
+  char path[4096 + 8];
+  snprintf(path, sizeof path, "%s/%s", p->dir, MDHT_PERSIST_FILE);
+  /* A file someone else could have written is not loaded, nor set aside
+   * (it may be a link to someone's file): the user must look at it. */
+  if (rc == -ELOOP) {
+    snprintf(p->why, sizeof p->why, "state file %s is a symbolic link: refused",
+             path);
+    return -EPERM;
+  }
+  if (rc == -EPERM) return refuse(p, "state file", path, &st);
   /* Said later, by mdht_persist_attach: if the node then fails to bind,
    * its one line of error is all that should be on stderr. */
   if (rc == -ENOENT) return 0;

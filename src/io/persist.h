@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "driver.h"
@@ -62,10 +63,16 @@ int mdht_persist_mkdirs(const char *path, mode_t mode);
 int mdht_persist_write_atomic(int dirfd, const char *name, const uint8_t *buf,
                               size_t len);
 
+/* Whether a file or directory with this stat may be trusted: owned by the
+ * running user (effective uid; root included, so root refuses another
+ * user's directory too) and not writable by group or others. */
+bool mdht_persist_safe(const struct stat *st);
+
 /* Reads the whole file `name` into a malloc'ed buffer (*buf, *len; the
  * caller frees it; an empty file gives a non-NULL buffer of length 0).
- * Returns 0, -ENOENT, -EFBIG when it is larger than `max`, -EINVAL when it
- * is not a regular file, or -errno. */
+ * A symbolic link is not followed (-ELOOP). Returns 0, -ENOENT, -EFBIG
+ * when it is larger than `max`, -EINVAL when it is not a regular file,
+ * -EPERM when it is not mdht_persist_safe, or -errno. */
 int mdht_persist_read_file(int dirfd, const char *name, size_t max,
                            uint8_t **buf, size_t *len);
 
@@ -76,7 +83,9 @@ int mdht_persist_set_aside(int dirfd, const char *name);
 /* Takes the lock DIR/lock (flock, exclusive, non-blocking) and writes our
  * pid into it. *fd holds the lock until closed; it is close-on-exec.
  * Returns 0, -EWOULDBLOCK when another process holds it (*holder then has
- * its pid, or 0 if unknown; `holder` may be NULL), or -errno. */
+ * its pid, or 0 if unknown; `holder` may be NULL), -ELOOP when it is a
+ * symbolic link, -EPERM when it is not a regular file or not
+ * mdht_persist_safe, or -errno. */
 int mdht_persist_lock(int dirfd, int *fd, long *holder);
 
 /* The default state directory: $XDG_STATE_HOME/mdht, else
@@ -108,6 +117,9 @@ typedef struct mdht_persist_run_opts {
 
 typedef struct mdht_persist {
   char dir[4096];
+  /* Why mdht_persist_open or _read returned -EPERM (one line, not
+   * logged: the program prints it). */
+  char why[4096 + 256];
   int dirfd;
   int lockfd;
   mdht_logforge *log;
@@ -127,18 +139,27 @@ typedef struct mdht_persist {
 
 void mdht_persist_run_opts_default(mdht_persist_run_opts *o);
 
-/* Creates `dir` (mode 0700) if missing, opens it, takes the lock and
- * removes a stale state.tmp left by a crash. `log` may be NULL. Returns 0,
- * -EWOULDBLOCK when another node holds the directory (logged as an error
- * naming its pid), or -errno (logged). */
+/* Creates `dir` (mode 0700, and its missing parents) if missing, opens it,
+ * takes the lock and removes a stale state.tmp left by a crash. `log` may
+ * be NULL. Returns 0, -EWOULDBLOCK when another node holds the directory
+ * (logged as an error naming its pid), -EPERM when the directory or the
+ * lock file is a symbolic link, not owned by the running user, or
+ * writable by group or others (the reason in p->why, not logged), or
+ * -errno (logged).
+ *
+ * Only the last component of `dir` is refused as a link: links higher up
+ * (a home directory on another disk) are the user's own business. */
 int mdht_persist_open(mdht_persist *p, const char *dir, mdht_logforge *log);
 
 /* Reads and validates DIR/state. Returns 1 with the bytes in *buf and *len
  * (malloc'ed; the caller frees them) and the file's header and counts in
  * `info` (may be NULL); 0 with *buf NULL when there is no state to load:
  * no file, or a file that is truncated, corrupt, too large or of another
- * version, which is then moved to DIR/state.corrupt with one warning; or
- * -errno when the file exists but cannot be read (logged). A missing file
+ * version, which is then moved to DIR/state.corrupt with one warning;
+ * -EPERM when it is a symbolic link, not owned by the running user or
+ * writable by group or others (the reason in p->why, not logged; the file
+ * is left where it is); or -errno when the file exists but cannot be read
+ * (logged). A missing file
  * is not logged here but by mdht_persist_attach, so that a node that then
  * fails to bind says only why. */
 int mdht_persist_read(mdht_persist *p, uint8_t **buf, size_t *len,

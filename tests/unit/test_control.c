@@ -8,6 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -489,6 +494,89 @@ static void test_reader(void **state) {
   }
 }
 
+/* Bytes from the socket reach the terminal only as printable ASCII. */
+static void test_escape(void **state) {
+  char buf[64];
+  (void)state;
+  static const char in[] = "a\x1b[2J\r\t\x7f\x9b\xc2\x9b\\\"z";
+  mdht_ctl_escape(buf, sizeof buf, in, sizeof in - 1, false);
+  assert_string_equal(buf, "a\\x1b[2J\\x0d\\x09\\x7f\\x9b\\xc2\\x9b\\\"z");
+  mdht_ctl_escape(buf, sizeof buf, "\x1b\x00x", 3, true);
+  assert_string_equal(buf, "\\u001b\\u0000x");
+  /* bounded, whole escapes only */
+  assert_int_equal(mdht_ctl_escape(buf, 6, "ab\x1b", 3, false), 2);
+  assert_string_equal(buf, "ab");
+
+  static const char resp[] = "1.2.3.4:5 \x1b]0;t\x07\n"
+                             "\x01r\x1b[1m\n"
+                             "\x1b[2J\xc2\x9b\n"
+                             "\0exit 1 no\x1b[31m \r\n";
+  for (int json = 0; json < 2; json++) {
+    mdht_ctl_reader rd;
+    capture c;
+    cap_open(&c);
+    mdht_ctl_reader_init(&rd);
+    rd.json = json;
+    for (size_t i = 0; i < sizeof resp - 1; i++)
+      if (mdht_ctl_reader_feed(&rd, resp + i, 1, c.fout, c.fprog) == 1) break;
+    fflush(c.fout);
+    fflush(c.fprog);
+    assert_string_equal(c.out, json ? "1.2.3.4:5 \\u001b]0;t\\u0007\n"
+                                      "\\u001b[2J\\u00c2\\u009b\n"
+                                    : "1.2.3.4:5 \\x1b]0;t\\x07\n"
+                                      "\\x1b[2J\\xc2\\x9b\n");
+    assert_string_equal(c.prog, "r\\x1b[1m\n");
+    assert_string_equal(rd.msg, "no\\x1b[31m \\x0d");
+    assert_int_equal(rd.code, 1);
+    cap_close(&c);
+  }
+}
+
+/* A listener of another uid is refused before anything is sent. */
+static void test_call_foreign_listener(void **state) {
+  (void)state;
+  if (geteuid() != 0) {
+    /* Giving a socket to another uid needs root; CI runs as root. */
+    fail_msg("test_call_foreign_listener needs root");
+  }
+  char dir[] = "/tmp/mdht-ctl-XXXXXX", path[64], msg[256];
+  assert_non_null(mkdtemp(dir));
+  assert_int_equal(chmod(dir, 01777), 0);
+  snprintf(path, sizeof path, "%s/s", dir);
+  int pipefd[2];
+  assert_int_equal(pipe(pipefd), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    strcpy(sa.sun_path, path);
+    if (setgid(65534) < 0 || setuid(65534) < 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4) < 0)
+      _exit(1);
+    if (write(pipefd[1], "x", 1) != 1) _exit(1);
+    int c = accept(fd, NULL, NULL);
+    char b[64];
+    ssize_t n = c >= 0 ? read(c, b, sizeof b) : -1;
+    _exit(n > 0 ? 3 : 0); /* 3: the client sent its request */
+  }
+  char x;
+  assert_int_equal(read(pipefd[0], &x, 1), 1);
+  FILE *out = tmpfile();
+  int code = mdht_ctl_call(path, "stats\n", 5000, out, NULL, msg, sizeof msg);
+  assert_int_equal(code, MDHT_CTL_EXIT_ERROR);
+  assert_non_null(strstr(msg, "runs as uid 65534"));
+  assert_int_equal(ftell(out), 0);
+  fclose(out);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  close(pipefd[0]);
+  close(pipefd[1]);
+  unlink(path);
+  rmdir(dir);
+}
+
 /* ------------------------------------------------------ a node, alone */
 
 static mdht_node *lone_node(uint64_t *seed) {
@@ -646,6 +734,8 @@ int main(void) {
       cmocka_unit_test(test_result_ping),
       cmocka_unit_test(test_status_and_overflow),
       cmocka_unit_test(test_reader),
+      cmocka_unit_test(test_escape),
+      cmocka_unit_test(test_call_foreign_listener),
       cmocka_unit_test(test_job_stats),
       cmocka_unit_test(test_format_saved),
       cmocka_unit_test(test_job_save),

@@ -521,6 +521,92 @@ static void test_save_failure(void **state) {
   log_close(&log);
 }
 
+/* What another local user could prepare is refused with -EPERM and one
+ * reason, and nothing in it is read or written through. */
+static void test_refuse_unsafe(void **state) {
+  tdir *t = *state;
+  logcap log;
+  log_open(&log);
+  mdht_persist p;
+  char d[512], f[600], other[600];
+  uint8_t *buf;
+  size_t len;
+
+  /* a 0777 directory */
+  snprintf(d, sizeof d, "%s/world", t->path);
+  assert_int_equal(mkdir(d, 0700), 0);
+  assert_int_equal(chmod(d, 0777), 0);
+  assert_int_equal(mdht_persist_open(&p, d, &log.lf), -EPERM);
+  assert_non_null(strstr(p.why, "writable by group or others (mode 0777)"));
+  mdht_persist_close(&p);
+  assert_int_equal(chmod(d, 0755), 0); /* only writable matters */
+  assert_int_equal(mdht_persist_open(&p, d, &log.lf), 0);
+  mdht_persist_close(&p);
+
+  /* a symlink to a good directory */
+  snprintf(f, sizeof f, "%s/link", t->path);
+  assert_int_equal(symlink(d, f), 0);
+  assert_int_equal(mdht_persist_open(&p, f, &log.lf), -EPERM);
+  assert_non_null(strstr(p.why, "is a symbolic link"));
+  mdht_persist_close(&p);
+
+  /* another user's directory (root can give it away) */
+  if (geteuid() == 0) {
+    snprintf(f, sizeof f, "%s/foreign", t->path);
+    assert_int_equal(mkdir(f, 0700), 0);
+    assert_int_equal(chown(f, 65534, 65534), 0);
+    assert_int_equal(mdht_persist_open(&p, f, &log.lf), -EPERM);
+    assert_non_null(strstr(p.why, "owned by uid 65534"));
+    mdht_persist_close(&p);
+  }
+
+  /* in a good directory: a symlinked state file, then a group-writable
+   * one; neither is read nor set aside */
+  snprintf(d, sizeof d, "%s/good", t->path);
+  assert_int_equal(mdht_persist_open(&p, d, &log.lf), 0);
+  snprintf(other, sizeof other, "%s/elsewhere", t->path);
+  int ofd = open(other, O_WRONLY | O_CREAT, 0600);
+  assert_true(ofd >= 0);
+  close(ofd);
+  assert_int_equal(symlinkat(other, p.dirfd, "state"), 0);
+  assert_int_equal(mdht_persist_read(&p, &buf, &len, NULL), -EPERM);
+  assert_non_null(strstr(p.why, "state file"));
+  assert_non_null(strstr(p.why, "is a symbolic link"));
+  assert_true(exists(p.dirfd, "state"));
+  assert_false(exists(p.dirfd, "state.corrupt"));
+  assert_int_equal(unlinkat(p.dirfd, "state", 0), 0);
+  write_raw(p.dirfd, "state", "x", 1);
+  assert_int_equal(fchmodat(p.dirfd, "state", 0620, 0), 0);
+  assert_int_equal(mdht_persist_read(&p, &buf, &len, NULL), -EPERM);
+  assert_non_null(strstr(p.why, "(mode 0620)"));
+  assert_int_equal(unlinkat(p.dirfd, "state", 0), 0);
+
+  /* a link planted as the temp file is replaced, not written through */
+  assert_int_equal(symlinkat(other, p.dirfd, "state.tmp"), 0);
+  mdht_node *a = populated(3);
+  assert_int_equal(mdht_persist_save(&p, a), 0);
+  struct stat st;
+  assert_int_equal(stat(other, &st), 0);
+  assert_int_equal(st.st_size, 0);
+  assert_int_equal(fstatat(p.dirfd, "state", &st, AT_SYMLINK_NOFOLLOW), 0);
+  assert_true(S_ISREG(st.st_mode));
+  assert_int_equal(st.st_mode & 0777, 0600);
+  mdht_node_del(a);
+  mdht_persist_close(&p);
+
+  /* a symlinked lock file */
+  snprintf(d, sizeof d, "%s/lk", t->path);
+  assert_int_equal(mkdir(d, 0700), 0);
+  snprintf(f, sizeof f, "%s/lock", d);
+  assert_int_equal(symlink(other, f), 0);
+  assert_int_equal(mdht_persist_open(&p, d, &log.lf), -EPERM);
+  assert_non_null(strstr(p.why, "lock file"));
+  mdht_persist_close(&p);
+  /* none of it was logged: the program prints p.why */
+  assert_int_equal(log_count(&log, "refused"), 0);
+  log_close(&log);
+}
+
 /* kill -9 at random moments while a child rewrites the state file as
  * fast as it can: the file always loads, whole, old or new. */
 static void test_kill9_during_writes(void **state) {
@@ -591,6 +677,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_second_open_locked, setup, teardown),
       cmocka_unit_test_setup_teardown(test_save_failure, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_refuse_unsafe, setup, teardown),
       cmocka_unit_test_setup_teardown(test_kill9_during_writes, setup,
                                       teardown),
   };
