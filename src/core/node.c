@@ -1065,10 +1065,12 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
     rc = mdht_rl_init(&node->rl, 4096, node->cfg.rate_limit_per_sec,
                       node->cfg.rate_limit_burst, random64(node));
   if (rc == 0) {
-    /* A burst of two seconds' worth, like the rate limit's. */
+    /* A burst of two seconds' worth, like the rate limit's. Its hash key
+     * is derived from the limiter's (still secret) rather than drawn, so
+     * that the seeded simulations see the same random stream as before. */
     uint32_t b = node->cfg.reply_bytes_per_sec;
     rc = mdht_rl_init(&node->budget, 4096, b, b > UINT32_MAX / 2 ? b : b * 2,
-                      random64(node));
+                      node->rl.hash_seed ^ 0x5bd1e995);
   }
   if (rc == 0) {
     mdht_lookup_cbs lcb = {
