@@ -116,6 +116,7 @@ int main(int argc, char **argv) {
   mdht_config cfg;
   mdht_config_default(&cfg);
   cfg.rate_limit_per_sec = 0; /* as the benchmark runs `mdht run` */
+  cfg.reply_bytes_per_sec = 0;
   mdht_callbacks cb = {.random = feed_random};
   mdht_addr bound = feed_addr(1, 1);
   mdht_id self;

@@ -372,6 +372,7 @@ def main():
         mdht = Proc("mdht", [os.path.join(args.build, "mdht"), "run",
                              "--bind", "127.0.0.1", "--port", "0",
                              "--no-bootstrap", "--rate-limit", "0",
+                             "--reply-budget", "0",
                              "--log-level", "info"], SERVER_CPU)
         procs.append(mdht)
         end = time.monotonic() + 5
