@@ -9,14 +9,16 @@ as failing, and after 3 failures evict it from its routing table.
 Answers that match one of the node's outstanding queries (32-bit random
 check, exact address) pass before the limiter (src/core/node.c), so here:
 a good fake node G at 127.0.9.20 joins the table; junk is flooded from
-127.0.9.20 on another port at about 12x the rate limit for 4 s; meanwhile
-the node pings G 5 times (`mdht ping --control`). Every ping must be
-answered, the flood must have been limited, and G must still be in the
-table afterwards (find_node for G's id returns it).
+127.0.9.20 on another port at about 12x the rate limit while the node
+pings G 8 times (`mdht ping --control`). Every ping must be answered (no
+query times out), the flood must have been limited, and G must still be
+in the table afterwards (find_node for G's id returns it). Against the
+limiter-first node, 7 of 8 pings time out.
 
 Run: python3 tests/adversarial/test_ratelimit_starvation.py build/mdht
 """
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -32,9 +34,9 @@ GOOD_IP = "127.0.9.20"
 PROBE_IP = "127.0.9.30"
 RATE = 250            # the node's default --rate-limit
 FLOOD_RATE = 3000     # junk datagrams a second
-FLOOD_SECONDS = 4.0
-FLOOD_MAX = 12000     # bound on the count, whatever the timing
-PINGS = 5
+FLOOD_SECONDS = 50.0  # at most; it lasts as long as the pings
+FLOOD_MAX = 150000    # bound on the count, whatever the timing
+PINGS = 8
 
 
 def cmd(binary, args, timeout=20):
@@ -65,34 +67,36 @@ def in_table(probe, node_addr, nid):
     return any(n[0] == nid for n in nodes)
 
 
-def flood(sent, stop):
+def flood(node_addr, sent, seconds, stop):
     """Junk from the good node's IP: garbage, and replies that match no
-    query. Bounded in count and time."""
+    query. Bounded in count and time. Runs in a process of its own: a
+    thread would pause while G's thread answers (the GIL), and the gap
+    would refill the bucket just in time for G's answer."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((GOOD_IP, 0))
     junk = [b"\x00junk" * 8, b"d1:t6:abcdef1:y1:r1:rd2:id20:" + b"x" * 20 +
             b"ee", b"i42e"]
     t0 = time.time()
     end = t0 + FLOOD_SECONDS
-    while time.time() < end and sent[0] < FLOOD_MAX and not stop.is_set():
+    n = 0
+    while time.time() < end and n < FLOOD_MAX and not stop.is_set():
         due = int((time.time() - t0) * FLOOD_RATE)
-        while sent[0] < min(due, FLOOD_MAX):
-            s.sendto(junk[sent[0] % len(junk)], NODE_ADDR)
-            sent[0] += 1
-        time.sleep(0.002)
-    sent.append(time.time() - t0)
+        while n < min(due, FLOOD_MAX):
+            s.sendto(junk[n % len(junk)], node_addr)
+            n += 1
+        time.sleep(0.0005)  # smooth: no gap in which tokens pile up
+    sent.value = n
+    seconds.value = time.time() - t0
     s.close()
 
 
 def main(binary):
-    global NODE_ADDR
     tmp = tempfile.mkdtemp(prefix="mdht-adv-starve-")
     ctl = os.path.join(tmp, "ctl")
     node = MdhtProcess(binary, ["--bind", NODE_IP, "--port", "0",
                                 "--no-bootstrap", "--control", ctl])
-    NODE_ADDR = node.addr
     good, probe = Sock(GOOD_IP), Sock(PROBE_IP)
-    stop = threading.Event()
+    stop = multiprocessing.Event()
     try:
         wait_control(binary, ctl)
         # G queries the node, which pings G to confirm it; G answers.
@@ -102,37 +106,42 @@ def main(binary):
         before = stats(binary, ctl)
 
         server = threading.Thread(target=good.serve,
-                                  args=(FLOOD_SECONDS + 25,), daemon=True)
+                                  args=(FLOOD_SECONDS + 10,), daemon=True)
         server.start()
-        sent = [0]
-        flooder = threading.Thread(target=flood, args=(sent, stop),
-                                   daemon=True)
+        sent = multiprocessing.Value("l", 0)
+        secs = multiprocessing.Value("d", FLOOD_SECONDS)
+        flooder = multiprocessing.Process(
+            target=flood, args=(node.addr, sent, secs, stop), daemon=True)
         flooder.start()
         time.sleep(0.5)  # the bucket of G's IP is empty by now
         answered = 0
+        mid = stats(binary, ctl)
         for _ in range(PINGS):
             rc, out, err = cmd(binary, ["ping", "%s:%d" % good.addr,
                                         "--control", ctl, "--timeout", "8"])
             answered += rc == 0 and out.split()[0] == good.id.hex()
-            time.sleep(0.3)
-        flooder.join(FLOOD_SECONDS + 5)
+            time.sleep(0.2)
+        timeouts = stats(binary, ctl)["timeouts"] - mid["timeouts"]
         stop.set()
+        flooder.join(5)
+        sent, seconds = sent.value, secs.value
         after = stats(binary, ctl)
         limited = after["rate_limited"] - before["rate_limited"]
-        seconds = sent[1] if len(sent) > 1 else FLOOD_SECONDS
         figure("junk flood from G's IP: %d datagrams in %.1f s (%.0f/s, the "
                "limit is %d/s), %d rate-limited" % (
-                   sent[0], seconds, sent[0] / seconds, RATE, limited))
-        check(sent[0] / seconds >= 4 * RATE, "the flood is well above the "
+                   sent, seconds, sent / seconds, RATE, limited))
+        check(sent / seconds >= 4 * RATE, "the flood is well above the "
               "rate limit")
-        check(limited >= sent[0] - 2 * RATE - RATE * seconds,
-              "the flood was limited (%d of %d)" % (limited, sent[0]))
+        check(limited >= sent - 2 * RATE - RATE * seconds,
+              "the flood was limited (%d of %d)" % (limited, sent))
         still = in_table(probe, node.addr, good.id)
-        figure("G's answers to %d pings during the flood: %d counted; G "
-               "%s the routing table" % (PINGS, answered,
-                                         "stays in" if still else "left"))
+        figure("G's answers to %d pings during the flood: %d counted, %d "
+               "queries timed out; G %s the routing table" % (
+                   PINGS, answered, timeouts, "stays in" if still else "left"))
         check(answered == PINGS, "every ping of G answered during the "
               "flood (%d of %d)" % (answered, PINGS))
+        check(timeouts == 0, "no query of the node timed out during the "
+              "flood (%d)" % timeouts)
         check(still, "G is still in the routing table")
         check(node.alive(), "the node survived")
     finally:
