@@ -1,9 +1,10 @@
 /*
  * The node: the message handler and the public API.
  *
- * Flow of one datagram (DESIGN.md): size and source checks, per-IP rate
- * limit, decode, then either a query handler (which queues the response)
- * or the transaction manager (which hands the response to its owner).
+ * Flow of one datagram (DESIGN.md): size and source checks, decode, then
+ * the transaction manager (an answer to our query goes to its owner), or
+ * else the per-IP rate limit and a query handler (which queues the
+ * response, within the destination's reply budget).
  * Every step publishes an event; the routing table and the statistics
  * learn what happened as subscribers of the bus, not by being called.
  */
@@ -53,6 +54,19 @@ static bool reply_fits(mdht_node *node, const mdht_addr *to, int n,
   return false;
 }
 
+/* Anti-amplification: a response or error of n bytes to `to` is sent only
+ * if the destination's reply budget (per IP, IPv6 per /64 and /48) holds
+ * n bytes. A spoofed query makes us send to its claimed source, so the
+ * bytes a victim can receive from us are bounded whatever the senders
+ * pay; our own queries are not budgeted (they are not answers to anyone,
+ * and the limits on them are ours). */
+static bool reply_budget_ok(mdht_node *node, const mdht_addr *to, int n,
+                            mdht_time now) {
+  if (mdht_rl_take(&node->budget, to, (uint32_t)n, now)) return true;
+  drop(node, to, MDHT_DROP_REPLY_BUDGET, (size_t)n, now);
+  return false;
+}
+
 /* Encodes node->out into the send queue. */
 static int queue_out(mdht_node *node, const mdht_addr *to, mdht_time now) {
   uint8_t *p = mdht_outq_reserve(&node->outq, MDHT_MAX_PACKET);
@@ -64,6 +78,8 @@ static int queue_out(mdht_node *node, const mdht_addr *to, mdht_time now) {
   if (node->out.y != 'q' && !reply_fits(node, to, n, now))
     return MDHT_ERR_NOBUF;
   if (n < 0) return n;
+  if (node->out.y != 'q' && !reply_budget_ok(node, to, n, now))
+    return MDHT_ERR_LIMIT;
   mdht_outq_commit(&node->outq, to, (size_t)n);
   node->stats.sent_packets++;
   return 0;
@@ -85,7 +101,8 @@ static void send_error(mdht_node *node, const mdht_addr *to, mdht_bytes t,
   }
   mdht_bytes v = {node->cfg.client_version, sizeof node->cfg.client_version};
   int n = mdht_krpc_encode_error(p, MDHT_MAX_PACKET, t, code, text, to, v);
-  if (!reply_fits(node, to, n, now)) return;
+  if (!reply_fits(node, to, n, now) || !reply_budget_ok(node, to, n, now))
+    return;
   mdht_outq_commit(&node->outq, to, (size_t)n);
   node->stats.sent_packets++;
   mdht_event ev;
@@ -125,7 +142,7 @@ int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
                           mdht_time now) {
   mdht_krpc_msg *q = &node->out;
   uint8_t tid[MDHT_TID_LEN];
-  uint16_t check;
+  uint32_t check;
   mdht__node_random(node, &check, sizeof check);
   int slot = mdht_txn_open(&node->txns, to, expect_id, q->method, owner, check,
                            now, tid);
@@ -403,14 +420,11 @@ static void external_vote(mdht_node *node, const mdht_addr *from,
 static void owner_answered(mdht_node *node, const mdht_txn *txn,
                            const mdht_addr *from, mdht_time now);
 
+/* A response or error that matched our query `txn` (already closed). */
 static void handle_reply(mdht_node *node, const mdht_addr *from,
-                         mdht_time now) {
+                         const mdht_txn *tx, mdht_time now) {
   const mdht_krpc_msg *m = &node->in;
-  mdht_txn txn;
-  if (mdht_txn_match(&node->txns, m->t.p, m->t.len, from, &txn) != 0) {
-    drop(node, from, MDHT_DROP_UNMATCHED, 0, now);
-    return;
-  }
+  mdht_txn txn = *tx;
   if (txn.owner.kind == MDHT_OWNER_CONFIRM ||
       txn.owner.kind == MDHT_OWNER_CHECK)
     node->maint_pings--;
@@ -1150,6 +1164,14 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
     rc = mdht_rl_init(&node->rl, 4096, node->cfg.rate_limit_per_sec,
                       node->cfg.rate_limit_burst, random64(node));
   if (rc == 0) {
+    /* A burst of two seconds' worth, like the rate limit's. Its hash key
+     * is derived from the limiter's (still secret) rather than drawn, so
+     * that the seeded simulations see the same random stream as before. */
+    uint32_t b = node->cfg.reply_bytes_per_sec;
+    rc = mdht_rl_init(&node->budget, 4096, b, b > UINT32_MAX / 2 ? b : b * 2,
+                      node->rl.hash_seed ^ 0x5bd1e995);
+  }
+  if (rc == 0) {
     mdht_lookup_cbs lcb = {
         .send = lookup_send, .done = lookup_done, .user = node};
     rc = mdht_lookups_init(&node->lookups, &node->cfg, &node->bus, &lcb,
@@ -1173,6 +1195,7 @@ void mdht_node_del(mdht_node *node) {
   mdht_peers_free(&node->peers);
   mdht_txn_free(&node->txns);
   mdht_rl_free(&node->rl);
+  mdht_rl_free(&node->budget);
   mdht_outq_free(&node->outq);
   mdht_lookups_free(&node->lookups);
   while (node->ops) {
@@ -1209,6 +1232,20 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
     drop(node, from, MDHT_DROP_ADDR, len, now);
     return 0;
   }
+  int rc = mdht_krpc_decode(&node->in, pkt, len, node->toks, MDHT_KRPC_TOKENS);
+  /* Answers to our own queries pass before the rate limit: a flood from
+   * the same IP (spoofed, or a shared NAT) must not starve the node we
+   * asked. Matching is O(1), and a 32-bit random check from the exact
+   * address we queried is what makes them ours. Anything else is
+   * unsolicited and spends the source's tokens. */
+  mdht_txn txn;
+  bool ours = rc == 0 && node->in.y != 'q' &&
+              mdht_txn_match(&node->txns, node->in.t.p, node->in.t.len, from,
+                             &txn) == 0;
+  if (ours) {
+    handle_reply(node, from, &txn, now);
+    return 0;
+  }
   if (!mdht_rl_allow(&node->rl, from, now)) {
     mdht_event ev;
     mdht_bus_event_init(&ev, MDHT_EV_RATE_LIMITED, now);
@@ -1216,7 +1253,6 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
     publish(node, &ev);
     return 0;
   }
-  int rc = mdht_krpc_decode(&node->in, pkt, len, node->toks, MDHT_KRPC_TOKENS);
   if (rc == MDHT_ERR_PROTO && node->in.y == 'q' && node->in.t.len > 0 &&
       !node->cfg.read_only) {
     drop(node, from, MDHT_DROP_PROTO, len, now);
@@ -1234,7 +1270,7 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
   if (node->in.y == 'q')
     handle_query(node, from, now);
   else
-    handle_reply(node, from, now);
+    drop(node, from, MDHT_DROP_UNMATCHED, 0, now);
   return 0;
 }
 

@@ -86,6 +86,7 @@ struct mdht_node {
   mdht_peer_store peers;
   mdht_txn_mgr txns;
   mdht_ratelimit rl;
+  mdht_ratelimit budget; /* reply bytes per destination network */
   mdht_outq outq;
   mdht_stats stats;
   uint32_t maint_pings; /* CONFIRM + CHECK queries outstanding */

@@ -1,8 +1,19 @@
 #include "ratelimit.h"
-#include "addr.h"
+#include "hash.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+enum { TAG_V4 = 1, TAG_V6_64 = 2, TAG_V6_48 = 3 };
+
+static int table_init(mdht_rl_table *t, uint32_t cap, uint64_t rate,
+                      uint64_t burst) {
+  t->nsets = cap / MDHT_RL_WAYS;
+  t->rate = rate;
+  t->full_milli = (burst ? burst : 1) * 1000;
+  t->slots = calloc(cap, sizeof *t->slots);
+  return t->slots ? 0 : MDHT_ERR_NOMEM;
+}
 
 int mdht_rl_init(mdht_ratelimit *rl, uint32_t cap, uint32_t rate,
                  uint32_t burst, uint64_t hash_seed) {
@@ -14,37 +25,88 @@ int mdht_rl_init(mdht_ratelimit *rl, uint32_t cap, uint32_t rate,
                          .burst = burst ? burst : 1,
                          .hash_seed = hash_seed};
   if (rate == 0) return 0; /* unlimited: no table needed */
-  rl->slots = calloc(c, sizeof *rl->slots);
-  return rl->slots ? 0 : MDHT_ERR_NOMEM;
+  uint64_t f = MDHT_RL_SITE_FACTOR;
+  int rc = table_init(&rl->host, c, rate, rl->burst);
+  if (rc == 0) rc = table_init(&rl->site, c, rate * f, rl->burst * f);
+  if (rc != 0) mdht_rl_free(rl);
+  return rc;
 }
 
 void mdht_rl_free(mdht_ratelimit *rl) {
-  free(rl->slots);
-  rl->slots = NULL;
+  free(rl->host.slots);
+  free(rl->site.slots);
+  rl->host.slots = rl->site.slots = NULL;
+}
+
+/* Tokens in slot s at `now`, refilled but not stored. */
+static uint64_t level(const mdht_rl_table *t, const mdht_rl_slot *s,
+                      mdht_time now) {
+  if (now <= s->last) return s->tokens_milli;
+  mdht_time dt = now - s->last;
+  /* Compared first: dt * rate could overflow after a long idle time. */
+  if (dt >= t->full_milli / t->rate) return t->full_milli;
+  uint64_t v = s->tokens_milli + dt * t->rate; /* ms * tokens/s = milli */
+  return v > t->full_milli ? t->full_milli : v;
+}
+
+/* The slot of (tag, key), refilled to `now`; a new one starts full. */
+static mdht_rl_slot *find(mdht_rl_table *t, uint64_t seed, uint8_t tag,
+                          uint64_t key, mdht_time now) {
+  uint8_t buf[9];
+  buf[0] = tag;
+  memcpy(buf + 1, &key, 8);
+  uint64_t h = mdht_hash(seed, buf, sizeof buf);
+  mdht_rl_slot *set = &t->slots[(h & (t->nsets - 1)) * MDHT_RL_WAYS];
+  mdht_rl_slot *victim = NULL;
+  uint64_t victim_level = 0;
+  for (int i = 0; i < MDHT_RL_WAYS; i++) {
+    mdht_rl_slot *s = &set[i];
+    uint64_t lv = s->tag ? level(t, s, now) : UINT64_MAX;
+    if (s->tag == tag && s->key == key) {
+      s->tokens_milli = lv;
+      if (now > s->last) s->last = now;
+      return s;
+    }
+    /* Replace an empty slot, else the fullest: it loses the least. */
+    if (!victim || lv > victim_level) {
+      victim = s;
+      victim_level = lv;
+    }
+  }
+  *victim = (mdht_rl_slot){
+      .key = key, .tokens_milli = t->full_milli, .last = now, .tag = tag};
+  return victim;
+}
+
+static uint64_t prefix_key(const uint8_t *ip, size_t n) {
+  uint64_t k = 0;
+  memcpy(&k, ip, n);
+  return k;
+}
+
+bool mdht_rl_take(mdht_ratelimit *rl, const mdht_addr *a, uint32_t cost,
+                  mdht_time now) {
+  if (rl->rate == 0) return true;
+  uint64_t c = (uint64_t)cost * 1000;
+  if (a->family != MDHT_AF_INET6) {
+    mdht_rl_slot *s =
+        find(&rl->host, rl->hash_seed, TAG_V4, prefix_key(a->ip, 4), now);
+    if (s->tokens_milli < c) return false;
+    s->tokens_milli -= c;
+    return true;
+  }
+  mdht_rl_slot *h =
+      find(&rl->host, rl->hash_seed, TAG_V6_64, prefix_key(a->ip, 8), now);
+  if (h->tokens_milli < c)
+    return false; /* a refused /64 costs its /48 nothing */
+  mdht_rl_slot *s =
+      find(&rl->site, rl->hash_seed, TAG_V6_48, prefix_key(a->ip, 6), now);
+  if (s->tokens_milli < c) return false;
+  h->tokens_milli -= c;
+  s->tokens_milli -= c;
+  return true;
 }
 
 bool mdht_rl_allow(mdht_ratelimit *rl, const mdht_addr *a, mdht_time now) {
-  if (rl->rate == 0) return true;
-  mdht_addr ip = *a;
-  ip.port = 0; /* one bucket per IP: changing ports must not help */
-  size_t iplen = a->family == MDHT_AF_INET6 ? 16 : 4;
-  mdht_rl_slot *s =
-      &rl->slots[mdht_addr_hash(&ip, rl->hash_seed) & (rl->cap - 1)];
-  uint64_t full = (uint64_t)rl->burst * 1000;
-  if (s->family != a->family || memcmp(s->ip, a->ip, iplen) != 0) {
-    /* A new source (or a collision): it starts with a full bucket. */
-    memset(s, 0, sizeof *s);
-    s->family = a->family;
-    memcpy(s->ip, a->ip, iplen);
-    s->tokens_milli = (uint32_t)full;
-    s->last = now;
-  } else if (now > s->last) {
-    uint64_t add = (now - s->last) * rl->rate; /* ms * tokens/s = milli */
-    uint64_t t = s->tokens_milli + add;
-    s->tokens_milli = (uint32_t)(t > full ? full : t);
-    s->last = now;
-  }
-  if (s->tokens_milli < 1000) return false;
-  s->tokens_milli -= 1000;
-  return true;
+  return mdht_rl_take(rl, a, 1, now);
 }

@@ -73,13 +73,13 @@ void mdht_txn_free(mdht_txn_mgr *tm) {
 }
 
 int mdht_txn_open(mdht_txn_mgr *tm, const mdht_addr *addr, const mdht_id *id,
-                  mdht_method method, mdht_txn_owner owner, uint16_t check,
+                  mdht_method method, mdht_txn_owner owner, uint32_t check,
                   mdht_time now, uint8_t tid[MDHT_TID_LEN]) {
   if (!tm || !addr || !tid) return MDHT_ERR_INVAL;
   if (tm->nfree_ == 0) return MDHT_ERR_FULL;
   uint16_t i = tm->free_[--tm->nfree_];
   mdht_txn *t = &tm->slots[i];
-  /* The random check could repeat the slot's previous one (1 in 65536);
+  /* The random check could repeat the slot's previous one (1 in 2^32);
    * then a late answer to the previous query would match this one. */
   if (check == t->check) check ^= 1;
   *t = (mdht_txn){0};
@@ -99,8 +99,8 @@ int mdht_txn_open(mdht_txn_mgr *tm, const mdht_addr *addr, const mdht_id *id,
   tm->n++;
   tid[0] = (uint8_t)(i >> 8);
   tid[1] = (uint8_t)i;
-  tid[2] = (uint8_t)(check >> 8);
-  tid[3] = (uint8_t)check;
+  for (int b = 0; b < 4; b++)
+    tid[2 + b] = (uint8_t)(check >> (24 - 8 * b));
   return i;
 }
 
@@ -108,7 +108,8 @@ int mdht_txn_match(mdht_txn_mgr *tm, const uint8_t *tid, size_t tidlen,
                    const mdht_addr *from, mdht_txn *out) {
   if (!tm || !tid || !from || tidlen != MDHT_TID_LEN) return MDHT_ERR_NOTFOUND;
   uint32_t i = (uint32_t)tid[0] << 8 | tid[1];
-  uint16_t check = (uint16_t)(tid[2] << 8 | tid[3]);
+  uint32_t check = (uint32_t)tid[2] << 24 | (uint32_t)tid[3] << 16 |
+                   (uint32_t)tid[4] << 8 | tid[5];
   if (i >= tm->cap) return MDHT_ERR_NOTFOUND;
   mdht_txn *t = &tm->slots[i];
   /* A mismatch leaves the transaction open: a spoofed answer must not

@@ -1016,6 +1016,222 @@ static void test_bep42_unsolicited_votes_ignored(void **state) {
   assert_int_equal(f->events[MDHT_EV_NODE_ID_CHANGED], 0);
 }
 
+/* ------------------------------------- rate limit tiers, reply budget */
+
+static mdht_addr pub6(uint16_t w2, uint16_t w3, uint64_t iid, uint16_t port) {
+  /* 2a01:4f8::/32, a public allocation: no martian rule applies. */
+  mdht_addr a;
+  memset(&a, 0, sizeof a);
+  a.family = MDHT_AF_INET6;
+  const uint16_t w[4] = {0x2a01, 0x04f8, w2, w3};
+  for (int i = 0; i < 4; i++) {
+    a.ip[2 * i] = (uint8_t)(w[i] >> 8);
+    a.ip[2 * i + 1] = (uint8_t)w[i];
+  }
+  for (int i = 0; i < 8; i++)
+    a.ip[8 + i] = (uint8_t)(iid >> (56 - 8 * i));
+  a.port = port;
+  return a;
+}
+
+/* A node bound to a public IPv6 address, with the given limits. */
+static fixture *make6(uint32_t rate, uint32_t burst, uint32_t budget) {
+  fixture *f = calloc(1, sizeof *f);
+  f->seed = 7;
+  f->now = 1000000;
+  f->bound = pub6(0xffff, 0, 1, 6881);
+  mdht_callbacks cb = {.random = test_random, .user = &f->seed};
+  mdht_config c;
+  mdht_config_default(&c);
+  c.rate_limit_per_sec = rate;
+  c.rate_limit_burst = burst;
+  c.reply_bytes_per_sec = budget;
+  mdht_id id = test_id(0x80);
+  assert_int_equal(mdht_node_new(&f->node, &c, &cb, &id, &f->bound, f->now), 0);
+  assert_true(mdht_node_subscribe(f->node, on_event, f) >= 0);
+  return f;
+}
+
+static void recv_msg(fixture *f, const mdht_addr *from, mdht_krpc_msg *m) {
+  uint8_t buf[MDHT_MAX_PACKET];
+  int n = mdht_krpc_encode(m, buf, sizeof buf);
+  assert_true(n > 0);
+  mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
+}
+
+/* Attack 5 in the core: 5000 addresses of one /64 get one bucket (the
+ * burst, 500), and the /64s of one /48 together get 4 bursts. */
+static void test_rate_limit_v6_tiers(void **state) {
+  fixture *f = make6(250, 500, 0);
+  *state = f;
+  mdht_id them = test_id(0x11);
+  mdht_krpc_msg *q = query(MDHT_M_PING, &them, "p6");
+  for (uint64_t i = 0; i < 5000; i++) {
+    mdht_addr a = pub6(0x0001, 0x0001, 0x100 + i * 104729, 6881);
+    recv_msg(f, &a, q);
+    drain(f);
+  }
+  printf("# 5000 pings from one /64: %u answered, %u limited\n",
+         f->events[MDHT_EV_RESPONSE_SENT], f->events[MDHT_EV_RATE_LIMITED]);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_SENT], 500);
+  assert_int_equal(f->events[MDHT_EV_RATE_LIMITED], 4500);
+
+  /* 600 pings from each of 20 /64s of another /48: 4 bursts in all. */
+  uint32_t before = f->events[MDHT_EV_RESPONSE_SENT];
+  for (uint16_t sub = 0; sub < 20; sub++)
+    for (int i = 0; i < 600; i++) {
+      mdht_addr a = pub6(0x0002, sub, (uint64_t)i + 1, 6881);
+      recv_msg(f, &a, q);
+      drain(f);
+    }
+  uint32_t site = f->events[MDHT_EV_RESPONSE_SENT] - before;
+  printf("# 600 pings from each of 20 /64s of one /48: %u answered\n", site);
+  assert_int_equal(site, 4 * 500);
+  /* A third /48 is untouched; a second later the first /64 gets the
+   * rate (250), not another burst. */
+  mdht_addr other = pub6(0x0003, 0, 1, 6881);
+  recv_msg(f, &other, q);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_SENT], before + site + 1);
+  drain(f);
+  f->now += 1000;
+  before = f->events[MDHT_EV_RESPONSE_SENT];
+  for (int i = 0; i < 400; i++) {
+    mdht_addr a = pub6(0x0001, 0x0001, 0x7777 + (uint64_t)i, 6881);
+    recv_msg(f, &a, q);
+    drain(f);
+  }
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_SENT] - before, 250);
+}
+
+/* Attack 6 in the core: junk from a node's IP empties the IP's bucket;
+ * the node's answer to our ping (right tid, right port) still counts,
+ * while an unmatched reply from the same IP is limited. */
+static void test_matched_reply_passes_limit(void **state) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.rate_limit_per_sec = 10;
+  c.rate_limit_burst = 20;
+  fixture *f = make(&c);
+  *state = f;
+  mdht_addr good = test_addr4(127, 0, 0, 9, 6881);
+  mdht_addr junk = test_addr4(127, 0, 0, 9, 6999); /* same IP */
+  mdht_id gid = test_id(0x22);
+  uint8_t tid[16];
+  size_t tl;
+  assert_int_equal(mdht_node_ping(f->node, &good, f->now), 0);
+  assert_int_equal(queries_to(f, &good, MDHT_M_PING, tid, &tl), 1);
+  assert_int_equal(tl, MDHT_TID_LEN);
+  for (int i = 0; i < 50; i++)
+    mdht_node_recv(f->node, &junk, (const uint8_t *)"junk", 4, f->now);
+  assert_int_equal(f->events[MDHT_EV_RATE_LIMITED], 30);
+
+  /* An unmatched reply (wrong check) and the right tid from the wrong
+   * port: both unsolicited, both limited, and the query stays open. */
+  uint8_t bad[16];
+  memcpy(bad, tid, tl);
+  bad[tl - 1] ^= 1;
+  answer(f, &good, &gid, bad, tl);
+  answer(f, &junk, &gid, tid, tl);
+  assert_int_equal(f->events[MDHT_EV_RATE_LIMITED], 32);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_RECEIVED], 0);
+  assert_int_equal(f->node->txns.n, 1);
+  /* The real answer passes though the bucket is empty. */
+  answer(f, &good, &gid, tid, tl);
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_RECEIVED], 1);
+  assert_int_equal(f->events[MDHT_EV_RATE_LIMITED], 32);
+  assert_int_equal(f->node->txns.n, 0);
+  /* Answered twice: the second is unmatched, hence limited. */
+  answer(f, &good, &gid, tid, tl);
+  assert_int_equal(f->events[MDHT_EV_RATE_LIMITED], 33);
+}
+
+/* Bytes of the datagrams queued to `to` (replies and errors), drained. */
+static size_t bytes_to(fixture *f, const mdht_addr *to, int *queries) {
+  size_t sum = 0;
+  while ((f->len = mdht_node_next_packet(f->node, &f->to, f->pkt,
+                                         sizeof f->pkt)) > 0) {
+    if (!mdht_addr_eq(&f->to, to)) continue;
+    if (f->len > 2 && f->pkt[f->len - 2] == 'q') {
+      (*queries)++;
+      continue;
+    }
+    sum += (size_t)f->len;
+  }
+  return sum;
+}
+
+/* Attack 7 in the core: responses and errors to one destination stay
+ * within its byte budget (1000 B/s, burst 2000 here); queries do not
+ * spend it; another destination has its own; 0 turns it off. */
+static void test_reply_budget(void **state) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.rate_limit_per_sec = 0;
+  c.reply_bytes_per_sec = 1000;
+  fixture *f = make(&c);
+  *state = f;
+  mdht_addr victim = test_addr4(127, 0, 0, 7, 6881);
+  mdht_id them = test_id(0x11), target = test_id(0x33);
+  int queries = 0;
+  size_t sent = 0;
+  for (int i = 0; i < 100; i++) {
+    mdht_krpc_msg *q = query(MDHT_M_GET_PEERS, &them, "gp");
+    q->target = target;
+    recv_msg(f, &victim, q);
+    q = query(MDHT_M_UNKNOWN, &them, "zz"); /* answered by an error */
+    q->q.p = (const uint8_t *)"vote";
+    q->q.len = 4;
+    recv_msg(f, &victim, q);
+    sent += bytes_to(f, &victim, &queries);
+  }
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  printf("# budget 1000 B/s: %zu bytes in a burst, %llu replies dropped\n",
+         sent, (unsigned long long)st.dropped[MDHT_DROP_REPLY_BUDGET]);
+  assert_true(sent <= 2000);
+  assert_true(sent > 2000 - MDHT_MAX_PACKET);
+  assert_true(st.dropped[MDHT_DROP_REPLY_BUDGET] > 150);
+  /* Our own query to the victim is not budgeted. */
+  queries = 0;
+  assert_int_equal(mdht_node_ping(f->node, &victim, f->now), 0);
+  assert_int_equal(bytes_to(f, &victim, &queries), 0);
+  assert_int_equal(queries, 1);
+  /* Another destination is not affected. */
+  mdht_addr other = test_addr4(127, 0, 0, 8, 6881);
+  assert_true(exchange(f, &other, query(MDHT_M_PING, &them, "ok")));
+  /* One second refills 1000 bytes. */
+  f->now += 1000;
+  size_t more = 0;
+  for (int i = 0; i < 100; i++) {
+    recv_msg(f, &victim, query(MDHT_M_PING, &them, "pp"));
+    more += bytes_to(f, &victim, &queries);
+  }
+  assert_true(sent + more <= 2000 + 1000);
+  assert_true(more > 900);
+}
+
+static void test_reply_budget_off(void **state) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.rate_limit_per_sec = 0;
+  c.reply_bytes_per_sec = 0;
+  fixture *f = make(&c);
+  *state = f;
+  mdht_addr victim = test_addr4(127, 0, 0, 7, 6881);
+  mdht_id them = test_id(0x11);
+  int queries = 0;
+  size_t sent = 0;
+  for (int i = 0; i < 1000; i++) {
+    recv_msg(f, &victim, query(MDHT_M_PING, &them, "pp"));
+    sent += bytes_to(f, &victim, &queries);
+  }
+  assert_int_equal(f->events[MDHT_EV_RESPONSE_SENT], 1000);
+  assert_true(sent > 50000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
@@ -1057,6 +1273,10 @@ int main(void) {
       cmocka_unit_test_teardown(test_bep42_private_keeps_id, teardown),
       cmocka_unit_test_teardown(test_bep42_fixed_or_valid_id_kept, teardown),
       cmocka_unit_test_teardown(test_bep42_unsolicited_votes_ignored, teardown),
+      cmocka_unit_test_teardown(test_rate_limit_v6_tiers, teardown),
+      cmocka_unit_test_teardown(test_matched_reply_passes_limit, teardown),
+      cmocka_unit_test_teardown(test_reply_budget, teardown),
+      cmocka_unit_test_teardown(test_reply_budget_off, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,7 +22,7 @@ static mdht_txn_owner owner(uint32_t cookie) {
   return (mdht_txn_owner){.kind = 3, .cookie = cookie, .cookie2 = ~cookie};
 }
 
-static int open_(mdht_txn_mgr *tm, const mdht_addr *a, uint16_t check,
+static int open_(mdht_txn_mgr *tm, const mdht_addr *a, uint32_t check,
                  mdht_time now, uint8_t tid[MDHT_TID_LEN]) {
   return mdht_txn_open(tm, a, NULL, MDHT_M_PING, owner(check), check, now, tid);
 }
@@ -47,11 +47,11 @@ static void test_open_and_match(void **state) {
   mdht_id id;
   memset(id.b, 0x5a, sizeof id.b);
   uint8_t tid[MDHT_TID_LEN];
-  int slot = mdht_txn_open(&tm, &a, &id, MDHT_M_GET_PEERS, owner(42), 0xbeef,
-                           100, tid);
+  int slot = mdht_txn_open(&tm, &a, &id, MDHT_M_GET_PEERS, owner(42),
+                           0xdeadbeef, 100, tid);
   assert_int_equal(slot, 0);
   assert_int_equal(tm.n, 1);
-  const uint8_t want[] = {0x00, 0x00, 0xbe, 0xef};
+  const uint8_t want[] = {0x00, 0x00, 0xde, 0xad, 0xbe, 0xef};
   assert_memory_equal(tid, want, MDHT_TID_LEN);
   assert_int_equal(mdht_txn_next_deadline(&tm), 100 + TIMEOUT);
 
@@ -77,7 +77,7 @@ static void test_open_and_match(void **state) {
   assert_int_equal(mdht_txn_init(&tm, 400, TIMEOUT), 0);
   for (int i = 0; i < 0x102; i++)
     assert_int_equal(open_(&tm, &a, 7, 0, tid), i);
-  const uint8_t want2[] = {0x01, 0x01, 0x00, 0x07};
+  const uint8_t want2[] = {0x01, 0x01, 0x00, 0x00, 0x00, 0x07};
   assert_memory_equal(tid, want2, MDHT_TID_LEN);
   assert_int_equal(mdht_txn_match(&tm, tid, sizeof tid, &a, &out), 0);
   assert_false(out.has_id);
@@ -97,36 +97,44 @@ static void test_rejects(void **state) {
   mdht_addr other_port = v4(1, 6882), other_ip = v4(2, 6881);
   mdht_addr v6 = {.family = MDHT_AF_INET6, .port = 6881};
   memcpy(v6.ip, a.ip, 4);
-  assert_int_equal(mdht_txn_match(&tm, tid, 4, &other_port, &out),
+  assert_int_equal(mdht_txn_match(&tm, tid, MDHT_TID_LEN, &other_port, &out),
                    MDHT_ERR_NOTFOUND);
-  assert_int_equal(mdht_txn_match(&tm, tid, 4, &other_ip, &out),
+  assert_int_equal(mdht_txn_match(&tm, tid, MDHT_TID_LEN, &other_ip, &out),
                    MDHT_ERR_NOTFOUND);
-  assert_int_equal(mdht_txn_match(&tm, tid, 4, &v6, &out), MDHT_ERR_NOTFOUND);
-  assert_int_equal(mdht_txn_match(&tm, tid, 3, &a, &out), MDHT_ERR_NOTFOUND);
-  assert_int_equal(mdht_txn_match(&tm, tid, 5, &a, &out), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, tid, MDHT_TID_LEN, &v6, &out),
+                   MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, tid, 4, &a, &out), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, tid, MDHT_TID_LEN + 1, &a, &out),
+                   MDHT_ERR_NOTFOUND);
   assert_int_equal(mdht_txn_match(&tm, tid, 0, &a, &out), MDHT_ERR_NOTFOUND);
-  assert_int_equal(mdht_txn_match(&tm, NULL, 4, &a, &out), MDHT_ERR_NOTFOUND);
-  assert_int_equal(mdht_txn_match(&tm, tid, 4, NULL, &out), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, NULL, MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, tid, MDHT_TID_LEN, NULL, &out),
+                   MDHT_ERR_NOTFOUND);
 
   uint8_t bad[MDHT_TID_LEN];
-  for (int bit = 0; bit < 16; bit++) { /* every wrong check */
+  for (int bit = 0; bit < 32; bit++) { /* every one-bit-wrong check */
     memcpy(bad, tid, sizeof bad);
     bad[2 + bit / 8] ^= (uint8_t)(1u << (bit % 8));
-    assert_int_equal(mdht_txn_match(&tm, bad, 4, &a, &out), MDHT_ERR_NOTFOUND);
+    assert_int_equal(mdht_txn_match(&tm, bad, MDHT_TID_LEN, &a, &out),
+                     MDHT_ERR_NOTFOUND);
   }
   memcpy(bad, tid, sizeof bad);
   bad[1] = 1; /* in range, unused */
-  assert_int_equal(mdht_txn_match(&tm, bad, 4, &a, &out), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, bad, MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
   bad[0] = 0xff; /* out of range */
   bad[1] = 0xf0;
-  assert_int_equal(mdht_txn_match(&tm, bad, 4, &a, &out), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, bad, MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
   bad[0] = 0;
   bad[1] = 8; /* == cap */
-  assert_int_equal(mdht_txn_match(&tm, bad, 4, &a, &out), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, bad, MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
 
   /* None of the rejected attempts closed the transaction. */
   assert_int_equal(tm.n, 1);
-  assert_int_equal(mdht_txn_match(&tm, tid, 4, &a, &out), 0);
+  assert_int_equal(mdht_txn_match(&tm, tid, MDHT_TID_LEN, &a, &out), 0);
   mdht_txn_free(&tm);
 }
 
@@ -138,14 +146,14 @@ static void test_timeouts_in_order(void **state) {
   uint8_t tid[5][MDHT_TID_LEN];
   for (int i = 0; i < 5; i++)
     assert_int_equal(
-        open_(&tm, &a, (uint16_t)(100 + i), (mdht_time)i * 10, tid[i]), i);
+        open_(&tm, &a, (uint32_t)(100 + i), (mdht_time)i * 10, tid[i]), i);
   mdht_txn out;
   assert_int_equal(mdht_txn_next_deadline(&tm), TIMEOUT);
   assert_int_equal(mdht_txn_expire(&tm, TIMEOUT - 1, &out), MDHT_ERR_AGAIN);
   assert_int_equal(tm.n, 5);
 
   /* Answering one in the middle removes it from the deadline order. */
-  assert_int_equal(mdht_txn_match(&tm, tid[2], 4, &a, &out), 0);
+  assert_int_equal(mdht_txn_match(&tm, tid[2], MDHT_TID_LEN, &a, &out), 0);
   assert_int_equal(out.owner.cookie, 102);
 
   assert_int_equal(mdht_txn_expire(&tm, TIMEOUT + 35, &out), 0);
@@ -160,8 +168,10 @@ static void test_timeouts_in_order(void **state) {
   assert_int_equal(tm.n, 1);
 
   /* Late answers to the expired ones are not matched. */
-  assert_int_equal(mdht_txn_match(&tm, tid[0], 4, &a, &out), MDHT_ERR_NOTFOUND);
-  assert_int_equal(mdht_txn_match(&tm, tid[3], 4, &a, &out), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, tid[0], MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, tid[3], MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
 
   assert_int_equal(mdht_txn_expire(&tm, TIMEOUT + 40, NULL), 0);
   assert_int_equal(mdht_txn_next_deadline(&tm), UINT64_MAX);
@@ -177,19 +187,20 @@ static void test_full_and_reuse(void **state) {
   mdht_addr a = v4(1, 1);
   uint8_t tid[4][MDHT_TID_LEN], t5[MDHT_TID_LEN];
   for (int i = 0; i < 4; i++)
-    assert_int_equal(open_(&tm, &a, (uint16_t)(0x1111 * (i + 1)), 0, tid[i]),
+    assert_int_equal(open_(&tm, &a, (uint32_t)(0x1111 * (i + 1)), 0, tid[i]),
                      i);
   assert_int_equal(open_(&tm, &a, 0x9999, 0, t5), MDHT_ERR_FULL);
   assert_int_equal(tm.n, 4);
 
   mdht_txn out;
-  assert_int_equal(mdht_txn_match(&tm, tid[1], 4, &a, &out), 0);
+  assert_int_equal(mdht_txn_match(&tm, tid[1], MDHT_TID_LEN, &a, &out), 0);
   /* The freed slot is reused, with a new check. */
   assert_int_equal(open_(&tm, &a, 0x7777, 1, t5), 1);
   assert_int_equal(open_(&tm, &a, 0x8888, 1, t5 /* unused */), MDHT_ERR_FULL);
-  assert_int_equal(mdht_txn_match(&tm, tid[1], 4, &a, &out), MDHT_ERR_NOTFOUND);
-  uint8_t t_new[MDHT_TID_LEN] = {0, 1, 0x77, 0x77};
-  assert_int_equal(mdht_txn_match(&tm, t_new, 4, &a, &out), 0);
+  assert_int_equal(mdht_txn_match(&tm, tid[1], MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
+  uint8_t t_new[MDHT_TID_LEN] = {0, 1, 0, 0, 0x77, 0x77};
+  assert_int_equal(mdht_txn_match(&tm, t_new, MDHT_TID_LEN, &a, &out), 0);
   assert_int_equal(out.owner.cookie, 0x7777);
 
   /* Expiry frees slots too. */
@@ -213,8 +224,9 @@ static void test_reuse_same_check(void **state) {
   assert_int_equal(open_(&tm, &a, 0x4242, TIMEOUT, neu), 0);
   assert_memory_not_equal(old, neu, MDHT_TID_LEN);
   mdht_txn out;
-  assert_int_equal(mdht_txn_match(&tm, old, 4, &a, &out), MDHT_ERR_NOTFOUND);
-  assert_int_equal(mdht_txn_match(&tm, neu, 4, &a, &out), 0);
+  assert_int_equal(mdht_txn_match(&tm, old, MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_txn_match(&tm, neu, MDHT_TID_LEN, &a, &out), 0);
   mdht_txn_free(&tm);
 }
 
@@ -230,9 +242,11 @@ static void test_unlink_ends(void **state) {
   mdht_txn out;
   open_(&tm, &a, 1, 0, t1);
   open_(&tm, &a, 2, 1, t2);
-  assert_int_equal(mdht_txn_match(&tm, t2, 4, &a, &out), 0); /* tail */
+  assert_int_equal(mdht_txn_match(&tm, t2, MDHT_TID_LEN, &a, &out),
+                   0); /* tail */
   open_(&tm, &a, 3, 2, t3);
-  assert_int_equal(mdht_txn_match(&tm, t1, 4, &a, &out), 0); /* head */
+  assert_int_equal(mdht_txn_match(&tm, t1, MDHT_TID_LEN, &a, &out),
+                   0); /* head */
   open_(&tm, &a, 4, 3, t4);
   assert_int_equal(mdht_txn_next_deadline(&tm), 2 + TIMEOUT);
   assert_int_equal(mdht_txn_expire(&tm, UINT64_MAX, &out), 0);
@@ -242,7 +256,7 @@ static void test_unlink_ends(void **state) {
   assert_int_equal(mdht_txn_expire(&tm, UINT64_MAX, &out), MDHT_ERR_AGAIN);
   /* Emptied by matching alone, then reused. */
   open_(&tm, &a, 5, 4, t1);
-  assert_int_equal(mdht_txn_match(&tm, t1, 4, &a, &out), 0);
+  assert_int_equal(mdht_txn_match(&tm, t1, MDHT_TID_LEN, &a, &out), 0);
   assert_int_equal(mdht_txn_next_deadline(&tm), UINT64_MAX);
   open_(&tm, &a, 6, 5, t1);
   assert_int_equal(mdht_txn_next_deadline(&tm), 5 + TIMEOUT);
@@ -269,8 +283,8 @@ static void test_churn(void **state) {
   for (mdht_time now = 0; now < ROUNDS; now++) {
     x = x * 1103515245u + 12345u;
     uint8_t tid[MDHT_TID_LEN];
-    int r = mdht_txn_open(&tm, &a, NULL, MDHT_M_PING, owner(opened + 1),
-                          (uint16_t)(x >> 16), now, tid);
+    int r = mdht_txn_open(&tm, &a, NULL, MDHT_M_PING, owner(opened + 1), x, now,
+                          tid);
     if (r >= 0) {
       assert_int_equal(seq_in[r], 0);
       memcpy(tids[r], tid, MDHT_TID_LEN);
@@ -282,7 +296,7 @@ static void test_churn(void **state) {
     int k = (int)((x >> 8) % CAP);
     mdht_txn out;
     if ((x & 0x300) == 0) {
-      int m = mdht_txn_match(&tm, tids[k], 4, &a, &out);
+      int m = mdht_txn_match(&tm, tids[k], MDHT_TID_LEN, &a, &out);
       if (seq_in[k]) {
         assert_int_equal(m, 0);
         assert_int_equal(out.owner.cookie, seq_in[k]);
