@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(cmake make gcc clang pkg-config libcmocka-dev nettle-dev libsodium-dev libclang-rt-14-dev
-      python3 python3-libtorrent nodejs npm)
+      python3 python3-libtorrent nodejs npm iproute2)
 # What each package provides, so that a machine that already has the tool
 # (installed some other way) is not asked to install it again.
 have() {
@@ -13,6 +13,7 @@ have() {
     nodejs) command -v node >/dev/null 2>&1 ;;
     npm) command -v npm >/dev/null 2>&1 ;;
     pkg-config) command -v pkg-config >/dev/null 2>&1 ;;
+    iproute2) command -v ip >/dev/null 2>&1 ;;
     *) dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" ;;
   esac
 }
