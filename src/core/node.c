@@ -1168,7 +1168,9 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
      * is derived from the limiter's (still secret) rather than drawn, so
      * that the seeded simulations see the same random stream as before. */
     uint32_t b = node->cfg.reply_bytes_per_sec;
-    rc = mdht_rl_init(&node->budget, 4096, b, b > UINT32_MAX / 2 ? b : b * 2,
+    /* 1024 destinations: a spent budget is never the fullest bucket of
+     * its set, so a spray of fresh spoofed victims cannot flush it. */
+    rc = mdht_rl_init(&node->budget, 1024, b, b > UINT32_MAX / 2 ? b : b * 2,
                       node->rl.hash_seed ^ 0x5bd1e995);
   }
   if (rc == 0) {

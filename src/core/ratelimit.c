@@ -6,13 +6,13 @@
 
 enum { TAG_V4 = 1, TAG_V6_64 = 2, TAG_V6_48 = 3 };
 
-static int table_init(mdht_rl_table *t, uint32_t cap, uint64_t rate,
-                      uint64_t burst) {
+/* The slots are allocated on first use (see ratelimit.h). */
+static void table_init(mdht_rl_table *t, uint32_t cap, uint64_t rate,
+                       uint64_t burst) {
   t->nsets = cap / MDHT_RL_WAYS;
   t->rate = rate;
   t->full_milli = (burst ? burst : 1) * 1000;
-  t->slots = calloc(cap, sizeof *t->slots);
-  return t->slots ? 0 : MDHT_ERR_NOMEM;
+  t->slots = NULL;
 }
 
 int mdht_rl_init(mdht_ratelimit *rl, uint32_t cap, uint32_t rate,
@@ -26,10 +26,9 @@ int mdht_rl_init(mdht_ratelimit *rl, uint32_t cap, uint32_t rate,
                          .hash_seed = hash_seed};
   if (rate == 0) return 0; /* unlimited: no table needed */
   uint64_t f = MDHT_RL_SITE_FACTOR;
-  int rc = table_init(&rl->host, c, rate, rl->burst);
-  if (rc == 0) rc = table_init(&rl->site, c, rate * f, rl->burst * f);
-  if (rc != 0) mdht_rl_free(rl);
-  return rc;
+  table_init(&rl->host, c, rate, rl->burst);
+  table_init(&rl->site, c, rate * f, rl->burst * f);
+  return 0;
 }
 
 void mdht_rl_free(mdht_ratelimit *rl) {
@@ -49,9 +48,15 @@ static uint64_t level(const mdht_rl_table *t, const mdht_rl_slot *s,
   return v > t->full_milli ? t->full_milli : v;
 }
 
-/* The slot of (tag, key), refilled to `now`; a new one starts full. */
+/* The slot of (tag, key), refilled to `now`; a new one starts full.
+ * NULL only when the table cannot be allocated: the caller then lets the
+ * datagram through (a limiter errs on the side of answering). */
 static mdht_rl_slot *find(mdht_rl_table *t, uint64_t seed, uint8_t tag,
                           uint64_t key, mdht_time now) {
+  if (!t->slots) {
+    t->slots = calloc((size_t)t->nsets * MDHT_RL_WAYS, sizeof *t->slots);
+    if (!t->slots) return NULL;
+  }
   uint8_t buf[9];
   buf[0] = tag;
   memcpy(buf + 1, &key, 8);
@@ -91,16 +96,19 @@ bool mdht_rl_take(mdht_ratelimit *rl, const mdht_addr *a, uint32_t cost,
   if (a->family != MDHT_AF_INET6) {
     mdht_rl_slot *s =
         find(&rl->host, rl->hash_seed, TAG_V4, prefix_key(a->ip, 4), now);
+    if (!s) return true;
     if (s->tokens_milli < c) return false;
     s->tokens_milli -= c;
     return true;
   }
   mdht_rl_slot *h =
       find(&rl->host, rl->hash_seed, TAG_V6_64, prefix_key(a->ip, 8), now);
+  if (!h) return true;
   if (h->tokens_milli < c)
     return false; /* a refused /64 costs its /48 nothing */
   mdht_rl_slot *s =
       find(&rl->site, rl->hash_seed, TAG_V6_48, prefix_key(a->ip, 6), now);
+  if (!s) return true;
   if (s->tokens_milli < c) return false;
   h->tokens_milli -= c;
   s->tokens_milli -= c;

@@ -17,7 +17,10 @@
  * tokens is replaced: a bucket that has refilled to full is the same as
  * no entry at all, so eviction forgets only what matters least, and a
  * source can only be forgotten (and start over full) when four busier
- * sources share its set. O(1) per call, no allocation after init.
+ * sources share its set. O(1) per call. A table is allocated the first
+ * time it is used, so that an IPv4 node never holds the /48 tier and the
+ * thousands of nodes of a simulation hold only what their traffic needs;
+ * after that, nothing is allocated.
  */
 #ifndef MDHT_RATELIMIT_H
 #define MDHT_RATELIMIT_H
@@ -51,7 +54,8 @@ typedef struct mdht_ratelimit {
 } mdht_ratelimit;
 
 /* cap (slots per tier) is rounded up to a power of two, at least 16.
- * rate 0 = unlimited (no table). Errors: MDHT_ERR_NOMEM. */
+ * rate 0 = unlimited (no table). Never fails: the tables come on first
+ * use. Returns 0. */
 int mdht_rl_init(mdht_ratelimit *rl, uint32_t cap, uint32_t rate,
                  uint32_t burst, uint64_t hash_seed);
 void mdht_rl_free(mdht_ratelimit *rl);
