@@ -609,6 +609,16 @@ int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
   return 0;
 }
 
+int mdht_rtable_presplit(mdht_rtable *rt, uint32_t nbuckets, mdht_time now) {
+  if (!rt) return MDHT_ERR_INVAL;
+  if (nbuckets > ID_BITS) nbuckets = ID_BITS;
+  while (rt->nbuckets < nbuckets) {
+    int err = split(rt, now);
+    if (err) return err;
+  }
+  return 0;
+}
+
 mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr) {
   if (!rt || !addr) return NULL;
   const rt_slot *s = idx_find(rt, addr);

@@ -179,6 +179,16 @@ size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
                            int family, mdht_rt_entry *out, size_t n,
                            mdht_time now);
 
+/* Splits the last bucket until the table has `nbuckets` buckets (capped
+ * at 160). For restoring saved state: entries saved from a table of that
+ * depth then go back to buckets no coarser than the ones they were saved
+ * from, so the per-bucket rules (one entry per /24 or /64, k slots) accept
+ * all of them whatever the order they come in. A table filled entry by
+ * entry splits only as its last bucket overflows, and would refuse a
+ * node whose /24 twin is still in the same unsplit bucket. Returns 0 or
+ * MDHT_ERR_NOMEM (the table stays as deep as it got). */
+int mdht_rtable_presplit(mdht_rtable *rt, uint32_t nbuckets, mdht_time now);
+
 /* Index of the bucket that covers `id`. */
 uint32_t mdht_rtable_bucket_of(const mdht_rtable *rt, const mdht_id *id);
 

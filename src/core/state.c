@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "id.h"
 #include "node.h"
 
 enum { SEC_META = 1, SEC_NODES = 2, SEC_PEERS = 3 };
@@ -527,6 +528,19 @@ static mdht_rt_entry *find_entry(mdht_rtable *rt, const mdht_id *id,
   return NULL;
 }
 
+/* The depth the saved table had at least: one past the longest prefix
+ * any saved entry shares with our id (see mdht_rtable_presplit). */
+typedef struct depth_ctx {
+  const mdht_id *self;
+  uint32_t depth;
+} depth_ctx;
+
+static void saved_depth(const node_rec *n, void *user) {
+  depth_ctx *d = user;
+  uint32_t cp = (uint32_t)mdht_id_common_prefix(&n->id, d->self);
+  if (cp + 1 > d->depth) d->depth = cp + 1;
+}
+
 static void load_node(const node_rec *n, void *user) {
   load_ctx *c = user;
   mdht_node *node = c->node;
@@ -600,6 +614,10 @@ int mdht_state_load(mdht_node *node, const uint8_t *buf, size_t len,
   /* Bucket entries first, so that they get the slots and the candidates
    * queue behind them, as they were. */
   if (l.nodes) {
+    depth_ctx d = {.self = &node->id, .depth = 0};
+    walk_nodes(&l, saved_depth, &d, NULL);
+    rc = mdht_rtable_presplit(&node->rt, d.depth, now);
+    if (rc) return rc;
     c.pass = KIND_NODE;
     walk_nodes(&l, load_node, &c, NULL);
     c.pass = KIND_REPL;
