@@ -7,8 +7,12 @@ Every test here plays one attacker from docs/SECURITY.md against the real
 address. A test asserts that the attack fails; run against a build without
 the defence, it fails.
 """
+import json
 import os
+import select
+import subprocess
 import sys
+import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -29,6 +33,63 @@ def figure(text):
     """One measured figure of the attack, printed for the log and the
     closing note."""
     print("figure: " + text, flush=True)
+
+
+def cmd(binary, args, timeout=20):
+    """Runs `mdht ARGS`; returns (exit status, stdout, stderr)."""
+    p = subprocess.run([binary] + args, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def stats(binary, ctl):
+    """`mdht stats --json` of the node serving `ctl`, as a dict."""
+    rc, out, err = cmd(binary, ["stats", "--control", ctl, "--json"])
+    check(rc == 0, "mdht stats: %s" % err)
+    return json.loads(out)
+
+
+def wait_control(binary, ctl):
+    """Waits (at most 10 s) until the node answers on its control socket."""
+    end = time.time() + 10
+    while time.time() < end:
+        if os.path.exists(ctl) and cmd(binary, ["stats", "--control", ctl])[0] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("control socket never answered")
+
+
+def announce(sock, to, ih, port):
+    """get_peers for a token, then announce_peer; True if accepted."""
+    r = sock.query(to, "get_peers", {"info_hash": ih})
+    token = r[b"r"][b"token"]
+    r = sock.query(to, "announce_peer",
+                   {"info_hash": ih, "port": port, "token": token})
+    return r.get(b"y") == b"r"
+
+
+def send_batch(sock, to, queries, timeout=2.0):
+    """Sends (method, args) queries back to back, then collects replies;
+    returns how many were answered with "r"."""
+    tids = set()
+    for q, a in queries:
+        t = sock.tid()
+        tids.add(t)
+        args = {"id": sock.id}
+        args.update(a)
+        sock.send(to, {"t": t, "y": "q", "q": q, "a": args})
+    ok = 0
+    end = time.time() + timeout
+    while tids and time.time() < end:
+        r, _, _ = select.select([sock.s], [], [], max(0, end - time.time()))
+        if not r:
+            break
+        m = bdecode(sock.s.recvfrom(65536)[0])
+        if m.get(b"t") in tids:
+            tids.discard(m[b"t"])
+            ok += m.get(b"y") == b"r"
+    return ok
 
 
 def run(main):

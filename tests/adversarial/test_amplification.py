@@ -29,7 +29,8 @@ import tempfile
 import threading
 import time
 
-from advlib import MdhtProcess, Sock, bdecode, bencode, check, figure, run
+from advlib import (MdhtProcess, Sock, bdecode, bencode, check, cmd, figure,
+                    run)
 
 BUDGET = 8000          # the default --reply-budget, bytes a second
 BURST = 2 * BUDGET
@@ -37,13 +38,6 @@ PEERS = 100
 IH = bytes.fromhex("a1" * 20)
 RATES = [5, 20, 100, 1000]   # spoofed queries a second
 SECONDS = 4.0
-
-
-def cmd(binary, args, timeout=20):
-    p = subprocess.run([binary] + args, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
 def plant(node_addr, net):

@@ -27,7 +27,8 @@ import tempfile
 import threading
 import time
 
-from advlib import MdhtProcess, Sock, check, figure, parse_nodes, run
+from advlib import (MdhtProcess, Sock, check, cmd, figure, parse_nodes, run,
+                    stats, wait_control)
 
 NODE_IP = "127.0.9.1"
 GOOD_IP = "127.0.9.20"
@@ -37,28 +38,6 @@ FLOOD_RATE = 3000     # junk datagrams a second
 FLOOD_SECONDS = 50.0  # at most; it lasts as long as the pings
 FLOOD_MAX = 150000    # bound on the count, whatever the timing
 PINGS = 8
-
-
-def cmd(binary, args, timeout=20):
-    p = subprocess.run([binary] + args, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
-
-
-def stats(binary, ctl):
-    rc, out, err = cmd(binary, ["stats", "--control", ctl, "--json"])
-    check(rc == 0, "mdht stats: %s" % err)
-    return json.loads(out)
-
-
-def wait_control(binary, ctl):
-    end = time.time() + 10
-    while time.time() < end:
-        if os.path.exists(ctl) and cmd(binary, ["stats", "--control", ctl])[0] == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError("control socket never answered")
 
 
 def in_table(probe, node_addr, nid):

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 
-from advlib import MdhtProcess, bdecode, bencode, check, figure, run
+from advlib import MdhtProcess, bdecode, bencode, check, cmd, figure, run
 
 ENV = "MDHT_ADV_NETNS"
 NODE_A = "2001:db8:9::1"
@@ -78,13 +78,6 @@ def setup_namespace():
         subprocess.run(c, check=True)
     with open("/proc/sys/net/ipv6/ip_nonlocal_bind", "w") as f:
         f.write("1")  # this namespace's own setting
-
-
-def cmd(binary, args, timeout=20):
-    p = subprocess.run([binary] + args, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
 def rate_limited(binary, ctl):

@@ -24,49 +24,15 @@ import subprocess
 import tempfile
 import time
 
-from advlib import MdhtProcess, Sock, bdecode, check, figure, parse_peer, run
+from advlib import (MdhtProcess, Sock, announce, bdecode, check, figure,
+                    parse_peer, run, send_batch, stats)
 
 QUOTA = 256
 FLOOD = 1500
 
 
-def announce(sock, to, ih, port):
-    r = sock.query(to, "get_peers", {"info_hash": ih})
-    token = r[b"r"][b"token"]
-    r = sock.query(to, "announce_peer",
-                   {"info_hash": ih, "port": port, "token": token})
-    return r.get(b"y") == b"r"
-
-
-def stats(binary, ctl):
-    p = subprocess.run([binary, "stats", "--control", ctl, "--json"],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=30)
-    check(p.returncode == 0, "stats: %s" % p.stderr.decode())
-    return json.loads(p.stdout)["storage"]
-
-
-def send_batch(sock, to, queries, timeout=2.0):
-    """Sends (method, args) queries back to back, then collects replies;
-    returns how many were answered with "r"."""
-    tids = set()
-    for q, a in queries:
-        t = sock.tid()
-        tids.add(t)
-        args = {"id": sock.id}
-        args.update(a)
-        sock.send(to, {"t": t, "y": "q", "q": q, "a": args})
-    ok = 0
-    end = time.time() + timeout
-    while tids and time.time() < end:
-        r, _, _ = select.select([sock.s], [], [], max(0, end - time.time()))
-        if not r:
-            break
-        m = bdecode(sock.s.recvfrom(65536)[0])
-        if m.get(b"t") in tids:
-            tids.discard(m[b"t"])
-            ok += m.get(b"y") == b"r"
-    return ok
+def storage(binary, ctl):
+    return stats(binary, ctl)["storage"]
 
 
 def flood(attacker, to, n, max_seconds=20.0):
@@ -123,7 +89,7 @@ def full_store(binary, tmp):
             r = s.query(to, "get_peers", {"info_hash": ih})
             vals = [parse_peer(v) for v in r[b"r"].get(b"values", [])]
             held += me in vals
-        st = stats(binary, ctl)
+        st = storage(binary, ctl)
         evil = st["peers"] - held
         figure("store of 300 flooded by one IP: %d/100 legitimate swarms "
                "kept; attacker holds %d info-hashes (quota %d); %d "
@@ -144,7 +110,7 @@ def quota_alone(binary, tmp):
     attacker = Sock("127.0.36.2")
     try:
         ok, sent, secs = flood(attacker, node.addr, FLOOD)
-        st = stats(binary, ctl)
+        st = storage(binary, ctl)
         figure("default store, one IP announced %d fresh info-hashes "
                "(%d accepted) in %.1f s: %d kept (quota %d)"
                % (sent, ok, secs, st["infohashes"], QUOTA))

@@ -18,48 +18,16 @@ import os
 import select
 import time
 
-from advlib import (MdhtProcess, Sock, bdecode, check, figure, parse_peer,
-                    run)
+from advlib import (MdhtProcess, Sock, announce, bdecode, check, figure,
+                    parse_peer, run, send_batch)
 
 NODE_IP = "127.0.31.1"
 ATTACKER_IP = "127.0.32.1"
 
 
-def announce(sock, to, ih, port):
-    """get_peers for a token, then announce_peer; True if accepted."""
-    r = sock.query(to, "get_peers", {"info_hash": ih})
-    token = r[b"r"][b"token"]
-    r = sock.query(to, "announce_peer",
-                   {"info_hash": ih, "port": port, "token": token})
-    return r.get(b"y") == b"r"
-
-
 def values(sock, to, ih):
     r = sock.query(to, "get_peers", {"info_hash": ih})
     return [parse_peer(v) for v in r[b"r"].get(b"values", [])]
-
-
-def send_batch(sock, to, queries, timeout=2.0):
-    """Sends the queries (method, args) without waiting in between, then
-    collects the replies; returns how many were answered with "r"."""
-    tids = set()
-    for q, a in queries:
-        t = sock.tid()
-        tids.add(t)
-        args = {"id": sock.id}
-        args.update(a)
-        sock.send(to, {"t": t, "y": "q", "q": q, "a": args})
-    ok = 0
-    end = time.time() + timeout
-    while tids and time.time() < end:
-        r, _, _ = select.select([sock.s], [], [], max(0, end - time.time()))
-        if not r:
-            break
-        m = bdecode(sock.s.recvfrom(65536)[0])
-        if m.get(b"t") in tids:
-            tids.discard(m[b"t"])
-            ok += m.get(b"y") == b"r"
-    return ok
 
 
 def flood_ports(attacker, to, ih, ports, deadline):

@@ -23,34 +23,13 @@ import subprocess
 import tempfile
 import time
 
-from advlib import MdhtProcess, Sock, bdecode, check, figure, run
+from advlib import (MdhtProcess, Sock, bdecode, check, cmd, figure, run, stats,
+                    wait_control)
 
 NODE_IP = "127.0.8.1"
 F_IP = "127.0.8.2"
 OTHER_IP = "127.0.8.3"
 SAMPLES = 64
-
-
-def cmd(binary, args, timeout=20):
-    p = subprocess.run([binary] + args, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
-
-
-def stats(binary, ctl):
-    rc, out, err = cmd(binary, ["stats", "--control", ctl, "--json"])
-    check(rc == 0, "mdht stats: %s" % err)
-    return json.loads(out)
-
-
-def wait_control(binary, ctl):
-    end = time.time() + 10
-    while time.time() < end:
-        if os.path.exists(ctl) and cmd(binary, ["stats", "--control", ctl])[0] == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError("control socket never answered")
 
 
 def next_query(sock, timeout=5.0):
