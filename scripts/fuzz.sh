@@ -13,6 +13,9 @@
 #                 each runs FUZZ_RUNS/FUZZ_JOBS executions on the shared
 #                 scratch corpus (libFuzzer -jobs/-workers)
 #   FUZZ_TARGETS  names to run, e.g. "node state" (default: all)
+#   FUZZ_MAX_LEN  longest input (default 65536); a long campaign of a
+#                 target whose cost grows with the input (state) runs
+#                 more executions with a shorter one
 #   FUZZ_OUT      where crash reproducers go (default: the current
 #                 directory); a finding stops the script with status 1
 set -euo pipefail
@@ -40,7 +43,7 @@ for bin in "$dir"/fuzz_*; do
   work=$(mktemp -d)
   mkdir "$work/corpus"
   cp -r "$corpus"/. "$work/corpus"/ 2>/dev/null || true
-  args=(-max_len=65536 -print_final_stats=1 -artifact_prefix="$out/$name-")
+  args=(-max_len="${FUZZ_MAX_LEN:-65536}" -print_final_stats=1 -artifact_prefix="$out/$name-")
   if [ -n "$runs" ]; then
     args+=(-runs=$((runs / jobs)))
     what="$runs executions"
