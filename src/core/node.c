@@ -392,8 +392,9 @@ static void handle_query(mdht_node *node, const mdht_addr *from,
   publish(node, &ev);
   /* BEP 43: a read-only node never enters the table; nor does a sender we
    * have no id for (an unknown method needs none to get its 204). The
-   * table learns of the sender before we answer, so that a find_node from
-   * a newcomer may already name it, as before. */
+   * table hears of the sender before the handler answers, as it did when
+   * it listened on the bus: the confirmation ping draws its transaction
+   * check first, so seeded simulations replay as they did. */
   if (!q->ro && q->has_id)
     table_heard(node, &q->id, from, MDHT_RT_HEARD_QUERY, now);
 
