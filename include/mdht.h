@@ -166,8 +166,9 @@ int mdht_config_check(const mdht_config *cfg);
 
 /* --------------------------------------------------------------- events */
 
-/* Every component publishes what it does as events. The logger, the
- * statistics and the tests are subscribers. Events are delivered
+/* Every component publishes what it has done as events, in the order it
+ * happened. They only inform: the node works the same with no subscriber
+ * (its statistics and routing table do not listen). Events are delivered
  * synchronously, while the node is inside the call that caused them;
  * pointers inside an event are valid only during the callback.
  *
@@ -436,7 +437,7 @@ typedef void (*mdht_node_visit_cb)(uint32_t bucket, const mdht_id *id,
 void mdht_node_visit(const mdht_node *node, mdht_time now,
                      mdht_node_visit_cb fn, void *user);
 
-/* Statistics kept by the node's own bus subscriber. */
+/* Statistics the node keeps as it works (not through the events). */
 typedef struct mdht_stats {
   uint64_t recv_packets, sent_packets;
   uint64_t queries_in[MDHT_M_COUNT_];

@@ -2,9 +2,15 @@
  * The event bus: components publish typed events (include/mdht.h), and
  * subscribers receive them synchronously, in subscription order.
  *
- * Internal components subscribe first (the routing table learns of
- * responses and timeouts this way), then the statistics, then the
- * library user's callbacks and the logger.
+ * The bus only observes. No component learns of another's work through
+ * it: the node calls the routing table, token manager, peer store and
+ * statistics itself, then publishes what happened. Every subscriber is a
+ * user of the node (the logger, persistence, the control socket, tests),
+ * none is the node's own, so the node works the same with no subscriber.
+ * Since the core never publishes from inside a publish, subscribers hear
+ * events in the order things happened; a subscriber that calls into the
+ * node from its callback nests the events that call causes inside the one
+ * it is hearing (the later subscribers then hear them first).
  *
  * A handle is a slot index; unsubscribing frees the slot for a later
  * subscriber, which is still called after every earlier subscriber. A
@@ -17,7 +23,7 @@
 
 #include "mdht.h"
 
-#define MDHT_BUS_MAX_SUBS 18 /* 16 for users, 2 for the node itself */
+#define MDHT_BUS_MAX_SUBS 16 /* mdht_node_subscribe's documented limit */
 
 typedef struct mdht_bus {
   struct {

@@ -5,8 +5,13 @@
  * the transaction manager (an answer to our query goes to its owner), or
  * else the per-IP rate limit and a query handler (which queues the
  * response, within the destination's reply budget).
- * Every step publishes an event; the routing table and the statistics
- * learn what happened as subscribers of the bus, not by being called.
+ * Each handler calls what must change (the routing table, the token
+ * manager, the peer store, the statistics) itself, in the order the
+ * protocol needs, and publishes an event for each thing that happened, once
+ * it has happened. The bus only observes: the node has no subscriber of its
+ * own and works the same with none, and since no publish happens inside
+ * another, subscribers hear events in causal order (a query before the
+ * confirmation ping it caused, a response before the node it added).
  */
 #include "node.h"
 #include "addr.h"
@@ -38,6 +43,7 @@ static void drop(mdht_node *node, const mdht_addr *from, mdht_drop_reason r,
   if (from) ev.addr = *from;
   ev.u.drop.reason = r;
   ev.u.drop.len = len;
+  node->stats.dropped[r]++;
   publish(node, &ev);
 }
 
@@ -105,6 +111,7 @@ static void send_error(mdht_node *node, const mdht_addr *to, mdht_bytes t,
     return;
   mdht_outq_commit(&node->outq, to, (size_t)n);
   node->stats.sent_packets++;
+  node->stats.errors_out++;
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_ERROR_SENT, now);
   ev.addr = *to;
@@ -129,6 +136,7 @@ static mdht_krpc_msg *begin_response(mdht_node *node, const mdht_addr *to) {
 
 static void send_response(mdht_node *node, const mdht_addr *to, mdht_time now) {
   if (queue_out(node, to, now) != 0) return;
+  node->stats.responses_out++;
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_RESPONSE_SENT, now);
   ev.addr = *to;
@@ -158,6 +166,7 @@ int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
     mdht_txn_match(&node->txns, tid, sizeof tid, to, &dummy);
     return rc;
   }
+  node->stats.queries_out[q->method]++;
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_QUERY_SENT, now);
   ev.addr = *to;
@@ -181,6 +190,25 @@ static void maint_ping(mdht_node *node, const mdht_addr *to, const mdht_id *id,
                        uint8_t kind, mdht_time now) {
   if (node->maint_pings >= MDHT_MAX_MAINT_PINGS) return;
   if (send_ping(node, to, id, kind, now) == 0) node->maint_pings++;
+}
+
+/* ------------------------------------------------------ routing table */
+
+/* We heard from node (id, from): it queried us or answered our query. The
+ * table decides where it goes; what the table asks for, we do: a newcomer
+ * that only queried us is pinged once, so that it can become good (and be
+ * handed to others) or be found dead, and a questionable node standing in
+ * a full bucket's way is checked. The table publishes its own changes. */
+static void table_heard(mdht_node *node, const mdht_id *id,
+                        const mdht_addr *from, mdht_rt_how how, mdht_time now) {
+  /* BEP 42: an id not derived from its IP gets no slot. */
+  if (node->cfg.enforce_node_id && !mdht_bep42_valid(id, from)) return;
+  mdht_rt_entry ping;
+  int r = mdht_rtable_heard(&node->rt, id, from, how, now, &ping);
+  if (r == MDHT_RT_ADDED && how == MDHT_RT_HEARD_QUERY)
+    maint_ping(node, from, id, MDHT_OWNER_CONFIRM, now);
+  else if (r == MDHT_RT_PING)
+    maint_ping(node, &ping.addr, &ping.id, MDHT_OWNER_CHECK, now);
 }
 
 /* ------------------------------------------------------- query handlers */
@@ -284,6 +312,7 @@ static void handle_announce(mdht_node *node, const mdht_addr *from,
     mdht_bus_event_init(&ev, MDHT_EV_TOKEN_REJECTED, now);
     ev.addr = *from;
     ev.id = q->id;
+    node->stats.tokens_rejected++;
     publish(node, &ev);
     send_error(node, from, q->t, q->method, MDHT_KRPC_E_PROTOCOL, "bad token",
                now);
@@ -359,7 +388,15 @@ static void handle_query(mdht_node *node, const mdht_addr *from,
   ev.method = q->method;
   ev.u.query.ro = q->ro;
   ev.u.query.no_id = !q->has_id;
+  node->stats.queries_in[q->method]++;
   publish(node, &ev);
+  /* BEP 43: a read-only node never enters the table; nor does a sender we
+   * have no id for (an unknown method needs none to get its 204). The
+   * table hears of the sender before the handler answers, as it did when
+   * it listened on the bus: the confirmation ping draws its transaction
+   * check first, so seeded simulations replay as they did. */
+  if (!q->ro && q->has_id)
+    table_heard(node, &q->id, from, MDHT_RT_HEARD_QUERY, now);
 
   switch (q->method) {
   case MDHT_M_PING:
@@ -435,6 +472,7 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
     ev.addr = *from;
     ev.method = txn.method;
     ev.u.error.code = (int)m->ecode;
+    node->stats.errors_in++;
     publish(node, &ev);
     owner_failed(node, &txn, now);
     return;
@@ -452,7 +490,9 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
     owner_failed(node, &txn, now);
     return;
   }
+  node->stats.responses_in++;
   publish(node, &ev);
+  table_heard(node, &m->id, from, MDHT_RT_HEARD_REPLY, now);
   observe_rtt(node, now - txn.sent);
   /* Only here, after the transaction matched: a vote is a response to
    * one of our queries, from the address we sent it to. */
@@ -460,90 +500,9 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
   owner_answered(node, &txn, from, now);
 }
 
-/* ------------------------------------------ internal bus subscribers */
-
 static bool id_is_zero(const mdht_id *id) {
   static const mdht_id zero;
   return mdht_id_eq(id, &zero);
-}
-
-/* The routing table's subscription: it learns who answered, who queried
- * and who timed out from the bus. */
-static void rt_on_event(const mdht_event *ev, void *user) {
-  mdht_node *node = user;
-  mdht_rt_entry ping;
-  int r;
-  if ((ev->type == MDHT_EV_RESPONSE_RECEIVED ||
-       ev->type == MDHT_EV_QUERY_RECEIVED) &&
-      node->cfg.enforce_node_id && !mdht_bep42_valid(&ev->id, &ev->addr))
-    return; /* BEP 42: an id not derived from its IP gets no slot */
-  switch (ev->type) {
-  case MDHT_EV_RESPONSE_RECEIVED:
-    r = mdht_rtable_heard(&node->rt, &ev->id, &ev->addr, MDHT_RT_HEARD_REPLY,
-                          ev->now, &ping);
-    break;
-  case MDHT_EV_QUERY_RECEIVED:
-    /* BEP 43: a read-only node never enters the table; nor does a sender
-     * we have no id for (an unknown method needs none to get its 204). */
-    if (ev->u.query.ro || ev->u.query.no_id) return;
-    r = mdht_rtable_heard(&node->rt, &ev->id, &ev->addr, MDHT_RT_HEARD_QUERY,
-                          ev->now, &ping);
-    if (r == MDHT_RT_ADDED) {
-      /* It queried us but has never answered: ask it once, so that it
-       * can become good (and be handed to others) or be found dead. */
-      maint_ping(node, &ev->addr, &ev->id, MDHT_OWNER_CONFIRM, ev->now);
-    }
-    break;
-  case MDHT_EV_QUERY_TIMEOUT:
-    /* A query sent without a known id (bootstrap ping) carries a zero
-     * id in its event. */
-    mdht_rtable_failed(&node->rt, id_is_zero(&ev->id) ? NULL : &ev->id,
-                       &ev->addr, ev->now);
-    return;
-  default:
-    return;
-  }
-  if (r == MDHT_RT_PING)
-    maint_ping(node, &ping.addr, &ping.id, MDHT_OWNER_CHECK, ev->now);
-}
-
-/* The statistics' subscription. */
-static void stats_on_event(const mdht_event *ev, void *user) {
-  mdht_stats *s = user;
-  switch (ev->type) {
-  case MDHT_EV_QUERY_RECEIVED:
-    s->queries_in[ev->method]++;
-    break;
-  case MDHT_EV_QUERY_SENT:
-    s->queries_out[ev->method]++;
-    break;
-  case MDHT_EV_RESPONSE_SENT:
-    s->responses_out++;
-    break;
-  case MDHT_EV_RESPONSE_RECEIVED:
-    s->responses_in++;
-    break;
-  case MDHT_EV_ERROR_SENT:
-    s->errors_out++;
-    break;
-  case MDHT_EV_ERROR_RECEIVED:
-    s->errors_in++;
-    break;
-  case MDHT_EV_QUERY_TIMEOUT:
-    s->timeouts++;
-    break;
-  case MDHT_EV_DATAGRAM_DROPPED:
-    s->dropped[ev->u.drop.reason]++;
-    break;
-  case MDHT_EV_RATE_LIMITED:
-    s->rate_limited++;
-    break;
-  case MDHT_EV_TOKEN_REJECTED:
-    s->tokens_rejected++;
-    break;
-  default:
-    break;
-  }
 }
 
 /* ------------------------------------------------------------ operations */
@@ -1142,10 +1101,6 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
     mdht__node_random(node, node->id.b, sizeof node->id.b);
   node->stats.started = now;
   mdht_bus_init(&node->bus);
-  /* Internal subscribers first: the routing table must have seen an event
-   * before the user's callback looks at the table. */
-  mdht_bus_subscribe(&node->bus, rt_on_event, node);
-  mdht_bus_subscribe(&node->bus, stats_on_event, &node->stats);
 
   uint8_t secret[MDHT_TOKEN_SECRET_LEN];
   mdht__node_random(node, secret, sizeof secret);
@@ -1218,8 +1173,7 @@ int mdht_node_subscribe(mdht_node *node, mdht_event_cb cb, void *user) {
 }
 
 void mdht_node_unsubscribe(mdht_node *node, int handle) {
-  /* Handles 0 and 1 are the node's own subscribers. */
-  if (node && handle >= 2) mdht_bus_unsubscribe(&node->bus, handle);
+  if (node) mdht_bus_unsubscribe(&node->bus, handle);
 }
 
 int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
@@ -1252,6 +1206,7 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
     mdht_event ev;
     mdht_bus_event_init(&ev, MDHT_EV_RATE_LIMITED, now);
     ev.addr = *from;
+    node->stats.rate_limited++;
     publish(node, &ev);
     return 0;
   }
@@ -1307,7 +1262,11 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
     ev.addr = txn.addr;
     if (txn.has_id) ev.id = txn.id;
     ev.method = txn.method;
+    node->stats.timeouts++;
     publish(node, &ev);
+    /* A query sent without a known id (a bootstrap ping) fails whoever
+     * is at that address. */
+    mdht_rtable_failed(&node->rt, txn.has_id ? &txn.id : NULL, &txn.addr, now);
     owner_failed(node, &txn, now);
   }
   mdht_lookups_tick(&node->lookups, now);

@@ -351,9 +351,10 @@ static bool take_invalid(mdht_rtable *rt, mdht_rt_bucket *b,
   mdht_rt_entry old = b->nodes[v];
   b->nodes[v] = *e;
   b->last_changed = now;
-  publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[v], &old, now);
   old.last_ping = 0;
   repl_add(rt, b, &old);
+  /* Told once done: the table a subscriber may look at is whole. */
+  publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[v], &old, now);
   return true;
 }
 

@@ -46,8 +46,10 @@
  *
  * The table itself sends nothing: when a full bucket has a questionable
  * node, mdht_rtable_heard() names it so that the caller pings it; the new
- * node waits in the bucket's replacement list. All changes are published on
- * the bus (node added / removed / replaced, bucket split).
+ * node waits in the bucket's replacement list. Each change is published on
+ * the bus once made (node added / removed / replaced, bucket split); the
+ * table only tells, and is told nothing through the bus: the node calls
+ * it.
  */
 #ifndef MDHT_RTABLE_H
 #define MDHT_RTABLE_H

@@ -21,8 +21,11 @@ typedef struct fixture {
   mdht_node *node;
   mdht_addr bound;
   mdht_time now;
+  int sub; /* the fixture's subscription */
   uint32_t events[MDHT_EV_COUNT_];
   mdht_event last[MDHT_EV_COUNT_];
+  mdht_event_type seq[64]; /* the first events, in the order heard */
+  size_t nseq;
   /* the last datagram drained */
   mdht_addr to;
   uint8_t pkt[MDHT_MAX_PACKET];
@@ -35,6 +38,7 @@ static void on_event(const mdht_event *ev, void *user) {
   fixture *f = user;
   f->events[ev->type]++;
   f->last[ev->type] = *ev;
+  if (f->nseq < sizeof f->seq / sizeof f->seq[0]) f->seq[f->nseq++] = ev->type;
 }
 
 static fixture *make(const mdht_config *cfg) {
@@ -49,7 +53,8 @@ static fixture *make(const mdht_config *cfg) {
   if (cfg) c = *cfg;
   mdht_id id = test_id(0x80);
   assert_int_equal(mdht_node_new(&f->node, &c, &cb, &id, &f->bound, f->now), 0);
-  assert_true(mdht_node_subscribe(f->node, on_event, f) >= 0);
+  f->sub = mdht_node_subscribe(f->node, on_event, f);
+  assert_true(f->sub >= 0);
   return f;
 }
 
@@ -1232,6 +1237,198 @@ static void test_reply_budget_off(void **state) {
   assert_true(sent > 50000);
 }
 
+/* ------------------------------------------- the bus only observes */
+
+/* Asserts that the events heard since the last reset are exactly `want`. */
+static void assert_seq(const fixture *f, const mdht_event_type *want,
+                       size_t n) {
+  for (size_t i = 0; i < n && i < f->nseq; i++) {
+    if (f->seq[i] != want[i])
+      fail_msg("event %zu: heard %s, expected %s", i,
+               mdht_event_name(f->seq[i]), mdht_event_name(want[i]));
+  }
+  assert_int_equal(f->nseq, n);
+}
+
+static void reset_seq(fixture *f) {
+  f->nseq = 0;
+}
+
+/* Position of the first event of `type` heard, or -1. */
+static int seq_find(const fixture *f, mdht_event_type type) {
+  for (size_t i = 0; i < f->nseq; i++)
+    if (f->seq[i] == type) return (int)i;
+  return -1;
+}
+
+/* Finds our queued query to `to` and answers it as `id`; other datagrams
+ * are dropped. Returns false if there was none. */
+static bool answer_query(fixture *f, const mdht_addr *to, const mdht_id *id) {
+  mdht_krpc_msg q, r;
+  uint8_t tid[32];
+  size_t tidlen = 0;
+  bool found = false;
+  while ((f->len = mdht_node_next_packet(f->node, &f->to, f->pkt,
+                                         sizeof f->pkt)) > 0) {
+    if (!mdht_addr_eq(&f->to, to)) continue;
+    assert_int_equal(
+        mdht_krpc_decode(&q, f->pkt, (size_t)f->len, f->toks, MDHT_KRPC_TOKENS),
+        0);
+    if (q.y != 'q' || q.t.len > sizeof tid) continue;
+    memcpy(tid, q.t.p, q.t.len);
+    tidlen = q.t.len;
+    found = true;
+  }
+  if (!found) return false;
+  mdht_krpc_msg_init(&r, 'r');
+  r.t.p = tid;
+  r.t.len = tidlen;
+  r.id = *id;
+  recv_msg(f, to, &r);
+  return true;
+}
+
+/* A query from a node we did not know: the user hears the query, then
+ * the table taking its sender, then the confirmation ping that this
+ * caused, then our answer. (When the table learnt from the bus, the ping
+ * went out, and was heard, before the query that caused it.) */
+static void test_order_query_from_new_node(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id aid = test_id(0x11);
+  reset_seq(f);
+  recv_msg(f, &a, query(MDHT_M_PING, &aid, "p1"));
+  const mdht_event_type want[] = {MDHT_EV_QUERY_RECEIVED, MDHT_EV_NODE_ADDED,
+                                  MDHT_EV_QUERY_SENT, MDHT_EV_RESPONSE_SENT};
+  assert_seq(f, want, sizeof want / sizeof want[0]);
+  assert_true(mdht_id_eq(&f->last[MDHT_EV_NODE_ADDED].id, &aid));
+  assert_int_equal(f->last[MDHT_EV_QUERY_SENT].method, MDHT_M_PING);
+  assert_true(mdht_addr_eq(&f->last[MDHT_EV_QUERY_SENT].addr, &a));
+}
+
+/* k = 1 and one failure makes a node bad: two ids below ours (first bit
+ * 0, ours is 1) share bucket 0, which holds one node. */
+static fixture *make_tiny_table(void) {
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.k = 1;
+  c.max_fails = 1;
+  return make(&c);
+}
+
+/* A response: the user hears it before the node it adds, and before the
+ * node it replaces. */
+static void test_order_response_then_table(void **state) {
+  fixture *f = make_tiny_table();
+  *state = f;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_addr b = test_addr4(127, 0, 0, 3, 5000);
+  mdht_id aid = test_id(0x11), bid = test_id(0x22);
+
+  /* a answers our ping: added. */
+  assert_int_equal(mdht_node_ping(f->node, &a, f->now), 0);
+  reset_seq(f);
+  f->now += 20;
+  assert_true(answer_query(f, &a, &aid));
+  const mdht_event_type added[] = {MDHT_EV_RESPONSE_RECEIVED,
+                                   MDHT_EV_NODE_ADDED};
+  assert_seq(f, added, 2);
+
+  /* a stops answering and goes bad (max_fails 1) ... */
+  mdht_time due = f->now + f->node->cfg.query_timeout_ms;
+  assert_int_equal(mdht_node_ping(f->node, &a, f->now), 0);
+  drain(f);
+  mdht_node_tick(f->node, due);
+  mdht_rt_entry *ea = mdht_rtable_find(&f->node->rt, &a);
+  assert_non_null(ea);
+  assert_int_equal(mdht_rtable_state(&f->node->rt, ea, due), MDHT_RT_BAD);
+  /* ... and b, answering, takes its slot. */
+  f->now = due + 10;
+  drain(f);
+  assert_int_equal(mdht_node_ping(f->node, &b, f->now), 0);
+  reset_seq(f);
+  assert_true(answer_query(f, &b, &bid));
+  int rr = seq_find(f, MDHT_EV_RESPONSE_RECEIVED);
+  int nr = seq_find(f, MDHT_EV_NODE_REPLACED);
+  assert_int_equal(rr, 0);
+  assert_true(nr > rr);
+  assert_true(mdht_id_eq(&f->last[MDHT_EV_NODE_REPLACED].id, &bid));
+  assert_true(
+      mdht_id_eq(&f->last[MDHT_EV_NODE_REPLACED].u.replaced.old_id, &aid));
+}
+
+/* A timeout: the user hears the query time out before the node that
+ * failed is replaced by the candidate waiting for its slot. */
+static void test_order_timeout_then_replaced(void **state) {
+  fixture *f = make_tiny_table();
+  *state = f;
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_addr b = test_addr4(127, 0, 0, 3, 5000);
+  mdht_id aid = test_id(0x11), bid = test_id(0x22);
+  /* a queries us: it takes the one slot, and we ping it to confirm. */
+  recv_msg(f, &a, query(MDHT_M_PING, &aid, "p1"));
+  /* b queries us: the bucket is full, b waits as the candidate. */
+  recv_msg(f, &b, query(MDHT_M_PING, &bid, "p2"));
+  assert_non_null(mdht_rtable_find(&f->node->rt, &a));
+  assert_null(mdht_rtable_find(&f->node->rt, &b));
+  drain(f);
+  reset_seq(f);
+  /* a never answers the confirmation. */
+  mdht_node_tick(f->node, f->now + f->node->cfg.query_timeout_ms);
+  int to = seq_find(f, MDHT_EV_QUERY_TIMEOUT);
+  int nr = seq_find(f, MDHT_EV_NODE_REPLACED);
+  assert_int_equal(to, 0);
+  assert_true(nr > to);
+  assert_true(mdht_id_eq(&f->last[MDHT_EV_QUERY_TIMEOUT].id, &aid));
+  assert_true(mdht_id_eq(&f->last[MDHT_EV_NODE_REPLACED].id, &bid));
+  assert_true(
+      mdht_id_eq(&f->last[MDHT_EV_NODE_REPLACED].u.replaced.old_id, &aid));
+  assert_non_null(mdht_rtable_find(&f->node->rt, &b));
+}
+
+/* No subscriber is the node's own: the user's first subscription is
+ * handle 0, every handle may be unsubscribed, all 16 slots are the
+ * user's, and with none left the table and the statistics still work. */
+static void test_unsubscribe_any_handle(void **state) {
+  fixture *f = *state;
+  assert_int_equal(f->sub, 0);
+  mdht_node_unsubscribe(f->node, 0);
+  mdht_node_unsubscribe(f->node, 0);  /* twice: ignored */
+  mdht_node_unsubscribe(f->node, -1); /* unknown: ignored */
+  mdht_node_unsubscribe(f->node, 99);
+
+  mdht_addr a = test_addr4(127, 0, 0, 2, 5000);
+  mdht_id aid = test_id(0x11);
+  recv_msg(f, &a, query(MDHT_M_PING, &aid, "p1"));
+  assert_int_equal(f->nseq, 0); /* nobody heard anything */
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.queries_in[MDHT_M_PING], 1);
+  assert_int_equal(st.responses_out, 1);
+  assert_int_equal(st.queries_out[MDHT_M_PING], 1); /* the confirmation */
+  assert_int_equal(st.nodes_total, 1);
+  /* It answers: good, and handed out. */
+  f->now += 15;
+  assert_true(answer_query(f, &a, &aid));
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.responses_in, 1);
+  assert_int_equal(st.nodes_good, 1);
+  /* It goes quiet: timeouts count and the table hears of them. */
+  assert_int_equal(mdht_node_ping(f->node, &a, f->now), 0);
+  drain(f);
+  f->now += f->node->cfg.query_timeout_ms;
+  mdht_node_tick(f->node, f->now);
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.timeouts, 1);
+  assert_int_equal(mdht_rtable_find(&f->node->rt, &a)->fails, 1);
+
+  /* Sixteen subscriptions, from handle 0, then full. */
+  for (int i = 0; i < 16; i++)
+    assert_int_equal(mdht_node_subscribe(f->node, on_event, f), i);
+  assert_int_equal(mdht_node_subscribe(f->node, on_event, f), MDHT_ERR_FULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
@@ -1277,6 +1474,12 @@ int main(void) {
       cmocka_unit_test_teardown(test_matched_reply_passes_limit, teardown),
       cmocka_unit_test_teardown(test_reply_budget, teardown),
       cmocka_unit_test_teardown(test_reply_budget_off, teardown),
+      cmocka_unit_test_setup_teardown(test_order_query_from_new_node, setup,
+                                      teardown),
+      cmocka_unit_test_teardown(test_order_response_then_table, teardown),
+      cmocka_unit_test_teardown(test_order_timeout_then_replaced, teardown),
+      cmocka_unit_test_setup_teardown(test_unsubscribe_any_handle, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
