@@ -166,23 +166,98 @@ static void send_queued(mdht_node *node, int fd) {
   }
 }
 
-int main(int argc, char **argv) {
-  const char *bind_ip = "127.0.0.1", *state_path = NULL;
-  uint8_t *saved = NULL;
-  size_t saved_len = 0;
-  mdht_id saved_id;
-  bool have_id = false;
-  unsigned long port = 0, seconds = 0;
-  int argi = 1, fd;
-  mdht_addr bound;
+/* Binds a UDP socket to `bound` (port 0: any) and fills in the port the
+ * kernel chose. Returns the socket or -1. */
+static int open_socket(mdht_addr *bound) {
+  struct sockaddr_storage ss;
+  socklen_t sl = to_sockaddr(bound, &ss);
+  int fd =
+      socket(bound->family == MDHT_AF_INET ? AF_INET : AF_INET6, SOCK_DGRAM, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+    perror("embed: bind");
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  sl = sizeof ss;
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  from_sockaddr(bound, &ss);
+  return fd;
+}
+
+/* Creates the node: from the state in `state_path` (its id, table and
+ * peers) when there is one, else fresh. */
+static mdht_node *start_node(const mdht_addr *bound, const char *state_path,
+                             mdht_time now) {
   mdht_config cfg;
   mdht_callbacks cb = {random_bytes, NULL};
   mdht_node *node;
-  struct sockaddr_storage ss;
-  socklen_t sl;
+  mdht_id saved_id;
+  size_t len = 0;
+  uint8_t *saved = state_path ? read_file(state_path, &len) : NULL;
+  bool have_id = saved && mdht_node_saved_id(saved, len, &saved_id) == 0;
+  int rc;
+
+  mdht_config_default(&cfg);
+  /* Loopback and LAN neighbours would be refused as martians on the
+   * public DHT; here they are the whole point. */
+  cfg.allow_private = true;
+  /* The id is fixed when the node is created: the saved one, if any. */
+  rc = mdht_node_new(&node, &cfg, &cb, have_id ? &saved_id : NULL, bound, now);
+  if (rc < 0) {
+    fprintf(stderr, "embed: %s\n", mdht_strerror(rc));
+    free(saved);
+    return NULL;
+  }
+  mdht_node_subscribe(node, print_event, NULL);
+  if (have_id && (rc = mdht_node_load(node, saved, len, now, unix_ms())) < 0)
+    fprintf(stderr, "embed: %s: %s, starting fresh\n", state_path,
+            mdht_strerror(rc));
+  else if (saved && !have_id)
+    fprintf(stderr, "embed: %s is not a saved state, starting fresh\n",
+            state_path);
+  free(saved);
+  return node;
+}
+
+/* The program's own loop: until a signal, or `seconds` after `start`. */
+static void run(mdht_node *node, int fd, mdht_time start,
+                unsigned long seconds) {
+  mdht_time end = seconds ? start + seconds * 1000 : 0;
+  while (!stop) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    mdht_time now = now_ms(), deadline;
+    int timeout;
+
+    send_queued(node, fd);
+    deadline = mdht_node_next_deadline(node);
+    if (end && deadline > end) deadline = end;
+    timeout = deadline <= now          ? 0
+              : deadline - now > 60000 ? 60000
+                                       : (int)(deadline - now);
+    if (poll(&pfd, 1, timeout) > 0) {
+      uint8_t in[65536]; /* whole: the node counts oversized datagrams */
+      struct sockaddr_storage ss;
+      socklen_t sl = sizeof ss;
+      mdht_addr from;
+      ssize_t n = recvfrom(fd, in, sizeof in, MSG_DONTWAIT,
+                           (struct sockaddr *)&ss, &sl);
+      if (n >= 0 && from_sockaddr(&from, &ss) == 0)
+        mdht_node_recv(node, &from, in, (size_t)n, now_ms());
+    }
+    now = now_ms();
+    if (mdht_node_next_deadline(node) <= now) mdht_node_tick(node, now);
+    if (end && now >= end) break;
+  }
+}
+
+int main(int argc, char **argv) {
+  const char *bind_ip = "127.0.0.1", *state_path = NULL;
+  unsigned long port = 0, seconds = 0;
+  int argi = 1, fd;
+  mdht_addr bound;
+  mdht_node *node;
   mdht_time start;
   char buf[64], id[41];
-  int rc;
 
   for (; argi + 1 < argc && argv[argi][0] == '-'; argi += 2) {
     if (strcmp(argv[argi], "-t") == 0)
@@ -206,42 +281,12 @@ int main(int argc, char **argv) {
     return 2;
   }
   bound.port = (uint16_t)port;
-
-  fd = socket(bound.family == MDHT_AF_INET ? AF_INET : AF_INET6, SOCK_DGRAM, 0);
-  sl = to_sockaddr(&bound, &ss);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0) {
-    perror("embed: bind");
-    return 2;
-  }
-  sl = sizeof ss;
-  getsockname(fd, (struct sockaddr *)&ss, &sl);
-  from_sockaddr(&bound, &ss);
-
-  mdht_config_default(&cfg);
-  /* Loopback and LAN neighbours would be refused as martians on the
-   * public DHT; here they are the whole point. */
-  cfg.allow_private = true;
+  if ((fd = open_socket(&bound)) < 0) return 2;
   start = now_ms();
-  /* The id is fixed when the node is created: the saved one, if any. */
-  if (state_path && (saved = read_file(state_path, &saved_len)) != NULL)
-    have_id = mdht_node_saved_id(saved, saved_len, &saved_id) == 0;
-  rc = mdht_node_new(&node, &cfg, &cb, have_id ? &saved_id : NULL, &bound,
-                     start);
-  if (rc < 0) {
-    fprintf(stderr, "embed: %s\n", mdht_strerror(rc));
+  if (!(node = start_node(&bound, state_path, start))) {
+    close(fd);
     return 2;
   }
-  mdht_node_subscribe(node, print_event, NULL);
-  if (have_id) {
-    rc = mdht_node_load(node, saved, saved_len, start, unix_ms());
-    if (rc < 0)
-      fprintf(stderr, "embed: %s: %s, starting fresh\n", state_path,
-              mdht_strerror(rc));
-  } else if (saved) {
-    fprintf(stderr, "embed: %s is not a saved state, starting fresh\n",
-            state_path);
-  }
-  free(saved);
   mdht_addr_format(&bound, buf, sizeof buf);
   mdht_id_format(mdht_node_id(node), id);
   printf("listening on %s id %s\n", buf, id);
@@ -250,39 +295,13 @@ int main(int argc, char **argv) {
   for (; argi < argc; argi++) {
     mdht_addr boot;
     if (mdht_addr_parse(&boot, argv[argi]) < 0 ||
-        (rc = mdht_node_ping(node, &boot, now_ms())) < 0)
+        mdht_node_ping(node, &boot, now_ms()) < 0)
       fprintf(stderr, "embed: bootstrap %s skipped\n", argv[argi]);
   }
 
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-  while (!stop) {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    mdht_time now = now_ms(), deadline;
-    int timeout;
-
-    send_queued(node, fd);
-    deadline = mdht_node_next_deadline(node);
-    if (seconds && deadline > start + seconds * 1000)
-      deadline = start + seconds * 1000;
-    timeout = deadline <= now          ? 0
-              : deadline - now > 60000 ? 60000
-                                       : (int)(deadline - now);
-    if (poll(&pfd, 1, timeout) > 0) {
-      uint8_t in[65536]; /* whole: the node counts oversized datagrams */
-      ssize_t n;
-      mdht_addr from;
-      sl = sizeof ss;
-      n = recvfrom(fd, in, sizeof in, MSG_DONTWAIT, (struct sockaddr *)&ss,
-                   &sl);
-      if (n >= 0 && from_sockaddr(&from, &ss) == 0)
-        mdht_node_recv(node, &from, in, (size_t)n, now_ms());
-    }
-    now = now_ms();
-    if (mdht_node_next_deadline(node) <= now) mdht_node_tick(node, now);
-    if (seconds && now >= start + seconds * 1000) break;
-  }
-
+  run(node, fd, start, seconds);
   if (state_path) save_state(node, state_path);
   mdht_node_del(node);
   close(fd);
