@@ -292,12 +292,9 @@ static int save_on_request(void *user, mdht_ctl_saved *out, char *err,
   if (sub >= 0) mdht_node_unsubscribe(node, sub);
   snprintf(out->path, sizeof out->path, "%s/%s", p->dir, MDHT_PERSIST_FILE);
   if (rc < 0) {
-    /* MDHT_ERR_* and -errno overlap as numbers: persist notes in
-     * last_error the errno of a failed write as is, an MDHT_ERR_* of
-     * serializing shifted by -1000. */
-    snprintf(
-        err, errcap, "cannot save state to %s: %s (the previous state is kept)",
-        out->path, p->last_error == rc ? strerror(-rc) : mdht_strerror(rc));
+    snprintf(err, errcap,
+             "cannot save state to %s: %s (the previous state is kept)",
+             out->path, mdht_strerror(rc));
     return rc;
   }
   return 0;
@@ -415,7 +412,7 @@ static int cmd_run(int argc, char **argv) {
     ro.nbootstrap = nrouters;
     if ((rc = mdht_persist_attach(&ps, &d, &ro)) < 0) {
       mdht_logforge_logf(&log, MDHT_LOG_ERROR, "state timers: %s",
-                         strerror(-rc));
+                         mdht_strerror(rc));
       mdht_persist_close(&ps);
       mdht_driver_free(&d);
       if (a.control) mdht_ctl_server_close(&ctl);
@@ -430,7 +427,7 @@ static int cmd_run(int argc, char **argv) {
   }
   if (a.control && (rc = mdht_ctl_server_attach(&ctl, &d)) < 0) {
     mdht_logforge_logf(&log, MDHT_LOG_ERROR, "control socket %s: %s", a.control,
-                       strerror(-rc));
+                       mdht_strerror(rc));
     mdht_ctl_server_close(&ctl);
     mdht_driver_free(&d);
     return CLI_USAGE_ERROR;

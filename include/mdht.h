@@ -35,28 +35,44 @@ extern "C" {
 
 #define MDHT_VERSION "0.1.0"
 
+/* Marks what libmdht.so exports: the library is built with
+ * -fvisibility=hidden, so that everything not declared here stays
+ * private to it and cannot become an accidental ABI. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MDHT_EXTERN __attribute__((visibility("default")))
+#else
+#define MDHT_EXTERN
+#endif
+
 /* ---------------------------------------------------------------- errors */
 
-/* One list, so that the enum and mdht_strerror() cannot drift apart. */
+/* Errors are negative ints in one domain with -errno: a negated errno
+ * value lies in -1..-4095 (Linux never returns more: MAX_ERRNO), every
+ * MDHT_ERR_* below -5000. One int return therefore says which it is, and
+ * mdht_strerror() names both, without the caller keeping track of where
+ * the code came from. (The errno itself is kept, not folded into one
+ * MDHT_ERR_IO, so that callers can still test for -EWOULDBLOCK.)
+ *
+ * One list, so that the enum and mdht_strerror() cannot drift apart. */
 #define MDHT_ERRORS(X)                                                         \
-  X(NOMEM, -1, "out of memory")                                                \
-  X(INVAL, -2, "invalid argument")                                             \
-  X(NOBUF, -3, "buffer too small")                                             \
-  X(PARSE, -4, "malformed bencode")                                            \
-  X(PROTO, -5, "malformed KRPC message")                                       \
-  X(LIMIT, -6, "limit exceeded")                                               \
-  X(NOTFOUND, -7, "not found")                                                 \
-  X(EXISTS, -8, "already exists")                                              \
-  X(FULL, -9, "table full")                                                    \
-  X(AGAIN, -10, "nothing to do now")                                           \
-  X(RANGE, -11, "value out of range")                                          \
-  X(STATE, -12, "wrong state for this call")                                   \
-  X(IO, -13, "input/output error")                                             \
-  X(CORRUPT, -14, "corrupt data")                                              \
-  X(VERSION, -15, "unsupported version")                                       \
-  X(TIMEOUT, -16, "timed out")                                                 \
-  X(ADDR, -17, "address not acceptable")                                       \
-  X(TOKEN, -18, "bad token")
+  X(NOMEM, -5001, "out of memory")                                             \
+  X(INVAL, -5002, "invalid argument")                                          \
+  X(NOBUF, -5003, "buffer too small")                                          \
+  X(PARSE, -5004, "malformed bencode")                                         \
+  X(PROTO, -5005, "malformed KRPC message")                                    \
+  X(LIMIT, -5006, "limit exceeded")                                            \
+  X(NOTFOUND, -5007, "not found")                                              \
+  X(EXISTS, -5008, "already exists")                                           \
+  X(FULL, -5009, "table full")                                                 \
+  X(AGAIN, -5010, "nothing to do now")                                         \
+  X(RANGE, -5011, "value out of range")                                        \
+  X(STATE, -5012, "wrong state for this call")                                 \
+  X(IO, -5013, "input/output error")                                           \
+  X(CORRUPT, -5014, "corrupt data")                                            \
+  X(VERSION, -5015, "unsupported version")                                     \
+  X(TIMEOUT, -5016, "timed out")                                               \
+  X(ADDR, -5017, "address not acceptable")                                     \
+  X(TOKEN, -5018, "bad token")
 
 enum mdht_error {
 #define MDHT__ERR_ENUM(name, code, text) MDHT_ERR_##name = code,
@@ -64,8 +80,13 @@ enum mdht_error {
 #undef MDHT__ERR_ENUM
 };
 
-/* A static English description of `err`; never NULL. */
-const char *mdht_strerror(int err);
+/* The range of negated errno values (see above). */
+#define MDHT_ERRNO_MAX 4095
+
+/* A description of `err`, never NULL: the static English text of an
+ * MDHT_ERR_* code, strerror's text for a negated errno (-1 to
+ * -MDHT_ERRNO_MAX), "success" for 0 and "unknown error" for the rest. */
+MDHT_EXTERN const char *mdht_strerror(int err);
 
 /* ------------------------------------------------------------ constants */
 
@@ -95,18 +116,18 @@ typedef struct mdht_addr {
 #define MDHT_AF_INET 4
 #define MDHT_AF_INET6 6
 
-bool mdht_addr_eq(const mdht_addr *a, const mdht_addr *b);
+MDHT_EXTERN bool mdht_addr_eq(const mdht_addr *a, const mdht_addr *b);
 /* Writes "1.2.3.4:5" or "[::1]:5" with a NUL; returns the length or
  * MDHT_ERR_NOBUF. 64 bytes always suffice. */
-int mdht_addr_format(const mdht_addr *a, char *buf, size_t cap);
+MDHT_EXTERN int mdht_addr_format(const mdht_addr *a, char *buf, size_t cap);
 /* Parses "1.2.3.4:5", "[::1]:5" (port required) into `out`. Returns 0 or
  * MDHT_ERR_INVAL. No name resolution. */
-int mdht_addr_parse(mdht_addr *out, const char *s);
+MDHT_EXTERN int mdht_addr_parse(mdht_addr *out, const char *s);
 
 /* 40 hex digits <-> id. parse returns 0 or MDHT_ERR_INVAL. `hex` of
  * format must hold 41 bytes. */
-int mdht_id_parse(mdht_id *out, const char *hex);
-void mdht_id_format(const mdht_id *id, char hex[41]);
+MDHT_EXTERN int mdht_id_parse(mdht_id *out, const char *hex);
+MDHT_EXTERN void mdht_id_format(const mdht_id *id, char hex[41]);
 
 /* --------------------------------------------------------------- config */
 
@@ -143,26 +164,26 @@ typedef struct mdht_config {
                                       addresses only): default off */
   /* Defences against one host owning the node (docs/SECURITY.md). Each
    * is on by default; the switches exist for closed test networks. */
-  bool allow_same_ip;              /* many routing entries and lookup
-                                      candidates per IP address */
-  bool allow_same_prefix;          /* many entries per /24 (IPv4) or /64
-                                      (IPv6) in one bucket or lookup */
-  bool fixed_id;                   /* never derive the id from the
-                                      external address (BEP 42) */
-  uint32_t max_ih_per_ip;          /* info-hashes one source IP may hold
-                                      records in: 256 */
-  uint32_t max_values;             /* values in one get_peers reply: 100 */
-  uint32_t reply_bytes_per_sec;    /* reply budget per destination IP
-                                      (anti-amplification), 0 = none:
-                                      8000 */
-  uint8_t client_version[4];       /* "v" key: client code "MD" and a
-                                      2-byte version */
+  bool allow_same_ip;           /* many routing entries and lookup
+                                   candidates per IP address */
+  bool allow_same_prefix;       /* many entries per /24 (IPv4) or /64
+                                   (IPv6) in one bucket or lookup */
+  bool fixed_id;                /* never derive the id from the
+                                   external address (BEP 42) */
+  uint32_t max_ih_per_ip;       /* info-hashes one source IP may hold
+                                   records in: 256 */
+  uint32_t max_values;          /* values in one get_peers reply: 100 */
+  uint32_t reply_bytes_per_sec; /* reply budget per destination IP
+                                   (anti-amplification), 0 = none:
+                                   8000 */
+  uint8_t client_version[4];    /* "v" key: client code "MD" and a
+                                   2-byte version */
 } mdht_config;
 
-void mdht_config_default(mdht_config *cfg);
+MDHT_EXTERN void mdht_config_default(mdht_config *cfg);
 /* Checks a configuration: 0 or MDHT_ERR_INVAL (k out of 1..16, zero
  * timeouts or bounds, soft timeout above the hard one ...). */
-int mdht_config_check(const mdht_config *cfg);
+MDHT_EXTERN int mdht_config_check(const mdht_config *cfg);
 
 /* --------------------------------------------------------------- events */
 
@@ -212,7 +233,7 @@ typedef enum mdht_event_type {
       MDHT_EV_COUNT_
 } mdht_event_type;
 
-const char *mdht_event_name(mdht_event_type t);
+MDHT_EXTERN const char *mdht_event_name(mdht_event_type t);
 
 /* KRPC methods, as carried in events and statistics. */
 typedef enum mdht_method {
@@ -225,7 +246,7 @@ typedef enum mdht_method {
   MDHT_M_COUNT_
 } mdht_method;
 
-const char *mdht_method_name(mdht_method m);
+MDHT_EXTERN const char *mdht_method_name(mdht_method m);
 
 /* Why a datagram was dropped. */
 #define MDHT_DROPS(X)                                                          \
@@ -236,7 +257,7 @@ const char *mdht_method_name(mdht_method m);
   X(READ_ONLY, "query to a read-only node")                                    \
   X(QUEUE_FULL, "send queue full")                                             \
   X(TOO_BIG, "oversized datagram")                                             \
-  X(REPLY_BUDGET, "reply budget of the destination spent")                    \
+  X(REPLY_BUDGET, "reply budget of the destination spent")                     \
   X(REPLY_TOO_BIG, "reply would exceed 1,400 bytes (long t)")
 
 typedef enum mdht_drop_reason {
@@ -246,7 +267,7 @@ typedef enum mdht_drop_reason {
       MDHT_DROP_COUNT_
 } mdht_drop_reason;
 
-const char *mdht_drop_reason_name(mdht_drop_reason r);
+MDHT_EXTERN const char *mdht_drop_reason_name(mdht_drop_reason r);
 
 typedef enum mdht_log_level {
   MDHT_LOG_ERROR,
@@ -331,53 +352,55 @@ typedef struct mdht_callbacks {
  * defaults; it is copied. `bound` is the local address the node answers on
  * (only its family and whether it is private/loopback matter).
  * Errors: MDHT_ERR_NOMEM, MDHT_ERR_INVAL. */
-int mdht_node_new(mdht_node **out, const mdht_config *cfg,
-                  const mdht_callbacks *cb, const mdht_id *id,
-                  const mdht_addr *bound, mdht_time now);
-void mdht_node_del(mdht_node *node);
+MDHT_EXTERN int mdht_node_new(mdht_node **out, const mdht_config *cfg,
+                              const mdht_callbacks *cb, const mdht_id *id,
+                              const mdht_addr *bound, mdht_time now);
+MDHT_EXTERN void mdht_node_del(mdht_node *node);
 
-const mdht_id *mdht_node_id(const mdht_node *node);
+MDHT_EXTERN const mdht_id *mdht_node_id(const mdht_node *node);
 
 /* Subscribes `cb` to every event; returns a handle >= 0 for
  * mdht_node_unsubscribe, or MDHT_ERR_FULL (at most 16 subscribers). */
-int mdht_node_subscribe(mdht_node *node, mdht_event_cb cb, void *user);
-void mdht_node_unsubscribe(mdht_node *node, int handle);
+MDHT_EXTERN int mdht_node_subscribe(mdht_node *node, mdht_event_cb cb,
+                                    void *user);
+MDHT_EXTERN void mdht_node_unsubscribe(mdht_node *node, int handle);
 
 /* Hands one received datagram to the node. Never fails on bad input: a
  * malformed datagram is answered with a KRPC error or dropped and counted.
  * Returns 0, or MDHT_ERR_INVAL for a NULL argument. */
-int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
-                   size_t len, mdht_time now);
+MDHT_EXTERN int mdht_node_recv(mdht_node *node, const mdht_addr *from,
+                               const uint8_t *pkt, size_t len, mdht_time now);
 
 /* Takes the next queued datagram: copies it into `buf`, sets `*to`, and
  * returns its length; 0 when nothing is queued; MDHT_ERR_NOBUF when `cap`
  * is too small (the datagram stays queued). MDHT_MAX_PACKET bytes always
  * suffice. */
-int mdht_node_next_packet(mdht_node *node, mdht_addr *to, uint8_t *buf,
-                          size_t cap);
+MDHT_EXTERN int mdht_node_next_packet(mdht_node *node, mdht_addr *to,
+                                      uint8_t *buf, size_t cap);
 
 /* When the node wants mdht_node_tick() next (absolute time). */
-mdht_time mdht_node_next_deadline(const mdht_node *node);
+MDHT_EXTERN mdht_time mdht_node_next_deadline(const mdht_node *node);
 
 /* Runs timers due at `now`: query timeouts, token rotation, peer expiry,
  * routing maintenance, lookups. Returns 0. */
-int mdht_node_tick(mdht_node *node, mdht_time now);
+MDHT_EXTERN int mdht_node_tick(mdht_node *node, mdht_time now);
 
 /* Adds a node we heard of (saved state, a hint): it is pinged, and
  * enters the routing table if it answers. Errors: MDHT_ERR_ADDR,
  * MDHT_ERR_FULL (transaction table), MDHT_ERR_NOBUF (send queue). */
-int mdht_node_ping(mdht_node *node, const mdht_addr *addr, mdht_time now);
+MDHT_EXTERN int mdht_node_ping(mdht_node *node, const mdht_addr *addr,
+                               mdht_time now);
 
 /* Remembers a bootstrap router (at most 16) and pings it. Once a router
  * answers, the node looks itself up to fill its table (then BOOTSTRAP_DONE
  * is published); whenever the table empties, it pings the routers again
  * with exponential backoff. Errors: as mdht_node_ping, MDHT_ERR_LIMIT. */
-int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
-                            mdht_time now);
+MDHT_EXTERN int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
+                                        mdht_time now);
 
 /* True once a bootstrap lookup has completed with at least one node in
  * the routing table. */
-bool mdht_node_bootstrapped(const mdht_node *node);
+MDHT_EXTERN bool mdht_node_bootstrapped(const mdht_node *node);
 
 /* ------------------------------------------------- lookups and queries */
 
@@ -412,30 +435,36 @@ typedef void (*mdht_result_cb)(const mdht_result *r, void *user);
 /* Iterative lookups (BEP 5). Each returns an operation id > 0, or
  * MDHT_ERR_FULL (too many lookups), MDHT_ERR_AGAIN (the routing table is
  * empty: bootstrap first), MDHT_ERR_INVAL. */
-int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
-                            mdht_result_cb cb, void *user, mdht_time now);
-int64_t mdht_node_get_peers(mdht_node *node, const mdht_id *info_hash,
-                            mdht_result_cb cb, void *user, mdht_time now);
+MDHT_EXTERN int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
+                                        mdht_result_cb cb, void *user,
+                                        mdht_time now);
+MDHT_EXTERN int64_t mdht_node_get_peers(mdht_node *node,
+                                        const mdht_id *info_hash,
+                                        mdht_result_cb cb, void *user,
+                                        mdht_time now);
 /* A get_peers lookup, then announce_peer to the closest nodes that gave a
  * token. `port` is ignored with implied_port (the receivers use the
  * source port of our datagrams). */
-int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
-                           uint16_t port, bool implied_port, bool seed,
-                           mdht_result_cb cb, void *user, mdht_time now);
+MDHT_EXTERN int64_t mdht_node_announce(mdht_node *node,
+                                       const mdht_id *info_hash, uint16_t port,
+                                       bool implied_port, bool seed,
+                                       mdht_result_cb cb, void *user,
+                                       mdht_time now);
 /* Pings one address and reports its id and the round-trip time.
  * Errors: MDHT_ERR_ADDR, MDHT_ERR_FULL, MDHT_ERR_NOBUF. */
-int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
-                            mdht_result_cb cb, void *user, mdht_time now);
+MDHT_EXTERN int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
+                                        mdht_result_cb cb, void *user,
+                                        mdht_time now);
 /* Cancels an operation; its callback is not called. */
-void mdht_node_cancel(mdht_node *node, int64_t op);
+MDHT_EXTERN void mdht_node_cancel(mdht_node *node, int64_t op);
 
 /* The routing table's nodes, for `mdht stats` and persistence: calls `fn`
  * for each entry (bucket index, id, address, good?, last reply time). */
 typedef void (*mdht_node_visit_cb)(uint32_t bucket, const mdht_id *id,
                                    const mdht_addr *addr, bool good,
                                    mdht_time last_reply, void *user);
-void mdht_node_visit(const mdht_node *node, mdht_time now,
-                     mdht_node_visit_cb fn, void *user);
+MDHT_EXTERN void mdht_node_visit(const mdht_node *node, mdht_time now,
+                                 mdht_node_visit_cb fn, void *user);
 
 /* Statistics the node keeps as it works (not through the events). */
 typedef struct mdht_stats {
@@ -456,7 +485,50 @@ typedef struct mdht_stats {
 } mdht_stats;
 
 /* Fills `out`; `now` classifies routing entries (good / questionable). */
-void mdht_node_stats(const mdht_node *node, mdht_time now, mdht_stats *out);
+MDHT_EXTERN void mdht_node_stats(const mdht_node *node, mdht_time now,
+                                 mdht_stats *out);
+
+/* ---------------------------------------------------------- saved state */
+
+/* A node's state as bytes, so that a restarted node keeps its id, its
+ * routing table and the peers announced to it. The core touches no file:
+ * the caller stores the bytes where it likes (mdht writes them crash-safe
+ * to its state directory). The format is versioned and checksummed, and
+ * loading treats the bytes as untrusted input.
+ *
+ *     if (mdht_node_saved_id(buf, len, &id) == 0)   // keep the old id
+ *         mdht_node_new(&node, &cfg, &cb, &id, &bound, now);
+ *     mdht_node_load(node, buf, len, now, unix_ms);
+ *     ...
+ *     mdht_node_save(node, now, unix_ms, &buf, &len);   // then free(buf)
+ *
+ * `wall_ms` is the current Unix time in milliseconds: the node's own clock
+ * restarts with the process, so the bytes hold ages, and the loader takes
+ * away the wall-clock time that passed since the save. */
+
+/* Serializes the node's id, routing table (bad nodes left out) and
+ * unexpired peers into a malloc'ed buffer: *out, *len bytes, which the
+ * caller frees with free(). Errors: MDHT_ERR_INVAL, MDHT_ERR_NOMEM. */
+MDHT_EXTERN int mdht_node_save(const mdht_node *node, mdht_time now,
+                               uint64_t wall_ms, uint8_t **out, size_t *len);
+
+/* The node id saved in `buf`, so that the node can be created with it
+ * (the id is fixed by mdht_node_new). Errors: MDHT_ERR_CORRUPT (not a
+ * whole, valid state), MDHT_ERR_VERSION (a format this library does not
+ * read). */
+MDHT_EXTERN int mdht_node_saved_id(const uint8_t *buf, size_t len,
+                                   mdht_id *out);
+
+/* Restores bytes from mdht_node_save into `node`, normally fresh from
+ * mdht_node_new with the saved id. The bytes are checked whole before
+ * anything changes, so MDHT_ERR_CORRUPT or MDHT_ERR_VERSION leave the node
+ * as it was. Routing entries come back questionable (BEP 5): the node's
+ * maintenance pings them, and they are handed to other nodes only once
+ * they answer. Peers keep the lifetime they had left, less the time since
+ * the save. Publishes STATE_LOADED. Errors: also MDHT_ERR_INVAL,
+ * MDHT_ERR_NOMEM (the node may then hold part of the state). */
+MDHT_EXTERN int mdht_node_load(mdht_node *node, const uint8_t *buf, size_t len,
+                               mdht_time now, uint64_t wall_ms);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,20 @@
  * from the one X-macro list in mdht.h so that none can drift. */
 #include "mdht.h"
 
+#include <string.h>
+
+/* Every code below the errno range, checked where a new one is added. */
+#define MDHT__ERR_APART(name, code, text)                                      \
+  _Static_assert(code < -MDHT_ERRNO_MAX, "MDHT_ERR_" #name " overlaps "        \
+                                                           "-errno");
+MDHT_ERRORS(MDHT__ERR_APART)
+#undef MDHT__ERR_APART
+
 const char *mdht_strerror(int err) {
+  /* A negated errno, from the I/O layer or an embedder's own calls: the
+   * two domains do not overlap (mdht.h), so no caller has to say which
+   * one it holds. */
+  if (err < 0 && err >= -MDHT_ERRNO_MAX) return strerror(-err);
   switch (err) {
   case 0:
     return "success";

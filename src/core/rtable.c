@@ -610,6 +610,29 @@ int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
   return 0;
 }
 
+int mdht_rtable_restore(mdht_rtable *rt, const mdht_rt_entry *e,
+                        mdht_time now) {
+  if (!rt || !e) return MDHT_ERR_INVAL;
+  if (!acceptable(rt, &e->id, &e->addr)) return MDHT_RT_IGNORED;
+  /* Before any change, as in mdht_rtable_heard: a split must not fail
+   * half-way. */
+  if (idx_reserve(rt, 1)) return MDHT_ERR_NOMEM;
+  const mdht_rt_bucket *b = bucket_for(rt, &e->id);
+  if (idx_find(rt, &e->addr) || has_id(b->nodes, b->n, &e->id) ||
+      has_id(b->repl, b->nrepl, &e->id))
+    return MDHT_RT_IGNORED;
+  /* As a querier: a saved entry has not answered this process, so it
+   * takes nobody's place, not even a bad node's. */
+  if (!may_enter(rt, &e->id, &e->addr, MDHT_RT_HEARD_QUERY, now))
+    return MDHT_RT_IGNORED;
+  mdht_rt_entry r = *e;
+  r.addr = normalized(&e->addr);
+  r.last_ping = 0;
+  if (r.added == 0) r.added = stamp(now);
+  idx_insert(rt, &r.addr, &r.id);
+  return place(rt, &r, MDHT_RT_HEARD_QUERY, now, NULL);
+}
+
 int mdht_rtable_presplit(mdht_rtable *rt, uint32_t nbuckets, mdht_time now) {
   if (!rt) return MDHT_ERR_INVAL;
   if (nbuckets > ID_BITS) nbuckets = ID_BITS;

@@ -181,6 +181,21 @@ size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
                            int family, mdht_rt_entry *out, size_t n,
                            mdht_time now);
 
+/* Places a saved entry with its history: `e`'s id, address, failure
+ * count and times (added, last_reply, last_query) are kept as given, not
+ * stamped as by mdht_rtable_heard (last_ping is not: a ping does not
+ * outlive the process that sent it; an `added` of 0 becomes `now`). The
+ * entry goes where a node that only queried us would: a free slot in its
+ * bucket (the last bucket splits when full, as usual; restore the depth
+ * first with mdht_rtable_presplit), else the bucket's replacement list;
+ * it never evicts an entry. The same entries are refused as by
+ * mdht_rtable_heard: our own id, a martian or (without allow_private)
+ * private address, an ip:port or id the table already holds, an IP or
+ * prefix taken (rtable.h). Publishes NODE_ADDED when it takes a slot.
+ * Returns MDHT_RT_ADDED, MDHT_RT_REPLACEMENT, MDHT_RT_IGNORED,
+ * MDHT_ERR_NOMEM or MDHT_ERR_INVAL (NULL argument). */
+int mdht_rtable_restore(mdht_rtable *rt, const mdht_rt_entry *e, mdht_time now);
+
 /* Splits the last bucket until the table has `nbuckets` buckets (capped
  * at 160). For restoring saved state: entries saved from a table of that
  * depth then go back to buckets no coarser than the ones they were saved

@@ -490,7 +490,8 @@ int mdht_state_peek_id(const uint8_t *buf, size_t len, mdht_id *out) {
 
 /* Loaded and not yet pinged: in the table without ever having been heard
  * from or asked. Nothing else can be in the table in that state, since
- * mdht_rtable_heard stamps one of the two times. */
+ * mdht_rtable_heard stamps one of the two times, and only the loader
+ * restores entries without them. */
 static bool pending(const mdht_rt_entry *e) {
   return e->last_reply == 0 && e->last_query == 0 && e->last_ping == 0;
 }
@@ -517,17 +518,6 @@ typedef struct load_ctx {
   mdht_state_info *info;
 } load_ctx;
 
-/* The entry for (id, addr) in its bucket or the bucket's candidates. */
-static mdht_rt_entry *find_entry(mdht_rtable *rt, const mdht_id *id,
-                                 const mdht_addr *addr) {
-  mdht_rt_bucket *b = &rt->buckets[mdht_rtable_bucket_of(rt, id)];
-  for (uint32_t i = 0; i < b->n; i++)
-    if (mdht_addr_eq(&b->nodes[i].addr, addr)) return &b->nodes[i];
-  for (uint32_t i = 0; i < b->nrepl; i++)
-    if (mdht_addr_eq(&b->repl[i].addr, addr)) return &b->repl[i];
-  return NULL;
-}
-
 /* The depth the saved table had at least: one past the longest prefix
  * any saved entry shares with our id (see mdht_rtable_presplit). */
 typedef struct depth_ctx {
@@ -544,36 +534,22 @@ static void saved_depth(const node_rec *n, void *user) {
 static void load_node(const node_rec *n, void *user) {
   load_ctx *c = user;
   mdht_node *node = c->node;
-  mdht_rtable *rt = &node->rt;
   uint32_t max_fails = node->cfg.max_fails ? node->cfg.max_fails : 1;
   if (n->kind != c->pass || c->err) return;
   c->seen++;
   /* Bad nodes are not worth a slot; the other family cannot be reached
-   * from our socket; and a node the table already knows (the node was not
-   * fresh, or the file lists it twice) keeps what the live table knows. */
-  if (n->fails >= max_fails || n->addr.family != node->bound.family ||
-      find_entry(rt, &n->id, &n->addr))
-    return;
-  /* "Heard a query" is the table's way in for a node that has not
-   * answered us: it takes a free slot (splitting as usual) or waits as a
-   * candidate, and never evicts a bucket node. */
-  int rc = mdht_rtable_heard(rt, &n->id, &n->addr, MDHT_RT_HEARD_QUERY, c->now,
-                             NULL);
-  if (rc < 0) {
-    c->err = rc;
-    return;
-  }
-  mdht_rt_entry *e =
-      rc == MDHT_RT_IGNORED ? NULL : find_entry(rt, &n->id, &n->addr);
-  if (!e) return; /* martian, private, id clash */
-  /* It did not query us: undo that part, so that it is questionable and
-   * marked as loaded-not-yet-pinged (see state.h). Its failures carry
-   * over: a node that was failing before the restart needs fewer misses
-   * to be replaced. */
-  e->last_query = 0;
-  e->last_reply = 0;
-  e->last_ping = 0;
-  e->fails = n->fails;
+   * from our socket. A node the table already knows (the node was not
+   * fresh, or the file lists it twice) keeps what the live table knows:
+   * the table refuses it. */
+  if (n->fails >= max_fails || n->addr.family != node->bound.family) return;
+  /* Questionable and marked as loaded-not-yet-pinged (see state.h): no
+   * answer or query of ours is carried over, as this process has seen
+   * neither. Its failures are: a node that was failing before the
+   * restart needs fewer misses to be replaced. */
+  mdht_rt_entry e = {
+      .id = n->id, .addr = n->addr, .added = c->now, .fails = n->fails};
+  int rc = mdht_rtable_restore(&node->rt, &e, c->now);
+  if (rc < 0) c->err = rc;
 }
 
 static int load_peer(const mdht_id *ih, const peer_rec *p, void *user) {
@@ -703,4 +679,23 @@ void mdht_state_publish_saved(mdht_node *node, const mdht_state_info *info,
   ev.u.state.nodes = info->nodes + info->replacements;
   ev.u.state.peers = info->peers;
   mdht_bus_publish(&node->bus, &ev);
+}
+
+/* ----------------------------------------------------------- public API */
+
+/* mdht.h's view of this module: the bytes, without the counts and the
+ * driver's pacing of loaded pings (the node's maintenance pings them). */
+
+int mdht_node_save(const mdht_node *node, mdht_time now, uint64_t wall_ms,
+                   uint8_t **out, size_t *len) {
+  return mdht_state_save(node, now, wall_ms, out, len, NULL);
+}
+
+int mdht_node_saved_id(const uint8_t *buf, size_t len, mdht_id *out) {
+  return mdht_state_peek_id(buf, len, out);
+}
+
+int mdht_node_load(mdht_node *node, const uint8_t *buf, size_t len,
+                   mdht_time now, uint64_t wall_ms) {
+  return mdht_state_load(node, buf, len, now, wall_ms, NULL);
 }

@@ -478,7 +478,7 @@ int mdht_ctl_server_attach(mdht_ctl_server *srv, mdht_driver *driver) {
       (rc = ep_add(srv->epfd, srv->efd, TAG_WAKE)) < 0)
     return rc;
   srv->sub = mdht_node_subscribe(driver->node, on_event, srv);
-  if (srv->sub < 0) return -ENOSPC;
+  if (srv->sub < 0) return srv->sub; /* MDHT_ERR_FULL */
   /* One hook for everything: the driver's table is small, and the
    * server's own set holds any number of clients. */
   return mdht_driver_add_fd(driver, srv->epfd, EPOLLIN, on_ready, srv);

@@ -89,7 +89,8 @@ typedef struct mdht_ctl_server {
  * MDHT_ERR_IO (any other failure). */
 int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
                          size_t errcap);
-/* Starts serving through `driver` (one fd hook). Returns 0 or -errno. */
+/* Starts serving through `driver` (one fd hook). Returns 0, -errno, or
+ * MDHT_ERR_FULL (no subscriber slot left on the node). */
 int mdht_ctl_server_attach(mdht_ctl_server *srv, struct mdht_driver *driver);
 /* Drops every client (cancelling their operations), closes the socket
  * and removes the file if it is still ours. */

@@ -496,29 +496,24 @@ int mdht_persist_save(mdht_persist *p, mdht_node *node) {
   uint8_t *buf = NULL;
   size_t len = 0;
   mdht_time now = mdht_driver_now();
-  const char *why;
-  /* MDHT_ERR_* and -errno overlap as numbers: keep them apart for the
-   * message and for "same error as last time" (errors get +1000). */
+  /* One error domain (mdht.h): serializing fails with an MDHT_ERR_*,
+   * writing with a -errno, and one int tells them apart. */
   int rc = mdht_state_save(node, now, mdht_driver_wallclock(NULL), &buf, &len,
                            &info);
-  int key = rc - 1000;
-  why = mdht_strerror(rc);
   if (rc == 0) {
     rc = mdht_persist_write_atomic(p->dirfd, MDHT_PERSIST_FILE, buf, len);
     free(buf);
-    key = rc;
-    why = strerror(-rc);
   }
   if (rc < 0) {
     p->save_failures++;
     /* A full disk fails every few minutes: say it once, and again only
      * when the reason changes or it recovers. */
-    if (key != p->last_error)
+    if (rc != p->last_error)
       mdht_logforge_logf(p->log, MDHT_LOG_WARN,
                          "cannot save state to %s/%s: %s (the previous state "
                          "is kept)",
-                         p->dir, MDHT_PERSIST_FILE, why);
-    p->last_error = key;
+                         p->dir, MDHT_PERSIST_FILE, mdht_strerror(rc));
+    p->last_error = rc;
     return rc;
   }
   if (p->last_error)

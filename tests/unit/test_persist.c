@@ -296,17 +296,17 @@ static void test_parse_seconds(void **state) {
       {"0.001", 0, 1},
       {"00.10", 0, 100},
       {"4000000000", 0, 4000000000000ull},
-      {"", -2, 0},
-      {".5", -2, 0},
-      {"1.", -2, 0},
-      {"0.0001", -2, 0},
-      {"-1", -2, 0},
-      {"+1", -2, 0},
-      {"1e3", -2, 0},
-      {" 1", -2, 0},
-      {"1 ", -2, 0},
-      {"4000000001", -2, 0},
-      {"99999999999999999999999", -2, 0},
+      {"", MDHT_ERR_INVAL, 0},
+      {".5", MDHT_ERR_INVAL, 0},
+      {"1.", MDHT_ERR_INVAL, 0},
+      {"0.0001", MDHT_ERR_INVAL, 0},
+      {"-1", MDHT_ERR_INVAL, 0},
+      {"+1", MDHT_ERR_INVAL, 0},
+      {"1e3", MDHT_ERR_INVAL, 0},
+      {" 1", MDHT_ERR_INVAL, 0},
+      {"1 ", MDHT_ERR_INVAL, 0},
+      {"4000000001", MDHT_ERR_INVAL, 0},
+      {"99999999999999999999999", MDHT_ERR_INVAL, 0},
       {"0.000", 0, 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -505,10 +505,18 @@ static void test_save_failure(void **state) {
   assert_int_equal(mdht_persist_save(&p, a), 0);
   /* a directory where the temp file goes makes every write fail */
   assert_int_equal(mkdirat(p.dirfd, "state.tmp", 0700), 0);
-  assert_true(mdht_persist_save(&p, a) < 0);
-  assert_true(mdht_persist_save(&p, a) < 0);
+  assert_int_equal(mdht_persist_save(&p, a), -EISDIR);
+  assert_int_equal(mdht_persist_save(&p, a), -EISDIR);
   assert_int_equal(p.save_failures, 2);
   assert_int_equal(log_count(&log, "cannot save state"), 1);
+  /* One error domain: the errno is named as such, and a serializing
+   * error (an MDHT_ERR_*) is told apart from it as another error. */
+  assert_int_equal(log_count(&log, strerror(EISDIR)), 1);
+  assert_int_equal(mdht_persist_save(&p, NULL), MDHT_ERR_INVAL);
+  assert_int_equal(log_count(&log, "cannot save state"), 2);
+  assert_int_equal(log_count(&log, "invalid argument"), 1);
+  assert_int_equal(mdht_persist_save(&p, a), -EISDIR);
+  assert_int_equal(log_count(&log, "cannot save state"), 3);
   uint8_t *buf;
   size_t len;
   assert_int_equal(mdht_persist_read(&p, &buf, &len, NULL), 1);

@@ -1503,6 +1503,103 @@ static void test_presplit_restores_prefix_twins(void **state) {
   check_invariants(f);
 }
 
+/* A saved entry goes back with its history as given (failures and times,
+ * but no ping in flight), where a node that queried us would go, and is
+ * refused where mdht_rtable_heard would refuse it; it never evicts. */
+static void test_restore(void **state) {
+  fx *f = *state;
+  fx_reinit(f, 2);
+  mdht_time now = T0;
+  mdht_rt_entry e, q, r;
+  memset(&e, 0, sizeof e);
+  e.id = id_at(f, 0);
+  e.addr = new_addr(f);
+  e.added = now - 3600000;
+  e.last_reply = now - 10000;
+  e.last_query = now - 20000;
+  e.last_ping = now - 1;
+  e.fails = 2;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &e, now), MDHT_RT_ADDED);
+  mdht_rt_entry *got = mdht_rtable_find(&f->rt, &e.addr);
+  assert_non_null(got);
+  assert_int_equal(got->added, e.added);
+  assert_int_equal(got->last_reply, e.last_reply);
+  assert_int_equal(got->last_query, e.last_query); /* heard() would stamp */
+  assert_int_equal(got->fails, 2); /* heard(REPLY) would clear */
+  assert_int_equal(got->last_ping, 0);
+  assert_int_equal(mdht_rtable_state(&f->rt, got, now), MDHT_RT_GOOD);
+  assert_int_equal(f->count[MDHT_EV_NODE_ADDED], 1);
+
+  /* Never answered: questionable, and not handed to other nodes; an
+   * `added` of 0 is stamped now. */
+  memset(&q, 0, sizeof q);
+  q.id = id_at(f, 0);
+  q.addr = new_addr(f);
+  q.fails = 1;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &q, now), MDHT_RT_ADDED);
+  got = mdht_rtable_find(&f->rt, &q.addr);
+  assert_non_null(got);
+  assert_int_equal(got->added, now);
+  assert_int_equal(got->last_reply, 0);
+  assert_int_equal(got->last_query, 0);
+  assert_int_equal(got->fails, 1);
+  assert_int_equal(mdht_rtable_state(&f->rt, got, now), MDHT_RT_QUESTIONABLE);
+  mdht_rt_entry out[4];
+  assert_int_equal(mdht_rtable_closest(&f->rt, &q.id, 0, out, 4, now), 1);
+  assert_true(mdht_id_eq(&out[0].id, &e.id));
+
+  /* Refused as by heard(): the same ip:port, the same id elsewhere, our
+   * own id, a martian or private address, the IP of an entry on another
+   * port, the /24 of an entry in the same bucket. */
+  r = q;
+  r.id = id_at(f, 0);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  r = q;
+  r.addr = new_addr(f);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  r.id = f->self;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  r.id = id_at(f, 0);
+  r.addr.port = 0;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  r.addr = addr4(192, 168, 1, 1, 6881);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  r.addr = q.addr;
+  r.addr.port++;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  r.addr = q.addr;
+  r.addr.ip[3]++;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  assert_int_equal(f->count[MDHT_EV_NODE_ADDED], 2);
+
+  /* The bucket is full (k = 2) and holds our id: it splits as usual.
+   * Both entries share no bit with us, so bucket 0 stays full and the
+   * next one waits as a candidate, even with a bad node in the bucket
+   * and a reply in its history: it has not answered this process. */
+  mdht_rtable_find(&f->rt, &e.addr)->fails = 3;
+  r = e;
+  r.id = id_at(f, 0);
+  r.addr = new_addr(f);
+  r.last_reply = now;
+  r.fails = 0;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_REPLACEMENT);
+  assert_int_equal(f->rt.nbuckets, 2);
+  assert_int_equal(f->count[MDHT_EV_BUCKET_SPLIT], 1);
+  assert_int_equal(f->count[MDHT_EV_NODE_REPLACED], 0);
+  assert_int_equal(f->rt.buckets[0].n, 2);
+  assert_int_equal(f->rt.buckets[0].nrepl, 1);
+  assert_int_equal(f->rt.buckets[0].repl[0].last_reply, now);
+  /* A restored entry closer to us takes the new bucket's free slot. */
+  r.id = id_at(f, 1);
+  r.addr = new_addr(f);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_ADDED);
+  assert_int_equal(f->rt.buckets[1].n, 1);
+  check_invariants(f);
+
+  assert_int_equal(mdht_rtable_restore(NULL, &e, now), MDHT_ERR_INVAL);
+  assert_int_equal(mdht_rtable_restore(&f->rt, NULL, now), MDHT_ERR_INVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_init_invalid, setup, teardown),
@@ -1539,6 +1636,7 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_valid_id_wins, setup, teardown),
       cmocka_unit_test_setup_teardown(test_random_ops, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
       cmocka_unit_test_setup_teardown(test_presplit_restores_prefix_twins,
                                       setup, teardown),
   };

@@ -300,6 +300,61 @@ static void test_round_trip(void **state) {
   unmake(&b);
 }
 
+/* The public API (mdht.h): the same bytes as mdht_state_save, the saved
+ * id, and a load that restores the table and the peers, or changes
+ * nothing when the bytes are bad. */
+static void test_public_save_load(void **state) {
+  (void)state;
+  fixture a, b, c;
+  mdht_id id = test_id(0x5a), got;
+  make(&a, &id, T0);
+  populate_nodes(&a, 100, T0);
+  populate_peers(&a, 3, 2, T0);
+  mdht_stats sa, sb;
+  mdht_node_stats(a.node, T0 + 10, &sa);
+  assert_true(sa.nodes_total > 20);
+
+  uint8_t *buf, *ref;
+  size_t len, ref_len;
+  assert_int_equal(mdht_node_save(a.node, T0 + 10, WALL, &buf, &len), 0);
+  save(&a, T0 + 10, &ref, &ref_len, NULL);
+  assert_int_equal(len, ref_len);
+  assert_memory_equal(buf, ref, len);
+  assert_int_equal(mdht_node_saved_id(buf, len, &got), 0);
+  assert_true(mdht_id_eq(&got, &id));
+
+  make(&b, &got, T1);
+  assert_int_equal(mdht_node_load(b.node, buf, len, T1, WALL + 10000), 0);
+  mdht_node_stats(b.node, T1, &sb);
+  assert_int_equal(sb.nodes_total, sa.nodes_total);
+  assert_int_equal(sb.replacements, sa.replacements);
+  assert_int_equal(sb.nodes_good, 0); /* questionable until they answer */
+  assert_int_equal(sb.peers, 6);
+  assert_int_equal(b.events[MDHT_EV_STATE_LOADED], 1);
+  assert_same_entries(a.node, b.node, T0 + 10);
+
+  /* One flipped byte: refused whole, the node untouched. */
+  buf[len / 2] ^= 0x40;
+  assert_int_equal(mdht_node_saved_id(buf, len, &got), MDHT_ERR_CORRUPT);
+  make(&c, &id, T1);
+  assert_int_equal(mdht_node_load(c.node, buf, len, T1, WALL),
+                   MDHT_ERR_CORRUPT);
+  mdht_node_stats(c.node, T1, &sb);
+  assert_int_equal(sb.nodes_total, 0);
+  assert_int_equal(sb.peers, 0);
+  assert_int_equal(c.events[MDHT_EV_STATE_LOADED], 0);
+
+  assert_int_equal(mdht_node_save(NULL, T0, WALL, &buf, &len), MDHT_ERR_INVAL);
+  assert_int_equal(mdht_node_load(NULL, ref, ref_len, T1, WALL),
+                   MDHT_ERR_INVAL);
+  assert_int_equal(mdht_node_saved_id(ref, ref_len, NULL), MDHT_ERR_INVAL);
+  free(buf);
+  free(ref);
+  unmake(&a);
+  unmake(&b);
+  unmake(&c);
+}
+
 /* Loaded nodes are questionable and not handed to others until they
  * answer; the saved ages do not make them good. */
 static void test_loaded_nodes_questionable(void **state) {
@@ -1012,6 +1067,7 @@ static void test_peers_foreach_and_add_until(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_public_save_load),
       cmocka_unit_test(test_loaded_nodes_questionable),
       cmocka_unit_test(test_ping_pending),
       cmocka_unit_test(test_ping_pending_blocked),
