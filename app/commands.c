@@ -506,6 +506,48 @@ static int run_control(const client_args *a, const mdht_ctl_req *req) {
   return code;
 }
 
+/* The request's argument and announce options, from the command line.
+ * Returns 0, or -1 after saying why. */
+static int build_request(const client_args *a, const char *arg,
+                         mdht_ctl_req *req) {
+  switch (a->cmd) {
+  case MDHT_CTL_GET_PEERS:
+  case MDHT_CTL_ANNOUNCE:
+    if (mdht_ctl_parse_infohash(&req->target, arg) < 0) {
+      cli_error("bad info-hash '%s' (want 40 hex digits or a magnet link "
+                "with urn:btih:)",
+                arg);
+      return -1;
+    }
+    break;
+  case MDHT_CTL_FIND_NODE:
+    if (mdht_id_parse(&req->target, arg) < 0) {
+      cli_error("bad id '%s' (want 40 hex digits)", arg);
+      return -1;
+    }
+    break;
+  case MDHT_CTL_PING: {
+    int family = 0;
+    mdht_addr b;
+    if (a->bind && mdht_sock_parse_ip(&b, a->bind, 0) == 0) family = b.family;
+    if (resolve(arg, family, &req->addr) < 0) return -1;
+    break;
+  }
+  default:
+    break;
+  }
+  if (a->cmd == MDHT_CTL_ANNOUNCE) {
+    if (!a->port_given) {
+      cli_error("announce needs --port N (the peer's port)");
+      return -1;
+    }
+    req->port = (uint16_t)a->port;
+    req->implied_port = a->implied_port;
+    req->seed = a->seed;
+  }
+  return 0;
+}
+
 int cmd_client(const char *name, int argc, char **argv) {
   int i = find_command(name);
   const cli_opt *opts;
@@ -541,41 +583,8 @@ int cmd_client(const char *name, int argc, char **argv) {
               name);
     return CLI_USAGE_ERROR;
   }
-  switch (a.cmd) {
-  case MDHT_CTL_GET_PEERS:
-  case MDHT_CTL_ANNOUNCE:
-    if (mdht_ctl_parse_infohash(&req.target, pos[0]) < 0) {
-      cli_error("bad info-hash '%s' (want 40 hex digits or a magnet link "
-                "with urn:btih:)",
-                pos[0]);
-      return CLI_USAGE_ERROR;
-    }
-    break;
-  case MDHT_CTL_FIND_NODE:
-    if (mdht_id_parse(&req.target, pos[0]) < 0) {
-      cli_error("bad id '%s' (want 40 hex digits)", pos[0]);
-      return CLI_USAGE_ERROR;
-    }
-    break;
-  case MDHT_CTL_PING: {
-    int family = 0;
-    mdht_addr b;
-    if (a.bind && mdht_sock_parse_ip(&b, a.bind, 0) == 0) family = b.family;
-    if (resolve(pos[0], family, &req.addr) < 0) return CLI_USAGE_ERROR;
-    break;
-  }
-  default:
-    break;
-  }
-  if (a.cmd == MDHT_CTL_ANNOUNCE) {
-    if (!a.port_given) {
-      cli_error("announce needs --port N (the peer's port)");
-      return CLI_USAGE_ERROR;
-    }
-    req.port = (uint16_t)a.port;
-    req.implied_port = a.implied_port;
-    req.seed = a.seed;
-  }
+  if (build_request(&a, node_only ? NULL : pos[0], &req) < 0)
+    return CLI_USAGE_ERROR;
 
   if (a.control) {
     if (a.nbootstrap > 0 || a.bind ||
