@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "hostport.h"
 #include "sock.h"
 
 #include <stdarg.h>
@@ -35,19 +36,10 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
 }
 
 int cli_check_hostport(const char *s) {
-  const char *colon;
-  uint64_t port;
-
-  if (s[0] == '[') {
-    const char *end = strchr(s, ']');
-    if (!end || end == s + 1 || end[1] != ':') return -1;
-    colon = end + 1;
-  } else {
-    colon = strrchr(s, ':');
-    /* A bare IPv6 address would be ambiguous: "::1:6881". */
-    if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s))) return -1;
-  }
-  return cli_parse_u64(colon + 1, 1, 65535, &port);
+  /* The driver's own reader: what passes here, it can use. */
+  char host[256];
+  const char *port;
+  return mdht_hostport_split(s, host, sizeof host, &port);
 }
 
 static const cli_opt *find_opt(const cli_opt *opts, size_t nopts,

@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "control.h"
 #include "driver.h"
+#include "hostport.h"
 #include "loop.h"
 #include "mdht.h"
 #include "sock.h"
@@ -213,25 +214,6 @@ void client_usage(const char *name) {
 
 /* ------------------------------------------------------------ addresses */
 
-/* "host:port" / "[v6]:port", already checked by cli_check_hostport. */
-static void split_hostport(const char *s, char *host, size_t cap,
-                           const char **port) {
-  const char *colon;
-  size_t hl;
-  if (s[0] == '[') {
-    colon = strchr(s, ']') + 1;
-    hl = (size_t)(colon - s - 2);
-    s++;
-  } else {
-    colon = strrchr(s, ':');
-    hl = (size_t)(colon - s);
-  }
-  if (hl >= cap) hl = cap - 1;
-  memcpy(host, s, hl);
-  host[hl] = '\0';
-  *port = colon + 1;
-}
-
 /* Resolves HOST:PORT for ping, in `family` (MDHT_AF_*, or 0 for either,
  * IPv4 first). Returns 0, or -1 after printing why. */
 static int resolve(const char *hostport, int family, mdht_addr *out) {
@@ -240,11 +222,10 @@ static int resolve(const char *hostport, int family, mdht_addr *out) {
   const char *port;
   int rc;
 
-  if (cli_check_hostport(hostport) < 0) {
+  if (mdht_hostport_split(hostport, host, sizeof host, &port) < 0) {
     cli_error("bad address '%s' (want HOST:PORT, port 1-65535)", hostport);
     return -1;
   }
-  split_hostport(hostport, host, sizeof host, &port);
   hints.ai_family = family == MDHT_AF_INET    ? AF_INET
                     : family == MDHT_AF_INET6 ? AF_INET6
                                               : AF_UNSPEC;
@@ -280,7 +261,8 @@ static bool wants_private(const client_args *a, const mdht_ctl_req *req) {
   for (size_t i = 0; i < a->nbootstrap; i++) {
     char host[256];
     const char *port;
-    split_hostport(a->bootstrap[i], host, sizeof host, &port);
+    if (mdht_hostport_split(a->bootstrap[i], host, sizeof host, &port) < 0)
+      continue;
     if (strcmp(host, "localhost") == 0) return true;
     if (mdht_sock_parse_ip(&x, host, 1) == 0 && mdht_addr_is_private(&x))
       return true;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "addr.h"
+#include "hostport.h"
 
 const char *const mdht_default_bootstrap[] = {
     "router.bittorrent.com:6881",
@@ -69,43 +70,6 @@ void mdht_driver_opts_default(mdht_driver_opts *o) {
 
 /* ------------------------------------------------------------- bootstrap */
 
-/* Splits "host:port" / "[v6]:port". Returns 0 or -1. */
-static int split_hostport(const char *s, char *host, size_t cap,
-                          const char **port) {
-  const char *colon;
-  size_t hl;
-
-  if (s[0] == '[') {
-    const char *end = strchr(s, ']');
-    if (!end || end[1] != ':') return -1;
-    hl = (size_t)(end - s - 1);
-    if (hl == 0 || hl >= cap) return -1;
-    memcpy(host, s + 1, hl);
-    colon = end + 1;
-  } else {
-    colon = strrchr(s, ':');
-    if (!colon) return -1;
-    hl = (size_t)(colon - s);
-    /* A bare IPv6 address would be ambiguous: "::1:6881". */
-    if (hl == 0 || hl >= cap || memchr(s, ':', hl)) return -1;
-    memcpy(host, s, hl);
-  }
-  host[hl] = '\0';
-  *port = colon + 1;
-  return 0;
-}
-
-static bool valid_port(const char *p) {
-  unsigned long v = 0;
-  if (!*p) return false;
-  for (; *p; p++) {
-    if (*p < '0' || *p > '9') return false;
-    v = v * 10 + (unsigned long)(*p - '0');
-    if (v > 65535) return false;
-  }
-  return v > 0;
-}
-
 /* Remembers a name to resolve again later; true if it is new. */
 static bool remember_unresolved(mdht_driver *d, const char *hostport) {
   for (size_t i = 0; i < d->nunresolved; i++)
@@ -159,8 +123,7 @@ int mdht_driver_bootstrap(mdht_driver *d, const char *hostport) {
   int rc, pinged = 0;
   mdht_time now = mdht_driver_now();
 
-  if (split_hostport(hostport, host, sizeof host, &port) < 0 ||
-      !valid_port(port)) {
+  if (mdht_hostport_split(hostport, host, sizeof host, &port) < 0) {
     mdht_logforge_logf(d->log, MDHT_LOG_WARN,
                        "bootstrap %s: not HOST:PORT, skipped", hostport);
     return 0;

@@ -1,5 +1,6 @@
 /*
- * libFuzzer target: the control protocol (src/io/control.c), both ways.
+ * libFuzzer target: the control protocol (src/io/ctl_request.c,
+ * ctl_format.c, ctl_client.c, magnet.c), both ways.
  *
  * Requests: mdht_ctl_parse takes any bytes; what it accepts, formatted
  * with mdht_ctl_format, parses back to the same request and formats to
@@ -16,8 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "control.h"
+#include "ctl_client.h"
+#include "ctl_format.h"
+#include "ctl_request.h"
 #include "id.h"
+#include "magnet.h"
 
 #define CHECK(x)                                                               \
   do {                                                                         \

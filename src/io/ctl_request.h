@@ -1,0 +1,68 @@
+/*
+ * The control protocol's requests: one line of text naming a command, its
+ * argument and options, as the client commands send it to `mdht run`'s
+ * control socket (control.h) and as the short-lived node of a command run
+ * without --control reads it back.
+ *
+ * Its own module because it is pure (no I/O, no node) and is the grammar
+ * both ends share: the client formats, the server parses, the fuzz target
+ * checks the round trip.
+ *
+ *   request  = command [SP argument] *(SP option) LF      (at most 1024 bytes)
+ *   command  = "get-peers" | "announce" | "find-node" | "ping" | "stats"
+ *            | "save"
+ *   argument = 40 hex digits (find-node), 40 hex digits or a magnet link
+ *              (get-peers, announce), a numeric "IP:PORT" or "[IPv6]:PORT"
+ *              (ping)
+ *   option   = "--json" | "--progress" | "--timeout" SP MS
+ *            | "--port" SP N | "--implied-port" | "--seed"      (announce)
+ */
+#ifndef MDHT_CTL_REQUEST_H
+#define MDHT_CTL_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mdht.h"
+
+#define MDHT_CTL_MAX_LINE 1024
+#define MDHT_CTL_DEFAULT_TIMEOUT_MS ((mdht_time)30000)
+#define MDHT_CTL_MAX_TIMEOUT_MS ((mdht_time)3600 * 1000)
+
+typedef enum mdht_ctl_cmd {
+  MDHT_CTL_NONE,
+  MDHT_CTL_GET_PEERS,
+  MDHT_CTL_ANNOUNCE,
+  MDHT_CTL_FIND_NODE,
+  MDHT_CTL_PING,
+  MDHT_CTL_STATS,
+  MDHT_CTL_SAVE /* only on a running node's socket: see mdht_ctl_save_fn */
+} mdht_ctl_cmd;
+
+typedef struct mdht_ctl_req {
+  mdht_ctl_cmd cmd;
+  mdht_id target;       /* info-hash or id */
+  mdht_addr addr;       /* ping */
+  uint16_t port;        /* announce */
+  bool implied_port;    /* announce */
+  bool seed;            /* announce */
+  bool json;            /* one JSON object per line */
+  bool progress;        /* progress lines */
+  mdht_time timeout_ms; /* 0: MDHT_CTL_DEFAULT_TIMEOUT_MS */
+} mdht_ctl_req;
+
+/* "get-peers" -> MDHT_CTL_GET_PEERS; MDHT_CTL_NONE if unknown. */
+mdht_ctl_cmd mdht_ctl_cmd_parse(const char *name);
+const char *mdht_ctl_cmd_name(mdht_ctl_cmd cmd);
+
+/* Parses one request line (without or with its LF). Returns 0, or
+ * MDHT_ERR_INVAL with a one-line reason in `err`. Pure. */
+int mdht_ctl_parse(mdht_ctl_req *req, const char *line, size_t len, char *err,
+                   size_t errcap);
+
+/* Writes the request line for `req`, LF included. Returns its length or
+ * MDHT_ERR_NOBUF. mdht_ctl_parse reads it back to the same request. */
+int mdht_ctl_format(const mdht_ctl_req *req, char *buf, size_t cap);
+
+#endif

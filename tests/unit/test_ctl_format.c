@@ -1,0 +1,268 @@
+/* Control responses (ctl_format.c): the lines of results and saves,
+ * the status line and the budget, and the one escaper. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctl_format.h"
+#include "testutil.h"
+
+#define HEX1 "0123456789abcdef0123456789abcdef01234567"
+#define HEX2 "ffeeddccbbaa99887766554433221100ffeeddcc"
+
+static mdht_id id_of(const char *hex) {
+  mdht_id id;
+  assert_int_equal(mdht_id_parse(&id, hex), 0);
+  return id;
+}
+
+static const char *text(mdht_ctl_buf *b) {
+  static char s[8192];
+  size_t n = b->len < sizeof s - 1 ? b->len : sizeof s - 1;
+  memcpy(s, b->p ? b->p : "", n);
+  s[n] = '\0';
+  return s;
+}
+
+static void result_init(mdht_result *r, mdht_method kind) {
+  memset(r, 0, sizeof *r);
+  r->kind = kind;
+  r->target = id_of(HEX1);
+  r->ok = true;
+  r->rounds = 3;
+  r->queries = 12;
+  r->responses = 10;
+  r->failures = 2;
+  r->elapsed_ms = 42;
+}
+
+static void test_result_get_peers(void **state) {
+  mdht_ctl_req req = {.cmd = MDHT_CTL_GET_PEERS};
+  mdht_ctl_buf b = {0};
+  mdht_result r;
+  mdht_addr peers[3] = {test_addr4(10, 0, 0, 1, 6881),
+                        test_addr4(10, 0, 0, 2, 6882),
+                        test_addr4(10, 0, 0, 1, 6881)};
+  char msg[128];
+  int code;
+  (void)state;
+
+  result_init(&r, MDHT_M_GET_PEERS);
+  r.peers = peers;
+  r.npeers = 3;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  /* The duplicate is printed once. */
+  assert_string_equal(text(&b), "10.0.0.1:6881\n10.0.0.2:6882\n");
+  assert_int_equal(code, 0);
+  assert_string_equal(msg, "");
+
+  mdht_ctl_buf_reset(&b);
+  req.json = true;
+  r.nnodes = 8;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(
+      text(&b),
+      "{\"type\":\"peer\",\"addr\":\"10.0.0.1:6881\"}\n"
+      "{\"type\":\"peer\",\"addr\":\"10.0.0.2:6882\"}\n"
+      "{\"type\":\"done\",\"command\":\"get-peers\",\"target\":\"" HEX1 "\","
+      "\"ok\":true,\"nodes\":8,\"peers\":2,\"rounds\":3,\"queries\":12,"
+      "\"responses\":10,\"failures\":2,\"elapsed_ms\":42}\n");
+
+  /* None found: status 1. */
+  mdht_ctl_buf_reset(&b);
+  req.json = false;
+  r.npeers = 0;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(text(&b), "");
+  assert_int_equal(code, 1);
+  assert_string_equal(msg, "no peers found (10 nodes asked)");
+
+  /* Nobody answered: an error. */
+  r.ok = false;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, 2);
+  assert_string_equal(msg, "no node answered the lookup");
+  mdht_ctl_buf_free(&b);
+}
+
+static void test_result_nodes(void **state) {
+  mdht_ctl_req req = {.cmd = MDHT_CTL_FIND_NODE};
+  mdht_ctl_buf b = {0};
+  mdht_result r;
+  char msg[128];
+  int code;
+  (void)state;
+
+  result_init(&r, MDHT_M_FIND_NODE);
+  r.nnodes = 2;
+  r.nodes[0].id = id_of(HEX1);
+  r.nodes[0].addr = test_addr4(10, 0, 0, 1, 1);
+  r.nodes[1].id = id_of(HEX2);
+  r.nodes[1].addr = test_addr4(10, 0, 0, 2, 2);
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(text(&b), HEX1 " 10.0.0.1:1\n" HEX2 " 10.0.0.2:2\n");
+  assert_int_equal(code, 0);
+  /* Closest first, whatever the order in the result. */
+  mdht_ctl_buf_reset(&b);
+  r.target = id_of(HEX2);
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(text(&b), HEX2 " 10.0.0.2:2\n" HEX1 " 10.0.0.1:1\n");
+  r.target = id_of(HEX1);
+
+  mdht_ctl_buf_reset(&b);
+  req.cmd = MDHT_CTL_ANNOUNCE;
+  req.json = true;
+  r.nnodes = 1;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_non_null(strstr(text(&b), "{\"type\":\"node\",\"id\":\"" HEX1
+                                   "\",\"addr\":\"10.0.0.1:1\"}\n"));
+  assert_non_null(strstr(text(&b), "\"command\":\"announce\""));
+  assert_int_equal(code, 0);
+
+  /* Answers, but nobody accepted the announce. */
+  r.nnodes = 0;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, 1);
+  assert_string_equal(msg, "no node accepted the announce");
+  r.ok = false;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, 2);
+  mdht_ctl_buf_free(&b);
+}
+
+static void test_result_ping(void **state) {
+  mdht_ctl_req req = {.cmd = MDHT_CTL_PING};
+  mdht_ctl_buf b = {0};
+  mdht_result r;
+  char msg[128];
+  int code;
+  (void)state;
+
+  req.addr = test_addr4(127, 0, 0, 1, 6881);
+  result_init(&r, MDHT_M_PING);
+  r.nnodes = 1;
+  r.nodes[0].id = id_of(HEX2);
+  r.nodes[0].addr = req.addr;
+  r.elapsed_ms = 7;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(text(&b), HEX2 " 7\n");
+  assert_int_equal(code, 0);
+
+  mdht_ctl_buf_reset(&b);
+  req.json = true;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(text(&b), "{\"type\":\"pong\",\"id\":\"" HEX2
+                                "\",\"addr\":\"127.0.0.1:6881\",\"rtt_ms\":7}"
+                                "\n");
+
+  mdht_ctl_buf_reset(&b);
+  r.ok = false;
+  r.nnodes = 0;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(text(&b), "");
+  assert_int_equal(code, 1);
+  assert_string_equal(msg, "no answer from 127.0.0.1:6881");
+  mdht_ctl_buf_free(&b);
+}
+
+static void test_status_and_overflow(void **state) {
+  mdht_ctl_buf b = {0};
+  (void)state;
+
+  mdht_ctl_buf_status(&b, 1, "two\nlines");
+  assert_int_equal(b.len, strlen("?exit 1 two lines\n"));
+  assert_memory_equal(b.p, "\0exit 1 two lines\n", b.len);
+
+  /* Past the budget, lines are dropped and the status says so. */
+  mdht_ctl_buf_reset(&b);
+  for (int i = 0; i < 100000 && !b.overflow; i++)
+    mdht_ctl_buf_line(&b, "%0100d", i);
+  assert_true(b.overflow);
+  assert_true(b.len <= MDHT_CTL_MAX_OUT);
+  size_t before = b.len;
+  mdht_ctl_buf_status(&b, 0, NULL);
+  assert_memory_equal(b.p + before, "\0exit 2 response too large, truncated\n",
+                      b.len - before);
+  mdht_ctl_buf_free(&b);
+}
+
+/* Bytes from the socket reach the terminal only as printable ASCII. */
+static void test_escape(void **state) {
+  char buf[64];
+  (void)state;
+  static const char in[] = "a\x1b[2J\r\t\x7f\x9b\xc2\x9b\\\"z";
+  mdht_ctl_escape(buf, sizeof buf, in, sizeof in - 1, false);
+  assert_string_equal(buf, "a\\x1b[2J\\x0d\\x09\\x7f\\x9b\\xc2\\x9b\\\"z");
+  mdht_ctl_escape(buf, sizeof buf, "\x1b\x00x", 3, true);
+  assert_string_equal(buf, "\\u001b\\u0000x");
+  /* bounded, whole escapes only */
+  assert_int_equal(mdht_ctl_escape(buf, 6, "ab\x1b", 3, false), 2);
+  assert_string_equal(buf, "ab");
+  /* A JSON string's body: quote and backslash too, and every other byte
+   * outside printable ASCII as \u00NN. */
+  mdht_ctl_escape_as(buf, sizeof buf, "a\"\\\x80\n", 5, MDHT_CTL_ESC_JSON_STR);
+  assert_string_equal(buf, "a\\\"\\\\\\u0080\\u000a");
+}
+
+static void test_format_saved(void **state) {
+  mdht_ctl_req req = {.cmd = MDHT_CTL_SAVE};
+  mdht_ctl_saved s = {.counted = true, .nodes = 35, .peers = 1};
+  mdht_ctl_buf b = {0};
+  (void)state;
+
+  strcpy(s.path, "/var/lib/mdht/state");
+  mdht_ctl_format_saved(&req, &s, &b);
+  assert_string_equal(text(&b), "saved 35 nodes, 1 peer to "
+                                "/var/lib/mdht/state\n");
+
+  mdht_ctl_buf_reset(&b);
+  req.json = true;
+  mdht_ctl_format_saved(&req, &s, &b);
+  assert_string_equal(text(&b), "{\"type\":\"saved\",\"nodes\":35,"
+                                "\"peers\":1,\"path\":\"/var/lib/mdht/"
+                                "state\"}\n");
+
+  /* A strange path stays one line, and valid JSON. */
+  strcpy(s.path, "/tmp/a\"b\\c\nd\001/state");
+  mdht_ctl_buf_reset(&b);
+  mdht_ctl_format_saved(&req, &s, &b);
+  assert_string_equal(text(&b), "{\"type\":\"saved\",\"nodes\":35,"
+                                "\"peers\":1,\"path\":\"/tmp/a\\\"b\\\\c"
+                                "\\u000ad\\u0001/state\"}\n");
+  mdht_ctl_buf_reset(&b);
+  req.json = false;
+  s.counted = false; /* no counts: the save is still reported */
+  mdht_ctl_format_saved(&req, &s, &b);
+  /* Text goes through the same escaper as everything the client prints:
+   * the LF and the SOH cannot end the line or start a progress line. */
+  assert_string_equal(text(&b),
+                      "saved the state to /tmp/a\"b\\c\\x0ad\\x01/state\n");
+
+  /* A file name that is not UTF-8 (and a DEL) still makes valid JSON:
+   * every byte outside printable ASCII is \u00NN. */
+  strcpy(s.path, "/tmp/\xff\xc3(\x7f");
+  mdht_ctl_buf_reset(&b);
+  req.json = true;
+  mdht_ctl_format_saved(&req, &s, &b);
+  assert_string_equal(text(&b), "{\"type\":\"saved\",\"path\":"
+                                "\"/tmp/\\u00ff\\u00c3(\\u007f\"}\n");
+  mdht_ctl_buf_free(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_result_get_peers),
+      cmocka_unit_test(test_result_nodes),
+      cmocka_unit_test(test_result_ping),
+      cmocka_unit_test(test_status_and_overflow),
+      cmocka_unit_test(test_escape),
+      cmocka_unit_test(test_format_saved),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
