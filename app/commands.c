@@ -15,10 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -26,6 +23,7 @@
 #include "control.h"
 #include "driver.h"
 #include "hostport.h"
+#include "loop.h"
 #include "mdht.h"
 #include "sock.h"
 
@@ -275,13 +273,16 @@ static bool wants_private(const client_args *a, const mdht_ctl_req *req) {
 /* ---------------------------------------------------- short-lived node */
 
 typedef struct local {
+  mdht_loop loop;
   mdht_driver d;
   mdht_ctl_job job;
   mdht_ctl_buf out;
   mdht_ctl_reader rd;
   size_t fed;     /* bytes of `out` given to the reader */
   FILE *progress; /* stderr on a terminal, else NULL */
-  int tfd, efd;
+  mdht_loop_timer timeout;
+  mdht_loop_wakeup wake;
+  int sub;       /* our subscription to the node, or -1 */
   bool started;  /* the job runs (no longer waits for a node) */
   bool finished; /* the reader saw the status line */
   bool proto_error;
@@ -304,12 +305,7 @@ static void local_notify(mdht_ctl_job *job, void *user) {
   local *l = user;
   (void)job;
   feed(l);
-  mdht_driver_stop(&l->d);
-}
-
-static void poke(local *l) {
-  uint64_t one = 1;
-  if (write(l->efd, &one, sizeof one) < 0) return; /* already readable */
+  mdht_loop_stop(&l->loop);
 }
 
 static void on_event(const mdht_event *ev, void *user) {
@@ -319,7 +315,7 @@ static void on_event(const mdht_event *ev, void *user) {
   /* Started from the loop, outside the node. */
   if (!l->started &&
       (ev->type == MDHT_EV_NODE_ADDED || ev->type == MDHT_EV_BOOTSTRAP_DONE))
-    poke(l);
+    mdht_loop_wake(&l->loop, &l->wake);
 }
 
 static bool has_nodes(local *l) {
@@ -336,19 +332,15 @@ static void try_start(local *l) {
   if (mdht_ctl_job_start(&l->job, mdht_driver_now()) == 0) l->started = true;
 }
 
-static void on_wake(mdht_driver *d, int fd, uint32_t events, void *user) {
-  uint64_t v;
-  (void)d, (void)events;
-  if (read(fd, &v, sizeof v) < 0) return;
+static void on_wake(mdht_loop *loop, mdht_loop_wakeup *w, void *user) {
+  (void)loop, (void)w;
   try_start(user);
 }
 
-static void on_timer(mdht_driver *d, int fd, uint32_t events, void *user) {
+static void on_timeout(mdht_loop *loop, mdht_loop_timer *t, void *user) {
   local *l = user;
-  uint64_t v;
   char msg[160];
-  (void)d, (void)events;
-  if (read(fd, &v, sizeof v) < 0) return;
+  (void)loop, (void)t;
   if (l->job.done) return;
   if (!l->started)
     snprintf(msg, sizeof msg, "no bootstrap node answered within %llu s",
@@ -359,20 +351,11 @@ static void on_timer(mdht_driver *d, int fd, uint32_t events, void *user) {
   mdht_ctl_job_fail(&l->job, MDHT_CTL_EXIT_ERROR, msg);
 }
 
-static int run_local(const client_args *a, const mdht_ctl_req *req) {
-  local l;
-  mdht_driver_opts o;
+/* The short-lived node's options: where it binds, read-only. */
+static void local_opts(const client_args *a, const mdht_ctl_req *req,
+                       mdht_driver_opts *o) {
   const char *bind = a->bind;
   uint16_t port = 0;
-  struct itimerspec its = {0};
-  int rc, sub = -1, code = MDHT_CTL_EXIT_ERROR;
-
-  memset(&l, 0, sizeof l);
-  l.tfd = l.efd = -1;
-  l.timeout_ms = a->timeout_ms;
-  l.progress = isatty(STDERR_FILENO) ? stderr : NULL;
-  mdht_ctl_reader_init(&l.rd);
-
   if (req->cmd == MDHT_CTL_ANNOUNCE) {
     /* With implied_port the receivers take the UDP source port: it must be
      * the announced one. */
@@ -384,76 +367,106 @@ static int run_local(const client_args *a, const mdht_ctl_req *req) {
     bind = req->cmd == MDHT_CTL_PING && req->addr.family == MDHT_AF_INET6
                ? "::"
                : "0.0.0.0";
-  mdht_driver_opts_default(&o);
-  mdht_sock_parse_ip(&o.bind, bind, port);
+  mdht_driver_opts_default(o);
+  mdht_sock_parse_ip(&o->bind, bind, port);
   /* BEP 43: a passer-by asks, never answers, and is not added to
    * routing tables. */
-  o.cfg.read_only = true;
-  if (wants_private(a, req)) o.cfg.allow_private = true;
-  o.log = NULL; /* the program reports errors itself, in one line */
-  if (mdht_driver_init(&l.d, &o) < 0) {
-    cli_error("%s", l.d.error);
+  o->cfg.read_only = true;
+  if (wants_private(a, req)) o->cfg.allow_private = true;
+  o->log = NULL; /* the program reports errors itself, in one line */
+}
+
+/* Adds the routers (a ping needs none). Returns 0, or -1 after saying why. */
+static int local_bootstrap(local *l, const client_args *a) {
+  const char *const *boot = a->bootstrap;
+  size_t nboot = a->nbootstrap, added = 0;
+  if (l->job.req.cmd == MDHT_CTL_PING) return 0;
+  if (nboot == 0) {
+    boot = mdht_default_bootstrap;
+    nboot = mdht_default_bootstrap_count;
+  }
+  for (size_t i = 0; i < nboot; i++)
+    added += (size_t)mdht_driver_bootstrap(&l->d, boot[i]);
+  if (added > 0) return 0;
+  cli_error("no usable bootstrap address (names that do not resolve, or "
+            "not of the %s family)",
+            l->d.bind.sock.local.family == MDHT_AF_INET6 ? "IPv6" : "IPv4");
+  return -1;
+}
+
+/* The loop, the node, its timeout and wake-up. Returns 0, or -1 after
+ * saying why (local_free releases what was made). */
+static int local_init(local *l, const client_args *a, const mdht_ctl_req *req) {
+  mdht_driver_opts o;
+  memset(l, 0, sizeof *l);
+  l->sub = -1;
+  l->timeout_ms = a->timeout_ms;
+  l->progress = isatty(STDERR_FILENO) ? stderr : NULL;
+  mdht_ctl_reader_init(&l->rd);
+  int rc = mdht_loop_init(&l->loop);
+  if (rc == 0) rc = mdht_loop_stop_on_signals(&l->loop);
+  if (rc < 0) {
+    cli_error("cannot set up the event loop: %s", strerror(-rc));
+    return -1;
+  }
+  local_opts(a, req, &o);
+  if (mdht_driver_init(&l->d, &l->loop, &o) < 0) {
+    cli_error("%s", l->d.error);
+    return -1;
+  }
+  l->sub = mdht_node_subscribe(l->d.node, on_event, l);
+  mdht_loop_timer_init(&l->timeout, on_timeout, l);
+  if (l->sub < 0 || mdht_loop_timer_set(&l->loop, &l->timeout,
+                                        mdht_loop_now() + a->timeout_ms) < 0) {
+    cli_error("cannot set up the node: out of memory");
+    return -1;
+  }
+  mdht_loop_wakeup_add(&l->loop, &l->wake, on_wake, l);
+  mdht_ctl_job_init(&l->job, l->d.node, req, &l->out, mdht_driver_now(),
+                    local_notify, l);
+  return local_bootstrap(l, a);
+}
+
+static void local_free(local *l) {
+  if (l->job.op > 0 && !l->job.done) mdht_node_cancel(l->d.node, l->job.op);
+  if (l->d.node && l->sub >= 0) mdht_node_unsubscribe(l->d.node, l->sub);
+  if (l->loop.epfd >= 0) {
+    mdht_loop_timer_stop(&l->loop, &l->timeout);
+    mdht_loop_wakeup_del(&l->loop, &l->wake);
+  }
+  mdht_driver_free(&l->d);
+  mdht_loop_free(&l->loop);
+  mdht_ctl_buf_free(&l->out);
+}
+
+static int run_local(const client_args *a, const mdht_ctl_req *req) {
+  local l;
+  int code = MDHT_CTL_EXIT_ERROR;
+
+  if (local_init(&l, a, req) < 0) {
+    local_free(&l);
     return CLI_USAGE_ERROR;
-  }
-
-  l.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  l.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  sub = mdht_node_subscribe(l.d.node, on_event, &l);
-  if (l.tfd < 0 || l.efd < 0 || sub < 0 ||
-      mdht_driver_add_fd(&l.d, l.tfd, EPOLLIN, on_timer, &l) < 0 ||
-      mdht_driver_add_fd(&l.d, l.efd, EPOLLIN, on_wake, &l) < 0) {
-    cli_error("cannot set up the node: %s", strerror(errno));
-    goto out;
-  }
-  its.it_value.tv_sec = (time_t)(a->timeout_ms / 1000);
-  its.it_value.tv_nsec = (long)(a->timeout_ms % 1000) * 1000000;
-  timerfd_settime(l.tfd, 0, &its, NULL);
-  mdht_ctl_job_init(&l.job, l.d.node, req, &l.out, mdht_driver_now(),
-                    local_notify, &l);
-
-  if (req->cmd != MDHT_CTL_PING) {
-    const char *const *boot = a->bootstrap;
-    size_t nboot = a->nbootstrap, added = 0;
-    if (nboot == 0) {
-      boot = mdht_default_bootstrap;
-      nboot = mdht_default_bootstrap_count;
-    }
-    for (size_t i = 0; i < nboot; i++)
-      added += (size_t)mdht_driver_bootstrap(&l.d, boot[i]);
-    if (added == 0) {
-      cli_error("no usable bootstrap address (names that do not resolve, or "
-                "not of the %s family)",
-                l.d.sock.local.family == MDHT_AF_INET6 ? "IPv6" : "IPv4");
-      goto out;
-    }
   }
   try_start(&l);
   if (!l.job.done) {
-    rc = mdht_driver_run(&l.d);
+    int rc = mdht_loop_run(&l.loop, 0);
     if (rc < 0) {
       cli_error("event loop failed: %s", strerror(-rc));
-      goto out;
+      local_free(&l);
+      return code;
     }
   }
-  if (!l.job.done) {
-    /* SIGINT or SIGTERM: the user gave up. */
+  /* Stopped with the job still running: SIGINT or SIGTERM, the user gave
+   * up. */
+  if (!l.job.done)
     mdht_ctl_job_fail(&l.job, MDHT_CTL_EXIT_ERROR, "interrupted");
-  }
   feed(&l);
-  if (!l.finished || l.proto_error) {
+  if (!l.finished || l.proto_error)
     cli_error("internal error: incomplete answer");
-    goto out;
-  }
-  code = l.rd.code;
-  if (l.rd.msg[0]) cli_error("%s", l.rd.msg);
-
-out:
-  if (l.job.op > 0 && !l.job.done) mdht_node_cancel(l.d.node, l.job.op);
-  if (l.d.node && sub >= 0) mdht_node_unsubscribe(l.d.node, sub);
-  mdht_driver_free(&l.d);
-  if (l.tfd >= 0) close(l.tfd);
-  if (l.efd >= 0) close(l.efd);
-  mdht_ctl_buf_free(&l.out);
+  else
+    code = l.rd.code;
+  if (l.finished && !l.proto_error && l.rd.msg[0]) cli_error("%s", l.rd.msg);
+  local_free(&l);
   return code;
 }
 
@@ -473,6 +486,48 @@ static int run_control(const client_args *a, const mdht_ctl_req *req) {
   fflush(stdout);
   if (msg[0]) cli_error("%s", msg);
   return code;
+}
+
+/* The request's argument and announce options, from the command line.
+ * Returns 0, or -1 after saying why. */
+static int build_request(const client_args *a, const char *arg,
+                         mdht_ctl_req *req) {
+  switch (a->cmd) {
+  case MDHT_CTL_GET_PEERS:
+  case MDHT_CTL_ANNOUNCE:
+    if (mdht_ctl_parse_infohash(&req->target, arg) < 0) {
+      cli_error("bad info-hash '%s' (want 40 hex digits or a magnet link "
+                "with urn:btih:)",
+                arg);
+      return -1;
+    }
+    break;
+  case MDHT_CTL_FIND_NODE:
+    if (mdht_id_parse(&req->target, arg) < 0) {
+      cli_error("bad id '%s' (want 40 hex digits)", arg);
+      return -1;
+    }
+    break;
+  case MDHT_CTL_PING: {
+    int family = 0;
+    mdht_addr b;
+    if (a->bind && mdht_sock_parse_ip(&b, a->bind, 0) == 0) family = b.family;
+    if (resolve(arg, family, &req->addr) < 0) return -1;
+    break;
+  }
+  default:
+    break;
+  }
+  if (a->cmd == MDHT_CTL_ANNOUNCE) {
+    if (!a->port_given) {
+      cli_error("announce needs --port N (the peer's port)");
+      return -1;
+    }
+    req->port = (uint16_t)a->port;
+    req->implied_port = a->implied_port;
+    req->seed = a->seed;
+  }
+  return 0;
 }
 
 int cmd_client(const char *name, int argc, char **argv) {
@@ -510,41 +565,8 @@ int cmd_client(const char *name, int argc, char **argv) {
               name);
     return CLI_USAGE_ERROR;
   }
-  switch (a.cmd) {
-  case MDHT_CTL_GET_PEERS:
-  case MDHT_CTL_ANNOUNCE:
-    if (mdht_ctl_parse_infohash(&req.target, pos[0]) < 0) {
-      cli_error("bad info-hash '%s' (want 40 hex digits or a magnet link "
-                "with urn:btih:)",
-                pos[0]);
-      return CLI_USAGE_ERROR;
-    }
-    break;
-  case MDHT_CTL_FIND_NODE:
-    if (mdht_id_parse(&req.target, pos[0]) < 0) {
-      cli_error("bad id '%s' (want 40 hex digits)", pos[0]);
-      return CLI_USAGE_ERROR;
-    }
-    break;
-  case MDHT_CTL_PING: {
-    int family = 0;
-    mdht_addr b;
-    if (a.bind && mdht_sock_parse_ip(&b, a.bind, 0) == 0) family = b.family;
-    if (resolve(pos[0], family, &req.addr) < 0) return CLI_USAGE_ERROR;
-    break;
-  }
-  default:
-    break;
-  }
-  if (a.cmd == MDHT_CTL_ANNOUNCE) {
-    if (!a.port_given) {
-      cli_error("announce needs --port N (the peer's port)");
-      return CLI_USAGE_ERROR;
-    }
-    req.port = (uint16_t)a.port;
-    req.implied_port = a.implied_port;
-    req.seed = a.seed;
-  }
+  if (build_request(&a, node_only ? NULL : pos[0], &req) < 0)
+    return CLI_USAGE_ERROR;
 
   if (a.control) {
     if (a.nbootstrap > 0 || a.bind ||

@@ -17,6 +17,7 @@
 #include "control.h"
 #include "driver.h"
 #include "logforge.h"
+#include "loop.h"
 #include "mdht.h"
 #include "persist.h"
 #include "state.h"
@@ -265,10 +266,6 @@ static void run_usage(void) {
   cli_print_options(run_opts, NRUN_OPTS, &defaults);
 }
 
-static void save_on_hup(mdht_driver *d, void *user) {
-  mdht_persist_save(user, d->node);
-}
-
 /* The counts of what was written come only with the STATE_SAVED event. */
 static void note_saved(const mdht_event *ev, void *user) {
   mdht_ctl_saved *s = user;
@@ -300,148 +297,211 @@ static int save_on_request(void *user, mdht_ctl_saved *out, char *err,
   return 0;
 }
 
-static int cmd_run(int argc, char **argv) {
+/* Everything `mdht run` holds, so that one function releases it. */
+typedef struct run_ctx {
   run_args a;
-  mdht_driver_opts o;
   mdht_logforge log;
+  mdht_loop loop;
   mdht_driver d;
   mdht_ctl_server ctl;
-  char err[256];
   mdht_persist ps;
-  char dirbuf[4096];
-  uint8_t *saved = NULL;
-  size_t saved_len = 0;
+  bool have_loop, have_ctl, have_state;
+  uint8_t *saved; /* the state file's bytes, until restored */
+  size_t saved_len;
   mdht_id saved_id;
-  const char *const *routers = NULL;
-  size_t nrouters = 0;
+  char dirbuf[4096];
+} run_ctx;
+
+static void run_close(run_ctx *c) {
+  /* Before the node goes: the server cancels its clients' operations. */
+  if (c->have_ctl) mdht_ctl_server_close(&c->ctl);
+  if (c->have_state) mdht_persist_close(&c->ps);
+  mdht_driver_free(&c->d);
+  if (c->have_loop) mdht_loop_free(&c->loop);
+  free(c->saved);
+  c->saved = NULL;
+  c->have_ctl = c->have_state = c->have_loop = false;
+}
+
+static void on_stop_signal(mdht_loop *loop, int signo, void *user) {
+  run_ctx *c = user;
+  mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "%s received, shutting down",
+                     signo == SIGINT ? "SIGINT" : "SIGTERM");
+  mdht_loop_stop(loop);
+}
+
+static void on_hup(mdht_loop *loop, int signo, void *user) {
+  run_ctx *c = user;
+  (void)loop, (void)signo;
+  if (!c->have_state) {
+    mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "SIGHUP received, ignored");
+    return;
+  }
+  mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "SIGHUP received, saving");
+  mdht_persist_save(&c->ps, c->d.node);
+}
+
+/* Parses and checks the flags. Returns 0, 1 after --help, or -1. */
+static int run_parse(run_args *a, int argc, char **argv) {
   size_t npos;
-  int rc;
-
-  run_args_default(&a);
-
-  rc = cli_parse(run_opts, NRUN_OPTS, argc, argv, &a, NULL, 0, &npos);
-  if (rc == 1) {
-    run_usage();
-    return 0;
-  }
-  if (rc < 0) return CLI_USAGE_ERROR;
-  if (a.no_bootstrap && a.nbootstrap > 0) {
+  run_args_default(a);
+  int rc = cli_parse(run_opts, NRUN_OPTS, argc, argv, a, NULL, 0, &npos);
+  if (rc == 1) run_usage();
+  if (rc != 0) return rc;
+  if (a->no_bootstrap && a->nbootstrap > 0) {
     cli_error("--no-bootstrap and --bootstrap exclude each other");
-    return CLI_USAGE_ERROR;
+    return -1;
   }
-  if (a.no_state && a.state_dir) {
+  if (a->no_state && a->state_dir) {
     cli_error("--state and --no-state exclude each other");
-    return CLI_USAGE_ERROR;
+    return -1;
   }
-  if (mdht_config_check(&a.cfg) < 0) {
+  if (mdht_config_check(&a->cfg) < 0) {
     /* Only combinations get here; each flag's range was checked. */
     cli_error("inconsistent settings (is --query-soft-timeout above "
               "--query-timeout?)");
-    return CLI_USAGE_ERROR;
+    return -1;
   }
+  return 0;
+}
 
-  mdht_driver_opts_default(&o);
-  mdht_sock_parse_ip(&o.bind, a.bind, (uint16_t)a.port);
-  o.cfg = a.cfg;
-  o.id = a.have_id ? &a.id : NULL;
-  if (a.nbootstrap > 0) {
-    o.bootstrap = a.bootstrap;
-    o.nbootstrap = a.nbootstrap;
-  } else if (!a.no_bootstrap) {
-    o.bootstrap = mdht_default_bootstrap;
-    o.nbootstrap = mdht_default_bootstrap_count;
+static void run_driver_opts(run_ctx *c, mdht_driver_opts *o) {
+  run_args *a = &c->a;
+  mdht_driver_opts_default(o);
+  mdht_sock_parse_ip(&o->bind, a->bind, (uint16_t)a->port);
+  o->cfg = a->cfg;
+  o->id = a->have_id ? &a->id : NULL;
+  if (a->nbootstrap > 0) {
+    o->bootstrap = a->bootstrap;
+    o->nbootstrap = a->nbootstrap;
+  } else if (!a->no_bootstrap) {
+    o->bootstrap = mdht_default_bootstrap;
+    o->nbootstrap = mdht_default_bootstrap_count;
   }
-  mdht_logforge_init(&log, stderr, a.level, a.format);
-  mdht_logforge_set_clock(&log, mdht_driver_wallclock, NULL);
-  o.log = &log;
+  o->log = &c->log;
+}
+
+/* Locks the state directory (before the socket is bound: a second node on
+ * the same directory stops here, with the reason logged) and reads the
+ * state. The id is fixed when the node is created: the saved one, unless
+ * --id says otherwise. Returns 0 or -1. */
+static int run_open_state(run_ctx *c, mdht_driver_opts *o) {
+  const char *dir = c->a.state_dir;
+  int rc;
+  if (!dir) {
+    if (mdht_persist_default_dir(c->dirbuf, sizeof c->dirbuf) < 0) {
+      cli_error("no state directory: set XDG_STATE_HOME or HOME, or give "
+                "--state DIR or --no-state");
+      return -1;
+    }
+    dir = c->dirbuf;
+  }
+  c->have_state = true;
+  if ((rc = mdht_persist_open(&c->ps, dir, &c->log)) < 0 ||
+      (rc = mdht_persist_read(&c->ps, &c->saved, &c->saved_len, NULL)) < 0) {
+    /* A directory or file another user controls: refused, and said
+     * here, as a usage error is. */
+    if (rc == -EPERM) cli_error("%s", c->ps.why);
+    return -1;
+  }
+  if (c->saved && !c->a.have_id &&
+      mdht_state_peek_id(c->saved, c->saved_len, &c->saved_id) == 0)
+    o->id = &c->saved_id;
+  return 0;
+}
+
+/* Restores the saved state and hands the routers to the persist layer: at
+ * once when nothing was saved, else only after the saved nodes had their
+ * chance. Returns 0 or -1. */
+static int run_attach_state(run_ctx *c, const char *const *routers,
+                            size_t nrouters) {
+  mdht_persist_run_opts ro;
+  if (c->saved)
+    mdht_persist_restore(&c->ps, c->d.node, c->saved, c->saved_len, NULL);
+  free(c->saved);
+  c->saved = NULL;
+  mdht_persist_run_opts_default(&ro);
+  ro.save_interval_ms = c->a.save_interval_ms;
+  ro.bootstrap = routers;
+  ro.nbootstrap = nrouters;
+  int rc = mdht_persist_attach(&c->ps, &c->d, &ro);
+  if (rc < 0) {
+    mdht_logforge_logf(&c->log, MDHT_LOG_ERROR, "state timers: %s",
+                       mdht_strerror(rc));
+    return -1;
+  }
+  if (c->have_ctl) {
+    c->ctl.save = save_on_request;
+    c->ctl.save_user = &c->ps;
+  }
+  return 0;
+}
+
+/* The loop and its signals, then the node on it. Returns 0 or -1. */
+static int run_start_node(run_ctx *c, mdht_driver_opts *o) {
+  const char *const *routers = o->bootstrap;
+  size_t nrouters = o->nbootstrap;
+  int rc = mdht_loop_init(&c->loop);
+  c->have_loop = rc == 0;
+  if (rc == 0 &&
+      ((rc = mdht_loop_signal(&c->loop, SIGINT, on_stop_signal, c)) < 0 ||
+       (rc = mdht_loop_signal(&c->loop, SIGTERM, on_stop_signal, c)) < 0 ||
+       (rc = mdht_loop_signal(&c->loop, SIGHUP, on_hup, c)) < 0))
+    mdht_logforge_logf(&c->log, MDHT_LOG_ERROR, "event loop: %s",
+                       mdht_strerror(rc));
+  if (rc < 0) return -1;
+  if (c->have_state) {
+    o->bootstrap = NULL;
+    o->nbootstrap = 0;
+  }
+  /* The driver has logged why it failed; keep to one line. */
+  if (mdht_driver_init(&c->d, &c->loop, o) < 0) return -1;
+  if (c->have_state && run_attach_state(c, routers, nrouters) < 0) return -1;
+  if (c->have_ctl && (rc = mdht_ctl_server_attach(&c->ctl, &c->d)) < 0) {
+    mdht_logforge_logf(&c->log, MDHT_LOG_ERROR, "control socket %s: %s",
+                       c->a.control, mdht_strerror(rc));
+    return -1;
+  }
+  if (c->have_ctl)
+    mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "control socket %s",
+                       c->a.control);
+  return 0;
+}
+
+static int cmd_run(int argc, char **argv) {
+  static run_ctx c; /* large (paths), and there is one per process */
+  mdht_driver_opts o;
+  char err[256];
+
+  memset(&c, 0, sizeof c);
+  int rc = run_parse(&c.a, argc, argv);
+  if (rc != 0) return rc > 0 ? 0 : CLI_USAGE_ERROR;
+  mdht_logforge_init(&c.log, stderr, c.a.level, c.a.format);
+  mdht_logforge_set_clock(&c.log, mdht_driver_wallclock, NULL);
+  run_driver_opts(&c, &o);
 
   /* The control socket first: a second node on the same path is refused
    * before it binds a port or says it listens. */
-  if (a.control && mdht_ctl_server_open(&ctl, a.control, err, sizeof err) < 0) {
-    cli_error("%s", err);
-    return CLI_USAGE_ERROR;
-  }
-  if (!a.no_state) {
-    const char *dir = a.state_dir;
-    if (!dir) {
-      if (mdht_persist_default_dir(dirbuf, sizeof dirbuf) < 0) {
-        cli_error("no state directory: set XDG_STATE_HOME or HOME, or give "
-                  "--state DIR or --no-state");
-        if (a.control) mdht_ctl_server_close(&ctl);
-        return CLI_USAGE_ERROR;
-      }
-      dir = dirbuf;
-    }
-    /* Locked before the socket is bound: a second node on the same
-     * directory stops here, with the reason logged. */
-    if ((rc = mdht_persist_open(&ps, dir, &log)) < 0 ||
-        (rc = mdht_persist_read(&ps, &saved, &saved_len, NULL)) < 0) {
-      /* A directory or file another user controls: refused, and said
-       * here, as a usage error is. */
-      if (rc == -EPERM) cli_error("%s", ps.why);
-      mdht_persist_close(&ps);
-      if (a.control) mdht_ctl_server_close(&ctl);
+  if (c.a.control) {
+    if (mdht_ctl_server_open(&c.ctl, c.a.control, err, sizeof err) < 0) {
+      cli_error("%s", err);
       return CLI_USAGE_ERROR;
     }
-    /* The id is fixed when the node is created: the saved one, unless
-     * --id says otherwise. */
-    if (saved && !a.have_id &&
-        mdht_state_peek_id(saved, saved_len, &saved_id) == 0)
-      o.id = &saved_id;
-    /* The routers go through the persist layer: at once when nothing was
-     * saved, else only after the saved nodes had their chance. */
-    routers = o.bootstrap;
-    nrouters = o.nbootstrap;
-    o.bootstrap = NULL;
-    o.nbootstrap = 0;
+    c.have_ctl = true;
   }
-  /* The driver has logged why it failed; keep to one line. */
-  if (mdht_driver_init(&d, &o) < 0) {
-    free(saved);
-    if (!a.no_state) mdht_persist_close(&ps);
-    if (a.control) mdht_ctl_server_close(&ctl);
+  if ((!c.a.no_state && run_open_state(&c, &o) < 0) ||
+      run_start_node(&c, &o) < 0) {
+    run_close(&c);
     return CLI_USAGE_ERROR;
   }
-  if (!a.no_state) {
-    mdht_persist_run_opts ro;
-    if (saved) mdht_persist_restore(&ps, d.node, saved, saved_len, NULL);
-    free(saved);
-    mdht_persist_run_opts_default(&ro);
-    ro.save_interval_ms = a.save_interval_ms;
-    ro.bootstrap = routers;
-    ro.nbootstrap = nrouters;
-    if ((rc = mdht_persist_attach(&ps, &d, &ro)) < 0) {
-      mdht_logforge_logf(&log, MDHT_LOG_ERROR, "state timers: %s",
-                         mdht_strerror(rc));
-      mdht_persist_close(&ps);
-      mdht_driver_free(&d);
-      if (a.control) mdht_ctl_server_close(&ctl);
-      return CLI_USAGE_ERROR;
-    }
-    d.on_hup = save_on_hup;
-    d.hup_user = &ps;
-  }
-  if (a.control && !a.no_state) {
-    ctl.save = save_on_request;
-    ctl.save_user = &ps;
-  }
-  if (a.control && (rc = mdht_ctl_server_attach(&ctl, &d)) < 0) {
-    mdht_logforge_logf(&log, MDHT_LOG_ERROR, "control socket %s: %s", a.control,
+  rc = mdht_loop_run(&c.loop, 0);
+  if (rc < 0)
+    mdht_logforge_logf(&c.log, MDHT_LOG_ERROR, "epoll_wait: %s",
                        mdht_strerror(rc));
-    mdht_ctl_server_close(&ctl);
-    mdht_driver_free(&d);
-    return CLI_USAGE_ERROR;
-  }
-  if (a.control)
-    mdht_logforge_logf(&log, MDHT_LOG_INFO, "control socket %s", a.control);
-  rc = mdht_driver_run(&d);
-  /* Before the node goes: the server cancels its clients' operations. */
-  if (a.control) mdht_ctl_server_close(&ctl);
-  if (!a.no_state) {
-    mdht_persist_save(&ps, d.node); /* clean shutdown */
-    mdht_persist_close(&ps);
-  }
-  mdht_driver_free(&d);
+  if (c.have_ctl) mdht_ctl_server_close(&c.ctl);
+  c.have_ctl = false;
+  if (c.have_state) mdht_persist_save(&c.ps, c.d.node); /* clean shutdown */
+  run_close(&c);
   return rc < 0 ? CLI_USAGE_ERROR : 0;
 }
 

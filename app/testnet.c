@@ -3,24 +3,20 @@
  * things by hand. Node i is bound to base-ip + i (127.0.10.1, .2, ...) on
  * one port; all bootstrap from node 0.
  *
- * One epoll loop serves every socket (the driver, src/io/driver.c, owns one
- * node and its own loop): batched receive with one shared buffer set,
- * batched send per socket, and each node's timer from
- * mdht_node_next_deadline. SIGINT / SIGTERM arrive through a signalfd and
- * end the run with status 0.
+ * Each node is a UDP binding (src/io/binding.c) on one shared loop
+ * (src/io/loop.c): the same receive, send and timer code as `mdht run`,
+ * N times over. SIGINT / SIGTERM stop the loop and end the run with
+ * status 0.
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
-#include <unistd.h>
 
+#include "binding.h"
 #include "cli.h"
 #include "driver.h"
+#include "loop.h"
 #include "mdht.h"
 #include "sock.h"
 
@@ -36,15 +32,13 @@ typedef struct tn_args {
 
 typedef struct tn_node {
   mdht_node *node;
-  mdht_sock sock;
-  bool want_out;
+  mdht_binding b;
 } tn_node;
 
 typedef struct testnet {
+  mdht_loop loop;
   tn_node *n;
-  uint32_t count;
-  int epfd;
-  mdht_sock_rx rx;
+  uint32_t count; /* bindings opened */
 } testnet;
 
 static int opt_base_ip(void *ctx, const char *v) {
@@ -73,45 +67,6 @@ static void usage(const tn_args *d) {
   cli_print_options(opts, sizeof opts / sizeof opts[0], d);
 }
 
-/* Drains what node i queued into its socket and sends; watches EPOLLOUT
- * while the kernel pushes back. */
-static void flush_node(testnet *t, uint32_t i) {
-  tn_node *n = &t->n[i];
-  for (;;) {
-    size_t cap;
-    uint8_t *slot = mdht_sock_tx_slot(&n->sock, &cap);
-    if (!slot) {
-      if (mdht_sock_flush(&n->sock) <= 0) break;
-      continue;
-    }
-    mdht_addr to;
-    int len = mdht_node_next_packet(n->node, &to, slot, cap);
-    if (len <= 0) break;
-    mdht_sock_tx_commit(&n->sock, &to, (size_t)len);
-  }
-  mdht_sock_flush(&n->sock);
-  bool want = mdht_sock_tx_pending(&n->sock) > 0;
-  if (want != n->want_out) {
-    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0),
-                             .data.u32 = i};
-    if (epoll_ctl(t->epfd, EPOLL_CTL_MOD, n->sock.fd, &ev) == 0)
-      n->want_out = want;
-  }
-}
-
-static void receive(testnet *t, uint32_t i) {
-  tn_node *n = &t->n[i];
-  for (int batches = 0; batches < 16; batches++) {
-    int got = mdht_sock_recv_batch(&n->sock, &t->rx);
-    if (got <= 0) break;
-    mdht_time now = mdht_driver_now();
-    for (uint32_t k = 0; k < t->rx.n; k++)
-      mdht_node_recv(n->node, &t->rx.from[k], t->rx.data[k], t->rx.len[k], now);
-    if (got < MDHT_SOCK_BATCH) break;
-  }
-  flush_node(t, i);
-}
-
 static void raise_nofile(uint32_t want) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) return;
@@ -119,44 +74,91 @@ static void raise_nofile(uint32_t want) {
   setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-static int run(testnet *t, int sigfd) {
-  struct epoll_event evs[64];
-  for (;;) {
-    mdht_time now = mdht_driver_now();
-    mdht_time next = UINT64_MAX;
-    for (uint32_t i = 0; i < t->count; i++) {
-      mdht_time d = mdht_node_next_deadline(t->n[i].node);
-      if (d <= now) {
-        mdht_node_tick(t->n[i].node, now);
-        flush_node(t, i);
-        d = mdht_node_next_deadline(t->n[i].node);
-      }
-      if (d < next) next = d;
-    }
-    int timeout = -1;
-    if (next != UINT64_MAX) {
-      now = mdht_driver_now();
-      timeout = next <= now          ? 0
-                : next - now > 60000 ? 60000
-                                     : (int)(next - now);
-    }
-    int n = epoll_wait(t->epfd, evs, 64, timeout);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      cli_error("epoll_wait: %s", strerror(errno));
-      return CLI_USAGE_ERROR;
-    }
-    for (int k = 0; k < n; k++) {
-      uint32_t i = evs[k].data.u32;
-      if (i == UINT32_MAX) {
-        struct signalfd_siginfo si;
-        if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) return 0;
-        continue;
-      }
-      if (evs[k].events & EPOLLOUT) flush_node(t, i);
-      if (evs[k].events & (EPOLLIN | EPOLLERR)) receive(t, i);
+/* Node i on base + i. Returns 0, or -1 after saying why. */
+static int start_node(testnet *t, uint32_t i, const mdht_addr *base,
+                      uint32_t ip0) {
+  mdht_config cfg;
+  mdht_callbacks cb = {.random = mdht_driver_random, .user = NULL};
+  tn_node *n = &t->n[i];
+  uint32_t ip = ip0 + i;
+  mdht_addr at = *base;
+  char s[64];
+
+  at.ip[0] = (uint8_t)(ip >> 24);
+  at.ip[1] = (uint8_t)(ip >> 16);
+  at.ip[2] = (uint8_t)(ip >> 8);
+  at.ip[3] = (uint8_t)ip;
+  t->count = i + 1;
+  int e = mdht_binding_open(&n->b, &t->loop, &at);
+  if (e < 0) {
+    mdht_addr_format(&at, s, sizeof s);
+    cli_error("cannot bind %s: %s", s, strerror(-e));
+    return -1;
+  }
+  mdht_config_default(&cfg);
+  cfg.allow_private = true;
+  e = mdht_node_new(&n->node, &cfg, &cb, NULL, &n->b.sock.local,
+                    mdht_loop_now());
+  if (e < 0) {
+    cli_error("cannot create node %u: %s", i, mdht_strerror(e));
+    return -1;
+  }
+  if ((e = mdht_binding_start(&n->b, n->node)) < 0) {
+    cli_error("cannot watch node %u: %s", i, strerror(-e));
+    return -1;
+  }
+  return 0;
+}
+
+/* "nodeid ip:port" per node, then the bootstrap line; all but node 0 join
+ * through node 0. */
+static void announce(testnet *t) {
+  char hex[41], s[64];
+  for (uint32_t i = 0; i < t->count; i++) {
+    mdht_id_format(mdht_node_id(t->n[i].node), hex);
+    mdht_addr_format(&t->n[i].b.sock.local, s, sizeof s);
+    printf("%s %s\n", hex, s);
+  }
+  mdht_addr_format(&t->n[0].b.sock.local, s, sizeof s);
+  printf("bootstrap: %s\n", s);
+  fflush(stdout);
+  for (uint32_t i = 1; i < t->count; i++)
+    mdht_node_add_bootstrap(t->n[i].node, &t->n[0].b.sock.local,
+                            mdht_loop_now());
+}
+
+static int run(const tn_args *a, const mdht_addr *base, uint32_t ip0) {
+  testnet t;
+  int rc = CLI_USAGE_ERROR, e;
+
+  memset(&t, 0, sizeof t);
+  if ((e = mdht_loop_init(&t.loop)) < 0) {
+    cli_error("event loop: %s", strerror(-e));
+    return rc;
+  }
+  t.n = calloc(a->nodes, sizeof *t.n);
+  if (!t.n) {
+    cli_error("out of memory");
+  } else if ((e = mdht_loop_stop_on_signals(&t.loop)) < 0) {
+    cli_error("signals: %s", strerror(-e));
+  } else {
+    uint32_t i = 0;
+    while (i < a->nodes && start_node(&t, i, base, ip0) == 0)
+      i++;
+    if (i == a->nodes) {
+      announce(&t);
+      e = mdht_loop_run(&t.loop, 0);
+      if (e < 0) cli_error("event loop: %s", strerror(-e));
+      rc = e < 0 ? CLI_USAGE_ERROR : 0;
     }
   }
+  for (uint32_t i = 0; t.n && i < t.count; i++) {
+    mdht_binding_close(&t.n[i].b);
+    mdht_node_del(t.n[i].node);
+  }
+  free(t.n);
+  mdht_loop_free(&t.loop);
+  return rc;
 }
 
 int mdht_cmd_testnet(int argc, char **argv) {
@@ -190,89 +192,5 @@ int mdht_cmd_testnet(int argc, char **argv) {
     return CLI_USAGE_ERROR;
   }
   raise_nofile(a.nodes + 64);
-
-  testnet t;
-  memset(&t, 0, sizeof t);
-  t.epfd = -1;
-  int sigfd = -1;
-  sigset_t mask, old;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  sigprocmask(SIG_BLOCK, &mask, &old);
-  rc = CLI_USAGE_ERROR;
-  t.n = calloc(a.nodes, sizeof *t.n);
-  if (!t.n || mdht_sock_rx_init(&t.rx) < 0) {
-    cli_error("out of memory");
-    goto out;
-  }
-  t.epfd = epoll_create1(EPOLL_CLOEXEC);
-  sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (t.epfd < 0 || sigfd < 0) {
-    cli_error("epoll/signalfd: %s", strerror(errno));
-    goto out;
-  }
-  struct epoll_event sev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
-  epoll_ctl(t.epfd, EPOLL_CTL_ADD, sigfd, &sev);
-
-  mdht_config cfg;
-  mdht_config_default(&cfg);
-  cfg.allow_private = true;
-  mdht_callbacks cb = {.random = mdht_driver_random, .user = NULL};
-  for (uint32_t i = 0; i < a.nodes; i++) {
-    tn_node *n = &t.n[i];
-    uint32_t ip = ip0 + i;
-    mdht_addr at = base;
-    at.ip[0] = (uint8_t)(ip >> 24);
-    at.ip[1] = (uint8_t)(ip >> 16);
-    at.ip[2] = (uint8_t)(ip >> 8);
-    at.ip[3] = (uint8_t)ip;
-    n->sock.fd = -1;
-    int e = mdht_sock_open(&n->sock, &at);
-    if (e < 0) {
-      char s[64];
-      mdht_addr_format(&at, s, sizeof s);
-      cli_error("cannot bind %s: %s", s, strerror(-e));
-      goto out;
-    }
-    t.count = i + 1;
-    e = mdht_node_new(&n->node, &cfg, &cb, NULL, &n->sock.local,
-                      mdht_driver_now());
-    if (e < 0) {
-      cli_error("cannot create node %u: %s", i, mdht_strerror(e));
-      goto out;
-    }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
-    if (epoll_ctl(t.epfd, EPOLL_CTL_ADD, n->sock.fd, &ev) < 0) {
-      cli_error("epoll_ctl: %s", strerror(errno));
-      goto out;
-    }
-  }
-  for (uint32_t i = 0; i < t.count; i++) {
-    char hex[41], s[64];
-    mdht_id_format(mdht_node_id(t.n[i].node), hex);
-    mdht_addr_format(&t.n[i].sock.local, s, sizeof s);
-    printf("%s %s\n", hex, s);
-  }
-  char boot[64];
-  mdht_addr_format(&t.n[0].sock.local, boot, sizeof boot);
-  printf("bootstrap: %s\n", boot);
-  fflush(stdout);
-  for (uint32_t i = 1; i < t.count; i++) {
-    mdht_node_add_bootstrap(t.n[i].node, &t.n[0].sock.local, mdht_driver_now());
-    flush_node(&t, i);
-  }
-  rc = run(&t, sigfd);
-
-out:
-  for (uint32_t i = 0; i < t.count; i++) {
-    mdht_node_del(t.n[i].node);
-    mdht_sock_close(&t.n[i].sock);
-  }
-  free(t.n);
-  mdht_sock_rx_free(&t.rx);
-  if (sigfd >= 0) close(sigfd);
-  if (t.epfd >= 0) close(t.epfd);
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  return rc;
+  return run(&a, &base, ip0);
 }

@@ -9,10 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -35,14 +33,8 @@ struct mdht_ctl_client {
   mdht_time idle_deadline;
 };
 
-/* epoll tags of the server's own fds; clients are TAG_CLIENT + slot. */
-enum { TAG_LISTEN, TAG_TIMER, TAG_WAKE, TAG_CLIENT };
-
 static void wake(mdht_ctl_server *srv) {
-  uint64_t one = 1;
-  /* The counter cannot overflow in practice; EAGAIN would mean it is
-   * already readable, which is all we want. */
-  if (write(srv->efd, &one, sizeof one) < 0) return;
+  mdht_loop_wake(srv->driver->loop, &srv->wake);
 }
 
 static void client_close(mdht_ctl_server *srv, mdht_ctl_client *c) {
@@ -50,7 +42,7 @@ static void client_close(mdht_ctl_server *srv, mdht_ctl_client *c) {
   /* The node must not call back into a slot that is gone. */
   if (c->busy && !c->job.done && c->job.op > 0)
     mdht_node_cancel(c->job.node, c->job.op);
-  epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  mdht_loop_unwatch(srv->driver->loop, c->fd);
   close(c->fd);
   c->fd = -1;
   mdht_ctl_buf_free(&c->out);
@@ -65,16 +57,13 @@ static bool out_pending(const mdht_ctl_client *c) {
 }
 
 static void client_set_events(mdht_ctl_server *srv, mdht_ctl_client *c) {
-  struct epoll_event ev = {0};
   /* Read only what can be acted on: one request at a time, so that a
    * client that pipelines cannot make the node buffer without bound. */
   bool rd = !c->eof && !c->closing && !c->busy && !has_line(c) &&
             c->inlen < sizeof c->in;
   uint32_t want = (rd ? EPOLLIN : 0) | (out_pending(c) ? EPOLLOUT : 0);
   if (want == c->events) return;
-  ev.events = want;
-  ev.data.u64 = TAG_CLIENT + (uint64_t)(c - srv->clients);
-  if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->events = want;
+  if (mdht_loop_modify(srv->driver->loop, c->fd, want) == 0) c->events = want;
 }
 
 static void client_read(mdht_ctl_client *c, mdht_time now) {
@@ -221,16 +210,24 @@ static mdht_time client_service(mdht_ctl_server *srv, mdht_ctl_client *c,
   return c->busy ? c->job.deadline : c->idle_deadline;
 }
 
-static void arm_timer(mdht_ctl_server *srv, mdht_time at) {
-  struct itimerspec its = {0};
-  if (at != UINT64_MAX) {
-    /* mdht_driver_now is CLOCK_MONOTONIC in ms; an it_value of zero would
-     * disarm, so the past becomes 1 ms. */
-    if (at == 0) at = 1;
-    its.it_value.tv_sec = (time_t)(at / 1000);
-    its.it_value.tv_nsec = (long)(at % 1000) * 1000000;
+static void service_all(mdht_ctl_server *srv, mdht_time now);
+
+static void on_client(mdht_loop *l, int fd, uint32_t events, void *user) {
+  mdht_ctl_server *srv = user;
+  mdht_time now = mdht_loop_now();
+  (void)l;
+  for (size_t i = 0; i < MDHT_CTL_MAX_CLIENTS; i++) {
+    mdht_ctl_client *c = &srv->clients[i];
+    if (c->fd != fd) continue;
+    if (events & (EPOLLERR | EPOLLHUP)) {
+      /* Both directions are shut: nobody will read an answer. */
+      client_close(srv, c);
+    } else if (events & EPOLLIN) {
+      client_read(c, now);
+    }
+    break;
   }
-  timerfd_settime(srv->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+  service_all(srv, now);
 }
 
 static void accept_clients(mdht_ctl_server *srv, mdht_time now) {
@@ -239,7 +236,6 @@ static void accept_clients(mdht_ctl_server *srv, mdht_time now) {
   for (int round = 0; round < MDHT_CTL_MAX_CLIENTS; round++) {
     int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     mdht_ctl_client *c = NULL;
-    struct epoll_event ev = {0};
 
     if (fd < 0) return; /* EAGAIN, or a client that left already */
     for (size_t i = 0; i < MDHT_CTL_MAX_CLIENTS && !c; i++)
@@ -256,54 +252,45 @@ static void accept_clients(mdht_ctl_server *srv, mdht_time now) {
     memset(c, 0, sizeof *c);
     c->fd = fd;
     c->idle_deadline = now + MDHT_CTL_IDLE_MS;
-    ev.events = c->events = EPOLLIN;
-    ev.data.u64 = TAG_CLIENT + (uint64_t)(c - srv->clients);
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    c->events = EPOLLIN;
+    if (mdht_loop_watch(srv->driver->loop, fd, EPOLLIN, on_client, srv) < 0) {
       close(fd);
       c->fd = -1;
     }
   }
 }
 
-static void drain(int fd) {
-  uint64_t v;
-  if (read(fd, &v, sizeof v) < 0) return; /* EAGAIN: nothing was pending */
-}
-
-static void on_ready(mdht_driver *d, int fd, uint32_t events, void *user) {
-  mdht_ctl_server *srv = user;
-  struct epoll_event evs[MDHT_CTL_MAX_CLIENTS + 3];
-  mdht_time now = mdht_driver_now(), next = UINT64_MAX;
-  int n;
-
-  (void)d, (void)fd, (void)events;
-  n = epoll_wait(srv->epfd, evs, (int)(sizeof evs / sizeof evs[0]), 0);
-  for (int i = 0; i < n; i++) {
-    uint64_t tag = evs[i].data.u64;
-    mdht_ctl_client *c;
-    if (tag == TAG_LISTEN) {
-      accept_clients(srv, now);
-    } else if (tag == TAG_TIMER || tag == TAG_WAKE) {
-      drain(tag == TAG_TIMER ? srv->tfd : srv->efd);
-    } else if (tag - TAG_CLIENT < MDHT_CTL_MAX_CLIENTS) {
-      c = &srv->clients[tag - TAG_CLIENT];
-      if (c->fd < 0) continue;
-      if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
-        /* Both directions are shut: nobody will read an answer. */
-        client_close(srv, c);
-        continue;
-      }
-      if (evs[i].events & EPOLLIN) client_read(c, now);
-    }
-  }
+/* After any event: every client gets its turn, and the timer moves to the
+ * earliest deadline left. */
+static void service_all(mdht_ctl_server *srv, mdht_time now) {
+  mdht_time next = UINT64_MAX;
   for (size_t i = 0; i < MDHT_CTL_MAX_CLIENTS; i++) {
     mdht_ctl_client *c = &srv->clients[i];
-    mdht_time t;
     if (c->fd < 0) continue;
-    t = client_service(srv, c, now);
+    mdht_time t = client_service(srv, c, now);
     if (t < next) next = t;
   }
-  arm_timer(srv, next);
+  if (next == UINT64_MAX)
+    mdht_loop_timer_stop(srv->driver->loop, &srv->timer);
+  else
+    mdht_loop_timer_set(srv->driver->loop, &srv->timer, next);
+}
+
+static void on_listen(mdht_loop *l, int fd, uint32_t events, void *user) {
+  mdht_time now = mdht_loop_now();
+  (void)l, (void)fd, (void)events;
+  accept_clients(user, now);
+  service_all(user, now);
+}
+
+static void on_timer(mdht_loop *l, mdht_loop_timer *t, void *user) {
+  (void)l, (void)t;
+  service_all(user, mdht_loop_now());
+}
+
+static void on_wake(mdht_loop *l, mdht_loop_wakeup *w, void *user) {
+  (void)l, (void)w;
+  service_all(user, mdht_loop_now());
 }
 
 static void on_event(const mdht_event *ev, void *user) {
@@ -404,7 +391,7 @@ int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
   int rc;
 
   memset(srv, 0, sizeof *srv);
-  srv->lfd = srv->epfd = srv->tfd = srv->efd = -1;
+  srv->lfd = -1;
   srv->sub = -1;
   if (!*path || strlen(path) >= sizeof sa.sun_path) {
     snprintf(err, errcap, "control path '%.200s' is %s", path,
@@ -460,28 +447,14 @@ fail_errno:
   return MDHT_ERR_IO;
 }
 
-static int ep_add(int epfd, int fd, uint64_t tag) {
-  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
-  return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
-}
-
 int mdht_ctl_server_attach(mdht_ctl_server *srv, mdht_driver *driver) {
-  int rc;
-
+  int rc = mdht_loop_watch(driver->loop, srv->lfd, EPOLLIN, on_listen, srv);
+  if (rc < 0) return rc;
   srv->driver = driver;
-  srv->epfd = epoll_create1(EPOLL_CLOEXEC);
-  srv->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  srv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (srv->epfd < 0 || srv->tfd < 0 || srv->efd < 0) return -errno;
-  if ((rc = ep_add(srv->epfd, srv->lfd, TAG_LISTEN)) < 0 ||
-      (rc = ep_add(srv->epfd, srv->tfd, TAG_TIMER)) < 0 ||
-      (rc = ep_add(srv->epfd, srv->efd, TAG_WAKE)) < 0)
-    return rc;
+  mdht_loop_timer_init(&srv->timer, on_timer, srv);
+  mdht_loop_wakeup_add(driver->loop, &srv->wake, on_wake, srv);
   srv->sub = mdht_node_subscribe(driver->node, on_event, srv);
-  if (srv->sub < 0) return srv->sub; /* MDHT_ERR_FULL */
-  /* One hook for everything: the driver's table is small, and the
-   * server's own set holds any number of clients. */
-  return mdht_driver_add_fd(driver, srv->epfd, EPOLLIN, on_ready, srv);
+  return srv->sub < 0 ? srv->sub : 0; /* MDHT_ERR_FULL */
 }
 
 void mdht_ctl_server_close(mdht_ctl_server *srv) {
@@ -504,7 +477,9 @@ void mdht_ctl_server_close(mdht_ctl_server *srv) {
   srv->clients = NULL;
   if (srv->driver) {
     if (srv->sub >= 0) mdht_node_unsubscribe(srv->driver->node, srv->sub);
-    if (srv->epfd >= 0) mdht_driver_del_fd(srv->driver, srv->epfd);
+    mdht_loop_unwatch(srv->driver->loop, srv->lfd);
+    mdht_loop_timer_stop(srv->driver->loop, &srv->timer);
+    mdht_loop_wakeup_del(srv->driver->loop, &srv->wake);
   }
   srv->sub = -1;
   srv->driver = NULL;
@@ -515,8 +490,5 @@ void mdht_ctl_server_close(mdht_ctl_server *srv) {
         st.st_ino == srv->ino)
       unlink(srv->path);
   }
-  if (srv->epfd >= 0) close(srv->epfd);
-  if (srv->tfd >= 0) close(srv->tfd);
-  if (srv->efd >= 0) close(srv->efd);
-  srv->lfd = srv->epfd = srv->tfd = srv->efd = -1;
+  srv->lfd = -1;
 }

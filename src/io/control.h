@@ -46,6 +46,7 @@
 #include "ctl_format.h"
 #include "ctl_job.h"
 #include "ctl_request.h"
+#include "loop.h"
 #include "magnet.h"
 #include "mdht.h"
 
@@ -65,10 +66,10 @@ typedef int (*mdht_ctl_save_fn)(void *user, mdht_ctl_saved *out, char *err,
                                 size_t errcap);
 
 typedef struct mdht_ctl_server {
-  int lfd;  /* listening socket */
-  int epfd; /* the server's own epoll set, one hook in the driver */
-  int tfd;  /* timerfd: the earliest client deadline */
-  int efd;  /* eventfd: a job ended or a node arrived, inside the node */
+  int lfd; /* listening socket; it and each client are watched by the
+              driver's loop */
+  mdht_loop_timer timer; /* the earliest client deadline */
+  mdht_loop_wakeup wake; /* a job ended or a node arrived, inside the node */
   char path[108];
   dev_t dev;
   ino_t ino;
@@ -89,7 +90,7 @@ typedef struct mdht_ctl_server {
  * MDHT_ERR_IO (any other failure). */
 int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
                          size_t errcap);
-/* Starts serving through `driver` (one fd hook). Returns 0, -errno, or
+/* Starts serving on the driver's loop and node. Returns 0, -errno, or
  * MDHT_ERR_FULL (no subscriber slot left on the node). */
 int mdht_ctl_server_attach(mdht_ctl_server *srv, struct mdht_driver *driver);
 /* Drops every client (cancelling their operations), closes the socket

@@ -6,10 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------ low level */
@@ -374,7 +372,7 @@ static int take_lock(mdht_persist *p, const char *dir) {
 
 int mdht_persist_open(mdht_persist *p, const char *dir, mdht_logforge *log) {
   memset(p, 0, sizeof *p);
-  p->dirfd = p->lockfd = p->save_tfd = p->tick_tfd = p->sub = -1;
+  p->dirfd = p->lockfd = p->sub = -1;
   p->log = log;
   if (strlen(dir) >= sizeof p->dir) {
     mdht_logforge_logf(log, MDHT_LOG_ERROR, "state directory name too long");
@@ -528,28 +526,14 @@ int mdht_persist_save(mdht_persist *p, mdht_node *node) {
   return 0;
 }
 
-/* ------------------------------------------------------- driver timers */
+/* ---------------------------------------------------------- loop timers */
 
-static void drain_timer(int fd) {
-  uint64_t expirations;
-  ssize_t n = read(fd, &expirations, sizeof expirations);
-  (void)n; /* EAGAIN after a spurious wake-up is harmless */
-}
-
-static int arm(int fd, mdht_time first_ms, mdht_time period_ms) {
-  struct itimerspec its = {0};
-  its.it_value.tv_sec = (time_t)(first_ms / 1000);
-  its.it_value.tv_nsec = (long)(first_ms % 1000) * 1000000;
-  its.it_interval.tv_sec = (time_t)(period_ms / 1000);
-  its.it_interval.tv_nsec = (long)(period_ms % 1000) * 1000000;
-  return timerfd_settime(fd, 0, &its, NULL) < 0 ? -errno : 0;
-}
-
-static void on_save_timer(mdht_driver *d, int fd, uint32_t events, void *user) {
+/* The periodic save; also fired at once by a new node id. */
+static void on_save_timer(mdht_loop *l, mdht_loop_timer *t, void *user) {
   mdht_persist *p = user;
-  (void)events;
-  drain_timer(fd);
-  mdht_persist_save(p, d->node);
+  if (p->run.save_interval_ms > 0)
+    mdht_loop_timer_set(l, t, mdht_loop_now() + p->run.save_interval_ms);
+  mdht_persist_save(p, p->d->node);
 }
 
 /* Period of the pacing tick and pings per tick: one ping per tick up to
@@ -579,11 +563,10 @@ static void add_routers(mdht_persist *p, mdht_driver *d) {
     mdht_driver_bootstrap(d, p->run.bootstrap[i]);
 }
 
-static void on_tick(mdht_driver *d, int fd, uint32_t events, void *user) {
+static void on_tick(mdht_loop *l, mdht_loop_timer *t, void *user) {
   mdht_persist *p = user;
-  mdht_time now = mdht_driver_now();
-  (void)events;
-  drain_timer(fd);
+  mdht_driver *d = p->d;
+  mdht_time now = mdht_loop_now();
   if (p->pinging) {
     int rc = mdht_state_ping_pending(d->node, now, per_tick(p->run.ping_rate));
     if (rc == 0) p->pinging = false;
@@ -607,7 +590,8 @@ static void on_tick(mdht_driver *d, int fd, uint32_t events, void *user) {
                          good, p->run.nbootstrap);
     add_routers(p, d);
   }
-  if (!p->pinging && !p->fallback_pending) arm(fd, 0, 0);
+  if (p->pinging || p->fallback_pending)
+    mdht_loop_timer_set(l, t, now + tick_period(p->run.ping_rate));
 }
 
 /* A new id (BEP 42) must reach the disk before anything else happens: a
@@ -616,20 +600,21 @@ static void on_tick(mdht_driver *d, int fd, uint32_t events, void *user) {
  * timer is set to fire at once instead, and saves from the loop. */
 static void on_node_event(const mdht_event *ev, void *user) {
   mdht_persist *p = user;
-  if (ev->type != MDHT_EV_NODE_ID_CHANGED || p->save_tfd < 0) return;
-  arm(p->save_tfd, 1, p->run.save_interval_ms);
+  if (ev->type != MDHT_EV_NODE_ID_CHANGED || !p->d) return;
+  mdht_loop_timer_set(p->d->loop, &p->save_timer, 0);
 }
 
 int mdht_persist_attach(mdht_persist *p, mdht_driver *d,
                         const mdht_persist_run_opts *o) {
-  int rc;
+  mdht_time now = mdht_loop_now();
+  int rc = 0;
   p->d = d;
   p->run = *o;
   if (!p->announced)
     mdht_logforge_logf(p->log, MDHT_LOG_INFO,
                        "no saved state in %s, starting fresh", p->dir);
   p->announced = true;
-  p->started = mdht_driver_now();
+  p->started = now;
   p->pinging = mdht_state_pending(d->node) > 0;
   p->fallback_pending = o->nbootstrap > 0;
   /* Nothing saved to start from: the routers at once, as without state. */
@@ -637,40 +622,31 @@ int mdht_persist_attach(mdht_persist *p, mdht_driver *d,
   /* The first pings now rather than one tick later: the sooner a saved
    * node answers, the sooner lookups work. */
   if (p->pinging &&
-      mdht_state_ping_pending(d->node, p->started, per_tick(o->ping_rate)) > 0)
-    mdht_driver_flush(d);
+      mdht_state_ping_pending(d->node, now, per_tick(o->ping_rate)))
+    mdht_binding_flush(&d->bind);
 
-  p->save_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  p->tick_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (p->save_tfd < 0 || p->tick_tfd < 0) return -errno;
-  if (o->save_interval_ms > 0 &&
-      (rc = arm(p->save_tfd, o->save_interval_ms, o->save_interval_ms)) < 0)
-    return rc;
-  if (p->pinging || p->fallback_pending) {
-    mdht_time t = tick_period(o->ping_rate);
-    if ((rc = arm(p->tick_tfd, t, t)) < 0) return rc;
-  }
-  if ((rc = mdht_driver_add_fd(d, p->save_tfd, EPOLLIN, on_save_timer, p)) < 0)
-    return rc;
-  if ((rc = mdht_driver_add_fd(d, p->tick_tfd, EPOLLIN, on_tick, p)) < 0) {
-    mdht_driver_del_fd(d, p->save_tfd);
-    return rc;
-  }
-  p->sub = mdht_node_subscribe(d->node, on_node_event, p);
-  return 0;
+  mdht_loop_timer_init(&p->save_timer, on_save_timer, p);
+  mdht_loop_timer_init(&p->tick_timer, on_tick, p);
+  if (o->save_interval_ms > 0)
+    rc =
+        mdht_loop_timer_set(d->loop, &p->save_timer, now + o->save_interval_ms);
+  if (rc == 0 && (p->pinging || p->fallback_pending))
+    rc = mdht_loop_timer_set(d->loop, &p->tick_timer,
+                             now + tick_period(o->ping_rate));
+  if (rc == 0 && (p->sub = mdht_node_subscribe(d->node, on_node_event, p)) < 0)
+    rc = -ENOSPC;
+  return rc;
 }
 
 void mdht_persist_close(mdht_persist *p) {
-  if (p->d && p->sub >= 0) mdht_node_unsubscribe(p->d->node, p->sub);
-  p->sub = -1;
   if (p->d) {
-    if (p->save_tfd >= 0) mdht_driver_del_fd(p->d, p->save_tfd);
-    if (p->tick_tfd >= 0) mdht_driver_del_fd(p->d, p->tick_tfd);
+    if (p->sub >= 0) mdht_node_unsubscribe(p->d->node, p->sub);
+    mdht_loop_timer_stop(p->d->loop, &p->save_timer);
+    mdht_loop_timer_stop(p->d->loop, &p->tick_timer);
     p->d = NULL;
   }
-  if (p->save_tfd >= 0) close(p->save_tfd);
-  if (p->tick_tfd >= 0) close(p->tick_tfd);
+  p->sub = -1;
   if (p->lockfd >= 0) close(p->lockfd); /* releases the flock */
   if (p->dirfd >= 0) close(p->dirfd);
-  p->save_tfd = p->tick_tfd = p->lockfd = p->dirfd = -1;
+  p->lockfd = p->dirfd = -1;
 }

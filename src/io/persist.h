@@ -123,9 +123,9 @@ typedef struct mdht_persist {
   int dirfd;
   int lockfd;
   mdht_logforge *log;
-  /* attached to a driver */
+  /* attached to a driver, and to its loop */
   mdht_driver *d;
-  int save_tfd, tick_tfd;
+  mdht_loop_timer save_timer, tick_timer;
   int sub; /* our subscription to the node (saves on NODE_ID_CHANGED) */
   mdht_persist_run_opts run;
   mdht_time started;
@@ -177,7 +177,7 @@ int mdht_persist_restore(mdht_persist *p, mdht_node *node, const uint8_t *buf,
  * previous file stays. Returns 0, an MDHT_ERR_* code, or -errno. */
 int mdht_persist_save(mdht_persist *p, mdht_node *node);
 
-/* Hooks into the driver's loop with two timerfds: a save every
+/* Hooks into the driver's loop with two timers: a save every
  * save_interval_ms, and a tick that pings loaded nodes at ping_rate per
  * second (mdht_state_ping_pending) and adds the routers as described
  * above; and saves at once when the node publishes NODE_ID_CHANGED. Call
