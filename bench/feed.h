@@ -51,19 +51,22 @@ static inline void put_str(wbuf *w, const uint8_t *s, size_t n) {
   put(w, s, n);
 }
 
-/* IPv4 address net.x.y.z with x.y.z = i, port 6881. Public networks
- * (1/8, 2/8, 3/8), so that the node treats them as real remote nodes. */
+/* IPv4 address number i (< 2^24) of public network net/8 (1/8, 2/8, 3/8),
+ * port 6881, so that the node treats them as real remote nodes. The low 16
+ * bits of i pick the /24 (net.x.y.0), so that up to 65,536 fake nodes each
+ * have a /24 of their own, as the routing table's one-per-/24 rule wants
+ * of distinct hosts; the rest picks the last byte. */
 static inline mdht_addr feed_addr(uint8_t net, uint32_t i) {
   mdht_addr a = {.family = MDHT_AF_INET, .port = 6881};
   a.ip[0] = net;
-  a.ip[1] = (uint8_t)(i >> 16);
-  a.ip[2] = (uint8_t)(i >> 8);
-  a.ip[3] = (uint8_t)i;
+  a.ip[1] = (uint8_t)(i >> 8);
+  a.ip[2] = (uint8_t)i;
+  a.ip[3] = (uint8_t)((i >> 16) + 1);
   return a;
 }
 
 static inline uint32_t feed_index(const mdht_addr *a) {
-  return (uint32_t)a->ip[1] << 16 | (uint32_t)a->ip[2] << 8 | a->ip[3];
+  return (uint32_t)(a->ip[3] - 1) << 16 | (uint32_t)a->ip[1] << 8 | a->ip[2];
 }
 
 /* A random id sharing exactly `depth` (< 160) leading bits with `self`. */
