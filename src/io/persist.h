@@ -14,7 +14,7 @@
  * (the rename itself is only durable once the directory is synced: the
  * redis rdb.c pattern, plus the directory sync redis leaves out).
  *
- * Use from a program (app/mdht.c):
+ * Use from a program (app/main.c):
  *
  *   mdht_persist_open(&p, dir, log)       lock; exit 2 if -EWOULDBLOCK
  *   mdht_persist_read(&p, &buf, &len, &i) 1: a valid state, 0: start fresh
