@@ -633,13 +633,30 @@ static void test_kill9_during_writes(void **state) {
   srand(12345);
   int writes_seen[VERSIONS] = {0};
   for (int r = 0; r < ROUNDS; r++) {
+    /* The writer says when its first write is complete, and the kill
+     * lands at a random moment after that: on a loaded machine a kill
+     * timed from the fork alone could always land before any write
+     * finished, and every round would see the same file. */
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-      for (unsigned i = 0;; i++)
+      close(ready[0]);
+      for (unsigned i = 1 + (unsigned)r % (VERSIONS - 1);; i++) {
         mdht_persist_write_atomic(t->fd, "state", v[i % VERSIONS],
                                   vlen[i % VERSIONS]);
+        if (ready[1] >= 0) {
+          (void)!write(ready[1], "w", 1);
+          close(ready[1]);
+          ready[1] = -1;
+        }
+      }
     }
+    close(ready[1]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
     struct timespec ts = {0, (long)(rand() % 3000) * 1000};
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
