@@ -93,6 +93,78 @@ static int parse_str(const uint8_t *buf, size_t len, size_t *pos, size_t *start,
   return 0;
 }
 
+/* The helpers below are one step each of mdht_be_decode's loop. They are
+ * inline because the loop is on the datagram path: splitting it must not
+ * cost a call per token. */
+
+/* Tokenizes the integer at buf[*pos] (its 'i') into t. */
+static inline int take_int(const uint8_t *buf, size_t len, size_t *pos,
+                           mdht_be_tok *t, uint32_t n) {
+  t->type = MDHT_BE_INT;
+  t->start = (uint32_t)*pos;
+  t->len = 0;
+  t->ival = 0;
+  int rc = parse_int(buf, len, pos, &t->ival);
+  if (rc) return rc;
+  t->next = n + 1;
+  return 0;
+}
+
+/* Tokenizes the string at buf[*pos] into toks[n]. When it is a key of the
+ * dict `keyof`, it must sort strictly after that dict's previous key: an
+ * unsorted or repeated key would let two readers see different values. */
+static inline int take_str(const uint8_t *buf, size_t len, size_t *pos,
+                           mdht_be_tok *toks, uint32_t n, frame *keyof) {
+  size_t start, slen;
+  int rc = parse_str(buf, len, pos, &start, &slen);
+  if (rc) return rc;
+  if (keyof) {
+    if (keyof->prevkey != UINT32_MAX) {
+      const mdht_be_tok *pk = &toks[keyof->prevkey];
+      if (keycmp(buf + pk->start, pk->len, buf + start, slen) >= 0)
+        return MDHT_ERR_PARSE;
+    }
+    keyof->prevkey = n;
+  }
+  mdht_be_tok *t = &toks[n];
+  t->type = MDHT_BE_STR;
+  t->start = (uint32_t)start;
+  t->len = (uint32_t)slen;
+  t->next = n + 1;
+  t->ival = 0;
+  return 0;
+}
+
+/* Opens the list or dict (c is its 'l' or 'd') at pos as token n on frame
+ * f; its len and next are known only when its 'e' closes it. */
+static inline void open_frame(mdht_be_tok *t, uint8_t c, size_t pos, frame *f,
+                              uint32_t n) {
+  t->type = c == 'l' ? MDHT_BE_LIST : MDHT_BE_DICT;
+  t->start = (uint32_t)pos;
+  t->len = 0;
+  t->next = 0;
+  t->ival = 0;
+  f->tok = n;
+  f->count = 0;
+  f->prevkey = UINT32_MAX;
+}
+
+/* Closes the container of frame f at its 'e', n tokens in: its len is its
+ * child count (pairs, for a dict) and next the token after its last
+ * descendant. */
+static inline int close_frame(const frame *f, mdht_be_tok *toks, uint32_t n) {
+  mdht_be_tok *t = &toks[f->tok];
+  if (t->type == MDHT_BE_DICT) {
+    if (f->count & 1) /* a key without its value */
+      return MDHT_ERR_PARSE;
+    t->len = f->count / 2;
+  } else {
+    t->len = f->count;
+  }
+  t->next = n;
+  return 0;
+}
+
 int mdht_be_decode(const uint8_t *buf, size_t len, mdht_be_tok *toks,
                    size_t ntoks, size_t *consumed) {
   if ((!buf && len) || !toks) return MDHT_ERR_INVAL;
@@ -111,16 +183,8 @@ int mdht_be_decode(const uint8_t *buf, size_t len, mdht_be_tok *toks,
     uint8_t c = buf[pos];
 
     if (c == 'e' && depth > 0) {
-      frame *f = &st[depth - 1];
-      mdht_be_tok *t = &toks[f->tok];
-      if (t->type == MDHT_BE_DICT) {
-        if (f->count & 1) /* a key without its value */
-          return MDHT_ERR_PARSE;
-        t->len = f->count / 2;
-      } else {
-        t->len = f->count;
-      }
-      t->next = n;
+      int rc = close_frame(&st[depth - 1], toks, n);
+      if (rc) return rc;
       pos++;
       if (--depth == 0) break;
       continue;
@@ -131,44 +195,16 @@ int mdht_be_decode(const uint8_t *buf, size_t len, mdht_be_tok *toks,
                  !(parent->count & 1);
     if (iskey && !is_digit(c)) return MDHT_ERR_PARSE;
     if (n >= ntoks) return MDHT_ERR_LIMIT;
-    mdht_be_tok *t = &toks[n];
 
+    int rc;
     if (c == 'i') {
-      t->type = MDHT_BE_INT;
-      t->start = (uint32_t)pos;
-      t->len = 0;
-      t->ival = 0;
-      int rc = parse_int(buf, len, &pos, &t->ival);
-      if (rc) return rc;
-      t->next = n + 1;
+      rc = take_int(buf, len, &pos, &toks[n], n);
     } else if (is_digit(c)) {
-      size_t start, slen;
-      int rc = parse_str(buf, len, &pos, &start, &slen);
-      if (rc) return rc;
-      if (iskey) {
-        if (parent->prevkey != UINT32_MAX) {
-          const mdht_be_tok *pk = &toks[parent->prevkey];
-          if (keycmp(buf + pk->start, pk->len, buf + start, slen) >= 0)
-            return MDHT_ERR_PARSE; /* unsorted or duplicate key */
-        }
-        parent->prevkey = n;
-      }
-      t->type = MDHT_BE_STR;
-      t->start = (uint32_t)start;
-      t->len = (uint32_t)slen;
-      t->next = n + 1;
-      t->ival = 0;
+      rc = take_str(buf, len, &pos, toks, n, iskey ? parent : NULL);
     } else if (c == 'l' || c == 'd') {
       if (depth >= MDHT_BE_MAX_DEPTH) return MDHT_ERR_LIMIT;
-      t->type = c == 'l' ? MDHT_BE_LIST : MDHT_BE_DICT;
-      t->start = (uint32_t)pos;
-      t->len = 0;
-      t->next = 0;
-      t->ival = 0;
+      open_frame(&toks[n], c, pos, &st[depth], n);
       if (parent) parent->count++;
-      st[depth].tok = n;
-      st[depth].count = 0;
-      st[depth].prevkey = UINT32_MAX;
       depth++;
       pos++;
       n++;
@@ -176,6 +212,7 @@ int mdht_be_decode(const uint8_t *buf, size_t len, mdht_be_tok *toks,
     } else {
       return MDHT_ERR_PARSE;
     }
+    if (rc) return rc;
 
     if (parent) parent->count++;
     n++;

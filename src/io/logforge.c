@@ -319,15 +319,10 @@ static void put_lookup(line *l, const mdht_event *ev, bool counts) {
   put_u64(l, "closest_bits", ev->u.lookup.closest_bits);
 }
 
-static void put_event_fields(line *l, const mdht_event *ev) {
+/* Events about who and where a node is (a remote node, or our own id and
+ * external address): the id and address, and what they replaced. */
+static void put_identity_fields(line *l, const mdht_event *ev) {
   switch (ev->type) {
-  case MDHT_EV_NODE_ADDED:
-  case MDHT_EV_NODE_REMOVED:
-  case MDHT_EV_TOKEN_REJECTED:
-  case MDHT_EV_RATE_LIMITED:
-    put_id(l, "id", &ev->id);
-    put_addr(l, "addr", &ev->addr);
-    break;
   case MDHT_EV_EXTERNAL_ADDR:
     put_addr(l, "addr", &ev->addr);
     put_addr(l, "old_addr", &ev->u.replaced.old_addr);
@@ -343,35 +338,58 @@ static void put_event_fields(line *l, const mdht_event *ev) {
     put_id(l, "old_id", &ev->u.replaced.old_id);
     put_addr(l, "old_addr", &ev->u.replaced.old_addr);
     break;
-  case MDHT_EV_BUCKET_SPLIT:
-    put_u64(l, "depth", ev->u.split.depth);
-    put_u64(l, "buckets", ev->u.split.buckets);
-    break;
-  case MDHT_EV_QUERY_RECEIVED:
-    put_method(l, ev->method);
+  default: /* node added or removed, token rejected, rate limited */
     put_id(l, "id", &ev->id);
     put_addr(l, "addr", &ev->addr);
+    break;
+  }
+}
+
+/* KRPC traffic: the method and the remote end, then what the event type
+ * adds to them. */
+static void put_message_fields(line *l, const mdht_event *ev) {
+  put_method(l, ev->method);
+  put_id(l, "id", &ev->id);
+  put_addr(l, "addr", &ev->addr);
+  switch (ev->type) {
+  case MDHT_EV_QUERY_RECEIVED:
     if (ev->u.query.ro) put_bool(l, "ro", true);
     break;
-  case MDHT_EV_RESPONSE_SENT:
-  case MDHT_EV_QUERY_SENT:
-  case MDHT_EV_QUERY_TIMEOUT:
-    put_method(l, ev->method);
-    put_id(l, "id", &ev->id);
-    put_addr(l, "addr", &ev->addr);
-    break;
   case MDHT_EV_RESPONSE_RECEIVED:
-    put_method(l, ev->method);
-    put_id(l, "id", &ev->id);
-    put_addr(l, "addr", &ev->addr);
     put_u64(l, "rtt_ms", ev->u.response.rtt_ms);
     break;
   case MDHT_EV_ERROR_SENT:
   case MDHT_EV_ERROR_RECEIVED:
-    put_method(l, ev->method);
-    put_id(l, "id", &ev->id);
-    put_addr(l, "addr", &ev->addr);
     put_int(l, "code", ev->u.error.code);
+    break;
+  default:
+    break;
+  }
+}
+
+static void put_event_fields(line *l, const mdht_event *ev) {
+  switch (ev->type) {
+  case MDHT_EV_NODE_ADDED:
+  case MDHT_EV_NODE_REMOVED:
+  case MDHT_EV_TOKEN_REJECTED:
+  case MDHT_EV_RATE_LIMITED:
+  case MDHT_EV_EXTERNAL_ADDR:
+  case MDHT_EV_NODE_ID_CHANGED:
+  case MDHT_EV_NODE_REPLACED:
+    put_identity_fields(l, ev);
+    break;
+  case MDHT_EV_QUERY_RECEIVED:
+  case MDHT_EV_RESPONSE_SENT:
+  case MDHT_EV_QUERY_SENT:
+  case MDHT_EV_QUERY_TIMEOUT:
+  case MDHT_EV_RESPONSE_RECEIVED:
+  case MDHT_EV_ERROR_SENT:
+  case MDHT_EV_ERROR_RECEIVED:
+    put_message_fields(l, ev);
+    break;
+  case MDHT_EV_BUCKET_SPLIT:
+    put_u64(l, "depth", ev->u.split.depth);
+    put_u64(l, "buckets", ev->u.split.buckets);
     break;
   case MDHT_EV_PEER_STORED:
   case MDHT_EV_PEER_EXPIRED:
@@ -381,14 +399,10 @@ static void put_event_fields(line *l, const mdht_event *ev) {
     put_u64(l, "count", ev->u.peer.count);
     break;
   case MDHT_EV_LOOKUP_STARTED:
-    put_lookup(l, ev, false);
-    break;
   case MDHT_EV_LOOKUP_PROGRESS:
-    put_lookup(l, ev, true);
-    break;
   case MDHT_EV_LOOKUP_DONE:
-    put_lookup(l, ev, true);
-    put_bool(l, "ok", ev->u.lookup.ok);
+    put_lookup(l, ev, ev->type != MDHT_EV_LOOKUP_STARTED);
+    if (ev->type == MDHT_EV_LOOKUP_DONE) put_bool(l, "ok", ev->u.lookup.ok);
     break;
   case MDHT_EV_BOOTSTRAP_DONE:
   case MDHT_EV_STATE_SAVED:

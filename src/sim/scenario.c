@@ -353,13 +353,13 @@ static void report_lookups(scen *s) {
 
 /* ---------------------------------------------------------------- run */
 
-static int phases(scen *s) {
+/* Phase 1: the routers join each other, everyone else joins in batches
+ * through them, then the network settles (with churn, if asked). */
+static void phase_join(scen *s) {
   const mdht_scenario_opts *o = s->o;
-  mdht_scenario_report *r = s->r;
   mdht_sim *sim = s->sim;
   uint32_t nr = o->routers;
 
-  /* 1. Join. */
   progress(s, "join");
   for (uint32_t i = 1; i < nr; i++)
     join(s, i, 0);
@@ -377,10 +377,14 @@ static int phases(scen *s) {
   }
   advance(s, mdht_sim_now(sim) + o->settle_ms);
   for (uint32_t i = 0; i < s->n; i++)
-    r->bootstrapped +=
+    s->r->bootstrapped +=
         mdht_sim_alive(sim, i) && mdht_node_bootstrapped(mdht_sim_node(sim, i));
+}
 
-  /* 2. Announce. */
+/* Phase 2: each info-hash is announced from a random bootstrapped node,
+ * then the announces get up to two virtual minutes to finish. */
+static void phase_announce(scen *s) {
+  mdht_sim *sim = s->sim;
   progress(s, "announce");
   for (uint32_t k = 0; k < s->nan; k++) {
     announce_rec *a = &s->an[k];
@@ -392,7 +396,7 @@ static int phases(scen *s) {
     if (at == UINT32_MAX) continue;
     a->peer = *mdht_sim_addr(sim, at);
     a->peer.port = (uint16_t)(10000 + k % 50000);
-    r->announces++;
+    s->r->announces++;
     if (mdht_node_announce(mdht_sim_node(sim, at), &a->ih, a->peer.port, false,
                            false, on_announce_done, a, mdht_sim_now(sim)) > 0)
       mdht_sim_touch(sim, at);
@@ -408,8 +412,11 @@ static int phases(scen *s) {
     if (all) break;
     advance(s, mdht_sim_now(sim) + 500);
   }
-  uint32_t *okset = malloc((s->nan ? s->nan : 1) * sizeof *okset);
-  if (!okset) return MDHT_ERR_NOMEM;
+}
+
+/* Fills okset with the info-hashes whose announce succeeded (the only ones
+ * worth looking up), reports them, and returns how many there are. */
+static uint32_t announced_ok(scen *s, uint32_t *okset) {
   uint32_t nok = 0;
   uint64_t accepted = 0;
   for (uint32_t k = 0; k < s->nan; k++)
@@ -417,10 +424,18 @@ static int phases(scen *s) {
       okset[nok++] = k;
       accepted += s->an[k].nnodes;
     }
-  r->announces_ok = nok;
-  r->announce_nodes = nok ? (double)accepted / nok : 0;
+  s->r->announces_ok = nok;
+  s->r->announce_nodes = nok ? (double)accepted / nok : 0;
+  return nok;
+}
 
-  /* 3. Dead entries. */
+/* Phase 3: kill nodes until the asked share of routing entries is stale,
+ * then count what is left alive and which live nodes have a thin table. */
+static void phase_kill(scen *s) {
+  const mdht_scenario_opts *o = s->o;
+  mdht_scenario_report *r = s->r;
+  mdht_sim *sim = s->sim;
+
   progress(s, "kill");
   if (o->dead > 0) {
     uint32_t want = (uint32_t)floor(o->dead * s->n);
@@ -442,44 +457,54 @@ static int phases(scen *s) {
     mdht_node_stats(mdht_sim_node(sim, i), mdht_sim_now(sim), &st);
     r->thin += st.nodes_total < o->sim.cfg.k;
   }
+}
 
-  /* 4. Lookups. */
+/* Starts lookup k from a random bootstrapped node for one of the announced
+ * info-hashes; a lookup that cannot start is counted as such. */
+static void start_lookup(scen *s, uint32_t k, const uint32_t *okset,
+                         uint32_t nok) {
+  mdht_sim *sim = s->sim;
+  lookup_rec *l = &s->lk[k];
+  l->sc = s;
+  l->next = -1;
+  l->start = mdht_sim_now(sim);
+  s->r->lookups++;
+  uint32_t at = pick_live(s, true);
+  if (at == UINT32_MAX || nok == 0) {
+    s->r->lookups_failed_start++;
+    return;
+  }
+  l->node = at;
+  l->ih = okset[mdht_sim_rand(sim) % nok];
+  mdht_stats st;
+  mdht_node_stats(mdht_sim_node(sim, at), mdht_sim_now(sim), &st);
+  l->thin = st.nodes_total < s->o->sim.cfg.k;
+  l->active = true;
+  l->next = s->ctx[at].head;
+  s->ctx[at].head = (int32_t)k;
+  s->pending = l;
+  int64_t id = mdht_node_get_peers(mdht_sim_node(sim, at), &s->an[l->ih].ih,
+                                   on_lookup_done, l, mdht_sim_now(sim));
+  s->pending = NULL;
+  if (id < 0) {
+    unlink_lookup(s, l);
+    s->r->lookups_failed_start++;
+  } else {
+    mdht_sim_touch(sim, at);
+  }
+}
+
+/* Phase 4: lookups start one every lookup_step_ms, measuring RTTs, then get
+ * up to lookup_limit_ms to finish. */
+static void phase_lookups(scen *s, const uint32_t *okset, uint32_t nok) {
+  mdht_sim *sim = s->sim;
   progress(s, "lookups");
   s->measure_rtt = true;
   for (uint32_t k = 0; k < s->nlk; k++) {
-    lookup_rec *l = &s->lk[k];
-    l->sc = s;
-    l->next = -1;
-    l->start = mdht_sim_now(sim);
-    r->lookups++;
-    uint32_t at = pick_live(s, true);
-    if (at == UINT32_MAX || nok == 0) {
-      r->lookups_failed_start++;
-      advance(s, mdht_sim_now(sim) + o->lookup_step_ms);
-      continue;
-    }
-    l->node = at;
-    l->ih = okset[mdht_sim_rand(sim) % nok];
-    mdht_stats st;
-    mdht_node_stats(mdht_sim_node(sim, at), mdht_sim_now(sim), &st);
-    l->thin = st.nodes_total < o->sim.cfg.k;
-    l->active = true;
-    l->next = s->ctx[at].head;
-    s->ctx[at].head = (int32_t)k;
-    s->pending = l;
-    int64_t id = mdht_node_get_peers(mdht_sim_node(sim, at), &s->an[l->ih].ih,
-                                     on_lookup_done, l, mdht_sim_now(sim));
-    s->pending = NULL;
-    if (id < 0) {
-      unlink_lookup(s, l);
-      r->lookups_failed_start++;
-    } else {
-      mdht_sim_touch(sim, at);
-    }
-    advance(s, mdht_sim_now(sim) + o->lookup_step_ms);
+    start_lookup(s, k, okset, nok);
+    advance(s, mdht_sim_now(sim) + s->o->lookup_step_ms);
   }
-  free(okset);
-  for (mdht_time limit = mdht_sim_now(sim) + o->lookup_limit_ms;
+  for (mdht_time limit = mdht_sim_now(sim) + s->o->lookup_limit_ms;
        mdht_sim_now(sim) < limit;) {
     bool any = false;
     for (uint32_t k = 0; k < s->nlk && !any; k++)
@@ -489,7 +514,12 @@ static int phases(scen *s) {
   }
   s->measure_rtt = false;
   progress(s, "done");
+}
 
+/* Sums the lookups' outcomes into the report. Aborted lookups (their node
+ * died under them) do not count against the success rate. */
+static void tally_lookups(scen *s) {
+  mdht_scenario_report *r = s->r;
   for (uint32_t k = 0; k < s->nlk; k++) {
     lookup_rec *l = &s->lk[k];
     r->lookups_aborted += l->aborted;
@@ -502,6 +532,18 @@ static int phases(scen *s) {
   uint32_t denom = r->lookups - r->lookups_aborted;
   r->success = denom ? (double)r->lookups_found / denom : 0;
   report_lookups(s);
+}
+
+static int phases(scen *s) {
+  phase_join(s);
+  phase_announce(s);
+  uint32_t *okset = malloc((s->nan ? s->nan : 1) * sizeof *okset);
+  if (!okset) return MDHT_ERR_NOMEM;
+  uint32_t nok = announced_ok(s, okset);
+  phase_kill(s);
+  phase_lookups(s, okset, nok);
+  free(okset);
+  tally_lookups(s);
   return 0;
 }
 
