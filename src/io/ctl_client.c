@@ -2,7 +2,7 @@
 #include "ctl_client.h"
 
 #include <errno.h>
-#include <poll.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "ctl_request.h"
-#include "driver.h"
+#include "loop.h"
 
 /* --------------------------------------------------------------- reader */
 
@@ -102,21 +102,56 @@ int mdht_ctl_reader_feed(mdht_ctl_reader *rd, const char *data, size_t len,
   return 0;
 }
 
-/* ----------------------------------------------------------------- jobs */
-
 /* ----------------------------------------------------------------- call */
 
-/* One call's fixed parts. */
+/* Where a call is: what the deadline, when it comes, says went wrong. */
+typedef enum { CALL_CONNECT, CALL_SEND, CALL_RECEIVE } call_phase;
+
+/* One call, run on a loop of its own: the connect retries and the deadline
+ * are loop timers, the send and the reads an fd watcher, and SIGINT and
+ * SIGTERM come through the loop's signalfd, as for the short-lived node
+ * (app/commands.c), so that Ctrl-C ends both the same way. */
 typedef struct call {
-  const char *path;
+  mdht_loop loop;
+  mdht_loop_timer deadline, retry;
+  struct sockaddr_un sa;
+  const char *path, *line;
+  size_t len, sent;
   int fd;
-  mdht_time timeout_ms, deadline;
+  bool watched;
+  call_phase phase;
+  mdht_time timeout_ms;
+  mdht_ctl_reader rd;
+  FILE *out, *progress;
   char *msg;
   size_t msgcap;
+  int rc;
+  bool done;
 } call;
+
+/* A Unix socket whose listener's backlog is full refuses with EAGAIN and
+ * gives no event to wait for: connect is tried again this much later. */
+#define CALL_RETRY_MS 10
 
 static unsigned long long call_secs(const call *c) {
   return (unsigned long long)(c->timeout_ms + 999) / 1000;
+}
+
+/* Ends the call with exit status `rc`; the message is set by the caller. */
+static void call_end(call *c, int rc) {
+  c->rc = rc;
+  c->done = true;
+  mdht_loop_stop(&c->loop);
+}
+
+static void call_fail(call *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void call_fail(call *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->msg, c->msgcap, fmt, ap);
+  va_end(ap);
+  call_end(c, MDHT_CTL_EXIT_ERROR);
 }
 
 /* Only a node of our own answers for us: whoever listens on the path may
@@ -124,169 +159,217 @@ static unsigned long long call_secs(const call *c) {
  * us made-up peers. The kernel gives the listener's credentials as they
  * were at listen(); they cannot be forged. Strict equality, root
  * included: root talks only to nodes run as root. */
-static int check_peer(const call *c) {
+static int check_peer(call *c) {
   struct ucred cr;
   socklen_t crlen = sizeof cr;
   if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0) {
-    snprintf(c->msg, c->msgcap, "cannot check who listens on %s: %s", c->path,
-             strerror(errno));
+    call_fail(c, "cannot check who listens on %s: %s", c->path,
+              strerror(errno));
     return -1;
   }
   if (cr.uid != geteuid()) {
-    snprintf(c->msg, c->msgcap,
-             "the process on %s runs as uid %u, not as this user (uid %u): "
-             "refused",
-             c->path, (unsigned)cr.uid, (unsigned)geteuid());
+    call_fail(c,
+              "the process on %s runs as uid %u, not as this user (uid %u): "
+              "refused",
+              c->path, (unsigned)cr.uid, (unsigned)geteuid());
     return -1;
   }
   return 0;
 }
 
-/* Connects c->fd (already a non-blocking socket, or -1 if that failed)
- * before the deadline. Returns 0, or -1 with the reason in c->msg. */
-static int call_connect(call *c, const struct sockaddr_un *sa) {
-  for (;;) {
-    if (c->fd >= 0 &&
-        connect(c->fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
-      return 0;
-    if (c->fd >= 0 && (errno == EAGAIN || errno == EINTR) &&
-        mdht_driver_now() < c->deadline) {
-      /* A Unix socket's full backlog gives no event to wait for. */
-      poll(NULL, 0, 10);
-      continue;
+static void on_fd(mdht_loop *loop, int fd, uint32_t events, void *user);
+
+/* Tries to connect; once connected and the listener checked, waits to
+ * send. A full backlog is tried again by the retry timer (the deadline
+ * timer ends the wait). */
+static void call_connect(call *c) {
+  int rc;
+  if (connect(c->fd, (const struct sockaddr *)&c->sa, sizeof c->sa) < 0) {
+    if (errno == EAGAIN || errno == EINTR) {
+      if (mdht_loop_timer_set(&c->loop, &c->retry,
+                              mdht_loop_now() + CALL_RETRY_MS) < 0)
+        call_fail(c, "out of memory");
+    } else if (errno == ECONNREFUSED || errno == ENOENT) {
+      call_fail(c, "no node is running on %s (%s)", c->path, strerror(errno));
+    } else {
+      call_fail(c, "cannot connect to %s: %s", c->path, strerror(errno));
     }
-    if (c->fd >= 0 && errno == EAGAIN)
-      snprintf(c->msg, c->msgcap,
-               "the node on %s accepts no connection within %llu s", c->path,
-               call_secs(c));
-    else if (errno == ECONNREFUSED || errno == ENOENT)
-      snprintf(c->msg, c->msgcap, "no node is running on %s (%s)", c->path,
-               strerror(errno));
-    else
-      snprintf(c->msg, c->msgcap, "cannot connect to %s: %s", c->path,
-               strerror(errno));
-    return -1;
+    return;
   }
+  if (check_peer(c) < 0) return;
+  c->phase = CALL_SEND;
+  rc = mdht_loop_watch(&c->loop, c->fd, EPOLLOUT, on_fd, c);
+  if (rc < 0) {
+    call_fail(c, "cannot wait on %s: %s", c->path, strerror(-rc));
+    return;
+  }
+  c->watched = true;
 }
 
-/* Waits for `events` on c->fd until the deadline, in slices of at most a
- * minute. Returns poll's result, or 0 with `late` set past the deadline. */
-static int call_wait(const call *c, short events, bool *late) {
-  struct pollfd pfd = {.fd = c->fd, .events = events};
-  mdht_time now = mdht_driver_now();
-  *late = now >= c->deadline;
-  if (*late) return 0;
-  return poll(&pfd, 1,
-              (int)(c->deadline - now > 60000 ? 60000 : c->deadline - now));
+static void on_retry(mdht_loop *loop, mdht_loop_timer *t, void *user) {
+  (void)loop, (void)t;
+  call_connect(user);
 }
 
-static int call_send(const call *c, const char *line, size_t len) {
-  size_t sent = 0;
-  while (sent < len) {
-    ssize_t n = send(c->fd, line + sent, len - sent, MSG_NOSIGNAL);
-    bool late;
+/* Sends what the socket takes of the request; all of it sent, waits for
+ * the answer. */
+static void call_send(call *c) {
+  while (c->sent < c->len) {
+    ssize_t n = send(c->fd, c->line + c->sent, c->len - c->sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
-      call_wait(c, POLLOUT, &late);
-      if (!late) continue;
-      snprintf(c->msg, c->msgcap,
-               "the node on %s takes no request within %llu s", c->path,
-               call_secs(c));
-      return -1;
-    }
+    if (n < 0 && errno == EAGAIN) return; /* EPOLLOUT again */
     if (n <= 0) {
       /* The node may have answered and closed already (too many
        * clients): its answer is worth more than our send error. */
-      if (errno == EPIPE || errno == ECONNRESET) return 0;
-      snprintf(c->msg, c->msgcap, "cannot send to %s: %s", c->path,
-               strerror(errno));
-      return -1;
+      if (errno == EPIPE || errno == ECONNRESET) break;
+      call_fail(c, "cannot send to %s: %s", c->path, strerror(errno));
+      return;
     }
-    sent += (size_t)n;
+    c->sent += (size_t)n;
+  }
+  c->phase = CALL_RECEIVE;
+  int rc = mdht_loop_modify(&c->loop, c->fd, EPOLLIN);
+  if (rc < 0) call_fail(c, "cannot wait on %s: %s", c->path, strerror(-rc));
+}
+
+/* Reads what has come of the answer, and prints it. */
+static void call_receive(call *c) {
+  char buf[4096];
+  ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+  int r;
+
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) {
+    call_fail(c, "the node on %s closed the connection without an answer",
+              c->path);
+    return;
+  }
+  r = mdht_ctl_reader_feed(&c->rd, buf, (size_t)n, c->out, c->progress);
+  if (r < 0) {
+    call_fail(c, "garbled answer from the node on %s", c->path);
+  } else if (r == 1) {
+    snprintf(c->msg, c->msgcap, "%s", c->rd.msg);
+    call_end(c, c->rd.code);
+  }
+}
+
+static void on_fd(mdht_loop *loop, int fd, uint32_t events, void *user) {
+  call *c = user;
+  (void)loop, (void)fd, (void)events;
+  /* EPOLLHUP and EPOLLERR too: send or recv says what they mean. */
+  if (c->phase == CALL_SEND)
+    call_send(c);
+  else
+    call_receive(c);
+}
+
+/* One deadline for all of it: a node whose loop is stuck, or whose
+ * backlog is full, must cost --timeout, not forever. */
+static void on_deadline(mdht_loop *loop, mdht_loop_timer *t, void *user) {
+  call *c = user;
+  (void)loop, (void)t;
+  if (c->done) return;
+  if (c->phase == CALL_CONNECT)
+    call_fail(c, "the node on %s accepts no connection within %llu s", c->path,
+              call_secs(c));
+  else if (c->phase == CALL_SEND)
+    call_fail(c, "the node on %s takes no request within %llu s", c->path,
+              call_secs(c));
+  else
+    call_fail(c, "no answer from the node on %s within %llu s", c->path,
+              call_secs(c));
+}
+
+/* The loop, its deadline and signals, the socket. Returns 0, or -1 with
+ * the reason in c->msg (call_free releases what was made). */
+static int call_init(call *c) {
+  int rc = mdht_loop_init(&c->loop);
+  if (rc == 0) rc = mdht_loop_stop_on_signals(&c->loop);
+  if (rc < 0) {
+    snprintf(c->msg, c->msgcap, "cannot set up the event loop: %s",
+             strerror(-rc));
+    return -1;
+  }
+  mdht_loop_timer_init(&c->deadline, on_deadline, c);
+  mdht_loop_timer_init(&c->retry, on_retry, c);
+  if (mdht_loop_timer_set(&c->loop, &c->deadline,
+                          mdht_loop_now() + c->timeout_ms) < 0) {
+    snprintf(c->msg, c->msgcap, "out of memory");
+    return -1;
+  }
+  c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (c->fd < 0) {
+    snprintf(c->msg, c->msgcap, "cannot connect to %s: %s", c->path,
+             strerror(errno));
+    return -1;
   }
   return 0;
 }
 
-/* Reads and prints the answer. Returns the exit status it carries, or
- * MDHT_CTL_EXIT_ERROR with why in c->msg. */
-static int call_receive(const call *c, mdht_ctl_reader *rd, FILE *out,
-                        FILE *progress) {
-  for (;;) {
-    char buf[4096];
-    bool late;
-    ssize_t n;
-    int r = call_wait(c, POLLIN, &late);
+static void call_free(call *c) {
+  if (c->loop.epfd >= 0) {
+    if (c->watched) mdht_loop_unwatch(&c->loop, c->fd);
+    mdht_loop_timer_stop(&c->loop, &c->deadline);
+    mdht_loop_timer_stop(&c->loop, &c->retry);
+  }
+  if (c->fd >= 0) close(c->fd);
+  mdht_loop_free(&c->loop);
+}
 
-    if (late) {
-      snprintf(c->msg, c->msgcap, "no answer from the node on %s within %llu s",
-               c->path, call_secs(c));
+/* Runs the call to its end. Returns its exit status. */
+static int call_run(call *c) {
+  call_connect(c);
+  if (!c->done) {
+    int rc = mdht_loop_run(&c->loop, 0);
+    if (rc < 0) {
+      snprintf(c->msg, c->msgcap, "event loop failed: %s", strerror(-rc));
       return MDHT_CTL_EXIT_ERROR;
-    }
-    if (r < 0 && errno != EINTR) {
-      snprintf(c->msg, c->msgcap, "poll: %s", strerror(errno));
-      return MDHT_CTL_EXIT_ERROR;
-    }
-    if (r <= 0) continue;
-    n = recv(c->fd, buf, sizeof buf, 0);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) {
-      snprintf(c->msg, c->msgcap,
-               "the node on %s closed the connection without an answer",
-               c->path);
-      return MDHT_CTL_EXIT_ERROR;
-    }
-    r = mdht_ctl_reader_feed(rd, buf, (size_t)n, out, progress);
-    if (r < 0) {
-      snprintf(c->msg, c->msgcap, "garbled answer from the node on %s",
-               c->path);
-      return MDHT_CTL_EXIT_ERROR;
-    }
-    if (r == 1) {
-      snprintf(c->msg, c->msgcap, "%s", rd->msg);
-      return rd->code;
     }
   }
+  /* Stopped before the end: SIGINT or SIGTERM, the user gave up. */
+  if (!c->done) {
+    snprintf(c->msg, c->msgcap, "interrupted");
+    return MDHT_CTL_EXIT_ERROR;
+  }
+  return c->rc;
 }
 
 int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
                   FILE *out, FILE *progress, char *msg, size_t msgcap) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  call c = {path, -1, timeout_ms, 0, msg, msgcap};
-  mdht_ctl_reader *rd = NULL;
-  size_t len = strlen(line);
+  call *c;
+  mdht_ctl_req req;
+  char perr[128];
   int rc = MDHT_CTL_EXIT_ERROR;
 
   msg[0] = '\0';
-  if (!*path || strlen(path) >= sizeof sa.sun_path) {
+  if (!*path || strlen(path) >= sizeof c->sa.sun_path) {
     snprintf(msg, msgcap, "control path '%.200s' is %s", path,
              *path ? "too long" : "empty");
     return MDHT_CTL_EXIT_ERROR;
   }
-  memcpy(sa.sun_path, path, strlen(path));
-  /* Non-blocking from the start, and one deadline for all of it: a node
-   * whose loop is stuck, or whose backlog is full, must cost --timeout,
-   * not forever. */
-  c.deadline = mdht_driver_now() + timeout_ms;
-  c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (call_connect(&c, &sa) < 0 || check_peer(&c) < 0 ||
-      call_send(&c, line, len) < 0)
-    goto out;
-  rd = malloc(sizeof *rd);
-  if (!rd) {
+  c = calloc(1, sizeof *c);
+  if (!c) {
     snprintf(msg, msgcap, "out of memory");
-    goto out;
+    return MDHT_CTL_EXIT_ERROR;
   }
-  mdht_ctl_reader_init(rd);
-  {
-    mdht_ctl_req req;
-    char perr[128];
-    /* The request says how the answer's bytes are to be escaped. */
-    rd->json =
-        mdht_ctl_parse(&req, line, len, perr, sizeof perr) == 0 && req.json;
-  }
-  rc = call_receive(&c, rd, out, progress);
-out:
-  free(rd);
-  if (c.fd >= 0) close(c.fd);
+  c->sa.sun_family = AF_UNIX;
+  memcpy(c->sa.sun_path, path, strlen(path));
+  c->path = path;
+  c->line = line;
+  c->len = strlen(line);
+  c->fd = -1;
+  c->loop.epfd = -1;
+  c->timeout_ms = timeout_ms;
+  c->out = out;
+  c->progress = progress;
+  c->msg = msg;
+  c->msgcap = msgcap;
+  mdht_ctl_reader_init(&c->rd);
+  /* The request says how the answer's bytes are to be escaped. */
+  c->rd.json =
+      mdht_ctl_parse(&req, line, c->len, perr, sizeof perr) == 0 && req.json;
+  if (call_init(c) == 0) rc = call_run(c);
+  call_free(c);
+  free(c);
   return rc;
 }
