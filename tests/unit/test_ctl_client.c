@@ -1,6 +1,9 @@
 /* The control client (ctl_client.c): reading and escaping an answer,
- * and refusing a listener of another uid. */
+ * refusing a listener of another uid, and the call's deadline, signals
+ * and answers, on its loop. */
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -178,11 +182,155 @@ static void test_call_foreign_listener(void **state) {
   rmdir(dir);
 }
 
+/* A listener on a fresh path in `dir` (mkdtemp template), with `backlog`.
+ * Returns its fd; `path` gets the socket's path. */
+static int listener(char *dir, char *path, size_t cap, int backlog) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, cap, "%s/s", dir);
+  strcpy(sa.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  assert_int_equal(listen(fd, backlog), 0);
+  return fd;
+}
+
+static void listener_close(int fd, const char *dir, const char *path) {
+  close(fd);
+  unlink(path);
+  rmdir(dir);
+}
+
+static mdht_time ms_since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (mdht_time)((t.tv_sec - t0->tv_sec) * 1000 +
+                     (t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/* A node that takes the connection and never answers costs the timeout,
+ * then a line saying so. */
+static void test_call_no_answer(void **state) {
+  char dir[] = "/tmp/mdht-ctl-XXXXXX", path[64], msg[256];
+  struct timespec t0;
+  (void)state;
+  int fd = listener(dir, path, sizeof path, 4);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int code = mdht_ctl_call(path, "stats\n", 300, NULL, NULL, msg, sizeof msg);
+  mdht_time took = ms_since(&t0);
+  assert_int_equal(code, MDHT_CTL_EXIT_ERROR);
+  assert_non_null(strstr(msg, "no answer from the node on"));
+  assert_non_null(strstr(msg, "within 1 s"));
+  assert_true(took >= 300 && took < 3000);
+  /* The request was sent whole before the wait. */
+  int c = accept(fd, NULL, NULL);
+  char b[16];
+  assert_true(c >= 0);
+  assert_int_equal(read(c, b, sizeof b), 6);
+  assert_memory_equal(b, "stats\n", 6);
+  close(c);
+  listener_close(fd, dir, path);
+}
+
+/* A full backlog gives no event: connect is tried again until the
+ * deadline, which then says the node accepts nothing. */
+static void test_call_backlog_full(void **state) {
+  char dir[] = "/tmp/mdht-ctl-XXXXXX", path[64], msg[256];
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct timespec t0;
+  int filler[4], nfill = 0;
+  (void)state;
+  int fd = listener(dir, path, sizeof path, 0);
+  strcpy(sa.sun_path, path);
+  /* Fill the backlog until the kernel refuses with EAGAIN. */
+  for (; nfill < 4; nfill++) {
+    filler[nfill] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (connect(filler[nfill], (struct sockaddr *)&sa, sizeof sa) < 0) {
+      assert_int_equal(errno, EAGAIN);
+      break;
+    }
+  }
+  assert_true(nfill < 4);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int code = mdht_ctl_call(path, "stats\n", 300, NULL, NULL, msg, sizeof msg);
+  mdht_time took = ms_since(&t0);
+  assert_int_equal(code, MDHT_CTL_EXIT_ERROR);
+  assert_non_null(strstr(msg, "accepts no connection within 1 s"));
+  assert_true(took >= 300 && took < 3000);
+  for (int i = 0; i <= nfill; i++)
+    close(filler[i]);
+  listener_close(fd, dir, path);
+}
+
+/* SIGINT ends a call that waits, as it ends the short-lived node's:
+ * exit 2, "interrupted", instead of dying of the signal. */
+static void test_call_sigint(void **state) {
+  char dir[] = "/tmp/mdht-ctl-XXXXXX", path[64], msg[256];
+  sigset_t one, old;
+  struct timespec t0;
+  (void)state;
+  int fd = listener(dir, path, sizeof path, 4);
+  /* Blocked here already, so that a signal sent before the call takes it
+   * waits for it instead of ending the test. */
+  sigemptyset(&one);
+  sigaddset(&one, SIGINT);
+  assert_int_equal(sigprocmask(SIG_BLOCK, &one, &old), 0);
+  assert_int_equal(kill(getpid(), SIGINT), 0);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int code = mdht_ctl_call(path, "stats\n", 5000, NULL, NULL, msg, sizeof msg);
+  assert_int_equal(code, MDHT_CTL_EXIT_ERROR);
+  assert_string_equal(msg, "interrupted");
+  assert_true(ms_since(&t0) < 4000);
+  /* Taken by the call: none is left pending. */
+  sigset_t pending;
+  assert_int_equal(sigpending(&pending), 0);
+  assert_false(sigismember(&pending, SIGINT));
+  assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
+  listener_close(fd, dir, path);
+}
+
+/* An answer cut in pieces, with a pause, is printed whole and escaped; its
+ * status is the exit status. */
+static void test_call_answer(void **state) {
+  char dir[] = "/tmp/mdht-ctl-XXXXXX", path[64], msg[256];
+  (void)state;
+  int fd = listener(dir, path, sizeof path, 4);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int c = accept(fd, NULL, NULL);
+    char b[64];
+    if (c < 0 || read(c, b, sizeof b) != 6) _exit(1);
+    if (write(c, "10.0.0.1:1\n10.0", 15) != 15) _exit(1);
+    usleep(100 * 1000);
+    if (write(c, ".0.2:2\x1b\n\0exit 1 none\n", 22) != 22) _exit(1);
+    _exit(0);
+  }
+  capture c;
+  cap_open(&c);
+  int code =
+      mdht_ctl_call(path, "stats\n", 5000, c.fout, c.fprog, msg, sizeof msg);
+  fflush(c.fout);
+  assert_int_equal(code, 1);
+  assert_string_equal(msg, "none");
+  assert_string_equal(c.out, "10.0.0.1:1\n10.0.0.2:2\\x1b\n");
+  cap_close(&c);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  listener_close(fd, dir, path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reader),
       cmocka_unit_test(test_escape_reader),
       cmocka_unit_test(test_call_foreign_listener),
+      cmocka_unit_test(test_call_no_answer),
+      cmocka_unit_test(test_call_backlog_full),
+      cmocka_unit_test(test_call_sigint),
+      cmocka_unit_test(test_call_answer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
