@@ -48,8 +48,12 @@ int mdht_ctl_reader_feed(mdht_ctl_reader *rd, const char *data, size_t len,
  * that runs as another uid than ours (SO_PEERCRED), sends `line` (a
  * request with its LF) and prints the response, escaped: output lines on `out`,
  * progress lines on `progress` (NULL: dropped). Gives up `timeout_ms` after
- * sending. Returns the command's exit status; when a message goes with it (the
- * server's, or why the call failed), it is in `msg` (else msg[0] is NUL). */
+ * it starts (connect, send and answer together). Runs on an mdht_loop of its
+ * own (loop.h); for the call's length SIGINT and SIGTERM are blocked and
+ * taken through the loop, and end the call with exit 2, "interrupted", as
+ * they end the short-lived node of the client commands. Returns the
+ * command's exit status; when a message goes with it (the server's, or why
+ * the call failed), it is in `msg` (else msg[0] is NUL). */
 int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
                   FILE *out, FILE *progress, char *msg, size_t msgcap);
 

@@ -331,6 +331,27 @@ def main():
         rc, out, err = mdht("stats", "--control", os.path.join(tmp, "none"))
         check(rc == 2, "stats, no node: %d" % rc)
         one_error_line(err, "stats, no node")
+        # Ctrl-C on a --control client that waits for its answer: exit 2
+        # and one 'interrupted' line, as the short-lived node does.
+        stuck = os.path.join(tmp, "stuck")
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ls.bind(stuck)
+        ls.listen(1)
+        ls.settimeout(10)
+        p = subprocess.Popen([BIN, "stats", "--control", stuck, "--timeout",
+                              "30"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        conn, _ = ls.accept()
+        conn.settimeout(10)
+        req = conn.recv(100)
+        check(req.startswith(b"stats") and req.endswith(b"\n"),
+              "stuck node: the request %r" % req)
+        p.send_signal(signal.SIGINT)  # the request sent: it waits on its loop
+        out, err = p.communicate(timeout=10)
+        conn.close()
+        ls.close()
+        check(p.returncode == 2 and err.decode() == "mdht: interrupted\n",
+              "--control client on SIGINT: %d %r" % (p.returncode, err))
 
         # An unreachable bootstrap: a clear line after the timeout.
         t0 = time.time()
