@@ -43,6 +43,8 @@ static const key arg_keys[A_N] = {
     K("scrape"), K("seed"),         K("target"),    K("token"),  K("want")};
 
 enum {
+  R_BFPE,
+  R_BFSD,
   R_ID,
   R_INTERVAL,
   R_NODES,
@@ -53,9 +55,10 @@ enum {
   R_VALUES,
   R_N
 };
-static const key resp_keys[R_N] = {K("id"),     K("interval"), K("nodes"),
-                                   K("nodes6"), K("num"),      K("samples"),
-                                   K("token"),  K("values")};
+/* Sorted as bencode sorts keys (raw bytes: upper case first). */
+static const key resp_keys[R_N] = {
+    K("BFpe"),   K("BFsd"), K("id"),      K("interval"), K("nodes"),
+    K("nodes6"), K("num"),  K("samples"), K("token"),    K("values")};
 
 /* Indexed by mdht_method. */
 static const key method_names[MDHT_M_UNKNOWN] = {
@@ -218,6 +221,13 @@ static int decode_query(mdht_krpc_msg *m, const uint8_t *buf,
   }
 }
 
+/* A BEP 33 filter: a 256-byte string, else treated as absent. */
+static void get_filter(const uint8_t *buf, const mdht_be_tok *toks, int t,
+                       mdht_bytes *out) {
+  if (t < 0 || toks[t].type != MDHT_BE_STR || toks[t].len != 256) return;
+  *out = bytes_of(buf, &toks[t]);
+}
+
 static int decode_response(mdht_krpc_msg *m, const uint8_t *buf,
                            const mdht_be_tok *toks, const int *top) {
   int rc;
@@ -233,6 +243,8 @@ static int decode_response(mdht_krpc_msg *m, const uint8_t *buf,
       (rc = get_count(toks, k[R_NUM], &m->num)) ||
       (rc = get_packed(buf, toks, k[R_SAMPLES], MDHT_ID_LEN, &m->samples)))
     return rc;
+  get_filter(buf, toks, k[R_BFSD], &m->bfsd);
+  get_filter(buf, toks, k[R_BFPE], &m->bfpe);
 
   int t = k[R_TOKEN];
   if (t >= 0) {
@@ -377,6 +389,14 @@ static void w_args(mdht_be_w *w, const mdht_krpc_msg *m) {
 
 static void w_resp(mdht_be_w *w, const mdht_krpc_msg *m) {
   mdht_be_w_dict(w);
+  if (m->bfpe.len) {
+    W_KEY(w, "BFpe");
+    w_bytes(w, m->bfpe);
+  }
+  if (m->bfsd.len) {
+    W_KEY(w, "BFsd");
+    w_bytes(w, m->bfsd);
+  }
   W_KEY(w, "id");
   mdht_be_w_str(w, m->id.b, MDHT_ID_LEN);
   if (m->interval >= 0) {

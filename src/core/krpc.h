@@ -1,7 +1,7 @@
 /*
  * KRPC messages (BEP 5) with the extension keys mdht understands:
  * ip (BEP 42), ro (BEP 43), want / nodes6 (BEP 32), implied_port,
- * seed / noseed / scrape (BEP 33 fields are decoded, not yet answered),
+ * seed / noseed / scrape and BFsd / BFpe (BEP 33),
  * sample_infohashes (BEP 51).
  *
  * One struct serves both directions, so that decode(encode(m)) == m can be
@@ -71,6 +71,10 @@ typedef struct mdht_krpc_msg {
   mdht_bytes samples; /* BEP 51: concatenated 20-byte info-hashes */
   int64_t interval;   /* BEP 51, -1 if absent */
   int64_t num;        /* BEP 51, -1 if absent */
+  /* BEP 33 scrape filters, 256 bytes each; len 0 when absent. A received
+   * filter of another size is ignored (len 0), not an error: the rest of
+   * the answer is still good. */
+  mdht_bytes bfsd, bfpe;
 
   /* y == 'e' */
   int64_t ecode;

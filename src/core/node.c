@@ -16,6 +16,7 @@
 #include "node.h"
 #include "addr.h"
 #include "bep42.h"
+#include "bloom.h"
 #include "config.h"
 #include "id.h"
 
@@ -260,6 +261,7 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   uint8_t token[MDHT_TOKEN_LEN];
   mdht_addr peers[MDHT_KRPC_MAX_VALUES];
   uint8_t compact[MDHT_KRPC_MAX_VALUES][MDHT_COMPACT_PEER6];
+  mdht_bloom bfsd, bfpe;
 
   mdht_krpc_msg *r = begin_response(node, from);
   mdht_token_make(&node->tokens, from, token);
@@ -268,6 +270,13 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   /* libtorrent sends nodes along with values; the requester's lookup
    * converges faster with both. */
   put_closest(node, r, &node->in.target, nodes, now);
+  /* BEP 33: the filters go in first, so that the measurement below leaves
+   * the values only the room they leave (both take 526 bytes). */
+  if (node->in.scrape &&
+      mdht_peers_scrape(&node->peers, &node->in.target, now, &bfsd, &bfpe)) {
+    r->bfsd = (mdht_bytes){bfsd.bits, sizeof bfsd.bits};
+    r->bfpe = (mdht_bytes){bfpe.bits, sizeof bfpe.bits};
+  }
 
   /* At most max_values, whatever is stored: a reply carries a random
    * sample, not the swarm. Most get_peers find no peers: only then is the
@@ -275,8 +284,10 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   size_t want = node->cfg.max_values < MDHT_KRPC_MAX_VALUES
                     ? node->cfg.max_values
                     : MDHT_KRPC_MAX_VALUES;
-  size_t n = mdht_peers_get(&node->peers, &node->in.target, node->bound.family,
-                            peers, want, now);
+  bool noseed = node->in.noseed;
+  size_t n =
+      mdht_peers_get_noseed(&node->peers, &node->in.target, node->bound.family,
+                            noseed, peers, want, now);
   if (n > 0) {
     /* No response may exceed MDHT_RESPONSE_LIMIT: measure what is there,
      * then keep as many of the (randomly chosen) values as the rest
@@ -292,8 +303,8 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
     if ((size_t)base + 10 < MDHT_RESPONSE_LIMIT)
       room = (MDHT_RESPONSE_LIMIT - (size_t)base - 10) / per;
     if (n > room) /* the store samples at random; a prefix would not be */
-      n = mdht_peers_get(&node->peers, &node->in.target, node->bound.family,
-                         peers, room, now);
+      n = mdht_peers_get_noseed(&node->peers, &node->in.target,
+                                node->bound.family, noseed, peers, room, now);
   }
   for (size_t i = 0; i < n; i++) {
     size_t l = mdht_addr_to_compact(&peers[i], compact[i]);

@@ -1,4 +1,6 @@
 #include "peers.h"
+
+#include "bloom.h"
 #include "hash.h"
 #include "addr.h"
 
@@ -606,18 +608,18 @@ int mdht_peers_add(mdht_peer_store *ps, const mdht_id *ih,
   return mdht_peers_add_until(ps, ih, peer, seed, exp, now);
 }
 
-size_t mdht_peers_get(mdht_peer_store *ps, const mdht_id *ih, int family,
-                      mdht_addr *out, size_t max, mdht_time now) {
-  if (!ps || !tbl(ps) || !ih || !out || max == 0) return 0;
-  uint32_t d = ih_find(ps, ih);
-  if (d == UINT32_MAX) return 0;
-  const ih_ent *e = &tbl(ps)->ents[d];
-  /* Reservoir sampling: one pass, no scratch memory, and every subset of
-   * `max` eligible peers equally likely. */
+/* Reservoir sampling over the eligible peers of `e`, into out[0..max):
+ * one pass, no scratch memory, and every subset equally likely. `seed`
+ * < 0: seeds and downloaders alike; else only records whose flag equals
+ * it. Returns how many were eligible (may exceed max). */
+static size_t sample_peers(mdht_peer_store *ps, const ih_ent *e, int family,
+                           int seed, mdht_addr *out, size_t max,
+                           mdht_time now) {
   size_t seen = 0;
   for (uint32_t i = 0; i < e->n; i++) {
     const mdht_peer *pr = &e->peers[i];
     if (pr->expires <= now || (family && pr->addr.family != family)) continue;
+    if (seed >= 0 && pr->seed != (seed == 1)) continue;
     if (seen < max) {
       out[seen] = pr->addr;
     } else {
@@ -626,7 +628,49 @@ size_t mdht_peers_get(mdht_peer_store *ps, const mdht_id *ih, int family,
     }
     seen++;
   }
-  return seen < max ? seen : max;
+  return seen;
+}
+
+size_t mdht_peers_get(mdht_peer_store *ps, const mdht_id *ih, int family,
+                      mdht_addr *out, size_t max, mdht_time now) {
+  return mdht_peers_get_noseed(ps, ih, family, false, out, max, now);
+}
+
+size_t mdht_peers_get_noseed(mdht_peer_store *ps, const mdht_id *ih, int family,
+                             bool noseed, mdht_addr *out, size_t max,
+                             mdht_time now) {
+  if (!ps || !tbl(ps) || !ih || !out || max == 0) return 0;
+  uint32_t d = ih_find(ps, ih);
+  if (d == UINT32_MAX) return 0;
+  const ih_ent *e = &tbl(ps)->ents[d];
+  if (!noseed) {
+    size_t seen = sample_peers(ps, e, family, -1, out, max, now);
+    return seen < max ? seen : max;
+  }
+  /* BEP 33 noseed: downloaders first, seeds only to fill what is left. */
+  size_t n = sample_peers(ps, e, family, 0, out, max, now);
+  if (n >= max) return max;
+  size_t m = sample_peers(ps, e, family, 1, out + n, max - n, now);
+  return n + (m < max - n ? m : max - n);
+}
+
+size_t mdht_peers_scrape(const mdht_peer_store *ps, const mdht_id *ih,
+                         mdht_time now, mdht_bloom *seeds,
+                         mdht_bloom *downloaders) {
+  mdht_bloom_clear(seeds);
+  mdht_bloom_clear(downloaders);
+  if (!ps || !tbl(ps) || !ih) return 0;
+  uint32_t d = ih_find(ps, ih);
+  if (d == UINT32_MAX) return 0;
+  const ih_ent *e = &tbl(ps)->ents[d];
+  size_t live = 0;
+  for (uint32_t i = 0; i < e->n; i++) {
+    const mdht_peer *pr = &e->peers[i];
+    if (pr->expires <= now) continue;
+    mdht_bloom_insert(pr->seed ? seeds : downloaders, &pr->addr);
+    live++;
+  }
+  return live;
 }
 
 /* Expired peers of info-hash d go; returns how many. */

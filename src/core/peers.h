@@ -88,6 +88,20 @@ int mdht_peers_add(mdht_peer_store *ps, const mdht_id *ih,
  * at random when there are more; unexpired only. Returns the count. */
 size_t mdht_peers_get(mdht_peer_store *ps, const mdht_id *ih, int family,
                       mdht_addr *out, size_t max, mdht_time now);
+/* As mdht_peers_get; with `noseed` (BEP 33), downloaders are chosen first
+ * and seeds only fill what room is left. */
+size_t mdht_peers_get_noseed(mdht_peer_store *ps, const mdht_id *ih, int family,
+                             bool noseed, mdht_addr *out, size_t max,
+                             mdht_time now);
+
+/* BEP 33: the bloom filters of the unexpired seeds and downloaders of
+ * `ih` (both cleared first); every address family goes in. Returns how
+ * many records went in: 0 when the info-hash is unknown, in which case
+ * the BEP wants no filters in the answer. */
+struct mdht_bloom;
+size_t mdht_peers_scrape(const mdht_peer_store *ps, const mdht_id *ih,
+                         mdht_time now, struct mdht_bloom *seeds,
+                         struct mdht_bloom *downloaders);
 
 /* Drops expired peers (publishing PEER_EXPIRED) and empty info-hashes;
  * returns how many peers were dropped. Updates next_expiry. */

@@ -622,6 +622,46 @@ static void test_encode_responses(void **state) {
                        "7:samples0:e1:t2:aa1:y1:re"));
 }
 
+/* BEP 33: the filters come first (bencode sorts "BF" before "id"), are
+ * decoded back, and a filter of the wrong size is ignored while the rest
+ * of the answer still counts. */
+static void test_scrape_filters(void **state) {
+  (void)state;
+  uint8_t sd[256], pe[256];
+  memset(sd, 's', sizeof sd);
+  memset(pe, 'p', sizeof pe);
+  mdht_krpc_msg m;
+  base(&m, 'r');
+  m.method = MDHT_M_GET_PEERS;
+  memcpy(m.id.b, IDA, 20);
+  SET(m.token, "tk");
+  m.bfsd = (mdht_bytes){sd, sizeof sd};
+  m.bfpe = (mdht_bytes){pe, sizeof pe};
+  uint8_t buf[MDHT_MAX_PACKET];
+  int n = mdht_krpc_encode(&m, buf, sizeof buf);
+  assert_true(n > 0);
+  const char head[] = "d1:rd4:BFpe256:ppp";
+  assert_memory_equal(buf, head, sizeof head - 1);
+  const uint8_t *mid = memmem(buf, (size_t)n, "4:BFsd256:sss", 13);
+  assert_non_null(mid);
+  assert_true(memmem(buf, (size_t)n, "2:id20:", 7) > (const void *)mid);
+
+  mdht_krpc_msg d;
+  assert_int_equal(decode(&d, buf, (size_t)n), 0);
+  assert_int_equal(d.bfsd.len, 256);
+  assert_int_equal(d.bfpe.len, 256);
+  assert_memory_equal(d.bfsd.p, sd, 256);
+  assert_memory_equal(d.bfpe.p, pe, 256);
+  assert_bytes_lit(d.token, "tk");
+
+  /* 255 bytes: not a filter; the token is still read. */
+  static const char short_f[] =
+      "d1:rd4:BFsd3:abc2:id20:" IDA "5:token2:tke1:t2:aa1:y1:re";
+  assert_int_equal(decode(&d, (const uint8_t *)short_f, sizeof short_f - 1), 0);
+  assert_int_equal(d.bfsd.len, 0);
+  assert_bytes_lit(d.token, "tk");
+}
+
 static void test_encode_errors(void **state) {
   (void)state;
   mdht_krpc_msg m;
@@ -725,6 +765,7 @@ int main(void) {
       cmocka_unit_test(test_rejects),
       cmocka_unit_test(test_encode_queries),
       cmocka_unit_test(test_encode_responses),
+      cmocka_unit_test(test_scrape_filters),
       cmocka_unit_test(test_encode_errors),
       cmocka_unit_test(test_encode_nobuf),
       cmocka_unit_test(test_tid_any_length),

@@ -14,6 +14,7 @@
 #include "id.h"
 #include "krpc.h"
 #include "node.h"
+#include "bloom.h"
 #include "testutil.h"
 
 typedef struct fixture {
@@ -294,6 +295,82 @@ static void test_get_peers_size_bound(void **state) {
   f->node->cfg.max_values = 30;
   get_token(f, &a, &ih, store);
   assert_int_equal(f->msg.nvalues, 30);
+}
+
+/* BEP 33: a scrape gets the filters of the stored seeds and downloaders,
+ * within the size bound; noseed fills the values with downloaders first;
+ * an unknown info-hash or a plain get_peers gets no filters. */
+static void announce_as(fixture *f, const mdht_addr *from, const mdht_id *ih,
+                        bool seed) {
+  uint8_t store[64];
+  mdht_bytes tok = get_token(f, from, ih, store);
+  mdht_id me = test_id(0x33);
+  mdht_krpc_msg *q = query(MDHT_M_ANNOUNCE_PEER, &me, "an");
+  q->target = *ih;
+  q->token = tok;
+  q->port = 6881;
+  q->seed = seed;
+  assert_true(exchange(f, from, q));
+  assert_int_equal(f->msg.y, 'r');
+}
+
+static void scrape_query(fixture *f, const mdht_id *ih, bool scrape,
+                         bool noseed) {
+  mdht_id me = test_id(0x34);
+  mdht_krpc_msg *q = query(MDHT_M_GET_PEERS, &me, "sc");
+  q->target = *ih;
+  q->scrape = scrape;
+  q->noseed = noseed;
+  mdht_addr asker = test_addr4(127, 0, 0, 9, 7000);
+  assert_true(exchange(f, &asker, q));
+  assert_int_equal(f->msg.y, 'r');
+  assert_true(f->len <= MDHT_RESPONSE_LIMIT);
+}
+
+static void test_get_peers_scrape(void **state) {
+  fixture *f = *state;
+  mdht_id ih = test_id(0x47);
+  enum { SEEDS = 40, LEECH = 120 };
+  for (int i = 0; i < SEEDS + LEECH; i++) {
+    mdht_addr a = test_addr4(127, 2, (uint8_t)(i >> 8), (uint8_t)i, 7000);
+    announce_as(f, &a, &ih, i < SEEDS);
+  }
+  /* A second announce of one seed from a new port is the same host. */
+  mdht_addr again = test_addr4(127, 2, 0, 0, 7001);
+  announce_as(f, &again, &ih, true);
+
+  scrape_query(f, &ih, true, false);
+  assert_int_equal(f->msg.bfsd.len, MDHT_BLOOM_BYTES);
+  assert_int_equal(f->msg.bfpe.len, MDHT_BLOOM_BYTES);
+  mdht_bloom sd, pe;
+  assert_int_equal(mdht_bloom_from_bytes(&sd, f->msg.bfsd.p, f->msg.bfsd.len),
+                   0);
+  assert_int_equal(mdht_bloom_from_bytes(&pe, f->msg.bfpe.p, f->msg.bfpe.len),
+                   0);
+  double es = mdht_bloom_estimate(&sd), ep = mdht_bloom_estimate(&pe);
+  assert_true(es > SEEDS * 0.85 && es < SEEDS * 1.15);
+  assert_true(ep > LEECH * 0.85 && ep < LEECH * 1.15);
+  mdht_addr s0 = test_addr4(127, 2, 0, 0, 1), l0 = test_addr4(127, 2, 0, 99, 1);
+  assert_true(mdht_bloom_test(&sd, &s0));
+  assert_true(mdht_bloom_test(&pe, &l0));
+  /* The filters took room from the values, never the size bound. */
+  assert_true(f->msg.nvalues > 0 && f->msg.nvalues < 100);
+
+  /* noseed: with room for fewer values than downloaders, none is a seed. */
+  f->node->cfg.max_values = 50;
+  scrape_query(f, &ih, false, true);
+  assert_int_equal(f->msg.bfsd.len, 0);
+  assert_int_equal(f->msg.nvalues, 50);
+  for (size_t i = 0; i < f->msg.nvalues; i++) {
+    mdht_addr p;
+    assert_int_equal(mdht_addr_from_compact(&p, f->msg.values[i].p, 6), 0);
+    assert_true(p.ip[2] * 256 + p.ip[3] >= SEEDS);
+  }
+  /* An info-hash we hold nothing for: no filters. */
+  mdht_id other = test_id(0x48);
+  scrape_query(f, &other, true, false);
+  assert_int_equal(f->msg.bfsd.len, 0);
+  assert_int_equal(f->msg.bfpe.len, 0);
 }
 
 static void test_bad_input_is_counted(void **state) {
@@ -1442,6 +1519,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_get_peers_size_bound, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_get_peers_scrape, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_input_is_counted, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_unknown_method_204, setup, teardown),
