@@ -426,6 +426,12 @@ typedef struct mdht_result {
   const mdht_addr *peers;
   uint32_t rounds, queries, responses, failures;
   mdht_time elapsed_ms; /* PING: the round-trip time */
+  /* mdht_node_scrape (BEP 33): the estimated distinct seeds and
+   * downloaders in the union of the nodes' filters, and how many nodes
+   * sent filters. */
+  bool scraped;
+  uint32_t scrape_nodes;
+  double scrape_seeds, scrape_peers;
 } mdht_result;
 
 /* Called once when the operation ends. It must not call into the node;
@@ -450,6 +456,12 @@ MDHT_EXTERN int64_t mdht_node_announce(mdht_node *node,
                                        bool implied_port, bool seed,
                                        mdht_result_cb cb, void *user,
                                        mdht_time now);
+/* A get_peers lookup that asks every node for its BEP 33 scrape filters
+ * and reports their union's estimates in scrape_seeds / scrape_peers
+ * (and the peers found, as get_peers). */
+MDHT_EXTERN int64_t mdht_node_scrape(mdht_node *node, const mdht_id *info_hash,
+                                     mdht_result_cb cb, void *user,
+                                     mdht_time now);
 /* Pings one address and reports its id and the round-trip time.
  * Errors: MDHT_ERR_ADDR, MDHT_ERR_FULL, MDHT_ERR_NOBUF. */
 MDHT_EXTERN int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,

@@ -547,6 +547,7 @@ static void op_free(mdht_node *node, mdht_op *op) {
   for (mdht_op **p = &node->ops; *p; p = &(*p)->next) {
     if (*p == op) {
       *p = op->next;
+      free(op->filters);
       free(op);
       return;
     }
@@ -569,6 +570,10 @@ static mdht_op *op_find_lookup(mdht_node *node, uint32_t lookup_id) {
 static void op_finish(mdht_node *node, mdht_op *op, mdht_time now) {
   op->res.elapsed_ms =
       op->res.kind == MDHT_M_PING ? op->res.elapsed_ms : now - op->started;
+  if (op->filters) {
+    op->res.scrape_seeds = mdht_bloom_estimate(&op->filters[0]);
+    op->res.scrape_peers = mdht_bloom_estimate(&op->filters[1]);
+  }
   if (op->cb) op->cb(&op->res, op->user);
   op_free(node, op);
 }
@@ -581,6 +586,11 @@ static int lookup_send(void *user, uint32_t lookup_id, mdht_method method,
   mdht_krpc_msg_init(q, 'q');
   q->method = method;
   q->target = *target;
+  /* The engine sends its first queries before it returns the lookup's id:
+   * the operation being started is known from node->starting. */
+  const mdht_op *op =
+      node->starting ? node->starting : op_find_lookup(node, lookup_id);
+  q->scrape = op && op->scrape;
   mdht_txn_owner owner = {.kind = MDHT_OWNER_LOOKUP, .cookie = lookup_id};
   return mdht__node_send_query(node, addr, id_is_zero(node_id) ? NULL : node_id,
                                owner, now);
@@ -601,8 +611,10 @@ static int start_lookup(mdht_node *node, mdht_op *op, mdht_method kind,
   if (n < node->cfg.k)
     for (uint32_t i = 0; i < node->boot.nseeds; i++)
       seeds[ns++] = node->boot.seeds[i];
+  node->starting = op;
   int64_t id =
       mdht_lookup_start(&node->lookups, kind, &op->target, seeds, ns, now);
+  node->starting = NULL;
   if (id < 0) return (int)id;
   op->lookup_id = (uint32_t)id;
   return 0;
@@ -749,6 +761,29 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
   op_finish(node, op, now);
 }
 
+/* BEP 33: a scrape ORs each node's filters into its own; a node that sent
+ * values but no filters is an older node, and its values count as
+ * downloaders unless a seed filter already holds them. */
+static void scrape_merge(mdht_node *node, uint32_t lookup_id,
+                         const mdht_addr *values, size_t nv) {
+  const mdht_krpc_msg *m = &node->in;
+  if (!m->bfsd.len && !m->bfpe.len && nv == 0) return;
+  mdht_op *op = op_find_lookup(node, lookup_id);
+  if (!op || !op->filters) return;
+  mdht_bloom f;
+  if (m->bfsd.len || m->bfpe.len) {
+    if (mdht_bloom_from_bytes(&f, m->bfsd.p, m->bfsd.len) == 0)
+      mdht_bloom_union(&op->filters[0], &f);
+    if (mdht_bloom_from_bytes(&f, m->bfpe.p, m->bfpe.len) == 0)
+      mdht_bloom_union(&op->filters[1], &f);
+    op->res.scrape_nodes++;
+    return;
+  }
+  for (size_t i = 0; i < nv; i++)
+    if (!mdht_bloom_test(&op->filters[0], &values[i]))
+      mdht_bloom_insert(&op->filters[1], &values[i]);
+}
+
 /* Parses a response to a lookup query for the engine. */
 static void lookup_answered(mdht_node *node, const mdht_txn *txn,
                             const mdht_addr *from, mdht_time now) {
@@ -771,6 +806,7 @@ static void lookup_answered(mdht_node *node, const mdht_txn *txn,
         values[nv].family == node->bound.family)
       nv++;
   }
+  scrape_merge(node, txn->owner.cookie, values, nv);
   mdht_lookup_on_response(&node->lookups, txn->owner.cookie, &m->id, from,
                           nodes, nn, values, nv, m->token.p, m->token.len, now);
 }
@@ -1012,6 +1048,24 @@ int64_t mdht_node_get_peers(mdht_node *node, const mdht_id *info_hash,
   return user_lookup(node, MDHT_M_GET_PEERS, info_hash, cb, user, now, NULL);
 }
 
+int64_t mdht_node_scrape(mdht_node *node, const mdht_id *info_hash,
+                         mdht_result_cb cb, void *user, mdht_time now) {
+  if (!node || !info_hash) return MDHT_ERR_INVAL;
+  mdht_op *op =
+      op_new(node, MDHT_M_GET_PEERS, MDHT_OP_USER, info_hash, cb, user, now);
+  if (!op) return MDHT_ERR_NOMEM;
+  op->scrape = true;
+  op->filters = calloc(2, sizeof *op->filters);
+  op->res.scraped = true;
+  int rc = op->filters ? start_lookup(node, op, MDHT_M_GET_PEERS, now)
+                       : MDHT_ERR_NOMEM;
+  if (rc < 0) {
+    op_free(node, op);
+    return rc;
+  }
+  return op->id;
+}
+
 int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
                            uint16_t port, bool implied_port, bool seed,
                            mdht_result_cb cb, void *user, mdht_time now) {
@@ -1169,6 +1223,7 @@ void mdht_node_del(mdht_node *node) {
   while (node->ops) {
     mdht_op *op = node->ops;
     node->ops = op->next;
+    free(op->filters);
     free(op);
   }
   free(node);

@@ -63,6 +63,11 @@ typedef struct mdht_op {
   uint16_t port;
   bool implied_port, seed;
   uint32_t ann_pending;
+  /* scrape (BEP 33): the union of the filters the nodes sent; values of
+   * nodes that sent none count as downloaders (the BEP's legacy rule) */
+  bool scrape;
+  struct mdht_bloom *filters; /* [0] seeds, [1] downloaders; NULL unless
+                                 scrape */
   /* what the report will say */
   mdht_result res;
   mdht_addr peers[MDHT_RESULT_PEERS];
@@ -98,6 +103,7 @@ struct mdht_node {
   mdht_bootstrap boot;
   mdht_extaddr ext; /* BEP 42: our address, as voted by responders */
   mdht_op *ops;
+  mdht_op *starting; /* the operation whose lookup is being started */
   uint32_t next_op_id;
   /* Scratch for one datagram: the node is not reentrant. */
   mdht_be_tok toks[MDHT_KRPC_TOKENS];

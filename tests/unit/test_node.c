@@ -722,6 +722,109 @@ static void test_announce_without_tokens_fails(void **state) {
   assert_int_equal(queries_to(f, &a, MDHT_M_ANNOUNCE_PEER, tid, &tl), 0);
 }
 
+/* BEP 33 scrape: every get_peers of the lookup asks for the filters (the
+ * first ones too, sent before the engine returns the lookup's id); the
+ * report holds the union's estimates; a node that sends values but no
+ * filters adds its values as downloaders, except one a seed filter holds. */
+static void scrape_answer(fixture *f, const mdht_addr *from, const mdht_id *id,
+                          const uint8_t *tid, size_t tl, const mdht_bloom *sd,
+                          const mdht_bloom *pe, const mdht_addr *vals,
+                          size_t nv) {
+  mdht_krpc_msg r;
+  uint8_t buf[MDHT_MAX_PACKET], compact[8][6];
+  mdht_krpc_msg_init(&r, 'r');
+  r.t = (mdht_bytes){tid, tl};
+  r.id = *id;
+  r.token = (mdht_bytes){(const uint8_t *)"tok", 3};
+  if (sd) r.bfsd = (mdht_bytes){sd->bits, sizeof sd->bits};
+  if (pe) r.bfpe = (mdht_bytes){pe->bits, sizeof pe->bits};
+  for (size_t i = 0; i < nv; i++) {
+    mdht_addr_to_compact(&vals[i], compact[i]);
+    r.values[i] = (mdht_bytes){compact[i], 6};
+  }
+  r.nvalues = nv;
+  int n = mdht_krpc_encode(&r, buf, sizeof buf);
+  assert_true(n > 0);
+  mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
+}
+
+static void test_scrape_merges_filters(void **state) {
+  fixture *f = *state;
+  mdht_addr a[3];
+  mdht_id aid[3];
+  for (int i = 0; i < 3; i++) {
+    a[i] = test_addr4(127, 0, 3, (uint8_t)(i + 1), 6881);
+    aid[i] = test_id((uint8_t)(0x60 + i));
+    confirm(f, &a[i], &aid[i]);
+  }
+  mdht_bloom sd, pe1, pe2;
+  mdht_bloom_clear(&sd);
+  mdht_bloom_clear(&pe1);
+  mdht_bloom_clear(&pe2);
+  for (int i = 0; i < 20; i++) {
+    mdht_addr s = test_addr4(10, 9, 0, (uint8_t)i, 1);
+    mdht_bloom_insert(&sd, &s);
+  }
+  for (int i = 0; i < 60; i++) { /* 40 in one, 40 in the other, 20 shared */
+    mdht_addr p = test_addr4(10, 8, 0, (uint8_t)i, 1);
+    if (i < 40) mdht_bloom_insert(&pe1, &p);
+    if (i >= 20) mdht_bloom_insert(&pe2, &p);
+  }
+  /* The legacy node: one value is a seed already counted, two are new. */
+  mdht_addr legacy[3] = {test_addr4(10, 9, 0, 3, 1), test_addr4(10, 7, 0, 1, 1),
+                         test_addr4(10, 7, 0, 2, 1)};
+
+  outcome o = {0};
+  mdht_id ih = test_id(0x44);
+  assert_true(mdht_node_scrape(f->node, &ih, on_result, &o, f->now) > 0);
+  /* Collect the get_peers queries: each must carry scrape=1. */
+  uint8_t tid[3][16];
+  size_t tl[3] = {0};
+  int asked = 0;
+  mdht_krpc_msg m;
+  while ((f->len = mdht_node_next_packet(f->node, &f->to, f->pkt,
+                                         sizeof f->pkt)) > 0) {
+    assert_int_equal(
+        mdht_krpc_decode(&m, f->pkt, (size_t)f->len, f->toks, MDHT_KRPC_TOKENS),
+        0);
+    if (m.y != 'q' || m.method != MDHT_M_GET_PEERS) continue;
+    assert_true(m.scrape);
+    for (int i = 0; i < 3; i++)
+      if (mdht_addr_eq(&f->to, &a[i])) {
+        memcpy(tid[i], m.t.p, m.t.len);
+        tl[i] = m.t.len;
+        asked++;
+      }
+  }
+  assert_int_equal(asked, 3);
+  f->now += 10;
+  scrape_answer(f, &a[0], &aid[0], tid[0], tl[0], &sd, &pe1, NULL, 0);
+  scrape_answer(f, &a[1], &aid[1], tid[1], tl[1], &sd, &pe2, NULL, 0);
+  scrape_answer(f, &a[2], &aid[2], tid[2], tl[2], NULL, NULL, legacy, 3);
+  for (int i = 0; i < 100 && !o.done; i++) {
+    f->now += 100;
+    mdht_node_tick(f->node, f->now);
+    drain(f);
+  }
+  assert_true(o.done);
+  assert_true(o.r.scraped);
+  assert_int_equal(o.r.scrape_nodes, 2);
+  assert_true(o.r.scrape_seeds > 18 && o.r.scrape_seeds < 22);
+  /* 60 downloaders from the filters, 2 more from the legacy values */
+  assert_true(o.r.scrape_peers > 56 && o.r.scrape_peers < 68);
+  assert_true(o.r.scrape_peers > o.r.scrape_seeds);
+
+  /* A plain get_peers does not ask. */
+  assert_true(mdht_node_get_peers(f->node, &ih, NULL, NULL, f->now) > 0);
+  while ((f->len = mdht_node_next_packet(f->node, &f->to, f->pkt,
+                                         sizeof f->pkt)) > 0) {
+    assert_int_equal(
+        mdht_krpc_decode(&m, f->pkt, (size_t)f->len, f->toks, MDHT_KRPC_TOKENS),
+        0);
+    if (m.y == 'q') assert_false(m.scrape);
+  }
+}
+
 /* Review finding: with k = 16 on IPv6, 40 samples beside 16 nodes went
  * past 1,400 bytes (and past 1,500: no answer at all). */
 static void test_sample_infohashes_size_bound(void **state) {
@@ -1538,6 +1641,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unknown_without_id_not_added, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_announce_without_tokens_fails, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_scrape_merges_filters, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_tid_any_length_echoed, setup,
                                       teardown),
