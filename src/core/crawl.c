@@ -31,6 +31,8 @@ typedef struct inflight {
  * shrinks, since candidates are never removed. */
 #define HOST_SLOTS (2 * MDHT_CRAWL_MAX_NODES)
 #define SEEN_MIN_SLOTS 1024
+/* Finest region level for targets: 2^10 regions, for 2,048 candidates. */
+#define MDHT_CRAWL_LEVELS 10
 
 struct mdht_crawl {
   mdht_crawl_params p;
@@ -46,7 +48,10 @@ struct mdht_crawl {
   uint32_t nfly;
   uint32_t nwait;
   mdht_time next_revisit; /* earliest C_WAIT next_at, UINT64_MAX if none */
-  uint32_t nsent;         /* picks the target: own id or random */
+  uint32_t nsent;         /* picks the target: own id or a region */
+  /* Candidates per id prefix of 1..MDHT_CRAWL_LEVELS bits: level L's
+   * 2^L counters start at cover[2^L - 2]. */
+  uint16_t cover[(2u << MDHT_CRAWL_LEVELS) - 2];
   mdht_crawl_stats st;
   mdht_crawl_end end;
 };
@@ -82,6 +87,8 @@ void mdht_crawl_del(mdht_crawl *c) {
   free(c->seen);
   free(c);
 }
+
+static void cover_add(mdht_crawl *c, const mdht_id *id);
 
 /* ------------------------------------------------------------- hosts */
 
@@ -134,6 +141,7 @@ int mdht_crawl_add(mdht_crawl *c, const mdht_id *id, const mdht_addr *addr) {
   e->addr = *addr;
   e->state = C_NEW;
   c->hosts[h] = ++c->ncands;
+  cover_add(c, id);
   c->st.nodes = c->ncands;
   return 0;
 }
@@ -216,6 +224,47 @@ static void recompute_revisit(mdht_crawl *c) {
       c->next_revisit = c->cands[i].next_at;
 }
 
+/* The target of a query to `e`. A walk that only asks for each node's own
+ * neighbourhood, or for random targets, can miss a whole region: in a
+ * made-up network of 100 nodes, random subtree targets missed a cluster
+ * of 13 nodes under one 3-bit prefix that no answer happened to name. So
+ * every other query aims at the least known region: the id prefix of L
+ * bits (2^L about half the candidates known, so that each region should
+ * hold two) with the fewest candidates, scanned from a rotating start so
+ * that ties take turns, and random bits after it. The asked node names the
+ * nodes it knows closest to that region. The other queries ask for the
+ * node's own id: its neighbours, whom a far node may not know. */
+static void pick_target(mdht_crawl *c, const cand *e, mdht_id *target) {
+  *target = e->id;
+  if (c->nsent++ % 2) return;
+  uint32_t level = 1;
+  while (level < MDHT_CRAWL_LEVELS && (2u << level) < c->ncands)
+    level++;
+  const uint16_t *cnt = c->cover + (1u << level) - 2;
+  uint32_t n = 1u << level, best = 0, start = (c->nsent * 2654435761u) % n;
+  for (uint32_t j = 0; j < n; j++) {
+    uint32_t i = (start + j) % n;
+    if (j == 0 || cnt[i] < cnt[best]) best = i;
+  }
+  c->cb.random(c->cb.user, target->b, sizeof target->b);
+  for (uint32_t bit = 0; bit < level; bit++) {
+    uint8_t m = (uint8_t)(0x80 >> (bit % 8));
+    bool one = (best >> (level - 1 - bit)) & 1;
+    target->b[bit / 8] =
+        (uint8_t)(one ? target->b[bit / 8] | m : target->b[bit / 8] & ~m);
+  }
+}
+
+/* Counts a new candidate in the region of each level it falls in. */
+static void cover_add(mdht_crawl *c, const mdht_id *id) {
+  uint32_t prefix = ((uint32_t)id->b[0] << 8 | id->b[1]);
+  for (uint32_t level = 1; level <= MDHT_CRAWL_LEVELS; level++) {
+    uint16_t *cnt = c->cover + (1u << level) - 2;
+    uint16_t *v = &cnt[prefix >> (16 - level)];
+    if (*v < UINT16_MAX) (*v)++;
+  }
+}
+
 static void ask(mdht_crawl *c, uint32_t i, mdht_time now) {
   cand *e = &c->cands[i];
   mdht_id target = e->id;
@@ -225,7 +274,7 @@ static void ask(mdht_crawl *c, uint32_t i, mdht_time now) {
     e->state = C_NEW; /* so that recompute skips it */
     recompute_revisit(c);
   }
-  if (c->nsent++ % 2) c->cb.random(c->cb.user, target.b, sizeof target.b);
+  pick_target(c, e, &target);
   e->visits++;
   c->st.queries++;
   if (c->cb.send(c->cb.user, i, &target, &e->id, &e->addr, now) != 0) {

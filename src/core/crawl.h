@@ -21,9 +21,12 @@
  *     family, like a lookup: a BEP 5 reply carries K, a longer list is
  *     forged; martian addresses and our own id are skipped).
  *   - Targets alternate between the asked node's own id (its answer then
- *     names its neighbourhood, which a keyspace walk must not skip) and a
- *     random id (which reaches the far parts of the space). BEP 51: the
- *     target only steers `nodes`, never the samples.
+ *     names its neighbourhood, which far nodes may not know) and a random
+ *     id in the least known region of the keyspace (the id prefix, at a
+ *     level where each region should hold about two candidates, with the
+ *     fewest candidates so far): random targets alone missed whole
+ *     clusters (crawl.c). BEP 51: the target steers `nodes`, never the
+ *     samples.
  *   - One host, one candidate (docs/SECURITY.md, as in lookups): a node is
  *     skipped when a candidate has its IP (unless allow_same_ip; then its
  *     IP and port) or, for a public address, its /24 (IPv4) or /64 (IPv6)
