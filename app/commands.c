@@ -43,6 +43,7 @@ typedef struct client_args {
   bool implied_port;
   bool seed;
   const char *control;
+  uint32_t max; /* sample */
 } client_args;
 
 static int set_bind(void *ctx, const char *v) {
@@ -127,6 +128,14 @@ static const cli_opt announce_opts[] = {
      OPT(seed), 0, 0, NULL},
 };
 
+static const cli_opt sample_opts[] = {
+    COMMON_OPTS,
+    {"--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,
+     0, 0, set_port},
+    {"--max", "N", "stop after N distinct info-hashes (0: no limit)", CLI_U32,
+     OPT(max), 0, MDHT_CTL_MAX_SAMPLE, NULL},
+};
+
 static const cli_opt stats_opts[] = {
     {"--control", "PATH", "the running node's control socket (required)",
      CLI_CUSTOM, 0, 0, 0, set_control},
@@ -157,6 +166,13 @@ static const struct {
     {"stats", MDHT_CTL_STATS, "--control PATH",
      "Prints the routing table, storage and message counters of a running\n"
      "node."},
+    {"sample", MDHT_CTL_SAMPLE, "[--max N]",
+     "BEP 51 crawler: asks node after node for samples of the info-hashes\n"
+     "they store (sample_infohashes), honouring each node's interval, and\n"
+     "prints each new info-hash as it is found, one per line. Stops after\n"
+     "--max info-hashes, at --timeout, or when no node is left to ask; a\n"
+     "summary goes to stderr. Exit status 0 if any info-hash was found, 1\n"
+     "if none."},
     {"save", MDHT_CTL_SAVE, "--control PATH",
      "Makes a running node save its state now (as SIGHUP does); prints\n"
      "\"saved N nodes, M peers to FILE\". Exit status 2 if the node runs\n"
@@ -177,6 +193,9 @@ static void opts_of(mdht_ctl_cmd cmd, const cli_opt **opts, size_t *n) {
   if (cmd == MDHT_CTL_ANNOUNCE) {
     *opts = announce_opts;
     *n = NOPTS(announce_opts);
+  } else if (cmd == MDHT_CTL_SAMPLE) {
+    *opts = sample_opts;
+    *n = NOPTS(sample_opts);
   } else if (cmd == MDHT_CTL_STATS || cmd == MDHT_CTL_SAVE) {
     *opts = stats_opts;
     *n = NOPTS(stats_opts);
@@ -303,9 +322,9 @@ static void feed(local *l) {
 
 static void local_notify(mdht_ctl_job *job, void *user) {
   local *l = user;
-  (void)job;
   feed(l);
-  mdht_loop_stop(&l->loop);
+  /* A sample job notifies each line it streams, and runs on. */
+  if (job->done) mdht_loop_stop(&l->loop);
 }
 
 static void on_event(const mdht_event *ev, void *user) {
@@ -416,8 +435,11 @@ static int local_init(local *l, const client_args *a, const mdht_ctl_req *req) {
   }
   l->sub = mdht_node_subscribe(l->d.node, on_event, l);
   mdht_loop_timer_init(&l->timeout, on_timeout, l);
-  if (l->sub < 0 || mdht_loop_timer_set(&l->loop, &l->timeout,
-                                        mdht_loop_now() + a->timeout_ms) < 0) {
+  /* A crawl ends by itself at its timeout, with its report. */
+  mdht_time grace = req->cmd == MDHT_CTL_SAMPLE ? MDHT_CTL_SAMPLE_GRACE_MS : 0;
+  if (l->sub < 0 ||
+      mdht_loop_timer_set(&l->loop, &l->timeout,
+                          mdht_loop_now() + a->timeout_ms + grace) < 0) {
     cli_error("cannot set up the node: out of memory");
     return -1;
   }
@@ -548,7 +570,8 @@ int cmd_client(const char *name, int argc, char **argv) {
   /* stats and save are about the running node itself: no argument, and
    * nothing a short-lived node could answer. */
   bool node_only = a.cmd == MDHT_CTL_STATS || a.cmd == MDHT_CTL_SAVE;
-  rc = cli_parse(opts, nopts, argc, argv, &a, pos, node_only ? 0 : 1, &npos);
+  bool no_arg = node_only || a.cmd == MDHT_CTL_SAMPLE;
+  rc = cli_parse(opts, nopts, argc, argv, &a, pos, no_arg ? 0 : 1, &npos);
   if (rc == 1) {
     client_usage(name);
     return 0;
@@ -560,12 +583,13 @@ int cmd_client(const char *name, int argc, char **argv) {
   req.json = a.json;
   req.timeout_ms = a.timeout_ms;
   req.progress = isatty(STDERR_FILENO);
-  if (!node_only && npos == 0) {
+  req.max = a.max;
+  if (!no_arg && npos == 0) {
     cli_error("%s needs %s (try 'mdht %s --help')", name, commands[i].args,
               name);
     return CLI_USAGE_ERROR;
   }
-  if (build_request(&a, node_only ? NULL : pos[0], &req) < 0)
+  if (build_request(&a, no_arg ? NULL : pos[0], &req) < 0)
     return CLI_USAGE_ERROR;
 
   if (a.control) {

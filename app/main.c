@@ -36,6 +36,7 @@ static void usage(FILE *f) {
         "  ping         HOST:PORT: print the node's id and round-trip time\n"
         "  stats        print the counters of a running node\n"
         "  save         make a running node save its state now\n"
+        "  sample       crawl the DHT for info-hashes (BEP 51)\n"
         "  testnet      --nodes N: run N nodes on loopback\n"
         "  sim          simulate a network of N nodes on virtual time\n"
         "  help [CMD]   show this help, or a command's options\n"

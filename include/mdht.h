@@ -432,6 +432,11 @@ typedef struct mdht_result {
   bool scraped;
   uint32_t scrape_nodes;
   double scrape_seeds, scrape_peers;
+  /* SAMPLE_INFOHASHES: info-hashes received (repeats included), distinct
+   * ones reported, and nodes that do not support BEP 51 (error 204, or
+   * an answer without samples; counted apart from `failures`). */
+  uint64_t samples;
+  uint32_t infohashes, unsupported;
 } mdht_result;
 
 /* Called once when the operation ends. It must not call into the node;
@@ -467,6 +472,24 @@ MDHT_EXTERN int64_t mdht_node_scrape(mdht_node *node, const mdht_id *info_hash,
 MDHT_EXTERN int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
                                         mdht_result_cb cb, void *user,
                                         mdht_time now);
+/* A new info-hash found by mdht_node_sample, and the node that gave it.
+ * It must not call into the node. */
+typedef void (*mdht_sample_cb)(const mdht_id *info_hash, const mdht_addr *from,
+                               void *user);
+/* BEP 51 crawl: asks the nodes of the routing table, then the nodes their
+ * answers name, for samples of the info-hashes they store, with
+ * sample_infohashes, and calls `found` once for each distinct info-hash
+ * (at most 65536 per crawl). Honours each node's `interval`; nodes that
+ * do not support BEP 51 are skipped. Ends, calling `done` (kind
+ * SAMPLE_INFOHASHES; queries, responses, failures, samples, infohashes,
+ * unsupported; ok: a node answered with samples), after `max` info-hashes
+ * (0: no limit), after `timeout_ms`, or when no node is left to ask.
+ * Errors: MDHT_ERR_AGAIN (empty routing table), MDHT_ERR_FULL (4 crawls
+ * run already), MDHT_ERR_NOMEM, MDHT_ERR_INVAL. */
+MDHT_EXTERN int64_t mdht_node_sample(mdht_node *node, uint32_t max,
+                                     mdht_time timeout_ms, mdht_sample_cb found,
+                                     mdht_result_cb done, void *user,
+                                     mdht_time now);
 /* Cancels an operation; its callback is not called. */
 MDHT_EXTERN void mdht_node_cancel(mdht_node *node, int64_t op);
 

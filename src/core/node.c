@@ -467,6 +467,8 @@ static void external_vote(mdht_node *node, const mdht_addr *from,
                           const mdht_addr *claimed, mdht_time now);
 static void owner_answered(mdht_node *node, const mdht_txn *txn,
                            const mdht_addr *from, mdht_time now);
+static void sample_failed(mdht_node *node, const mdht_txn *txn, int code,
+                          mdht_time now);
 
 /* A response or error that matched our query `txn` (already closed). */
 static void handle_reply(mdht_node *node, const mdht_addr *from,
@@ -485,7 +487,10 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
     ev.u.error.code = (int)m->ecode;
     node->stats.errors_in++;
     publish(node, &ev);
-    owner_failed(node, &txn, now);
+    if (txn.owner.kind == MDHT_OWNER_SAMPLE)
+      sample_failed(node, &txn, (int)m->ecode, now);
+    else
+      owner_failed(node, &txn, now);
     return;
   }
   mdht_event ev;
@@ -548,6 +553,7 @@ static void op_free(mdht_node *node, mdht_op *op) {
     if (*p == op) {
       *p = op->next;
       free(op->filters);
+      mdht_crawl_del(op->crawl);
       free(op);
       return;
     }
@@ -850,6 +856,166 @@ static void ping_op_reply(mdht_node *node, const mdht_txn *txn,
   op_finish(node, op, now);
 }
 
+/* ------------------------------------------------- BEP 51 crawl (sample) */
+
+/* Reports a crawl that has ended, and frees it. Never from inside a crawl
+ * call: the crawl is freed here. */
+static void sample_check_end(mdht_node *node, mdht_op *op, mdht_time now) {
+  if (!op->crawl || mdht_crawl_ended(op->crawl) == MDHT_CRAWL_RUNNING) return;
+  const mdht_crawl_stats *st = mdht_crawl_get_stats(op->crawl);
+  op->res.ok = st->answered > 0;
+  op->res.queries = st->queries;
+  op->res.responses = st->answered;
+  op->res.failures = st->failed;
+  op->res.unsupported = st->unsupported;
+  op->res.samples = st->samples;
+  op->res.infohashes = st->distinct;
+  op_finish(node, op, now);
+}
+
+static void sample_answered(mdht_node *node, const mdht_txn *txn,
+                            const mdht_addr *from, mdht_time now) {
+  const mdht_krpc_msg *m = &node->in;
+  mdht_op *op = op_find(node, txn->owner.cookie);
+  if (!op || !op->crawl) return;
+  mdht_crawl_node nodes[MDHT_LOOKUP_MAX_K];
+  size_t nn = 0;
+  bool v6 = node->bound.family == MDHT_AF_INET6;
+  mdht_bytes blob = v6 ? m->nodes6 : m->nodes;
+  size_t step = v6 ? MDHT_COMPACT_NODE6 : MDHT_COMPACT_NODE4;
+  /* The crawl looks at K nodes of an answer at most. */
+  for (size_t off = 0;
+       off + step <= blob.len && nn < node->cfg.k && nn < MDHT_LOOKUP_MAX_K;
+       off += step)
+    if (mdht_node_from_compact(&nodes[nn].id, &nodes[nn].addr, blob.p + off,
+                               step) == 0)
+      nn++;
+  mdht_crawl_reply r = {.id = m->id,
+                        .samples = m->samples.p,
+                        .nsamples = m->samples.len / MDHT_ID_LEN,
+                        .interval = m->interval,
+                        .nodes = nodes,
+                        .nnodes = nn};
+  mdht_crawl_on_response(op->crawl, txn->owner.cookie2, from, &r, now);
+  sample_check_end(node, op, now);
+}
+
+static void sample_failed(mdht_node *node, const mdht_txn *txn, int code,
+                          mdht_time now) {
+  mdht_op *op = op_find(node, txn->owner.cookie);
+  if (!op || !op->crawl) return;
+  mdht_crawl_on_failure(op->crawl, txn->owner.cookie2, &txn->addr, code, now);
+  sample_check_end(node, op, now);
+}
+
+static int sample_send(void *user, uint32_t slot, const mdht_id *target,
+                       const mdht_id *id, const mdht_addr *addr,
+                       mdht_time now) {
+  mdht_op *op = user;
+  mdht_node *node = op->node;
+  mdht_krpc_msg_init(&node->out, 'q');
+  node->out.method = MDHT_M_SAMPLE_INFOHASHES;
+  node->out.target = *target;
+  mdht_txn_owner owner = {
+      .kind = MDHT_OWNER_SAMPLE, .cookie = op->id, .cookie2 = slot};
+  return mdht__node_send_query(node, addr, id, owner, now);
+}
+
+static void sample_found(void *user, const mdht_id *ih, const mdht_addr *from) {
+  mdht_op *op = user;
+  if (op->found) op->found(ih, from, op->user);
+}
+
+static void sample_random(void *user, void *buf, size_t len) {
+  mdht_op *op = user;
+  mdht__node_random(op->node, buf, len);
+}
+
+/* Runs the crawls' timers; a crawl that ends is reported (and freed, so
+ * the walk starts over after each). */
+static void sample_tick(mdht_node *node, mdht_time now) {
+  bool again = true;
+  while (again) {
+    again = false;
+    for (mdht_op *op = node->ops; op; op = op->next) {
+      if (!op->crawl || now < mdht_crawl_next_deadline(op->crawl)) continue;
+      mdht_crawl_tick(op->crawl, now);
+      if (mdht_crawl_ended(op->crawl) != MDHT_CRAWL_RUNNING) {
+        sample_check_end(node, op, now);
+        again = true;
+        break;
+      }
+    }
+  }
+}
+
+static mdht_time sample_next_deadline(const mdht_node *node) {
+  mdht_time t = UINT64_MAX;
+  for (const mdht_op *op = node->ops; op; op = op->next) {
+    mdht_time d = op->crawl ? mdht_crawl_next_deadline(op->crawl) : UINT64_MAX;
+    if (d < t) t = d;
+  }
+  return t;
+}
+
+/* Seeds: every routing entry that is not bad, and the routers that
+ * answered while the table is thin. Returns how many were taken. */
+static size_t sample_seed(mdht_node *node, mdht_crawl *c, mdht_time now) {
+  size_t n = 0;
+  for (uint32_t b = 0; b < node->rt.nbuckets; b++) {
+    const mdht_rt_bucket *bk = &node->rt.buckets[b];
+    for (uint32_t i = 0; i < bk->n; i++)
+      if (mdht_rtable_state(&node->rt, &bk->nodes[i], now) != MDHT_RT_BAD &&
+          mdht_crawl_add(c, &bk->nodes[i].id, &bk->nodes[i].addr) == 0)
+        n++;
+  }
+  if (n < node->cfg.k)
+    for (uint32_t i = 0; i < node->boot.nseeds; i++)
+      if (mdht_crawl_add(c, &node->boot.seeds[i].id,
+                         &node->boot.seeds[i].addr) == 0)
+        n++;
+  return n;
+}
+
+int64_t mdht_node_sample(mdht_node *node, uint32_t max, mdht_time timeout_ms,
+                         mdht_sample_cb found, mdht_result_cb done, void *user,
+                         mdht_time now) {
+  if (!node || timeout_ms == 0) return MDHT_ERR_INVAL;
+  uint32_t running = 0;
+  for (mdht_op *o = node->ops; o; o = o->next)
+    running += o->crawl != NULL;
+  if (running >= MDHT_MAX_CRAWLS) return MDHT_ERR_FULL;
+  mdht_op *op = op_new(node, MDHT_M_SAMPLE_INFOHASHES, MDHT_OP_USER, NULL, done,
+                       user, now);
+  if (!op) return MDHT_ERR_NOMEM;
+  op->node = node;
+  op->found = found;
+  mdht_crawl_params p = {.max = max,
+                         .deadline = now + timeout_ms,
+                         .alpha = node->cfg.alpha,
+                         .k = node->cfg.k,
+                         .soft_timeout = node->cfg.query_soft_timeout_ms,
+                         .allow_same_ip = node->cfg.allow_same_ip,
+                         .allow_same_prefix = node->cfg.allow_same_prefix,
+                         .family = node->bound.family,
+                         .self = node->id,
+                         .hash_seed = random64(node)};
+  mdht_crawl_cbs cbs = {.send = sample_send,
+                        .found = sample_found,
+                        .random = sample_random,
+                        .user = op};
+  int rc = mdht_crawl_new(&op->crawl, &p, &cbs);
+  if (rc == 0 && sample_seed(node, op->crawl, now) == 0) rc = MDHT_ERR_AGAIN;
+  if (rc < 0) {
+    op_free(node, op);
+    return rc;
+  }
+  int64_t id = op->id;
+  mdht_crawl_tick(op->crawl, now);
+  sample_check_end(node, op, now); /* every send failed: reported now */
+  return id;
+}
+
 static void owner_answered(mdht_node *node, const mdht_txn *txn,
                            const mdht_addr *from, mdht_time now) {
   switch (txn->owner.kind) {
@@ -865,6 +1031,9 @@ static void owner_answered(mdht_node *node, const mdht_txn *txn,
   case MDHT_OWNER_BOOT:
     mdht_boot_router_answered(&node->boot, &node->in.id, from);
     boot_step(node, now);
+    break;
+  case MDHT_OWNER_SAMPLE:
+    sample_answered(node, txn, from, now);
     break;
   default:
     break;
@@ -882,6 +1051,9 @@ static void owner_failed(mdht_node *node, const mdht_txn *txn, mdht_time now) {
     break;
   case MDHT_OWNER_PING_OP:
     ping_op_reply(node, txn, &txn->addr, false, now);
+    break;
+  case MDHT_OWNER_SAMPLE:
+    sample_failed(node, txn, 0, now);
     break;
   default:
     break;
@@ -1224,6 +1396,7 @@ void mdht_node_del(mdht_node *node) {
     mdht_op *op = node->ops;
     node->ops = op->next;
     free(op->filters);
+    mdht_crawl_del(op->crawl);
     free(op);
   }
   free(node);
@@ -1313,6 +1486,7 @@ mdht_time mdht_node_next_deadline(const mdht_node *node) {
   t = min_time(t, node->peers.next_expiry);
   t = min_time(t, mdht_lookups_next_deadline(&node->lookups));
   t = min_time(t, mdht_maint_next(&node->maint));
+  t = min_time(t, sample_next_deadline(node));
   return t;
 }
 
@@ -1336,6 +1510,7 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
     owner_failed(node, &txn, now);
   }
   mdht_lookups_tick(&node->lookups, now);
+  sample_tick(node, now);
   boot_step(node, now);
   maint_step(node, now);
   if (now >= mdht_token_next_rotate(&node->tokens)) {

@@ -14,6 +14,7 @@
 #include "mdht.h"
 #include "bootstrap.h"
 #include "bus.h"
+#include "crawl.h"
 #include "extaddr.h"
 #include "krpc.h"
 #include "lookup.h"
@@ -34,7 +35,8 @@ enum {
   MDHT_OWNER_LOOKUP,   /* cookie: lookup id */
   MDHT_OWNER_ANNOUNCE, /* cookie: operation id */
   MDHT_OWNER_PING_OP,  /* cookie: operation id (mdht_node_ping_addr) */
-  MDHT_OWNER_BOOT      /* pinging a bootstrap router */
+  MDHT_OWNER_BOOT,     /* pinging a bootstrap router */
+  MDHT_OWNER_SAMPLE    /* cookie: operation id, cookie2: crawl slot */
 };
 
 /* What an operation is for. User operations report through their
@@ -68,6 +70,10 @@ typedef struct mdht_op {
   bool scrape;
   struct mdht_bloom *filters; /* [0] seeds, [1] downloaders; NULL unless
                                  scrape */
+  /* sample (BEP 51 crawl): the crawl, and where new info-hashes go */
+  mdht_crawl *crawl;
+  mdht_sample_cb found;
+  struct mdht_node *node;
   /* what the report will say */
   mdht_result res;
   mdht_addr peers[MDHT_RESULT_PEERS];
@@ -79,6 +85,8 @@ typedef struct mdht_op {
 /* At most this many confirmation / eviction-check pings in flight, so that
  * a flood of new querying nodes cannot turn us into a ping amplifier. */
 #define MDHT_MAX_MAINT_PINGS 32
+/* BEP 51 crawls running at once: each holds up to a few MB (crawl.h). */
+#define MDHT_MAX_CRAWLS 4
 
 struct mdht_node {
   mdht_config cfg;

@@ -193,6 +193,31 @@ static void nodes_result(const mdht_ctl_req *req, const mdht_result *r,
   }
 }
 
+void mdht_ctl_format_sample_found(const mdht_ctl_req *req, const mdht_id *ih,
+                                  const mdht_addr *from, mdht_ctl_buf *out) {
+  char hex[41], addr[64];
+  mdht_id_format(ih, hex);
+  if (!req->json) {
+    mdht_ctl_buf_line(out, "%s", hex);
+    return;
+  }
+  fmt_addr(from, addr);
+  mdht_ctl_buf_line(out, "{\"info_hash\":\"%s\",\"from\":\"%s\"}", hex, addr);
+}
+
+/* The crawl's summary goes to stderr (the status message), so that
+ * stdout holds info-hashes only, one per line, as they were found. */
+static void sample_result(const mdht_result *r, int *code, char *msg,
+                          size_t msgcap) {
+  snprintf(msg, msgcap,
+           "sample: %u nodes queried (%u answered, %u without BEP 51, %u "
+           "failed), %llu samples, %u distinct info-hashes in %.1f s",
+           r->queries, r->responses, r->unsupported, r->failures,
+           (unsigned long long)r->samples, r->infohashes,
+           (double)r->elapsed_ms / 1000.0);
+  *code = r->infohashes > 0 ? MDHT_CTL_EXIT_OK : MDHT_CTL_EXIT_NONE;
+}
+
 static void ping_result(const mdht_ctl_req *req, const mdht_result *r,
                         mdht_ctl_buf *out, int *code, char *msg,
                         size_t msgcap) {
@@ -229,6 +254,9 @@ void mdht_ctl_format_result(const mdht_ctl_req *req, const mdht_result *r,
     return;
   case MDHT_CTL_PING:
     ping_result(req, r, out, code, msg, msgcap);
+    return;
+  case MDHT_CTL_SAMPLE:
+    sample_result(r, code, msg, msgcap);
     return;
   default:
     *code = MDHT_CTL_EXIT_ERROR;

@@ -66,6 +66,11 @@ void mdht_ctl_format_result(const mdht_ctl_req *req, const mdht_result *r,
                             mdht_ctl_buf *out, int *code, char *msg,
                             size_t msgcap);
 
+/* `mdht sample`: one info-hash as found, "HEX" or with --json
+ * {"info_hash":"HEX","from":"IP:PORT"}. Pure. */
+void mdht_ctl_format_sample_found(const mdht_ctl_req *req, const mdht_id *ih,
+                                  const mdht_addr *from, mdht_ctl_buf *out);
+
 /* A LOOKUP_PROGRESS event as one line of text, without LF. */
 void mdht_ctl_format_progress(const mdht_event *ev, char *buf, size_t cap);
 

@@ -33,6 +33,15 @@ void mdht_ctl_job_init(mdht_ctl_job *job, mdht_node *node,
   job->user = user;
   job->deadline =
       now + (req->timeout_ms ? req->timeout_ms : MDHT_CTL_DEFAULT_TIMEOUT_MS);
+  if (req->cmd == MDHT_CTL_SAMPLE) job->deadline += MDHT_CTL_SAMPLE_GRACE_MS;
+}
+
+/* sample: each new info-hash is a line at once, and the owner is told,
+ * so that the lines stream while the crawl runs. */
+static void on_sample(const mdht_id *ih, const mdht_addr *from, void *user) {
+  mdht_ctl_job *job = user;
+  mdht_ctl_format_sample_found(&job->req, ih, from, job->out);
+  if (job->notify) job->notify(job, job->user);
 }
 
 /* Starts the node's operation for `req`: its id, or < 0. */
@@ -50,6 +59,14 @@ static int64_t start_op(mdht_ctl_job *job, mdht_time now) {
                               req->seed, on_result, job, now);
   case MDHT_CTL_PING:
     return mdht_node_ping_addr(node, &req->addr, on_result, job, now);
+  case MDHT_CTL_SAMPLE:
+    /* The crawl ends by itself at the request's timeout (its report is
+     * the answer); job->deadline, a second later, only backs it up. */
+    return mdht_node_sample(node, req->max,
+                            job->deadline > now + MDHT_CTL_SAMPLE_GRACE_MS
+                                ? job->deadline - MDHT_CTL_SAMPLE_GRACE_MS - now
+                                : 1,
+                            on_sample, on_result, job, now);
   default:
     return MDHT_ERR_INVAL;
   }

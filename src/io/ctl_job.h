@@ -20,9 +20,15 @@
 
 /* One command running on a node: start it, and the node calls back when it
  * ends; `notify` is called then (from inside the node: it must not call
- * into the node). */
+ * into the node). A sample job also calls `notify` with job->done still
+ * false each time it appends an info-hash line: the owner sends what is
+ * in `out` (and must not stop on it). */
 typedef struct mdht_ctl_job mdht_ctl_job;
 typedef void (*mdht_ctl_notify)(mdht_ctl_job *job, void *user);
+
+/* A sample crawl ends by itself at its timeout, with its report; the job's
+ * own deadline comes this much later, only in case it does not. */
+#define MDHT_CTL_SAMPLE_GRACE_MS ((mdht_time)1000)
 
 struct mdht_ctl_job {
   mdht_ctl_req req;

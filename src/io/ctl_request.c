@@ -17,22 +17,24 @@ static const char *const cmd_names[] = {
     [MDHT_CTL_PING] = "ping",
     [MDHT_CTL_STATS] = "stats",
     [MDHT_CTL_SAVE] = "save",
+    [MDHT_CTL_SAMPLE] = "sample",
 };
 
 mdht_ctl_cmd mdht_ctl_cmd_parse(const char *name) {
-  for (int c = MDHT_CTL_GET_PEERS; c <= MDHT_CTL_SAVE; c++)
+  for (int c = MDHT_CTL_GET_PEERS; c <= MDHT_CTL_SAMPLE; c++)
     if (strcmp(name, cmd_names[c]) == 0) return (mdht_ctl_cmd)c;
   return MDHT_CTL_NONE;
 }
 
 const char *mdht_ctl_cmd_name(mdht_ctl_cmd cmd) {
-  if (cmd < MDHT_CTL_NONE || cmd > MDHT_CTL_SAVE) return "";
+  if (cmd < MDHT_CTL_NONE || cmd > MDHT_CTL_SAMPLE) return "";
   return cmd_names[cmd];
 }
 
 /* stats and save are about the node itself: no id or address. */
 static bool takes_arg(mdht_ctl_cmd cmd) {
-  return cmd != MDHT_CTL_STATS && cmd != MDHT_CTL_SAVE;
+  return cmd != MDHT_CTL_STATS && cmd != MDHT_CTL_SAVE &&
+         cmd != MDHT_CTL_SAMPLE;
 }
 
 #define MAX_WORDS 16
@@ -83,7 +85,7 @@ static int parse_arg(mdht_ctl_req *req, const char *cmd, const char *arg,
  * at the end of the line. */
 static int parse_number(mdht_ctl_req *req, const char *o, const char *val,
                         char *err, size_t errcap) {
-  bool port = o[2] == 'p';
+  bool port = o[2] == 'p', max = o[2] == 'm';
   unsigned long long v;
   char *end;
 
@@ -94,12 +96,16 @@ static int parse_number(mdht_ctl_req *req, const char *o, const char *val,
   errno = 0;
   v = strtoull(val, &end, 10);
   if (*end || errno ||
-      (port ? v < 1 || v > 65535 : v < 1 || v > MDHT_CTL_MAX_TIMEOUT_MS)) {
+      (port  ? v < 1 || v > 65535
+       : max ? v < 1 || v > MDHT_CTL_MAX_SAMPLE
+             : v < 1 || v > MDHT_CTL_MAX_TIMEOUT_MS)) {
     snprintf(err, errcap, "bad value '%.20s' for %s", val, o);
     return MDHT_ERR_INVAL;
   }
   if (port)
     req->port = (uint16_t)v;
+  else if (max)
+    req->max = (uint32_t)v;
   else
     req->timeout_ms = v;
   return 0;
@@ -121,7 +127,8 @@ static int parse_options(mdht_ctl_req *req, char **w, size_t nw, size_t i,
     } else if (announce && strcmp(o, "--seed") == 0) {
       req->seed = true;
     } else if (strcmp(o, "--timeout") == 0 ||
-               (announce && strcmp(o, "--port") == 0)) {
+               (announce && strcmp(o, "--port") == 0) ||
+               (req->cmd == MDHT_CTL_SAMPLE && strcmp(o, "--max") == 0)) {
       if (parse_number(req, o, i + 1 < nw ? w[i + 1] : NULL, err, errcap) < 0)
         return MDHT_ERR_INVAL;
       i++;
@@ -193,6 +200,8 @@ int mdht_ctl_format(const mdht_ctl_req *req, char *buf, size_t cap) {
     if (req->implied_port) ADD(" --implied-port");
     if (req->seed) ADD(" --seed");
   }
+  if (req->cmd == MDHT_CTL_SAMPLE && req->max)
+    ADD(" --max %u", (unsigned)req->max);
   if (req->json) ADD(" --json");
   if (req->progress) ADD(" --progress");
   if (req->timeout_ms)

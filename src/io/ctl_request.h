@@ -10,12 +10,13 @@
  *
  *   request  = command [SP argument] *(SP option) LF      (at most 1024 bytes)
  *   command  = "get-peers" | "announce" | "find-node" | "ping" | "stats"
- *            | "save"
+ *            | "save" | "sample"
  *   argument = 40 hex digits (find-node), 40 hex digits or a magnet link
  *              (get-peers, announce), a numeric "IP:PORT" or "[IPv6]:PORT"
  *              (ping)
  *   option   = "--json" | "--progress" | "--timeout" SP MS
  *            | "--port" SP N | "--implied-port" | "--seed"      (announce)
+ *            | "--max" SP N                                     (sample)
  */
 #ifndef MDHT_CTL_REQUEST_H
 #define MDHT_CTL_REQUEST_H
@@ -29,6 +30,8 @@
 #define MDHT_CTL_MAX_LINE 1024
 #define MDHT_CTL_DEFAULT_TIMEOUT_MS ((mdht_time)30000)
 #define MDHT_CTL_MAX_TIMEOUT_MS ((mdht_time)3600 * 1000)
+/* sample --max: a crawl reports at most 65536 (MDHT_CRAWL_MAX_SEEN) */
+#define MDHT_CTL_MAX_SAMPLE 65536
 
 typedef enum mdht_ctl_cmd {
   MDHT_CTL_NONE,
@@ -37,7 +40,8 @@ typedef enum mdht_ctl_cmd {
   MDHT_CTL_FIND_NODE,
   MDHT_CTL_PING,
   MDHT_CTL_STATS,
-  MDHT_CTL_SAVE /* only on a running node's socket: see mdht_ctl_save_fn */
+  MDHT_CTL_SAVE,  /* only on a running node's socket: see mdht_ctl_save_fn */
+  MDHT_CTL_SAMPLE /* BEP 51 crawl: no argument, streams its lines */
 } mdht_ctl_cmd;
 
 typedef struct mdht_ctl_req {
@@ -50,6 +54,7 @@ typedef struct mdht_ctl_req {
   bool json;            /* one JSON object per line */
   bool progress;        /* progress lines */
   mdht_time timeout_ms; /* 0: MDHT_CTL_DEFAULT_TIMEOUT_MS */
+  uint32_t max;         /* sample: info-hashes to stop at, 0 = no limit */
 } mdht_ctl_req;
 
 /* "get-peers" -> MDHT_CTL_GET_PEERS; MDHT_CTL_NONE if unknown. */
