@@ -316,7 +316,7 @@ def main():
         err = p.stderr.decode()
         check(p.returncode == 2, "second node: exit %d" % p.returncode)
         one_error_line(err, "second node")
-        check("another node is running on %s" % socks[0] in err, err)
+        check("another node serves %s" % socks[0] in err, err)
         # A path that is not a socket.
         plain = os.path.join(tmp, "plain")
         open(plain, "w").close()

@@ -50,7 +50,7 @@ static void test_open_private_and_single(void **state) {
   assert_int_equal(st.st_mode & 0777, 0600);
   assert_int_equal(mdht_ctl_server_open(&b, t.path, err, sizeof err),
                    MDHT_ERR_EXISTS);
-  assert_non_null(strstr(err, "another node is running"));
+  assert_non_null(strstr(err, "another node serves"));
   mdht_ctl_server_close(&a);
   assert_int_equal(lstat(t.path, &st), -1);
   tmp_close(&t);
