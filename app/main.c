@@ -502,7 +502,8 @@ static void run_control_path(run_ctx *c) {
     return;
   }
   c->ctl_default = true;
-  if (c->a.no_state && !getenv("XDG_RUNTIME_DIR")) {
+  const char *rt = getenv("XDG_RUNTIME_DIR");
+  if (c->a.no_state && !(rt && rt[0] == '/')) {
     snprintf(c->ctl_why, sizeof c->ctl_why,
              "no control socket: no XDG_RUNTIME_DIR, and --no-state leaves "
              "no state directory for one (give --control PATH)");
@@ -510,7 +511,7 @@ static void run_control_path(run_ctx *c) {
   }
   rc = mdht_ctl_default_path(c->ctlbuf, sizeof c->ctlbuf, c->a.state_dir,
                              &c->ctl_in_state);
-  if (rc < 0 || (c->a.no_state && c->ctl_in_state)) {
+  if (rc < 0) {
     snprintf(c->ctl_why, sizeof c->ctl_why,
              "no control socket: %s (give --control PATH)",
              rc == -ENAMETOOLONG ? "its default path is too long"
@@ -544,7 +545,6 @@ static int run_open_control(run_ctx *c) {
 static int cmd_run(int argc, char **argv) {
   static run_ctx c; /* large (paths), and there is one per process */
   mdht_driver_opts o;
-  char err[256];
 
   memset(&c, 0, sizeof c);
   int rc = run_parse(&c.a, argc, argv);
@@ -555,16 +555,11 @@ static int cmd_run(int argc, char **argv) {
 
   /* The control socket first: a second node on the same path is refused
    * before it binds a port or says it listens. One in the state directory
-   * waits for the directory (made by run_open_state), but a node serving
-   * it already is told apart from a locked directory here. */
+   * waits for the directory (made by run_open_state), whose lock refuses
+   * a second node first, naming its pid. */
   run_control_path(&c);
   if (c.ctl_path && !c.ctl_in_state && run_open_control(&c) < 0)
     return CLI_USAGE_ERROR;
-  if (c.ctl_path && c.ctl_in_state && mdht_ctl_serves(c.ctl_path)) {
-    mdht_ctl_escape(err, sizeof err, c.ctl_path, strlen(c.ctl_path), false);
-    cli_error("another node serves %s", err);
-    return CLI_USAGE_ERROR;
-  }
   if ((!c.a.no_state && run_open_state(&c, &o) < 0) ||
       (c.ctl_path && c.ctl_in_state && run_open_control(&c) < 0) ||
       run_start_node(&c, &o) < 0) {

@@ -20,6 +20,11 @@ import tempfile
 import threading
 import time
 
+# Hermetic (CMake unsets them for ctest too): no node of the developer's on
+# the default control socket answers here, nor do our nodes take it.
+for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
+    os.environ.pop(_var, None)
+
 BIN = None
 PORT = 17881  # below the ephemeral range: no clash with port-0 sockets
 checks = 0
