@@ -42,6 +42,7 @@ typedef struct client_args {
   bool json;
   bool implied_port;
   bool seed;
+  bool standalone;
   const char *control;
   uint32_t max; /* sample */
 } client_args;
@@ -105,10 +106,19 @@ static int set_control(void *ctx, const char *v) {
        NULL},                                                                  \
       {"--json", NULL, "one JSON object per line", CLI_FLAG, OPT(json), 0,     \
        0,        NULL},                                                        \
+      {"--control",                                                            \
+       "PATH",                                                                 \
+       "ask the node serving PATH (default: $MDHT_CONTROL, else the default "  \
+       "socket if a node serves it)",                                          \
+       CLI_CUSTOM,                                                             \
+       0,                                                                      \
+       0,                                                                      \
+       0,                                                                      \
+       set_control},                                                           \
   {                                                                            \
-    "--control", "PATH",                                                       \
-        "ask the 'mdht run --control PATH' node instead of starting one",      \
-        CLI_CUSTOM, 0, 0, 0, set_control                                       \
+    "--standalone", NULL,                                                      \
+        "start a short-lived node even if a running one serves the socket",    \
+        CLI_FLAG, OPT(standalone), 0, 0, NULL                                  \
   }
 
 static const cli_opt lookup_opts[] = {
@@ -137,7 +147,9 @@ static const cli_opt sample_opts[] = {
 };
 
 static const cli_opt stats_opts[] = {
-    {"--control", "PATH", "the running node's control socket (required)",
+    {"--control", "PATH",
+     "the running node's control socket (default: $MDHT_CONTROL, else the "
+     "default socket)",
      CLI_CUSTOM, 0, 0, 0, set_control},
     {"--timeout", "SECONDS", "give up after this long", CLI_SECONDS,
      OPT(timeout_ms), 1, 3600, NULL},
@@ -163,7 +175,7 @@ static const struct {
     {"ping", MDHT_CTL_PING, "HOST:PORT",
      "Pings one node; prints \"nodeid rtt_ms\". Exit status 1 if it does\n"
      "not answer."},
-    {"stats", MDHT_CTL_STATS, "--control PATH",
+    {"stats", MDHT_CTL_STATS, "",
      "Prints the routing table, storage and message counters of a running\n"
      "node."},
     {"sample", MDHT_CTL_SAMPLE, "[--max N]",
@@ -173,10 +185,23 @@ static const struct {
      "--max info-hashes, at --timeout, or when no node is left to ask; a\n"
      "summary goes to stderr. Exit status 0 if any info-hash was found, 1\n"
      "if none."},
-    {"save", MDHT_CTL_SAVE, "--control PATH",
+    {"save", MDHT_CTL_SAVE, "",
      "Makes a running node save its state now (as SIGHUP does); prints\n"
      "\"saved N nodes, M peers to FILE\". Exit status 2 if the node runs\n"
      "with --no-state or the save fails."},
+    {"table", MDHT_CTL_TABLE, "",
+     "Prints a running node's routing table, one entry per line:\n"
+     "\"BUCKET ID IP:PORT STATE age Ns seen Ns rtt Nms\" (STATE good,\n"
+     "questionable or bad; age since it was added, seen since it last\n"
+     "answered or queried, rtt of its last answer; \"-\": never). Exit\n"
+     "status 1 if the table is empty."},
+    {"infohashes", MDHT_CTL_INFOHASHES, "",
+     "Prints the info-hashes a running node stores peers for:\n"
+     "\"INFOHASH peers N seeds N newest Ns oldest Ns\" (ages since the\n"
+     "newest and oldest announce). Exit status 1 if none."},
+    {"peers", MDHT_CTL_PEERS, "INFOHASH",
+     "Prints the peers a running node stores for one info-hash:\n"
+     "\"IP:PORT age Ns [seed]\". Exit status 1 if none."},
 };
 
 static int find_command(const char *name) {
@@ -189,6 +214,13 @@ bool client_command(const char *name) {
   return find_command(name) >= 0;
 }
 
+/* About the running node itself: nothing a short-lived node could answer. */
+static bool node_only(mdht_ctl_cmd cmd) {
+  return cmd == MDHT_CTL_STATS || cmd == MDHT_CTL_SAVE ||
+         cmd == MDHT_CTL_TABLE || cmd == MDHT_CTL_INFOHASHES ||
+         cmd == MDHT_CTL_PEERS;
+}
+
 static void opts_of(mdht_ctl_cmd cmd, const cli_opt **opts, size_t *n) {
   if (cmd == MDHT_CTL_ANNOUNCE) {
     *opts = announce_opts;
@@ -196,7 +228,7 @@ static void opts_of(mdht_ctl_cmd cmd, const cli_opt **opts, size_t *n) {
   } else if (cmd == MDHT_CTL_SAMPLE) {
     *opts = sample_opts;
     *n = NOPTS(sample_opts);
-  } else if (cmd == MDHT_CTL_STATS || cmd == MDHT_CTL_SAVE) {
+  } else if (node_only(cmd)) {
     *opts = stats_opts;
     *n = NOPTS(stats_opts);
   } else {
@@ -220,10 +252,10 @@ void client_usage(const char *name) {
   if (i < 0) return;
   opts_of(commands[i].cmd, &opts, &n);
   args_default(&defaults, commands[i].cmd);
-  printf("usage: mdht %s %s [OPTIONS]\n\n%s\n", name, commands[i].args,
-         commands[i].what);
+  printf("usage: mdht %s %s%s[OPTIONS]\n\n%s\n", name, commands[i].args,
+         commands[i].args[0] ? " " : "", commands[i].what);
   if (commands[i].cmd == MDHT_CTL_GET_PEERS ||
-      commands[i].cmd == MDHT_CTL_ANNOUNCE)
+      commands[i].cmd == MDHT_CTL_ANNOUNCE || commands[i].cmd == MDHT_CTL_PEERS)
     printf("INFOHASH is 40 hex digits or a magnet link "
            "(magnet:?xt=urn:btih:...).\n");
   printf("Exit status 2 means a usage or runtime error, explained on "
@@ -517,6 +549,7 @@ static int build_request(const client_args *a, const char *arg,
   switch (a->cmd) {
   case MDHT_CTL_GET_PEERS:
   case MDHT_CTL_ANNOUNCE:
+  case MDHT_CTL_PEERS:
     if (mdht_ctl_parse_infohash(&req->target, arg) < 0) {
       cli_error("bad info-hash '%s' (want 40 hex digits or a magnet link "
                 "with urn:btih:)",
@@ -552,6 +585,65 @@ static int build_request(const client_args *a, const char *arg,
   return 0;
 }
 
+/* "PATH" with every byte that could drive a terminal escaped: the path
+ * comes from the environment. */
+static const char *shown(const char *path, char *buf, size_t cap) {
+  mdht_ctl_escape(buf, cap, path, strlen(path), false);
+  return buf;
+}
+
+/* Which node answers (DESIGN.md): $MDHT_CONTROL, else --control, else the
+ * default socket when a node serves it, else a short-lived node, said in
+ * one line. --standalone, and the options that only a short-lived node
+ * can use (--bootstrap, --bind, --port), go straight to the short-lived
+ * node. */
+static int dispatch(client_args *a, const mdht_ctl_req *req, const char *name,
+                    bool node_cmd) {
+  const char *env = getenv("MDHT_CONTROL");
+  bool local_opts_given = a->nbootstrap > 0 || a->bind ||
+                          (a->port_given && a->cmd != MDHT_CTL_ANNOUNCE);
+  char path[4096 + 16], esc[4096 * 4 + 64];
+
+  bool have;
+
+  if (a->standalone && a->control) {
+    cli_error("--standalone and --control exclude each other");
+    return CLI_USAGE_ERROR;
+  }
+  /* Explicit options beat the environment. */
+  if (!a->control && !a->standalone && !local_opts_given && env && *env)
+    a->control = env;
+  if (a->control) {
+    if (local_opts_given) {
+      cli_error("--control uses the running node: --bootstrap, --bind and "
+                "--port do not apply");
+      return CLI_USAGE_ERROR;
+    }
+    return run_control(a, req);
+  }
+  if (a->standalone || local_opts_given) return run_local(a, req);
+  have = mdht_ctl_default_path(path, sizeof path, NULL, NULL) == 0;
+  if (have && mdht_ctl_serves(path)) {
+    a->control = path;
+    return run_control(a, req);
+  }
+  if (node_cmd && have)
+    cli_error("%s needs a running node: none serves %s (start 'mdht run', "
+              "or give --control PATH or MDHT_CONTROL)",
+              name, shown(path, esc, sizeof esc));
+  else if (node_cmd)
+    cli_error("%s needs a running node: no default socket (set "
+              "XDG_RUNTIME_DIR, or give --control PATH or MDHT_CONTROL)",
+              name);
+  else if (have)
+    cli_error("no running node at %s; starting a short-lived one",
+              shown(path, esc, sizeof esc));
+  else
+    cli_error("no running node (no default socket); starting a "
+              "short-lived one");
+  return node_cmd ? CLI_USAGE_ERROR : run_local(a, req);
+}
+
 int cmd_client(const char *name, int argc, char **argv) {
   int i = find_command(name);
   const cli_opt *opts;
@@ -567,11 +659,12 @@ int cmd_client(const char *name, int argc, char **argv) {
   }
   args_default(&a, commands[i].cmd);
   opts_of(a.cmd, &opts, &nopts);
-  /* stats and save are about the running node itself: no argument, and
-   * nothing a short-lived node could answer. */
-  bool node_only = a.cmd == MDHT_CTL_STATS || a.cmd == MDHT_CTL_SAVE;
-  bool no_arg = node_only || a.cmd == MDHT_CTL_SAMPLE;
-  rc = cli_parse(opts, nopts, argc, argv, &a, pos, no_arg ? 0 : 1, &npos);
+  /* peers takes an info-hash; sample and the other node-only commands
+   * nothing. */
+  bool node_cmd = node_only(a.cmd);
+  size_t max_pos =
+      (node_cmd && a.cmd != MDHT_CTL_PEERS) || a.cmd == MDHT_CTL_SAMPLE ? 0 : 1;
+  rc = cli_parse(opts, nopts, argc, argv, &a, pos, max_pos, &npos);
   if (rc == 1) {
     client_usage(name);
     return 0;
@@ -584,28 +677,12 @@ int cmd_client(const char *name, int argc, char **argv) {
   req.timeout_ms = a.timeout_ms;
   req.progress = isatty(STDERR_FILENO);
   req.max = a.max;
-  if (!no_arg && npos == 0) {
+  if (max_pos > 0 && npos == 0) {
     cli_error("%s needs %s (try 'mdht %s --help')", name, commands[i].args,
               name);
     return CLI_USAGE_ERROR;
   }
-  if (build_request(&a, no_arg ? NULL : pos[0], &req) < 0)
+  if (build_request(&a, max_pos ? pos[0] : NULL, &req) < 0)
     return CLI_USAGE_ERROR;
-
-  if (a.control) {
-    if (a.nbootstrap > 0 || a.bind ||
-        (a.port_given && a.cmd != MDHT_CTL_ANNOUNCE)) {
-      cli_error("--control uses the running node: --bootstrap, --bind and "
-                "--port do not apply");
-      return CLI_USAGE_ERROR;
-    }
-    return run_control(&a, &req);
-  }
-  if (node_only) {
-    cli_error("%s needs --control PATH (the socket of a running "
-              "'mdht run --control PATH')",
-              name);
-    return CLI_USAGE_ERROR;
-  }
-  return run_local(&a, &req);
+  return dispatch(&a, &req, name, node_cmd);
 }

@@ -37,14 +37,19 @@ static void usage(FILE *f) {
         "  stats        print the counters of a running node\n"
         "  save         make a running node save its state now\n"
         "  sample       crawl the DHT for info-hashes (BEP 51)\n"
+        "  table        print a running node's routing table\n"
+        "  infohashes   print the info-hashes a running node stores\n"
+        "  peers        INFOHASH: print the peers a running node stores\n"
         "  testnet      --nodes N: run N nodes on loopback\n"
         "  sim          simulate a network of N nodes on virtual time\n"
         "  help [CMD]   show this help, or a command's options\n"
         "\n"
         "  mdht --version    print the version\n"
         "\n"
-        "The client commands start a short-lived read-only node, or ask a\n"
-        "running 'mdht run --control PATH' with --control PATH.\n"
+        "The client commands ask the running node at $MDHT_CONTROL, --control\n"
+        "PATH or the default socket ($XDG_RUNTIME_DIR/mdht.sock, else\n"
+        "~/.local/state/mdht/control), else start a short-lived read-only\n"
+        "node (--standalone: always).\n"
         "Exit status 2 means a usage or runtime error, explained on stderr.\n",
         f);
 }
@@ -65,6 +70,7 @@ typedef struct run_args {
   mdht_log_level level;
   mdht_log_format format;
   const char *control;
+  bool no_control;
   mdht_config cfg;
 } run_args;
 
@@ -183,8 +189,11 @@ static const cli_opt run_opts[] = {
      "save the state this often (default 300; 0 = only on exit and SIGHUP)",
      CLI_CUSTOM, 0, 0, 0, set_save_interval},
     {"--control", "PATH",
-     "serve client commands on this Unix socket (mode 0600)", CLI_CUSTOM, 0, 0,
-     0, set_control},
+     "serve client commands on this Unix socket (mode 0600; default "
+     "$XDG_RUNTIME_DIR/mdht.sock, else STATE_DIR/control)",
+     CLI_CUSTOM, 0, 0, 0, set_control},
+    {"--no-control", NULL, "serve no control socket", CLI_FLAG,
+     offsetof(run_args, no_control), 0, 0, NULL},
     {"--log-level", "LEVEL", "error, warn, info (default), debug or trace",
      CLI_CUSTOM, 0, 0, 0, set_level},
     {"--log-format", "FMT", "text (default) or json (one object per line)",
@@ -307,6 +316,13 @@ typedef struct run_ctx {
   mdht_ctl_server ctl;
   mdht_persist ps;
   bool have_loop, have_ctl, have_state;
+  /* The control socket's path: --control, the default one, or NULL. */
+  const char *ctl_path;
+  bool ctl_default;  /* not asked for: a failure other than "another node
+                        serves" is a warning, and the node runs without */
+  bool ctl_in_state; /* in the state directory: made once it exists */
+  char ctl_why[160]; /* why there is no default socket, for the log */
+  char ctlbuf[4096 + 16];
   uint8_t *saved; /* the state file's bytes, until restored */
   size_t saved_len;
   mdht_id saved_id;
@@ -355,6 +371,10 @@ static int run_parse(run_args *a, int argc, char **argv) {
   }
   if (a->no_state && a->state_dir) {
     cli_error("--state and --no-state exclude each other");
+    return -1;
+  }
+  if (a->no_control && a->control) {
+    cli_error("--control and --no-control exclude each other");
     return -1;
   }
   if (mdht_config_check(&a->cfg) < 0) {
@@ -460,19 +480,72 @@ static int run_start_node(run_ctx *c, mdht_driver_opts *o) {
   if (c->have_state && run_attach_state(c, routers, nrouters) < 0) return -1;
   if (c->have_ctl && (rc = mdht_ctl_server_attach(&c->ctl, &c->d)) < 0) {
     mdht_logforge_logf(&c->log, MDHT_LOG_ERROR, "control socket %s: %s",
-                       c->a.control, mdht_strerror(rc));
+                       c->ctl_path, mdht_strerror(rc));
     return -1;
   }
   if (c->have_ctl)
     mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "control socket %s",
-                       c->a.control);
+                       c->ctl_path);
+  else if (c->ctl_why[0])
+    mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "%s", c->ctl_why);
   return 0;
+}
+
+/* Where the control socket goes: --control, else the default path
+ * (control.h), else none (--no-control; or --no-state without
+ * XDG_RUNTIME_DIR: there is no directory of ours to put it in, and
+ * /tmp is not one). */
+static void run_control_path(run_ctx *c) {
+  int rc;
+  if (c->a.no_control) return;
+  if (c->a.control) {
+    c->ctl_path = c->a.control;
+    return;
+  }
+  c->ctl_default = true;
+  const char *rt = getenv("XDG_RUNTIME_DIR");
+  if (c->a.no_state && !(rt && rt[0] == '/')) {
+    snprintf(c->ctl_why, sizeof c->ctl_why,
+             "no control socket: no XDG_RUNTIME_DIR, and --no-state leaves "
+             "no state directory for one (give --control PATH)");
+    return;
+  }
+  rc = mdht_ctl_default_path(c->ctlbuf, sizeof c->ctlbuf, c->a.state_dir,
+                             &c->ctl_in_state);
+  if (rc < 0) {
+    snprintf(c->ctl_why, sizeof c->ctl_why,
+             "no control socket: %s (give --control PATH)",
+             rc == -ENAMETOOLONG ? "its default path is too long"
+                                 : "no XDG_RUNTIME_DIR nor state directory");
+    return;
+  }
+  c->ctl_path = c->ctlbuf;
+}
+
+/* Opens the control socket. Returns 0, or -1 after one line: always when
+ * another node serves the path; for the default path otherwise only a
+ * warning is noted (the node runs without a socket). */
+static int run_open_control(run_ctx *c) {
+  char err[256], shown[512];
+  int rc = mdht_ctl_server_open(&c->ctl, c->ctl_path, err, sizeof err);
+  if (rc == 0) {
+    c->have_ctl = true;
+    return 0;
+  }
+  if (c->ctl_default && rc != MDHT_ERR_EXISTS) {
+    mdht_logforge_logf(&c->log, MDHT_LOG_WARN, "no control socket: %s", err);
+    return 0;
+  }
+  /* The path comes from the environment: no control byte reaches the
+   * terminal. */
+  mdht_ctl_escape(shown, sizeof shown, err, strlen(err), false);
+  cli_error("%s", shown);
+  return -1;
 }
 
 static int cmd_run(int argc, char **argv) {
   static run_ctx c; /* large (paths), and there is one per process */
   mdht_driver_opts o;
-  char err[256];
 
   memset(&c, 0, sizeof c);
   int rc = run_parse(&c.a, argc, argv);
@@ -482,15 +555,14 @@ static int cmd_run(int argc, char **argv) {
   run_driver_opts(&c, &o);
 
   /* The control socket first: a second node on the same path is refused
-   * before it binds a port or says it listens. */
-  if (c.a.control) {
-    if (mdht_ctl_server_open(&c.ctl, c.a.control, err, sizeof err) < 0) {
-      cli_error("%s", err);
-      return CLI_USAGE_ERROR;
-    }
-    c.have_ctl = true;
-  }
+   * before it binds a port or says it listens. One in the state directory
+   * waits for the directory (made by run_open_state), whose lock refuses
+   * a second node first, naming its pid. */
+  run_control_path(&c);
+  if (c.ctl_path && !c.ctl_in_state && run_open_control(&c) < 0)
+    return CLI_USAGE_ERROR;
   if ((!c.a.no_state && run_open_state(&c, &o) < 0) ||
+      (c.ctl_path && c.ctl_in_state && run_open_control(&c) < 0) ||
       run_start_node(&c, &o) < 0) {
     run_close(&c);
     return CLI_USAGE_ERROR;

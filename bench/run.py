@@ -371,7 +371,8 @@ def main():
 
         mdht = Proc("mdht", [os.path.join(args.build, "mdht"), "run",
                              "--bind", "127.0.0.1", "--port", "0",
-                             "--no-bootstrap", "--no-state", "--rate-limit", "0",
+                             "--no-bootstrap", "--no-state", "--no-control",
+                             "--rate-limit", "0",
                              # 8 load sockets draw ~100k replies/s: the
                              # per-destination budget is off, as the
                              # limiter is.

@@ -501,6 +501,57 @@ typedef void (*mdht_node_visit_cb)(uint32_t bucket, const mdht_id *id,
 MDHT_EXTERN void mdht_node_visit(const mdht_node *node, mdht_time now,
                                  mdht_node_visit_cb fn, void *user);
 
+/* The routing table in detail, for `mdht table`: one call per entry of
+ * the buckets (replacement candidates are not listed), bucket by bucket.
+ * Times are the node's clock (0 = never); `rtt_ms` is the round trip of
+ * its last answer to one of our queries (0 = none yet; capped at 65535). */
+typedef enum mdht_node_state {
+  MDHT_NODE_GOOD,
+  MDHT_NODE_QUESTIONABLE,
+  MDHT_NODE_BAD
+} mdht_node_state;
+
+typedef struct mdht_node_entry {
+  uint32_t bucket;
+  mdht_id id;
+  mdht_addr addr;
+  mdht_node_state state;
+  mdht_time added, last_reply, last_query;
+  uint32_t rtt_ms;
+  uint32_t fails; /* queries in a row that went unanswered */
+} mdht_node_entry;
+typedef void (*mdht_node_entry_cb)(const mdht_node_entry *e, void *user);
+MDHT_EXTERN void mdht_node_visit_table(const mdht_node *node, mdht_time now,
+                                       mdht_node_entry_cb fn, void *user);
+
+/* The peer store, for `mdht infohashes`: one call per stored info-hash
+ * with its unexpired peers (an info-hash whose peers all expired is left
+ * out). Ages are in ms since a peer's last announce, as far as the store
+ * knows it: it keeps each record's expiry, so age = TTL - time left (a
+ * record restored from saved state shows the age it had). */
+typedef struct mdht_store_entry {
+  mdht_id infohash;
+  uint32_t peers, seeds;
+  mdht_time newest_ms, oldest_ms; /* ages of its newest and oldest record */
+} mdht_store_entry;
+typedef void (*mdht_store_cb)(const mdht_store_entry *e, void *user);
+MDHT_EXTERN void mdht_node_visit_store(const mdht_node *node, mdht_time now,
+                                       mdht_store_cb fn, void *user);
+
+/* The unexpired peers stored for one info-hash, for `mdht peers`.
+ * Returns how many were visited, or MDHT_ERR_NOTFOUND when the store holds
+ * no peer for it. */
+typedef struct mdht_stored_peer {
+  mdht_addr addr;
+  bool seed;        /* announced with BEP 33's seed flag */
+  mdht_time age_ms; /* since its last announce (see above) */
+  mdht_time ttl_ms; /* left before it expires */
+} mdht_stored_peer;
+typedef void (*mdht_stored_peer_cb)(const mdht_stored_peer *p, void *user);
+MDHT_EXTERN int mdht_node_visit_peers(const mdht_node *node,
+                                      const mdht_id *infohash, mdht_time now,
+                                      mdht_stored_peer_cb fn, void *user);
+
 /* Statistics the node keeps as it works (not through the events). */
 typedef struct mdht_stats {
   uint64_t recv_packets, sent_packets;

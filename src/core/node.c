@@ -212,6 +212,15 @@ static void table_heard(mdht_node *node, const mdht_id *id,
     maint_ping(node, &ping.addr, &ping.id, MDHT_OWNER_CHECK, now);
 }
 
+/* The entry's last round trip, for `mdht table`: one O(1) index lookup
+ * on the response path, and 16 bits in the entry (a minute is plenty). */
+static void note_rtt(mdht_node *node, const mdht_id *id, const mdht_addr *from,
+                     mdht_time rtt) {
+  mdht_rt_entry *e = mdht_rtable_find(&node->rt, from);
+  if (!e || !mdht_id_eq(&e->id, id)) return;
+  e->rtt_ms = rtt == 0 ? 1 : rtt > UINT16_MAX ? UINT16_MAX : (uint16_t)rtt;
+}
+
 /* ------------------------------------------------------- query handlers */
 
 /* Writes the closest nodes of our family into r->nodes / r->nodes6, using
@@ -509,6 +518,7 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
   node->stats.responses_in++;
   publish(node, &ev);
   table_heard(node, &m->id, from, MDHT_RT_HEARD_REPLY, now);
+  note_rtt(node, &m->id, from, now - txn.sent);
   observe_rtt(node, now - txn.sent);
   /* Only here, after the transaction matched: a vote is a response to
    * one of our queries, from the address we sent it to. */
@@ -1310,6 +1320,100 @@ void mdht_node_visit(const mdht_node *node, mdht_time now,
          user);
     }
   }
+}
+
+static mdht_node_state public_state(mdht_rt_state st) {
+  return st == MDHT_RT_GOOD           ? MDHT_NODE_GOOD
+         : st == MDHT_RT_QUESTIONABLE ? MDHT_NODE_QUESTIONABLE
+                                      : MDHT_NODE_BAD;
+}
+
+void mdht_node_visit_table(const mdht_node *node, mdht_time now,
+                           mdht_node_entry_cb fn, void *user) {
+  if (!node || !fn) return;
+  for (uint32_t b = 0; b < node->rt.nbuckets; b++) {
+    const mdht_rt_bucket *bk = &node->rt.buckets[b];
+    for (uint32_t i = 0; i < bk->n; i++) {
+      const mdht_rt_entry *e = &bk->nodes[i];
+      mdht_node_entry out;
+      memset(&out, 0, sizeof out);
+      out.bucket = b;
+      out.id = e->id;
+      out.addr = e->addr;
+      out.state = public_state(mdht_rtable_state(&node->rt, e, now));
+      out.added = e->added;
+      out.last_reply = e->last_reply;
+      out.last_query = e->last_query;
+      out.rtt_ms = e->rtt_ms;
+      out.fails = e->fails;
+      fn(&out, user);
+    }
+  }
+}
+
+/* The store keeps each record's expiry, refreshed to now + TTL by each
+ * announce: the age since that announce follows. */
+static mdht_time peer_age(const mdht_node *node, const mdht_peer *p,
+                          mdht_time now) {
+  mdht_time left = p->expires - now;
+  return left >= node->cfg.peer_ttl_ms ? 0 : node->cfg.peer_ttl_ms - left;
+}
+
+typedef struct store_walk {
+  const mdht_node *node;
+  mdht_time now;
+  const mdht_id *only; /* visit_peers: the one info-hash */
+  mdht_store_cb store_fn;
+  mdht_stored_peer_cb peer_fn;
+  void *user;
+  int count;
+} store_walk;
+
+static int walk_group(const mdht_id *ih, const mdht_peer *peers, size_t n,
+                      void *user) {
+  store_walk *w = user;
+  mdht_store_entry e;
+
+  if (w->only && !mdht_id_eq(ih, w->only)) return 0;
+  memset(&e, 0, sizeof e);
+  e.infohash = *ih;
+  e.oldest_ms = 0;
+  e.newest_ms = UINT64_MAX;
+  for (size_t i = 0; i < n; i++) {
+    const mdht_peer *p = &peers[i];
+    if (p->expires <= w->now) continue; /* not yet swept: already gone */
+    mdht_time age = peer_age(w->node, p, w->now);
+    if (w->peer_fn) {
+      mdht_stored_peer sp = {.addr = p->addr,
+                             .seed = p->seed,
+                             .age_ms = age,
+                             .ttl_ms = p->expires - w->now};
+      w->peer_fn(&sp, w->user);
+      w->count++;
+    }
+    e.peers++;
+    e.seeds += p->seed;
+    if (age > e.oldest_ms) e.oldest_ms = age;
+    if (age < e.newest_ms) e.newest_ms = age;
+  }
+  if (w->store_fn && e.peers > 0) w->store_fn(&e, w->user);
+  return w->only ? 1 : 0; /* one info-hash: found, stop */
+}
+
+void mdht_node_visit_store(const mdht_node *node, mdht_time now,
+                           mdht_store_cb fn, void *user) {
+  store_walk w = {.node = node, .now = now, .store_fn = fn, .user = user};
+  if (!node || !fn) return;
+  mdht_peers_foreach(&node->peers, walk_group, &w);
+}
+
+int mdht_node_visit_peers(const mdht_node *node, const mdht_id *infohash,
+                          mdht_time now, mdht_stored_peer_cb fn, void *user) {
+  store_walk w = {
+      .node = node, .now = now, .only = infohash, .peer_fn = fn, .user = user};
+  if (!node || !infohash || !fn) return MDHT_ERR_INVAL;
+  mdht_peers_foreach(&node->peers, walk_group, &w);
+  return w.count > 0 ? w.count : MDHT_ERR_NOTFOUND;
 }
 
 /* ----------------------------------------------------------- public API */

@@ -71,6 +71,8 @@ typedef struct mdht_rt_entry {
                            0 = never; it is not named again before
                            query_timeout_ms has passed */
   uint8_t fails;        /* queries in a row that timed out */
+  uint16_t rtt_ms;      /* round trip of its last answer (node.c), capped;
+                           0 = none yet. Fits the padding after `fails`. */
 } mdht_rt_entry;
 
 typedef enum mdht_rt_state {

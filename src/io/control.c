@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "persist.h"
 
 /* --------------------------------------------------------------- server */
 
@@ -313,8 +314,10 @@ static void on_event(const mdht_event *ev, void *user) {
 
 static int probe(const char *path) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd;
   int rc;
+  if (strlen(path) >= sizeof sa.sun_path) return -ENAMETOOLONG;
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   memcpy(sa.sun_path, path, strlen(path));
   rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
@@ -361,7 +364,7 @@ static int take_path(const char *path, char *err, size_t errcap) {
     }
     rc = probe(path);
     if (rc == 0 || rc == -EAGAIN) {
-      snprintf(err, errcap, "another node is running on %s", path);
+      snprintf(err, errcap, "another node serves %s", path);
       return MDHT_ERR_EXISTS;
     }
     if (rc != -ECONNREFUSED) {
@@ -416,7 +419,7 @@ int mdht_ctl_server_open(mdht_ctl_server *srv, const char *path, char *err,
   umask(old);
   if (rc < 0) {
     if (errno == EADDRINUSE) {
-      snprintf(err, errcap, "another node is running on %s", path);
+      snprintf(err, errcap, "another node serves %s", path);
       close(srv->lfd);
       srv->lfd = -1;
       free(srv->clients);
@@ -491,4 +494,33 @@ void mdht_ctl_server_close(mdht_ctl_server *srv) {
       unlink(srv->path);
   }
   srv->lfd = -1;
+}
+
+/* -------------------------------------------------------- default path */
+
+bool mdht_ctl_serves(const char *path) {
+  int rc = probe(path);
+  /* A full backlog is a node that is there, and busy. */
+  return rc == 0 || rc == -EAGAIN;
+}
+
+int mdht_ctl_default_path(char *buf, size_t cap, const char *state_dir,
+                          bool *in_state) {
+  const char *rt = getenv("XDG_RUNTIME_DIR");
+  char dir[4096];
+  int n;
+
+  if (in_state) *in_state = false;
+  /* XDG: a relative path in the variable is invalid and to be ignored. */
+  if (rt && rt[0] == '/') {
+    n = snprintf(buf, cap, "%s/mdht.sock", rt);
+  } else {
+    if (!state_dir) {
+      if (mdht_persist_default_dir(dir, sizeof dir) < 0) return -ENOENT;
+      state_dir = dir;
+    }
+    if (in_state) *in_state = true;
+    n = snprintf(buf, cap, "%s/control", state_dir);
+  }
+  return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }

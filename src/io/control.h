@@ -97,4 +97,19 @@ int mdht_ctl_server_attach(mdht_ctl_server *srv, struct mdht_driver *driver);
  * and removes the file if it is still ours. */
 void mdht_ctl_server_close(mdht_ctl_server *srv);
 
+/* -------------------------------------------------------- default path */
+
+/* Where `mdht run` serves and the client commands look by default:
+ * $XDG_RUNTIME_DIR/mdht.sock (an absolute XDG_RUNTIME_DIR; XDG says to
+ * ignore a relative one), else <state dir>/control, the state directory
+ * being `state_dir` or, when NULL, the default one (persist.h). *in_state
+ * (may be NULL) tells which. Returns 0, -ENOENT (no XDG_RUNTIME_DIR and no
+ * state directory known) or -ENAMETOOLONG. */
+int mdht_ctl_default_path(char *buf, size_t cap, const char *state_dir,
+                          bool *in_state);
+/* Whether a node listens at `path`: a connect succeeds (or finds its
+ * backlog full). Says nothing of whose node it is: mdht_ctl_call checks
+ * that (SO_PEERCRED) when it talks to it. */
+bool mdht_ctl_serves(const char *path);
+
 #endif

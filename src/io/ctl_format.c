@@ -456,6 +456,120 @@ void mdht_ctl_format_saved(const mdht_ctl_req *req, const mdht_ctl_saved *s,
     mdht_ctl_buf_line(out, "saved the state to %s", path);
 }
 
+/* ----------------------------------------------------------- inspection */
+
+void mdht_ctl_list_init(mdht_ctl_list *l, const mdht_ctl_req *req,
+                        mdht_ctl_buf *out, size_t limit, mdht_time now) {
+  memset(l, 0, sizeof *l);
+  l->req = req;
+  l->out = out;
+  l->limit = limit < MDHT_CTL_MAX_OUT ? limit : MDHT_CTL_MAX_OUT;
+  l->now = now;
+}
+
+/* Whether one more line fits; if not, it is counted for the last line. */
+static bool list_room(mdht_ctl_list *l) {
+  if (l->more == 0 && l->out->len + MDHT_CTL_LIST_RESERVE <= l->limit) {
+    l->shown++;
+    return true;
+  }
+  l->more++;
+  return false;
+}
+
+static const char *const node_states[] = {
+    [MDHT_NODE_GOOD] = "good",
+    [MDHT_NODE_QUESTIONABLE] = "questionable",
+    [MDHT_NODE_BAD] = "bad",
+};
+
+/* Time since `t` on the node's clock, "-" / null for never. */
+static void since(const mdht_ctl_list *l, mdht_time t, bool json,
+                  char buf[32]) {
+  mdht_time d = l->now > t ? l->now - t : 0;
+  if (t == 0)
+    snprintf(buf, 32, json ? "null" : "-");
+  else if (json)
+    snprintf(buf, 32, "%llu", (unsigned long long)d);
+  else
+    snprintf(buf, 32, "%llus", (unsigned long long)(d / 1000));
+}
+
+void mdht_ctl_list_node(mdht_ctl_list *l, const mdht_node_entry *e) {
+  bool json = l->req->json;
+  char hex[41], addr[64], age[32], seen[32], rtt[32];
+  mdht_time last =
+      e->last_reply > e->last_query ? e->last_reply : e->last_query;
+  const char *st =
+      (unsigned)e->state <= MDHT_NODE_BAD ? node_states[e->state] : "?";
+
+  if (!list_room(l)) return;
+  mdht_id_format(&e->id, hex);
+  fmt_addr(&e->addr, addr);
+  since(l, e->added, json, age);
+  since(l, last, json, seen);
+  if (e->rtt_ms == 0)
+    snprintf(rtt, sizeof rtt, json ? "null" : "-");
+  else
+    snprintf(rtt, sizeof rtt, json ? "%u" : "%ums", e->rtt_ms);
+  if (json)
+    mdht_ctl_buf_line(l->out,
+                      "{\"type\":\"node\",\"bucket\":%u,\"id\":\"%s\","
+                      "\"addr\":\"%s\",\"state\":\"%s\",\"age_ms\":%s,"
+                      "\"seen_ms\":%s,\"rtt_ms\":%s,\"fails\":%u}",
+                      e->bucket, hex, addr, st, age, seen, rtt, e->fails);
+  else
+    mdht_ctl_buf_line(l->out, "%-3u %s %s %s age %s seen %s rtt %s", e->bucket,
+                      hex, addr, st, age, seen, rtt);
+}
+
+void mdht_ctl_list_infohash(mdht_ctl_list *l, const mdht_store_entry *e) {
+  char hex[41];
+
+  if (!list_room(l)) return;
+  mdht_id_format(&e->infohash, hex);
+  if (l->req->json)
+    mdht_ctl_buf_line(l->out,
+                      "{\"type\":\"infohash\",\"infohash\":\"%s\",\"peers\":%u,"
+                      "\"seeds\":%u,\"newest_ms\":%llu,\"oldest_ms\":%llu}",
+                      hex, e->peers, e->seeds, (unsigned long long)e->newest_ms,
+                      (unsigned long long)e->oldest_ms);
+  else
+    mdht_ctl_buf_line(l->out, "%s peers %u seeds %u newest %llus oldest %llus",
+                      hex, e->peers, e->seeds,
+                      (unsigned long long)(e->newest_ms / 1000),
+                      (unsigned long long)(e->oldest_ms / 1000));
+}
+
+void mdht_ctl_list_peer(mdht_ctl_list *l, const mdht_stored_peer *p) {
+  char addr[64];
+
+  if (!list_room(l)) return;
+  fmt_addr(&p->addr, addr);
+  if (l->req->json)
+    mdht_ctl_buf_line(l->out,
+                      "{\"type\":\"peer\",\"addr\":\"%s\",\"seed\":%s,"
+                      "\"age_ms\":%llu,\"ttl_ms\":%llu}",
+                      addr, p->seed ? "true" : "false",
+                      (unsigned long long)p->age_ms,
+                      (unsigned long long)p->ttl_ms);
+  else
+    mdht_ctl_buf_line(l->out, "%s age %llus%s", addr,
+                      (unsigned long long)(p->age_ms / 1000),
+                      p->seed ? " seed" : "");
+}
+
+void mdht_ctl_list_end(mdht_ctl_list *l) {
+  if (l->more == 0) return;
+  /* Written past `limit`, within the reserve kept for it. */
+  if (l->req->json)
+    mdht_ctl_buf_line(l->out, "{\"type\":\"more\",\"count\":%llu}",
+                      (unsigned long long)l->more);
+  else
+    mdht_ctl_buf_line(l->out, "... %llu more (output capped at %zu KiB)",
+                      (unsigned long long)l->more, l->limit / 1024);
+}
+
 /* ------------------------------------------------------------- escaping */
 
 static size_t escape1(unsigned char c, mdht_ctl_esc mode, char out[8]) {

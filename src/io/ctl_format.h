@@ -91,6 +91,39 @@ typedef struct mdht_ctl_saved {
 void mdht_ctl_format_saved(const mdht_ctl_req *req, const mdht_ctl_saved *s,
                            mdht_ctl_buf *out);
 
+/* ---------------------------------------------------------- inspection */
+
+/* `mdht table`, `mdht infohashes` and `mdht peers`: one line per routing
+ * entry, stored info-hash or stored peer, in text or JSON. A node may hold
+ * thousands, so the lines are capped rather than left to overflow the
+ * response (which would turn it into an error): once fewer than
+ * MDHT_CTL_LIST_RESERVE bytes of `limit` are left, lines are counted, not
+ * written, and mdht_ctl_list_end adds "... N more (output capped)" (JSON:
+ * {"type":"more","count":N}). Every field is a number, hex, a numeric
+ * address or a fixed word: nothing from the network is printed as text,
+ * so there is nothing for the escaper to do here. Pure. */
+#define MDHT_CTL_LIST_RESERVE 1024
+
+typedef struct mdht_ctl_list {
+  const mdht_ctl_req *req;
+  mdht_ctl_buf *out;
+  size_t limit; /* bytes of `out` the lines may fill: MDHT_CTL_MAX_OUT */
+  mdht_time now;
+  uint64_t shown, more;
+} mdht_ctl_list;
+
+void mdht_ctl_list_init(mdht_ctl_list *l, const mdht_ctl_req *req,
+                        mdht_ctl_buf *out, size_t limit, mdht_time now);
+/* "BUCKET ID ADDR STATE age Ns seen Ns rtt Nms" ("seen -", "rtt -" when
+ * never); JSON {"type":"node",...}. */
+void mdht_ctl_list_node(mdht_ctl_list *l, const mdht_node_entry *e);
+/* "INFOHASH peers N seeds N newest Ns oldest Ns"; {"type":"infohash",...} */
+void mdht_ctl_list_infohash(mdht_ctl_list *l, const mdht_store_entry *e);
+/* "IP:PORT age Ns[ seed]"; {"type":"peer",...,"seed":..,"age_ms":..} */
+void mdht_ctl_list_peer(mdht_ctl_list *l, const mdht_stored_peer *p);
+/* The "... N more" line, if lines were left out. */
+void mdht_ctl_list_end(mdht_ctl_list *l);
+
 /* ------------------------------------------------------------ escaping */
 
 /* The one escaper of the control code. Printable ASCII (0x20-0x7e) passes;

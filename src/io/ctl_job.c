@@ -72,6 +72,45 @@ static int64_t start_op(mdht_ctl_job *job, mdht_time now) {
   }
 }
 
+static void list_node(const mdht_node_entry *e, void *user) {
+  mdht_ctl_list_node(user, e);
+}
+static void list_infohash(const mdht_store_entry *e, void *user) {
+  mdht_ctl_list_infohash(user, e);
+}
+static void list_peer(const mdht_stored_peer *p, void *user) {
+  mdht_ctl_list_peer(user, p);
+}
+
+/* table, infohashes, peers: what the node holds, listed at once (within
+ * the response's budget, see mdht_ctl_list). */
+static void run_list(mdht_ctl_job *job, mdht_time now) {
+  const mdht_ctl_req *req = &job->req;
+  mdht_ctl_list l;
+  char hex[41], msg[128];
+  int code = MDHT_CTL_EXIT_OK;
+
+  msg[0] = '\0';
+  mdht_ctl_list_init(&l, req, job->out, MDHT_CTL_MAX_OUT, now);
+  if (req->cmd == MDHT_CTL_TABLE) {
+    mdht_node_visit_table(job->node, now, list_node, &l);
+    if (l.shown + l.more == 0)
+      snprintf(msg, sizeof msg, "the routing table is empty");
+  } else if (req->cmd == MDHT_CTL_INFOHASHES) {
+    mdht_node_visit_store(job->node, now, list_infohash, &l);
+    if (l.shown + l.more == 0) snprintf(msg, sizeof msg, "no info-hash stored");
+  } else {
+    mdht_node_visit_peers(job->node, &req->target, now, list_peer, &l);
+    mdht_id_format(&req->target, hex);
+    if (l.shown + l.more == 0)
+      snprintf(msg, sizeof msg, "no peer stored for %s", hex);
+  }
+  mdht_ctl_list_end(&l);
+  /* Nothing to list is an answer, not an error: exit 1, as get-peers. */
+  if (msg[0]) code = MDHT_CTL_EXIT_NONE;
+  job_done(job, code, msg[0] ? msg : NULL);
+}
+
 int mdht_ctl_job_start(mdht_ctl_job *job, mdht_time now) {
   const mdht_ctl_req *req = &job->req;
   int64_t rc;
@@ -80,6 +119,11 @@ int mdht_ctl_job_start(mdht_ctl_job *job, mdht_time now) {
   if (req->cmd == MDHT_CTL_STATS) {
     mdht_ctl_format_stats(req, job->node, now, job->out);
     job_done(job, MDHT_CTL_EXIT_OK, NULL);
+    return 0;
+  }
+  if (req->cmd == MDHT_CTL_TABLE || req->cmd == MDHT_CTL_INFOHASHES ||
+      req->cmd == MDHT_CTL_PEERS) {
+    run_list(job, now);
     return 0;
   }
   if (req->cmd == MDHT_CTL_SAVE) {

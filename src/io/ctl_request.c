@@ -18,23 +18,28 @@ static const char *const cmd_names[] = {
     [MDHT_CTL_STATS] = "stats",
     [MDHT_CTL_SAVE] = "save",
     [MDHT_CTL_SAMPLE] = "sample",
+    [MDHT_CTL_TABLE] = "table",
+    [MDHT_CTL_INFOHASHES] = "infohashes",
+    [MDHT_CTL_PEERS] = "peers",
 };
 
 mdht_ctl_cmd mdht_ctl_cmd_parse(const char *name) {
-  for (int c = MDHT_CTL_GET_PEERS; c <= MDHT_CTL_SAMPLE; c++)
+  for (int c = MDHT_CTL_GET_PEERS; c <= MDHT_CTL_LAST_; c++)
     if (strcmp(name, cmd_names[c]) == 0) return (mdht_ctl_cmd)c;
   return MDHT_CTL_NONE;
 }
 
 const char *mdht_ctl_cmd_name(mdht_ctl_cmd cmd) {
-  if (cmd < MDHT_CTL_NONE || cmd > MDHT_CTL_SAMPLE) return "";
+  if (cmd < MDHT_CTL_NONE || cmd > MDHT_CTL_LAST_) return "";
   return cmd_names[cmd];
 }
 
-/* stats and save are about the node itself: no id or address. */
+/* stats, save, table and infohashes are about the node itself: no id or
+ * address. */
 static bool takes_arg(mdht_ctl_cmd cmd) {
   return cmd != MDHT_CTL_STATS && cmd != MDHT_CTL_SAVE &&
-         cmd != MDHT_CTL_SAMPLE;
+         cmd != MDHT_CTL_SAMPLE && cmd != MDHT_CTL_TABLE &&
+         cmd != MDHT_CTL_INFOHASHES;
 }
 
 #define MAX_WORDS 16

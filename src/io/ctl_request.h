@@ -10,10 +10,11 @@
  *
  *   request  = command [SP argument] *(SP option) LF      (at most 1024 bytes)
  *   command  = "get-peers" | "announce" | "find-node" | "ping" | "stats"
- *            | "save" | "sample"
+ *            | "save" | "sample" | "table" | "infohashes" | "peers"
  *   argument = 40 hex digits (find-node), 40 hex digits or a magnet link
- *              (get-peers, announce), a numeric "IP:PORT" or "[IPv6]:PORT"
- *              (ping)
+ *              (get-peers, announce, peers), a numeric "IP:PORT" or
+ *              "[IPv6]:PORT" (ping); none (stats, save, table,
+ *              infohashes)
  *   option   = "--json" | "--progress" | "--timeout" SP MS
  *            | "--port" SP N | "--implied-port" | "--seed"      (announce)
  *            | "--max" SP N                                     (sample)
@@ -40,8 +41,13 @@ typedef enum mdht_ctl_cmd {
   MDHT_CTL_FIND_NODE,
   MDHT_CTL_PING,
   MDHT_CTL_STATS,
-  MDHT_CTL_SAVE,  /* only on a running node's socket: see mdht_ctl_save_fn */
-  MDHT_CTL_SAMPLE /* BEP 51 crawl: no argument, streams its lines */
+  MDHT_CTL_SAVE,   /* only on a running node's socket: see mdht_ctl_save_fn */
+  MDHT_CTL_SAMPLE, /* BEP 51 crawl: no argument, streams its lines */
+  /* What the node holds (issue 11): answered at once, like stats. */
+  MDHT_CTL_TABLE,      /* its routing table, one line per entry */
+  MDHT_CTL_INFOHASHES, /* its stored info-hashes */
+  MDHT_CTL_PEERS,      /* the stored peers of one info-hash */
+  MDHT_CTL_LAST_ = MDHT_CTL_PEERS
 } mdht_ctl_cmd;
 
 typedef struct mdht_ctl_req {

@@ -12,6 +12,12 @@ import socket
 import subprocess
 import time
 
+# Hermetic when run by hand too (CMake unsets them for ctest): a node of the
+# developer's on the default control socket must not answer the tests'
+# client commands, nor the tests' nodes take that socket.
+for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
+    os.environ.pop(_var, None)
+
 
 def bencode(x):
     if isinstance(x, bool):

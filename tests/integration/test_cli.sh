@@ -10,6 +10,10 @@
 # talk to the public DHT anyway.
 set -u
 
+# Hermetic: no node of the developer's on the default control socket
+# answers here, and the nodes started here do not take it.
+unset XDG_RUNTIME_DIR MDHT_CONTROL
+
 MDHT=${1:?usage: test_cli.sh path/to/mdht}
 MDHT=$(cd "$(dirname "$MDHT")" && pwd)/$(basename "$MDHT")
 TMP=$(mktemp -d)

@@ -13,6 +13,11 @@ import os
 import subprocess
 import sys
 
+# Hermetic (CMake unsets them for ctest too): no node of the developer's on
+# the default control socket answers here, nor do our nodes take it.
+for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
+    os.environ.pop(_var, None)
+
 BIN = None
 checks = 0
 # Figures that depend on the machine, not on the seed.

@@ -24,6 +24,11 @@ import subprocess
 import sys
 import time
 
+# Hermetic (CMake unsets them for ctest too): no node of the developer's on
+# the default control socket answers here, nor do our nodes take it.
+for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
+    os.environ.pop(_var, None)
+
 BIN = None
 N = 20
 K = 8

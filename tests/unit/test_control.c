@@ -2,6 +2,7 @@
  * serving itself (clients, deadlines, budgets) is tested on the real
  * binary: tests/integration/test_control.py and
  * tests/adversarial/test_local_control.py. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,7 +51,7 @@ static void test_open_private_and_single(void **state) {
   assert_int_equal(st.st_mode & 0777, 0600);
   assert_int_equal(mdht_ctl_server_open(&b, t.path, err, sizeof err),
                    MDHT_ERR_EXISTS);
-  assert_non_null(strstr(err, "another node is running"));
+  assert_non_null(strstr(err, "another node serves"));
   mdht_ctl_server_close(&a);
   assert_int_equal(lstat(t.path, &st), -1);
   tmp_close(&t);
@@ -110,11 +111,40 @@ static void test_open_checks_dir_and_path(void **state) {
   tmp_close(&t);
 }
 
+/* The default socket path: XDG_RUNTIME_DIR if absolute, else the state
+ * directory given, else the default one; none without either. */
+static void test_default_path(void **state) {
+  char buf[256];
+  bool in_state = true;
+  (void)state;
+
+  setenv("XDG_RUNTIME_DIR", "/run/user/7", 1);
+  assert_int_equal(mdht_ctl_default_path(buf, sizeof buf, "/s", &in_state), 0);
+  assert_string_equal(buf, "/run/user/7/mdht.sock");
+  assert_false(in_state);
+  setenv("XDG_RUNTIME_DIR", "relative", 1); /* ignored, as XDG says */
+  assert_int_equal(mdht_ctl_default_path(buf, sizeof buf, "/s", &in_state), 0);
+  assert_string_equal(buf, "/s/control");
+  assert_true(in_state);
+  unsetenv("XDG_RUNTIME_DIR");
+  setenv("XDG_STATE_HOME", "/st", 1);
+  assert_int_equal(mdht_ctl_default_path(buf, sizeof buf, NULL, NULL), 0);
+  assert_string_equal(buf, "/st/mdht/control");
+  unsetenv("XDG_STATE_HOME");
+  unsetenv("HOME");
+  assert_int_equal(mdht_ctl_default_path(buf, sizeof buf, NULL, NULL), -ENOENT);
+  assert_int_equal(mdht_ctl_default_path(buf, 8, "/a/long/dir", NULL),
+                   -ENAMETOOLONG);
+  /* Nobody there: not served. */
+  assert_false(mdht_ctl_serves("/nonexistent/mdht-test.sock"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_private_and_single),
       cmocka_unit_test(test_open_stale_and_foreign),
       cmocka_unit_test(test_open_checks_dir_and_path),
+      cmocka_unit_test(test_default_path),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -255,6 +255,140 @@ static void test_format_saved(void **state) {
   mdht_ctl_buf_free(&b);
 }
 
+/* ----------------------------------------------------------- inspection */
+
+static mdht_node_entry entry(uint32_t bucket, uint8_t ip4, mdht_node_state st,
+                             mdht_time added, mdht_time reply, uint32_t rtt) {
+  mdht_node_entry e;
+  memset(&e, 0, sizeof e);
+  e.bucket = bucket;
+  e.id = id_of(HEX2);
+  e.addr = test_addr4(10, 0, 0, ip4, 6881);
+  e.state = st;
+  e.added = added;
+  e.last_reply = reply;
+  e.rtt_ms = rtt;
+  return e;
+}
+
+static void test_list_lines(void **state) {
+  mdht_ctl_req req;
+  mdht_ctl_buf b = {0};
+  mdht_ctl_list l;
+  mdht_node_entry e1 = entry(3, 1, MDHT_NODE_GOOD, 1000, 9000, 12);
+  mdht_node_entry e2 = entry(0, 2, MDHT_NODE_BAD, 5000, 0, 0);
+  mdht_store_entry se = {.infohash = id_of(HEX1),
+                         .peers = 3,
+                         .seeds = 1,
+                         .newest_ms = 2500,
+                         .oldest_ms = 61000};
+  mdht_stored_peer sp = {.addr = test_addr4(10, 9, 9, 9, 51413),
+                         .seed = true,
+                         .age_ms = 4200,
+                         .ttl_ms = 1000};
+  (void)state;
+
+  memset(&req, 0, sizeof req);
+  mdht_ctl_list_init(&l, &req, &b, MDHT_CTL_MAX_OUT, 11000);
+  mdht_ctl_list_node(&l, &e1);
+  mdht_ctl_list_node(&l, &e2);
+  mdht_ctl_list_infohash(&l, &se);
+  mdht_ctl_list_peer(&l, &sp);
+  sp.seed = false;
+  mdht_ctl_list_peer(&l, &sp);
+  mdht_ctl_list_end(&l);
+  assert_string_equal(
+      text(&b), "3   " HEX2 " 10.0.0.1:6881 good age 10s seen 2s rtt 12ms\n"
+                "0   " HEX2 " 10.0.0.2:6881 bad age 6s seen - rtt -\n" HEX1
+                " peers 3 seeds 1 newest 2s oldest 61s\n"
+                "10.9.9.9:51413 age 4s seed\n"
+                "10.9.9.9:51413 age 4s\n");
+  assert_int_equal(l.shown, 5);
+
+  mdht_ctl_buf_reset(&b);
+  req.json = true;
+  sp.seed = true;
+  mdht_ctl_list_init(&l, &req, &b, MDHT_CTL_MAX_OUT, 11000);
+  mdht_ctl_list_node(&l, &e1);
+  mdht_ctl_list_node(&l, &e2);
+  mdht_ctl_list_infohash(&l, &se);
+  mdht_ctl_list_peer(&l, &sp);
+  assert_string_equal(
+      text(&b),
+      "{\"type\":\"node\",\"bucket\":3,\"id\":\"" HEX2 "\","
+      "\"addr\":\"10.0.0.1:6881\",\"state\":\"good\",\"age_ms\":10000,"
+      "\"seen_ms\":2000,\"rtt_ms\":12,\"fails\":0}\n"
+      "{\"type\":\"node\",\"bucket\":0,\"id\":\"" HEX2 "\","
+      "\"addr\":\"10.0.0.2:6881\",\"state\":\"bad\",\"age_ms\":6000,"
+      "\"seen_ms\":null,\"rtt_ms\":null,\"fails\":0}\n"
+      "{\"type\":\"infohash\",\"infohash\":\"" HEX1 "\",\"peers\":3,"
+      "\"seeds\":1,\"newest_ms\":2500,\"oldest_ms\":61000}\n"
+      "{\"type\":\"peer\",\"addr\":\"10.9.9.9:51413\",\"seed\":true,"
+      "\"age_ms\":4200,\"ttl_ms\":1000}\n");
+  mdht_ctl_buf_free(&b);
+}
+
+/* Nothing from outside is printed as text: an entry with a broken address
+ * or state still gives one line of printable ASCII, for the escaper has
+ * nothing to do here. */
+static void test_list_odd_entries(void **state) {
+  mdht_ctl_req req;
+  mdht_ctl_buf b = {0};
+  mdht_ctl_list l;
+  mdht_node_entry e = entry(1, 1, (mdht_node_state)77, 0, 0, 0);
+  (void)state;
+
+  memset(&req, 0, sizeof req);
+  e.addr.family = 99; /* not formattable */
+  mdht_ctl_list_init(&l, &req, &b, MDHT_CTL_MAX_OUT, 0);
+  mdht_ctl_list_node(&l, &e);
+  assert_string_equal(text(&b), "1   " HEX2 " ? ? age - seen - rtt -\n");
+  for (size_t i = 0; i + 1 < b.len; i++)
+    assert_true(b.p[i] >= 0x20 && b.p[i] < 0x7f);
+  mdht_ctl_buf_free(&b);
+}
+
+/* Thousands of entries: the lines stop short of the budget, the rest are
+ * counted in one last line, and the response is not an overflow (its
+ * status stays what the command says). */
+static void test_list_capped(void **state) {
+  mdht_ctl_req req;
+  mdht_ctl_buf b = {0};
+  mdht_ctl_list l;
+  mdht_node_entry e = entry(1, 1, MDHT_NODE_GOOD, 1, 1, 1);
+  const size_t limit = 8192;
+  (void)state;
+
+  for (int json = 0; json < 2; json++) {
+    memset(&req, 0, sizeof req);
+    req.json = json;
+    mdht_ctl_buf_reset(&b);
+    mdht_ctl_list_init(&l, &req, &b, limit, 1000);
+    for (int i = 0; i < 5000; i++)
+      mdht_ctl_list_node(&l, &e);
+    mdht_ctl_list_end(&l);
+    assert_true(l.shown > 10);
+    assert_int_equal(l.shown + l.more, 5000);
+    assert_true(b.len <= limit);
+    assert_false(b.overflow);
+    char want[96];
+    snprintf(want, sizeof want,
+             json ? "{\"type\":\"more\",\"count\":%llu}\n"
+                  : "... %llu more (output capped at 8 KiB)\n",
+             (unsigned long long)l.more);
+    assert_int_equal(memcmp(b.p + b.len - strlen(want), want, strlen(want)), 0);
+    mdht_ctl_buf_status(&b, MDHT_CTL_EXIT_OK, NULL);
+    assert_int_equal(memcmp(b.p + b.len - 8, "\0exit 0\n", 8), 0);
+  }
+  /* The whole response's budget: a full routing table fits uncapped. */
+  mdht_ctl_buf_reset(&b);
+  mdht_ctl_list_init(&l, &req, &b, MDHT_CTL_MAX_OUT, 1000);
+  for (int i = 0; i < 160 * 8; i++)
+    mdht_ctl_list_node(&l, &e);
+  assert_int_equal(l.more, 0);
+  mdht_ctl_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_result_get_peers),
@@ -263,6 +397,9 @@ int main(void) {
       cmocka_unit_test(test_status_and_overflow),
       cmocka_unit_test(test_escape),
       cmocka_unit_test(test_format_saved),
+      cmocka_unit_test(test_list_lines),
+      cmocka_unit_test(test_list_odd_entries),
+      cmocka_unit_test(test_list_capped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,11 +182,57 @@ static void test_format_roundtrip(void **state) {
   assert_memory_equal(&r, &back, sizeof r);
 }
 
+/* The inspection commands (issue 11): table and infohashes take no
+ * argument, peers one info-hash (hex or magnet); each reads back. */
+static void test_parse_inspection(void **state) {
+  mdht_ctl_req r, back;
+  mdht_id id1 = id_of(HEX1);
+  char line[MDHT_CTL_MAX_LINE + 1];
+  (void)state;
+
+  assert_int_equal(parse(&r, "table\n"), 0);
+  assert_int_equal(r.cmd, MDHT_CTL_TABLE);
+  assert_int_equal(parse(&r, "infohashes --json"), 0);
+  assert_int_equal(r.cmd, MDHT_CTL_INFOHASHES);
+  assert_true(r.json);
+  assert_int_equal(parse(&r, "peers " HEX1 " --json"), 0);
+  assert_int_equal(r.cmd, MDHT_CTL_PEERS);
+  assert_memory_equal(&r.target, &id1, sizeof id1);
+  assert_int_equal(parse(&r, "peers magnet:?xt=urn:btih:" HEX1), 0);
+  assert_memory_equal(&r.target, &id1, sizeof id1);
+  assert_string_equal(mdht_ctl_cmd_name(MDHT_CTL_INFOHASHES), "infohashes");
+  assert_int_equal(mdht_ctl_cmd_parse("peers"), MDHT_CTL_PEERS);
+
+  /* No argument where none is taken; one where one is needed; announce's
+   * options are not theirs. */
+  assert_int_equal(parse(&r, "table " HEX1), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "infohashes extra"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "peers"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "peers --json"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "peers 0123"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "peers " HEX1 " --seed"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "table --port 1"), MDHT_ERR_INVAL);
+
+  memset(&r, 0, sizeof r);
+  r.cmd = MDHT_CTL_PEERS;
+  r.target = id_of(HEX2);
+  r.json = true;
+  assert_true(mdht_ctl_format(&r, line, sizeof line) > 0);
+  assert_string_equal(line, "peers " HEX2 " --json\n");
+  assert_int_equal(parse(&back, line), 0);
+  assert_memory_equal(&r, &back, sizeof r);
+  memset(&r, 0, sizeof r);
+  r.cmd = MDHT_CTL_TABLE;
+  assert_true(mdht_ctl_format(&r, line, sizeof line) > 0);
+  assert_string_equal(line, "table\n");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_commands),
       cmocka_unit_test(test_parse_errors),
       cmocka_unit_test(test_format_roundtrip),
+      cmocka_unit_test(test_parse_inspection),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1609,6 +1609,129 @@ static void test_unsubscribe_any_handle(void **state) {
   assert_int_equal(mdht_node_subscribe(f->node, on_event, f), MDHT_ERR_FULL);
 }
 
+/* ------------------------------------------- inspection (mdht table ...) */
+
+typedef struct inspect_seen {
+  mdht_node_entry nodes[8];
+  size_t nn;
+  mdht_store_entry ihs[8];
+  size_t nih;
+  mdht_stored_peer peers[8];
+  size_t np;
+} inspect_seen;
+
+static void on_entry(const mdht_node_entry *e, void *user) {
+  inspect_seen *s = user;
+  if (s->nn < 8) s->nodes[s->nn++] = *e;
+}
+static void on_store(const mdht_store_entry *e, void *user) {
+  inspect_seen *s = user;
+  if (s->nih < 8) s->ihs[s->nih++] = *e;
+}
+static void on_peer(const mdht_stored_peer *p, void *user) {
+  inspect_seen *s = user;
+  if (s->np < 8) s->peers[s->np++] = *p;
+}
+
+/* The table as `mdht table` sees it: a node confirmed by a ping answered
+ * 10 ms later is good with a 10 ms RTT and its times; one that fails is
+ * bad. */
+static void test_visit_table(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 21, 6881);
+  mdht_addr b = test_addr4(127, 0, 0, 22, 6881);
+  mdht_id ia = test_id(0x01), ib = test_id(0x02);
+  mdht_time t0 = f->now;
+  inspect_seen s = {0};
+
+  confirm(f, &a, &ia); /* answered at t0 + 10 */
+  mdht_node_visit_table(f->node, f->now, on_entry, &s);
+  assert_int_equal(s.nn, 1);
+  assert_int_equal(s.nodes[0].state, MDHT_NODE_GOOD);
+  assert_int_equal(s.nodes[0].rtt_ms, 10);
+  assert_true(mdht_addr_eq(&s.nodes[0].addr, &a));
+  assert_memory_equal(s.nodes[0].id.b, ia.b, MDHT_ID_LEN);
+  assert_int_equal(s.nodes[0].added, t0);
+  assert_int_equal(s.nodes[0].last_reply, t0 + 10);
+  assert_int_equal(s.nodes[0].bucket, mdht_rtable_bucket_of(&f->node->rt, &ia));
+
+  /* b only queried us, and its confirmation ping goes unanswered until
+   * it counts as failed: no RTT, never answered, bad. */
+  mdht_krpc_msg *q = query(MDHT_M_PING, &ib, "qb");
+  uint8_t buf[MDHT_MAX_PACKET];
+  int n = mdht_krpc_encode(q, buf, sizeof buf);
+  mdht_node_recv(f->node, &b, buf, (size_t)n, f->now);
+  for (uint32_t i = 0; i < f->node->cfg.max_fails; i++)
+    mdht_rtable_failed(&f->node->rt, &ib, &b, f->now);
+  memset(&s, 0, sizeof s);
+  mdht_node_visit_table(f->node, f->now, on_entry, &s);
+  assert_int_equal(s.nn, 2);
+  for (size_t i = 0; i < s.nn; i++) {
+    if (!mdht_addr_eq(&s.nodes[i].addr, &b)) continue;
+    assert_int_equal(s.nodes[i].state, MDHT_NODE_BAD);
+    assert_int_equal(s.nodes[i].rtt_ms, 0);
+    assert_int_equal(s.nodes[i].last_reply, 0);
+    assert_int_equal(s.nodes[i].fails, f->node->cfg.max_fails);
+  }
+}
+
+/* The store as `mdht infohashes` and `mdht peers` see it: counts, ages
+ * since the last announce, and expired records left out. */
+static void test_visit_store(void **state) {
+  fixture *f = *state;
+  mdht_id ih1 = test_id(0x51), ih2 = test_id(0x52), none = test_id(0x53);
+  mdht_addr p1 = test_addr4(127, 0, 0, 31, 7000);
+  mdht_addr p2 = test_addr4(127, 0, 0, 32, 7000);
+  uint8_t store[64];
+  inspect_seen s = {0};
+
+  assert_int_equal(
+      announce(f, &p1, &ih1, get_token(f, &p1, &ih1, store), 1001, false), 'r');
+  f->now += 5000;
+  assert_int_equal(
+      announce(f, &p2, &ih1, get_token(f, &p2, &ih1, store), 1002, false), 'r');
+  assert_int_equal(
+      announce(f, &p2, &ih2, get_token(f, &p2, &ih2, store), 1003, false), 'r');
+  f->now += 1000;
+
+  mdht_node_visit_store(f->node, f->now, on_store, &s);
+  assert_int_equal(s.nih, 2);
+  for (size_t i = 0; i < s.nih; i++) {
+    bool first = mdht_id_eq(&s.ihs[i].infohash, &ih1);
+    assert_int_equal(s.ihs[i].peers, first ? 2 : 1);
+    assert_int_equal(s.ihs[i].seeds, 0);
+    assert_int_equal(s.ihs[i].newest_ms, 1000);
+    assert_int_equal(s.ihs[i].oldest_ms, first ? 6000 : 1000);
+  }
+
+  assert_int_equal(mdht_node_visit_peers(f->node, &ih1, f->now, on_peer, &s),
+                   2);
+  assert_int_equal(s.np, 2);
+  for (size_t i = 0; i < 2; i++) {
+    bool one = mdht_addr_ip_eq(&s.peers[i].addr, &p1);
+    assert_int_equal(s.peers[i].addr.port, one ? 1001 : 1002);
+    assert_int_equal(s.peers[i].age_ms, one ? 6000 : 1000);
+    assert_int_equal(s.peers[i].ttl_ms,
+                     f->node->cfg.peer_ttl_ms - s.peers[i].age_ms);
+  }
+  assert_int_equal(mdht_node_visit_peers(f->node, &none, f->now, on_peer, &s),
+                   MDHT_ERR_NOTFOUND);
+
+  /* p1's record has expired (not yet swept): gone from both views. */
+  f->now += f->node->cfg.peer_ttl_ms - 6000;
+  memset(&s, 0, sizeof s);
+  mdht_node_visit_store(f->node, f->now, on_store, &s);
+  for (size_t i = 0; i < s.nih; i++)
+    if (mdht_id_eq(&s.ihs[i].infohash, &ih1))
+      assert_int_equal(s.ihs[i].peers, 1);
+  assert_int_equal(mdht_node_visit_peers(f->node, &ih1, f->now, on_peer, &s),
+                   1);
+  f->now += 5000; /* and now every record */
+  memset(&s, 0, sizeof s);
+  mdht_node_visit_store(f->node, f->now, on_store, &s);
+  assert_int_equal(s.nih, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
@@ -1663,6 +1786,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_order_timeout_then_replaced, teardown),
       cmocka_unit_test_setup_teardown(test_unsubscribe_any_handle, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_visit_table, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_visit_store, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
