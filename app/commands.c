@@ -577,8 +577,19 @@ static int build_request(const client_args *a, const char *arg,
     break;
   case MDHT_CTL_PING: {
     int family = 0;
-    mdht_addr b;
+    mdht_addr b, lit;
+    char host[256];
+    const char *port;
     if (a->bind && mdht_sock_parse_ip(&b, a->bind, 0) == 0) family = b.family;
+    /* An address literal of the other family than --bind: say so, rather
+     * than the resolver's "Address family for hostname not supported". */
+    if (family && mdht_hostport_split(arg, host, sizeof host, &port) == 0 &&
+        mdht_sock_parse_ip(&lit, host, 0) == 0 && lit.family != family) {
+      cli_error("cannot ping an %s address from an %s binding (--bind %s)",
+                lit.family == MDHT_AF_INET6 ? "IPv6" : "IPv4",
+                family == MDHT_AF_INET6 ? "IPv6" : "IPv4", a->bind);
+      return -1;
+    }
     if (resolve(arg, family, &req->addr) < 0) return -1;
     break;
   }
@@ -597,7 +608,7 @@ static int build_request(const client_args *a, const char *arg,
   return 0;
 }
 
-int cmd_client(const char *name, int argc, char **argv) {
+static int client_main(const char *name, int argc, char **argv) {
   int i = find_command(name);
   const cli_opt *opts;
   size_t nopts, npos;
@@ -651,4 +662,29 @@ int cmd_client(const char *name, int argc, char **argv) {
     return CLI_USAGE_ERROR;
   }
   return run_local(&a, &req);
+}
+
+/* Whether --json is among the options (before a "--"), whatever else on
+ * the line is wrong: a usage error is reported as JSON too. */
+static bool wants_json(int argc, char **argv) {
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) return false;
+    if (strcmp(argv[i], "--json") == 0) return true;
+  }
+  return false;
+}
+
+int cmd_client(const char *name, int argc, char **argv) {
+  int rc = client_main(name, argc, argv);
+  /* With --json a failure is also one object on stdout, for programs that
+   * read only stdout; the "mdht: ..." line on stderr stays, as always. */
+  if (rc != 0 && wants_json(argc, argv)) {
+    const char *m = cli_last_error();
+    char esc[512 * 6 + 1];
+    mdht_ctl_escape_as(esc, sizeof esc, m, strlen(m), MDHT_CTL_ESC_JSON_STR);
+    printf("{\"type\":\"error\",\"error\":\"%s\",\"exit\":%d}\n",
+           esc[0] ? esc : "failed", rc);
+    fflush(stdout);
+  }
+  return rc;
 }

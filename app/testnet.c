@@ -49,8 +49,8 @@ static int opt_base_ip(void *ctx, const char *v) {
 
 #define OFF(f) offsetof(tn_args, f)
 static const cli_opt opts[] = {
-    {"--nodes", "N", "nodes to run", CLI_U32, OFF(nodes), 1, TESTNET_MAX_NODES,
-     NULL},
+    {"--nodes", "N", "nodes to run, 1 to 1000 (required)", CLI_U32, OFF(nodes),
+     1, TESTNET_MAX_NODES, NULL},
     {"--base-ip", "ADDR",
      "loopback address of node 0; node i gets ADDR + i (default 127.0.10.1)",
      CLI_CUSTOM, 0, 0, 0, opt_base_ip},
