@@ -8,17 +8,24 @@
 
 #include "mdht.h"
 
+/* The last error line, for --json (cli_last_error). */
+static char last_error[512];
+
 void cli_error(const char *fmt, ...) {
-  char buf[512];
+  char *buf = last_error;
   va_list ap;
 
   va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
+  vsnprintf(buf, sizeof last_error, fmt, ap);
   va_end(ap);
   /* A value with a newline in it must not break the one-line promise. */
   for (char *p = buf; *p; p++)
     if (*p == '\n' || *p == '\r') *p = ' ';
   fprintf(stderr, "mdht: %s\n", buf);
+}
+
+const char *cli_last_error(void) {
+  return last_error;
 }
 
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
@@ -140,13 +147,18 @@ void cli_print_options(const cli_opt *opts, size_t nopts,
     snprintf(left, sizeof left, "%s%s%s", o->name, o->metavar ? " " : "",
              o->metavar ? o->metavar : "");
     printf("  %-26s %s", left, o->help);
+    uint64_t v = 0;
     if (o->kind == CLI_U32)
-      printf(" (default %u)", *(const uint32_t *)field);
+      v = *(const uint32_t *)field;
     else if (o->kind == CLI_MS)
-      printf(" (default %llu)", (unsigned long long)*(const mdht_time *)field);
+      v = *(const mdht_time *)field;
     else if (o->kind == CLI_SECONDS)
-      printf(" (default %llu)",
-             (unsigned long long)(*(const mdht_time *)field / 1000));
+      v = *(const mdht_time *)field / 1000;
+    /* A value the option refuses is no default: the option is required
+     * (testnet --nodes), and its help says so. */
+    if ((o->kind == CLI_U32 || o->kind == CLI_MS || o->kind == CLI_SECONDS) &&
+        v >= o->min)
+      printf(" (default %llu)", (unsigned long long)v);
     putchar('\n');
   }
 }

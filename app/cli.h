@@ -37,6 +37,8 @@ typedef struct cli_opt {
 
 /* Prints "mdht: <message>" and a newline on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The message of the last cli_error ("" if none), for --json. */
+const char *cli_last_error(void);
 
 /* Parses argv[0..argc) (without the command name) into `ctx`. Positional
  * arguments go to pos[0..max_pos); *npos receives their count. Returns 0,

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,13 @@
 #include "sock.h"
 
 #define DEFAULT_TIMEOUT_MS ((mdht_time)30000)
-/* How much longer a client waits for the node's own "timed out" answer. */
-#define CONTROL_GRACE_MS 3000
+/* How much longer a --control client waits for the node's own answer at
+ * the deadline (the node ends the request at --timeout): --timeout N
+ * returns within N + 1 s even from a stuck node (docs/mdht.1). */
+#define CONTROL_GRACE_MS 500
+/* How often the short-lived node looks whether its bootstrap can still
+ * succeed (router pings in flight). */
+#define BOOT_POLL_MS 200
 
 typedef struct client_args {
   mdht_ctl_cmd cmd;
@@ -331,11 +337,13 @@ typedef struct local {
   mdht_ctl_reader rd;
   size_t fed;     /* bytes of `out` given to the reader */
   FILE *progress; /* stderr on a terminal, else NULL */
-  mdht_loop_timer timeout;
+  mdht_loop_timer timeout, poll;
   mdht_loop_wakeup wake;
-  int sub;       /* our subscription to the node, or -1 */
-  bool started;  /* the job runs (no longer waits for a node) */
-  bool finished; /* the reader saw the status line */
+  size_t routers;          /* bootstrap addresses pinged */
+  mdht_time boot_deadline; /* their pings have timed out by then */
+  int sub;                 /* our subscription to the node, or -1 */
+  bool started;            /* the job runs (no longer waits for a node) */
+  bool finished;           /* the reader saw the status line */
   bool proto_error;
   mdht_time timeout_ms;
 } local;
@@ -375,12 +383,54 @@ static bool has_nodes(local *l) {
   return s.nodes_total > 0 || mdht_node_bootstrapped(l->d.node);
 }
 
+/* One progress line per phase (on a terminal only): the lookup's own
+ * rounds follow. */
+static void phase(local *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void phase(local *l, const char *fmt, ...) {
+  char text[160];
+  va_list ap;
+  if (!l->progress || l->job.done) return;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  mdht_ctl_buf_progress(&l->out, text);
+  feed(l);
+}
+
 static void try_start(local *l) {
   if (l->started || l->job.done) return;
   /* A ping needs no table; a lookup waits for the first node to answer
    * (it then finds the others itself). */
   if (l->job.req.cmd != MDHT_CTL_PING && !has_nodes(l)) return;
+  if (l->job.req.cmd != MDHT_CTL_PING) {
+    mdht_stats s;
+    char hex[41];
+    mdht_node_stats(l->d.node, mdht_driver_now(), &s);
+    mdht_id_format(&l->job.req.target, hex);
+    phase(l, "joined: %u node%s", s.nodes_total, s.nodes_total == 1 ? "" : "s");
+    phase(l, "looking up %s...", hex);
+  }
   if (mdht_ctl_job_start(&l->job, mdht_driver_now()) == 0) l->started = true;
+}
+
+/* Before the job starts: once every router ping has had its query timeout
+ * (5 s) with no answer, or none is in flight any more, the bootstrap has
+ * failed (the node's own retries are seconds to minutes away): fail now
+ * rather than at --timeout. */
+static void on_poll(mdht_loop *loop, mdht_loop_timer *t, void *user) {
+  local *l = user;
+  mdht_stats s;
+  try_start(l);
+  if (l->started || l->job.done) return;
+  mdht_node_stats(l->d.node, mdht_driver_now(), &s);
+  if (!has_nodes(l) &&
+      (s.txns_outstanding == 0 || mdht_loop_now() >= l->boot_deadline)) {
+    mdht_ctl_job_fail(&l->job, MDHT_CTL_EXIT_ERROR,
+                      "no bootstrap node answered");
+    return;
+  }
+  mdht_loop_timer_set(loop, t, mdht_loop_now() + BOOT_POLL_MS);
 }
 
 static void on_wake(mdht_loop *loop, mdht_loop_wakeup *w, void *user) {
@@ -393,13 +443,13 @@ static void on_timeout(mdht_loop *loop, mdht_loop_timer *t, void *user) {
   char msg[160];
   (void)loop, (void)t;
   if (l->job.done) return;
-  if (!l->started)
+  if (!l->started && l->job.req.cmd != MDHT_CTL_PING) {
     snprintf(msg, sizeof msg, "no bootstrap node answered within %llu s",
              (unsigned long long)(l->timeout_ms / 1000));
-  else
-    snprintf(msg, sizeof msg, "timed out after %llu s",
-             (unsigned long long)(l->timeout_ms / 1000));
-  mdht_ctl_job_fail(&l->job, MDHT_CTL_EXIT_ERROR, msg);
+    mdht_ctl_job_fail(&l->job, MDHT_CTL_EXIT_ERROR, msg);
+  } else {
+    mdht_ctl_job_expire(&l->job, false);
+  }
 }
 
 /* The short-lived node's options: where it binds, read-only. */
@@ -438,7 +488,11 @@ static int local_bootstrap(local *l, const client_args *a) {
   }
   for (size_t i = 0; i < nboot; i++)
     added += (size_t)mdht_driver_bootstrap(&l->d, boot[i]);
-  if (added > 0) return 0;
+  l->routers = added;
+  if (added > 0) {
+    phase(l, "bootstrapping via %zu router%s...", added, added == 1 ? "" : "s");
+    return 0;
+  }
   cli_error("no usable bootstrap address (names that do not resolve, or "
             "not of the %s family)",
             l->d.bind.sock.local.family == MDHT_AF_INET6 ? "IPv6" : "IPv4");
@@ -469,6 +523,7 @@ static int local_init(local *l, const client_args *a, const mdht_ctl_req *req) {
   mdht_loop_timer_init(&l->timeout, on_timeout, l);
   /* A crawl ends by itself at its timeout, with its report. */
   mdht_time grace = req->cmd == MDHT_CTL_SAMPLE ? MDHT_CTL_SAMPLE_GRACE_MS : 0;
+  mdht_loop_timer_init(&l->poll, on_poll, l);
   if (l->sub < 0 ||
       mdht_loop_timer_set(&l->loop, &l->timeout,
                           mdht_loop_now() + a->timeout_ms + grace) < 0) {
@@ -478,7 +533,15 @@ static int local_init(local *l, const client_args *a, const mdht_ctl_req *req) {
   mdht_loop_wakeup_add(&l->loop, &l->wake, on_wake, l);
   mdht_ctl_job_init(&l->job, l->d.node, req, &l->out, mdht_driver_now(),
                     local_notify, l);
-  return local_bootstrap(l, a);
+  if (local_bootstrap(l, a) < 0) return -1;
+  l->boot_deadline = mdht_loop_now() + o.cfg.query_timeout_ms;
+  if (req->cmd != MDHT_CTL_PING &&
+      mdht_loop_timer_set(&l->loop, &l->poll, mdht_loop_now() + BOOT_POLL_MS) <
+          0) {
+    cli_error("cannot set up the node: out of memory");
+    return -1;
+  }
+  return 0;
 }
 
 static void local_free(local *l) {
@@ -486,6 +549,7 @@ static void local_free(local *l) {
   if (l->d.node && l->sub >= 0) mdht_node_unsubscribe(l->d.node, l->sub);
   if (l->loop.epfd >= 0) {
     mdht_loop_timer_stop(&l->loop, &l->timeout);
+    mdht_loop_timer_stop(&l->loop, &l->poll);
     mdht_loop_wakeup_del(&l->loop, &l->wake);
   }
   mdht_driver_free(&l->d);
@@ -511,9 +575,12 @@ static int run_local(const client_args *a, const mdht_ctl_req *req) {
     }
   }
   /* Stopped with the job still running: SIGINT or SIGTERM, the user gave
-   * up. */
+   * up; the status a shell shows for it (130 for Ctrl-C). */
   if (!l.job.done)
-    mdht_ctl_job_fail(&l.job, MDHT_CTL_EXIT_ERROR, "interrupted");
+    mdht_ctl_job_fail(&l.job,
+                      l.loop.stop_signal ? 128 + l.loop.stop_signal
+                                         : MDHT_CTL_EXIT_ERROR,
+                      "interrupted");
   feed(&l);
   if (!l.finished || l.proto_error)
     cli_error("internal error: incomplete answer");
@@ -565,8 +632,19 @@ static int build_request(const client_args *a, const char *arg,
     break;
   case MDHT_CTL_PING: {
     int family = 0;
-    mdht_addr b;
+    mdht_addr b, lit;
+    char host[256];
+    const char *port;
     if (a->bind && mdht_sock_parse_ip(&b, a->bind, 0) == 0) family = b.family;
+    /* An address literal of the other family than --bind: say so, rather
+     * than the resolver's "Address family for hostname not supported". */
+    if (family && mdht_hostport_split(arg, host, sizeof host, &port) == 0 &&
+        mdht_sock_parse_ip(&lit, host, 0) == 0 && lit.family != family) {
+      cli_error("cannot ping an %s address from an %s binding (--bind %s)",
+                lit.family == MDHT_AF_INET6 ? "IPv6" : "IPv4",
+                family == MDHT_AF_INET6 ? "IPv6" : "IPv4", a->bind);
+      return -1;
+    }
     if (resolve(arg, family, &req->addr) < 0) return -1;
     break;
   }
@@ -644,7 +722,7 @@ static int dispatch(client_args *a, const mdht_ctl_req *req, const char *name,
   return node_cmd ? CLI_USAGE_ERROR : run_local(a, req);
 }
 
-int cmd_client(const char *name, int argc, char **argv) {
+static int client_main(const char *name, int argc, char **argv) {
   int i = find_command(name);
   const cli_opt *opts;
   size_t nopts, npos;
@@ -685,4 +763,29 @@ int cmd_client(const char *name, int argc, char **argv) {
   if (build_request(&a, max_pos ? pos[0] : NULL, &req) < 0)
     return CLI_USAGE_ERROR;
   return dispatch(&a, &req, name, node_cmd);
+}
+
+/* Whether --json is among the options (before a "--"), whatever else on
+ * the line is wrong: a usage error is reported as JSON too. */
+static bool wants_json(int argc, char **argv) {
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) return false;
+    if (strcmp(argv[i], "--json") == 0) return true;
+  }
+  return false;
+}
+
+int cmd_client(const char *name, int argc, char **argv) {
+  int rc = client_main(name, argc, argv);
+  /* With --json a failure is also one object on stdout, for programs that
+   * read only stdout; the "mdht: ..." line on stderr stays, as always. */
+  if (rc != 0 && wants_json(argc, argv)) {
+    const char *m = cli_last_error();
+    char esc[512 * 6 + 1];
+    mdht_ctl_escape_as(esc, sizeof esc, m, strlen(m), MDHT_CTL_ESC_JSON_STR);
+    printf("{\"type\":\"error\",\"error\":\"%s\",\"exit\":%d}\n",
+           esc[0] ? esc : "failed", rc);
+    fflush(stdout);
+  }
+  return rc;
 }

@@ -323,7 +323,8 @@ typedef struct run_ctx {
   bool ctl_in_state; /* in the state directory: made once it exists */
   char ctl_why[160]; /* why there is no default socket, for the log */
   char ctlbuf[4096 + 16];
-  uint8_t *saved; /* the state file's bytes, until restored */
+  int stop_signal; /* what stopped the loop: SIGINT exits 130 */
+  uint8_t *saved;  /* the state file's bytes, until restored */
   size_t saved_len;
   mdht_id saved_id;
   char dirbuf[4096];
@@ -344,6 +345,7 @@ static void on_stop_signal(mdht_loop *loop, int signo, void *user) {
   run_ctx *c = user;
   mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "%s received, shutting down",
                      signo == SIGINT ? "SIGINT" : "SIGTERM");
+  if (!c->stop_signal) c->stop_signal = signo;
   mdht_loop_stop(loop);
 }
 
@@ -475,8 +477,11 @@ static int run_start_node(run_ctx *c, mdht_driver_opts *o) {
     o->bootstrap = NULL;
     o->nbootstrap = 0;
   }
-  /* The driver has logged why it failed; keep to one line. */
-  if (mdht_driver_init(&c->d, &c->loop, o) < 0) return -1;
+  /* The documented one line, "mdht: cannot bind ...", not a log line. */
+  if (mdht_driver_init(&c->d, &c->loop, o) < 0) {
+    cli_error("%s", c->d.error);
+    return -1;
+  }
   if (c->have_state && run_attach_state(c, routers, nrouters) < 0) return -1;
   if (c->have_ctl && (rc = mdht_ctl_server_attach(&c->ctl, &c->d)) < 0) {
     mdht_logforge_logf(&c->log, MDHT_LOG_ERROR, "control socket %s: %s",
@@ -575,7 +580,10 @@ static int cmd_run(int argc, char **argv) {
   c.have_ctl = false;
   if (c.have_state) mdht_persist_save(&c.ps, c.d.node); /* clean shutdown */
   run_close(&c);
-  return rc < 0 ? CLI_USAGE_ERROR : 0;
+  /* SIGTERM is how a service manager stops us: a clean stop, 0. SIGINT is
+   * Ctrl-C, which a shell reports as 130 for every command. */
+  if (rc < 0) return CLI_USAGE_ERROR;
+  return c.stop_signal == SIGINT ? 128 + SIGINT : 0;
 }
 
 /* ----------------------------------------------------------------- main */

@@ -5,9 +5,10 @@
  *
  * Each node is a UDP binding (src/io/binding.c) on one shared loop
  * (src/io/loop.c): the same receive, send and timer code as `mdht run`,
- * N times over. SIGINT / SIGTERM stop the loop and end the run with
- * status 0.
+ * N times over. SIGTERM stops the loop and ends the run with status 0,
+ * SIGINT (Ctrl-C) with 130.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +49,8 @@ static int opt_base_ip(void *ctx, const char *v) {
 
 #define OFF(f) offsetof(tn_args, f)
 static const cli_opt opts[] = {
-    {"--nodes", "N", "nodes to run", CLI_U32, OFF(nodes), 1, TESTNET_MAX_NODES,
-     NULL},
+    {"--nodes", "N", "nodes to run, 1 to 1000 (required)", CLI_U32, OFF(nodes),
+     1, TESTNET_MAX_NODES, NULL},
     {"--base-ip", "ADDR",
      "loopback address of node 0; node i gets ADDR + i (default 127.0.10.1)",
      CLI_CUSTOM, 0, 0, 0, opt_base_ip},
@@ -149,7 +150,10 @@ static int run(const tn_args *a, const mdht_addr *base, uint32_t ip0) {
       announce(&t);
       e = mdht_loop_run(&t.loop, 0);
       if (e < 0) cli_error("event loop: %s", strerror(-e));
-      rc = e < 0 ? CLI_USAGE_ERROR : 0;
+      /* As `mdht run`: SIGTERM is a clean stop, Ctrl-C exits 130. */
+      rc = e < 0                          ? CLI_USAGE_ERROR
+           : t.loop.stop_signal == SIGINT ? 128 + SIGINT
+                                          : 0;
     }
   }
   for (uint32_t i = 0; t.n && i < t.count; i++) {

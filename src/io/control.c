@@ -19,6 +19,8 @@
 
 /* --------------------------------------------------------------- server */
 
+#define MDHT_CTL_WAIT_POLL_MS 200
+
 struct mdht_ctl_client {
   int fd; /* -1: a free slot */
   char in[MDHT_CTL_MAX_LINE];
@@ -163,6 +165,17 @@ static void client_start(mdht_ctl_server *srv, mdht_ctl_client *c,
   c->inlen -= len;
 }
 
+/* Whether a node that has no usable node yet may still get one soon:
+ * queries are in flight (router pings, pings of loaded nodes). When none
+ * is, nothing will change before the next bootstrap attempt (seconds to
+ * minutes away): a waiting request fails at once rather than at its
+ * deadline. */
+static bool node_pending(mdht_ctl_server *srv, mdht_time now) {
+  mdht_stats s;
+  mdht_node_stats(srv->driver->node, now, &s);
+  return s.txns_outstanding > 0;
+}
+
 /* Everything a client may need after any event: finish, time out, send,
  * start the next request, close. Returns its next deadline. */
 static mdht_time client_service(mdht_ctl_server *srv, mdht_ctl_client *c,
@@ -170,15 +183,9 @@ static mdht_time client_service(mdht_ctl_server *srv, mdht_ctl_client *c,
   for (;;) {
     if (c->busy && c->waiting && !c->job.done)
       c->waiting = mdht_ctl_job_start(&c->job, now) == MDHT_ERR_AGAIN;
-    if (c->busy && !c->job.done && now >= c->job.deadline) {
-      char msg[96];
-      if (c->waiting)
-        snprintf(msg, sizeof msg, "the node knows no other node yet");
-      else
-        snprintf(msg, sizeof msg, "timed out after %llu ms",
-                 (unsigned long long)c->job.req.timeout_ms);
-      mdht_ctl_job_fail(&c->job, MDHT_CTL_EXIT_ERROR, msg);
-    }
+    if (c->busy && !c->job.done &&
+        (now >= c->job.deadline || (c->waiting && !node_pending(srv, now))))
+      mdht_ctl_job_expire(&c->job, c->waiting);
     if (c->busy && c->job.done) {
       c->busy = c->waiting = false;
       c->idle_deadline = now + MDHT_CTL_IDLE_MS;
@@ -208,6 +215,10 @@ static mdht_time client_service(mdht_ctl_server *srv, mdht_ctl_client *c,
     return UINT64_MAX;
   }
   client_set_events(srv, c);
+  /* A waiting request looks again soon: the queries in flight may all time
+   * out, which is no event it hears of. */
+  if (c->busy && c->waiting && now + MDHT_CTL_WAIT_POLL_MS < c->job.deadline)
+    return now + MDHT_CTL_WAIT_POLL_MS;
   return c->busy ? c->job.deadline : c->idle_deadline;
 }
 

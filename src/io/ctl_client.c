@@ -133,8 +133,11 @@ typedef struct call {
  * gives no event to wait for: connect is tried again this much later. */
 #define CALL_RETRY_MS 10
 
+/* The whole seconds asked for: the command adds a grace of less than a
+ * second (for the node's own answer) that is not the user's number. */
 static unsigned long long call_secs(const call *c) {
-  return (unsigned long long)(c->timeout_ms + 999) / 1000;
+  unsigned long long s = (unsigned long long)c->timeout_ms / 1000;
+  return s ? s : 1;
 }
 
 /* Ends the call with exit status `rc`; the message is set by the caller. */
@@ -326,10 +329,12 @@ static int call_run(call *c) {
       return MDHT_CTL_EXIT_ERROR;
     }
   }
-  /* Stopped before the end: SIGINT or SIGTERM, the user gave up. */
+  /* Stopped before the end: SIGINT or SIGTERM, the user gave up. The
+   * status a shell gives a command that a signal ended: 130 for Ctrl-C. */
   if (!c->done) {
     snprintf(c->msg, c->msgcap, "interrupted");
-    return MDHT_CTL_EXIT_ERROR;
+    return c->loop.stop_signal ? 128 + c->loop.stop_signal
+                               : MDHT_CTL_EXIT_ERROR;
   }
   return c->rc;
 }

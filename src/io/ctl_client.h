@@ -50,8 +50,9 @@ int mdht_ctl_reader_feed(mdht_ctl_reader *rd, const char *data, size_t len,
  * progress lines on `progress` (NULL: dropped). Gives up `timeout_ms` after
  * it starts (connect, send and answer together). Runs on an mdht_loop of its
  * own (loop.h); for the call's length SIGINT and SIGTERM are blocked and
- * taken through the loop, and end the call with exit 2, "interrupted", as
- * they end the short-lived node of the client commands. Returns the
+ * taken through the loop (even when inherited as ignored), and end the
+ * call with 128 + the signal (130 for SIGINT, 143 for SIGTERM) and
+ * "interrupted", as they end the short-lived node of the client commands. Returns the
  * command's exit status; when a message goes with it (the server's, or why
  * the call failed), it is in `msg` (else msg[0] is NUL). */
 int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,

@@ -183,13 +183,19 @@ static void nodes_result(const mdht_ctl_req *req, const mdht_result *r,
   if (req->json) summary_json(req, r, r->npeers, out);
   if (r->nnodes > 0) {
     *code = MDHT_CTL_EXIT_OK;
+  } else if (req->cmd == MDHT_CTL_ANNOUNCE && r->responses > 0) {
+    /* The lookup was answered, so the network is there: every node
+     * refused the announce (or gave no token). That is "none", not an
+     * error. */
+    *code = MDHT_CTL_EXIT_NONE;
+    snprintf(msg, msgcap, "no node accepted the announce");
   } else if (!r->ok) {
     *code = MDHT_CTL_EXIT_ERROR;
     snprintf(msg, msgcap, "no node answered the lookup");
   } else {
-    /* Only an announce can get here: answers, but no acceptance. */
+    /* A find_node that was answered with no node at all. */
     *code = MDHT_CTL_EXIT_NONE;
-    snprintf(msg, msgcap, "no node accepted the announce");
+    snprintf(msg, msgcap, "no node found");
   }
 }
 
@@ -338,6 +344,16 @@ typedef struct stats_view {
   char qin[256], qout[256], drops[256], hex[41];
 } stats_view;
 
+static const char *plural(uint64_t n) {
+  return n == 1 ? "" : "s";
+}
+
+/* Neither good nor questionable: failed too often, to be replaced. */
+static uint32_t nodes_bad(const mdht_stats *s) {
+  uint32_t known = s->nodes_good + s->nodes_questionable;
+  return s->nodes_total > known ? s->nodes_total - known : 0;
+}
+
 static void stats_json(const stats_view *v, mdht_ctl_buf *out) {
   const mdht_stats *s = &v->s;
   /* One object, one line; the buckets as an array. */
@@ -353,7 +369,7 @@ static void stats_json(const stats_view *v, mdht_ctl_buf *out) {
       out,
       "{\"type\":\"stats\",\"id\":\"%s\",\"uptime_s\":%llu,"
       "\"nodes\":{\"total\":%u,\"good\":%u,\"questionable\":%u,"
-      "\"buckets\":%u,\"replacements\":%u},\"buckets\":[%s],"
+      "\"bad\":%u,\"buckets\":%u,\"replacements\":%u},\"buckets\":[%s],"
       "\"storage\":{\"infohashes\":%u,\"peers\":%u},"
       "\"packets\":{\"in\":%llu,\"out\":%llu},"
       "\"queries_in\":{%s},\"queries_out\":{%s},"
@@ -362,7 +378,7 @@ static void stats_json(const stats_view *v, mdht_ctl_buf *out) {
       "\"dropped\":{%s},\"rate_limited\":%llu,\"tokens_rejected\":%llu,"
       "\"txns_outstanding\":%u}",
       v->hex, v->up, s->nodes_total, s->nodes_good, s->nodes_questionable,
-      s->buckets, s->replacements, bk, s->infohashes, s->peers,
+      nodes_bad(s), s->buckets, s->replacements, bk, s->infohashes, s->peers,
       (unsigned long long)s->recv_packets, (unsigned long long)s->sent_packets,
       v->qin, v->qout, (unsigned long long)s->responses_in,
       (unsigned long long)s->responses_out, (unsigned long long)s->errors_in,
@@ -377,15 +393,17 @@ static void stats_text(const stats_view *v, mdht_ctl_buf *out) {
   mdht_ctl_buf_line(out, "id               %s", v->hex);
   mdht_ctl_buf_line(out, "uptime           %llu s", v->up);
   mdht_ctl_buf_line(out,
-                    "nodes            %u (%u good, %u questionable) in %u "
-                    "buckets, %u replacements",
+                    "nodes            %u (%u good, %u questionable, %u bad) "
+                    "in %u bucket%s, %u replacement%s",
                     s->nodes_total, s->nodes_good, s->nodes_questionable,
-                    s->buckets, s->replacements);
+                    nodes_bad(s), s->buckets, plural(s->buckets),
+                    s->replacements, plural(s->replacements));
   for (uint32_t b = 0; v->bc && b < v->nb; b++)
     mdht_ctl_buf_line(out, "  bucket %-3u      %u (%u good)", b,
                       v->bc->nodes[b], v->bc->good[b]);
-  mdht_ctl_buf_line(out, "storage          %u info-hashes, %u peers",
-                    s->infohashes, s->peers);
+  mdht_ctl_buf_line(out, "storage          %u info-hash%s, %u peer%s",
+                    s->infohashes, s->infohashes == 1 ? "" : "es", s->peers,
+                    plural(s->peers));
   mdht_ctl_buf_line(out, "packets          %llu in, %llu out",
                     (unsigned long long)s->recv_packets,
                     (unsigned long long)s->sent_packets);

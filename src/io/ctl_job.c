@@ -162,6 +162,31 @@ void mdht_ctl_job_fail(mdht_ctl_job *job, int code, const char *msg) {
   job_done(job, code, msg);
 }
 
+void mdht_ctl_job_expire(mdht_ctl_job *job, bool waiting) {
+  char span[32], addr[64], msg[160];
+  mdht_time ms =
+      job->req.timeout_ms ? job->req.timeout_ms : MDHT_CTL_DEFAULT_TIMEOUT_MS;
+  if (job->done) return;
+  if (ms % 1000 == 0)
+    snprintf(span, sizeof span, "%llu s", (unsigned long long)(ms / 1000));
+  else
+    snprintf(span, sizeof span, "%llu ms", (unsigned long long)ms);
+  if (job->req.cmd == MDHT_CTL_PING) {
+    /* The same "did not answer" as when the node's own query times out:
+     * --timeout only says how long to wait for it (docs/mdht.1). */
+    if (mdht_addr_format(&job->req.addr, addr, sizeof addr) < 0)
+      strcpy(addr, "?");
+    snprintf(msg, sizeof msg, "no answer from %s within %s", addr, span);
+    mdht_ctl_job_fail(job, MDHT_CTL_EXIT_NONE, msg);
+  } else if (waiting) {
+    mdht_ctl_job_fail(job, MDHT_CTL_EXIT_ERROR,
+                      "the node knows no other node yet");
+  } else {
+    snprintf(msg, sizeof msg, "timed out after %s", span);
+    mdht_ctl_job_fail(job, MDHT_CTL_EXIT_ERROR, msg);
+  }
+}
+
 void mdht_ctl_job_event(mdht_ctl_job *job, const mdht_event *ev) {
   char text[256];
 

@@ -60,6 +60,12 @@ int mdht_ctl_job_start(mdht_ctl_job *job, mdht_time now);
 /* Cancels the node's operation, if any, and ends the job with `code` and
  * `msg`. Not from inside a node callback. */
 void mdht_ctl_job_fail(mdht_ctl_job *job, int code, const char *msg);
+/* The deadline passed: ends the job as docs/mdht.1 says. A ping that got
+ * no answer is exit 1, "no answer from ADDR within N s" (as when its query
+ * times out first); a lookup still `waiting` for a usable node is exit 2,
+ * "the node knows no other node yet"; anything else exit 2, "timed out
+ * after N s". Not from inside a node callback. */
+void mdht_ctl_job_expire(mdht_ctl_job *job, bool waiting);
 /* Feed every event of the node here (from a subscriber): it notes the
  * job's lookup id, and appends a progress line for each new round of it if
  * the request asked for progress. */

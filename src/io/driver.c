@@ -207,7 +207,8 @@ int mdht_driver_init(mdht_driver *d, mdht_loop *loop,
     snprintf(d->error, sizeof d->error, "cannot start: %s", strerror(-rc));
   }
   if (rc < 0) {
-    mdht_logforge_logf(d->log, MDHT_LOG_ERROR, "%s", d->error);
+    /* Not logged: the caller prints d->error as the command's one error
+     * line (mdht: cannot bind ...). */
     mdht_driver_free(d);
     return rc;
   }

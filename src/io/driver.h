@@ -81,7 +81,8 @@ void mdht_driver_opts_default(mdht_driver_opts *o);
  * the "listening" line and pings the bootstrap addresses. Returns 0 or a
  * negative errno (-EADDRINUSE, ...) or MDHT_ERR_* code (from
  * mdht_node_new); on failure everything is released and a message saying
- * why has been logged at error level (and put in d->error). */
+ * why is in d->error, for the caller to print (not logged: the command's
+ * error is one "mdht: ..." line). */
 int mdht_driver_init(mdht_driver *d, mdht_loop *loop,
                      const mdht_driver_opts *opts);
 

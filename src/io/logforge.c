@@ -52,16 +52,16 @@ mdht_log_level mdht_logforge_event_level(const mdht_event *ev) {
   switch (ev->type) {
   case MDHT_EV_LOG:
     return ev->u.log.level;
-  /* What an operator watches: the table growing, lookups, state. */
+  /* What an operator watches: the table growing, lookups ending, state
+   * saved, the public address changing (the core publishes that once per
+   * change). The README's level table is this switch. */
   case MDHT_EV_NODE_ADDED:
   case MDHT_EV_NODE_REMOVED:
   case MDHT_EV_NODE_REPLACED:
   case MDHT_EV_BUCKET_SPLIT:
-  case MDHT_EV_LOOKUP_STARTED:
   case MDHT_EV_LOOKUP_DONE:
   case MDHT_EV_BOOTSTRAP_DONE:
   case MDHT_EV_STATE_SAVED:
-  case MDHT_EV_STATE_LOADED:
   case MDHT_EV_EXTERNAL_ADDR:
     return MDHT_LOG_INFO;
   /* Rare (once per change of the public address) and it changes what the
@@ -69,7 +69,12 @@ mdht_log_level mdht_logforge_event_level(const mdht_event *ev) {
   case MDHT_EV_NODE_ID_CHANGED:
     return MDHT_LOG_WARN;
   /* Remote peers misbehaving or the network losing packets is normal on
-   * the public DHT: worth seeing when debugging, never a warning. */
+   * the public DHT: worth seeing when debugging, never a warning (a token
+   * rejected from a stranger is nothing an operator can act on). A lookup's
+   * start says nothing its end does not; the state load has its own, fuller
+   * info line from the program (persist.c). */
+  case MDHT_EV_LOOKUP_STARTED:
+  case MDHT_EV_STATE_LOADED:
   case MDHT_EV_DATAGRAM_DROPPED:
   case MDHT_EV_RATE_LIMITED:
   case MDHT_EV_TOKEN_REJECTED:
@@ -80,7 +85,8 @@ mdht_log_level mdht_logforge_event_level(const mdht_event *ev) {
   case MDHT_EV_PEER_STORED:
   case MDHT_EV_PEER_EXPIRED:
     return MDHT_LOG_DEBUG;
-  /* One per datagram. */
+  /* One per datagram: at trace, or a debug log of a busy node is nothing
+   * but these. */
   case MDHT_EV_QUERY_RECEIVED:
   case MDHT_EV_RESPONSE_SENT:
   case MDHT_EV_QUERY_SENT:

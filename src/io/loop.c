@@ -260,6 +260,26 @@ static void on_signals(mdht_loop *l, int fd, uint32_t events, void *user) {
   }
 }
 
+/* Never runs while the loop holds the signal blocked; only a signal still
+ * pending when mdht_loop_free unblocks it lands here, and is dropped. */
+static void ignore_signal(int signo) {
+  (void)signo;
+}
+
+/* A disposition of our own: an ignored signal is discarded when it is
+ * sent, before any signalfd could see it, and non-interactive shells start
+ * background jobs with SIGINT ignored ("cmd &" then "kill -INT"). */
+static int take_disposition(mdht_loop *l, int signo) {
+  struct sigaction sa;
+  if (l->act_saved[signo]) return 0;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = ignore_signal;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(signo, &sa, &l->old_act[signo]) < 0) return -errno;
+  l->act_saved[signo] = true;
+  return 0;
+}
+
 int mdht_loop_signal(mdht_loop *l, int signo, mdht_loop_signal_cb cb,
                      void *user) {
   sigset_t one;
@@ -284,11 +304,12 @@ int mdht_loop_signal(mdht_loop *l, int signo, mdht_loop_signal_cb cb,
   }
   l->sig[signo].cb = cb;
   l->sig[signo].user = user;
-  return 0;
+  return take_disposition(l, signo);
 }
 
 static void stop_on_signal(mdht_loop *l, int signo, void *user) {
-  (void)signo, (void)user;
+  (void)user;
+  if (!l->stop_signal) l->stop_signal = signo;
   mdht_loop_stop(l);
 }
 
@@ -318,6 +339,10 @@ void mdht_loop_free(mdht_loop *l) {
   l->epfd = l->evfd = l->sigfd = -1;
   if (l->masked) sigprocmask(SIG_SETMASK, &l->old_mask, NULL);
   l->masked = false;
+  /* After the unblocking: a signal still pending goes to our handler. */
+  for (int s = 1; s < MDHT_LOOP_NSIG; s++)
+    if (l->act_saved[s]) sigaction(s, &l->old_act[s], NULL);
+  memset(l->act_saved, 0, sizeof l->act_saved);
   free(l->heap);
   free(l->fds);
   l->heap = NULL;

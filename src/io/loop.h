@@ -113,6 +113,13 @@ struct mdht_loop {
   } sig[MDHT_LOOP_NSIG];
   sigset_t sigmask, old_mask; /* old_mask: restored by mdht_loop_free */
   bool masked;
+  /* The dispositions we replaced (see mdht_loop_signal), restored by
+   * mdht_loop_free. */
+  struct sigaction old_act[MDHT_LOOP_NSIG];
+  bool act_saved[MDHT_LOOP_NSIG];
+  /* The signal that stopped the loop through mdht_loop_stop_on_signals,
+   * or 0. */
+  int stop_signal;
   /* One receive batch (64 x 64 KiB) that every binding of the loop reads
    * into in turn, so that a thousand nodes do not need a thousand. */
   mdht_sock_rx rx;
@@ -169,7 +176,8 @@ void mdht_loop_prepare_del(mdht_loop *loop, mdht_loop_prepare *p);
  * one replaces the old). Returns 0 or -errno. */
 int mdht_loop_signal(mdht_loop *loop, int signo, mdht_loop_signal_cb cb,
                      void *user);
-/* SIGINT and SIGTERM stop the loop, silently. */
+/* SIGINT and SIGTERM stop the loop, silently; loop->stop_signal says
+ * which (a command exits 128 + it, as a shell expects). */
 int mdht_loop_stop_on_signals(mdht_loop *loop);
 
 /* The loop's shared receive batch, allocated on first use; NULL when out

@@ -14,7 +14,9 @@
 #include "mdht.h"
 
 /* 40 hex digits, or a magnet link whose xt is urn:btih: with 40 hex or 32
- * base32 digits. Returns 0 or MDHT_ERR_INVAL. */
+ * base32 digits. The scheme, the xt key and the urn are read in any case,
+ * and the xt value may be percent-encoded ("urn%3Abtih%3A..."). Returns 0
+ * or MDHT_ERR_INVAL. */
 int mdht_ctl_parse_infohash(mdht_id *out, const char *s);
 
 #endif

@@ -479,13 +479,16 @@ int mdht_persist_restore(mdht_persist *p, mdht_node *node, const uint8_t *buf,
     return rc;
   }
   p->announced = true;
+#define S_(n) ((n) == 1 ? "" : "s")
   mdht_logforge_logf(
       p->log, MDHT_LOG_INFO,
-      "state loaded from %s/%s, saved %llus ago: %u nodes, %u candidates "
-      "(%u skipped), %u peers (%u expired, %u skipped)",
+      "state loaded from %s/%s, saved %llus ago: %u node%s, %u candidate%s "
+      "(%u skipped), %u peer%s (%u expired, %u skipped)",
       p->dir, MDHT_PERSIST_FILE, (unsigned long long)(info->downtime_ms / 1000),
-      info->nodes, info->replacements, info->nodes_skipped, info->peers,
-      info->peers_expired, info->peers_skipped);
+      info->nodes, S_(info->nodes), info->replacements, S_(info->replacements),
+      info->nodes_skipped, info->peers, S_(info->peers), info->peers_expired,
+      info->peers_skipped);
+#undef S_
   return 0;
 }
 

@@ -336,7 +336,7 @@ def main():
         rc, out, err = mdht("stats", "--control", os.path.join(tmp, "none"))
         check(rc == 2, "stats, no node: %d" % rc)
         one_error_line(err, "stats, no node")
-        # Ctrl-C on a --control client that waits for its answer: exit 2
+        # Ctrl-C on a --control client that waits for its answer: exit 130
         # and one 'interrupted' line, as the short-lived node does.
         stuck = os.path.join(tmp, "stuck")
         ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -355,7 +355,7 @@ def main():
         out, err = p.communicate(timeout=10)
         conn.close()
         ls.close()
-        check(p.returncode == 2 and err.decode() == "mdht: interrupted\n",
+        check(p.returncode == 130 and err.decode() == "mdht: interrupted\n",
               "--control client on SIGINT: %d %r" % (p.returncode, err))
 
         # An unreachable bootstrap: a clear line after the timeout.

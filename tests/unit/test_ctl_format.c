@@ -130,9 +130,17 @@ static void test_result_nodes(void **state) {
   mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
   assert_int_equal(code, 1);
   assert_string_equal(msg, "no node accepted the announce");
+  /* The node reports a failed announce (ok false) when every node
+   * refused it: the lookup was answered, so still "none", exit 1. */
   r.ok = false;
   mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, 1);
+  assert_string_equal(msg, "no node accepted the announce");
+  /* Nobody answered at all: an error. */
+  r.responses = 0;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
   assert_int_equal(code, 2);
+  assert_string_equal(msg, "no node answered the lookup");
   mdht_ctl_buf_free(&b);
 }
 

@@ -253,6 +253,21 @@ static void test_event_levels(void **state) {
   assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_DEBUG);
   ev.type = MDHT_EV_QUERY_RECEIVED;
   assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_TRACE);
+  /* The README's table: one per datagram at trace, lookup starts and
+   * rejected tokens at debug, external_addr (once per change) at info, and
+   * the state load said once, by the program's own line. */
+  ev.type = MDHT_EV_QUERY_SENT;
+  assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_TRACE);
+  ev.type = MDHT_EV_RESPONSE_RECEIVED;
+  assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_TRACE);
+  ev.type = MDHT_EV_LOOKUP_STARTED;
+  assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_DEBUG);
+  ev.type = MDHT_EV_TOKEN_REJECTED;
+  assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_DEBUG);
+  ev.type = MDHT_EV_STATE_LOADED;
+  assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_DEBUG);
+  ev.type = MDHT_EV_EXTERNAL_ADDR;
+  assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_INFO);
   ev.type = MDHT_EV_LOG;
   ev.u.log.level = MDHT_LOG_WARN;
   assert_int_equal(mdht_logforge_event_level(&ev), MDHT_LOG_WARN);

@@ -315,6 +315,29 @@ static void signal_arrives_as_callback(void **state) {
   assert_false(sigismember(&cur, SIGUSR1));
 }
 
+/* A process started with SIGINT ignored (a background job of a script)
+ * still gets it: the loop installs a disposition of its own, says which
+ * signal stopped it, and gives the old disposition back. */
+static void ignored_signal_still_stops(void **state) {
+  mdht_loop l;
+  struct sigaction ign, cur;
+  (void)state;
+  memset(&ign, 0, sizeof ign);
+  ign.sa_handler = SIG_IGN;
+  assert_int_equal(sigaction(SIGINT, &ign, NULL), 0);
+  assert_int_equal(mdht_loop_init(&l), 0);
+  assert_int_equal(mdht_loop_stop_on_signals(&l), 0);
+  assert_int_equal(l.stop_signal, 0);
+  assert_int_equal(raise(SIGINT), 0);
+  assert_int_equal(mdht_loop_run(&l, mdht_loop_now() + 2000), 0);
+  assert_int_equal(l.stop_signal, SIGINT);
+  mdht_loop_free(&l);
+  assert_int_equal(sigaction(SIGINT, NULL, &cur), 0);
+  assert_true(cur.sa_handler == SIG_IGN);
+  ign.sa_handler = SIG_DFL;
+  sigaction(SIGINT, &ign, NULL);
+}
+
 /* ----------------------------------------------------------- prepare, stop */
 
 typedef struct prep {
@@ -379,6 +402,7 @@ int main(void) {
       cmocka_unit_test(wakeups_coalesce),
       cmocka_unit_test(wakeup_from_another_thread),
       cmocka_unit_test(signal_arrives_as_callback),
+      cmocka_unit_test(ignored_signal_still_stops),
       cmocka_unit_test(prepare_runs_before_each_wait),
       cmocka_unit_test(run_until_bound),
   };

@@ -67,9 +67,43 @@ static void test_infohash(void **state) {
   assert_int_equal(mdht_ctl_parse_infohash(&id, "0x" HEX1), MDHT_ERR_INVAL);
 }
 
+/* Links as sites print them: in capitals, and percent-encoded. */
+static void test_case_and_percent(void **state) {
+  mdht_id id, want = id_of(HEX1);
+  (void)state;
+
+  memset(&id, 0, sizeof id);
+  assert_int_equal(mdht_ctl_parse_infohash(&id, "MAGNET:?XT=URN:BTIH:" HEX1),
+                   0);
+  assert_memory_equal(&id, &want, sizeof id);
+  memset(&id, 0, sizeof id);
+  assert_int_equal(
+      mdht_ctl_parse_infohash(&id, "magnet:?xt=urn%3Abtih%3A" HEX1 "&dn=x"), 0);
+  assert_memory_equal(&id, &want, sizeof id);
+  memset(&id, 0, sizeof id);
+  assert_int_equal(mdht_ctl_parse_infohash(&id,
+                                           "Magnet:?Xt=urn%3abtih%3a"
+                                           "AERUKZ4JVPG66AJDIVTYTK6N54ASGRLH"),
+                   0);
+  assert_memory_equal(&id, &want, sizeof id);
+  /* Bad escapes, an encoded NUL, and an encoded '&' that would end the
+   * hash early are refused, not misread. */
+  assert_int_equal(
+      mdht_ctl_parse_infohash(&id, "magnet:?xt=urn%3Gbtih%3A" HEX1),
+      MDHT_ERR_INVAL);
+  assert_int_equal(mdht_ctl_parse_infohash(&id, "magnet:?xt=urn%3Abtih%3A%"),
+                   MDHT_ERR_INVAL);
+  assert_int_equal(mdht_ctl_parse_infohash(&id, "magnet:?xt=urn:btih:%00" HEX1),
+                   MDHT_ERR_INVAL);
+  assert_int_equal(
+      mdht_ctl_parse_infohash(&id, "magnet:?xt=urn:btih:" HEX1 "%26dn=x"),
+      MDHT_ERR_INVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_infohash),
+      cmocka_unit_test(test_case_and_percent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
