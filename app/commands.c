@@ -178,6 +178,12 @@ static const struct {
      "prints \"nodeid ip:port\" for each node that accepted."},
     {"find-node", MDHT_CTL_FIND_NODE, "ID",
      "Prints the nodes closest to ID, \"nodeid ip:port\", closest first."},
+    {"scrape", MDHT_CTL_SCRAPE, "INFOHASH",
+     "BEP 33 scrape: asks the nodes closest to the torrent for the bloom\n"
+     "filters of the seeds and downloaders they store, merges them and\n"
+     "prints the estimated counts, \"N seeds, M peers (from K nodes)\",\n"
+     "without joining the swarm. Exit status 1 if no node holds the\n"
+     "swarm."},
     {"ping", MDHT_CTL_PING, "HOST:PORT",
      "Pings one node; prints \"nodeid rtt_ms\". Exit status 1 if it does\n"
      "not answer."},
@@ -261,7 +267,8 @@ void client_usage(const char *name) {
   printf("usage: mdht %s %s%s[OPTIONS]\n\n%s\n", name, commands[i].args,
          commands[i].args[0] ? " " : "", commands[i].what);
   if (commands[i].cmd == MDHT_CTL_GET_PEERS ||
-      commands[i].cmd == MDHT_CTL_ANNOUNCE || commands[i].cmd == MDHT_CTL_PEERS)
+      commands[i].cmd == MDHT_CTL_ANNOUNCE ||
+      commands[i].cmd == MDHT_CTL_PEERS || commands[i].cmd == MDHT_CTL_SCRAPE)
     printf("INFOHASH is 40 hex digits or a magnet link "
            "(magnet:?xt=urn:btih:...).\n");
   printf("Exit status 2 means a usage or runtime error, explained on "
@@ -617,6 +624,7 @@ static int build_request(const client_args *a, const char *arg,
   case MDHT_CTL_GET_PEERS:
   case MDHT_CTL_ANNOUNCE:
   case MDHT_CTL_PEERS:
+  case MDHT_CTL_SCRAPE:
     if (mdht_ctl_parse_infohash(&req->target, arg) < 0) {
       cli_error("bad info-hash '%s' (want 40 hex digits or a magnet link "
                 "with urn:btih:)",

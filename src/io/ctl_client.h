@@ -52,9 +52,9 @@ int mdht_ctl_reader_feed(mdht_ctl_reader *rd, const char *data, size_t len,
  * own (loop.h); for the call's length SIGINT and SIGTERM are blocked and
  * taken through the loop (even when inherited as ignored), and end the
  * call with 128 + the signal (130 for SIGINT, 143 for SIGTERM) and
- * "interrupted", as they end the short-lived node of the client commands. Returns the
- * command's exit status; when a message goes with it (the server's, or why
- * the call failed), it is in `msg` (else msg[0] is NUL). */
+ * "interrupted", as they end the short-lived node of the client commands.
+ * Returns the command's exit status; when a message goes with it (the server's,
+ * or why the call failed), it is in `msg` (else msg[0] is NUL). */
 int mdht_ctl_call(const char *path, const char *line, mdht_time timeout_ms,
                   FILE *out, FILE *progress, char *msg, size_t msgcap);
 

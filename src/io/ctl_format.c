@@ -224,6 +224,39 @@ static void sample_result(const mdht_result *r, int *code, char *msg,
   *code = r->infohashes > 0 ? MDHT_CTL_EXIT_OK : MDHT_CTL_EXIT_NONE;
 }
 
+/* BEP 33: the estimates of the union of the filters the closest nodes
+ * sent. A lookup that was answered but found no node holding the swarm
+ * is "none" (exit 1), as get-peers without peers. */
+static void scrape_result(const mdht_ctl_req *req, const mdht_result *r,
+                          mdht_ctl_buf *out, int *code, char *msg,
+                          size_t msgcap) {
+  char hex[41];
+  if (!r->ok) {
+    *code = MDHT_CTL_EXIT_ERROR;
+    snprintf(msg, msgcap, "no node answered the lookup");
+    return;
+  }
+  if (r->scrape_nodes == 0) {
+    *code = MDHT_CTL_EXIT_NONE;
+    snprintf(msg, msgcap, "no node holds this swarm (%u nodes asked)",
+             r->responses);
+    return;
+  }
+  mdht_id_format(&r->target, hex);
+  if (req->json)
+    mdht_ctl_buf_line(
+        out,
+        "{\"type\":\"scrape\",\"info_hash\":\"%s\",\"seeds\":%.0f,"
+        "\"peers\":%.0f,\"nodes\":%u,\"peers_found\":%zu}",
+        hex, r->scrape_seeds, r->scrape_peers, r->scrape_nodes, r->npeers);
+  else
+    mdht_ctl_buf_line(out, "%.0f seed%s, %.0f peer%s (from %u node%s)",
+                      r->scrape_seeds, r->scrape_seeds == 1 ? "" : "s",
+                      r->scrape_peers, r->scrape_peers == 1 ? "" : "s",
+                      r->scrape_nodes, r->scrape_nodes == 1 ? "" : "s");
+  *code = MDHT_CTL_EXIT_OK;
+}
+
 static void ping_result(const mdht_ctl_req *req, const mdht_result *r,
                         mdht_ctl_buf *out, int *code, char *msg,
                         size_t msgcap) {
@@ -263,6 +296,9 @@ void mdht_ctl_format_result(const mdht_ctl_req *req, const mdht_result *r,
     return;
   case MDHT_CTL_SAMPLE:
     sample_result(r, code, msg, msgcap);
+    return;
+  case MDHT_CTL_SCRAPE:
+    scrape_result(req, r, out, code, msg, msgcap);
     return;
   default:
     *code = MDHT_CTL_EXIT_ERROR;

@@ -52,6 +52,8 @@ static int64_t start_op(mdht_ctl_job *job, mdht_time now) {
   switch (req->cmd) {
   case MDHT_CTL_GET_PEERS:
     return mdht_node_get_peers(node, &req->target, on_result, job, now);
+  case MDHT_CTL_SCRAPE:
+    return mdht_node_scrape(node, &req->target, on_result, job, now);
   case MDHT_CTL_FIND_NODE:
     return mdht_node_find_node(node, &req->target, on_result, job, now);
   case MDHT_CTL_ANNOUNCE:

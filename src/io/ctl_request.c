@@ -21,6 +21,7 @@ static const char *const cmd_names[] = {
     [MDHT_CTL_TABLE] = "table",
     [MDHT_CTL_INFOHASHES] = "infohashes",
     [MDHT_CTL_PEERS] = "peers",
+    [MDHT_CTL_SCRAPE] = "scrape",
 };
 
 mdht_ctl_cmd mdht_ctl_cmd_parse(const char *name) {

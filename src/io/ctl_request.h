@@ -11,8 +11,9 @@
  *   request  = command [SP argument] *(SP option) LF      (at most 1024 bytes)
  *   command  = "get-peers" | "announce" | "find-node" | "ping" | "stats"
  *            | "save" | "sample" | "table" | "infohashes" | "peers"
+ *            | "scrape"
  *   argument = 40 hex digits (find-node), 40 hex digits or a magnet link
- *              (get-peers, announce, peers), a numeric "IP:PORT" or
+ *              (get-peers, announce, peers, scrape), a numeric "IP:PORT" or
  *              "[IPv6]:PORT" (ping); none (stats, save, table,
  *              infohashes)
  *   option   = "--json" | "--progress" | "--timeout" SP MS
@@ -47,7 +48,8 @@ typedef enum mdht_ctl_cmd {
   MDHT_CTL_TABLE,      /* its routing table, one line per entry */
   MDHT_CTL_INFOHASHES, /* its stored info-hashes */
   MDHT_CTL_PEERS,      /* the stored peers of one info-hash */
-  MDHT_CTL_LAST_ = MDHT_CTL_PEERS
+  MDHT_CTL_SCRAPE,     /* BEP 33: estimated seeds and downloaders */
+  MDHT_CTL_LAST_ = MDHT_CTL_SCRAPE
 } mdht_ctl_cmd;
 
 typedef struct mdht_ctl_req {

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""BEP 33 scrapes, black-box:
+
+- on a 20-node testnet (127.0.14.1 .. 127.0.14.20, port 17600), 30 peers
+  from 30 addresses announce one info-hash to its 8 closest nodes, 10 of
+  them with seed=1; a raw get_peers with scrape=1 gets BFsd and BFpe, 256
+  bytes each, equal bit for bit to filters built here in Python from the
+  BEP's pseudocode (an implementation independent of the C one);
+- `mdht scrape` estimates 10 seeds and 20 peers (within the filters'
+  error) and says from how many nodes, in text and --json;
+- `mdht announce --seed` is counted as one more seed;
+- an info-hash nobody holds exits 1, a bad one exits 2 with one line.
+
+Nothing leaves loopback; the testnet is killed by PID in a finally block;
+every wait is bounded.
+
+Usage: test_scrape.py path/to/mdht
+"""
+import hashlib
+import json
+import math
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from krpc_client import Sock  # noqa: E402
+
+BIN = None
+N = 20
+K = 8
+BASE = "127.0.14.1"
+PORT = 17600
+SEEDS, LEECHERS = 10, 20
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    if not cond:
+        raise AssertionError(what)
+    checks += 1
+
+
+def mdht(*args, timeout=60):
+    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode().splitlines(), p.stderr.decode()
+
+
+def bloom(ips):
+    """The BEP's insertIP, as its pseudocode says."""
+    f = bytearray(256)
+    for ip in ips:
+        h = hashlib.sha1(bytes(int(x) for x in ip.split("."))).digest()
+        for i in (h[0] | h[1] << 8, h[2] | h[3] << 8):
+            i %= 2048
+            f[i // 8] |= 1 << (i % 8)
+    return bytes(f)
+
+
+def estimate(f):
+    zeros = sum(8 - bin(b).count("1") for b in f)
+    zeros = min(2047, max(1, zeros))
+    return math.log(zeros / 2048) / (2 * math.log(1 - 1 / 2048))
+
+
+def testnet_nodes(proc):
+    lines, buf = [], b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if not r:
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            lines.append(line.decode())
+            if lines[-1].startswith("bootstrap: "):
+                return [l.split() for l in lines[:-1]], lines[-1].split()[1]
+    raise AssertionError("testnet did not start: %r" % lines)
+
+
+def closest(nodes, ih, k):
+    t = int.from_bytes(ih, "big")
+    return sorted(nodes, key=lambda n: int(n[0], 16) ^ t)[:k]
+
+
+def announce(nodes, ih):
+    """SEEDS + LEECHERS peers on their own addresses announce ih to its K
+    closest nodes; returns their addresses (seeds first)."""
+    ips = ["127.0.14.%d" % (100 + i) for i in range(SEEDS + LEECHERS)]
+    for i, ip in enumerate(ips):
+        s = Sock(ip)
+        try:
+            for _, addr in closest(nodes, ih, K):
+                host, port = addr.rsplit(":", 1)
+                to = (host, int(port))
+                r = s.query(to, "get_peers", {"info_hash": ih})
+                args = {"info_hash": ih, "port": 6881, "token": r[b"r"][b"token"]}
+                if i < SEEDS:
+                    args["seed"] = 1
+                a = s.query(to, "announce_peer", args)
+                check(a.get(b"y") == b"r", "announce accepted: %r" % a)
+        finally:
+            s.close()
+    return ips
+
+
+def raw_filters(nodes, ih, ips):
+    """A node among the closest answers scrape=1 with the filters of what
+    it stores, bit-identical to the BEP's pseudocode; noseed and plain
+    get_peers carry none."""
+    _, addr = closest(nodes, ih, 1)[0]
+    host, port = addr.rsplit(":", 1)
+    s = Sock("127.0.14.240")
+    try:
+        r = s.query((host, int(port)), "get_peers",
+                    {"info_hash": ih, "scrape": 1})[b"r"]
+        check(len(r[b"BFsd"]) == 256 and len(r[b"BFpe"]) == 256,
+              "BFsd and BFpe are 256 bytes")
+        check(r[b"BFsd"] == bloom(ips[:SEEDS]), "BFsd as the BEP computes it")
+        check(r[b"BFpe"] == bloom(ips[SEEDS:]), "BFpe as the BEP computes it")
+        print("test_scrape: node %s: BFsd estimates %.2f, BFpe %.2f" %
+              (addr, estimate(r[b"BFsd"]), estimate(r[b"BFpe"])))
+        r = s.query((host, int(port)), "get_peers", {"info_hash": ih})[b"r"]
+        check(b"BFsd" not in r and b"BFpe" not in r, "no filters unasked")
+        r = s.query((host, int(port)), "get_peers",
+                    {"info_hash": ih, "noseed": 1})[b"r"]
+        vals = {".".join(str(b) for b in v[:4]) for v in r[b"values"]}
+        check(vals == set(ips[SEEDS:]) | (vals & set(ips[:SEEDS])) and
+              vals >= set(ips[SEEDS:]), "noseed: every downloader first")
+    finally:
+        s.close()
+
+
+def test_scrape():
+    proc = subprocess.Popen([BIN, "testnet", "--nodes", str(N), "--base-ip",
+                             BASE, "--port", str(PORT)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        nodes, boot = testnet_nodes(proc)
+        check(len(nodes) == N, "%d testnet nodes" % len(nodes))
+        ih = os.urandom(20)
+        ips = announce(nodes, ih)
+        raw_filters(nodes, ih, ips)
+        common = ["--bootstrap", boot, "--timeout", "20"]
+
+        rc, out, err = mdht("scrape", ih.hex(), "--bind", "127.0.14.250",
+                            "--json", *common)
+        check(rc == 0, "scrape: status %d (%s)" % (rc, err.strip()))
+        o = json.loads(out[-1])
+        print("test_scrape: mdht scrape --json: %s" % out[-1])
+        check(o["type"] == "scrape" and o["info_hash"] == ih.hex(), "object")
+        check(abs(o["seeds"] - SEEDS) <= 1, "seeds %s ~ %d" % (o["seeds"], SEEDS))
+        check(abs(o["peers"] - LEECHERS) <= 2,
+              "peers %s ~ %d" % (o["peers"], LEECHERS))
+        check(o["nodes"] >= 3, "filters from %d nodes" % o["nodes"])
+
+        rc, out, err = mdht("announce", ih.hex(), "--port", "7000", "--seed",
+                            "--bind", "127.0.14.251", *common)
+        check(rc == 0, "announce --seed: %d (%s)" % (rc, err.strip()))
+        rc, out, err = mdht("scrape", "magnet:?xt=urn:btih:" + ih.hex(),
+                            "--bind", "127.0.14.252", *common)
+        check(rc == 0 and len(out) == 1, "scrape text: %d %r" % (rc, out))
+        print("test_scrape: after announce --seed: %s" % out[0])
+        m = re.fullmatch(r"(\d+) seeds?, (\d+) peers? \(from (\d+) nodes?\)",
+                         out[0])
+        check(m is not None, "format: %r" % out)
+        check(abs(int(m.group(1)) - (SEEDS + 1)) <= 1, "one more seed: %r" % out)
+
+        rc, out, err = mdht("scrape", os.urandom(20).hex(), "--bind",
+                            "127.0.14.253", *common)
+        check(rc == 1 and out == [] and "no node holds" in err,
+              "nobody holds it: %d %r %r" % (rc, out, err))
+        rc, out, err = mdht("scrape", "xyz", "--bind", "127.0.14.253")
+        check(rc == 2 and len(err.strip().splitlines()) == 1,
+              "bad info-hash: %d %r" % (rc, err))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def main():
+    global BIN
+    BIN = os.path.abspath(sys.argv[1])
+    test_scrape()
+    print("test_scrape: %d checks passed" % checks)
+
+
+if __name__ == "__main__":
+    main()
