@@ -99,8 +99,8 @@ struct mdht_node {
   mdht_extaddr ext; /* BEP 42: our address, as voted by responders */
   mdht_op *ops;
   uint32_t next_op_id;
-  /* Scratch for one datagram: the node is not reentrant. */
-  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+  /* Scratch for one datagram: the node is not reentrant. (The decoder's
+   * tokens are on mdht_node_recv's stack.) */
   mdht_krpc_msg in;
   mdht_krpc_msg out;
 };
