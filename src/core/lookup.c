@@ -1,5 +1,6 @@
 #include "lookup.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,7 @@ static mdht_lookup *find_slot(const mdht_lookups *ls, uint32_t id) {
   uint32_t idx = (id & MAX_SLOTS);
   if (idx == 0 || idx > ls->n_alloc) return NULL;
   mdht_lookup *l = ls->slots[idx - 1];
-  if (l->id != id || l->finishing) return NULL;
+  if (!l || l->id != id || l->finishing) return NULL;
   return l;
 }
 
@@ -31,12 +32,19 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
       cfg->query_timeout_ms == 0 ||
       cfg->query_soft_timeout_ms > cfg->query_timeout_ms)
     return MDHT_ERR_INVAL;
-  /* Only the pointers: a slot (about 16 KB) is allocated the first time
-   * it is needed, so that an idle node, or each of the thousands of nodes
-   * in the simulator, holds memory for the lookups it runs, not for the
-   * most it may run. */
+  /* Only the pointers: a slot (about 16 KB) exists while its lookup runs,
+   * so that an idle node, or each of the thousands of nodes in the
+   * simulator, holds memory for the lookups it runs, not for the most it
+   * may run. */
   ls->slots = calloc(cfg->max_lookups, sizeof *ls->slots);
-  if (!ls->slots) return MDHT_ERR_NOMEM;
+  ls->gens = calloc(cfg->max_lookups, sizeof *ls->gens);
+  if (!ls->slots || !ls->gens) {
+    free(ls->slots);
+    free(ls->gens);
+    ls->slots = NULL;
+    ls->gens = NULL;
+    return MDHT_ERR_NOMEM;
+  }
   ls->cfg = *cfg;
   ls->soft_ms = cfg->query_soft_timeout_ms;
   ls->bus = bus;
@@ -60,7 +68,9 @@ void mdht_lookups_free(mdht_lookups *ls) {
     free(ls->slots[i]);
   ls->n_alloc = 0;
   free(ls->slots);
+  free(ls->gens);
   ls->slots = NULL;
+  ls->gens = NULL;
   ls->n_active = 0;
 }
 
@@ -294,9 +304,11 @@ static void publish(const mdht_lookups *ls, const mdht_lookup *l,
   mdht_bus_publish(ls->bus, &ev);
 }
 
+/* Frees the slot of `l`: `l` is gone after this. */
 static void release(mdht_lookups *ls, mdht_lookup *l) {
-  l->id = 0;
-  l->finishing = false;
+  uint32_t idx = (l->id & MAX_SLOTS) - 1;
+  ls->slots[idx] = NULL;
+  free(l);
   ls->n_active--;
 }
 
@@ -358,21 +370,16 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   if (kind != MDHT_M_FIND_NODE && kind != MDHT_M_GET_PEERS)
     return MDHT_ERR_INVAL;
   if (ls->n_active >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
-  mdht_lookup *l = NULL;
+  /* The lowest free index: n_alloc, the span tick() walks, stays as
+   * small as the most lookups run at once. */
   uint32_t idx = 0;
-  for (; idx < ls->n_alloc; idx++)
-    if (ls->slots[idx]->id == 0 && !ls->slots[idx]->finishing) {
-      l = ls->slots[idx];
-      break;
-    }
-  if (!l) {
-    if (ls->n_alloc >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
-    l = calloc(1, sizeof *l);
-    if (!l) return MDHT_ERR_NOMEM;
-    idx = ls->n_alloc;
-    ls->slots[ls->n_alloc++] = l;
-  }
-
+  while (idx < ls->cfg.max_lookups && ls->slots[idx])
+    idx++;
+  if (idx >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
+  mdht_lookup *l = malloc(sizeof *l);
+  if (!l) return MDHT_ERR_NOMEM;
+  /* The arrays are filled as they grow: only the header needs values. */
+  memset(l, 0, offsetof(mdht_lookup, cands));
   l->end_due = false;
   l->kind = kind;
   l->target = *target;
@@ -383,10 +390,15 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   l->n_cands = l->n_peers = 0;
   for (size_t i = 0; i < n_seeds; i++)
     add_candidate(ls, l, &seeds[i].id, &seeds[i].addr, 1);
-  if (l->n_cands == 0) return MDHT_ERR_AGAIN;
+  if (l->n_cands == 0) {
+    free(l);
+    return MDHT_ERR_AGAIN;
+  }
 
-  l->gen++;
-  l->id = ((uint32_t)l->gen << SLOT_BITS) | (idx + 1);
+  ls->slots[idx] = l;
+  if (idx >= ls->n_alloc) ls->n_alloc = idx + 1;
+  uint16_t gen = ++ls->gens[idx];
+  l->id = ((uint32_t)gen << SLOT_BITS) | (idx + 1);
   ls->n_active++;
   publish(ls, l, MDHT_EV_LOOKUP_STARTED, NULL, false, now);
   pump(ls, l, now);
@@ -506,7 +518,7 @@ int mdht_lookups_tick(mdht_lookups *ls, mdht_time now) {
   int ended = 0;
   for (uint32_t s = 0; s < ls->n_alloc; s++) {
     mdht_lookup *l = ls->slots[s];
-    if (l->id == 0 || l->finishing || l->deadline > now) continue;
+    if (!l || l->finishing || l->deadline > now) continue;
     if (l->end_due) {
       finish(ls, l, now);
       ended++;
@@ -534,7 +546,7 @@ mdht_time mdht_lookups_next_deadline(const mdht_lookups *ls) {
   if (!ls || !ls->slots) return d;
   for (uint32_t s = 0; s < ls->n_alloc; s++) {
     const mdht_lookup *l = ls->slots[s];
-    if (l->id != 0 && !l->finishing && l->deadline < d) d = l->deadline;
+    if (l && !l->finishing && l->deadline < d) d = l->deadline;
   }
   return d;
 }

@@ -76,8 +76,9 @@
  *     report the owner loses cannot stall a lookup forever (a report that
  *     arrives after that is ignored).
  *
- * Memory: every lookup is a fixed slot allocated at init; nothing is
- * allocated per response.
+ * Memory: a lookup's slot (some 16 KB: candidates and peers) is allocated
+ * when it starts and freed when it ends, so an idle node holds none and a
+ * busy one as many as it runs; nothing is allocated per response.
  *
  * Events (all with id = target, method = the lookup kind, u.lookup):
  *   LOOKUP_STARTED  when started; counters zero.
@@ -182,8 +183,7 @@ typedef struct mdht_lookup_cand {
 
 /* Internal; visible so that tests and the node can look inside. */
 typedef struct mdht_lookup {
-  uint32_t id;    /* 0: free slot */
-  uint16_t gen;   /* bumped per use of the slot: ids are not reused soon */
+  uint32_t id;    /* never 0 while the slot exists */
   bool finishing; /* inside the done callback */
   bool end_due;   /* must end at the next tick (see mdht_lookup_start) */
   mdht_method kind;
@@ -208,14 +208,17 @@ typedef struct mdht_lookups {
   bool has_self;
   mdht_time soft_ms;   /* soft timeout in force: cfg's, or less when the
                           owner measures faster round trips */
-  mdht_lookup **slots; /* cfg.max_lookups pointers, allocated lazily */
-  uint32_t n_alloc;    /* slots allocated so far */
+  mdht_lookup **slots; /* cfg.max_lookups pointers; a slot is allocated
+                          when a lookup starts, freed when it ends */
+  uint16_t *gens;      /* per slot: bumped per use, so that ids are not
+                          reused soon */
+  uint32_t n_alloc;    /* slots[n_alloc..] have never been used */
   uint32_t n_active;
 } mdht_lookups;
 
-/* `self` (may be NULL) is never queried nor returned. cfg->max_lookups
- * slots are allocated here. Errors: MDHT_ERR_INVAL (k, alpha, max_lookups
- * out of range, no send callback), MDHT_ERR_NOMEM. */
+/* `self` (may be NULL) is never queried nor returned. Only the table of
+ * cfg->max_lookups slot pointers is allocated here. Errors: MDHT_ERR_INVAL (k,
+ * alpha, max_lookups out of range, no send callback), MDHT_ERR_NOMEM. */
 int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
                       const mdht_lookup_cbs *cbs, const mdht_id *self);
 /* Ends every lookup silently (no callback, no event). Idempotent. */

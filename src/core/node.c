@@ -1531,7 +1531,11 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
     drop(node, from, MDHT_DROP_ADDR, len, now);
     return 0;
   }
-  int rc = mdht_krpc_decode(&node->in, pkt, len, node->toks, MDHT_KRPC_TOKENS);
+  /* The decoder's scratch lives on the stack (12 KB), not in the node:
+   * nothing points into it once decoded, and a simulator of many nodes
+   * would otherwise hold one per node. */
+  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+  int rc = mdht_krpc_decode(&node->in, pkt, len, toks, MDHT_KRPC_TOKENS);
   /* Answers to our own queries pass before the rate limit: a flood from
    * the same IP (spoofed, or a shared NAT) must not starve the node we
    * asked. Matching is O(1), and a 32-bit random check from the exact

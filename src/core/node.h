@@ -113,8 +113,8 @@ struct mdht_node {
   mdht_op *ops;
   mdht_op *starting; /* the operation whose lookup is being started */
   uint32_t next_op_id;
-  /* Scratch for one datagram: the node is not reentrant. */
-  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+  /* Scratch for one datagram: the node is not reentrant. (The decoder's
+   * tokens are on mdht_node_recv's stack.) */
   mdht_krpc_msg in;
   mdht_krpc_msg out;
 };

@@ -5,6 +5,11 @@
 
 /* Each record: mdht_addr, uint16 length, then the bytes. */
 #define HDR (sizeof(mdht_addr) + sizeof(uint16_t))
+/* First allocation, and what a drained queue keeps after a burst. */
+#define OUTQ_MIN 1024
+/* A drained queue larger than this gives the rest back: bursts are rare,
+ * and a steady flow never drains past it without refilling. */
+#define OUTQ_KEEP 65536
 
 void mdht_outq_init(mdht_outq *q, size_t max_bytes) {
   *q = (mdht_outq){.max = max_bytes < 4096 ? 4096 : max_bytes};
@@ -26,7 +31,8 @@ uint8_t *mdht_outq_reserve(mdht_outq *q, size_t maxlen) {
     q->head = 0;
   }
   if (q->tail + need > q->cap) {
-    size_t ncap = q->cap ? q->cap : 4096;
+    /* 1 KB holds the few replies an idle node sends at a time. */
+    size_t ncap = q->cap ? q->cap : OUTQ_MIN;
     while (ncap < q->tail + need)
       ncap *= 2;
     if (ncap > q->max) {
@@ -58,6 +64,15 @@ int mdht_outq_pop(mdht_outq *q, mdht_addr *to, uint8_t *buf, size_t cap) {
   memcpy(buf, q->buf + q->head + HDR, l);
   q->head += HDR + l;
   q->count--;
-  if (q->head == q->tail) q->head = q->tail = 0;
+  if (q->head == q->tail) {
+    q->head = q->tail = 0;
+    if (q->cap > OUTQ_KEEP) {
+      uint8_t *nb = realloc(q->buf, OUTQ_MIN);
+      if (nb) {
+        q->buf = nb;
+        q->cap = OUTQ_MIN;
+      }
+    }
+  }
   return l;
 }

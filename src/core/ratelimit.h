@@ -18,9 +18,12 @@
  * no entry at all, so eviction forgets only what matters least, and a
  * source can only be forgotten (and start over full) when four busier
  * sources share its set. O(1) per call. A table is allocated the first
- * time it is used, so that an IPv4 node never holds the /48 tier and the
- * thousands of nodes of a simulation hold only what their traffic needs;
- * after that, nothing is allocated.
+ * time it is used, so that an IPv4 node never holds the /48 tier, and
+ * starts at 4 sets: where it would have to forget a source that has
+ * spent tokens it doubles instead (each old set splits into two, so the
+ * rehash always fits), up to its full size, where eviction takes over.
+ * So the thousands of nodes of a simulation hold what their traffic
+ * needs; a table at full size allocates nothing more.
  */
 #ifndef MDHT_RATELIMIT_H
 #define MDHT_RATELIMIT_H
@@ -40,6 +43,7 @@ typedef struct mdht_rl_slot {
 typedef struct mdht_rl_table {
   mdht_rl_slot *slots;
   uint32_t nsets;      /* power of two; slots = nsets * MDHT_RL_WAYS */
+  uint32_t max_sets;   /* full size: cap / MDHT_RL_WAYS */
   uint64_t rate;       /* tokens per second */
   uint64_t full_milli; /* bucket depth * 1000 */
 } mdht_rl_table;

@@ -124,32 +124,30 @@ static void ix_remove(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a) {
 }
 
 static const rt_slot *idx_find(const mdht_rtable *rt, const mdht_addr *a) {
-  return ix_find(rt, &rt->index_, a);
+  const rt_slot *s = ix_find(rt, &rt->index_, a);
+  /* Keyed by IP (one entry per IP): the entry must have the port too. */
+  return s && (!rt->one_per_ip_ || s->addr.port == a->port) ? s : NULL;
 }
 
 /* The entry at the IP of `a` (any port), or NULL; only with one entry per
  * IP. */
 static const rt_slot *ip_find(const mdht_rtable *rt, const mdht_addr *a) {
-  return rt->one_per_ip_ ? ix_find(rt, &rt->ipindex_, a) : NULL;
+  return rt->one_per_ip_ ? ix_find(rt, &rt->index_, a) : NULL;
 }
 
 /* Makes room for `extra` more addresses, so that the insertions that
  * follow cannot fail half-way through a change of the table. */
 static int idx_reserve(mdht_rtable *rt, uint32_t extra) {
-  int err = ix_reserve(rt, &rt->index_, extra);
-  if (!err && rt->one_per_ip_) err = ix_reserve(rt, &rt->ipindex_, extra);
-  return err;
+  return ix_reserve(rt, &rt->index_, extra);
 }
 
 static void idx_insert(mdht_rtable *rt, const mdht_addr *a, const mdht_id *id) {
   ix_insert(rt, &rt->index_, a, id);
-  if (rt->one_per_ip_) ix_insert(rt, &rt->ipindex_, a, id);
 }
 
 static void idx_remove(mdht_rtable *rt, const mdht_addr *a) {
-  if (!ix_find(rt, &rt->index_, a)) return;
+  if (!idx_find(rt, a)) return;
   ix_remove(rt, &rt->index_, a);
-  if (rt->one_per_ip_) ix_remove(rt, &rt->ipindex_, a);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -258,16 +256,29 @@ static bool repl_add(mdht_rtable *rt, mdht_rt_bucket *b,
   return true;
 }
 
+/* The block of a new bucket: k slots, then k replacement slots. Not
+ * zeroed: only the first n (nrepl) of each half are ever read. */
+static mdht_rt_entry *entries_new(const mdht_rtable *rt) {
+  return malloc(2 * (size_t)rt->cfg->k * sizeof(mdht_rt_entry));
+}
+
 /* Splits the last bucket in two: the ids that share exactly `depth` bits
  * with ours stay, the closer ones move to a new last bucket. */
 static int split(mdht_rtable *rt, mdht_time now) {
   uint32_t depth = rt->nbuckets - 1;
+  mdht_rt_entry *store = entries_new(rt);
+  if (!store) return MDHT_ERR_NOMEM;
   mdht_rt_bucket *nb =
       realloc(rt->buckets, (rt->nbuckets + 1) * sizeof *rt->buckets);
-  if (!nb) return MDHT_ERR_NOMEM;
+  if (!nb) {
+    free(store);
+    return MDHT_ERR_NOMEM;
+  }
   rt->buckets = nb;
   mdht_rt_bucket *lo = &nb[depth], *hi = &nb[depth + 1];
   memset(hi, 0, sizeof *hi);
+  hi->nodes = store;
+  hi->repl = store + rt->cfg->k;
   hi->last_changed = lo->last_changed;
 
   uint8_t keep = 0;
@@ -419,25 +430,28 @@ int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
   rt->buckets = calloc(1, sizeof *rt->buckets);
   rt->one_per_ip_ = !cfg->allow_same_ip;
   rt->index_.slots = calloc(INDEX_MIN_CAP, sizeof(rt_slot));
-  rt->ipindex_.slots = calloc(INDEX_MIN_CAP, sizeof(rt_slot));
-  if (!rt->buckets || !rt->index_.slots || !rt->ipindex_.slots) {
+  mdht_rt_entry *store = rt->buckets ? entries_new(rt) : NULL;
+  if (!store || !rt->index_.slots) {
+    free(store);
     free(rt->buckets);
     free(rt->index_.slots);
-    free(rt->ipindex_.slots);
     memset(rt, 0, sizeof *rt);
     return MDHT_ERR_NOMEM;
   }
+  rt->buckets[0].nodes = store;
+  rt->buckets[0].repl = store + cfg->k;
   rt->nbuckets = 1;
-  rt->index_.cap = rt->ipindex_.cap = INDEX_MIN_CAP;
-  rt->ipindex_.by_ip = true;
+  rt->index_.cap = INDEX_MIN_CAP;
+  rt->index_.by_ip = rt->one_per_ip_;
   return 0;
 }
 
 void mdht_rtable_free(mdht_rtable *rt) {
   if (!rt) return;
+  for (uint32_t i = 0; rt->buckets && i < rt->nbuckets; i++)
+    free(rt->buckets[i].nodes);
   free(rt->buckets);
   free(rt->index_.slots);
-  free(rt->ipindex_.slots);
   memset(rt, 0, sizeof *rt);
 }
 

@@ -81,12 +81,15 @@ typedef enum mdht_rt_state {
   MDHT_RT_BAD
 } mdht_rt_state;
 
+/* A bucket's entries live in one block of 2 * cfg->k entries allocated
+ * with the bucket: memory follows the configured k, not MDHT_RT_KMAX. */
 typedef struct mdht_rt_bucket {
   mdht_time last_changed; /* a node added, or one answered: refresh timer */
   uint8_t n;              /* entries in nodes[] */
   uint8_t nrepl;          /* entries in repl[] */
-  mdht_rt_entry nodes[MDHT_RT_KMAX];
-  mdht_rt_entry repl[MDHT_RT_KMAX]; /* replacement candidates, newest last */
+  mdht_rt_entry *nodes;   /* cfg->k slots */
+  mdht_rt_entry *repl;    /* cfg->k slots, replacement candidates, newest
+                             last */
 } mdht_rt_bucket;
 
 /* An open-addressing hash index (internal). */
@@ -106,12 +109,11 @@ typedef struct mdht_rtable {
   uint32_t nbuckets;
   /* index ip:port -> id of every node in a bucket or a replacement list
    * (open addressing, linear probing), so that "one entry per ip:port"
-   * and "is this address known" are O(1) on the query path. */
+   * and "is this address known" are O(1) on the query path. With one
+   * entry per IP (unless cfg->allow_same_ip, read once, at init) it is
+   * keyed by IP alone and serves both questions: an IP names at most one
+   * entry, whose port then tells whether the ip:port is known. */
   mdht_rt_index index_;
-  /* index IP -> (ip:port, id) of the same entries, kept unless
-   * cfg->allow_same_ip (read once, at init): "one entry per IP" is O(1)
-   * too. */
-  mdht_rt_index ipindex_;
   bool one_per_ip_;
   uint64_t hash_seed;
 } mdht_rtable;

@@ -29,6 +29,55 @@ static void fifo_append(mdht_txn_mgr *tm, uint16_t i) {
   tm->tail_ = i;
 }
 
+/* Resizes the slot array to `ncap` slots and rebuilds the free stack.
+ * Growing keeps every index; shrinking only drops slots that are free
+ * (the caller checks nhigh_). New slots are zero, i.e. free, and handed
+ * out lowest first. */
+static int resize(mdht_txn_mgr *tm, uint32_t ncap) {
+  bool grow = ncap > tm->cap;
+  if (!grow) {
+    /* Drop the free slots past the new end first: the stack may hold
+     * more entries than the smaller array has room for. */
+    uint32_t k = 0;
+    for (uint32_t j = 0; j < tm->nfree_; j++)
+      if (tm->free_[j] < ncap) tm->free_[k++] = tm->free_[j];
+    tm->nfree_ = k;
+  }
+  /* A shrinking realloc that fails leaves the larger block: keep it. A
+   * growing one that fails leaves the table as it was (a larger `slots`
+   * block is harmless). */
+  mdht_txn *ns = realloc(tm->slots, ncap * sizeof *ns);
+  if (!ns && grow) return MDHT_ERR_NOMEM;
+  if (ns) tm->slots = ns;
+  uint16_t *nf = realloc(tm->free_, ncap * sizeof *nf);
+  if (!nf && grow) return MDHT_ERR_NOMEM;
+  if (nf) tm->free_ = nf;
+  ns = tm->slots;
+  if (grow) {
+    /* The new slots go on top, the lowest index topmost. */
+    for (uint32_t i = ncap; i-- > tm->cap;) {
+      ns[i] = (mdht_txn){.next_ = NONE, .prev_ = NONE};
+      tm->free_[tm->nfree_++] = (uint16_t)i;
+    }
+  }
+  tm->cap = ncap;
+  /* Open transactions in the new upper half. */
+  tm->nhigh_ = 0;
+  for (uint32_t i = ncap / 2; i < ncap; i++)
+    tm->nhigh_ += ns[i].used_;
+  return 0;
+}
+
+/* Gives memory back once the table is mostly idle (txn.h). */
+static void maybe_shrink(mdht_txn_mgr *tm) {
+  while (tm->cap > MDHT_TXN_MIN_SLOTS && tm->n <= tm->cap / 4 &&
+         tm->nhigh_ == 0) {
+    uint32_t half = tm->cap / 2;
+    if (half < MDHT_TXN_MIN_SLOTS) half = MDHT_TXN_MIN_SLOTS;
+    if (resize(tm, half) != 0) return;
+  }
+}
+
 /* Closes slot i; its check stays, so that the next open of this slot can
  * avoid reusing it. */
 static void close_slot(mdht_txn_mgr *tm, uint16_t i, mdht_txn *out) {
@@ -37,30 +86,23 @@ static void close_slot(mdht_txn_mgr *tm, uint16_t i, mdht_txn *out) {
   tm->slots[i].used_ = false;
   tm->free_[tm->nfree_++] = i;
   tm->n--;
+  if (i >= tm->cap / 2) tm->nhigh_--;
+  maybe_shrink(tm);
 }
 
-int mdht_txn_init(mdht_txn_mgr *tm, uint32_t cap, mdht_time timeout) {
+int mdht_txn_init(mdht_txn_mgr *tm, uint32_t max, mdht_time timeout) {
   if (!tm) return MDHT_ERR_INVAL;
   memset(tm, 0, sizeof *tm);
+  tm->head_ = tm->tail_ = NONE;
   /* Index 0xffff is the "none" link, hence at most 65535 slots. */
-  if (cap == 0 || cap > NONE) return MDHT_ERR_INVAL;
-  tm->slots = calloc(cap, sizeof *tm->slots);
-  tm->free_ = malloc(cap * sizeof *tm->free_);
-  if (!tm->slots || !tm->free_) {
-    free(tm->slots);
-    free(tm->free_);
-    memset(tm, 0, sizeof *tm);
+  if (max == 0 || max > NONE) return MDHT_ERR_INVAL;
+  tm->max = max;
+  tm->timeout = timeout;
+  uint32_t first = max < MDHT_TXN_MIN_SLOTS ? max : MDHT_TXN_MIN_SLOTS;
+  if (resize(tm, first) != 0) {
+    mdht_txn_free(tm);
     return MDHT_ERR_NOMEM;
   }
-  tm->cap = cap;
-  tm->timeout = timeout;
-  tm->head_ = tm->tail_ = NONE;
-  /* Pushed in reverse so that slot 0 is handed out first. */
-  for (uint32_t i = 0; i < cap; i++) {
-    tm->slots[i].next_ = tm->slots[i].prev_ = NONE;
-    tm->free_[i] = (uint16_t)(cap - 1 - i);
-  }
-  tm->nfree_ = cap;
   return 0;
 }
 
@@ -75,8 +117,13 @@ void mdht_txn_free(mdht_txn_mgr *tm) {
 int mdht_txn_open(mdht_txn_mgr *tm, const mdht_addr *addr, const mdht_id *id,
                   mdht_method method, mdht_txn_owner owner, uint32_t check,
                   mdht_time now, uint8_t tid[MDHT_TID_LEN]) {
-  if (!tm || !addr || !tid) return MDHT_ERR_INVAL;
-  if (tm->nfree_ == 0) return MDHT_ERR_FULL;
+  if (!tm || !addr || !tid || !tm->slots) return MDHT_ERR_INVAL;
+  if (tm->n >= tm->max) return MDHT_ERR_FULL;
+  if (tm->nfree_ == 0) {
+    uint32_t ncap = tm->cap * 2 > tm->max ? tm->max : tm->cap * 2;
+    int rc = resize(tm, ncap);
+    if (rc != 0) return rc;
+  }
   uint16_t i = tm->free_[--tm->nfree_];
   mdht_txn *t = &tm->slots[i];
   /* The random check could repeat the slot's previous one (1 in 2^32);
@@ -97,6 +144,7 @@ int mdht_txn_open(mdht_txn_mgr *tm, const mdht_addr *addr, const mdht_id *id,
   t->used_ = true;
   fifo_append(tm, i);
   tm->n++;
+  if (i >= tm->cap / 2) tm->nhigh_++;
   tid[0] = (uint8_t)(i >> 8);
   tid[1] = (uint8_t)i;
   for (int b = 0; b < 4; b++)

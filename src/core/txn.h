@@ -11,6 +11,13 @@
  * id and responder address (IP and port) both match. Every query has the same
  * hard timeout, so the outstanding queries form a FIFO by deadline and the next
  * deadline is the head's.
+ *
+ * Memory follows the queries in flight, not the bound: the slot array
+ * starts at MDHT_TXN_MIN_SLOTS, doubles when every slot is taken (up to
+ * the bound, `max`), and halves when at most a quarter of it is in use
+ * and its upper half is empty, so an idle node holds a few hundred bytes
+ * whatever max_txns says. A doubling keeps every slot index (and so every
+ * transaction id) valid. Steady traffic neither grows nor shrinks it.
  */
 #ifndef MDHT_TXN_H
 #define MDHT_TXN_H
@@ -40,22 +47,30 @@ typedef struct mdht_txn {
   bool used_;
 } mdht_txn;
 
+/* Slots allocated at first (and kept at least, once shrunk). */
+#define MDHT_TXN_MIN_SLOTS 8
+
 typedef struct mdht_txn_mgr {
   mdht_txn *slots;
-  uint32_t cap;
+  uint32_t max; /* bound: outstanding queries at most */
+  uint32_t cap; /* slots allocated: a power of two times the minimum,
+                   or max */
   uint32_t n;
   uint16_t head_, tail_; /* FIFO by deadline */
-  uint16_t *free_;       /* stack of free slot indexes */
+  uint16_t *free_;       /* stack of free slot indexes below cap */
   uint32_t nfree_;
+  uint32_t nhigh_; /* open transactions in slots cap/2 .. cap-1 */
   mdht_time timeout;
 } mdht_txn_mgr;
 
-/* cap <= 65535. Errors: MDHT_ERR_NOMEM, MDHT_ERR_INVAL. */
-int mdht_txn_init(mdht_txn_mgr *tm, uint32_t cap, mdht_time timeout);
+/* max <= 65535: at most that many transactions open at once. Allocates
+ * only the first few slots. Errors: MDHT_ERR_NOMEM, MDHT_ERR_INVAL. */
+int mdht_txn_init(mdht_txn_mgr *tm, uint32_t max, mdht_time timeout);
 void mdht_txn_free(mdht_txn_mgr *tm);
 
 /* Opens a transaction; writes its id to `tid`. `check` is 32 random bits
- * from the caller. Returns the slot (>= 0) or MDHT_ERR_FULL. */
+ * from the caller. Returns the slot (>= 0), MDHT_ERR_FULL (max open) or
+ * MDHT_ERR_NOMEM (the table could not grow). */
 int mdht_txn_open(mdht_txn_mgr *tm, const mdht_addr *addr, const mdht_id *id,
                   mdht_method method, mdht_txn_owner owner, uint32_t check,
                   mdht_time now, uint8_t tid[MDHT_TID_LEN]);

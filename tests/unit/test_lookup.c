@@ -592,6 +592,9 @@ static void test_start_errors(void **state) {
   assert_int_equal(t->nq, 0);
   assert_int_equal(t->events, 0);
   assert_int_equal(t->ls.n_active, 0);
+  /* A lookup that never started holds no slot. */
+  assert_int_equal(t->ls.n_alloc, 0);
+  assert_null(t->ls.slots[0]);
   h_del(t);
 }
 
@@ -1403,6 +1406,10 @@ static void test_many_concurrent(void **state) {
   }
   assert_int_equal(t->max_fresh, t->cfg.alpha);
   assert_int_equal(t->ls.n_active, 0);
+  /* Every slot's memory was given back when its lookup ended. */
+  assert_int_equal(t->ls.n_alloc, 64);
+  for (uint32_t i = 0; i < t->ls.cfg.max_lookups; i++)
+    assert_null(t->ls.slots[i]);
   /* Slots free again; the new id differs from the old ones. */
   int64_t again =
       mdht_lookup_start(&t->ls, MDHT_M_FIND_NODE, &targets[0], &s, 1, t->now);
@@ -1483,9 +1490,11 @@ static void test_cancel(void **state) {
   mdht_lookup_node s[2] = {lnode(1, 1), lnode(2, 2)};
   uint32_t id = start(t, MDHT_M_GET_PEERS, s, 2);
   assert_int_equal(t->ls.n_active, 1);
+  assert_non_null(t->ls.slots[0]);
   t->now = 50;
   assert_int_equal(mdht_lookup_cancel(&t->ls, id, t->now), 0);
   assert_int_equal(t->ls.n_active, 0);
+  assert_null(t->ls.slots[0]);   /* freed at once */
   assert_int_equal(t->ndone, 0); /* no callback */
   track *k = h_track(t, id);
   assert_int_equal(k->done, 1);

@@ -173,9 +173,44 @@ static void test_busy_source_not_evicted(void **state) {
   mdht_rl_free(&rl);
 }
 
+/* A table starts at 4 sets and doubles instead of forgetting a source
+ * that has spent tokens: 200 sources that each emptied their bucket are
+ * all still limited afterwards, and the table stopped at the size they
+ * needed, not its full 4096 slots. Sources that spent nothing never make
+ * it grow. */
+static void test_grows_with_sources(void **state) {
+  (void)state;
+  mdht_ratelimit rl;
+  assert_int_equal(mdht_rl_init(&rl, 4096, 1, 3, 7), 0);
+  assert_null(rl.host.slots); /* nothing until first used */
+  mdht_addr a = test_addr4(10, 0, 0, 1, 1);
+  assert_int_equal(allowed(&rl, &a, 1, 0), 1);
+  assert_int_equal(rl.host.nsets, 4);
+  for (int i = 0; i < 200; i++) {
+    mdht_addr s = test_addr4(10, 1, (uint8_t)(i >> 8), (uint8_t)i, 1);
+    assert_int_equal(allowed(&rl, &s, 5, 0), 3);
+  }
+  for (int i = 0; i < 200; i++) {
+    mdht_addr s = test_addr4(10, 1, (uint8_t)(i >> 8), (uint8_t)i, 1);
+    assert_int_equal(allowed(&rl, &s, 1, 0), 0); /* still remembered */
+  }
+  assert_true(rl.host.nsets > 4);
+  assert_true(rl.host.nsets < rl.host.max_sets);
+  uint32_t sets = rl.host.nsets;
+  /* Sources whose buckets refilled are as good as absent: they cost no
+   * room, and a fresh crowd at a later time does not grow the table. */
+  for (int i = 0; i < 2000; i++) {
+    mdht_addr s = test_addr4(10, 2, (uint8_t)(i >> 8), (uint8_t)i, 1);
+    mdht_rl_take(&rl, &s, 0, 100000 + (mdht_time)i * 10000);
+  }
+  assert_int_equal(rl.host.nsets, sets);
+  mdht_rl_free(&rl);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_burst_then_rate),
+      cmocka_unit_test(test_grows_with_sources),
       cmocka_unit_test(test_per_ip_not_per_port),
       cmocka_unit_test(test_unlimited),
       cmocka_unit_test(test_many_sources_bounded),

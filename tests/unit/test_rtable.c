@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -222,7 +223,9 @@ static void check_ip_rule(fx *f) {
   for (size_t i = 0; i < n; i++)
     for (size_t j = i + 1; j < n; j++)
       assert_false(mdht_addr_ip_eq(&all[i], &all[j]));
-  assert_int_equal(rt->ipindex_.n, n);
+  /* The index, keyed by IP, holds exactly these. */
+  assert_true(rt->index_.by_ip);
+  assert_int_equal(rt->index_.n, n);
   free(all);
 }
 
@@ -331,6 +334,36 @@ static void test_init_invalid(void **state) {
   assert_int_equal(
       mdht_rtable_heard(&f->rt, &id, NULL, MDHT_RT_HEARD_REPLY, T0, NULL),
       MDHT_ERR_INVAL);
+}
+
+/* A bucket holds room for k nodes and k candidates, not MDHT_RT_KMAX of
+ * each: with k = 2 every bucket's block is 4 entries, and fills to that
+ * through splits and replacement lists alike. */
+static void test_buckets_sized_by_k(void **state) {
+  fx *f = *state;
+  fx_reinit(f, 2);
+  for (int cp = 0; cp < 6; cp++)
+    for (int i = 0; i < 4; i++) {
+      mdht_id id = id_at(f, cp);
+      mdht_addr a = new_addr(f);
+      assert_true(heard(f, &id, &a, MDHT_RT_HEARD_REPLY, 10) > 0);
+    }
+  mdht_rtable *rt = &f->rt;
+  assert_true(rt->nbuckets >= 6);
+  uint32_t total = 0, repl = 0;
+  for (uint32_t b = 0; b < rt->nbuckets; b++) {
+    const mdht_rt_bucket *bk = &rt->buckets[b];
+    assert_ptr_equal(bk->repl, bk->nodes + 2);
+    assert_true(malloc_usable_size(bk->nodes) <
+                2 * MDHT_RT_KMAX * sizeof(mdht_rt_entry) / 2);
+    assert_true(bk->n <= 2 && bk->nrepl <= 2);
+    total += bk->n;
+    repl += bk->nrepl;
+  }
+  /* Every bucket 0..5 is full, and so is its list of candidates. */
+  assert_true(total >= 12);
+  assert_true(repl >= 10);
+  check_invariants(f);
 }
 
 static void test_add_and_update(void **state) {
@@ -1604,6 +1637,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_init_invalid, setup, teardown),
       cmocka_unit_test_setup_teardown(test_add_and_update, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_buckets_sized_by_k, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ignored_rules, setup, teardown),
       cmocka_unit_test_setup_teardown(test_identity_conflicts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restarted_node_replaces_bad_entry,

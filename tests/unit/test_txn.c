@@ -318,7 +318,9 @@ static void test_churn(void **state) {
       closed++;
     }
     assert_int_equal(opened - closed, tm.n);
-    assert_int_equal(tm.n + tm.nfree_, CAP);
+    /* Every allocated slot is open or free, and the bound holds. */
+    assert_int_equal(tm.n + tm.nfree_, tm.cap);
+    assert_true(tm.cap <= CAP);
     assert_true(mdht_txn_next_deadline(&tm) > now);
   }
   assert_true(full > 0); /* the pattern did reach the bound */
@@ -331,6 +333,66 @@ static void test_churn(void **state) {
   mdht_txn_free(&tm);
 }
 
+/* The table grows by doubling past its first MDHT_TXN_MIN_SLOTS slots up
+ * to the bound, keeps every open transaction (and its id) valid across a
+ * doubling, and gives memory back once it is idle again. */
+static void test_grows_and_shrinks(void **state) {
+  (void)state;
+  enum { MAX = 100 };
+  mdht_txn_mgr tm;
+  assert_int_equal(mdht_txn_init(&tm, MAX, TIMEOUT), 0);
+  assert_int_equal(tm.cap, MDHT_TXN_MIN_SLOTS);
+  mdht_addr a = v4(7, 7);
+  uint8_t tids[MAX][MDHT_TID_LEN];
+  for (int i = 0; i < MAX; i++)
+    assert_int_equal(open_(&tm, &a, 0x1000u + (uint32_t)i, 1, tids[i]), i);
+  /* 8, 16, 32, 64, then capped at the bound rather than 128. */
+  assert_int_equal(tm.cap, MAX);
+  uint8_t t[MDHT_TID_LEN];
+  assert_int_equal(open_(&tm, &a, 1, 1, t), MDHT_ERR_FULL);
+  /* Ids handed out before the table grew still match. */
+  mdht_txn out;
+  assert_int_equal(mdht_txn_match(&tm, tids[0], MDHT_TID_LEN, &a, &out), 0);
+  assert_int_equal(out.owner.cookie, 0x1000);
+  /* Closing the upper slots lets it halve as soon as at most a quarter is
+   * in use and the upper half is empty. */
+  for (int i = MAX - 1; i >= 4; i--)
+    assert_int_equal(mdht_txn_match(&tm, tids[i], MDHT_TID_LEN, &a, &out), 0);
+  assert_int_equal(tm.n, 3);
+  assert_int_equal(tm.cap, MDHT_TXN_MIN_SLOTS);
+  assert_int_equal(tm.n + tm.nfree_, tm.cap);
+  /* A closed slot that was dropped no longer matches. */
+  assert_int_equal(mdht_txn_match(&tm, tids[50], MDHT_TID_LEN, &a, &out),
+                   MDHT_ERR_NOTFOUND);
+  /* The ones left are intact, and expire in order. */
+  assert_int_equal(mdht_txn_match(&tm, tids[2], MDHT_TID_LEN, &a, &out), 0);
+  assert_int_equal(out.owner.cookie, 0x1002);
+  assert_int_equal(mdht_txn_expire(&tm, UINT64_MAX, &out), 0);
+  assert_int_equal(out.owner.cookie, 0x1001);
+  assert_int_equal(mdht_txn_expire(&tm, UINT64_MAX, &out), 0);
+  assert_int_equal(out.owner.cookie, 0x1003);
+  assert_int_equal(tm.n, 0);
+
+  /* An open transaction in the upper half holds the table at its size
+   * however few others are open. */
+  int slot[16], high = -1;
+  for (int i = 0; i < 16; i++) {
+    slot[i] = open_(&tm, &a, 0x2000u + (uint32_t)i, 2, tids[i]);
+    assert_true(slot[i] >= 0 && slot[i] < 16);
+    if (slot[i] == 15) high = i;
+  }
+  assert_int_equal(tm.cap, 16);
+  assert_true(high >= 0);
+  for (int i = 0; i < 16; i++)
+    if (i != high)
+      assert_int_equal(mdht_txn_match(&tm, tids[i], MDHT_TID_LEN, &a, &out), 0);
+  assert_int_equal(tm.n, 1);
+  assert_int_equal(tm.cap, 16);
+  assert_int_equal(mdht_txn_match(&tm, tids[high], MDHT_TID_LEN, &a, &out), 0);
+  assert_int_equal(tm.cap, MDHT_TXN_MIN_SLOTS);
+  mdht_txn_free(&tm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_init_bounds),
@@ -338,6 +400,7 @@ int main(void) {
       cmocka_unit_test(test_rejects),
       cmocka_unit_test(test_timeouts_in_order),
       cmocka_unit_test(test_full_and_reuse),
+      cmocka_unit_test(test_grows_and_shrinks),
       cmocka_unit_test(test_reuse_same_check),
       cmocka_unit_test(test_unlink_ends),
       cmocka_unit_test(test_churn),
