@@ -174,9 +174,8 @@ static const cli_opt opts[] = {
      "a node that left comes back with a new id, or the one it had "
      "(default new-id)",
      CLI_CUSTOM, 0, 0, 0, opt_rejoin},
-    {"--join-batch", "N",
-     "nodes joining every 100 ms (default max(25, nodes / 400))", CLI_U32,
-     OFF(join_batch), 1, 1000000, NULL},
+    {"--join-batch", "N", "nodes joining every 100 ms; 0: max(25, nodes / 400)",
+     CLI_U32, OFF(join_batch), 0, 1000000, NULL},
     {"--dead", "FRACTION",
      "kill nodes until this share of routing entries is stale, before the "
      "lookups (default 0)",

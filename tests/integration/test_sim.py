@@ -82,7 +82,7 @@ def test_bad_arguments():
                 ["--churn", "pareto"], ["--churn", "weibull",
                                         "--session-shape", "0"],
                 ["--session-scale", "5"], ["--rejoin", "maybe"],
-                ["--join-batch", "0"], ["--nodes", "2000001"]):
+                ["--join-batch", "-1"], ["--nodes", "2000001"]):
         rc, out, err = mdht("sim", *bad, timeout=10)
         check(rc == 2, "%s: status %d, want 2" % (bad, rc))
         check(len(err.strip().splitlines()) == 1 and err.startswith("mdht: "),
