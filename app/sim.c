@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "mdht.h"
@@ -27,6 +26,13 @@ typedef struct sim_args {
   double sigma;
   double loss;
   double churn;
+  bool weibull; /* --churn weibull */
+  double session_shape;
+  double session_scale_min;
+  double down_scale_min; /* 0: as the sessions */
+  bool same_id;
+  const char *weibull_flag; /* a --churn weibull option that was given */
+  uint32_t join_batch;
   double dead;
   uint32_t infohashes;
   uint32_t lookups;
@@ -64,7 +70,42 @@ static int opt_loss(void *ctx, const char *v) {
   return parse_double("--loss", v, 0, 1, &((sim_args *)ctx)->loss);
 }
 static int opt_churn(void *ctx, const char *v) {
-  return parse_double("--churn", v, 0, 1e6, &((sim_args *)ctx)->churn);
+  sim_args *a = ctx;
+  a->weibull = strcmp(v, "weibull") == 0;
+  if (a->weibull) return 0;
+  if (*v && strchr("0123456789.", *v))
+    return parse_double("--churn", v, 0, 1e6, &a->churn);
+  cli_error("bad value '%s' for --churn (want a rate from 0 to 1e+06 or "
+            "weibull)",
+            v);
+  return -1;
+}
+static int opt_shape(void *ctx, const char *v) {
+  ((sim_args *)ctx)->weibull_flag = "--session-shape";
+  return parse_double("--session-shape", v, 0.05, 10,
+                      &((sim_args *)ctx)->session_shape);
+}
+static int opt_scale(void *ctx, const char *v) {
+  ((sim_args *)ctx)->weibull_flag = "--session-scale";
+  return parse_double("--session-scale", v, 0.001, 1e6,
+                      &((sim_args *)ctx)->session_scale_min);
+}
+static int opt_down(void *ctx, const char *v) {
+  ((sim_args *)ctx)->weibull_flag = "--downtime-scale";
+  return parse_double("--downtime-scale", v, 0.001, 1e6,
+                      &((sim_args *)ctx)->down_scale_min);
+}
+static int opt_rejoin(void *ctx, const char *v) {
+  sim_args *a = ctx;
+  if (strcmp(v, "new-id") == 0)
+    a->same_id = false;
+  else if (strcmp(v, "same-id") == 0)
+    a->same_id = true;
+  else {
+    cli_error("bad value '%s' for --rejoin (want new-id or same-id)", v);
+    return -1;
+  }
+  return 0;
 }
 static int opt_dead(void *ctx, const char *v) {
   return parse_double("--dead", v, 0, 0.9, &((sim_args *)ctx)->dead);
@@ -98,8 +139,8 @@ static int opt_dist(void *ctx, const char *v) {
 
 #define OFF(f) offsetof(sim_args, f)
 static const cli_opt opts[] = {
-    {"--nodes", "N", "nodes in the network (some 270 KiB each)", CLI_U32,
-     OFF(nodes), 2, 100000, NULL},
+    {"--nodes", "N", "nodes in the network (some 350 KiB each)", CLI_U32,
+     OFF(nodes), 2, 2000000, NULL},
     {"--seed", "S", "seed of every random choice", CLI_MS, OFF(seed), 0,
      UINT64_MAX, NULL},
     {"--latency", "MS", "median one-way latency of a link", CLI_MS,
@@ -114,9 +155,27 @@ static const cli_opt opts[] = {
      0, 0, 0, opt_sigma},
     {"--loss", "P", "probability a datagram is lost, 0..1 (default 0)",
      CLI_CUSTOM, 0, 0, 0, opt_loss},
-    {"--churn", "RATE",
-     "nodes leaving (and as many joining) per virtual second (default 0)",
+    {"--churn", "RATE|weibull",
+     "nodes leaving (and as many joining) per virtual second (default 0); "
+     "or weibull: every node's sessions and times away drawn from a "
+     "Weibull distribution",
      CLI_CUSTOM, 0, 0, 0, opt_churn},
+    {"--session-shape", "K",
+     "--churn weibull: shape of sessions and times away (default 0.38)",
+     CLI_CUSTOM, 0, 0, 0, opt_shape},
+    {"--session-scale", "MIN",
+     "--churn weibull: scale of session lengths, minutes (default 42.4)",
+     CLI_CUSTOM, 0, 0, 0, opt_scale},
+    {"--downtime-scale", "MIN",
+     "--churn weibull: scale of times away, minutes (default: as "
+     "--session-scale)",
+     CLI_CUSTOM, 0, 0, 0, opt_down},
+    {"--rejoin", "new-id|same-id",
+     "a node that left comes back with a new id, or the one it had "
+     "(default new-id)",
+     CLI_CUSTOM, 0, 0, 0, opt_rejoin},
+    {"--join-batch", "N", "nodes joining every 100 ms; 0: max(25, nodes / 400)",
+     CLI_U32, OFF(join_batch), 0, 1000000, NULL},
     {"--dead", "FRACTION",
      "kill nodes until this share of routing entries is stale, before the "
      "lookups (default 0)",
@@ -142,8 +201,10 @@ static const cli_opt opts[] = {
      OFF(max_lookups), 1, 1024, NULL},
     {"--json", NULL, "one JSON object instead of the table", CLI_FLAG,
      OFF(json), 0, 0, NULL},
-    {"--progress", NULL, "phases and wall time on stderr", CLI_FLAG,
-     OFF(progress), 0, 0, NULL},
+    {"--progress", NULL,
+     "on stderr, at each phase and every 2 s of wall time: phase, virtual "
+     "time, events and events/s, nodes up, RSS and peak RSS",
+     CLI_FLAG, OFF(progress), 0, 0, NULL},
     {"--eclipse", NULL,
      "instead: the BEP 42 eclipse attempt on public virtual addresses "
      "(--nodes honest nodes, --lookups find_node lookups of the target)",
@@ -176,6 +237,8 @@ static void defaults(sim_args *a) {
   a->max_txns = so.sim.cfg.max_txns;
   a->max_lookups = so.sim.cfg.max_lookups;
   a->attackers = 32;
+  a->session_shape = so.session_shape;
+  a->session_scale_min = so.session_scale_ms / 60000;
 }
 
 /* --eclipse: the honest nodes are --nodes, the rest of the options apply
@@ -217,27 +280,47 @@ static double wall_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* --progress: a line at the start of each phase and, within a phase,
+ * every PROGRESS_EVERY_S of wall time. */
+#define PROGRESS_EVERY_S 2.0
+
 typedef struct prog {
   bool on;
   double t0;
+  double last_wall;     /* of the last line */
+  uint64_t last_events; /* ... and the events then */
 } prog;
 
-/* The current resident set, in KiB, or -1. */
-static long rss_kib(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  long pages = -1, resident = -1;
-  if (!f) return -1;
-  if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = -1;
+/* The current and peak resident set (VmRSS, VmHWM), in KiB; -1 unknown. */
+static void read_rss(long *cur, long *peak) {
+  char line[128];
+  *cur = *peak = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "VmRSS:", 6) == 0) *cur = strtol(line + 6, NULL, 10);
+    if (strncmp(line, "VmHWM:", 6) == 0) *peak = strtol(line + 6, NULL, 10);
+  }
   fclose(f);
-  return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-static void on_progress(const char *phase, mdht_time vt, void *user) {
+static void on_progress(const mdht_scenario_status *st, void *user) {
   prog *p = user;
-  if (p->on)
-    fprintf(
-        stderr, "mdht sim: %-8s virtual %8.1f s, wall %7.1f s, RSS %6.0f MiB\n",
-        phase, (double)vt / 1000, wall_s() - p->t0, (double)rss_kib() / 1024);
+  double now = wall_s();
+  if (!p->on || (!st->phase_start && now - p->last_wall < PROGRESS_EVERY_S))
+    return;
+  double dt = now - p->last_wall;
+  double rate = dt > 0 ? (double)(st->c.events - p->last_events) / dt : 0;
+  long cur, peak;
+  read_rss(&cur, &peak);
+  fprintf(stderr,
+          "mdht sim: %-8s virtual %8.1f s, %llu events (%.0f/s), %llu "
+          "queued, nodes %u/%u up, RSS %.0f MiB (peak %.0f), wall %.1f s\n",
+          st->phase, (double)st->vt / 1000, (unsigned long long)st->c.events,
+          rate, (unsigned long long)st->c.queued, st->alive, st->nodes,
+          (double)cur / 1024, (double)peak / 1024, now - p->t0);
+  p->last_wall = now;
+  p->last_events = st->c.events;
 }
 
 int mdht_cmd_sim(int argc, char **argv) {
@@ -256,6 +339,10 @@ int mdht_cmd_sim(int argc, char **argv) {
     mdht_scenario_opts so;
     mdht_scenario_opts_default(&so);
     a.routers = so.routers < a.nodes ? so.routers : a.nodes;
+  }
+  if (a.weibull_flag && !a.weibull) {
+    cli_error("%s needs --churn weibull", a.weibull_flag);
+    return CLI_USAGE_ERROR;
   }
   if (a.routers > a.nodes) {
     cli_error("--routers %u is more than --nodes %u", a.routers, a.nodes);
@@ -276,6 +363,15 @@ int mdht_cmd_sim(int argc, char **argv) {
   o.sim.cfg.max_txns = a.max_txns;
   o.sim.cfg.max_lookups = a.max_lookups;
   o.churn = a.churn;
+  if (a.weibull) {
+    o.churn_model = MDHT_CHURN_WEIBULL;
+    o.session_shape = a.session_shape;
+    o.session_scale_ms = a.session_scale_min * 60000;
+    o.down_scale_ms =
+        (a.down_scale_min > 0 ? a.down_scale_min : a.session_scale_min) * 60000;
+  }
+  o.rejoin_same_id = a.same_id;
+  o.join_batch = a.join_batch;
   o.dead = a.dead;
   o.infohashes = a.infohashes;
   o.lookups = a.lookups;
@@ -288,7 +384,8 @@ int mdht_cmd_sim(int argc, char **argv) {
     return CLI_USAGE_ERROR;
   }
   if (a.eclipse) return run_eclipse(&a, &o);
-  prog p = {a.progress, wall_s()};
+  double t0 = wall_s();
+  prog p = {a.progress, t0, t0, 0};
   o.progress = on_progress;
   o.progress_user = &p;
 
@@ -301,15 +398,18 @@ int mdht_cmd_sim(int argc, char **argv) {
   double wall = wall_s() - p.t0;
   struct rusage ru;
   long rss_kib = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+  double eps = wall > 0 ? (double)r.events / wall : 0;
   if (a.json) {
-    char extra[128];
-    snprintf(extra, sizeof extra, "\"wall_s\":%.2f,\"max_rss_kib\":%ld", wall,
-             rss_kib);
+    char extra[160];
+    snprintf(extra, sizeof extra,
+             "\"wall_s\":%.2f,\"max_rss_kib\":%ld,\"events_per_s\":%.0f", wall,
+             rss_kib, eps);
     mdht_scenario_print_json(stdout, &o, &r, extra);
   } else {
     mdht_scenario_print(stdout, &o, &r);
-    printf("run: %.1f s wall, max RSS %.1f MiB (%.1f KiB per node)\n", wall,
-           (double)rss_kib / 1024, (double)rss_kib / a.nodes);
+    printf("run: %.1f s wall, %.0f events/s, max RSS %.1f MiB (%.1f KiB per "
+           "node)\n",
+           wall, eps, (double)rss_kib / 1024, (double)rss_kib / a.nodes);
   }
   return fflush(stdout) == 0 ? 0 : CLI_USAGE_ERROR;
 }

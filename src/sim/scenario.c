@@ -1,4 +1,6 @@
 #include "scenario.h"
+#include "dist.h"
+#include "evq.h"
 #include "id.h"
 
 #include <math.h>
@@ -52,7 +54,12 @@ struct scen {
   uint32_t npool;
   bool churn_on;
   double next_churn;
+  mdht_evq cq; /* WEIBULL: leaves (from 0) and rejoins (from 1) */
+  uint32_t alive;
+  const char *phase;
 };
+
+enum { CHURN_LEAVE = 0, CHURN_REJOIN = 1 };
 
 void mdht_scenario_opts_default(mdht_scenario_opts *o) {
   memset(o, 0, sizeof *o);
@@ -68,10 +75,18 @@ void mdht_scenario_opts_default(mdht_scenario_opts *o) {
   o->sim.cfg.max_lookups = 32;
   o->sim.cfg.rate_limit_per_sec = 0;
   o->routers = 4;
-  o->join_batch = 25;
+  o->join_batch = 0; /* auto: max(25, N / 400) */
   o->join_step_ms = 100;
   o->settle_ms = 30000;
   o->churn = 0;
+  o->churn_model = MDHT_CHURN_POISSON;
+  /* Stutzbach and Rejaie (IMC 2006), BitTorrent (Debian swarm) session
+   * lengths: Weibull k = 0.38, lambda = 42.4 minutes. The time away is
+   * taken from the same distribution (they found downtimes heavy-tailed
+   * too, without a fit we could cite). */
+  o->session_shape = 0.38;
+  o->session_scale_ms = 42.4 * 60000;
+  o->down_scale_ms = 42.4 * 60000;
   o->dead = 0;
   o->infohashes = 10;
   o->lookups = 200;
@@ -168,6 +183,7 @@ static double expo_ms(scen *s) {
 
 /* Node i leaves: its lookups are aborted. */
 static void leave(scen *s, uint32_t i) {
+  if (mdht_sim_alive(s->sim, i)) s->alive--;
   mdht_sim_kill(s->sim, i);
   while (s->ctx[i].head >= 0) {
     lookup_rec *l = &s->lk[s->ctx[i].head];
@@ -182,17 +198,64 @@ static void join(scen *s, uint32_t i, uint32_t router) {
   mdht_sim_touch(s->sim, i);
 }
 
+/* Node i comes back at its address; false if it could not be made. */
+static bool rejoin(scen *s, uint32_t i) {
+  if (mdht_sim_restart_as(s->sim, i, s->o->rejoin_same_id) < 0 ||
+      subscribe(s, i) < 0)
+    return false;
+  s->alive++;
+  s->ctx[i].head = -1;
+  join(s, i, (uint32_t)(mdht_sim_rand(s->sim) % s->o->routers));
+  s->r->churn_joined++;
+  return true;
+}
+
+static double draw_u(void *user) {
+  return mdht_sim_uniform(user);
+}
+
+/* Queues a WEIBULL churn event for node i `ms` from now. */
+static void churn_at(scen *s, uint32_t i, uint32_t kind, double ms) {
+  double at = (double)mdht_sim_now(s->sim) + ms + 1;
+  mdht_evq_item it = {
+      .at = at > 1e15 ? (mdht_time)1e15 : (mdht_time)at, .to = i, .from = kind};
+  mdht_evq_push(&s->cq, it); /* out of memory: that node just stays */
+}
+
+/* WEIBULL: every live node but the routers gets the rest of its current
+ * session. */
+static void weibull_start(scen *s) {
+  const mdht_scenario_opts *o = s->o;
+  for (uint32_t i = o->routers; i < s->n; i++)
+    if (mdht_sim_alive(s->sim, i))
+      churn_at(s, i, CHURN_LEAVE,
+               mdht_weibull_residual(draw_u, s->sim, o->session_shape,
+                                     o->session_scale_ms));
+}
+
+static void weibull_event(scen *s, const mdht_evq_item *it) {
+  const mdht_scenario_opts *o = s->o;
+  uint32_t i = it->to;
+  if (it->from == CHURN_LEAVE) {
+    if (!mdht_sim_alive(s->sim, i)) return; /* the dead phase took it */
+    leave(s, i);
+    s->r->churn_left++;
+    churn_at(s, i, CHURN_REJOIN,
+             mdht_weibull(draw_u, s->sim, o->session_shape, o->down_scale_ms));
+  } else if (rejoin(s, i)) {
+    churn_at(
+        s, i, CHURN_LEAVE,
+        mdht_weibull(draw_u, s->sim, o->session_shape, o->session_scale_ms));
+  }
+}
+
 static void churn_event(scen *s) {
   /* One joins (a node that left earlier, with a new id), one leaves. */
   if (s->npool > 0) {
     uint32_t k = (uint32_t)(mdht_sim_rand(s->sim) % s->npool);
     uint32_t i = s->pool[k];
     s->pool[k] = s->pool[--s->npool];
-    if (mdht_sim_restart(s->sim, i) == 0 && subscribe(s, i) == 0) {
-      s->ctx[i].head = -1;
-      join(s, i, (uint32_t)(mdht_sim_rand(s->sim) % s->o->routers));
-      s->r->churn_joined++;
-    }
+    rejoin(s, i);
   }
   for (int tries = 0; tries < 1000; tries++) {
     uint32_t i = (uint32_t)(mdht_sim_rand(s->sim) % s->n);
@@ -206,17 +269,39 @@ static void churn_event(scen *s) {
 
 /* Runs the network to `until`, with churn events on the way. */
 static void advance(scen *s, mdht_time until) {
-  while (s->churn_on && s->next_churn <= (double)until) {
+  bool poisson = s->o->churn_model == MDHT_CHURN_POISSON;
+  while (s->churn_on && poisson && s->next_churn <= (double)until) {
     mdht_sim_run(s->sim, (mdht_time)s->next_churn);
     churn_event(s);
     s->next_churn += expo_ms(s);
   }
+  const mdht_evq_item *top;
+  while (s->churn_on && (top = mdht_evq_peek(&s->cq)) && top->at <= until) {
+    mdht_evq_item it;
+    mdht_evq_pop(&s->cq, &it);
+    mdht_sim_run(s->sim, it.at);
+    weibull_event(s, &it);
+  }
   mdht_sim_run(s->sim, until);
 }
 
+static void status(scen *s, bool start) {
+  mdht_scenario_status st = {.phase = s->phase,
+                             .phase_start = start,
+                             .vt = mdht_sim_now(s->sim),
+                             .nodes = s->n,
+                             .alive = s->alive};
+  mdht_sim_counts_get(s->sim, &st.c);
+  s->o->progress(&st, s->o->progress_user);
+}
+
+static void on_poll(void *user) {
+  status(user, false);
+}
+
 static void progress(scen *s, const char *phase) {
-  if (s->o->progress)
-    s->o->progress(phase, mdht_sim_now(s->sim), s->o->progress_user);
+  s->phase = phase;
+  if (s->o->progress) status(s, true);
 }
 
 /* A random live node (bootstrapped, if asked), or UINT32_MAX. */
@@ -365,13 +450,19 @@ static void phase_join(scen *s) {
     join(s, i, 0);
   advance(s, mdht_sim_now(sim) + 1000);
   if (nr > 1) join(s, 0, 1);
+  uint32_t batch = o->join_batch;
+  if (batch == 0) batch = s->n / 400 > 25 ? s->n / 400 : 25;
+  s->r->join_batch = batch;
   for (uint32_t i = nr; i < s->n;) {
-    for (uint32_t b = 0; b < o->join_batch && i < s->n; b++, i++)
+    for (uint32_t b = 0; b < batch && i < s->n; b++, i++)
       join(s, i, (i - nr) % nr);
     advance(s, mdht_sim_now(sim) + o->join_step_ms);
   }
   progress(s, "settle");
-  if (o->churn > 0) {
+  if (o->churn_model == MDHT_CHURN_WEIBULL) {
+    s->churn_on = true;
+    weibull_start(s);
+  } else if (o->churn > 0) {
     s->churn_on = true;
     s->next_churn = (double)mdht_sim_now(sim) + expo_ms(s);
   }
@@ -549,8 +640,13 @@ static int phases(scen *s) {
 
 int mdht_scenario_run(const mdht_scenario_opts *o, mdht_scenario_report *r) {
   if (!o || !r || o->routers == 0 || o->routers > o->sim.nodes ||
-      o->routers > 16 || o->join_batch == 0 || !(o->dead >= 0) ||
-      o->dead >= 1 || !(o->churn >= 0) || o->churn > 1e6)
+      o->routers > 16 || !(o->dead >= 0) || o->dead >= 1 || !(o->churn >= 0) ||
+      o->churn > 1e6 ||
+      (o->churn_model != MDHT_CHURN_POISSON &&
+       o->churn_model != MDHT_CHURN_WEIBULL) ||
+      (o->churn_model == MDHT_CHURN_WEIBULL &&
+       !(o->session_shape >= 0.05 && o->session_shape <= 10 &&
+         o->session_scale_ms >= 1 && o->down_scale_ms >= 1)))
     return MDHT_ERR_INVAL;
   memset(r, 0, sizeof *r);
   scen s;
@@ -560,7 +656,12 @@ int mdht_scenario_run(const mdht_scenario_opts *o, mdht_scenario_report *r) {
   int rc = mdht_sim_new(&s.sim, &o->sim);
   if (rc < 0) return rc;
   s.n = mdht_sim_count(s.sim);
+  s.alive = s.n;
   r->nodes = s.n;
+  mdht_evq_init(&s.cq);
+  if (o->progress)
+    mdht_sim_set_poll(s.sim, o->progress_events ? o->progress_events : 1 << 16,
+                      on_poll, &s);
   s.nlk = o->lookups;
   s.nan = o->infohashes;
   s.ctx = calloc(s.n, sizeof *s.ctx);
@@ -577,7 +678,11 @@ int mdht_scenario_run(const mdht_scenario_opts *o, mdht_scenario_report *r) {
   r->sent = mdht_sim_sent(s.sim);
   r->lost = mdht_sim_lost(s.sim);
   r->virtual_ms = mdht_sim_now(s.sim);
+  mdht_sim_counts c;
+  mdht_sim_counts_get(s.sim, &c);
+  r->events = c.events;
   mdht_sim_del(s.sim);
+  mdht_evq_free(&s.cq);
   free(s.ctx);
   free(s.lk);
   free(s.an);
@@ -596,19 +701,32 @@ static const char *dist_name(const mdht_sim_opts *so) {
   return so->dist == MDHT_SIM_LAT_LOGNORMAL ? "lognormal" : "uniform";
 }
 
+/* "churn 0.5/s", or the Weibull parameters in minutes. */
+static void churn_desc(char *buf, size_t len, const mdht_scenario_opts *o) {
+  if (o->churn_model == MDHT_CHURN_WEIBULL)
+    snprintf(buf, len, "churn weibull (k %g, sessions %g min, away %g min, %s)",
+             o->session_shape, o->session_scale_ms / 60000,
+             o->down_scale_ms / 60000,
+             o->rejoin_same_id ? "same id" : "new id");
+  else
+    snprintf(buf, len, "churn %g/s", o->churn);
+}
+
 void mdht_scenario_print(FILE *f, const mdht_scenario_opts *o,
                          const mdht_scenario_report *r) {
   const mdht_sim_opts *so = &o->sim;
   double rtt = r->rtt_ms.median;
+  char churn[128];
+  churn_desc(churn, sizeof churn, o);
   fprintf(f,
           "mdht sim: %u nodes, seed %llu, one-way latency %llu ms (%s%s) "
-          "+ 0..%llu ms jitter, loss %.1f %%, churn %g/s, alpha %u, "
+          "+ 0..%llu ms jitter, loss %.1f %%, %s, alpha %u, "
           "soft timeout %llu ms\n",
           r->nodes, (unsigned long long)so->seed,
           (unsigned long long)so->latency_ms, dist_name(so),
           so->per_link || so->dist == MDHT_SIM_LAT_LOGNORMAL ? ", per link"
                                                              : "",
-          (unsigned long long)so->jitter_ms, so->loss * 100, o->churn,
+          (unsigned long long)so->jitter_ms, so->loss * 100, churn,
           so->cfg.alpha, (unsigned long long)so->cfg.query_soft_timeout_ms);
   fprintf(f,
           "network:  %u bootstrapped; %u/%u announces stored (on %.1f nodes "
@@ -651,9 +769,12 @@ void mdht_scenario_print(FILE *f, const mdht_scenario_opts *o,
               ratio(st->p95, rtt), ratio(st->p99, rtt));
     fputc('\n', f);
   }
-  fprintf(f, "datagrams: %llu sent, %llu lost; %.1f s of virtual time\n",
+  fprintf(f,
+          "datagrams: %llu sent, %llu lost; %.1f s of virtual time, %llu "
+          "events; joined %u per %llu ms\n",
           (unsigned long long)r->sent, (unsigned long long)r->lost,
-          (double)r->virtual_ms / 1000);
+          (double)r->virtual_ms / 1000, (unsigned long long)r->events,
+          r->join_batch, (unsigned long long)o->join_step_ms);
 }
 
 static void json_stat(FILE *f, const char *name, const mdht_scenario_stat *st) {
@@ -676,6 +797,16 @@ void mdht_scenario_print_json(FILE *f, const mdht_scenario_opts *o,
           (unsigned long long)so->latency_ms, (unsigned long long)so->jitter_ms,
           dist_name(so), so->loss, o->churn, o->dead, so->cfg.alpha,
           (unsigned long long)so->cfg.query_soft_timeout_ms);
+  if (o->churn_model == MDHT_CHURN_WEIBULL)
+    fprintf(f,
+            "\"churn_model\":\"weibull\",\"session_shape\":%g,"
+            "\"session_scale_min\":%g,\"down_scale_min\":%g,",
+            o->session_shape, o->session_scale_ms / 60000,
+            o->down_scale_ms / 60000);
+  else
+    fprintf(f, "\"churn_model\":\"poisson\",");
+  fprintf(f, "\"rejoin\":\"%s\",\"join_batch\":%u,",
+          o->rejoin_same_id ? "same-id" : "new-id", r->join_batch);
   fprintf(f,
           "\"bootstrapped\":%u,\"announces\":%u,\"announces_ok\":%u,"
           "\"announce_nodes\":%.3f,\"killed\":%u,\"alive\":%u,"
@@ -710,10 +841,12 @@ void mdht_scenario_print_json(FILE *f, const mdht_scenario_opts *o,
           ratio(r->ttfp_ms.median, rtt), ratio(r->ttfp_ms.p95, rtt),
           ratio(r->ttfp_ms.p99, rtt), ratio(r->done_ms.median, rtt),
           ratio(r->done_ms.p95, rtt), ratio(r->done_ms.p99, rtt));
-  fprintf(f, "\"sent\":%llu,\"lost\":%llu,\"virtual_ms\":%llu%s%s}\n",
+  fprintf(f,
+          "\"sent\":%llu,\"lost\":%llu,\"virtual_ms\":%llu,\"events\":%llu"
+          "%s%s}\n",
           (unsigned long long)r->sent, (unsigned long long)r->lost,
-          (unsigned long long)r->virtual_ms, extra ? "," : "",
-          extra ? extra : "");
+          (unsigned long long)r->virtual_ms, (unsigned long long)r->events,
+          extra ? "," : "", extra ? extra : "");
 }
 
 /* ------------------------------------------------------------ eclipse */

@@ -20,10 +20,24 @@
  *      the engine's lookup id is learned from LOOKUP_STARTED, published
  *      synchronously inside mdht_node_get_peers) and time to completion.
  *   Churn: from the end of the join phase to the end of the run, nodes
- *   leave (killed) and as many join (a node that left comes back at its
- *   address with a new id and an empty table, through a router) at
- *   `churn` events per virtual second, as a Poisson process. A lookup whose
- *   origin leaves is "aborted" and counted apart.
+ *   leave (killed) and come back (at the same address, with a new id or,
+ *   with rejoin_same_id, the id they had; an empty table; through a
+ *   router), either
+ *     MDHT_CHURN_POISSON: `churn` leave-and-join pairs per virtual second,
+ *       as a Poisson process; or
+ *     MDHT_CHURN_WEIBULL: every node (but the routers) lives through
+ *       sessions of Weibull(session_shape, session_scale_ms) length and
+ *       stays away Weibull(session_shape, down_scale_ms) in between. The
+ *       network is taken as already running: each node's first session
+ *       is the residual of a stationary renewal process (dist.h), not a
+ *       fresh session. Nodes the dead phase kills stay dead.
+ *   A lookup whose origin leaves is "aborted" and counted apart.
+ *
+ * Joining: join_batch 0 (the default) means max(25, N / 400) nodes every
+ * join_step_ms, so that the join phase lasts at most some 40 virtual
+ * seconds whatever N is; a fixed batch would make it last N / 250 s and
+ * the whole run grow as N^2 (every node already in does its maintenance
+ * while the others join).
  *
  * The link RTT of the run is measured, not derived from the model: the
  * median of the round-trip times of every response received by any node
@@ -39,23 +53,44 @@
 
 #include "sim.h"
 
+typedef enum mdht_churn_model {
+  MDHT_CHURN_POISSON,
+  MDHT_CHURN_WEIBULL
+} mdht_churn_model;
+
+/* Where a run is, for progress output. */
+typedef struct mdht_scenario_status {
+  const char *phase; /* "join", "settle", "announce", "kill", "lookups",
+                        "done" */
+  bool phase_start;  /* called because the phase just began */
+  mdht_time vt;      /* virtual ms */
+  uint32_t nodes, alive;
+  mdht_sim_counts c;
+} mdht_scenario_status;
+
 typedef struct mdht_scenario_opts {
-  mdht_sim_opts sim;         /* nodes, seed, latency model, loss, cfg */
-  uint32_t routers;          /* bootstrap nodes: 4 */
-  uint32_t join_batch;       /* nodes joining together: 25 */
-  mdht_time join_step_ms;    /* between batches: 100 */
-  mdht_time settle_ms;       /* after the last join: 30 s */
-  double churn;              /* leaves (and joins) per virtual second */
+  mdht_sim_opts sim;      /* nodes, seed, latency model, loss, cfg */
+  uint32_t routers;       /* bootstrap nodes: 4 */
+  uint32_t join_batch;    /* nodes joining together: 0 = auto */
+  mdht_time join_step_ms; /* between batches: 100 */
+  mdht_time settle_ms;    /* after the last join: 30 s */
+  mdht_churn_model churn_model;
+  double churn;              /* POISSON: leaves (and joins) per second */
+  double session_shape;      /* WEIBULL k: 0.38 */
+  double session_scale_ms;   /* WEIBULL lambda of sessions: 42.4 min */
+  double down_scale_ms;      /* ... of the time away: 42.4 min */
+  bool rejoin_same_id;       /* a node comes back with the id it had */
   double dead;               /* share of routing entries to dead nodes */
   uint32_t infohashes;       /* announced: 10 */
   uint32_t lookups;          /* get_peers lookups measured: 200 */
   mdht_time lookup_step_ms;  /* between lookup starts: 20 */
   mdht_time lookup_limit_ms; /* a lookup not done this long after its
                                 start counts as failed: 60 s */
-  /* Called between phases ("join", "settle", ...) with the virtual time,
-   * for progress output; may be NULL. */
-  void (*progress)(const char *phase, mdht_time vt, void *user);
+  /* Called as each phase begins and, within phases, every
+   * progress_events events, for progress output; may be NULL. */
+  void (*progress)(const mdht_scenario_status *st, void *user);
   void *progress_user;
+  uint64_t progress_events; /* 0: 1 << 16 */
 } mdht_scenario_opts;
 
 typedef struct mdht_scenario_stat {
@@ -92,6 +127,8 @@ typedef struct mdht_scenario_report {
   mdht_scenario_stat done_ms;                    /* done lookups */
   mdht_scenario_stat rtt_ms;                     /* link RTT (responses) */
   uint64_t sent, lost;  /* datagrams of the whole run */
+  uint64_t events;      /* the simulator's events (deliveries, timers) */
+  uint32_t join_batch;  /* the join batch used (join_batch 0: auto) */
   mdht_time virtual_ms; /* virtual time the run took */
 } mdht_scenario_report;
 

@@ -1,21 +1,17 @@
 #include "sim.h"
 #include "bep42.h"
+#include "evq.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A pending delivery or timer, ordered by time then by sequence number so
- * that equal times resolve the same way on every run. */
-typedef struct event {
-  mdht_time at;
-  uint64_t seq;
-  uint32_t to;
-  uint32_t from; /* UINT32_MAX: a timer, not a datagram */
-  uint32_t gen;  /* node generation it was meant for (churn) */
-  uint16_t len;
-  uint8_t *data;
-} event;
+/* A pending delivery or timer (evq.h orders them by time, then by push
+ * order, so that equal times resolve the same way on every run): `to` the
+ * node, `from` the sender or UINT32_MAX for a timer, `gen` the generation
+ * of `to` it was meant for (churn), `data`/`len` the datagram. */
+typedef mdht_evq_item event;
+#define TIMER UINT32_MAX
 
 typedef struct simnode {
   mdht_node *node;
@@ -30,10 +26,12 @@ struct mdht_sim {
   mdht_sim_opts o;
   simnode *nodes;
   uint32_t n;
-  event *heap;
-  size_t nheap, capheap;
-  uint64_t seq;
+  mdht_evq q;
   mdht_time now;
+  mdht_sim_counts c;
+  void (*poll)(void *user);
+  void *poll_user;
+  uint64_t poll_every, poll_next;
   uint64_t rng;
   uint64_t sent, lost;
 };
@@ -95,46 +93,6 @@ mdht_time mdht_sim_link_latency(const mdht_sim *sim, uint32_t i, uint32_t j) {
   return (mdht_time)(base * (0.5 + unit(link_hash(sim, i, j, 3))) + 0.5);
 }
 
-static bool before(const event *a, const event *b) {
-  return a->at < b->at || (a->at == b->at && a->seq < b->seq);
-}
-
-static int heap_push(mdht_sim *sim, event ev) {
-  if (sim->nheap == sim->capheap) {
-    size_t nc = sim->capheap ? sim->capheap * 2 : 1024;
-    event *nh = realloc(sim->heap, nc * sizeof *nh);
-    if (!nh) return MDHT_ERR_NOMEM;
-    sim->heap = nh;
-    sim->capheap = nc;
-  }
-  ev.seq = sim->seq++;
-  size_t i = sim->nheap++;
-  while (i > 0) {
-    size_t p = (i - 1) / 2;
-    if (!before(&ev, &sim->heap[p])) break;
-    sim->heap[i] = sim->heap[p];
-    i = p;
-  }
-  sim->heap[i] = ev;
-  return 0;
-}
-
-static event heap_pop(mdht_sim *sim) {
-  event top = sim->heap[0];
-  event last = sim->heap[--sim->nheap];
-  size_t i = 0, n = sim->nheap;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && before(&sim->heap[c + 1], &sim->heap[c])) c++;
-    if (!before(&sim->heap[c], &last)) break;
-    sim->heap[i] = sim->heap[c];
-    i = c;
-  }
-  if (n > 0) sim->heap[i] = last;
-  return top;
-}
-
 /* Node i lives at 127.0.0.1 + i: unique, and private so that every node
  * accepts the others (allow_private); or, with public_addrs, at
  * 20.0.0.1 + 256 i: public (BEP 42 applies), one node per /24. */
@@ -169,7 +127,8 @@ bool mdht_sim_index(const mdht_sim *sim, const mdht_addr *a, uint32_t *i) {
   return true;
 }
 
-static int make_node(mdht_sim *sim, uint32_t i) {
+/* Makes node i at its address; `keep` (may be NULL): the id it had. */
+static int make_node(mdht_sim *sim, uint32_t i, const mdht_id *keep) {
   simnode *s = &sim->nodes[i];
   s->rng = splitmix(&sim->rng);
   mdht_callbacks cb = {.random = node_random, .user = &s->rng};
@@ -181,14 +140,24 @@ static int make_node(mdht_sim *sim, uint32_t i) {
   mdht_id id;
   bool chosen = sim->o.node_setup && sim->o.node_setup(sim->o.node_setup_user,
                                                        i, &s->addr, &id, &cfg);
+  if (keep) {
+    id = *keep;
+    cfg.fixed_id = true;
+    chosen = true;
+  }
   if (!chosen && sim->o.public_addrs) {
     uint8_t rnd[MDHT_ID_LEN];
     node_random(rnd, sizeof rnd, &s->rng);
     mdht_bep42_make(&id, &s->addr, rnd);
     chosen = true;
   }
-  return mdht_node_new(&s->node, &cfg, &cb, chosen ? &id : NULL, &s->addr,
-                       sim->now);
+  int rc = mdht_node_new(&s->node, &cfg, &cb, chosen ? &id : NULL, &s->addr,
+                         sim->now);
+  if (rc < 0) {
+    s->node = NULL;
+    s->alive = false; /* never touched, never delivered to */
+  }
+  return rc;
 }
 
 void mdht_sim_opts_default(mdht_sim_opts *o) {
@@ -223,7 +192,7 @@ int mdht_sim_new(mdht_sim **out, const mdht_sim_opts *o) {
     return MDHT_ERR_NOMEM;
   }
   for (uint32_t i = 0; i < o->nodes; i++) {
-    int rc = make_node(sim, i);
+    int rc = make_node(sim, i, NULL);
     if (rc < 0) {
       sim->n = i;
       mdht_sim_del(sim);
@@ -239,9 +208,10 @@ void mdht_sim_del(mdht_sim *sim) {
   if (!sim) return;
   for (uint32_t i = 0; i < sim->n; i++)
     mdht_node_del(sim->nodes[i].node);
-  for (size_t i = 0; i < sim->nheap; i++)
-    free(sim->heap[i].data);
-  free(sim->heap);
+  event ev;
+  while (mdht_evq_pop(&sim->q, &ev))
+    free(ev.data);
+  mdht_evq_free(&sim->q);
   free(sim->nodes);
   free(sim);
 }
@@ -273,11 +243,16 @@ void mdht_sim_kill(mdht_sim *sim, uint32_t i) {
 }
 
 int mdht_sim_restart(mdht_sim *sim, uint32_t i) {
+  return mdht_sim_restart_as(sim, i, false);
+}
+
+int mdht_sim_restart_as(mdht_sim *sim, uint32_t i, bool same_id) {
   simnode *s = &sim->nodes[i];
+  mdht_id old = *mdht_node_id(s->node);
   mdht_node_del(s->node);
   s->node = NULL;
   s->gen++;
-  int rc = make_node(sim, i);
+  int rc = make_node(sim, i, same_id ? &old : NULL);
   if (rc == 0) mdht_sim_touch(sim, i);
   return rc;
 }
@@ -309,7 +284,7 @@ void mdht_sim_touch(mdht_sim *sim, uint32_t i) {
                 .gen = sim->nodes[j].gen,
                 .len = (uint16_t)len,
                 .data = data};
-    if (heap_push(sim, ev) < 0) free(data);
+    if (mdht_evq_push(&sim->q, ev) < 0) free(data);
   }
   mdht_time d = mdht_node_next_deadline(s->node);
   /* Never "now" again: a timer that fires without clearing its deadline
@@ -319,29 +294,59 @@ void mdht_sim_touch(mdht_sim *sim, uint32_t i) {
    * later ones are re-armed when that one fires. */
   if (d != UINT64_MAX && d < s->armed) {
     event ev = {.at = d, .to = i, .from = UINT32_MAX, .gen = s->gen};
-    if (heap_push(sim, ev) == 0) s->armed = d;
+    if (mdht_evq_push(&sim->q, ev) == 0) s->armed = d;
   }
 }
 
+/* Delivers one event; the event's data is freed here. */
+static void deliver(mdht_sim *sim, event *ev) {
+  simnode *s = &sim->nodes[ev->to];
+  if (!s->alive || ev->gen != s->gen) {
+    sim->c.dropped++;
+    free(ev->data);
+    return;
+  }
+  if (ev->from == TIMER) {
+    sim->c.timers++;
+    if (s->armed == ev->at) s->armed = UINT64_MAX;
+    if (mdht_node_next_deadline(s->node) <= sim->now)
+      mdht_node_tick(s->node, sim->now);
+    else
+      sim->c.early++;
+  } else {
+    sim->c.datagrams++;
+    mdht_node_recv(s->node, &sim->nodes[ev->from].addr, ev->data, ev->len,
+                   sim->now);
+    free(ev->data);
+  }
+  mdht_sim_touch(sim, ev->to);
+}
+
 void mdht_sim_run(mdht_sim *sim, mdht_time until) {
-  while (sim->nheap > 0 && sim->heap[0].at <= until) {
-    event ev = heap_pop(sim);
+  const event *top;
+  while ((top = mdht_evq_peek(&sim->q)) && top->at <= until) {
+    event ev;
+    mdht_evq_pop(&sim->q, &ev);
     if (ev.at > sim->now) sim->now = ev.at;
-    simnode *s = &sim->nodes[ev.to];
-    if (!s->alive || ev.gen != s->gen) {
-      free(ev.data);
-      continue;
+    sim->c.events++;
+    deliver(sim, &ev);
+    if (sim->poll && sim->c.events >= sim->poll_next) {
+      sim->poll_next = sim->c.events + sim->poll_every;
+      sim->poll(sim->poll_user);
     }
-    if (ev.from == UINT32_MAX) {
-      if (s->armed == ev.at) s->armed = UINT64_MAX;
-      if (mdht_node_next_deadline(s->node) <= sim->now)
-        mdht_node_tick(s->node, sim->now);
-    } else {
-      mdht_node_recv(s->node, &sim->nodes[ev.from].addr, ev.data, ev.len,
-                     sim->now);
-      free(ev.data);
-    }
-    mdht_sim_touch(sim, ev.to);
   }
   if (until > sim->now) sim->now = until;
+}
+
+void mdht_sim_set_poll(mdht_sim *sim, uint64_t every, void (*fn)(void *user),
+                       void *user) {
+  sim->poll = fn;
+  sim->poll_user = user;
+  sim->poll_every = every ? every : 1;
+  sim->poll_next = sim->c.events + sim->poll_every;
+}
+
+void mdht_sim_counts_get(const mdht_sim *sim, mdht_sim_counts *out) {
+  *out = sim->c;
+  out->queued = mdht_evq_size(&sim->q);
 }

@@ -69,11 +69,31 @@ bool mdht_sim_alive(const mdht_sim *sim, uint32_t i);
 /* Replaces node i by a new node with a new id at the same address
  * (churn); it starts with an empty table. Returns 0 or an error. */
 int mdht_sim_restart(mdht_sim *sim, uint32_t i);
+/* The same, keeping its id when `same_id` (a client that saved its id);
+ * its table still starts empty. */
+int mdht_sim_restart_as(mdht_sim *sim, uint32_t i, bool same_id);
 /* After calling into node i from outside (starting a lookup, adding a
  * bootstrap address), so that its datagrams leave and its timer is set. */
 void mdht_sim_touch(mdht_sim *sim, uint32_t i);
 /* Runs every delivery and timer up to `until` (virtual ms). */
 void mdht_sim_run(mdht_sim *sim, mdht_time until);
+/* What the event loop has done so far, for progress and the scaling
+ * figures. */
+typedef struct mdht_sim_counts {
+  uint64_t events;    /* popped from the queue */
+  uint64_t datagrams; /* ... delivered to a live node */
+  uint64_t timers;    /* ... timers of a live node */
+  uint64_t early;     /* ... of which found nothing due: the node's
+                         deadline had moved later since it was queued */
+  uint64_t dropped;   /* ... for a node dead or replaced since */
+  uint64_t queued;    /* in the queue now */
+} mdht_sim_counts;
+void mdht_sim_counts_get(const mdht_sim *sim, mdht_sim_counts *out);
+/* Calls fn(user) from inside mdht_sim_run every `every` events (the
+ * command's progress line: wall time is not the simulator's business).
+ * fn must not call back into the simulator. NULL fn: none. */
+void mdht_sim_set_poll(mdht_sim *sim, uint64_t every, void (*fn)(void *user),
+                       void *user);
 /* Datagrams sent and lost so far. */
 uint64_t mdht_sim_sent(const mdht_sim *sim);
 uint64_t mdht_sim_lost(const mdht_sim *sim);

@@ -5,11 +5,17 @@
   exits 0 and prints one JSON object with the figures; the same seed gives
   the same figures; the table form prints the same success rate.
 - Every bad argument gives status 2, one line on stderr, nothing on stdout.
+- --progress prints a line per phase on stderr (phase, virtual time, events
+  and events/s, nodes up, RSS and peak RSS), and nothing else changes.
+- --churn weibull: nodes leave and come back during the run (sessions of a
+  few minutes, so that some do in a short run); the run completes with its
+  figures and the same seed gives the same output, byte for byte.
 
 Usage: test_sim.py path/to/mdht
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,7 +27,7 @@ for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
 BIN = None
 checks = 0
 # Figures that depend on the machine, not on the seed.
-MACHINE = ("wall_s", "max_rss_kib")
+MACHINE = ("wall_s", "max_rss_kib", "events_per_s")
 
 
 def check(cond, what):
@@ -77,7 +83,11 @@ def test_bad_arguments():
                 ["--dead", "0.95"], ["--churn", "-1"], ["--bogus"],
                 ["extra"], ["--json=1"], ["--nodes"],
                 ["--nodes", "3", "--routers", "5"],
-                ["--soft-timeout", "6000"], ["--lookups", "0"]):
+                ["--soft-timeout", "6000"], ["--lookups", "0"],
+                ["--churn", "pareto"], ["--churn", "weibull",
+                                        "--session-shape", "0"],
+                ["--session-scale", "5"], ["--rejoin", "maybe"],
+                ["--join-batch", "-1"], ["--nodes", "2000001"]):
         rc, out, err = mdht("sim", *bad, timeout=10)
         check(rc == 2, "%s: status %d, want 2" % (bad, rc))
         check(len(err.strip().splitlines()) == 1 and err.startswith("mdht: "),
@@ -87,11 +97,75 @@ def test_bad_arguments():
     check(rc == 0 and "--latency-dist" in out and err == "", "sim --help")
 
 
+PHASES = ("join", "settle", "announce", "kill", "lookups", "done")
+
+
+def test_progress():
+    args = ["sim", "--nodes", "400", "--seed", "9", "--lookups", "60",
+            "--json"]
+    rc, quiet, err = mdht(*args)
+    check(rc == 0 and err == "", "sim without --progress: quiet stderr")
+    rc, out, err = mdht(*(args + ["--progress"]))
+    check(rc == 0, "sim --progress: status %d" % rc)
+    lines = err.splitlines()
+    seen = []
+    for line in lines:
+        m = re.match(r"mdht sim: (\w+) +virtual +([\d.]+) s, (\d+) events "
+                     r"\((\d+)/s\), (\d+) queued, nodes (\d+)/(\d+) up, "
+                     r"RSS (\d+) MiB \(peak (\d+)\), wall ([\d.]+) s$", line)
+        check(m is not None, "progress line: %r" % line)
+        seen.append(m.group(1))
+        check(int(m.group(7)) == 400, "nodes in the line")
+        check(int(m.group(8)) > 0 and int(m.group(9)) >= int(m.group(8)),
+              "RSS and peak: %r" % line)
+    for ph in PHASES:
+        check(ph in seen, "phase %s reported (%s)" % (ph, seen))
+    check(seen.index("join") < seen.index("lookups") < seen.index("done"),
+          "phases in order")
+    r1, r2 = json.loads(quiet), json.loads(out)
+    for k in MACHINE:
+        r1.pop(k)
+        r2.pop(k)
+    check(r1 == r2, "--progress changes nothing in the figures")
+    check(r2["events"] > 0, "events counted")
+
+
+def test_weibull_churn():
+    args = ["sim", "--nodes", "400", "--seed", "21", "--loss", "0.05",
+            "--dead", "0.1", "--lookups", "100", "--churn", "weibull",
+            "--session-scale", "2", "--rejoin", "same-id"]
+    rc, out, err = mdht(*(args + ["--json"]))
+    check(rc == 0 and err == "", "weibull: status %d (%s)" % (rc, err))
+    r = json.loads(out)
+    check(r["churn_model"] == "weibull" and r["session_shape"] == 0.38 and
+          r["session_scale_min"] == 2 and r["down_scale_min"] == 2 and
+          r["rejoin"] == "same-id", "weibull: echoes the model")
+    check(r["churn_left"] > 0 and r["churn_joined"] > 0,
+          "weibull: nodes left (%d) and came back (%d)" %
+          (r["churn_left"], r["churn_joined"]))
+    check(r["success"] >= 0.95, "weibull: success %.3f" % r["success"])
+    for k in ("ttfp_ms", "done_ms", "rounds", "datagrams"):
+        check(r[k]["n"] > 0, "weibull: %s measured" % k)
+    # The table, twice: the same bytes but for the wall-clock line.
+    rc, t1, _ = mdht(*args)
+    rc2, t2, _ = mdht(*args)
+    check(rc == 0 and rc2 == 0, "weibull table: status")
+    strip = lambda t: [l for l in t.splitlines() if not l.startswith("run:")]
+    check(strip(t1) == strip(t2) and len(strip(t1)) > 8,
+          "weibull: same seed, same output")
+    check("churn weibull (k 0.38, sessions 2 min, away 2 min, same id)" in t1,
+          "weibull: the model in the header")
+    rc, t3, _ = mdht(*(args[:3] + ["22"] + args[4:]))
+    check(strip(t3) != strip(t1), "weibull: another seed, other figures")
+
+
 def main():
     global BIN
     BIN = os.path.abspath(sys.argv[1])
     test_bad_arguments()
     test_run()
+    test_progress()
+    test_weibull_churn()
     print("test_sim: %d checks passed" % checks)
 
 
