@@ -19,6 +19,7 @@
 #include "logforge.h"
 #include "loop.h"
 #include "mdht.h"
+#include "metrics.h"
 #include "persist.h"
 #include "state.h"
 #include "sock.h"
@@ -64,6 +65,7 @@ typedef struct run_args {
   mdht_log_level level;
   mdht_log_format format;
   const char *control;
+  const char *metrics; /* ADDR:PORT of the /metrics page, or NULL */
   mdht_config cfg;
 } run_args;
 
@@ -156,6 +158,16 @@ static int set_control(void *ctx, const char *v) {
   return 0;
 }
 
+static int set_metrics(void *ctx, const char *v) {
+  run_args *a = ctx;
+  if (mdht_metrics_check_addr(v) < 0) {
+    cli_error("bad --metrics address '%s' (want ADDR:PORT or [ADDR]:PORT)", v);
+    return -1;
+  }
+  a->metrics = v;
+  return 0;
+}
+
 #define CFG(field) offsetof(run_args, cfg.field)
 #define U32MAX 4294967295u
 #define SECMAX 4000000000ull /* ms fit in mdht_time with room to add */
@@ -184,6 +196,9 @@ static const cli_opt run_opts[] = {
     {"--control", "PATH",
      "serve client commands on this Unix socket (mode 0600)", CLI_CUSTOM, 0, 0,
      0, set_control},
+    {"--metrics", "ADDR:PORT",
+     "serve Prometheus metrics at http://ADDR:PORT/metrics", CLI_CUSTOM, 0, 0,
+     0, set_metrics},
     {"--log-level", "LEVEL", "error, warn, info (default), debug or trace",
      CLI_CUSTOM, 0, 0, 0, set_level},
     {"--log-format", "FMT", "text (default) or json (one object per line)",
@@ -305,7 +320,8 @@ typedef struct run_ctx {
   mdht_driver d;
   mdht_ctl_server ctl;
   mdht_persist ps;
-  bool have_loop, have_ctl, have_state;
+  mdht_metrics_server met;
+  bool have_loop, have_ctl, have_state, have_metrics;
   uint8_t *saved; /* the state file's bytes, until restored */
   size_t saved_len;
   mdht_id saved_id;
@@ -315,12 +331,13 @@ typedef struct run_ctx {
 static void run_close(run_ctx *c) {
   /* Before the node goes: the server cancels its clients' operations. */
   if (c->have_ctl) mdht_ctl_server_close(&c->ctl);
+  if (c->have_metrics) mdht_metrics_close(&c->met); /* it reads the node */
   if (c->have_state) mdht_persist_close(&c->ps);
   mdht_driver_free(&c->d);
   if (c->have_loop) mdht_loop_free(&c->loop);
   free(c->saved);
   c->saved = NULL;
-  c->have_ctl = c->have_state = c->have_loop = false;
+  c->have_ctl = c->have_state = c->have_loop = c->have_metrics = false;
 }
 
 static void on_stop_signal(mdht_loop *loop, int signo, void *user) {
@@ -465,6 +482,17 @@ static int run_start_node(run_ctx *c, mdht_driver_opts *o) {
   if (c->have_ctl)
     mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "control socket %s",
                        c->a.control);
+  if (c->have_metrics) {
+    rc = mdht_metrics_attach(&c->met, &c->loop, c->d.node, &c->log,
+                             mdht_driver_wallclock(NULL));
+    if (rc < 0) {
+      mdht_logforge_logf(&c->log, MDHT_LOG_ERROR, "metrics on %s: %s",
+                         c->a.metrics, mdht_strerror(rc));
+      return -1;
+    }
+    mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "metrics on http://%s/metrics",
+                       c->a.metrics);
+  }
   return 0;
 }
 
@@ -488,6 +516,16 @@ static int cmd_run(int argc, char **argv) {
       return CLI_USAGE_ERROR;
     }
     c.have_ctl = true;
+  }
+  /* The metrics port too: a busy one is one line and exit 2, before the
+   * node binds its own. */
+  if (c.a.metrics) {
+    if (mdht_metrics_open(&c.met, c.a.metrics, err, sizeof err) < 0) {
+      cli_error("%s", err);
+      run_close(&c);
+      return CLI_USAGE_ERROR;
+    }
+    c.have_metrics = true;
   }
   if ((!c.a.no_state && run_open_state(&c, &o) < 0) ||
       run_start_node(&c, &o) < 0) {
