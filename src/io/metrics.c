@@ -321,18 +321,31 @@ static void rearm(mdht_metrics_server *m) {
     mdht_loop_timer_stop(m->loop, &m->timer);
 }
 
-static void on_ready(mdht_loop *loop, int fd, uint32_t events, void *user) {
-  mdht_metrics_server *m = user;
-  (void)loop, (void)fd, (void)events;
+static unsigned connections(mdht_metrics_server *m) {
+  const union MHD_DaemonInfo *i =
+      MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  return i ? i->num_connections : 0;
+}
+
+static void run_mhd(mdht_metrics_server *m) {
+  unsigned before = connections(m);
   MHD_run(m->mhd);
+  /* At the connection limit MHD stops watching its listening socket, and
+   * watches it again only at the start of a run: once a run has freed a
+   * slot, a second one takes what waits in the backlog (else it waits
+   * for the next request or timeout, maybe forever). */
+  if (connections(m) < before) MHD_run(m->mhd);
   rearm(m);
 }
 
+static void on_ready(mdht_loop *loop, int fd, uint32_t events, void *user) {
+  (void)loop, (void)fd, (void)events;
+  run_mhd(user);
+}
+
 static void on_timer(mdht_loop *loop, mdht_loop_timer *t, void *user) {
-  mdht_metrics_server *m = user;
   (void)loop, (void)t;
-  MHD_run(m->mhd);
-  rearm(m);
+  run_mhd(user);
 }
 
 static void on_event(const mdht_event *ev, void *user) {
