@@ -254,7 +254,8 @@ def main():
         n, total = check_histogram(fams["mdht_lookup_duration_seconds"],
                                    [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
                                     30])
-        check(n >= gp + fnd and total > 0, "lookup histogram: %r %r" %
+        # (Loopback lookups may take under 1 ms: a sum of 0 is right.)
+        check(n >= gp + fnd and total >= 0, "lookup histogram: %r %r" %
               (n, total))
         n_lookups = n
         n, total = check_histogram(fams["mdht_reply_rtt_seconds"],
