@@ -19,6 +19,7 @@
 #include "logforge.h"
 #include "loop.h"
 #include "mdht.h"
+#include "metrics.h"
 #include "persist.h"
 #include "state.h"
 #include "sock.h"
@@ -73,6 +74,7 @@ typedef struct run_args {
   mdht_log_format format;
   const char *control;
   bool no_control;
+  const char *metrics; /* ADDR:PORT of the /metrics page, or NULL */
   mdht_config cfg;
 } run_args;
 
@@ -165,6 +167,16 @@ static int set_control(void *ctx, const char *v) {
   return 0;
 }
 
+static int set_metrics(void *ctx, const char *v) {
+  run_args *a = ctx;
+  if (mdht_metrics_check_addr(v) < 0) {
+    cli_error("bad --metrics address '%s' (want ADDR:PORT or [ADDR]:PORT)", v);
+    return -1;
+  }
+  a->metrics = v;
+  return 0;
+}
+
 #define CFG(field) offsetof(run_args, cfg.field)
 #define U32MAX 4294967295u
 #define SECMAX 4000000000ull /* ms fit in mdht_time with room to add */
@@ -196,6 +208,9 @@ static const cli_opt run_opts[] = {
      CLI_CUSTOM, 0, 0, 0, set_control},
     {"--no-control", NULL, "serve no control socket", CLI_FLAG,
      offsetof(run_args, no_control), 0, 0, NULL},
+    {"--metrics", "ADDR:PORT",
+     "serve Prometheus metrics at http://ADDR:PORT/metrics", CLI_CUSTOM, 0, 0,
+     0, set_metrics},
     {"--log-level", "LEVEL", "error, warn, info (default), debug or trace",
      CLI_CUSTOM, 0, 0, 0, set_level},
     {"--log-format", "FMT", "text (default) or json (one object per line)",
@@ -317,7 +332,8 @@ typedef struct run_ctx {
   mdht_driver d;
   mdht_ctl_server ctl;
   mdht_persist ps;
-  bool have_loop, have_ctl, have_state;
+  mdht_metrics_server met;
+  bool have_loop, have_ctl, have_state, have_metrics;
   /* The control socket's path: --control, the default one, or NULL. */
   const char *ctl_path;
   bool ctl_default;  /* not asked for: a failure other than "another node
@@ -335,12 +351,13 @@ typedef struct run_ctx {
 static void run_close(run_ctx *c) {
   /* Before the node goes: the server cancels its clients' operations. */
   if (c->have_ctl) mdht_ctl_server_close(&c->ctl);
+  if (c->have_metrics) mdht_metrics_close(&c->met); /* it reads the node */
   if (c->have_state) mdht_persist_close(&c->ps);
   mdht_driver_free(&c->d);
   if (c->have_loop) mdht_loop_free(&c->loop);
   free(c->saved);
   c->saved = NULL;
-  c->have_ctl = c->have_state = c->have_loop = false;
+  c->have_ctl = c->have_state = c->have_loop = c->have_metrics = false;
 }
 
 static void on_stop_signal(mdht_loop *loop, int signo, void *user) {
@@ -495,6 +512,17 @@ static int run_start_node(run_ctx *c, mdht_driver_opts *o) {
                        c->ctl_path);
   else if (c->ctl_why[0])
     mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "%s", c->ctl_why);
+  if (c->have_metrics) {
+    rc = mdht_metrics_attach(&c->met, &c->loop, c->d.node, &c->log,
+                             mdht_driver_wallclock(NULL));
+    if (rc < 0) {
+      mdht_logforge_logf(&c->log, MDHT_LOG_ERROR, "metrics on %s: %s",
+                         c->a.metrics, mdht_strerror(rc));
+      return -1;
+    }
+    mdht_logforge_logf(&c->log, MDHT_LOG_INFO, "metrics on http://%s/metrics",
+                       c->a.metrics);
+  }
   return 0;
 }
 
@@ -568,6 +596,17 @@ static int cmd_run(int argc, char **argv) {
   run_control_path(&c);
   if (c.ctl_path && !c.ctl_in_state && run_open_control(&c) < 0)
     return CLI_USAGE_ERROR;
+  /* The metrics port too: a busy one is one line and exit 2, before the
+   * node binds its own. */
+  if (c.a.metrics) {
+    char err[256];
+    if (mdht_metrics_open(&c.met, c.a.metrics, err, sizeof err) < 0) {
+      cli_error("%s", err);
+      run_close(&c);
+      return CLI_USAGE_ERROR;
+    }
+    c.have_metrics = true;
+  }
   if ((!c.a.no_state && run_open_state(&c, &o) < 0) ||
       (c.ctl_path && c.ctl_in_state && run_open_control(&c) < 0) ||
       run_start_node(&c, &o) < 0) {

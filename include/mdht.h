@@ -314,6 +314,7 @@ typedef struct mdht_event {
       uint32_t peers;
       uint32_t closest_bits; /* leading bits shared with the target */
       bool ok;
+      mdht_time elapsed_ms; /* since LOOKUP_STARTED: the duration at DONE */
     } lookup;
     struct {
       uint32_t nodes;
@@ -568,6 +569,7 @@ typedef struct mdht_stats {
   uint32_t infohashes, peers;
   uint32_t txns_outstanding;
   mdht_time started;
+  uint32_t lookups_running; /* lookups (and announces) under way */
 } mdht_stats;
 
 /* Fills `out`; `now` classifies routing entries (good / questionable). */

@@ -3,8 +3,8 @@
 # missing. As root it runs apt-get; otherwise it prints the exact line to run.
 set -euo pipefail
 
-pkgs=(cmake make gcc clang pkg-config libcmocka-dev nettle-dev libsodium-dev libclang-rt-14-dev
-      python3 python3-libtorrent nodejs npm iproute2)
+pkgs=(cmake make gcc clang pkg-config libcmocka-dev nettle-dev libsodium-dev libmicrohttpd-dev libclang-rt-14-dev
+      python3 python3-libtorrent python3-prometheus-client nodejs npm iproute2)
 # What each package provides, so that a machine that already has the tool
 # (installed some other way) is not asked to install it again.
 have() {

@@ -301,6 +301,7 @@ static void publish(const mdht_lookups *ls, const mdht_lookup *l,
   ev.u.lookup.peers = l->n_peers;
   ev.u.lookup.closest_bits = closest_bits(l);
   ev.u.lookup.ok = ok;
+  ev.u.lookup.elapsed_ms = now >= l->started ? now - l->started : 0;
   mdht_bus_publish(ls->bus, &ev);
 }
 

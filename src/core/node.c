@@ -1645,4 +1645,5 @@ void mdht_node_stats(const mdht_node *node, mdht_time now, mdht_stats *out) {
   out->infohashes = node->peers.nih;
   out->peers = node->peers.npeers;
   out->txns_outstanding = node->txns.n;
+  out->lookups_running = node->lookups.n_active;
 }

@@ -42,6 +42,7 @@ typedef struct track {
   uint32_t lookup_id;
   uint32_t started, progress, done;
   uint32_t last_answered, last_bits, last_round;
+  mdht_time started_at; /* the time of LOOKUP_STARTED */
   mdht_event done_ev;
 } track;
 
@@ -143,6 +144,8 @@ static void h_event(const mdht_event *ev, void *user) {
   switch (ev->type) {
   case MDHT_EV_LOOKUP_STARTED:
     assert_int_equal(k->started++, 0);
+    k->started_at = ev->now;
+    assert_int_equal(ev->u.lookup.elapsed_ms, 0);
     assert_int_equal(ev->u.lookup.queried, 0);
     assert_int_equal(ev->u.lookup.answered, 0);
     break;
@@ -160,6 +163,8 @@ static void h_event(const mdht_event *ev, void *user) {
     k->last_round = ev->u.lookup.round;
     break;
   default:
+    /* The duration the metrics' histogram is made of. */
+    assert_int_equal(ev->u.lookup.elapsed_ms, ev->now - k->started_at);
     k->done++;
     k->done_ev = *ev;
     break;

@@ -1028,6 +1028,28 @@ static void on_visit(uint32_t bucket, const mdht_id *id, const mdht_addr *addr,
   t->n++;
 }
 
+/* stats.lookups_running (the metrics' gauge) counts a lookup from its
+ * start to its end, a cancelled one included. */
+static void test_stats_lookups_running(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 81, 6881);
+  mdht_id aid = test_id(0x35);
+  mdht_stats st;
+  ping_vote(f, &a, &aid, NULL);
+  mdht_node_stats(f->node, f->now, &st);
+  uint32_t before = st.lookups_running;
+  outcome out = {0};
+  mdht_id target = test_id(0x42);
+  int64_t op = mdht_node_find_node(f->node, &target, on_result, &out, f->now);
+  assert_true(op > 0);
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.lookups_running, before + 1);
+  mdht_node_cancel(f->node, op);
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.lookups_running, before);
+  assert_false(out.done);
+}
+
 /* Responders at public addresses report our public address: after the
  * third distinct /24 agrees, the node derives a BEP 42 id for it, once;
  * it keeps every routing entry (now sorted around the new id), a lookup
@@ -1762,6 +1784,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bootstrap_not_stalled_by_queriers,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_without_id_not_added, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_stats_lookups_running, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_announce_without_tokens_fails, setup,
                                       teardown),
