@@ -19,6 +19,7 @@
 #include "logforge.h"
 #include "loop.h"
 #include "mdht.h"
+#include "notify.h"
 #include "persist.h"
 #include "state.h"
 #include "sock.h"
@@ -305,6 +306,7 @@ typedef struct run_ctx {
   mdht_driver d;
   mdht_ctl_server ctl;
   mdht_persist ps;
+  mdht_notify notify; /* systemd's NOTIFY_SOCKET, when set */
   bool have_loop, have_ctl, have_state;
   uint8_t *saved; /* the state file's bytes, until restored */
   size_t saved_len;
@@ -316,6 +318,7 @@ static void run_close(run_ctx *c) {
   /* Before the node goes: the server cancels its clients' operations. */
   if (c->have_ctl) mdht_ctl_server_close(&c->ctl);
   if (c->have_state) mdht_persist_close(&c->ps);
+  mdht_notify_free(&c->notify);
   mdht_driver_free(&c->d);
   if (c->have_loop) mdht_loop_free(&c->loop);
   free(c->saved);
@@ -468,6 +471,25 @@ static int run_start_node(run_ctx *c, mdht_driver_opts *o) {
   return 0;
 }
 
+/* STATUS= for the service manager: where the node listens, what it holds. */
+static void run_status(char *buf, size_t cap, void *user) {
+  run_ctx *c = user;
+  mdht_stats st;
+  mdht_node_stats(c->d.node, mdht_driver_now(), &st);
+  mdht_notify_status_text(buf, cap, &c->d.bind.sock.local, &st);
+}
+
+/* Tells systemd the node is bound and serving (and starts the watchdog
+ * pings); a no-op without NOTIFY_SOCKET. A failure is logged, not fatal:
+ * the node itself works. */
+static void run_notify_ready(run_ctx *c) {
+  mdht_notify_init(&c->notify, &c->loop, run_status, c);
+  int rc = mdht_notify_ready(&c->notify);
+  if (rc < 0)
+    mdht_logforge_logf(&c->log, MDHT_LOG_WARN, "sd_notify %s: %s",
+                       getenv("NOTIFY_SOCKET"), mdht_strerror(rc));
+}
+
 static int cmd_run(int argc, char **argv) {
   static run_ctx c; /* large (paths), and there is one per process */
   mdht_driver_opts o;
@@ -494,10 +516,12 @@ static int cmd_run(int argc, char **argv) {
     run_close(&c);
     return CLI_USAGE_ERROR;
   }
+  run_notify_ready(&c);
   rc = mdht_loop_run(&c.loop, 0);
   if (rc < 0)
     mdht_logforge_logf(&c.log, MDHT_LOG_ERROR, "epoll_wait: %s",
                        mdht_strerror(rc));
+  mdht_notify_stopping(&c.notify);
   if (c.have_ctl) mdht_ctl_server_close(&c.ctl);
   c.have_ctl = false;
   if (c.have_state) mdht_persist_save(&c.ps, c.d.node); /* clean shutdown */
