@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(cmake make gcc clang pkg-config libcmocka-dev nettle-dev libsodium-dev libclang-rt-14-dev
       python3 python3-libtorrent nodejs npm iproute2
-      libsystemd-dev systemd)
+      libsystemd-dev systemd man-db)
 # What each package provides, so that a machine that already has the tool
 # (installed some other way) is not asked to install it again.
 have() {
@@ -16,6 +16,7 @@ have() {
     pkg-config) command -v pkg-config >/dev/null 2>&1 ;;
     iproute2) command -v ip >/dev/null 2>&1 ;;
     systemd) command -v systemd-analyze >/dev/null 2>&1 ;;
+    man-db) command -v man >/dev/null 2>&1 ;; # systemd-analyze verify opens Documentation=man:
     *) dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" ;;
   esac
 }
