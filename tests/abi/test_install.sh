@@ -30,7 +30,7 @@ for f in usr/bin/mdht usr/lib/systemd/system/mdht.service etc/mdht/mdht.conf \
   [ -f "$d/$f" ] || fail "not installed: /$f"
 done
 unit=$d/usr/lib/systemd/system/mdht.service
-grep -qx 'ExecStart=/usr/bin/mdht run --config /etc/mdht/mdht.conf --state %S/mdht --control %t/mdht/mdht.sock' "$unit" ||
+grep -qx 'ExecStart=/usr/bin/mdht run --config /etc/mdht/mdht.conf --state %S/private/mdht --control %t/mdht/mdht.sock' "$unit" ||
   fail "installed ExecStart: $(grep ExecStart= "$unit")"
 cmp -s "$d/etc/mdht/mdht.conf" "$src/contrib/mdht.conf" || fail "config differs"
 cmp -s "$d/usr/share/bash-completion/completions/mdht" "$src/contrib/mdht.bash-completion" ||
@@ -57,7 +57,7 @@ d=$tmp/conf-root
 DESTDIR=$d cmake --install "$build" >/dev/null
 etc=$prefix/etc
 [ "$prefix" = /usr ] && etc=/etc
-grep -qx "ExecStart=$prefix/bin/mdht run --config $etc/mdht/mdht.conf --state %S/mdht --control %t/mdht/mdht.sock" \
+grep -qx "ExecStart=$prefix/bin/mdht run --config $etc/mdht/mdht.conf --state %S/private/mdht --control %t/mdht/mdht.sock" \
   "$d$prefix/lib/systemd/system/mdht.service" ||
   fail "prefix $prefix: $(grep ExecStart= "$d$prefix/lib/systemd/system/mdht.service")"
 [ -f "$d$etc/mdht/mdht.conf" ] || fail "prefix $prefix: no $etc/mdht/mdht.conf"

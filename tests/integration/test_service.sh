@@ -110,7 +110,7 @@ kill -TERM "$PID"
 wait "$PID"
 rc=$?
 PID=
-if [ $rc -eq 0 ] && [ -f "$TMP/state/mdht/state" ]; then ok; else
+if [ $rc -eq 0 ] && [ -f "$TMP/state/private/mdht/state" ]; then ok; else
   fail "after SIGTERM: rc $rc, state file missing? $(cat "$TMP/err")"
 fi
 
