@@ -11,6 +11,16 @@
 /* The last error line, for --json (cli_last_error). */
 static char last_error[512];
 
+/* "FILE:LINE: " while a config file is applied (cli_set_where). */
+static char where[300];
+
+void cli_set_where(const char *file, unsigned line) {
+  if (file)
+    snprintf(where, sizeof where, "%s:%u: ", file, line);
+  else
+    where[0] = '\0';
+}
+
 void cli_error(const char *fmt, ...) {
   char *buf = last_error;
   va_list ap;
@@ -21,7 +31,7 @@ void cli_error(const char *fmt, ...) {
   /* A value with a newline in it must not break the one-line promise. */
   for (char *p = buf; *p; p++)
     if (*p == '\n' || *p == '\r') *p = ' ';
-  fprintf(stderr, "mdht: %s\n", buf);
+  fprintf(stderr, "mdht: %s%s\n", where, buf);
 }
 
 const char *cli_last_error(void) {
@@ -57,7 +67,7 @@ static const cli_opt *find_opt(const cli_opt *opts, size_t nopts,
   return NULL;
 }
 
-static int apply(const cli_opt *o, void *ctx, const char *value) {
+int cli_apply(const cli_opt *o, void *ctx, const char *value) {
   char *field = (char *)ctx + o->off;
   uint64_t v;
 
@@ -132,7 +142,7 @@ int cli_parse(const cli_opt *opts, size_t nopts, int argc, char **argv,
       cli_error("option '%s' needs a value (%s)", o->name, o->metavar);
       return -1;
     }
-    if (apply(o, ctx, value) < 0) return -1;
+    if (cli_apply(o, ctx, value) < 0) return -1;
   }
   return 0;
 }

@@ -40,6 +40,14 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The message of the last cli_error ("" if none), for --json. */
 const char *cli_last_error(void);
 
+/* Until called with NULL, every cli_error line says "FILE:LINE: " after
+ * "mdht: ": the error is about a line of a config file. */
+void cli_set_where(const char *file, unsigned line);
+
+/* Applies one option with its value (NULL for a flag) to `ctx`, as
+ * cli_parse does. Returns 0, or -1 after printing the error. */
+int cli_apply(const cli_opt *o, void *ctx, const char *value);
+
 /* Parses argv[0..argc) (without the command name) into `ctx`. Positional
  * arguments go to pos[0..max_pos); *npos receives their count. Returns 0,
  * 1 when -h/--help was given (nothing printed), or -1 after printing one

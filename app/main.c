@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "conffile.h"
 #include "config.h"
 #include "control.h"
 #include "driver.h"
@@ -20,6 +21,7 @@
 #include "loop.h"
 #include "mdht.h"
 #include "metrics.h"
+#include "notify.h"
 #include "persist.h"
 #include "state.h"
 #include "sock.h"
@@ -75,6 +77,8 @@ typedef struct run_args {
   const char *control;
   bool no_control;
   const char *metrics; /* ADDR:PORT of the /metrics page, or NULL */
+  const char *config;  /* --config FILE */
+  char *conf_text;     /* its bytes: the values above may point into it */
   mdht_config cfg;
 } run_args;
 
@@ -177,11 +181,25 @@ static int set_metrics(void *ctx, const char *v) {
   return 0;
 }
 
+static int set_config(void *ctx, const char *v) {
+  run_args *a = ctx;
+  if (!*v) {
+    cli_error("empty --config path");
+    return -1;
+  }
+  a->config = v;
+  return 0;
+}
+
 #define CFG(field) offsetof(run_args, cfg.field)
 #define U32MAX 4294967295u
 #define SECMAX 4000000000ull /* ms fit in mdht_time with room to add */
 
 static const cli_opt run_opts[] = {
+    {"--config", "FILE",
+     "read options from FILE first ('key = value' lines); flags given "
+     "here win",
+     CLI_CUSTOM, 0, 0, 0, set_config},
     {"--bind", "ADDR", "local IPv4 or IPv6 address (default 0.0.0.0)",
      CLI_CUSTOM, 0, 0, 0, set_bind},
     {"--port", "N", "UDP port, 0 = any free one", CLI_U32,
@@ -333,6 +351,7 @@ typedef struct run_ctx {
   mdht_ctl_server ctl;
   mdht_persist ps;
   mdht_metrics_server met;
+  mdht_notify notify; /* systemd's NOTIFY_SOCKET, when set */
   bool have_loop, have_ctl, have_state, have_metrics;
   /* The control socket's path: --control, the default one, or NULL. */
   const char *ctl_path;
@@ -353,10 +372,13 @@ static void run_close(run_ctx *c) {
   if (c->have_ctl) mdht_ctl_server_close(&c->ctl);
   if (c->have_metrics) mdht_metrics_close(&c->met); /* it reads the node */
   if (c->have_state) mdht_persist_close(&c->ps);
+  mdht_notify_free(&c->notify);
   mdht_driver_free(&c->d);
   if (c->have_loop) mdht_loop_free(&c->loop);
   free(c->saved);
   c->saved = NULL;
+  free(c->a.conf_text);
+  c->a.conf_text = NULL;
   c->have_ctl = c->have_state = c->have_loop = c->have_metrics = false;
 }
 
@@ -379,13 +401,75 @@ static void on_hup(mdht_loop *loop, int signo, void *user) {
   mdht_persist_save(&c->ps, c->d.node);
 }
 
-/* Parses and checks the flags. Returns 0, 1 after --help, or -1. */
+/* One setting of the config file, checked as its flag would be. */
+static int conf_apply(void *user, size_t key, const char *value,
+                      unsigned line) {
+  run_args *a = user;
+  const cli_opt *o = &run_opts[key];
+  cli_set_where(a->config, line);
+  int rc = -1;
+  if (o->custom == set_config)
+    cli_error("'config' cannot be set in a config file");
+  else
+    rc = cli_apply(o, a, value);
+  cli_set_where(NULL, 0);
+  return rc;
+}
+
+/* Applies --config FILE to `a` (its defaults). Returns 0, or -1 after one
+ * line naming the file (and the line). */
+static int run_load_config(run_args *a, const char *path) {
+  static mdht_conf_key keys[NRUN_OPTS];
+  mdht_conf_err err;
+  size_t len;
+
+  for (size_t i = 0; i < NRUN_OPTS; i++) {
+    keys[i].name = run_opts[i].name + 2; /* "--port" -> "port" */
+    keys[i].value = run_opts[i].metavar != NULL;
+    keys[i].repeat = run_opts[i].custom == set_bootstrap;
+  }
+  a->config = path;
+  if (mdht_conf_read(path, &a->conf_text, &len, &err) < 0) {
+    cli_error("%s: %s", path, err.msg);
+    return -1;
+  }
+  if (mdht_conf_parse(a->conf_text, len, keys, NRUN_OPTS, conf_apply, a, &err) <
+      0) {
+    if (err.msg[0]) cli_error("%s:%u: %s", path, err.line, err.msg);
+    return -1;
+  }
+  return 0;
+}
+
+/* The command line wins over the file: where it picks one side of an
+ * exclusive pair, the file's choice of the other side is dropped. */
+static void run_cmdline_wins(run_args *a, const run_args *cl) {
+  if (cl->nbootstrap > 0) a->no_bootstrap = false;
+  if (cl->nbootstrap > 0 || cl->no_bootstrap) a->nbootstrap = 0;
+  if (cl->state_dir) a->no_state = false;
+  if (cl->no_state) a->state_dir = NULL;
+}
+
+/* Parses and checks the flags: the command line alone first (to find
+ * --config and to report its errors), then the file, then the command
+ * line again on top. Returns 0, 1 after --help, or -1. */
 static int run_parse(run_args *a, int argc, char **argv) {
+  static run_args cl;
   size_t npos;
-  run_args_default(a);
-  int rc = cli_parse(run_opts, NRUN_OPTS, argc, argv, a, NULL, 0, &npos);
+  run_args_default(&cl);
+  int rc = cli_parse(run_opts, NRUN_OPTS, argc, argv, &cl, NULL, 0, &npos);
   if (rc == 1) run_usage();
   if (rc != 0) return rc;
+  run_args_default(a);
+  if (cl.config) {
+    if (run_load_config(a, cl.config) < 0) return -1;
+    run_cmdline_wins(a, &cl);
+    /* The same arguments again: they parsed once, they parse now. */
+    if (cli_parse(run_opts, NRUN_OPTS, argc, argv, a, NULL, 0, &npos) != 0)
+      return -1;
+  } else {
+    *a = cl;
+  }
   if (a->no_bootstrap && a->nbootstrap > 0) {
     cli_error("--no-bootstrap and --bootstrap exclude each other");
     return -1;
@@ -578,13 +662,35 @@ static int run_open_control(run_ctx *c) {
   return -1;
 }
 
+/* STATUS= for the service manager: where the node listens, what it holds. */
+static void run_status(char *buf, size_t cap, void *user) {
+  run_ctx *c = user;
+  mdht_stats st;
+  mdht_node_stats(c->d.node, mdht_driver_now(), &st);
+  mdht_notify_status_text(buf, cap, &c->d.bind.sock.local, &st);
+}
+
+/* Tells systemd the node is bound and serving (and starts the watchdog
+ * pings); a no-op without NOTIFY_SOCKET. A failure is logged, not fatal:
+ * the node itself works. */
+static void run_notify_ready(run_ctx *c) {
+  mdht_notify_init(&c->notify, &c->loop, run_status, c);
+  int rc = mdht_notify_ready(&c->notify);
+  if (rc < 0)
+    mdht_logforge_logf(&c->log, MDHT_LOG_WARN, "sd_notify %s: %s",
+                       getenv("NOTIFY_SOCKET"), mdht_strerror(rc));
+}
+
 static int cmd_run(int argc, char **argv) {
   static run_ctx c; /* large (paths), and there is one per process */
   mdht_driver_opts o;
 
   memset(&c, 0, sizeof c);
   int rc = run_parse(&c.a, argc, argv);
-  if (rc != 0) return rc > 0 ? 0 : CLI_USAGE_ERROR;
+  if (rc != 0) {
+    free(c.a.conf_text);
+    return rc > 0 ? 0 : CLI_USAGE_ERROR;
+  }
   mdht_logforge_init(&c.log, stderr, c.a.level, c.a.format);
   mdht_logforge_set_clock(&c.log, mdht_driver_wallclock, NULL);
   run_driver_opts(&c, &o);
@@ -613,10 +719,12 @@ static int cmd_run(int argc, char **argv) {
     run_close(&c);
     return CLI_USAGE_ERROR;
   }
+  run_notify_ready(&c);
   rc = mdht_loop_run(&c.loop, 0);
   if (rc < 0)
     mdht_logforge_logf(&c.log, MDHT_LOG_ERROR, "epoll_wait: %s",
                        mdht_strerror(rc));
+  mdht_notify_stopping(&c.notify);
   if (c.have_ctl) mdht_ctl_server_close(&c.ctl);
   c.have_ctl = false;
   if (c.have_state) mdht_persist_save(&c.ps, c.d.node); /* clean shutdown */

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 pkgs=(cmake make gcc clang pkg-config libcmocka-dev nettle-dev libsodium-dev libmicrohttpd-dev libclang-rt-14-dev
-      python3 python3-libtorrent python3-prometheus-client nodejs npm iproute2)
+      python3 python3-libtorrent python3-prometheus-client nodejs npm iproute2
+      libsystemd-dev systemd man-db)
 # What each package provides, so that a machine that already has the tool
 # (installed some other way) is not asked to install it again.
 have() {
@@ -14,6 +15,8 @@ have() {
     npm) command -v npm >/dev/null 2>&1 ;;
     pkg-config) command -v pkg-config >/dev/null 2>&1 ;;
     iproute2) command -v ip >/dev/null 2>&1 ;;
+    systemd) command -v systemd-analyze >/dev/null 2>&1 ;;
+    man-db) command -v man >/dev/null 2>&1 ;; # systemd-analyze verify opens Documentation=man:
     *) dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" ;;
   esac
 }
