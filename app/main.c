@@ -448,6 +448,8 @@ static void run_cmdline_wins(run_args *a, const run_args *cl) {
   if (cl->nbootstrap > 0 || cl->no_bootstrap) a->nbootstrap = 0;
   if (cl->state_dir) a->no_state = false;
   if (cl->no_state) a->state_dir = NULL;
+  if (cl->control) a->no_control = false;
+  if (cl->no_control) a->control = NULL;
 }
 
 /* Parses and checks the flags: the command line alone first (to find
