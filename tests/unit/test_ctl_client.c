@@ -222,7 +222,7 @@ static void test_call_no_answer(void **state) {
   assert_int_equal(code, MDHT_CTL_EXIT_ERROR);
   assert_non_null(strstr(msg, "no answer from the node on"));
   assert_non_null(strstr(msg, "within 1 s"));
-  assert_true(took >= 300 && took < 3000);
+  assert_true(took >= 299 && took < 3000 /* truncation, as below */);
   /* The request was sent whole before the wait. */
   int c = accept(fd, NULL, NULL);
   char b[16];
@@ -257,7 +257,9 @@ static void test_call_backlog_full(void **state) {
   mdht_time took = ms_since(&t0);
   assert_int_equal(code, MDHT_CTL_EXIT_ERROR);
   assert_non_null(strstr(msg, "accepts no connection within 1 s"));
-  assert_true(took >= 300 && took < 3000);
+  /* The loop's clock and ms_since both truncate to whole milliseconds:
+   * a deadline met to the microsecond can read as 299. */
+  assert_true(took >= 299 && took < 3000);
   for (int i = 0; i <= nfill; i++)
     close(filler[i]);
   listener_close(fd, dir, path);
