@@ -1215,8 +1215,10 @@ def sample_checks(binary, mdhts, lts, probe, checks):
                   "info-hashes stored on libtorrent alone, each from "
                   "libtorrent's address (%d found in all, %.1f s)"
                   % (len(from_lt3), len(found), dt),
-                  "rc=%s, missing %d, err=%r" % (rc, len(ours) - len(from_lt3),
-                                                 err.strip()))
+                  "rc=%s, missing %d, err=%r; lt3 stores %s info-hashes "
+                  "(libtorrent samples 20 at random beyond 20)" % (
+                      rc, len(ours) - len(from_lt3), err.strip(),
+                      (r or {}).get(b"num")))
 
 
 def stats_check(binary, mdhts, control_ok, checks):
