@@ -25,7 +25,17 @@ with one JSON line on stdout carrying the same "seq":
          session accepted, counted from dht_announce_alert)
   {"seq":6,"cmd":"stats"}
       -> {"seq":6,"ok":true,"dht_nodes":N,...}   (session counters)
-  {"seq":7,"cmd":"quit"}
+  {"seq":7,"cmd":"sample","host":"127.0.0.2","port":6881,"target":HEX,"wait":5}
+      -> {"seq":7,"ok":true,"samples":[HEX,...],"num_infohashes":N,
+          "interval":S,"num_nodes":N}
+         (BEP 51: one sample_infohashes query through libtorrent's
+         dht_sample_infohashes(), answered by its
+         dht_sample_infohashes_alert; ok false if none within "wait" s)
+  {"seq":8,"cmd":"announce_seed"}
+      -> {"seq":8,"ok":true,"infohash":HEX}
+         (creates a one-file torrent, adds it in seed mode: libtorrent then
+         announces it to the DHT with seed = 1, BEP 33)
+  {"seq":9,"cmd":"quit"}
 
 With --log FILE every DHT log line and every DHT packet (in and out) is
 written to FILE: that is where libtorrent says why it rejected a message.
@@ -117,6 +127,7 @@ class Node:
         self.torrents = {}
         self.node_id = None
         self.dht_id_bytes = None
+        self.samples = []           # pending sample_infohashes queries
 
     def out(self, obj):
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -173,6 +184,18 @@ class Node:
             peers = ["%s:%d" % (p[0], p[1]) for p in a.peers()]
             for lk in self.lookups.get(ih, []):
                 lk["peers"].update(peers)
+        elif isinstance(a, lt.dht_sample_infohashes_alert):
+            ep = "%s:%d" % (a.endpoint[0], a.endpoint[1])
+            for sm in [x for x in self.samples if x["ep"] == ep]:
+                self.samples.remove(sm)
+                iv = a.interval
+                iv = iv.total_seconds() if hasattr(iv, "total_seconds") else iv
+                self.out({"seq": sm["seq"], "ok": True,
+                          "samples": [bytes(h.to_bytes()).hex()
+                                      for h in a.samples],
+                          "num_infohashes": a.num_infohashes,
+                          "num_samples": a.num_samples,
+                          "interval": int(iv), "num_nodes": a.num_nodes})
         elif isinstance(a, lt.dht_announce_alert):
             ih = bytes(a.info_hash.to_bytes()).hex()
             self.announced_to_us[ih] = self.announced_to_us.get(ih, 0) + 1
@@ -233,6 +256,16 @@ class Node:
                 else:
                     self.torrents[ih].force_dht_announce()
                 self.out({"seq": seq, "ok": True})
+            elif cmd == "sample":
+                target = bytes.fromhex(c.get("target") or os.urandom(20).hex())
+                self.samples.append({
+                    "seq": seq, "ep": "%s:%d" % (c["host"], int(c["port"])),
+                    "end": time.monotonic() + float(c.get("wait", 5))})
+                self.ses.dht_sample_infohashes((c["host"], int(c["port"])),
+                                               lt.sha1_hash(target))
+            elif cmd == "announce_seed":
+                ih = self.add_seed()
+                self.out({"seq": seq, "ok": True, "infohash": ih})
             elif cmd == "announced":
                 ih = c["infohash"].lower()
                 self.out({"seq": seq, "ok": True,
@@ -248,6 +281,34 @@ class Node:
         except Exception as e:  # report, keep running
             self.out({"seq": seq, "ok": False, "error": repr(e)})
         return True
+
+    def add_seed(self):
+        """A torrent of one small random file, added in seed mode (no hash
+        check): libtorrent announces a torrent it seeds with seed = 1,
+        which is what the 2.0.8 binding's dht_announce cannot ask for."""
+        d = tempfile.mkdtemp(prefix="seed-", dir=self.save_dir)
+        name = "seed.bin"
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(os.urandom(16384))
+        fs = lt.file_storage()
+        lt.add_files(fs, os.path.join(d, name))
+        ct = lt.create_torrent(fs)
+        lt.set_piece_hashes(ct, d)
+        ti = lt.torrent_info(ct.generate())
+        atp = lt.add_torrent_params()
+        atp.ti = ti
+        atp.save_path = d
+        atp.flags |= lt.torrent_flags.seed_mode
+        ih = bytes(ti.info_hashes().v1.to_bytes()).hex()
+        self.torrents[ih] = self.ses.add_torrent(atp)
+        return ih
+
+    def finish_samples(self):
+        now = time.monotonic()
+        for sm in [x for x in self.samples if now >= x["end"]]:
+            self.samples.remove(sm)
+            self.out({"seq": sm["seq"], "ok": False,
+                      "error": "no sample_infohashes reply from %s" % sm["ep"]})
 
     def finish_lookups(self):
         now = time.monotonic()
@@ -280,6 +341,7 @@ class Node:
         while running:
             self.pump(0.05)
             self.finish_lookups()
+            self.finish_samples()
             while True:
                 try:
                     line = self.cmds.get_nowait()

@@ -38,7 +38,7 @@ for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LT_PYTHON = "/usr/bin/python3"   # Debian's interpreter: it has the binding
-RUN_BUDGET = 170.0               # seconds for the whole run, setup excluded
+RUN_BUDGET = 230.0               # seconds for the whole run, setup excluded
 K = 8
 
 # Distinct loopback addresses, one per node (the integration tests use
@@ -48,6 +48,11 @@ LT_IPS = ["127.0.0.141", "127.0.0.142", "127.0.0.143"]
 JS_IPS = ["127.0.0.151", "127.0.0.152", "127.0.0.153"]
 PROBE_IP = "127.0.0.160"         # our raw KRPC socket
 CLIENT_IP = "127.0.0.161"        # short-lived mdht client nodes
+# BEP 33 / 51: raw announces come from many addresses (a bloom filter
+# holds IPs, so every peer needs its own) under 127.0.3.0/24 (peers) and
+# 127.0.5.0/24 (sample_infohashes stores).
+SCRAPE_NET = "127.0.3.%d"
+SAMPLE_NET = "127.0.5.%d"
 
 START = time.monotonic()
 
@@ -126,13 +131,17 @@ def parse_nodes(blob):
     return out
 
 
-def krpc(sock, to, q, args, timeout=2.0):
+def krpc(sock, to, q, args, timeout=2.0, ro=False):
     """One KRPC query from our probe socket: (reply's "r" dict, datagram
-    length), or (None, 0) on timeout or error."""
+    length), or (None, 0) on timeout or error. ro: BEP 43 read-only, so
+    that the receiver does not put this short-lived socket in its table."""
     t = os.urandom(2)
     a = {"id": PROBE_ID}
     a.update(args)
-    sock.sendto(bencode({"t": t, "y": "q", "q": q, "a": a}), to)
+    msg = {"t": t, "y": "q", "q": q, "a": a}
+    if ro:
+        msg["ro"] = 1
+    sock.sendto(bencode(msg), to)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         sock.settimeout(max(0.01, end - time.monotonic()))
@@ -171,6 +180,97 @@ def krpc_get_peers(sock, to, ih_hex, timeout=2.0):
 
 
 PROBE_ID = os.urandom(20)
+
+
+# ------------------------------------------------- BEP 33 and BEP 51 helpers
+
+def bep33_bloom(ips):
+    """BEP 33's filter, computed here from the BEP's text and nothing of
+    mdht's: 2,048 bits, two indexes per IP from the first four bytes of
+    SHA-1 of the packed address (little-endian 16-bit words, mod 2,048),
+    bit i is bit (i % 8) of byte i / 8."""
+    import hashlib
+    bits = bytearray(256)
+    for ip in ips:
+        h = hashlib.sha1(socket.inet_aton(ip)).digest()
+        for idx in (h[0] | h[1] << 8, h[2] | h[3] << 8):
+            idx %= 2048
+            bits[idx // 8] |= 1 << (idx % 8)
+    return bytes(bits)
+
+
+def bep33_estimate(bf):
+    """BEP 33's size estimate of a filter: log(c / m) / (k log(1 - 1/m)),
+    c the zero bits (at least 1), m = 2,048, k = 2; an empty filter holds
+    nothing."""
+    import math
+    zeros = 2048 - sum(bin(b).count("1") for b in bf)
+    if zeros == 2048:
+        return 0.0
+    zeros = max(zeros, 1)
+    return math.log(zeros / 2048) / (2 * math.log(1 - 1 / 2048))
+
+
+def bf_or(*fs):
+    return bytes(a | b for a, b in zip(*fs)) if len(fs) > 1 else fs[0]
+
+
+def raw_announce(ips, eps, ih, seed, port=6881):
+    """announce_peer(ih, seed) from each of `ips` (its own socket, BEP 43
+    read-only) to each endpoint in `eps`, with the token of a get_peers
+    sent from that address first. Returns the number accepted."""
+    ok = 0
+    for ip in ips:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((ip, 0))
+            for ep in eps:
+                r, _ = krpc(s, ep, "get_peers", {"info_hash": ih}, 1.0, True)
+                if not r or not r.get(b"token"):
+                    continue
+                a, _ = krpc(s, ep, "announce_peer",
+                            {"info_hash": ih, "port": port,
+                             "token": r[b"token"], "seed": 1 if seed else 0},
+                            1.0, True)
+                ok += a is not None
+        finally:
+            s.close()
+    return ok
+
+
+def raw_announce_many(ip, ep, ihs, per_ih_token):
+    """One address announces every info-hash in `ihs` to `ep`: mdht's
+    token is per address (one get_peers is enough), libtorrent's is per
+    address and info-hash. Paced under mdht's per-address reply budget.
+    Returns the number accepted."""
+    ok = 0
+    token = None
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((ip, 0))
+        for ih in ihs:
+            if token is None or per_ih_token:
+                r, _ = krpc(s, ep, "get_peers", {"info_hash": ih}, 1.0, True)
+                token = r.get(b"token") if r else None
+                if not token:
+                    continue
+            a, _ = krpc(s, ep, "announce_peer", {"info_hash": ih,
+                                                 "port": 6881,
+                                                 "token": token}, 1.0, True)
+            ok += a is not None
+            time.sleep(0.005)
+    finally:
+        s.close()
+    return ok
+
+
+def raw_scrape(sock, ep, ih):
+    """(BFsd, BFpe) of one get_peers scrape=1 reply (None when absent), or
+    None when the node did not answer."""
+    r, _ = krpc(sock, ep, "get_peers", {"info_hash": ih, "scrape": 1})
+    if r is None:
+        return None
+    return r.get(b"BFsd"), r.get(b"BFpe")
 
 
 def free_port(ip):
@@ -618,6 +718,10 @@ def run(binary, work, checks, procs):
     js_peer = "%s:%d" % (jss[0].ep[0], 5151)
     r = jss[0].cmd(cmd="announce", infohash=ih_js, port=5151, timeout=20)
     log("bittorrent-dht %s announces %s: %r" % (jss[0].name, ih_js, r))
+    # BEP 33: lt2 seeds a torrent, which libtorrent announces with seed = 1
+    # (checked in scrape_checks, once libtorrent has had time to announce).
+    ih_seed = lts[1].cmd(cmd="announce_seed", timeout=20)["infohash"]
+    log("libtorrent %s seeds %s" % (lts[1].name, ih_seed))
 
     def mdht_stores(ih, peer, src):
         def probe_all():
@@ -792,6 +896,10 @@ def run(binary, work, checks, procs):
                           [names.get(i, i[:8]) for i in got], rc,
                           err.strip()))
 
+    # ---------------------------------- BEP 33 scrape and BEP 51 samples
+    scrape_checks(binary, mdhts, lts, probe, client, checks, ih_seed)
+    sample_checks(binary, mdhts, lts, probe, checks)
+
     # ------------------------------------------- messages both ways decode
     time.sleep(1.0)   # let the last replies land
     groups = {"libtorrent": {h.ep[0] for h in lts},
@@ -885,6 +993,232 @@ def run(binary, work, checks, procs):
             bad.append("%s exit status %s (see %s.log)" % (n.name, rc, n.name))
     checks.report(not bad, "every mdht node exited 0 on SIGTERM after the "
                   "exchange", "; ".join(bad))
+
+
+def scrape_checks(binary, mdhts, lts, probe, client, checks, ih_seed_hex):
+    """BEP 33 both ways: libtorrent answers mdht's scrape, mdht answers a
+    scrape as libtorrent does, libtorrent's seed announce is stored as a
+    seed, and `mdht scrape` over a network where both hold announces."""
+    ih = os.urandom(20)
+    ihx = ih.hex()
+    seeds_a = [SCRAPE_NET % i for i in range(1, 21)]        # 20 seeds
+    peers_a = [SCRAPE_NET % i for i in range(21, 51)]       # 30 downloaders
+    seeds_x = [SCRAPE_NET % i for i in range(51, 61)]       # 10 more seeds
+    peers_x = [SCRAPE_NET % i for i in range(61, 71)]       # 10 more peers
+    bsd_a, bpe_a = bep33_bloom(seeds_a), bep33_bloom(peers_a)
+    t0 = time.monotonic()
+    n = raw_announce(seeds_a, [h.ep for h in lts], ih, True)
+    n += raw_announce(peers_a, [h.ep for h in lts], ih, False)
+    log("BEP 33: %d of %d announce_peer (20 seed = 1, 30 seed = 0, from 50 "
+        "addresses) accepted by the 3 libtorrent sessions in %.1f s"
+        % (n, 150, time.monotonic() - t0))
+    # What libtorrent answers to scrape = 1 (dht_storage.cpp: BFsd and BFpe
+    # of the stored swarm, no values).
+    lt_bad = []
+    lt_filters = None
+    for h in lts:
+        f = raw_scrape(probe, h.ep, ih)
+        if f is None or f[0] != bsd_a or f[1] != bpe_a:
+            lt_bad.append("%s answered %s" % (h.name, "nothing" if f is None
+                          else "filters of %s/%s bytes, %s the BEP's bloom"
+                          % (len(f[0] or b""), len(f[1] or b""),
+                             "equal to" if f == (bsd_a, bpe_a) else
+                             "different from")))
+        elif lt_filters is None:
+            lt_filters = f
+    est_a = (round(bep33_estimate(bsd_a)), round(bep33_estimate(bpe_a)))
+
+    # 1. libtorrent answers mdht's scrape: a short-lived mdht node that
+    # knows only lt1; nothing of this swarm is on any mdht node yet.
+    t0 = time.monotonic()
+    rc, out, err = mdht_cmd(binary, [
+        "scrape", ihx, "--json", "--standalone", "--bind", CLIENT_IP,
+        "--port", "0", "--timeout", "10", "--bootstrap", lts[0].addr], 20)
+    dt = time.monotonic() - t0
+    got = parse_json_line(out, "scrape")
+    ok = (rc == 0 and got is not None and not lt_bad and
+          (got["seeds"], got["peers"]) == est_a and 1 <= got["nodes"] <= 3)
+    checks.report(ok, "libtorrent answers mdht's scrape: 20 seeds and 30 "
+                  "downloaders announced to libtorrent only, `mdht scrape "
+                  "--bootstrap <libtorrent>` reports %s seeds, %s peers "
+                  "from %s nodes in %.1f s (the BEP estimate of libtorrent's "
+                  "filters: %d, %d)" % (
+                      got and got["seeds"], got and got["peers"],
+                      got and got["nodes"], dt, est_a[0], est_a[1]),
+                  "rc=%s out=%r err=%r; %s" % (rc, out[:300], err.strip(),
+                                               "; ".join(lt_bad)))
+
+    # 2. mdht answers a scrape as libtorrent does: the same 50 addresses
+    # announce to mdht2; mdht3 gets 10 more seeds and 10 more downloaders.
+    n = raw_announce(seeds_a, [mdhts[1].ep], ih, True)
+    n += raw_announce(peers_a, [mdhts[1].ep], ih, False)
+    n += raw_announce(seeds_x, [mdhts[2].ep], ih, True)
+    n += raw_announce(peers_x, [mdhts[2].ep], ih, False)
+    log("BEP 33: %d of 70 announce_peer accepted by mdht2 (50) and mdht3 "
+        "(20)" % n)
+    f2 = raw_scrape(probe, mdhts[1].ep, ih)
+    f3 = raw_scrape(probe, mdhts[2].ep, ih)
+    want3 = (bep33_bloom(seeds_x), bep33_bloom(peers_x))
+    bad = []
+    if f2 is None or f3 is None:
+        bad.append("no reply (mdht2 %s, mdht3 %s)" % (f2 is not None,
+                                                      f3 is not None))
+    else:
+        for name, f, want in (("mdht2", f2, (bsd_a, bpe_a)),
+                              ("mdht3", f3, want3)):
+            if len(f[0] or b"") != 256 or len(f[1] or b"") != 256:
+                bad.append("%s: BFsd %s bytes, BFpe %s bytes" % (
+                    name, len(f[0] or b""), len(f[1] or b"")))
+            elif f != want:
+                bad.append("%s: filters differ from the BEP's bloom of the "
+                           "announced addresses (%d/%d bits set, want %d/%d)"
+                           % (name, *(sum(bin(b).count("1") for b in x)
+                                      for x in f + want)))
+        if lt_filters is None:
+            bad.append("libtorrent's filters unavailable: %s"
+                       % "; ".join(lt_bad))
+        elif f2 != lt_filters:
+            bad.append("mdht2's filters differ from libtorrent's for the "
+                       "same 50 addresses")
+    checks.report(not bad, "mdht answers get_peers scrape = 1 as libtorrent "
+                  "does: BFsd and BFpe of 256 bytes, bit for bit the BEP 33 "
+                  "bloom of the announced addresses and byte-identical to "
+                  "libtorrent's filters for the same 20 seeds and 30 "
+                  "downloaders", "; ".join(bad))
+
+    # 3. mdht scrape over libtorrent and mdht nodes together: the union.
+    sd_u = bf_or(bsd_a, want3[0])
+    pe_u = bf_or(bpe_a, want3[1])
+    est_u = (round(bep33_estimate(sd_u)), round(bep33_estimate(pe_u)))
+    t0 = time.monotonic()
+    rc, out, err = client("scrape", [ihx, "--json"])
+    dt = time.monotonic() - t0
+    got = parse_json_line(out, "scrape")
+    ok = (rc == 0 and got is not None and
+          (got["seeds"], got["peers"]) == est_u and got["nodes"] >= 2)
+    checks.report(ok, "`mdht scrape` over libtorrent and mdht nodes holding "
+                  "announces (30 seeds, 40 downloaders in all) reports %s "
+                  "seeds, %s peers from %s nodes in %.1f s (the BEP estimate "
+                  "of the union: %d, %d)" % (
+                      got and got["seeds"], got and got["peers"],
+                      got and got["nodes"], dt, est_u[0], est_u[1]),
+                  "rc=%s out=%r err=%r" % (rc, out[:300], err.strip()))
+
+    # 4. libtorrent's own announce as a seed (a torrent it seeds, added by
+    # run() early: libtorrent takes 10-20 s to announce it): mdht stores it
+    # with seed = 1.
+    ih_seed = bytes.fromhex(ih_seed_hex)
+    want = (bep33_bloom([lts[1].ep[0]]), bytes(256))
+
+    def mdht_has_seed():
+        got = {n.name: raw_scrape(probe, n.ep, ih_seed) for n in mdhts}
+        have = [k for k, f in got.items() if f == want]
+        return bool(have), (have, {k: f is not None and tuple(
+            sum(bin(b).count("1") for b in x or b"") for x in f)
+            for k, f in got.items()})
+    t0 = time.monotonic()
+    ok, v = retry(mdht_has_seed, 25, 1.0, 30)
+    checks.report(ok, "libtorrent's announce of a torrent it seeds (seed = "
+                  "1) is stored by mdht as a seed: mdht's BFsd holds "
+                  "libtorrent's address, its BFpe is empty (%s, %.1f s)"
+                  % (", ".join(v[0]) or "no node", time.monotonic() - t0),
+                  "bits set (BFsd, BFpe) per node: %r" % (v[1],))
+
+
+def parse_json_line(out, typ):
+    for line in out.splitlines():
+        try:
+            o = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(o, dict) and o.get("type") == typ:
+            return o
+    return None
+
+
+def sample_checks(binary, mdhts, lts, probe, checks):
+    """BEP 51 both ways: libtorrent's dht_sample_infohashes() to mdht, and
+    `mdht sample` crawling libtorrent."""
+    # libtorrent -> mdht: 25 info-hashes on mdht2 (all fit a reply), 50 on
+    # mdht3 (more than the 40 mdht sends).
+    ihs2 = [os.urandom(20) for _ in range(25)]
+    ihs3 = [os.urandom(20) for _ in range(50)]
+    n2 = raw_announce_many(SAMPLE_NET % 1, mdhts[1].ep, ihs2, False)
+    n3 = raw_announce_many(SAMPLE_NET % 2, mdhts[2].ep, ihs3, False)
+    log("BEP 51: %d/25 info-hashes stored on mdht2, %d/50 on mdht3" % (n2, n3))
+    res = {}
+    for n in mdhts[1:]:
+        r = lts[0].cmd(cmd="sample", host=n.ep[0], port=n.ep[1], wait=5,
+                       timeout=10)
+        res[n.name] = r
+        log("libtorrent lt1 sample_infohashes -> %s: %s samples, num %s, "
+            "interval %s, %s nodes" % (n.name, len(r.get("samples", [])),
+                                       r.get("num_infohashes"),
+                                       r.get("interval"), r.get("num_nodes")))
+    bad = []
+    for name, ours in (("mdht2", ihs2), ("mdht3", ihs3)):
+        r = res[name]
+        if not r.get("ok"):
+            bad.append("%s: %s" % (name, r.get("error")))
+            continue
+        smp = r["samples"]
+        num = r["num_infohashes"]
+        if len(set(smp)) != len(smp):
+            bad.append("%s: duplicate samples" % name)
+        if num < len(ours):
+            bad.append("%s: num %d < %d stored" % (name, num, len(ours)))
+        if len(smp) != min(num, 40):
+            bad.append("%s: %d samples of %d (want min(num, 40))"
+                       % (name, len(smp), num))
+        if num <= 40 and not {x.hex() for x in ours} <= set(smp):
+            bad.append("%s: %d of our info-hashes missing from the samples"
+                       % (name, len({x.hex() for x in ours} - set(smp))))
+        if r["interval"] != 300:
+            bad.append("%s: interval %s, want 300" % (name, r["interval"]))
+        if not r["num_nodes"]:
+            bad.append("%s: no nodes in the reply" % name)
+    checks.report(not bad, "libtorrent's dht_sample_infohashes() to mdht: "
+                  "mdht2 (25 stored) returns %s samples, mdht3 (50 stored) "
+                  "%s, interval 300, with nodes; libtorrent decoded them "
+                  "(dht_sample_infohashes_alert)" % (
+                      len(res["mdht2"].get("samples", [])),
+                      len(res["mdht3"].get("samples", []))), "; ".join(bad))
+
+    # mdht -> libtorrent: 10 info-hashes held by lt3 alone (libtorrent
+    # samples at most 20 of what it stores).
+    ihs = [os.urandom(20) for _ in range(10)]
+    n = raw_announce_many(SAMPLE_NET % 3, lts[2].ep, ihs, True)
+    r, _ = krpc(probe, lts[2].ep, "sample_infohashes",
+                {"target": os.urandom(20)})
+    log("BEP 51: %d/10 info-hashes stored on libtorrent lt3; its own "
+        "sample_infohashes reply: %s samples, num %s, interval %s" % (
+            n, len((r or {}).get(b"samples", b"")) // 20,
+            (r or {}).get(b"num"), (r or {}).get(b"interval")))
+    t0 = time.monotonic()
+    rc, out, err = mdht_cmd(binary, [
+        "sample", "--json", "--standalone", "--bind", CLIENT_IP, "--port",
+        "0", "--timeout", "15", "--bootstrap", lts[2].addr], 25)
+    dt = time.monotonic() - t0
+    found = {}
+    for line in out.splitlines():
+        try:
+            o = json.loads(line)
+            found[o["info_hash"]] = o["from"]
+        except (ValueError, KeyError, TypeError):
+            pass
+    ours = {x.hex() for x in ihs}
+    from_lt3 = [x for x in ours if found.get(x) == lts[2].addr]
+    log("mdht sample --bootstrap lt3: rc=%s, %d info-hashes in %.1f s; %s"
+        % (rc, len(found), dt, err.strip()))
+    checks.report(rc == 0 and len(from_lt3) == len(ours),
+                  "`mdht sample --bootstrap <libtorrent>` finds the %d "
+                  "info-hashes stored on libtorrent alone, each from "
+                  "libtorrent's address (%d found in all, %.1f s)"
+                  % (len(from_lt3), len(found), dt),
+                  "rc=%s, missing %d, err=%r; lt3 stores %s info-hashes "
+                  "(libtorrent samples 20 at random beyond 20)" % (
+                      rc, len(ours) - len(from_lt3), err.strip(),
+                      (r or {}).get(b"num")))
 
 
 def stats_check(binary, mdhts, control_ok, checks):
