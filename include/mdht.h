@@ -419,6 +419,9 @@ MDHT_EXTERN int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
 MDHT_EXTERN int mdht_node_pair(mdht_node *a, mdht_node *b);
 /* The node's sibling (mdht_node_pair), or NULL. */
 MDHT_EXTERN mdht_node *mdht_node_sibling(const mdht_node *node);
+/* The address family the node was created for: MDHT_AF_INET or
+ * MDHT_AF_INET6. */
+MDHT_EXTERN int mdht_node_family(const mdht_node *node);
 
 /* True once a bootstrap lookup has completed with at least one node in
  * the routing table. */

@@ -1478,6 +1478,10 @@ mdht_node *mdht_node_sibling(const mdht_node *node) {
   return node ? node->sibling : NULL;
 }
 
+int mdht_node_family(const mdht_node *node) {
+  return node ? node->bound.family : 0;
+}
+
 /* Leaves the pair: the sibling gets its own (empty) store and counter
  * back, and no longer answers from our table. */
 static void unpair(mdht_node *node) {
