@@ -580,6 +580,7 @@ static void op_free(mdht_node *node, mdht_op *op) {
     if (*p == op) {
       *p = op->next;
       free(op->filters);
+      free(op->twin_res);
       mdht_crawl_del(op->crawl);
       free(op);
       return;
@@ -601,10 +602,17 @@ static mdht_op *op_find_lookup(mdht_node *node, uint32_t lookup_id) {
 
 /* Reports an operation to its owner and frees it; an operation whose
  * twin on the sibling still runs waits for it (twin_done). */
+static void merge_result(mdht_op *op, const mdht_result *r);
+
 static void op_finish(mdht_node *node, mdht_op *op, mdht_time now) {
   if (op->pair_pending) {
     op->self_done = true;
     return;
+  }
+  if (op->twin_res) {
+    merge_result(op, op->twin_res);
+    free(op->twin_res);
+    op->twin_res = NULL;
   }
   op->res.elapsed_ms =
       op->res.kind == MDHT_M_PING ? op->res.elapsed_ms : now - op->started;
@@ -1303,7 +1311,16 @@ static void twin_done(const mdht_result *r, void *user) {
   mdht_node *node = twin->node->sibling;
   mdht_op *op = node ? op_find(node, twin->pair_of) : NULL;
   if (!op || !op->pair_pending) return;
-  merge_result(op, r);
+  /* Kept whole until our own part is done: it writes our result as it
+   * ends, and the merge comes last (op_finish). */
+  mdht_result *copy = malloc(sizeof *copy + r->npeers * sizeof *r->peers);
+  if (copy) {
+    *copy = *r;
+    copy->peers = (const mdht_addr *)(copy + 1);
+    memcpy(copy + 1, r->peers, r->npeers * sizeof *r->peers);
+    free(op->twin_res);
+    op->twin_res = copy;
+  }
   if (op->filters && twin->filters) {
     mdht_bloom_union(&op->filters[0], &twin->filters[0]);
     mdht_bloom_union(&op->filters[1], &twin->filters[1]);
@@ -1707,6 +1724,7 @@ void mdht_node_del(mdht_node *node) {
     mdht_op *op = node->ops;
     node->ops = op->next;
     free(op->filters);
+    free(op->twin_res);
     mdht_crawl_del(op->crawl);
     free(op);
   }

@@ -77,10 +77,12 @@ typedef struct mdht_op {
   struct mdht_node *node;
   /* BEP 32 pair: a user operation on a paired node runs a twin on the
    * sibling and reports once, with both results merged (node.c). */
-  bool pair_pending; /* the twin has not reported yet */
-  bool self_done;    /* our own part ended (or never started) */
-  uint32_t pair_op;  /* the twin's operation id, on the sibling */
-  uint32_t pair_of;  /* in a twin: the id of the operation it serves */
+  bool pair_pending;     /* the twin has not reported yet */
+  bool self_done;        /* our own part ended (or never started) */
+  uint32_t pair_op;      /* the twin's operation id, on the sibling */
+  uint32_t pair_of;      /* in a twin: the id of the operation it serves */
+  mdht_result *twin_res; /* the twin's report, kept until ours is done
+                            (malloc'ed with its peers after it) */
   /* what the report will say */
   mdht_result res;
   mdht_addr peers[MDHT_RESULT_PEERS];

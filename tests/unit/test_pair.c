@@ -314,6 +314,38 @@ static void test_lookup_runs_in_both(void **state) {
   assert_int_equal(p->res.responses, 2);
 }
 
+/* The IPv6 half may end first: its peers are kept until the IPv4 half
+ * has written its own result, then merged. */
+static void test_lookup_twin_ends_first(void **state) {
+  pair *p = *state;
+  mdht_addr a4 = test_host4(0, 1000);
+  mdht_addr a6 = addr6(0x10, 2, 2000);
+  known(p, p->n4, 0x10, &a4);
+  known(p, p->n6, 0x20, &a6);
+  mdht_id ih = test_id(0x44);
+  assert_true(mdht_node_get_peers(p->n4, &ih, on_result, p, p->now) > 0);
+  mdht_addr peer4 = test_addr4(198, 51, 100, 20, 6000);
+  mdht_addr peer6 = addr6(0x50, 1, 6000);
+  const uint8_t both = MDHT_WANT_N4 | MDHT_WANT_N6;
+  answer_next(p, p->n6, &peer6, both);
+  for (int i = 0; i < 5; i++) {
+    p->now += 100;
+    mdht_node_tick(p->n6, p->now);
+  }
+  assert_int_equal(p->results, 0); /* the IPv4 half still runs */
+  answer_next(p, p->n4, &peer4, both);
+  for (int i = 0; i < 50 && p->results == 0; i++) {
+    p->now += 100;
+    mdht_node_tick(p->n4, p->now);
+    mdht_node_tick(p->n6, p->now);
+  }
+  assert_int_equal(p->results, 1);
+  assert_int_equal(p->res.npeers, 2);
+  assert_true(mdht_addr_eq(&p->res.peers[0], &peer4));
+  assert_true(mdht_addr_eq(&p->res.peers[1], &peer6));
+  assert_int_equal(p->res.nnodes, 2);
+}
+
 /* With an empty IPv4 table, the pair's lookup still runs (in IPv6); and
  * a cancel stops both halves. */
 static void test_one_side_empty_and_cancel(void **state) {
@@ -478,6 +510,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_unpaired_want_n6_empty, teardown_any),
       cmocka_unit_test_setup_teardown(test_shared_store, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lookup_runs_in_both, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_lookup_twin_ends_first, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_one_side_empty_and_cancel, setup,
                                       teardown),
