@@ -63,6 +63,8 @@ static void usage(FILE *f) {
 
 typedef struct run_args {
   const char *bind;
+  const char *bind2; /* BEP 32: the other family's address, or NULL */
+  uint32_t nbind;    /* --bind given this many times */
   uint32_t port;
   mdht_id id;
   bool have_id;
@@ -82,10 +84,20 @@ typedef struct run_args {
   mdht_config cfg;
 } run_args;
 
+/* --bind, repeatable (BEP 32): at most one address of each family. */
 static int set_bind(void *ctx, const char *v) {
   run_args *a = ctx;
   if (cli_check_bind(v) < 0) return -1;
-  a->bind = v;
+  if (a->nbind == 0) {
+    a->bind = v;
+  } else if (a->nbind == 1 &&
+             (strchr(v, ':') != NULL) != (strchr(a->bind, ':') != NULL)) {
+    a->bind2 = v;
+  } else {
+    cli_error("--bind %s: at most one IPv4 and one IPv6 address", v);
+    return -1;
+  }
+  a->nbind++;
   return 0;
 }
 
@@ -200,7 +212,9 @@ static const cli_opt run_opts[] = {
      "read options from FILE first ('key = value' lines); flags given "
      "here win",
      CLI_CUSTOM, 0, 0, 0, set_config},
-    {"--bind", "ADDR", "local IPv4 or IPv6 address (default 0.0.0.0)",
+    {"--bind", "ADDR",
+     "local IPv4 or IPv6 address; twice for both families (default "
+     "0.0.0.0 and ::, :: only where the machine has IPv6)",
      CLI_CUSTOM, 0, 0, 0, set_bind},
     {"--port", "N", "UDP port, 0 = any free one", CLI_U32,
      offsetof(run_args, port), 0, 65535, NULL},
@@ -497,6 +511,14 @@ static void run_driver_opts(run_ctx *c, mdht_driver_opts *o) {
   run_args *a = &c->a;
   mdht_driver_opts_default(o);
   mdht_sock_parse_ip(&o->bind, a->bind, (uint16_t)a->port);
+  /* BEP 32: both families, by default where the machine has IPv6 (the
+   * driver probes by binding ::). */
+  if (a->bind2 || a->nbind == 0) {
+    o->has_bind2 = true;
+    o->bind2_optional = a->nbind == 0;
+    mdht_sock_parse_ip(&o->bind2,
+                       a->bind2 ? a->bind2 : "::", (uint16_t)a->port);
+  }
   o->cfg = a->cfg;
   o->id = a->have_id ? &a->id : NULL;
   if (a->nbootstrap > 0) {

@@ -399,6 +399,30 @@ MDHT_EXTERN int mdht_node_ping(mdht_node *node, const mdht_addr *addr,
 MDHT_EXTERN int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
                                         mdht_time now);
 
+/* BEP 32, dual stack: pairs `a` and `b`, two nodes of the two address
+ * families created with the same id (one per socket), into one node of
+ * the DHT. From then on they share `a`'s peer store (an announce received
+ * on either socket is found through either; a get_peers answer carries
+ * the values of the asker's family only, 6-byte on IPv4, 18-byte on
+ * IPv6), each answers `want: ["n4","n6"]` with both tables (`nodes` and
+ * `nodes6`), their queries ask for both, and nodes of the other family
+ * named in an answer are pinged from the sibling's socket (a few,
+ * bounded). A lookup, announce or scrape started on either runs in both
+ * families and reports once, merged (peers of both families; the
+ * closest nodes of each, the caller's family first); a ping of the
+ * other family's address is sent from the sibling. Operation ids are
+ * one space: cancel on either. `b`'s events about the shared store
+ * (PEER_STORED, PEER_EXPIRED) are published on `a`. Pair before use:
+ * `b` must hold no peer and run no operation. Deleting either unpairs
+ * both. Errors: MDHT_ERR_INVAL (same family, different ids, NULL),
+ * MDHT_ERR_STATE (already paired, `b` in use). */
+MDHT_EXTERN int mdht_node_pair(mdht_node *a, mdht_node *b);
+/* The node's sibling (mdht_node_pair), or NULL. */
+MDHT_EXTERN mdht_node *mdht_node_sibling(const mdht_node *node);
+/* The address family the node was created for: MDHT_AF_INET or
+ * MDHT_AF_INET6. */
+MDHT_EXTERN int mdht_node_family(const mdht_node *node);
+
 /* True once a bootstrap lookup has completed with at least one node in
  * the routing table. */
 MDHT_EXTERN bool mdht_node_bootstrapped(const mdht_node *node);

@@ -161,6 +161,12 @@ int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
   q->t.p = tid;
   q->t.len = sizeof tid;
   q->ro = node->cfg.read_only;
+  /* BEP 32: a dual-stack node asks for both families' nodes, to feed
+   * both tables; a single-family node sends no `want`, as before. */
+  if (node->sibling &&
+      (q->method == MDHT_M_FIND_NODE || q->method == MDHT_M_GET_PEERS ||
+       q->method == MDHT_M_SAMPLE_INFOHASHES))
+    q->want = MDHT_WANT_N4 | MDHT_WANT_N6;
   int rc = queue_out(node, to, now);
   if (rc != 0) {
     mdht_txn dummy;
@@ -223,32 +229,43 @@ static void note_rtt(mdht_node *node, const mdht_id *id, const mdht_addr *from,
 
 /* ------------------------------------------------------- query handlers */
 
-/* Writes the closest nodes of our family into r->nodes / r->nodes6, using
- * `buf` (MDHT_K_MAX * 38 bytes) as storage. */
-static void put_closest(mdht_node *node, mdht_krpc_msg *r,
-                        const mdht_id *target, uint8_t *buf, mdht_time now) {
+/* Room for one `nodes` and one `nodes6` list of K entries each. */
+#define MDHT_CLOSEST_BUF                                                       \
+  (MDHT_RT_KMAX * (MDHT_COMPACT_NODE4 + MDHT_COMPACT_NODE6))
+
+/* The closest nodes of `from`'s table (its own family) into r->nodes or
+ * r->nodes6, compact, at `buf`. */
+static void list_closest(const mdht_node *from, size_t k, mdht_krpc_msg *r,
+                         const mdht_id *target, uint8_t *buf, mdht_time now) {
   mdht_rt_entry near[MDHT_RT_KMAX];
-  int fam = node->bound.family;
-  /* BEP 32: a requester asking only for the other family gets nothing
-   * from this single-family table but an empty list. */
-  uint8_t want = node->in.want;
-  if (want) {
-    bool ours =
-        fam == MDHT_AF_INET6 ? (want & MDHT_WANT_N6) : (want & MDHT_WANT_N4);
-    if (!ours) return;
-  }
-  size_t n =
-      mdht_rtable_closest(&node->rt, target, fam, near, node->cfg.k, now);
+  int fam = from->bound.family;
+  size_t n = mdht_rtable_closest(&from->rt, target, fam, near, k, now);
   size_t len = 0;
   for (size_t i = 0; i < n; i++)
     len += mdht_node_to_compact(&near[i].id, &near[i].addr, buf + len);
-  if (fam == MDHT_AF_INET6) {
-    r->nodes6.p = buf;
-    r->nodes6.len = len;
-  } else {
-    r->nodes.p = buf;
-    r->nodes.len = len;
-  }
+  mdht_bytes *out = fam == MDHT_AF_INET6 ? &r->nodes6 : &r->nodes;
+  out->p = buf;
+  out->len = len;
+}
+
+/* Writes the closest nodes into r->nodes / r->nodes6, using `buf`
+ * (MDHT_CLOSEST_BUF bytes) as storage. BEP 32: without `want`, the
+ * requester's (our socket's) family; with it, each family asked for that
+ * we have a table of: ours, and the sibling's on a dual-stack node. A
+ * single-family node asked only for the other family sends no list. */
+static void put_closest(mdht_node *node, mdht_krpc_msg *r,
+                        const mdht_id *target, uint8_t *buf, mdht_time now) {
+  int fam = node->bound.family;
+  uint8_t want = node->in.want;
+  if (!want) want = fam == MDHT_AF_INET6 ? MDHT_WANT_N6 : MDHT_WANT_N4;
+  const mdht_node *sib = node->sibling;
+  const mdht_node *v4 = fam == MDHT_AF_INET ? node : sib;
+  const mdht_node *v6 = fam == MDHT_AF_INET6 ? node : sib;
+  if ((want & MDHT_WANT_N4) && v4)
+    list_closest(v4, node->cfg.k, r, target, buf, now);
+  if ((want & MDHT_WANT_N6) && v6)
+    list_closest(v6, node->cfg.k, r, target,
+                 buf + MDHT_RT_KMAX * MDHT_COMPACT_NODE4, now);
 }
 
 static void handle_ping(mdht_node *node, const mdht_addr *from, mdht_time now) {
@@ -258,7 +275,7 @@ static void handle_ping(mdht_node *node, const mdht_addr *from, mdht_time now) {
 
 static void handle_find_node(mdht_node *node, const mdht_addr *from,
                              mdht_time now) {
-  uint8_t nodes[MDHT_RT_KMAX * MDHT_COMPACT_NODE6];
+  uint8_t nodes[MDHT_CLOSEST_BUF];
   mdht_krpc_msg *r = begin_response(node, from);
   put_closest(node, r, &node->in.target, nodes, now);
   send_response(node, from, now);
@@ -266,7 +283,7 @@ static void handle_find_node(mdht_node *node, const mdht_addr *from,
 
 static void handle_get_peers(mdht_node *node, const mdht_addr *from,
                              mdht_time now) {
-  uint8_t nodes[MDHT_RT_KMAX * MDHT_COMPACT_NODE6];
+  uint8_t nodes[MDHT_CLOSEST_BUF];
   uint8_t token[MDHT_TOKEN_LEN];
   mdht_addr peers[MDHT_KRPC_MAX_VALUES];
   uint8_t compact[MDHT_KRPC_MAX_VALUES][MDHT_COMPACT_PEER6];
@@ -282,7 +299,7 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   /* BEP 33: the filters go in first, so that the measurement below leaves
    * the values only the room they leave (both take 526 bytes). */
   if (node->in.scrape &&
-      mdht_peers_scrape(&node->peers, &node->in.target, now, &bfsd, &bfpe)) {
+      mdht_peers_scrape(node->store, &node->in.target, now, &bfsd, &bfpe)) {
     r->bfsd = (mdht_bytes){bfsd.bits, sizeof bfsd.bits};
     r->bfpe = (mdht_bytes){bfpe.bits, sizeof bfpe.bits};
   }
@@ -295,7 +312,7 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
                     : MDHT_KRPC_MAX_VALUES;
   bool noseed = node->in.noseed;
   size_t n =
-      mdht_peers_get_noseed(&node->peers, &node->in.target, node->bound.family,
+      mdht_peers_get_noseed(node->store, &node->in.target, node->bound.family,
                             noseed, peers, want, now);
   if (n > 0) {
     /* No response may exceed MDHT_RESPONSE_LIMIT: measure what is there,
@@ -312,7 +329,7 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
     if ((size_t)base + 10 < MDHT_RESPONSE_LIMIT)
       room = (MDHT_RESPONSE_LIMIT - (size_t)base - 10) / per;
     if (n > room) /* the store samples at random; a prefix would not be */
-      n = mdht_peers_get_noseed(&node->peers, &node->in.target,
+      n = mdht_peers_get_noseed(node->store, &node->in.target,
                                 node->bound.family, noseed, peers, room, now);
   }
   for (size_t i = 0; i < n; i++) {
@@ -347,7 +364,7 @@ static void handle_announce(mdht_node *node, const mdht_addr *from,
     }
     peer.port = (uint16_t)q->port;
   }
-  int rc = mdht_peers_add(&node->peers, &q->target, &peer, q->seed, now);
+  int rc = mdht_peers_add(node->store, &q->target, &peer, q->seed, now);
   if (rc == MDHT_ERR_ADDR) {
     send_error(node, from, q->t, q->method, MDHT_KRPC_E_PROTOCOL,
                "invalid peer address", now);
@@ -364,16 +381,16 @@ static void handle_announce(mdht_node *node, const mdht_addr *from,
 
 static void handle_sample(mdht_node *node, const mdht_addr *from,
                           mdht_time now) {
-  uint8_t nodes[MDHT_RT_KMAX * MDHT_COMPACT_NODE6];
+  uint8_t nodes[MDHT_CLOSEST_BUF];
   /* BEP 51: as many samples as fit in one datagram beside the nodes. */
   enum { MAX_SAMPLES = 40 };
   mdht_id ids[MAX_SAMPLES];
   mdht_krpc_msg *r = begin_response(node, from);
   put_closest(node, r, &node->in.target, nodes, now);
-  size_t n = mdht_peers_sample(&node->peers, ids, MAX_SAMPLES);
+  size_t n = mdht_peers_sample(node->store, ids, MAX_SAMPLES);
   r->samples.p = (const uint8_t *)ids;
   r->samples.len = n * MDHT_ID_LEN;
-  r->num = node->peers.nih;
+  r->num = node->store->nih;
   /* Our samples change as announces arrive; 6 hours (BEP 51's maximum)
    * would hide them, libtorrent uses 0..21600 with a default of 21600. */
   r->interval = 300;
@@ -487,6 +504,7 @@ static void handle_reply(mdht_node *node, const mdht_addr *from,
   if (txn.owner.kind == MDHT_OWNER_CONFIRM ||
       txn.owner.kind == MDHT_OWNER_CHECK)
     node->maint_pings--;
+  if (txn.owner.kind == MDHT_OWNER_HINT) node->hint_pings--;
 
   if (m->y == 'e') {
     mdht_event ev;
@@ -540,9 +558,8 @@ static mdht_op *op_new(mdht_node *node, mdht_method kind, uint8_t purpose,
                        mdht_time now) {
   mdht_op *op = calloc(1, sizeof *op);
   if (!op) return NULL;
-  op->id = node->next_op_id++;
-  if (node->next_op_id == 0)
-    node->next_op_id = 1; /* 0 is never an operation id */
+  op->id = (*node->op_ids)++;
+  if (*node->op_ids == 0) *node->op_ids = 1; /* 0 is never an operation id */
   op->kind = kind;
   op->purpose = purpose;
   op->cb = cb;
@@ -563,6 +580,7 @@ static void op_free(mdht_node *node, mdht_op *op) {
     if (*p == op) {
       *p = op->next;
       free(op->filters);
+      free(op->twin_res);
       mdht_crawl_del(op->crawl);
       free(op);
       return;
@@ -582,8 +600,20 @@ static mdht_op *op_find_lookup(mdht_node *node, uint32_t lookup_id) {
   return NULL;
 }
 
-/* Reports an operation to its owner and frees it. */
+/* Reports an operation to its owner and frees it; an operation whose
+ * twin on the sibling still runs waits for it (twin_done). */
+static void merge_result(mdht_op *op, const mdht_result *r);
+
 static void op_finish(mdht_node *node, mdht_op *op, mdht_time now) {
+  if (op->pair_pending) {
+    op->self_done = true;
+    return;
+  }
+  if (op->twin_res) {
+    merge_result(op, op->twin_res);
+    free(op->twin_res);
+    op->twin_res = NULL;
+  }
   op->res.elapsed_ms =
       op->res.kind == MDHT_M_PING ? op->res.elapsed_ms : now - op->started;
   if (op->filters) {
@@ -651,7 +681,7 @@ static void boot_done(mdht_node *node, mdht_time now) {
   mdht_bus_event_init(&ev, MDHT_EV_BOOTSTRAP_DONE, now);
   ev.id = node->id;
   ev.u.state.nodes = total;
-  ev.u.state.peers = node->peers.npeers;
+  ev.u.state.peers = node->store->npeers;
   publish(node, &ev);
 }
 
@@ -749,7 +779,7 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
   /* Peers announced to this very node count too: the lookup never asks
    * itself, and on a small network it may be one of the closest. */
   mdht_addr local[32];
-  size_t nl = mdht_peers_get(&node->peers, &op->target, node->bound.family,
+  size_t nl = mdht_peers_get(node->store, &op->target, node->bound.family,
                              local, 32, now);
   for (size_t i = 0; i < nl && np < MDHT_RESULT_PEERS; i++) {
     bool dup = false;
@@ -800,6 +830,38 @@ static void scrape_merge(mdht_node *node, uint32_t lookup_id,
       mdht_bloom_insert(&op->filters[1], &values[i]);
 }
 
+/* BEP 32: nodes of the sibling's family in an answer to us (we asked
+ * for both) are offered to the sibling: a few per answer, each pinged
+ * from the sibling's socket, so that it enters the sibling's table
+ * through the usual path (an answer; the table's per-IP and per-prefix
+ * rules, docs/SECURITY.md) only if it answers. Only for buckets with
+ * room, never a martian (or a private address on a public node), and
+ * never more than MDHT_MAX_HINT_PINGS in flight. */
+static void offer_to_sibling(mdht_node *node, mdht_time now) {
+  mdht_node *sib = node->sibling;
+  if (!sib) return;
+  bool v6 = sib->bound.family == MDHT_AF_INET6;
+  mdht_bytes blob = v6 ? node->in.nodes6 : node->in.nodes;
+  size_t step = v6 ? MDHT_COMPACT_NODE6 : MDHT_COMPACT_NODE4;
+  uint32_t offered = 0;
+  for (size_t off = 0; off + step <= blob.len && offered < 2; off += step) {
+    mdht_id id;
+    mdht_addr a;
+    if (sib->hint_pings >= MDHT_MAX_HINT_PINGS) return;
+    if (mdht_node_from_compact(&id, &a, blob.p + off, step) != 0 ||
+        a.family != sib->bound.family || mdht_addr_is_martian(&a) ||
+        (!sib->cfg.allow_private && mdht_addr_is_private(&a)) ||
+        mdht_id_eq(&id, &sib->id) || mdht_rtable_find(&sib->rt, &a))
+      continue;
+    uint32_t b = mdht_rtable_bucket_of(&sib->rt, &id);
+    if (sib->rt.buckets[b].n >= sib->cfg.k) continue;
+    if (send_ping(sib, &a, &id, MDHT_OWNER_HINT, now) == 0) {
+      sib->hint_pings++;
+      offered++;
+    }
+  }
+}
+
 /* Parses a response to a lookup query for the engine. */
 static void lookup_answered(mdht_node *node, const mdht_txn *txn,
                             const mdht_addr *from, mdht_time now) {
@@ -822,6 +884,7 @@ static void lookup_answered(mdht_node *node, const mdht_txn *txn,
         values[nv].family == node->bound.family)
       nv++;
   }
+  offer_to_sibling(node, now);
   scrape_merge(node, txn->owner.cookie, values, nv);
   mdht_lookup_on_response(&node->lookups, txn->owner.cookie, &m->id, from,
                           nodes, nn, values, nv, m->token.p, m->token.len, now);
@@ -1164,6 +1227,9 @@ static int rebuild_table(mdht_node *node, const mdht_id *id, mdht_time now) {
  * near us. */
 static void maybe_new_id(mdht_node *node, mdht_time now) {
   const mdht_addr *ext = mdht_extaddr_get(&node->ext);
+  /* BEP 32: a pair has one id, and one address can derive it: the IPv4
+   * node's votes decide, and the sibling follows (below). */
+  if (node->sibling && node->bound.family == MDHT_AF_INET6) return;
   if (node->cfg.fixed_id || !ext || mdht_addr_is_private(ext) ||
       mdht_bep42_valid(&node->id, ext))
     return;
@@ -1173,17 +1239,23 @@ static void maybe_new_id(mdht_node *node, mdht_time now) {
   mdht_bep42_make(&id, ext, rnd);
   if (rebuild_table(node, &id, now) != 0)
     return; /* out of memory: the old id and table stay usable */
-  mdht_event ev;
-  mdht_bus_event_init(&ev, MDHT_EV_NODE_ID_CHANGED, now);
-  ev.u.replaced.old_id = node->id;
-  node->id = id;
-  node->lookups.self = id;
-  node->lookups.has_self = true;
-  ev.id = id;
-  ev.addr = *ext;
-  publish(node, &ev);
-  if (node->boot.phase == MDHT_BOOT_DONE)
-    start_internal(node, MDHT_OP_REFRESH, &node->id, now);
+  mdht_node *sib = node->sibling;
+  if (sib && rebuild_table(sib, &id, now) != 0) sib = NULL;
+  for (int i = 0; i < 2; i++) {
+    mdht_node *n = i == 0 ? node : sib;
+    if (!n) break;
+    mdht_event ev;
+    mdht_bus_event_init(&ev, MDHT_EV_NODE_ID_CHANGED, now);
+    ev.u.replaced.old_id = n->id;
+    n->id = id;
+    n->lookups.self = id;
+    n->lookups.has_self = true;
+    ev.id = id;
+    ev.addr = *ext;
+    publish(n, &ev);
+    if (n->boot.phase == MDHT_BOOT_DONE)
+      start_internal(n, MDHT_OP_REFRESH, &n->id, now);
+  }
 }
 
 static void external_vote(mdht_node *node, const mdht_addr *from,
@@ -1201,33 +1273,132 @@ static void external_vote(mdht_node *node, const mdht_addr *from,
   maybe_new_id(node, now);
 }
 
-/* Starts a user operation around a lookup (an announce is a get_peers
- * lookup first); `*opp` receives the operation. */
-static int64_t user_lookup(mdht_node *node, mdht_method kind,
-                           const mdht_id *target, mdht_result_cb cb, void *user,
-                           mdht_time now, mdht_op **opp) {
-  if (!node || !target) return MDHT_ERR_INVAL;
-  mdht_op *op = op_new(node, kind, MDHT_OP_USER, target, cb, user, now);
-  if (!op) return MDHT_ERR_NOMEM;
-  int rc = start_lookup(
-      node, op, kind == MDHT_M_FIND_NODE ? MDHT_M_FIND_NODE : MDHT_M_GET_PEERS,
-      now);
-  if (rc < 0) {
+/* ---------------------------------------------- BEP 32: paired nodes */
+
+/* Appends the twin's result to the operation's: peers of both families
+ * (no repeats), the closest nodes of each family (ours first, each
+ * family keeping at least half the slots when both have more), the
+ * counters summed, the rounds of the longer. */
+static void merge_result(mdht_op *op, const mdht_result *r) {
+  size_t np = op->res.npeers;
+  for (size_t i = 0; i < r->npeers && np < MDHT_RESULT_PEERS; i++) {
+    bool dup = false;
+    for (size_t j = 0; j < np && !dup; j++)
+      dup = mdht_addr_eq(&op->peers[j], &r->peers[i]);
+    if (!dup) op->peers[np++] = r->peers[i];
+  }
+  op->res.npeers = np;
+  size_t half = MDHT_RESULT_NODES / 2, own = op->res.nnodes;
+  size_t keep = r->nnodes < half ? MDHT_RESULT_NODES - r->nnodes : half;
+  if (own > keep) own = keep;
+  for (size_t i = 0; i < r->nnodes && own < MDHT_RESULT_NODES; i++) {
+    op->res.nodes[own].id = r->nodes[i].id;
+    op->res.nodes[own].addr = r->nodes[i].addr;
+    own++;
+  }
+  op->res.nnodes = own;
+  if (r->rounds > op->res.rounds) op->res.rounds = r->rounds;
+  op->res.queries += r->queries;
+  op->res.responses += r->responses;
+  op->res.failures += r->failures;
+  op->res.scrape_nodes += r->scrape_nodes;
+  op->res.ok = op->res.ok || r->ok;
+}
+
+/* The twin's report (its node is the sibling of the operation's). */
+static void twin_done(const mdht_result *r, void *user) {
+  mdht_op *twin = user;
+  mdht_node *node = twin->node->sibling;
+  mdht_op *op = node ? op_find(node, twin->pair_of) : NULL;
+  if (!op || !op->pair_pending) return;
+  /* Kept whole until our own part is done: it writes our result as it
+   * ends, and the merge comes last (op_finish). */
+  mdht_result *copy = malloc(sizeof *copy + r->npeers * sizeof *r->peers);
+  if (copy) {
+    *copy = *r;
+    copy->peers = (const mdht_addr *)(copy + 1);
+    memcpy(copy + 1, r->peers, r->npeers * sizeof *r->peers);
+    free(op->twin_res);
+    op->twin_res = copy;
+  }
+  if (op->filters && twin->filters) {
+    mdht_bloom_union(&op->filters[0], &twin->filters[0]);
+    mdht_bloom_union(&op->filters[1], &twin->filters[1]);
+  }
+  op->pair_pending = false;
+  if (op->self_done) op_finish(node, op, twin->started + r->elapsed_ms);
+}
+
+/* Starts the operation's twin on the sibling: the same lookup (and
+ * announce) in the other family. True if it runs. */
+static bool start_twin(mdht_node *node, mdht_op *op, mdht_method lkind,
+                       mdht_time now) {
+  mdht_node *sib = node->sibling;
+  if (!sib) return false;
+  mdht_op *t =
+      op_new(sib, op->kind, MDHT_OP_USER, &op->target, twin_done, NULL, now);
+  if (!t) return false;
+  t->user = t;
+  t->node = sib;
+  t->pair_of = op->id;
+  t->port = op->port;
+  t->implied_port = op->implied_port;
+  t->seed = op->seed;
+  t->scrape = op->scrape;
+  t->res.scraped = op->res.scraped;
+  if (op->scrape && !(t->filters = calloc(2, sizeof *t->filters))) {
+    op_free(sib, t);
+    return false;
+  }
+  op->pair_pending = true;
+  op->pair_op = t->id;
+  if (start_lookup(sib, t, lkind, now) < 0) {
+    op_free(sib, t);
+    op->pair_pending = false;
+    op->pair_op = 0;
+    return false;
+  }
+  return true;
+}
+
+/* Starts a configured user operation's lookup, and on a paired node its
+ * twin: the operation runs if either family can start (an empty table
+ * on one side is no error while the other has nodes). Returns its id,
+ * or the error of our own start when neither runs (the operation is
+ * freed). */
+static int64_t user_start(mdht_node *node, mdht_op *op, mdht_time now) {
+  mdht_method lkind =
+      op->kind == MDHT_M_FIND_NODE ? MDHT_M_FIND_NODE : MDHT_M_GET_PEERS;
+  int rc = start_lookup(node, op, lkind, now);
+  if (rc < 0) op->self_done = true;
+  int64_t id = op->id;
+  bool paired = start_twin(node, op, lkind, now);
+  if (rc < 0 && !paired) {
     op_free(node, op);
     return rc;
   }
-  if (opp) *opp = op;
-  return op->id;
+  return id; /* op may have been reported already: do not touch it */
+}
+
+/* Starts a user operation around a lookup (an announce is a get_peers
+ * lookup first). */
+static int64_t user_lookup(mdht_node *node, mdht_method kind,
+                           const mdht_id *target, mdht_result_cb cb, void *user,
+                           mdht_time now) {
+  if (!node || !target) return MDHT_ERR_INVAL;
+  mdht_op *op = op_new(node, kind, MDHT_OP_USER, target, cb, user, now);
+  if (!op) return MDHT_ERR_NOMEM;
+  return user_start(node, op, now);
 }
 
 int64_t mdht_node_find_node(mdht_node *node, const mdht_id *target,
                             mdht_result_cb cb, void *user, mdht_time now) {
-  return user_lookup(node, MDHT_M_FIND_NODE, target, cb, user, now, NULL);
+  return user_lookup(node, MDHT_M_FIND_NODE, target, cb, user, now);
 }
 
 int64_t mdht_node_get_peers(mdht_node *node, const mdht_id *info_hash,
                             mdht_result_cb cb, void *user, mdht_time now) {
-  return user_lookup(node, MDHT_M_GET_PEERS, info_hash, cb, user, now, NULL);
+  return user_lookup(node, MDHT_M_GET_PEERS, info_hash, cb, user, now);
 }
 
 int64_t mdht_node_scrape(mdht_node *node, const mdht_id *info_hash,
@@ -1239,34 +1410,35 @@ int64_t mdht_node_scrape(mdht_node *node, const mdht_id *info_hash,
   op->scrape = true;
   op->filters = calloc(2, sizeof *op->filters);
   op->res.scraped = true;
-  int rc = op->filters ? start_lookup(node, op, MDHT_M_GET_PEERS, now)
-                       : MDHT_ERR_NOMEM;
-  if (rc < 0) {
+  if (!op->filters) {
     op_free(node, op);
-    return rc;
+    return MDHT_ERR_NOMEM;
   }
-  return op->id;
+  return user_start(node, op, now);
 }
 
 int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
                            uint16_t port, bool implied_port, bool seed,
                            mdht_result_cb cb, void *user, mdht_time now) {
   if (port == 0 && !implied_port) return MDHT_ERR_INVAL;
-  mdht_op *op = NULL;
-  int64_t id =
-      user_lookup(node, MDHT_M_ANNOUNCE_PEER, info_hash, cb, user, now, &op);
-  /* Read only when the lookup ends, never from inside its start. */
-  if (id > 0) {
-    op->port = implied_port && port == 0 ? 1 : port;
-    op->implied_port = implied_port;
-    op->seed = seed;
-  }
-  return id;
+  if (!node || !info_hash) return MDHT_ERR_INVAL;
+  mdht_op *op = op_new(node, MDHT_M_ANNOUNCE_PEER, MDHT_OP_USER, info_hash, cb,
+                       user, now);
+  if (!op) return MDHT_ERR_NOMEM;
+  /* Set before the lookups start: the twin copies them. */
+  op->port = implied_port && port == 0 ? 1 : port;
+  op->implied_port = implied_port;
+  op->seed = seed;
+  return user_start(node, op, now);
 }
 
 int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
                             mdht_result_cb cb, void *user, mdht_time now) {
   if (!node || !addr) return MDHT_ERR_INVAL;
+  /* BEP 32: an address of the other family is the sibling's to ping (the
+   * operation ids of a pair are one space: cancel finds it there). */
+  if (node->sibling && addr->family == node->sibling->bound.family)
+    return mdht_node_ping_addr(node->sibling, addr, cb, user, now);
   if (mdht_addr_is_martian(addr) || addr->family != node->bound.family)
     return MDHT_ERR_ADDR;
   mdht_op *op = op_new(node, MDHT_M_PING, MDHT_OP_USER, NULL, cb, user, now);
@@ -1282,15 +1454,64 @@ int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
   return op->id;
 }
 
-void mdht_node_cancel(mdht_node *node, int64_t id) {
-  if (!node || id <= 0 || id > UINT32_MAX) return;
-  mdht_op *op = op_find(node, (uint32_t)id);
-  if (!op) return;
+static void cancel_op(mdht_node *node, mdht_op *op) {
   if (op->lookup_id)
     mdht_lookup_cancel(&node->lookups, op->lookup_id, op->started);
   /* Outstanding announce or ping queries find no operation when they end
    * and are ignored. */
   op_free(node, op);
+}
+
+void mdht_node_cancel(mdht_node *node, int64_t id) {
+  if (!node || id <= 0 || id > UINT32_MAX) return;
+  mdht_op *op = op_find(node, (uint32_t)id);
+  mdht_node *sib = node->sibling;
+  if (!op) {
+    /* A pair's ids are one space: a ping of the other family runs on
+     * the sibling. */
+    if (sib && (op = op_find(sib, (uint32_t)id)) != NULL) cancel_op(sib, op);
+    return;
+  }
+  mdht_op *twin = sib && op->pair_op ? op_find(sib, op->pair_op) : NULL;
+  if (twin) cancel_op(sib, twin);
+  cancel_op(node, op);
+}
+
+int mdht_node_pair(mdht_node *a, mdht_node *b) {
+  if (!a || !b || a == b) return MDHT_ERR_INVAL;
+  if (a->bound.family == b->bound.family || !mdht_id_eq(&a->id, &b->id))
+    return MDHT_ERR_INVAL;
+  if (a->sibling || b->sibling || b->peers.npeers > 0 || b->ops)
+    return MDHT_ERR_STATE;
+  a->sibling = b;
+  b->sibling = a;
+  b->store = &a->peers;
+  if (b->next_op_id > a->next_op_id) a->next_op_id = b->next_op_id;
+  b->op_ids = &a->next_op_id;
+  return 0;
+}
+
+mdht_node *mdht_node_sibling(const mdht_node *node) {
+  return node ? node->sibling : NULL;
+}
+
+int mdht_node_family(const mdht_node *node) {
+  return node ? node->bound.family : 0;
+}
+
+/* Leaves the pair: the sibling gets its own (empty) store and counter
+ * back, and no longer answers from our table. */
+static void unpair(mdht_node *node) {
+  mdht_node *s = node->sibling;
+  if (!s) return;
+  s->sibling = NULL;
+  node->sibling = NULL;
+  if (s->store == &node->peers) s->store = &s->peers;
+  if (node->store == &s->peers) node->store = &node->peers;
+  uint32_t next = *s->op_ids;
+  s->op_ids = &s->next_op_id;
+  node->op_ids = &node->next_op_id;
+  s->next_op_id = node->next_op_id = next;
 }
 
 int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
@@ -1404,7 +1625,7 @@ void mdht_node_visit_store(const mdht_node *node, mdht_time now,
                            mdht_store_cb fn, void *user) {
   store_walk w = {.node = node, .now = now, .store_fn = fn, .user = user};
   if (!node || !fn) return;
-  mdht_peers_foreach(&node->peers, walk_group, &w);
+  mdht_peers_foreach(node->store, walk_group, &w);
 }
 
 int mdht_node_visit_peers(const mdht_node *node, const mdht_id *infohash,
@@ -1412,7 +1633,7 @@ int mdht_node_visit_peers(const mdht_node *node, const mdht_id *infohash,
   store_walk w = {
       .node = node, .now = now, .only = infohash, .peer_fn = fn, .user = user};
   if (!node || !infohash || !fn) return MDHT_ERR_INVAL;
-  mdht_peers_foreach(&node->peers, walk_group, &w);
+  mdht_peers_foreach(node->store, walk_group, &w);
   return w.count > 0 ? w.count : MDHT_ERR_NOTFOUND;
 }
 
@@ -1479,6 +1700,8 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
   mdht_boot_init(&node->boot);
   mdht_extaddr_init(&node->ext);
   node->next_op_id = 1;
+  node->op_ids = &node->next_op_id;
+  node->store = &node->peers;
   if (rc != 0) {
     mdht_node_del(node);
     return rc;
@@ -1489,6 +1712,7 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
 
 void mdht_node_del(mdht_node *node) {
   if (!node) return;
+  unpair(node);
   mdht_rtable_free(&node->rt);
   mdht_peers_free(&node->peers);
   mdht_txn_free(&node->txns);
@@ -1500,6 +1724,7 @@ void mdht_node_del(mdht_node *node) {
     mdht_op *op = node->ops;
     node->ops = op->next;
     free(op->filters);
+    free(op->twin_res);
     mdht_crawl_del(op->crawl);
     free(op);
   }
@@ -1591,7 +1816,7 @@ static mdht_time min_time(mdht_time a, mdht_time b) {
 mdht_time mdht_node_next_deadline(const mdht_node *node) {
   mdht_time t = mdht_txn_next_deadline(&node->txns);
   t = min_time(t, mdht_token_next_rotate(&node->tokens));
-  t = min_time(t, node->peers.next_expiry);
+  t = min_time(t, node->store->next_expiry);
   t = min_time(t, mdht_lookups_next_deadline(&node->lookups));
   t = min_time(t, mdht_maint_next(&node->maint));
   t = min_time(t, sample_next_deadline(node));
@@ -1605,6 +1830,7 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
     if (txn.owner.kind == MDHT_OWNER_CONFIRM ||
         txn.owner.kind == MDHT_OWNER_CHECK)
       node->maint_pings--;
+    if (txn.owner.kind == MDHT_OWNER_HINT) node->hint_pings--;
     mdht_event ev;
     mdht_bus_event_init(&ev, MDHT_EV_QUERY_TIMEOUT, now);
     ev.addr = txn.addr;
@@ -1626,7 +1852,7 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
     mdht__node_random(node, secret, sizeof secret);
     mdht_token_rotate(&node->tokens, secret, now);
   }
-  if (now >= node->peers.next_expiry) mdht_peers_expire(&node->peers, now);
+  if (now >= node->store->next_expiry) mdht_peers_expire(node->store, now);
   return 0;
 }
 
@@ -1642,8 +1868,8 @@ void mdht_node_stats(const mdht_node *node, mdht_time now, mdht_stats *out) {
   mdht_rtable_counts(&node->rt, now, &out->nodes_good, &out->nodes_questionable,
                      &out->nodes_total, &out->replacements);
   out->buckets = node->rt.nbuckets;
-  out->infohashes = node->peers.nih;
-  out->peers = node->peers.npeers;
+  out->infohashes = node->store->nih;
+  out->peers = node->store->npeers;
   out->txns_outstanding = node->txns.n;
   out->lookups_running = node->lookups.n_active;
 }

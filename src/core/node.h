@@ -36,7 +36,8 @@ enum {
   MDHT_OWNER_ANNOUNCE, /* cookie: operation id */
   MDHT_OWNER_PING_OP,  /* cookie: operation id (mdht_node_ping_addr) */
   MDHT_OWNER_BOOT,     /* pinging a bootstrap router */
-  MDHT_OWNER_SAMPLE    /* cookie: operation id, cookie2: crawl slot */
+  MDHT_OWNER_SAMPLE,   /* cookie: operation id, cookie2: crawl slot */
+  MDHT_OWNER_HINT      /* BEP 32: a node the sibling's answer named */
 };
 
 /* What an operation is for. User operations report through their
@@ -74,6 +75,14 @@ typedef struct mdht_op {
   mdht_crawl *crawl;
   mdht_sample_cb found;
   struct mdht_node *node;
+  /* BEP 32 pair: a user operation on a paired node runs a twin on the
+   * sibling and reports once, with both results merged (node.c). */
+  bool pair_pending;     /* the twin has not reported yet */
+  bool self_done;        /* our own part ended (or never started) */
+  uint32_t pair_op;      /* the twin's operation id, on the sibling */
+  uint32_t pair_of;      /* in a twin: the id of the operation it serves */
+  mdht_result *twin_res; /* the twin's report, kept until ours is done
+                            (malloc'ed with its peers after it) */
   /* what the report will say */
   mdht_result res;
   mdht_addr peers[MDHT_RESULT_PEERS];
@@ -87,6 +96,10 @@ typedef struct mdht_op {
 #define MDHT_MAX_MAINT_PINGS 32
 /* BEP 51 crawls running at once: each holds up to a few MB (crawl.h). */
 #define MDHT_MAX_CRAWLS 4
+/* BEP 32: pings in flight to nodes of our family that the sibling heard
+ * of (in the other family's list of an answer), so that a burst of
+ * answers cannot make the node a ping source. */
+#define MDHT_MAX_HINT_PINGS 16
 
 struct mdht_node {
   mdht_config cfg;
@@ -97,6 +110,15 @@ struct mdht_node {
   mdht_rtable rt;
   mdht_token_mgr tokens;
   mdht_peer_store peers;
+  /* BEP 32 dual stack: the node of the other address family, with the
+   * same id, or NULL. Paired nodes share one peer store (`store` points
+   * at the first node's) and one operation id counter (`op_ids`), so
+   * that an operation id names one operation on either. A BEP 44 item
+   * store would be shared the same way. */
+  struct mdht_node *sibling;
+  mdht_peer_store *store; /* &peers, or the sibling's */
+  uint32_t *op_ids;       /* &next_op_id, or the sibling's */
+  uint32_t hint_pings;    /* MDHT_OWNER_HINT queries outstanding */
   mdht_txn_mgr txns;
   mdht_ratelimit rl;
   mdht_ratelimit budget; /* reply bytes per destination network */

@@ -181,22 +181,26 @@ int mdht_state_save(const mdht_node *node, mdht_time now, uint64_t wall_ms,
   put(&w, node->id.b, MDHT_ID_LEN);
   end_section(&w, at);
 
-  const mdht_rtable *rt = &node->rt;
   at = begin_section(&w, SEC_NODES);
   size_t count_at = w.len;
   put_u32(&w, 0);
-  for (uint32_t bi = 0; bi < rt->nbuckets; bi++) {
-    const mdht_rt_bucket *b = &rt->buckets[bi];
-    /* A bad node is not worth a slot after the restart either. */
-    for (uint32_t i = 0; i < b->n; i++) {
-      if (mdht_rtable_state(rt, &b->nodes[i], now) == MDHT_RT_BAD) continue;
-      put_entry(&w, &b->nodes[i], KIND_NODE, now);
-      nnodes++;
-    }
-    for (uint32_t i = 0; i < b->nrepl; i++) {
-      if (mdht_rtable_state(rt, &b->repl[i], now) == MDHT_RT_BAD) continue;
-      put_entry(&w, &b->repl[i], KIND_REPL, now);
-      nrepl++;
+  /* BEP 32: a dual-stack pair saves both tables in the one section, each
+   * entry with its family; a reader of one family skips the other's. */
+  for (const mdht_node *n = node; n; n = n == node ? node->sibling : NULL) {
+    const mdht_rtable *rt = &n->rt;
+    for (uint32_t bi = 0; bi < rt->nbuckets; bi++) {
+      const mdht_rt_bucket *b = &rt->buckets[bi];
+      /* A bad node is not worth a slot after the restart either. */
+      for (uint32_t i = 0; i < b->n; i++) {
+        if (mdht_rtable_state(rt, &b->nodes[i], now) == MDHT_RT_BAD) continue;
+        put_entry(&w, &b->nodes[i], KIND_NODE, now);
+        nnodes++;
+      }
+      for (uint32_t i = 0; i < b->nrepl; i++) {
+        if (mdht_rtable_state(rt, &b->repl[i], now) == MDHT_RT_BAD) continue;
+        put_entry(&w, &b->repl[i], KIND_REPL, now);
+        nrepl++;
+      }
     }
   }
   patch_u32(&w, count_at, nnodes + nrepl);
@@ -206,7 +210,7 @@ int mdht_state_save(const mdht_node *node, mdht_time now, uint64_t wall_ms,
   count_at = w.len;
   put_u32(&w, 0);
   save_ctx s = {.w = &w, .now = now};
-  mdht_peers_foreach(&node->peers, save_group, &s);
+  mdht_peers_foreach(node->store, save_group, &s);
   patch_u32(&w, count_at, s.nih);
   end_section(&w, at);
 
@@ -541,6 +545,8 @@ static void load_node(const node_rec *n, void *user) {
    * from our socket. A node the table already knows (the node was not
    * fresh, or the file lists it twice) keeps what the live table knows:
    * the table refuses it. */
+  if (node->sibling && n->addr.family == node->sibling->bound.family)
+    node = node->sibling; /* BEP 32: the pair's other table */
   if (n->fails >= max_fails || n->addr.family != node->bound.family) return;
   /* Questionable and marked as loaded-not-yet-pinged (see state.h): no
    * answer or query of ours is carried over, as this process has seen
@@ -561,7 +567,7 @@ static int load_peer(const mdht_id *ih, const peer_rec *p, void *user) {
   mdht_time left = p->remaining_ms - c->downtime;
   mdht_time exp = c->now + left < c->now ? UINT64_MAX - 1 : c->now + left;
   int rc =
-      mdht_peers_add_until(&c->node->peers, ih, &p->addr, p->seed, exp, c->now);
+      mdht_peers_add_until(c->node->store, ih, &p->addr, p->seed, exp, c->now);
   if (rc == MDHT_ERR_NOMEM) return rc;
   if (rc == MDHT_ERR_RANGE)
     c->info->peers_expired++;
@@ -593,6 +599,8 @@ int mdht_state_load(mdht_node *node, const uint8_t *buf, size_t len,
     depth_ctx d = {.self = &node->id, .depth = 0};
     walk_nodes(&l, saved_depth, &d, NULL);
     rc = mdht_rtable_presplit(&node->rt, d.depth, now);
+    if (rc == 0 && node->sibling)
+      rc = mdht_rtable_presplit(&node->sibling->rt, d.depth, now);
     if (rc) return rc;
     c.pass = KIND_NODE;
     walk_nodes(&l, load_node, &c, NULL);
@@ -603,13 +611,19 @@ int mdht_state_load(mdht_node *node, const uint8_t *buf, size_t len,
   /* Counted from the table rather than as entries went in: a full
    * candidate list drops its oldest, which may be one loaded earlier. */
   count_pending(&node->rt, &info->nodes, &info->replacements);
+  if (node->sibling) {
+    uint32_t sn, sr;
+    count_pending(&node->sibling->rt, &sn, &sr);
+    info->nodes += sn;
+    info->replacements += sr;
+  }
   uint32_t in = info->nodes + info->replacements;
   info->nodes_skipped = c.seen > in ? c.seen - in : 0;
   if (l.peers) {
     rc = walk_peers(&l, load_peer, &c, NULL);
     if (rc) return rc;
   }
-  info->infohashes = node->peers.nih;
+  info->infohashes = node->store->nih;
 
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_STATE_LOADED, now);
@@ -636,8 +650,23 @@ static int ping_entry(mdht_node *node, mdht_rt_entry *e, mdht_time now) {
   return rc;
 }
 
+static int ping_pending_one(mdht_node *node, mdht_time now, uint32_t max);
+
 int mdht_state_ping_pending(mdht_node *node, mdht_time now, uint32_t max) {
   if (!node || max == 0) return MDHT_ERR_INVAL;
+  int sent = ping_pending_one(node, now, max);
+  /* BEP 32: then the pair's other table, within the same pace. */
+  if (node->sibling && sent >= 0 && (uint32_t)sent < max) {
+    int more = ping_pending_one(node->sibling, now, max - (uint32_t)sent);
+    if (more > 0)
+      sent += more;
+    else if (more < 0 && sent == 0)
+      sent = more;
+  }
+  return sent;
+}
+
+static int ping_pending_one(mdht_node *node, mdht_time now, uint32_t max) {
   mdht_rtable *rt = &node->rt;
   uint32_t sent = 0;
   bool blocked = false;
@@ -667,6 +696,12 @@ uint32_t mdht_state_pending(const mdht_node *node) {
   uint32_t n, r;
   if (!node) return 0;
   count_pending(&node->rt, &n, &r);
+  if (node->sibling) {
+    uint32_t sn, sr;
+    count_pending(&node->sibling->rt, &sn, &sr);
+    n += sn;
+    r += sr;
+  }
   return n + r;
 }
 

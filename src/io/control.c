@@ -173,6 +173,10 @@ static void client_start(mdht_ctl_server *srv, mdht_ctl_client *c,
 static bool node_pending(mdht_ctl_server *srv, mdht_time now) {
   mdht_stats s;
   mdht_node_stats(srv->driver->node, now, &s);
+  if (s.txns_outstanding > 0) return true;
+  /* BEP 32: or on the other family's socket */
+  if (!srv->driver->node2) return false;
+  mdht_node_stats(srv->driver->node2, now, &s);
   return s.txns_outstanding > 0;
 }
 

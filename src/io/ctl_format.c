@@ -462,6 +462,42 @@ static void stats_text(const stats_view *v, mdht_ctl_buf *out) {
                     s->txns_outstanding);
 }
 
+/* BEP 32: a dual-stack node's other family, after the first's stats
+ * (the store is one, counted above): its table and its socket's
+ * traffic. */
+static void stats_sibling(const mdht_ctl_req *req, const mdht_node *sib,
+                          mdht_time now, mdht_ctl_buf *out) {
+  mdht_stats s;
+  mdht_node_stats(sib, now, &s);
+  int fam = mdht_node_family(sib);
+  if (req->json) {
+    mdht_ctl_buf_line(
+        out,
+        "{\"type\":\"stats_family\",\"family\":%d,"
+        "\"nodes\":{\"total\":%u,\"good\":%u,\"questionable\":%u,"
+        "\"bad\":%u,\"buckets\":%u,\"replacements\":%u},"
+        "\"packets\":{\"in\":%llu,\"out\":%llu},"
+        "\"responses\":{\"in\":%llu,\"out\":%llu},\"timeouts\":%llu}",
+        fam, s.nodes_total, s.nodes_good, s.nodes_questionable, nodes_bad(&s),
+        s.buckets, s.replacements, (unsigned long long)s.recv_packets,
+        (unsigned long long)s.sent_packets, (unsigned long long)s.responses_in,
+        (unsigned long long)s.responses_out, (unsigned long long)s.timeouts);
+    return;
+  }
+  mdht_ctl_buf_line(out,
+                    "IPv%d nodes       %u (%u good, %u questionable, %u bad) "
+                    "in %u bucket%s, %u replacement%s",
+                    fam, s.nodes_total, s.nodes_good, s.nodes_questionable,
+                    nodes_bad(&s), s.buckets, plural(s.buckets), s.replacements,
+                    plural(s.replacements));
+  mdht_ctl_buf_line(out, "IPv%d packets     %llu in, %llu out", fam,
+                    (unsigned long long)s.recv_packets,
+                    (unsigned long long)s.sent_packets);
+  mdht_ctl_buf_line(out, "IPv%d responses   %llu in, %llu out", fam,
+                    (unsigned long long)s.responses_in,
+                    (unsigned long long)s.responses_out);
+}
+
 void mdht_ctl_format_stats(const mdht_ctl_req *req, const mdht_node *node,
                            mdht_time now, mdht_ctl_buf *out) {
   stats_view v;
@@ -482,6 +518,8 @@ void mdht_ctl_format_stats(const mdht_ctl_req *req, const mdht_node *node,
   else
     stats_text(&v, out);
   free(v.bc);
+  const mdht_node *sib = mdht_node_sibling(node);
+  if (sib) stats_sibling(req, sib, now, out);
 }
 
 /* ----------------------------------------------------------------- save */

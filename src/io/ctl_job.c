@@ -96,6 +96,10 @@ static void run_list(mdht_ctl_job *job, mdht_time now) {
   mdht_ctl_list_init(&l, req, job->out, MDHT_CTL_MAX_OUT, now);
   if (req->cmd == MDHT_CTL_TABLE) {
     mdht_node_visit_table(job->node, now, list_node, &l);
+    /* BEP 32: a dual-stack node's other table, after the first (the
+     * addresses tell the family). */
+    if (mdht_node_sibling(job->node))
+      mdht_node_visit_table(mdht_node_sibling(job->node), now, list_node, &l);
     if (l.shown + l.more == 0)
       snprintf(msg, sizeof msg, "the routing table is empty");
   } else if (req->cmd == MDHT_CTL_INFOHASHES) {

@@ -128,8 +128,9 @@ int mdht_driver_bootstrap(mdht_driver *d, const char *hostport) {
                        "bootstrap %s: not HOST:PORT, skipped", hostport);
     return 0;
   }
-  hints.ai_family =
-      d->bind.sock.local.family == MDHT_AF_INET6 ? AF_INET6 : AF_INET;
+  hints.ai_family = d->node2                                     ? AF_UNSPEC
+                    : d->bind.sock.local.family == MDHT_AF_INET6 ? AF_INET6
+                                                                 : AF_INET;
   hints.ai_socktype = SOCK_DGRAM;
   hints.ai_flags = AI_NUMERICSERV;
   rc = getaddrinfo(host, port, &hints, &res);
@@ -148,7 +149,9 @@ int mdht_driver_bootstrap(mdht_driver *d, const char *hostport) {
     if (mdht_sock_from_sockaddr(&a, ai->ai_addr, ai->ai_addrlen) < 0) continue;
     /* A router, not just a node: the node keeps it and asks again if its
      * table ever empties. */
-    rc = mdht_node_add_bootstrap(d->node, &a, now);
+    mdht_node *n = mdht_driver_node_of(d, a.family);
+    if (!n) continue;
+    rc = mdht_node_add_bootstrap(n, &a, now);
     if (rc < 0) {
       mdht_addr_format(&a, buf, sizeof buf);
       mdht_logforge_logf(d->log, MDHT_LOG_WARN, "bootstrap %s (%s): %s",
@@ -159,31 +162,66 @@ int mdht_driver_bootstrap(mdht_driver *d, const char *hostport) {
   }
   freeaddrinfo(res);
   if (pinged > 0) mdht_binding_flush(&d->bind);
+  if (pinged > 0 && d->node2) mdht_binding_flush(&d->bind2);
   return pinged;
+}
+
+mdht_node *mdht_driver_node_of(mdht_driver *d, int family) {
+  if (d->node && d->bind.sock.local.family == family) return d->node;
+  if (d->node2 && d->bind2.sock.local.family == family) return d->node2;
+  return NULL;
 }
 
 /* ------------------------------------------------------------ life cycle */
 
-/* The node: on the bound address (a node on a LAN or loopback talks to
+/* A node: on the bound address (a node on a LAN or loopback talks to
  * neighbours that a public node would refuse as martians), logged. */
-static int make_node(mdht_driver *d, const mdht_driver_opts *opts) {
+static int make_node(mdht_driver *d, const mdht_driver_opts *opts,
+                     const mdht_binding *b, const mdht_id *id, mdht_node **out,
+                     int *sub) {
   mdht_callbacks cb = {mdht_driver_random, d};
   mdht_config cfg = opts->cfg;
-  if (mdht_addr_is_private(&d->bind.sock.local)) cfg.allow_private = true;
-  int rc = mdht_node_new(&d->node, &cfg, &cb, opts->id, &d->bind.sock.local,
-                         mdht_loop_now());
+  if (mdht_addr_is_private(&b->sock.local)) cfg.allow_private = true;
+  int rc = mdht_node_new(out, &cfg, &cb, id, &b->sock.local, mdht_loop_now());
   if (rc < 0) {
     snprintf(d->error, sizeof d->error, "cannot start node: %s",
              mdht_strerror(rc));
     return rc;
   }
   if (d->log) {
-    d->log_sub = mdht_node_subscribe(d->node, mdht_logforge_on_event, d->log);
-    if (d->log_sub < 0)
+    *sub = mdht_node_subscribe(*out, mdht_logforge_on_event, d->log);
+    if (*sub < 0)
       mdht_logforge_logf(d->log, MDHT_LOG_WARN, "cannot log events: %s",
-                         mdht_strerror(d->log_sub));
+                         mdht_strerror(*sub));
   }
   return 0;
+}
+
+/* BEP 32: the second family's socket and node, with the first's id,
+ * paired with it. A machine without that family is no error when the
+ * second address is optional. Returns 0 or an error (d->error set). */
+static int open_second(mdht_driver *d, const mdht_driver_opts *opts) {
+  char buf[64];
+  int rc = mdht_binding_open(&d->bind2, d->loop, &opts->bind2);
+  d->bind2.log = d->log;
+  if (rc < 0) {
+    mdht_binding_close(&d->bind2);
+    if (opts->bind2_optional &&
+        (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL || rc == -EPROTONOSUPPORT))
+      return 0;
+    if (mdht_addr_format(&opts->bind2, buf, sizeof buf) < 0) strcpy(buf, "?");
+    snprintf(d->error, sizeof d->error, "cannot bind %s: %s", buf,
+             strerror(-rc));
+    return rc;
+  }
+  rc = make_node(d, opts, &d->bind2, mdht_node_id(d->node), &d->node2,
+                 &d->log_sub2);
+  if (rc == 0 && (rc = mdht_node_pair(d->node, d->node2)) < 0)
+    snprintf(d->error, sizeof d->error, "cannot pair the nodes: %s",
+             mdht_strerror(rc));
+  if (rc == 0 && (rc = mdht_binding_start(&d->bind2, d->node2)) < 0)
+    snprintf(d->error, sizeof d->error, "cannot start: %s", strerror(-rc));
+  return rc;
 }
 
 int mdht_driver_init(mdht_driver *d, mdht_loop *loop,
@@ -192,7 +230,7 @@ int mdht_driver_init(mdht_driver *d, mdht_loop *loop,
   memset(d, 0, sizeof *d);
   d->loop = loop;
   d->rnd.pos = sizeof d->rnd.buf; /* empty: filled on first use */
-  d->log_sub = -1;
+  d->log_sub = d->log_sub2 = -1;
   d->log = opts->log;
   mdht_loop_timer_init(&d->resolve_timer, retry_unresolved, d);
 
@@ -202,17 +240,23 @@ int mdht_driver_init(mdht_driver *d, mdht_loop *loop,
     if (mdht_addr_format(&opts->bind, buf, sizeof buf) < 0) strcpy(buf, "?");
     snprintf(d->error, sizeof d->error, "cannot bind %s: %s", buf,
              strerror(-rc));
-  } else if ((rc = make_node(d, opts)) == 0 &&
+  } else if ((rc = make_node(d, opts, &d->bind, opts->id, &d->node,
+                             &d->log_sub)) == 0 &&
              (rc = mdht_binding_start(&d->bind, d->node)) < 0) {
     snprintf(d->error, sizeof d->error, "cannot start: %s", strerror(-rc));
   }
+  if (rc == 0 && opts->has_bind2) rc = open_second(d, opts);
   if (rc < 0) {
     /* Not logged: the caller prints d->error as the command's one error
      * line (mdht: cannot bind ...). */
     mdht_driver_free(d);
     return rc;
   }
+  /* One listening line per family. */
   mdht_logforge_listening(d->log, &d->bind.sock.local, mdht_node_id(d->node));
+  if (d->node2)
+    mdht_logforge_listening(d->log, &d->bind2.sock.local,
+                            mdht_node_id(d->node2));
   for (size_t i = 0; i < opts->nbootstrap; i++)
     mdht_driver_bootstrap(d, opts->bootstrap[i]);
   return 0;
@@ -221,6 +265,9 @@ int mdht_driver_init(mdht_driver *d, mdht_loop *loop,
 void mdht_driver_free(mdht_driver *d) {
   if (d->loop) mdht_loop_timer_stop(d->loop, &d->resolve_timer);
   mdht_binding_close(&d->bind);
+  mdht_binding_close(&d->bind2);
+  if (d->node2) mdht_node_del(d->node2);
+  d->node2 = NULL;
   if (d->node) mdht_node_del(d->node);
   d->node = NULL;
 }

@@ -48,12 +48,27 @@ typedef struct mdht_driver_opts {
   const char *const *bootstrap;
   size_t nbootstrap;
   mdht_logforge *log; /* NULL: silent; subscribed to the node's events */
+  /* BEP 32 dual stack: a second address, of the other family than
+   * `bind`, for a second node with the same id, paired with the first
+   * (mdht_node_pair). `bind2_optional`: if it cannot be bound because
+   * the machine has no such family (EAFNOSUPPORT, EADDRNOTAVAIL), the
+   * driver runs with `bind` alone (the default `mdht run` probes IPv6
+   * this way). */
+  bool has_bind2;
+  bool bind2_optional;
+  mdht_addr bind2;
 } mdht_driver_opts;
 
 struct mdht_driver {
   mdht_loop *loop;
   mdht_binding bind;
   mdht_node *node; /* the driver's; also bind.node */
+  /* BEP 32: the other family's binding and node (node2 is node's
+   * sibling), or node2 NULL. Everything that works on `node` (a lookup,
+   * the state, the control socket) reaches node2 through the pair. */
+  mdht_binding bind2;
+  mdht_node *node2;
+  int log_sub2;
   mdht_logforge *log;
   /* Bootstrap names that did not resolve (offline at start): tried again
    * with backoff, so that a node started before the network came up still
@@ -89,8 +104,12 @@ int mdht_driver_init(mdht_driver *d, mdht_loop *loop,
 /* Stops serving and deletes the node. Safe after a failed init. */
 void mdht_driver_free(mdht_driver *d);
 
+/* The node of address family `family` (MDHT_AF_*), or NULL. */
+mdht_node *mdht_driver_node_of(mdht_driver *d, int family);
+
 /* Resolves one "HOST:PORT" (AI_NUMERICSERV) and adds every address of the
- * node's family as a bootstrap router (mdht_node_add_bootstrap: pinged now,
+ * node's family (both families on a dual-stack driver, each to its node)
+ * as a bootstrap router (mdht_node_add_bootstrap: pinged now,
  * and again whenever the routing table empties). Returns how many were
  * added; failures are logged as warnings. */
 int mdht_driver_bootstrap(mdht_driver *d, const char *hostport);
