@@ -464,6 +464,11 @@ static void run_cmdline_wins(run_args *a, const run_args *cl) {
   if (cl->no_state) a->state_dir = NULL;
   if (cl->control) a->no_control = false;
   if (cl->no_control) a->control = NULL;
+  /* --bind on the command line names the addresses, all of them. */
+  if (cl->nbind > 0) {
+    a->nbind = 0;
+    a->bind2 = NULL;
+  }
 }
 
 /* Parses and checks the flags: the command line alone first (to find
