@@ -139,7 +139,7 @@ static int opt_dist(void *ctx, const char *v) {
 
 #define OFF(f) offsetof(sim_args, f)
 static const cli_opt opts[] = {
-    {"--nodes", "N", "nodes in the network (some 350 KiB each)", CLI_U32,
+    {"--nodes", "N", "nodes in the network (some 37 KiB each)", CLI_U32,
      OFF(nodes), 2, 2000000, NULL},
     {"--seed", "S", "seed of every random choice", CLI_MS, OFF(seed), 0,
      UINT64_MAX, NULL},

@@ -228,7 +228,51 @@ static void get_filter(const uint8_t *buf, const mdht_be_tok *toks, int t,
   *out = bytes_of(buf, &toks[t]);
 }
 
-static int decode_response(mdht_krpc_msg *m, const uint8_t *buf,
+/* A walk over the elements of a bencoded list that the decoder has
+ * checked, from just after its 'l': raw_next() gives the next 6- or
+ * 18-byte string at the list's own level (what the decoder counts as
+ * values) and skips anything else, nested lists and dicts included. */
+typedef struct raw_list {
+  const uint8_t *p, *end;
+  uint32_t depth; /* nesting below the list itself */
+} raw_list;
+
+static bool raw_next(raw_list *it, mdht_bytes *out) {
+  while (it->p < it->end) {
+    uint8_t c = *it->p;
+    if (c == 'e') {
+      if (it->depth == 0) return false;
+      it->depth--;
+      it->p++;
+    } else if (c == 'l' || c == 'd') {
+      it->depth++;
+      it->p++;
+    } else if (c == 'i') {
+      const uint8_t *e = memchr(it->p, 'e', (size_t)(it->end - it->p));
+      if (!e) return false;
+      it->p = e + 1;
+    } else {
+      size_t len = 0;
+      while (it->p < it->end && *it->p >= '0' && *it->p <= '9') {
+        len = len * 10 + (size_t)(*it->p++ - '0');
+        if (len > (size_t)(it->end - it->p)) return false;
+      }
+      if (it->p >= it->end || *it->p != ':') return false;
+      it->p++;
+      if (len > (size_t)(it->end - it->p)) return false;
+      const uint8_t *s = it->p;
+      it->p += len;
+      if (it->depth == 0 &&
+          (len == MDHT_COMPACT_PEER4 || len == MDHT_COMPACT_PEER6)) {
+        *out = (mdht_bytes){s, len};
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+static int decode_response(mdht_krpc_msg *m, const uint8_t *buf, size_t buf_len,
                            const mdht_be_tok *toks, const int *top) {
   int rc;
   int r = top[T_R];
@@ -262,8 +306,13 @@ static int decode_response(mdht_krpc_msg *m, const uint8_t *buf,
          j = toks[j].next) {
       if (toks[j].type == MDHT_BE_STR && (toks[j].len == MDHT_COMPACT_PEER4 ||
                                           toks[j].len == MDHT_COMPACT_PEER6))
-        m->values[m->nvalues++] = bytes_of(buf, &toks[j]);
+        m->nvalues++;
     }
+    /* mdht_krpc_values() walks the list again when asked: it ends at the
+     * list's 'e' (the bencode is valid), the datagram's end bounds it. */
+    size_t at = toks[v].start + 1u;
+    m->values_raw.p = buf + at;
+    m->values_raw.len = buf_len - at;
   }
   return 0;
 }
@@ -316,7 +365,7 @@ int mdht_krpc_decode(mdht_krpc_msg *m, const uint8_t *pkt, size_t len,
   case 'q':
     return decode_query(m, pkt, toks, top);
   case 'r':
-    return decode_response(m, pkt, toks, top);
+    return decode_response(m, pkt, len, toks, top);
   case 'e':
     return decode_error(m, pkt, toks, top);
   default:
@@ -430,8 +479,16 @@ static void w_resp(mdht_be_w *w, const mdht_krpc_msg *m) {
   if (nv) {
     W_KEY(w, "values");
     mdht_be_w_list(w);
-    for (size_t i = 0; i < nv; i++)
-      w_bytes(w, m->values[i]);
+    if (m->values) {
+      for (size_t i = 0; i < nv; i++)
+        w_bytes(w, m->values[i]);
+    } else {
+      /* a decoded message, encoded again (the fuzzer's round trip) */
+      raw_list it = {m->values_raw.p, m->values_raw.p + m->values_raw.len, 0};
+      mdht_bytes b;
+      for (size_t i = 0; i < nv && raw_next(&it, &b); i++)
+        w_bytes(w, b);
+    }
     mdht_be_w_end(w);
   }
   mdht_be_w_end(w);
@@ -507,11 +564,21 @@ int mdht_krpc_encode_error(uint8_t *buf, size_t cap, mdht_bytes t, int code,
   return mdht_krpc_encode(&m, buf, cap);
 }
 
+size_t mdht_krpc_values(const mdht_krpc_msg *m, mdht_bytes *out, size_t max) {
+  size_t n = m->nvalues < max ? m->nvalues : max;
+  if (m->values) {
+    memcpy(out, m->values, n * sizeof *out);
+    return n;
+  }
+  raw_list it = {m->values_raw.p, m->values_raw.p + m->values_raw.len, 0};
+  size_t i = 0;
+  while (i < n && raw_next(&it, &out[i]))
+    i++;
+  return i;
+}
+
 void mdht_krpc_msg_init(mdht_krpc_msg *m, char y) {
-  /* The values array is 4 KiB and only nvalues of it is ever meaningful;
-   * skipping it keeps the per-datagram cost of decoding low. */
-  memset(m, 0, offsetof(mdht_krpc_msg, values));
-  memset(&m->samples, 0, sizeof *m - offsetof(mdht_krpc_msg, samples));
+  memset(m, 0, sizeof *m);
   m->y = y;
   m->method = MDHT_M_UNKNOWN;
   m->interval = -1;

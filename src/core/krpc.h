@@ -64,13 +64,17 @@ typedef struct mdht_krpc_msg {
   /* response fields */
   mdht_bytes nodes;  /* concatenated 26-byte compact nodes */
   mdht_bytes nodes6; /* concatenated 38-byte compact nodes */
+  /* 6- or 18-byte peers, at most MDHT_KRPC_MAX_VALUES. Encoding reads
+   * values[0..nvalues), the caller's array. Decoding counts them and keeps
+   * the received list as values_raw (values stays NULL): an array of 256
+   * spans in every message would be 4 KB of each node's scratch, most of
+   * a simulated node. mdht_krpc_values() reads either form. */
   size_t nvalues;
-  /* 6- or 18-byte peers. mdht_krpc_msg_init() skips this array, and
-   * relies on it being directly followed by `samples`. */
-  mdht_bytes values[MDHT_KRPC_MAX_VALUES];
-  mdht_bytes samples; /* BEP 51: concatenated 20-byte info-hashes */
-  int64_t interval;   /* BEP 51, -1 if absent */
-  int64_t num;        /* BEP 51, -1 if absent */
+  const mdht_bytes *values;
+  mdht_bytes values_raw; /* decoded: the list's bytes after its 'l' */
+  mdht_bytes samples;    /* BEP 51: concatenated 20-byte info-hashes */
+  int64_t interval;      /* BEP 51, -1 if absent */
+  int64_t num;           /* BEP 51, -1 if absent */
   /* BEP 33 scrape filters, 256 bytes each; len 0 when absent. A received
    * filter of another size is ignored (len 0), not an error: the rest of
    * the answer is still good. */
@@ -116,6 +120,12 @@ int mdht_krpc_encode(const mdht_krpc_msg *m, uint8_t *buf, size_t cap);
  * 1:y1:ee; `ip` may be NULL. */
 int mdht_krpc_encode_error(uint8_t *buf, size_t cap, mdht_bytes t, int code,
                            const char *msg, const mdht_addr *ip, mdht_bytes v);
+
+/* Copies up to `max` of `m`'s values (decoded or set for encoding) into
+ * `out`, in order; returns how many. For a decoded message they are the
+ * list's 6- and 18-byte strings, as counted in nvalues: O(size of the
+ * list), no allocation. */
+size_t mdht_krpc_values(const mdht_krpc_msg *m, mdht_bytes *out, size_t max);
 
 /* Clears `m` for y: no fields, method MDHT_M_UNKNOWN, interval and num
  * -1. */

@@ -332,11 +332,13 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
       n = mdht_peers_get_noseed(node->store, &node->in.target,
                                 node->bound.family, noseed, peers, room, now);
   }
+  mdht_bytes vals[sizeof compact / sizeof compact[0]];
   for (size_t i = 0; i < n; i++) {
     size_t l = mdht_addr_to_compact(&peers[i], compact[i]);
-    r->values[i].p = compact[i];
-    r->values[i].len = l;
+    vals[i].p = compact[i];
+    vals[i].len = l;
   }
+  r->values = vals; /* read by send_response, before this returns */
   r->nvalues = n;
   send_response(node, from, now);
 }
@@ -878,9 +880,10 @@ static void lookup_answered(mdht_node *node, const mdht_txn *txn,
                                step) == 0)
       nn++;
   }
-  for (size_t i = 0; i < m->nvalues; i++) {
-    if (mdht_addr_from_compact(&values[nv], m->values[i].p, m->values[i].len) ==
-            0 &&
+  mdht_bytes raw[MDHT_KRPC_MAX_VALUES];
+  size_t nraw = mdht_krpc_values(m, raw, MDHT_KRPC_MAX_VALUES);
+  for (size_t i = 0; i < nraw; i++) {
+    if (mdht_addr_from_compact(&values[nv], raw[i].p, raw[i].len) == 0 &&
         values[nv].family == node->bound.family)
       nv++;
   }
@@ -1853,6 +1856,7 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
     mdht_token_rotate(&node->tokens, secret, now);
   }
   if (now >= node->store->next_expiry) mdht_peers_expire(node->store, now);
+  mdht_outq_trim(&node->outq); /* once drained: see outq.h */
   return 0;
 }
 

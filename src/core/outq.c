@@ -76,3 +76,10 @@ int mdht_outq_pop(mdht_outq *q, mdht_addr *to, uint8_t *buf, size_t cap) {
   }
   return l;
 }
+
+void mdht_outq_trim(mdht_outq *q) {
+  if (q->head != q->tail || !q->buf) return;
+  free(q->buf);
+  q->buf = NULL;
+  q->cap = q->head = q->tail = 0;
+}

@@ -28,5 +28,10 @@ void mdht_outq_commit(mdht_outq *q, const mdht_addr *to, size_t len);
 /* Copies the oldest datagram out: returns its length, 0 when empty, or
  * MDHT_ERR_NOBUF (then it stays queued). */
 int mdht_outq_pop(mdht_outq *q, mdht_addr *to, uint8_t *buf, size_t cap);
+/* Gives the whole buffer back when the queue is empty (the next reserve
+ * allocates again). The node calls it from its tick, not per datagram:
+ * an idle node then holds no queue at all, where a drained one kept up to
+ * 64 KB (a simulated node kept 8 KB, an eighth of its memory). */
+void mdht_outq_trim(mdht_outq *q);
 
 #endif

@@ -10,12 +10,19 @@
 #define ID_BITS (MDHT_ID_LEN * 8)
 #define INDEX_MIN_CAP 64u
 
-/* One slot of the ip:port index. The id is enough to find the entry: it
- * names the bucket, and a bucket is at most 2 * MDHT_RT_KMAX entries, so
- * the index never needs fixing up when entries move (splits, removals). */
+/* One slot of the address index: 8 bytes, not the 40 of an address and an
+ * id. `cpl1` is 1 + the common prefix length of the entry's id with ours
+ * (0 = free slot): it names the entry's bucket, min(cpl, nbuckets - 1),
+ * which a split does not change, so the index never needs fixing up when
+ * entries move. `hash` is the key's full hash: it gives the home slot when
+ * rehashing or shifting without reading the entry. A hit is confirmed by
+ * finding the address in that bucket (at most 2k entries); the index is
+ * thus a multiset of (hash, cpl1) of the entries the table holds, and
+ * removing any slot equal to an entry's is exact even when two entries
+ * share both. */
 typedef struct rt_slot {
-  mdht_addr addr; /* family 0 = free slot */
-  mdht_id id;
+  uint32_t hash;
+  uint8_t cpl1;
 } rt_slot;
 
 /* A time of 0 means "never" in the entries; a caller whose clock starts at
@@ -39,9 +46,9 @@ static mdht_addr normalized(const mdht_addr *a) {
 
 /* -------------------------------------------------------------- index */
 
-/* Two indexes share this code: by ip:port (always), and by IP alone (one
- * entry per IP, unless allow_same_ip). A slot holds the full address and
- * the id in both; only the key differs. */
+/* Keyed by ip:port, or by IP alone with one entry per IP (then an IP
+ * names at most one entry, whose port tells whether the ip:port is
+ * known). */
 
 static uint32_t key_hash(const mdht_rtable *rt, const mdht_rt_index *x,
                          const mdht_addr *a) {
@@ -55,31 +62,47 @@ static bool key_eq(const mdht_rt_index *x, const mdht_addr *a,
   return x->by_ip ? mdht_addr_ip_eq(a, b) : mdht_addr_eq(a, b);
 }
 
-static uint32_t ix_home(const mdht_rtable *rt, const mdht_rt_index *x,
-                        const mdht_addr *a) {
-  return key_hash(rt, x, a) & (x->cap - 1);
+static uint8_t cpl1_of(const mdht_rtable *rt, const mdht_id *id) {
+  return (uint8_t)(mdht_id_common_prefix(id, &rt->self) + 1);
 }
 
-static rt_slot *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
-                        const mdht_addr *a) {
-  rt_slot *s = x->slots;
-  uint32_t mask = x->cap - 1;
+static mdht_rt_bucket *bucket_of_cpl1(const mdht_rtable *rt, uint8_t cpl1) {
+  uint32_t cp = cpl1 - 1u;
+  return &rt->buckets[cp < rt->nbuckets - 1 ? cp : rt->nbuckets - 1];
+}
+
+static mdht_rt_entry *key_in(const mdht_rt_index *x, mdht_rt_entry *v,
+                             uint32_t n, const mdht_addr *a) {
+  for (uint32_t i = 0; i < n; i++)
+    if (key_eq(x, &v[i].addr, a)) return &v[i];
+  return NULL;
+}
+
+/* The entry (in a bucket or a replacement list) whose key is that of `a`,
+ * or NULL. */
+static mdht_rt_entry *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
+                              const mdht_addr *a) {
+  const rt_slot *s = x->slots;
+  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a);
   /* The load factor stays at most 1/2, so a free slot always ends this. */
-  for (uint32_t i = ix_home(rt, x, a);; i = (i + 1) & mask) {
-    if (s[i].addr.family == 0) return NULL;
-    if (key_eq(x, &s[i].addr, a)) return &s[i];
+  for (uint32_t i = h & mask; s[i].cpl1 != 0; i = (i + 1) & mask) {
+    if (s[i].hash != h) continue;
+    mdht_rt_bucket *b = bucket_of_cpl1(rt, s[i].cpl1);
+    mdht_rt_entry *e = key_in(x, b->nodes, b->n, a);
+    if (!e) e = key_in(x, b->repl, b->nrepl, a);
+    if (e) return e;
   }
+  return NULL;
 }
 
-static void ix_place(rt_slot *s, uint32_t mask, uint32_t home,
-                     const rt_slot *v) {
-  uint32_t i = home;
-  while (s[i].addr.family != 0)
+static void ix_place(rt_slot *s, uint32_t mask, const rt_slot *v) {
+  uint32_t i = v->hash & mask;
+  while (s[i].cpl1 != 0)
     i = (i + 1) & mask;
   s[i] = *v;
 }
 
-static int ix_reserve(mdht_rtable *rt, mdht_rt_index *x, uint32_t extra) {
+static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
   uint32_t cap = x->cap;
   while ((x->n + extra) * 2 > cap)
     cap *= 2;
@@ -88,8 +111,7 @@ static int ix_reserve(mdht_rtable *rt, mdht_rt_index *x, uint32_t extra) {
   if (!ns) return MDHT_ERR_NOMEM;
   rt_slot *os = x->slots;
   for (uint32_t i = 0; i < x->cap; i++)
-    if (os[i].addr.family != 0)
-      ix_place(ns, cap - 1, key_hash(rt, x, &os[i].addr) & (cap - 1), &os[i]);
+    if (os[i].cpl1 != 0) ix_place(ns, cap - 1, &os[i]);
   free(os);
   x->slots = ns;
   x->cap = cap;
@@ -98,22 +120,26 @@ static int ix_reserve(mdht_rtable *rt, mdht_rt_index *x, uint32_t extra) {
 
 static void ix_insert(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
                       const mdht_id *id) {
-  rt_slot v = {.addr = normalized(a), .id = *id};
-  ix_place(x->slots, x->cap - 1, ix_home(rt, x, a), &v);
+  rt_slot v = {.hash = key_hash(rt, x, a), .cpl1 = cpl1_of(rt, id)};
+  ix_place(x->slots, x->cap - 1, &v);
   x->n++;
 }
 
-static void ix_remove(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a) {
+/* Removes one slot equal to that of (a, id); the entry itself may already
+ * have left its bucket. */
+static void ix_remove(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
+                      const mdht_id *id) {
   rt_slot *s = x->slots;
-  rt_slot *hit = ix_find(rt, x, a);
-  if (!hit) return;
-  uint32_t mask = x->cap - 1;
-  uint32_t i = (uint32_t)(hit - s);
+  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a), i = h & mask;
+  uint8_t c = cpl1_of(rt, id);
+  while (s[i].cpl1 != 0 && (s[i].hash != h || s[i].cpl1 != c))
+    i = (i + 1) & mask;
+  if (s[i].cpl1 == 0) return;
   /* Backward-shift deletion: pull later members of the probe run into
    * the hole unless that would put them before their home slot. No
    * tombstones, so lookups never slow down with churn. */
-  for (uint32_t j = (i + 1) & mask; s[j].addr.family != 0; j = (j + 1) & mask) {
-    uint32_t home = ix_home(rt, x, &s[j].addr);
+  for (uint32_t j = (i + 1) & mask; s[j].cpl1 != 0; j = (j + 1) & mask) {
+    uint32_t home = s[j].hash & mask;
     bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
     if (stays) continue;
     s[i] = s[j];
@@ -123,31 +149,31 @@ static void ix_remove(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a) {
   x->n--;
 }
 
-static const rt_slot *idx_find(const mdht_rtable *rt, const mdht_addr *a) {
-  const rt_slot *s = ix_find(rt, &rt->index_, a);
+static const mdht_rt_entry *idx_find(const mdht_rtable *rt,
+                                     const mdht_addr *a) {
+  const mdht_rt_entry *e = ix_find(rt, &rt->index_, a);
   /* Keyed by IP (one entry per IP): the entry must have the port too. */
-  return s && (!rt->one_per_ip_ || s->addr.port == a->port) ? s : NULL;
+  return e && (!rt->one_per_ip_ || e->addr.port == a->port) ? e : NULL;
 }
 
 /* The entry at the IP of `a` (any port), or NULL; only with one entry per
  * IP. */
-static const rt_slot *ip_find(const mdht_rtable *rt, const mdht_addr *a) {
+static const mdht_rt_entry *ip_find(const mdht_rtable *rt, const mdht_addr *a) {
   return rt->one_per_ip_ ? ix_find(rt, &rt->index_, a) : NULL;
 }
 
 /* Makes room for `extra` more addresses, so that the insertions that
  * follow cannot fail half-way through a change of the table. */
 static int idx_reserve(mdht_rtable *rt, uint32_t extra) {
-  return ix_reserve(rt, &rt->index_, extra);
+  return ix_reserve(&rt->index_, extra);
 }
 
 static void idx_insert(mdht_rtable *rt, const mdht_addr *a, const mdht_id *id) {
   ix_insert(rt, &rt->index_, a, id);
 }
 
-static void idx_remove(mdht_rtable *rt, const mdht_addr *a) {
-  if (!idx_find(rt, a)) return;
-  ix_remove(rt, &rt->index_, a);
+static void idx_remove(mdht_rtable *rt, const mdht_addr *a, const mdht_id *id) {
+  ix_remove(rt, &rt->index_, a, id);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -246,10 +272,10 @@ static bool repl_add(mdht_rtable *rt, mdht_rt_bucket *b,
     for (uint32_t i = 1; i < b->nrepl; i++)
       if (worth(&b->repl[i]) < worth(&b->repl[victim])) victim = i;
     if (worth(e) < worth(&b->repl[victim])) {
-      idx_remove(rt, &e->addr);
+      idx_remove(rt, &e->addr, &e->id);
       return false;
     }
-    idx_remove(rt, &b->repl[victim].addr);
+    idx_remove(rt, &b->repl[victim].addr, &b->repl[victim].id);
     drop_at(b->repl, &b->nrepl, victim);
   }
   b->repl[b->nrepl++] = *e;
@@ -386,7 +412,7 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
     if (bi != rt->nbuckets - 1 || rt->nbuckets >= ID_BITS) break;
     int err = split(rt, now);
     if (err) {
-      idx_remove(rt, &e->addr);
+      idx_remove(rt, &e->addr, &e->id);
       return err;
     }
   }
@@ -399,7 +425,7 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
       mdht_rt_entry old = b->nodes[bad];
       b->nodes[bad] = *e;
       b->last_changed = now;
-      idx_remove(rt, &old.addr);
+      idx_remove(rt, &old.addr, &old.id);
       publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[bad], &old, now);
       return MDHT_RT_ADDED;
     }
@@ -474,7 +500,7 @@ static bool acceptable(const mdht_rtable *rt, const mdht_id *id,
   return rt->cfg->allow_private || !mdht_addr_is_private(addr);
 }
 
-static bool entry_is_bad(const mdht_rtable *rt, const rt_slot *s) {
+static bool entry_is_bad(const mdht_rtable *rt, const mdht_rt_entry *s) {
   const mdht_rt_bucket *b = bucket_for(rt, &s->id);
   int pos = find_addr(b->nodes, b->n, &s->addr);
   return pos >= 0 && b->nodes[pos].fails >= max_fails(rt);
@@ -504,7 +530,7 @@ static const mdht_rt_entry *prefix_taken(const mdht_rt_bucket *b,
  * port or address). */
 static bool may_enter(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
                       mdht_rt_how how, mdht_time now) {
-  const rt_slot *o = ip_find(rt, addr);
+  const mdht_rt_entry *o = ip_find(rt, addr);
   mdht_addr old;
   if (o) {
     if (how != MDHT_RT_HEARD_REPLY || !entry_is_bad(rt, o)) return false;
@@ -531,7 +557,7 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
   if (idx_reserve(rt, 1)) return MDHT_ERR_NOMEM;
 
   mdht_rt_entry e;
-  const rt_slot *s = idx_find(rt, addr);
+  const mdht_rt_entry *s = idx_find(rt, addr);
   if (s && !mdht_id_eq(&s->id, id) && how == MDHT_RT_HEARD_REPLY &&
       entry_is_bad(rt, s)) {
     /* The node we knew there has stopped answering and something answers
@@ -577,16 +603,17 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
 void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
                         const mdht_addr *addr, mdht_time now) {
   if (!rt || !addr) return;
-  const rt_slot *s = idx_find(rt, addr);
+  const mdht_rt_entry *s = idx_find(rt, addr);
   if (!s || (id && !mdht_id_eq(&s->id, id))) return;
-  mdht_rt_bucket *b = bucket_for(rt, &s->id);
+  const mdht_id sid = s->id; /* s points into the bucket, which changes */
+  mdht_rt_bucket *b = bucket_for(rt, &sid);
   int pos = find_addr(b->nodes, b->n, addr);
   if (pos < 0) {
     /* A candidate that does not answer is not worth keeping. */
     pos = find_addr(b->repl, b->nrepl, addr);
     if (pos >= 0) {
       drop_at(b->repl, &b->nrepl, (uint32_t)pos);
-      idx_remove(rt, addr);
+      idx_remove(rt, addr, &sid);
     }
     return;
   }
@@ -598,21 +625,22 @@ void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
   *e = b->repl[c];
   drop_at(b->repl, &b->nrepl, (uint32_t)c);
   b->last_changed = now;
-  idx_remove(rt, &old.addr);
+  idx_remove(rt, &old.addr, &old.id);
   publish(rt, MDHT_EV_NODE_REPLACED, e, &old, now);
 }
 
 int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
                        const mdht_addr *addr, mdht_time now) {
   if (!rt || !addr) return MDHT_ERR_INVAL;
-  const rt_slot *s = idx_find(rt, addr);
+  const mdht_rt_entry *s = idx_find(rt, addr);
   if (!s || (id && !mdht_id_eq(&s->id, id))) return MDHT_ERR_NOTFOUND;
-  mdht_rt_bucket *b = bucket_for(rt, &s->id);
+  const mdht_id sid = s->id; /* s points into the bucket, which changes */
+  mdht_rt_bucket *b = bucket_for(rt, &sid);
   int pos = find_addr(b->nodes, b->n, addr);
   if (pos >= 0) {
     mdht_rt_entry old = b->nodes[pos];
     drop_at(b->nodes, &b->n, (uint32_t)pos);
-    idx_remove(rt, addr);
+    idx_remove(rt, addr, &sid);
     publish(rt, MDHT_EV_NODE_REMOVED, &old, NULL, now);
     promote(rt, b, now);
     return 0;
@@ -620,7 +648,7 @@ int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
   pos = find_addr(b->repl, b->nrepl, addr);
   if (pos < 0) return MDHT_ERR_NOTFOUND;
   drop_at(b->repl, &b->nrepl, (uint32_t)pos);
-  idx_remove(rt, addr);
+  idx_remove(rt, addr, &sid);
   return 0;
 }
 
@@ -659,7 +687,7 @@ int mdht_rtable_presplit(mdht_rtable *rt, uint32_t nbuckets, mdht_time now) {
 
 mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr) {
   if (!rt || !addr) return NULL;
-  const rt_slot *s = idx_find(rt, addr);
+  const mdht_rt_entry *s = idx_find(rt, addr);
   if (!s) return NULL;
   mdht_rt_bucket *b = bucket_for(rt, &s->id);
   int pos = find_addr(b->nodes, b->n, addr);

@@ -46,8 +46,11 @@ static void check_same(const mdht_krpc_msg *a, const mdht_krpc_msg *b) {
   CHECK(bytes_eq(a->nodes, b->nodes));
   CHECK(bytes_eq(a->nodes6, b->nodes6));
   CHECK(a->nvalues == b->nvalues);
+  static mdht_bytes va[MDHT_KRPC_MAX_VALUES], vb[MDHT_KRPC_MAX_VALUES];
+  CHECK(mdht_krpc_values(a, va, MDHT_KRPC_MAX_VALUES) == a->nvalues);
+  CHECK(mdht_krpc_values(b, vb, MDHT_KRPC_MAX_VALUES) == b->nvalues);
   for (size_t i = 0; i < a->nvalues; i++)
-    CHECK(bytes_eq(a->values[i], b->values[i]));
+    CHECK(bytes_eq(va[i], vb[i]));
   CHECK(bytes_eq(a->samples, b->samples));
   CHECK(a->interval == b->interval && a->num == b->num);
   CHECK(a->ecode == b->ecode);
@@ -62,8 +65,11 @@ static void check_invariants(const mdht_krpc_msg *m, const uint8_t *data,
   CHECK(m->nodes.len % 26 == 0 && m->nodes6.len % 38 == 0);
   CHECK(m->samples.len % 20 == 0);
   CHECK(m->nvalues <= MDHT_KRPC_MAX_VALUES);
+  static mdht_bytes vs[MDHT_KRPC_MAX_VALUES];
+  CHECK(mdht_krpc_values(m, vs, MDHT_KRPC_MAX_VALUES) == m->nvalues);
   for (size_t i = 0; i < m->nvalues; i++)
-    CHECK(m->values[i].len == 6 || m->values[i].len == 18);
+    CHECK((vs[i].len == 6 || vs[i].len == 18) && vs[i].p >= data &&
+          vs[i].p + vs[i].len <= data + size);
   CHECK(m->token.len <= MDHT_KRPC_MAX_TOKEN);
   CHECK(m->port >= 0 && m->port <= 65535);
 }

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -211,9 +212,14 @@ static void test_decode_responses(void **state) {
   assert_int_equal(decode(&m, canonical[13].in, canonical[13].len), 0);
   assert_bytes_lit(m.token, "aoeusnth");
   assert_int_equal(m.nvalues, 3);
-  assert_bytes_lit(m.values[0], "axje.u");
-  assert_bytes_lit(m.values[1], "idhtnm");
-  assert_bytes_lit(m.values[2], "0123456789abcdefgh");
+  mdht_bytes vs[MDHT_KRPC_MAX_VALUES];
+  assert_int_equal(mdht_krpc_values(&m, vs, MDHT_KRPC_MAX_VALUES), 3);
+  assert_bytes_lit(vs[0], "axje.u");
+  assert_bytes_lit(vs[1], "idhtnm");
+  assert_bytes_lit(vs[2], "0123456789abcdefgh");
+  /* a smaller array gets the first ones */
+  assert_int_equal(mdht_krpc_values(&m, vs, 2), 2);
+  assert_bytes_lit(vs[1], "idhtnm");
 
   assert_int_equal(decode(&m, canonical[15].in, canonical[15].len), 0);
   assert_int_equal(m.interval, 21600);
@@ -251,7 +257,18 @@ static void test_decode_lenient(void **state) {
                                 "1:t2:aa1:y1:re")),
                    0);
   assert_int_equal(m.nvalues, 1);
-  assert_bytes_lit(m.values[0], "axje.u");
+  mdht_bytes v1[4];
+  assert_int_equal(mdht_krpc_values(&m, v1, 4), 1);
+  assert_bytes_lit(v1[0], "axje.u");
+  /* The values are read from the list as received: 6-byte strings nested
+   * in a dict or a list, or after the list's end, are not values. */
+  assert_int_equal(decode(&m, S("d1:rd2:id20:" IDA "6:valuesld6:abcdef"
+                                "6:ghijklei-12e6:axje.ul6:idhtnmee"
+                                "6:zzzzzz6:mnopqre1:t2:aa1:y1:re")),
+                   0);
+  assert_int_equal(m.nvalues, 1);
+  assert_int_equal(mdht_krpc_values(&m, v1, 4), 1);
+  assert_bytes_lit(v1[0], "axje.u");
   /* Malformed v and ip are ignored, unknown want families too. */
   assert_int_equal(decode(&m, S("d1:ad2:id20:" IDA "6:target20:" IDB
                                 "4:wantl2:n82:n4ee2:ip5:abcde1:q9:find_node"
@@ -323,7 +340,17 @@ static void test_decode_many_values(void **state) {
   mdht_krpc_msg m;
   assert_int_equal(decode(&m, buf, (size_t)n), 0);
   assert_int_equal(m.nvalues, MDHT_KRPC_MAX_VALUES);
-  assert_int_equal(m.values[255].p[3], 255);
+  mdht_bytes *all = malloc(300 * sizeof *all);
+  assert_non_null(all);
+  assert_int_equal(mdht_krpc_values(&m, all, 300), MDHT_KRPC_MAX_VALUES);
+  assert_int_equal(all[255].p[3], 255);
+  free(all);
+  /* Encoded again, a decoded message writes the same 256 values. */
+  uint8_t again[4096];
+  int n2 = mdht_krpc_encode(&m, again, sizeof again);
+  assert_true(n2 > 0);
+  assert_int_equal(decode(&m, again, (size_t)n2), 0);
+  assert_int_equal(m.nvalues, MDHT_KRPC_MAX_VALUES);
 
   /* Too few tokens for the message: dropped as unparsable. */
   mdht_be_tok toks[64];
@@ -587,9 +614,11 @@ static void test_encode_responses(void **state) {
   m.method = MDHT_M_GET_PEERS;
   memcpy(m.id.b, IDA, 20);
   SET(m.token, "aoeusnth");
-  SET(m.values[0], "axje.u");
-  SET(m.values[1], "idhtnm");
-  SET(m.values[2], "0123456789abcdefgh");
+  mdht_bytes vals[3];
+  SET(vals[0], "axje.u");
+  SET(vals[1], "idhtnm");
+  SET(vals[2], "0123456789abcdefgh");
+  m.values = vals;
   m.nvalues = 3;
   assert_encodes(&m, canonical[13].in, canonical[13].len);
   m.nvalues = 0;

@@ -269,7 +269,9 @@ static void test_announce_then_values(void **state) {
   get_token(f, &a, &ih, store);
   assert_int_equal(f->msg.nvalues, 1);
   mdht_addr p;
-  assert_int_equal(mdht_addr_from_compact(&p, f->msg.values[0].p, 6), 0);
+  mdht_bytes v0;
+  assert_int_equal(mdht_krpc_values(&f->msg, &v0, 1), 1);
+  assert_int_equal(mdht_addr_from_compact(&p, v0.p, 6), 0);
   assert_true(mdht_addr_eq(&p, &a)); /* implied port: the source port */
   assert_int_equal(f->events[MDHT_EV_PEER_STORED], 1);
 }
@@ -361,9 +363,12 @@ static void test_get_peers_scrape(void **state) {
   scrape_query(f, &ih, false, true);
   assert_int_equal(f->msg.bfsd.len, 0);
   assert_int_equal(f->msg.nvalues, 50);
+  mdht_bytes vs[MDHT_KRPC_MAX_VALUES];
+  assert_int_equal(mdht_krpc_values(&f->msg, vs, MDHT_KRPC_MAX_VALUES),
+                   f->msg.nvalues);
   for (size_t i = 0; i < f->msg.nvalues; i++) {
     mdht_addr p;
-    assert_int_equal(mdht_addr_from_compact(&p, f->msg.values[i].p, 6), 0);
+    assert_int_equal(mdht_addr_from_compact(&p, vs[i].p, 6), 0);
     assert_true(p.ip[2] * 256 + p.ip[3] >= SEEDS);
   }
   /* An info-hash we hold nothing for: no filters. */
@@ -738,10 +743,12 @@ static void scrape_answer(fixture *f, const mdht_addr *from, const mdht_id *id,
   r.token = (mdht_bytes){(const uint8_t *)"tok", 3};
   if (sd) r.bfsd = (mdht_bytes){sd->bits, sizeof sd->bits};
   if (pe) r.bfpe = (mdht_bytes){pe->bits, sizeof pe->bits};
+  mdht_bytes vb[sizeof compact / sizeof compact[0]];
   for (size_t i = 0; i < nv; i++) {
     mdht_addr_to_compact(&vals[i], compact[i]);
-    r.values[i] = (mdht_bytes){compact[i], 6};
+    vb[i] = (mdht_bytes){compact[i], 6};
   }
+  r.values = vb;
   r.nvalues = nv;
   int n = mdht_krpc_encode(&r, buf, sizeof buf);
   assert_true(n > 0);

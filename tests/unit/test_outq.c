@@ -76,11 +76,38 @@ static void test_small_buffer_keeps_datagram(void **state) {
   mdht_outq_free(&q);
 }
 
+/* trim gives the buffer back only when nothing is queued, and the queue
+ * works again afterwards. */
+static void test_trim_when_drained(void **state) {
+  (void)state;
+  mdht_outq q;
+  mdht_outq_init(&q, 1 << 16);
+  mdht_outq_trim(&q); /* nothing allocated yet: a no-op */
+  assert_null(q.buf);
+  push(&q, 1, 1400, true);
+  push(&q, 2, 1400, true);
+  size_t cap = q.cap;
+  assert_true(cap >= 2800);
+  mdht_outq_trim(&q); /* two queued: kept */
+  assert_int_equal(q.cap, cap);
+  pop_expect(&q, 1, 1400);
+  mdht_outq_trim(&q); /* one queued: kept */
+  assert_non_null(q.buf);
+  pop_expect(&q, 2, 1400);
+  mdht_outq_trim(&q);
+  assert_null(q.buf);
+  assert_int_equal(q.cap, 0);
+  push(&q, 3, 500, true);
+  pop_expect(&q, 3, 500);
+  mdht_outq_free(&q);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fifo_order),
       cmocka_unit_test(test_bound_and_reuse),
       cmocka_unit_test(test_small_buffer_keeps_datagram),
+      cmocka_unit_test(test_trim_when_drained),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

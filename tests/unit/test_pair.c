@@ -263,9 +263,11 @@ static mdht_addr answer_next(pair *p, mdht_node *n, const mdht_addr *value,
   r.token.p = (const uint8_t *)"tok";
   r.token.len = 3;
   uint8_t v[MDHT_COMPACT_PEER6];
+  mdht_bytes vb[1];
   if (value) {
-    r.values[0].p = v;
-    r.values[0].len = mdht_addr_to_compact(value, v);
+    vb[0].p = v;
+    vb[0].len = mdht_addr_to_compact(value, v);
+    r.values = vb;
     r.nvalues = 1;
   }
   uint8_t buf[MDHT_MAX_PACKET];

@@ -1184,6 +1184,84 @@ static void test_closest_bruteforce(void **state) {
 
 /* Random operations of every kind; structure and events must stay
  * consistent throughout. */
+/* The address index holds 8 bytes per slot, the key's hash and the id's
+ * prefix length, and confirms a hit in the bucket. Two entries of one
+ * bucket whose IPs hash alike have equal slots: each stays findable while
+ * the other comes and goes, and removing them in either order empties the
+ * index. */
+typedef struct hash_ix {
+  uint32_t hash, n;
+} hash_ix;
+
+static int cmp_hash_ix(const void *a, const void *b) {
+  const hash_ix *x = a, *y = b;
+  return x->hash < y->hash ? -1 : x->hash > y->hash;
+}
+
+static mdht_addr addr_n(uint32_t n) {
+  return addr4((uint8_t)(1 + (n >> 16)), (uint8_t)(n >> 8), (uint8_t)n, 1,
+               6881);
+}
+
+static void test_index_equal_slots(void **state) {
+  fx *f = *state;
+  assert_true(f->rt.one_per_ip_); /* keyed by IP: port 0 in the hash */
+  enum { N = 1 << 18 };
+  hash_ix *v = malloc(N * sizeof *v);
+  assert_non_null(v);
+  for (uint32_t n = 0; n < N; n++) {
+    mdht_addr a = addr_n(n);
+    a.port = 0;
+    v[n] = (hash_ix){mdht_addr_hash(&a, f->rt.hash_seed), n};
+  }
+  qsort(v, N, sizeof *v, cmp_hash_ix);
+  uint32_t i = 0;
+  while (i + 1 < N && v[i].hash != v[i + 1].hash)
+    i++;
+  assert_true(i + 1 < N); /* 2^18 draws of 32 bits: a pair is all but sure */
+  mdht_addr a = addr_n(v[i].n), b = addr_n(v[i + 1].n);
+  free(v);
+
+  mdht_id ia = id_at(f, 0), ib = id_at(f, 0);
+  assert_int_equal(heard(f, &ia, &a, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  assert_int_equal(heard(f, &ib, &b, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  check_invariants(f);
+  assert_true(mdht_id_eq(&mdht_rtable_find(&f->rt, &a)->id, &ia));
+  assert_true(mdht_id_eq(&mdht_rtable_find(&f->rt, &b)->id, &ib));
+  assert_int_equal(mdht_rtable_remove(&f->rt, &ia, &a, T0), 0);
+  assert_null(mdht_rtable_find(&f->rt, &a));
+  assert_true(mdht_id_eq(&mdht_rtable_find(&f->rt, &b)->id, &ib));
+  assert_int_equal(f->rt.index_.n, 1);
+  /* back, then the other one goes first */
+  assert_int_equal(heard(f, &ia, &a, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  assert_int_equal(mdht_rtable_remove(&f->rt, &ib, &b, T0), 0);
+  assert_null(mdht_rtable_find(&f->rt, &b));
+  assert_true(mdht_id_eq(&mdht_rtable_find(&f->rt, &a)->id, &ia));
+  assert_int_equal(mdht_rtable_remove(&f->rt, &ia, &a, T0), 0);
+  assert_int_equal(f->rt.index_.n, 0);
+  for (uint32_t j = 0; j < f->rt.index_.cap; j++)
+    assert_int_equal(((const uint8_t *)f->rt.index_.slots)[j * 8 + 4], 0);
+}
+
+/* The index costs 8 bytes a slot: with 2 to 4 slots per entry, 16 to 32
+ * bytes per entry (it was 80 to 160). Splits move entries between buckets
+ * without touching it, and every entry stays findable. */
+static void test_index_size_and_splits(void **state) {
+  fx *f = *state;
+  for (int i = 0; i < 600; i++) {
+    mdht_id id = id_at(f, i % 24);
+    mdht_addr a = new_addr(f);
+    heard(f, &id, &a, MDHT_RT_HEARD_REPLY, T0 + (mdht_time)i);
+  }
+  check_invariants(f);
+  assert_true(f->rt.nbuckets > 10);
+  uint32_t held = f->rt.index_.n;
+  assert_true(held > 150);
+  assert_true(f->rt.index_.cap <= 4 * held);
+  assert_true(malloc_usable_size(f->rt.index_.slots) <=
+              8 * f->rt.index_.cap + 32);
+}
+
 static void test_random_ops(void **state) {
   fx *f = *state;
   fx_reinit(f, 4);
@@ -1670,6 +1748,9 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_valid_id_wins, setup, teardown),
       cmocka_unit_test_setup_teardown(test_random_ops, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_index_equal_slots, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_index_size_and_splits, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
       cmocka_unit_test_setup_teardown(test_presplit_restores_prefix_twins,
                                       setup, teardown),
