@@ -218,20 +218,19 @@ static void test_shared_store(void **state) {
   mdht_addr other6 = addr6(0x41, 9, 5000);
   ask(p, p->n6, &other6, query(MDHT_M_GET_PEERS, 0x62, &ih, 0));
   assert_int_equal(p->msg.nvalues, 1);
-  assert_int_equal(p->msg.values[0].len, MDHT_COMPACT_PEER6);
+  mdht_bytes vals[2];
+  assert_int_equal(mdht_krpc_values(&p->msg, vals, 2), 1);
+  assert_int_equal(vals[0].len, MDHT_COMPACT_PEER6);
   mdht_addr got;
-  assert_int_equal(
-      mdht_addr_from_compact(&got, p->msg.values[0].p, p->msg.values[0].len),
-      0);
+  assert_int_equal(mdht_addr_from_compact(&got, vals[0].p, vals[0].len), 0);
   assert_true(mdht_addr_eq(&got, &c6));
 
   mdht_addr other4 = test_addr4(198, 51, 100, 10, 5000);
   ask(p, p->n4, &other4, query(MDHT_M_GET_PEERS, 0x63, &ih, 0));
   assert_int_equal(p->msg.nvalues, 1);
-  assert_int_equal(p->msg.values[0].len, MDHT_COMPACT_PEER4);
-  assert_int_equal(
-      mdht_addr_from_compact(&got, p->msg.values[0].p, p->msg.values[0].len),
-      0);
+  assert_int_equal(mdht_krpc_values(&p->msg, vals, 2), 1);
+  assert_int_equal(vals[0].len, MDHT_COMPACT_PEER4);
+  assert_int_equal(mdht_addr_from_compact(&got, vals[0].p, vals[0].len), 0);
   assert_true(mdht_addr_eq(&got, &c4));
 }
 
