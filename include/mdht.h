@@ -176,8 +176,16 @@ typedef struct mdht_config {
   uint32_t reply_bytes_per_sec; /* reply budget per destination IP
                                    (anti-amplification), 0 = none:
                                    8000 */
-  uint8_t client_version[4];    /* "v" key: client code "MD" and a
-                                   2-byte version */
+  /* BEP 44 item store (docs/SECURITY.md): bounded like the peer
+   * store. */
+  mdht_time item_ttl_ms;     /* an item lives this long after its last
+                                put: 2 h (BEP 44) */
+  uint32_t max_items;        /* items stored at most: 1000 */
+  uint32_t max_item_bytes;   /* their values' bytes at most: 512 KiB */
+  uint32_t max_items_per_ip; /* items one source IP (IPv6: /64) may
+                                hold: 32 */
+  uint8_t client_version[4]; /* "v" key: client code "MD" and a
+                                2-byte version */
 } mdht_config;
 
 MDHT_EXTERN void mdht_config_default(mdht_config *cfg);
@@ -224,6 +232,8 @@ MDHT_EXTERN int mdht_config_check(const mdht_config *cfg);
   X(RATE_LIMITED, "rate_limited")                                              \
   X(EXTERNAL_ADDR, "external_addr")                                            \
   X(NODE_ID_CHANGED, "node_id_changed")                                        \
+  X(ITEM_STORED, "item_stored")                                                \
+  X(ITEM_SERVED, "item_served")                                                \
   X(LOG, "log")
 
 typedef enum mdht_event_type {
@@ -242,6 +252,8 @@ typedef enum mdht_method {
   MDHT_M_GET_PEERS,
   MDHT_M_ANNOUNCE_PEER,
   MDHT_M_SAMPLE_INFOHASHES,
+  MDHT_M_GET, /* BEP 44 */
+  MDHT_M_PUT,
   MDHT_M_UNKNOWN,
   MDHT_M_COUNT_
 } mdht_method;
@@ -305,6 +317,12 @@ typedef struct mdht_event {
       mdht_addr peer;
       uint32_t count;
     } peer; /* PEER_* */
+    struct {
+      int64_t seq;     /* mutable items; 0 for immutable ones */
+      uint32_t vlen;   /* bencoded value's length */
+      bool is_mutable; /* BEP 44: signed, under a public key */
+    } item;            /* ITEM_STORED (id: target, addr: source),
+                          ITEM_SERVED (addr: requester) */
     struct {
       uint32_t lookup_id;
       uint32_t round;
@@ -480,6 +498,10 @@ typedef struct mdht_stats {
   uint32_t nodes_good, nodes_questionable, nodes_total, buckets;
   uint32_t replacements;
   uint32_t infohashes, peers;
+  uint32_t items;                      /* BEP 44 items stored */
+  uint64_t items_stored, items_served; /* puts accepted, gets answered
+                                          with an item */
+  uint64_t puts_rejected;              /* puts refused (205..302) */
   uint32_t txns_outstanding;
   mdht_time started;
 } mdht_stats;

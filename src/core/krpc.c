@@ -61,9 +61,13 @@ static const key resp_keys[R_N] = {
     K("nodes6"), K("num"),  K("samples"), K("token"),    K("values")};
 
 /* Indexed by mdht_method. */
-static const key method_names[MDHT_M_UNKNOWN] = {
-    K("ping"), K("find_node"), K("get_peers"), K("announce_peer"),
-    K("sample_infohashes")};
+static const key method_names[MDHT_M_UNKNOWN] = {K("ping"),
+                                                 K("find_node"),
+                                                 K("get_peers"),
+                                                 K("announce_peer"),
+                                                 K("sample_infohashes"),
+                                                 K("get"),
+                                                 K("put")};
 
 static int keycmp(const uint8_t *a, size_t alen, const key *k) {
   size_t n = alen < k->len ? alen : k->len;
