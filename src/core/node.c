@@ -384,6 +384,138 @@ static void handle_sample(mdht_node *node, const mdht_addr *from,
   send_response(node, from, now);
 }
 
+/* ------------------------------------------------------ BEP 44 handlers */
+
+/* Fills the item part of a get response. Immutable items are looked up
+ * only when the query has no seq (a seq means a mutable item, as in
+ * libtorrent); a mutable item's k, sig and v are left out when the
+ * requester already has its seq or a later one (BEP 44). Returns whether
+ * a value went in. */
+static bool put_item(mdht_krpc_msg *r, const mdht_krpc_msg *q,
+                     const mdht_item *it) {
+  if (!it || (q->has_seq && !it->is_mutable)) return false;
+  if (it->is_mutable) {
+    r->has_seq = true;
+    r->seq = it->seq;
+    if (q->has_seq && q->seq >= it->seq) return false;
+    r->item_k = (mdht_bytes){it->k, MDHT_ITEM_PK_LEN};
+    r->item_sig = (mdht_bytes){it->sig, MDHT_ITEM_SIG_LEN};
+  }
+  r->item_v = (mdht_bytes){it->v, it->vlen};
+  return true;
+}
+
+static void handle_get(mdht_node *node, const mdht_addr *from, mdht_time now) {
+  uint8_t nodes[MDHT_RT_KMAX * MDHT_COMPACT_NODE6];
+  uint8_t token[MDHT_TOKEN_LEN];
+  const mdht_krpc_msg *q = &node->in;
+  mdht_krpc_msg *r = begin_response(node, from);
+  mdht_token_make(&node->tokens, from, token);
+  r->token = (mdht_bytes){token, sizeof token};
+  put_closest(node, r, &q->target, nodes, now);
+  const mdht_item *it = mdht_items_get(&node->items, &q->target, now);
+  bool served = put_item(r, q, it);
+  if (served) {
+    /* A 1,000-byte value beside 8 IPv6 nodes passes MDHT_RESPONSE_LIMIT:
+     * the item is what was asked for, the nodes give way. */
+    uint8_t probe[2 * MDHT_MAX_PACKET];
+    int len = mdht_krpc_encode(r, probe, sizeof probe);
+    if (len < 0 || (size_t)len > MDHT_RESPONSE_LIMIT) {
+      r->nodes = (mdht_bytes){NULL, 0};
+      r->nodes6 = (mdht_bytes){NULL, 0};
+    }
+  }
+  uint64_t before = node->stats.responses_out;
+  send_response(node, from, now);
+  if (!served || node->stats.responses_out == before) return;
+  node->stats.items_served++;
+  mdht_event ev;
+  mdht_bus_event_init(&ev, MDHT_EV_ITEM_SERVED, now);
+  ev.id = q->target;
+  ev.addr = *from;
+  ev.u.item.seq = it->seq;
+  ev.u.item.vlen = it->vlen;
+  ev.u.item.is_mutable = it->is_mutable;
+  publish(node, &ev);
+}
+
+static void token_rejected(mdht_node *node, const mdht_addr *from,
+                           mdht_time now) {
+  mdht_event ev;
+  mdht_bus_event_init(&ev, MDHT_EV_TOKEN_REJECTED, now);
+  ev.addr = *from;
+  ev.id = node->in.id;
+  node->stats.tokens_rejected++;
+  publish(node, &ev);
+}
+
+/* BEP 44 put: stores the item, or returns the KRPC code to refuse it
+ * with and its text. The checks run in libtorrent's order, so that both
+ * answer a bad put with the same code: size (205), salt (207), token
+ * (203), signature (206), then the store's cas (301) and seq (302). */
+static int do_put(mdht_node *node, const mdht_addr *from, mdht_time now,
+                  const char **text) {
+  const mdht_krpc_msg *q = &node->in;
+  *text = "item not stored";
+  if (q->item_v.len > MDHT_ITEM_MAX_V) {
+    *text = "message (v field) too big";
+    return MDHT_KRPC_E_V_TOO_BIG;
+  }
+  if (q->salt.len > MDHT_ITEM_MAX_SALT) {
+    *text = "salt (salt field) too big";
+    return MDHT_KRPC_E_SALT_TOO_BIG;
+  }
+  if (!mdht_token_check(&node->tokens, from, q->token.p, q->token.len)) {
+    token_rejected(node, from, now);
+    *text = "bad token";
+    return MDHT_KRPC_E_PROTOCOL;
+  }
+  mdht_id target;
+  mdht_item_put p = {.v = q->item_v.p, .vlen = q->item_v.len};
+  if (q->item_k.len) { /* mutable */
+    if (q->seq < 0) {
+      *text = "negative sequence number";
+      return MDHT_KRPC_E_PROTOCOL;
+    }
+    if (!mdht_item_verify(q->item_k.p, q->item_sig.p, q->salt.p, q->salt.len,
+                          q->seq, q->item_v.p, q->item_v.len)) {
+      *text = "invalid signature";
+      return MDHT_KRPC_E_BAD_SIG;
+    }
+    mdht_item_mutable_target(q->item_k.p, q->salt.p, q->salt.len, &target);
+    p = (mdht_item_put){.v = q->item_v.p,
+                        .vlen = q->item_v.len,
+                        .is_mutable = true,
+                        .k = q->item_k.p,
+                        .sig = q->item_sig.p,
+                        .salt = q->salt.p,
+                        .salt_len = q->salt.len,
+                        .seq = q->seq,
+                        .has_cas = q->has_cas,
+                        .cas = q->cas};
+  } else {
+    mdht_item_immutable_target(q->item_v.p, q->item_v.len, &target);
+  }
+  int rc = mdht_items_put(&node->items, &target, &p, from, now);
+  if (rc == MDHT_KRPC_E_CAS) *text = "CAS mismatch";
+  if (rc == MDHT_KRPC_E_SEQ) *text = "sequence number less than current";
+  if (rc < 0) rc = MDHT_KRPC_E_SERVER;
+  return rc;
+}
+
+static void handle_put(mdht_node *node, const mdht_addr *from, mdht_time now) {
+  const char *text;
+  int code = do_put(node, from, now, &text);
+  if (code) {
+    node->stats.puts_rejected++;
+    send_error(node, from, node->in.t, MDHT_M_PUT, code, text, now);
+    return;
+  }
+  node->stats.items_stored++;
+  begin_response(node, from);
+  send_response(node, from, now);
+}
+
 static void handle_query(mdht_node *node, const mdht_addr *from,
                          mdht_time now) {
   const mdht_krpc_msg *q = &node->in;
@@ -424,6 +556,12 @@ static void handle_query(mdht_node *node, const mdht_addr *from,
     break;
   case MDHT_M_SAMPLE_INFOHASHES:
     handle_sample(node, from, now);
+    break;
+  case MDHT_M_GET:
+    handle_get(node, from, now);
+    break;
+  case MDHT_M_PUT:
+    handle_put(node, from, now);
     break;
   default:
     send_error(node, from, q->t, q->method, MDHT_KRPC_E_METHOD,
@@ -1123,6 +1261,7 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
   if (rc == 0)
     rc = mdht_peers_init(&node->peers, &node->cfg, &node->bus, random64(node),
                          random64(node));
+  mdht_items_init(&node->items, &node->cfg, &node->bus);
   if (rc == 0)
     rc = mdht_txn_init(&node->txns, node->cfg.max_txns,
                        node->cfg.query_timeout_ms);
@@ -1161,6 +1300,7 @@ void mdht_node_del(mdht_node *node) {
   if (!node) return;
   mdht_rtable_free(&node->rt);
   mdht_peers_free(&node->peers);
+  mdht_items_free(&node->items);
   mdht_txn_free(&node->txns);
   mdht_rl_free(&node->rl);
   mdht_rl_free(&node->budget);
@@ -1256,6 +1396,7 @@ mdht_time mdht_node_next_deadline(const mdht_node *node) {
   mdht_time t = mdht_txn_next_deadline(&node->txns);
   t = min_time(t, mdht_token_next_rotate(&node->tokens));
   t = min_time(t, node->peers.next_expiry);
+  t = min_time(t, node->items.next_expiry);
   t = min_time(t, mdht_lookups_next_deadline(&node->lookups));
   t = min_time(t, mdht_maint_next(&node->maint));
   return t;
@@ -1289,6 +1430,7 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
     mdht_token_rotate(&node->tokens, secret, now);
   }
   if (now >= node->peers.next_expiry) mdht_peers_expire(&node->peers, now);
+  if (now >= node->items.next_expiry) mdht_items_expire(&node->items, now);
   return 0;
 }
 
@@ -1306,5 +1448,6 @@ void mdht_node_stats(const mdht_node *node, mdht_time now, mdht_stats *out) {
   out->buckets = node->rt.nbuckets;
   out->infohashes = node->peers.nih;
   out->peers = node->peers.npeers;
+  out->items = node->items.n;
   out->txns_outstanding = node->txns.n;
 }

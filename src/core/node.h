@@ -2,8 +2,8 @@
  * The node: ties the components together and implements the public API
  * of include/mdht.h. It is the message handler: decoded queries go to
  * their handler (ping, find_node, get_peers, announce_peer,
- * sample_infohashes), responses and errors to the transaction manager and
- * on to whoever asked.
+ * sample_infohashes, get, put), responses and errors to the transaction manager
+ * and on to whoever asked.
  *
  * Internal header: the struct is visible so that unit tests can look
  * inside; programs use include/mdht.h only.
@@ -15,6 +15,7 @@
 #include "bootstrap.h"
 #include "bus.h"
 #include "extaddr.h"
+#include "items.h"
 #include "krpc.h"
 #include "lookup.h"
 #include "maint.h"
@@ -84,6 +85,7 @@ struct mdht_node {
   mdht_rtable rt;
   mdht_token_mgr tokens;
   mdht_peer_store peers;
+  mdht_item_store items; /* BEP 44 */
   mdht_txn_mgr txns;
   mdht_ratelimit rl;
   mdht_ratelimit budget; /* reply bytes per destination network */

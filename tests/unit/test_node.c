@@ -15,6 +15,7 @@
 #include "krpc.h"
 #include "node.h"
 #include "bloom.h"
+#include "item.h"
 #include "testutil.h"
 
 typedef struct fixture {
@@ -1506,8 +1507,241 @@ static void test_unsubscribe_any_handle(void **state) {
   assert_int_equal(mdht_node_subscribe(f->node, on_event, f), MDHT_ERR_FULL);
 }
 
+/* ---------------------------------------------------------------- BEP 44 */
+
+static void assert_bytes_equal_v(fixture *f, const char *v) {
+  assert_int_equal(f->msg.item_v.len, strlen(v));
+  assert_memory_equal(f->msg.item_v.p, v, strlen(v));
+}
+
+/* A get for `target` from `from`; the answer is in f->msg. Copies the
+ * token into `store`. */
+static mdht_bytes item_get(fixture *f, const mdht_addr *from,
+                           const mdht_id *target, bool has_seq, int64_t seq,
+                           uint8_t *store) {
+  mdht_id me = test_id(0x35);
+  mdht_krpc_msg *q = query(MDHT_M_GET, &me, "gt");
+  q->target = *target;
+  q->has_seq = has_seq;
+  q->seq = seq;
+  assert_true(exchange(f, from, q));
+  assert_int_equal(f->msg.y, 'r');
+  assert_true(f->len <= MDHT_RESPONSE_LIMIT);
+  assert_true(f->msg.token.len > 0);
+  memcpy(store, f->msg.token.p, f->msg.token.len);
+  return (mdht_bytes){store, f->msg.token.len};
+}
+
+typedef struct signer {
+  uint8_t pk[32], sk[64], sig[64];
+} signer;
+
+static void signer_init(signer *s, uint8_t fill) {
+  uint8_t seed[32];
+  memset(seed, fill, sizeof seed);
+  mdht_item_keypair(seed, s->pk, s->sk);
+}
+
+/* A put of `v`; mutable when `s` is given (signed with seq and salt).
+ * Returns the reply's y; f->msg has it. */
+static char item_put(fixture *f, const mdht_addr *from, mdht_bytes token,
+                     const char *v, signer *s, int64_t seq, const char *salt,
+                     bool has_cas, int64_t cas) {
+  mdht_id me = test_id(0x35);
+  mdht_krpc_msg *q = query(MDHT_M_PUT, &me, "pt");
+  q->token = token;
+  q->item_v = (mdht_bytes){(const uint8_t *)v, strlen(v)};
+  if (s) {
+    size_t sl = salt ? strlen(salt) : 0;
+    assert_int_equal(mdht_item_sign(s->sk, (const uint8_t *)salt,
+                                    sl > 64 ? 0 : sl, seq, q->item_v.p,
+                                    q->item_v.len > 1000 ? 1 : q->item_v.len,
+                                    s->sig),
+                     0);
+    q->item_k = (mdht_bytes){s->pk, 32};
+    q->item_sig = (mdht_bytes){s->sig, 64};
+    q->salt = (mdht_bytes){(const uint8_t *)salt, sl};
+    q->has_seq = true;
+    q->seq = seq;
+    q->has_cas = has_cas;
+    q->cas = cas;
+  }
+  assert_true(exchange(f, from, q));
+  return f->msg.y;
+}
+
+/* Immutable: put with the get's token, then any node's get returns the
+ * value verbatim under SHA-1(v); a put without a valid token is 203. */
+static void test_item_immutable(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  mdht_addr b = test_addr4(127, 0, 0, 8, 7000);
+  const char *v = "d1:ali1ei2ee1:b3:xyze";
+  mdht_id target;
+  mdht_item_immutable_target((const uint8_t *)v, strlen(v), &target);
+  uint8_t store[64], other[64];
+  mdht_bytes tok = item_get(f, &a, &target, false, 0, store);
+  assert_int_equal(f->msg.item_v.len, 0);
+  /* b's token is not a's */
+  mdht_bytes btok = item_get(f, &b, &target, false, 0, other);
+  assert_int_equal(item_put(f, &a, btok, v, NULL, 0, NULL, false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 203);
+  assert_int_equal(f->events[MDHT_EV_TOKEN_REJECTED], 1);
+  assert_int_equal(item_put(f, &a, tok, v, NULL, 0, NULL, false, 0), 'r');
+  assert_int_equal(f->events[MDHT_EV_ITEM_STORED], 1);
+  assert_memory_equal(f->last[MDHT_EV_ITEM_STORED].id.b, target.b, 20);
+
+  item_get(f, &b, &target, false, 0, other);
+  assert_bytes_equal_v(f, v);
+  assert_int_equal(f->msg.item_k.len, 0);
+  assert_false(f->msg.has_seq);
+  assert_true(f->msg.nodes.p != NULL); /* nodes are always there */
+  assert_int_equal(f->events[MDHT_EV_ITEM_SERVED], 1);
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.items, 1);
+  assert_int_equal(st.items_stored, 1);
+  assert_int_equal(st.items_served, 1);
+  assert_int_equal(st.puts_rejected, 1);
+  assert_int_equal(st.queries_in[MDHT_M_PUT], 2);
+  assert_int_equal(st.queries_in[MDHT_M_GET], 3);
+
+  /* Gone 2 h after the put. */
+  f->now += f->node->cfg.item_ttl_ms;
+  mdht_node_tick(f->node, f->now);
+  item_get(f, &b, &target, false, 0, other);
+  assert_int_equal(f->msg.item_v.len, 0);
+}
+
+/* Mutable: signatures checked (206), seq and cas rules (302, 301), salt
+ * bound (207), value bound (205); get with seq leaves the value out when
+ * the requester is up to date. */
+static void test_item_mutable(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  signer s;
+  signer_init(&s, 3);
+  mdht_id target;
+  mdht_item_mutable_target(s.pk, (const uint8_t *)"salt", 4, &target);
+  uint8_t store[64];
+  mdht_bytes tok = item_get(f, &a, &target, false, 0, store);
+  assert_int_equal(item_put(f, &a, tok, "5:first", &s, 1, "salt", false, 0),
+                   'r');
+  item_get(f, &a, &target, false, 0, store);
+  assert_bytes_equal_v(f, "5:first");
+  assert_true(f->msg.has_seq && f->msg.seq == 1);
+  assert_int_equal(f->msg.item_k.len, 32);
+  assert_memory_equal(f->msg.item_k.p, s.pk, 32);
+  assert_true(mdht_item_verify(f->msg.item_k.p, f->msg.item_sig.p,
+                               (const uint8_t *)"salt", 4, 1, f->msg.item_v.p,
+                               f->msg.item_v.len));
+  /* up to date: seq only */
+  item_get(f, &a, &target, true, 1, store);
+  assert_true(f->msg.has_seq && f->msg.seq == 1);
+  assert_int_equal(f->msg.item_v.len, 0);
+  assert_int_equal(f->msg.item_sig.len, 0);
+  item_get(f, &a, &target, true, 0, store);
+  assert_bytes_equal_v(f, "5:first");
+
+  /* a signature over other bytes: 206, nothing changes */
+  assert_int_equal(item_put(f, &a, tok, "5:first", &s, 1, "salt", false, 0),
+                   'r'); /* the same item again: a refresh */
+  signer wrong;
+  signer_init(&wrong, 4);
+  memcpy(wrong.pk, s.pk, 32); /* k says s, sig is wrong's */
+  assert_int_equal(
+      item_put(f, &a, tok, "6:second", &wrong, 2, "salt", false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 206);
+  /* lower seq, same seq with another value: 302 */
+  assert_int_equal(item_put(f, &a, tok, "6:second", &s, 0, "salt", false, 0),
+                   'e');
+  assert_int_equal(f->msg.ecode, 302);
+  assert_int_equal(item_put(f, &a, tok, "6:second", &s, 1, "salt", false, 0),
+                   'e');
+  assert_int_equal(f->msg.ecode, 302);
+  /* cas not the stored seq: 301; right cas: stored */
+  assert_int_equal(item_put(f, &a, tok, "6:second", &s, 2, "salt", true, 5),
+                   'e');
+  assert_int_equal(f->msg.ecode, 301);
+  assert_int_equal(item_put(f, &a, tok, "6:second", &s, 2, "salt", true, 1),
+                   'r');
+  item_get(f, &a, &target, false, 0, store);
+  assert_bytes_equal_v(f, "6:second");
+  assert_int_equal(f->msg.seq, 2);
+
+  /* salt of 65 bytes: 207 */
+  char salt[66];
+  memset(salt, 's', 65);
+  salt[65] = 0;
+  assert_int_equal(item_put(f, &a, tok, "1:x", &s, 1, salt, false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 207);
+  /* v of 1,001 bytes: 205 (immutable and mutable) */
+  static char big[1100];
+  snprintf(big, sizeof big, "997:%0997d", 0);
+  assert_int_equal(strlen(big), 1001);
+  assert_int_equal(item_put(f, &a, tok, big, NULL, 0, NULL, false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 205);
+  assert_int_equal(item_put(f, &a, tok, big, &s, 9, "salt", false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 205);
+  /* a negative seq: 203 */
+  assert_int_equal(item_put(f, &a, tok, "1:x", &s, -1, NULL, false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 203);
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.puts_rejected, 8);
+  assert_int_equal(st.items, 1);
+}
+
+/* A 1,000-byte value beside a full list of nodes stays within 1,400
+ * bytes: the nodes give way, the value is served. */
+static void test_item_size_bound(void **state) {
+  fixture *f = *state;
+  for (int i = 0; i < 8; i++) {
+    mdht_addr n = test_addr4(127, 0, (uint8_t)(10 + i), 1, 6881);
+    mdht_id nid = test_id((uint8_t)(0x10 + i));
+    confirm(f, &n, &nid);
+  }
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  signer s;
+  signer_init(&s, 5);
+  static char v[1100];
+  snprintf(v, sizeof v, "996:%0996d", 0);
+  assert_int_equal(strlen(v), 1000);
+  mdht_id target;
+  mdht_item_mutable_target(s.pk, NULL, 0, &target);
+  uint8_t store[64];
+  mdht_bytes tok = item_get(f, &a, &target, false, 0, store);
+  assert_true(f->msg.nodes.len >= 8 * 26);
+  assert_int_equal(item_put(f, &a, tok, v, &s, 1, NULL, false, 0), 'r');
+  item_get(f, &a, &target, false, 0, store); /* asserts len <= 1400 */
+  assert_bytes_equal_v(f, v);
+  assert_int_equal(f->msg.item_sig.len, 64);
+}
+
+/* BEP 43: a read-only node stores nothing and answers nothing. */
+static void test_item_read_only(void **state) {
+  (void)state;
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.read_only = true;
+  fixture *f = make(&c);
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  mdht_id me = test_id(0x35), target = test_id(1);
+  mdht_krpc_msg *q = query(MDHT_M_GET, &me, "gt");
+  q->target = target;
+  assert_false(exchange(f, &a, q));
+  assert_int_equal(f->events[MDHT_EV_DATAGRAM_DROPPED], 1);
+  mdht_node_del(f->node);
+  free(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_item_immutable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_item_mutable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_item_size_bound, setup, teardown),
+      cmocka_unit_test(test_item_read_only),
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_confirm_then_find_node, setup,
