@@ -444,6 +444,15 @@ typedef struct mdht_result {
   const mdht_addr *peers;
   uint32_t rounds, queries, responses, failures;
   mdht_time elapsed_ms; /* PING: the round-trip time */
+  /* GET (BEP 44): the item found, verified (its hash, or its key and
+   * signature); PUT: the item stored. item_vlen 0: none. A mutable item
+   * also has item_seq, item_k and item_sig. */
+  const uint8_t *item_v; /* the value's bencoding */
+  size_t item_vlen;
+  bool item_mutable;
+  int64_t item_seq;
+  uint8_t item_k[32];
+  uint8_t item_sig[64];
 } mdht_result;
 
 /* Called once when the operation ends. It must not call into the node;
@@ -468,6 +477,37 @@ MDHT_EXTERN int64_t mdht_node_announce(mdht_node *node,
                                        bool implied_port, bool seed,
                                        mdht_result_cb cb, void *user,
                                        mdht_time now);
+/* BEP 44 items. A get is a lookup that asks the nodes near the target
+ * for the item and checks every answer: an immutable item must hash to
+ * the target (the lookup stops at the first that does), a mutable one
+ * must be signed by `pk` over its salt, seq and value (the highest valid
+ * seq wins). kind is MDHT_M_GET; ok when some node answered; item_vlen 0
+ * when none had the item. */
+MDHT_EXTERN int64_t mdht_node_get_immutable(mdht_node *node,
+                                            const mdht_id *target,
+                                            mdht_result_cb cb, void *user,
+                                            mdht_time now);
+/* `salt` may be NULL when salt_len is 0 (at most 64 bytes). */
+MDHT_EXTERN int64_t mdht_node_get_mutable(mdht_node *node, const uint8_t pk[32],
+                                          const uint8_t *salt, size_t salt_len,
+                                          mdht_result_cb cb, void *user,
+                                          mdht_time now);
+/* A put: a get lookup for write tokens, then `put` to the closest nodes
+ * (up to K) that gave one. `v` is one bencoded value of at most 1,000
+ * bytes (MDHT_ERR_INVAL otherwise). kind is MDHT_M_PUT; nodes are those
+ * that accepted; ok when at least one did. */
+MDHT_EXTERN int64_t mdht_node_put_immutable(mdht_node *node, const uint8_t *v,
+                                            size_t vlen, mdht_result_cb cb,
+                                            void *user, mdht_time now);
+/* Mutable: signed here with the Ed25519 key of the 32-byte `seed`. `seq`
+ * < 0 means one above the highest valid seq the lookup found (1 if none);
+ * with `has_cas`, the nodes store it only if what they hold has seq
+ * `cas` (and an automatic seq is cas + 1). */
+MDHT_EXTERN int64_t mdht_node_put_mutable(
+    mdht_node *node, const uint8_t seed[32], const uint8_t *salt,
+    size_t salt_len, const uint8_t *v, size_t vlen, int64_t seq, bool has_cas,
+    int64_t cas, mdht_result_cb cb, void *user, mdht_time now);
+
 /* Pings one address and reports its id and the round-trip time.
  * Errors: MDHT_ERR_ADDR, MDHT_ERR_FULL, MDHT_ERR_NOBUF. */
 MDHT_EXTERN int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,

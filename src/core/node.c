@@ -825,6 +825,67 @@ static void announce_phase(mdht_node *node, mdht_op *op,
   }
 }
 
+/* BEP 44: the item the put will store, signed now that the lookup has
+ * told the current seq. Returns false if it cannot be (seq overflow). */
+static bool put_item_ready(mdht_op *op) {
+  mdht_result *res = &op->res;
+  if (op->item_mutable) {
+    int64_t seq = op->put_seq;
+    if (seq < 0) {
+      if (res->item_vlen && res->item_seq == INT64_MAX) return false;
+      seq = res->item_vlen ? res->item_seq + 1 : 1;
+    }
+    if (mdht_item_sign(op->sk, op->salt, op->salt_len, seq, op->put_v,
+                       op->put_vlen, res->item_sig) != 0)
+      return false;
+    res->item_mutable = true;
+    res->item_seq = seq;
+    memcpy(res->item_k, op->pk, MDHT_ITEM_PK_LEN);
+  }
+  res->item_v = op->put_v;
+  res->item_vlen = op->put_vlen;
+  return true;
+}
+
+/* Puts to the closest nodes that gave a token; their answers come back
+ * through announce_reply, which counts them the same way. */
+static void put_phase(mdht_node *node, mdht_op *op,
+                      const mdht_lookup_results *res, mdht_time now) {
+  op->res.rounds = res->rounds;
+  op->res.queries = res->queries;
+  op->res.responses = res->responses;
+  op->res.failures = res->failures;
+  bool ready = put_item_ready(op);
+  const mdht_result *it = &op->res;
+  for (uint32_t i = 0;
+       ready && i < res->n_nodes && op->ann_pending < node->cfg.k; i++) {
+    const mdht_lookup_result *r = &res->nodes[i];
+    if (r->token_len == 0) continue;
+    mdht_krpc_msg *q = &node->out;
+    mdht_krpc_msg_init(q, 'q');
+    q->method = MDHT_M_PUT;
+    q->token = (mdht_bytes){r->token, r->token_len};
+    q->item_v = (mdht_bytes){it->item_v, it->item_vlen};
+    if (op->item_mutable) {
+      q->item_k = (mdht_bytes){op->pk, MDHT_ITEM_PK_LEN};
+      q->item_sig = (mdht_bytes){it->item_sig, MDHT_ITEM_SIG_LEN};
+      q->salt = (mdht_bytes){op->salt, op->salt_len};
+      q->has_seq = true;
+      q->seq = it->item_seq;
+      q->has_cas = op->has_cas;
+      q->cas = op->cas;
+    }
+    mdht_txn_owner owner = {.kind = MDHT_OWNER_ANNOUNCE, .cookie = op->id};
+    if (mdht__node_send_query(node, &r->addr, &r->id, owner, now) == 0)
+      op->ann_pending++;
+  }
+  op->res.queries += op->ann_pending;
+  if (op->ann_pending == 0) {
+    op->res.ok = false;
+    op_finish(node, op, now);
+  }
+}
+
 static void lookup_done(void *user, const mdht_lookup_results *res) {
   mdht_node *node = user;
   mdht_op *op = op_find_lookup(node, res->lookup_id);
@@ -873,6 +934,10 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
     announce_phase(node, op, res, now);
     return;
   }
+  if (op->kind == MDHT_M_PUT) {
+    put_phase(node, op, res, now);
+    return;
+  }
   size_t nn =
       res->n_nodes < MDHT_RESULT_NODES ? res->n_nodes : MDHT_RESULT_NODES;
   for (size_t i = 0; i < nn; i++) {
@@ -885,6 +950,39 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
   op->res.responses = res->responses;
   op->res.failures = res->failures;
   op_finish(node, op, now);
+}
+
+/* BEP 44: an item in a get answer. It counts only if it checks out: an
+ * immutable value must hash to the target (then nothing better can come:
+ * a get stops there), a mutable one must carry our key and a valid
+ * signature, and beat the seq found so far. */
+static void item_answered(mdht_node *node, uint32_t lookup_id,
+                          const mdht_krpc_msg *m) {
+  mdht_op *op = op_find_lookup(node, lookup_id);
+  if (!op || (op->kind != MDHT_M_GET && op->kind != MDHT_M_PUT)) return;
+  if (m->item_v.len > MDHT_ITEM_MAX_V) return;
+  mdht_result *res = &op->res;
+  if (!op->item_mutable) {
+    mdht_id t;
+    mdht_item_immutable_target(m->item_v.p, m->item_v.len, &t);
+    if (!mdht_id_eq(&t, &op->target) || res->item_vlen) return;
+  } else {
+    if (m->item_k.len != MDHT_ITEM_PK_LEN || !m->has_seq ||
+        memcmp(m->item_k.p, op->pk, MDHT_ITEM_PK_LEN) != 0 ||
+        (res->item_vlen && m->seq <= res->item_seq) ||
+        !mdht_item_verify(op->pk, m->item_sig.p, op->salt, op->salt_len, m->seq,
+                          m->item_v.p, m->item_v.len))
+      return;
+    res->item_mutable = true;
+    res->item_seq = m->seq;
+    memcpy(res->item_k, op->pk, MDHT_ITEM_PK_LEN);
+    memcpy(res->item_sig, m->item_sig.p, MDHT_ITEM_SIG_LEN);
+  }
+  memcpy(op->found_v, m->item_v.p, m->item_v.len);
+  res->item_v = op->found_v;
+  res->item_vlen = m->item_v.len;
+  if (!op->item_mutable && op->kind == MDHT_M_GET)
+    mdht_lookup_stop(&node->lookups, lookup_id);
 }
 
 /* Parses a response to a lookup query for the engine. */
@@ -911,6 +1009,7 @@ static void lookup_answered(mdht_node *node, const mdht_txn *txn,
   }
   mdht_lookup_on_response(&node->lookups, txn->owner.cookie, &m->id, from,
                           nodes, nn, values, nv, m->token.p, m->token.len, now);
+  if (m->item_v.len) item_answered(node, txn->owner.cookie, m);
 }
 
 static void announce_reply(mdht_node *node, const mdht_txn *txn,
@@ -1129,9 +1228,11 @@ static int64_t user_lookup(mdht_node *node, mdht_method kind,
   if (!node || !target) return MDHT_ERR_INVAL;
   mdht_op *op = op_new(node, kind, MDHT_OP_USER, target, cb, user, now);
   if (!op) return MDHT_ERR_NOMEM;
-  int rc = start_lookup(
-      node, op, kind == MDHT_M_FIND_NODE ? MDHT_M_FIND_NODE : MDHT_M_GET_PEERS,
-      now);
+  mdht_method lk = kind == MDHT_M_FIND_NODE ? MDHT_M_FIND_NODE
+                   : kind == MDHT_M_GET || kind == MDHT_M_PUT
+                       ? MDHT_M_GET /* BEP 44: a put gets its tokens so */
+                       : MDHT_M_GET_PEERS;
+  int rc = start_lookup(node, op, lk, now);
   if (rc < 0) {
     op_free(node, op);
     return rc;
@@ -1162,6 +1263,85 @@ int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
     op->port = implied_port && port == 0 ? 1 : port;
     op->implied_port = implied_port;
     op->seed = seed;
+  }
+  return id;
+}
+
+/* ------------------------------------------------- BEP 44 client side */
+
+int64_t mdht_node_get_immutable(mdht_node *node, const mdht_id *target,
+                                mdht_result_cb cb, void *user, mdht_time now) {
+  return user_lookup(node, MDHT_M_GET, target, cb, user, now, NULL);
+}
+
+/* Sets a mutable operation's key and salt (checked by the caller). */
+static void op_set_key(mdht_op *op, const uint8_t *pk, const uint8_t *salt,
+                       size_t salt_len) {
+  op->item_mutable = true;
+  memcpy(op->pk, pk, MDHT_ITEM_PK_LEN);
+  op->salt_len = salt_len;
+  if (salt_len) memcpy(op->salt, salt, salt_len);
+}
+
+int64_t mdht_node_get_mutable(mdht_node *node, const uint8_t pk[32],
+                              const uint8_t *salt, size_t salt_len,
+                              mdht_result_cb cb, void *user, mdht_time now) {
+  if (!pk || salt_len > MDHT_ITEM_MAX_SALT || (salt_len && !salt))
+    return MDHT_ERR_INVAL;
+  mdht_id target;
+  mdht_item_mutable_target(pk, salt, salt_len, &target);
+  mdht_op *op = NULL;
+  int64_t id = user_lookup(node, MDHT_M_GET, &target, cb, user, now, &op);
+  /* Read only when answers come, never from inside the lookup's start. */
+  if (id > 0) op_set_key(op, pk, salt, salt_len);
+  return id;
+}
+
+/* Whether v is exactly one bencoded value. */
+static bool one_value(const uint8_t *v, size_t vlen) {
+  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+  size_t used = 0;
+  return vlen > 0 && vlen <= MDHT_ITEM_MAX_V &&
+         mdht_be_decode(v, vlen, toks, MDHT_KRPC_TOKENS, &used) > 0 &&
+         used == vlen;
+}
+
+int64_t mdht_node_put_immutable(mdht_node *node, const uint8_t *v, size_t vlen,
+                                mdht_result_cb cb, void *user, mdht_time now) {
+  if (!v || !one_value(v, vlen)) return MDHT_ERR_INVAL;
+  mdht_id target;
+  mdht_item_immutable_target(v, vlen, &target);
+  mdht_op *op = NULL;
+  int64_t id = user_lookup(node, MDHT_M_PUT, &target, cb, user, now, &op);
+  if (id > 0) {
+    memcpy(op->put_v, v, vlen);
+    op->put_vlen = vlen;
+  }
+  return id;
+}
+
+int64_t mdht_node_put_mutable(mdht_node *node, const uint8_t seed[32],
+                              const uint8_t *salt, size_t salt_len,
+                              const uint8_t *v, size_t vlen, int64_t seq,
+                              bool has_cas, int64_t cas, mdht_result_cb cb,
+                              void *user, mdht_time now) {
+  if (!seed || !v || !one_value(v, vlen) || salt_len > MDHT_ITEM_MAX_SALT ||
+      (salt_len && !salt) || (has_cas && (cas < 0 || cas == INT64_MAX)))
+    return MDHT_ERR_INVAL;
+  uint8_t pk[MDHT_ITEM_PK_LEN], sk[MDHT_ITEM_SK_LEN];
+  mdht_item_keypair(seed, pk, sk);
+  mdht_id target;
+  mdht_item_mutable_target(pk, salt, salt_len, &target);
+  mdht_op *op = NULL;
+  int64_t id = user_lookup(node, MDHT_M_PUT, &target, cb, user, now, &op);
+  if (id > 0) {
+    op_set_key(op, pk, salt, salt_len);
+    memcpy(op->sk, sk, sizeof sk);
+    memcpy(op->put_v, v, vlen);
+    op->put_vlen = vlen;
+    op->put_seq = seq < 0 && has_cas ? cas + 1 : seq;
+    op->has_cas = has_cas;
+    op->cas = cas;
   }
   return id;
 }

@@ -64,6 +64,18 @@ typedef struct mdht_op {
   uint16_t port;
   bool implied_port, seed;
   uint32_t ann_pending;
+  /* BEP 44 get / put: what to check answers against, the best item
+   * found, and what to put */
+  bool item_mutable;
+  uint8_t pk[MDHT_ITEM_PK_LEN], sk[MDHT_ITEM_SK_LEN];
+  uint8_t salt[MDHT_ITEM_MAX_SALT];
+  size_t salt_len;
+  uint8_t found_v[MDHT_ITEM_MAX_V];
+  uint8_t put_v[MDHT_ITEM_MAX_V];
+  size_t put_vlen;
+  int64_t put_seq; /* < 0: one above the highest found */
+  bool has_cas;
+  int64_t cas;
   /* what the report will say */
   mdht_result res;
   mdht_addr peers[MDHT_RESULT_PEERS];
