@@ -1007,9 +1007,11 @@ static void lookup_answered(mdht_node *node, const mdht_txn *txn,
         values[nv].family == node->bound.family)
       nv++;
   }
+  /* The item first: the answer may be the lookup's last, and the engine
+   * reports the end from inside mdht_lookup_on_response. */
+  if (m->item_v.len) item_answered(node, txn->owner.cookie, m);
   mdht_lookup_on_response(&node->lookups, txn->owner.cookie, &m->id, from,
                           nodes, nn, values, nv, m->token.p, m->token.len, now);
-  if (m->item_v.len) item_answered(node, txn->owner.cookie, m);
 }
 
 static void announce_reply(mdht_node *node, const mdht_txn *txn,

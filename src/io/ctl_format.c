@@ -215,6 +215,80 @@ static void ping_result(const mdht_ctl_req *req, const mdht_result *r,
   *code = MDHT_CTL_EXIT_OK;
 }
 
+/* BEP 44: a value for people: a string's bytes, anything else its
+ * bencoding; escaped either way. */
+static void value_text(const uint8_t *v, size_t n, bool json, char *out,
+                       size_t cap) {
+  const uint8_t *p = v;
+  size_t len = n;
+  size_t i = 0, k = 0;
+  while (i < n && v[i] >= '0' && v[i] <= '9')
+    k = k * 10 + (size_t)(v[i++] - '0');
+  if (i > 0 && i < n && v[i] == ':' && i + 1 + k == n) {
+    p = v + i + 1;
+    len = k;
+  }
+  mdht_ctl_escape_as(out, cap, (const char *)p, len,
+                     json ? MDHT_CTL_ESC_JSON_STR : MDHT_CTL_ESC_TEXT);
+}
+
+static void hex_bytes(const uint8_t *p, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++)
+    sprintf(out + 2 * i, "%02x", p[i]);
+  out[2 * n] = '\0';
+}
+
+/* get prints the value (JSON: with seq, key and signature); put the
+ * target, and for a mutable item the seq it was stored with. */
+static void item_result(const mdht_ctl_req *req, const mdht_result *r,
+                        mdht_ctl_buf *out, int *code, char *msg,
+                        size_t msgcap) {
+  bool get = req->cmd == MDHT_CTL_GET_ITEM;
+  char target[41], text[6 * 1000 + 1], bencoded[6 * 1000 + 1];
+  char k[65], sig[129];
+  mdht_id_format(&r->target, target);
+  bool have = r->item_vlen > 0 && (get || (r->ok && r->nnodes > 0));
+  if (have && req->json) {
+    value_text(r->item_v, r->item_vlen, true, text, sizeof text);
+    mdht_ctl_escape_as(bencoded, sizeof bencoded, (const char *)r->item_v,
+                       r->item_vlen, MDHT_CTL_ESC_JSON_STR);
+    hex_bytes(r->item_k, 32, k);
+    hex_bytes(r->item_sig, 64, sig);
+    if (r->item_mutable)
+      mdht_ctl_buf_line(out,
+                        "{\"type\":\"item\",\"target\":\"%s\",\"mutable\":true,"
+                        "\"seq\":%lld,\"k\":\"%s\",\"sig\":\"%s\","
+                        "\"value\":\"%s\",\"bencoded\":\"%s\"}",
+                        target, (long long)r->item_seq, k, sig, text, bencoded);
+    else
+      mdht_ctl_buf_line(out,
+                        "{\"type\":\"item\",\"target\":\"%s\",\"mutable\":"
+                        "false,\"value\":\"%s\",\"bencoded\":\"%s\"}",
+                        target, text, bencoded);
+  } else if (have && get) {
+    value_text(r->item_v, r->item_vlen, false, text, sizeof text);
+    mdht_ctl_buf_line(out, "%s", text);
+  } else if (have) {
+    if (r->item_mutable)
+      mdht_ctl_buf_line(out, "%s seq %lld", target, (long long)r->item_seq);
+    else
+      mdht_ctl_buf_line(out, "%s", target);
+  }
+  if (req->json) summary_json(req, r, 0, out);
+  if (!r->ok) {
+    *code = MDHT_CTL_EXIT_ERROR;
+    snprintf(msg, msgcap, "no node answered the lookup");
+  } else if (!have) {
+    *code = MDHT_CTL_EXIT_NONE;
+    snprintf(msg, msgcap,
+             get ? "no item found (%u nodes asked)"
+                 : "no node stored the item (%u nodes asked)",
+             r->responses);
+  } else {
+    *code = MDHT_CTL_EXIT_OK;
+  }
+}
+
 void mdht_ctl_format_result(const mdht_ctl_req *req, const mdht_result *r,
                             mdht_ctl_buf *out, int *code, char *msg,
                             size_t msgcap) {
@@ -229,6 +303,10 @@ void mdht_ctl_format_result(const mdht_ctl_req *req, const mdht_result *r,
     return;
   case MDHT_CTL_PING:
     ping_result(req, r, out, code, msg, msgcap);
+    return;
+  case MDHT_CTL_GET_ITEM:
+  case MDHT_CTL_PUT_ITEM:
+    item_result(req, r, out, code, msg, msgcap);
     return;
   default:
     *code = MDHT_CTL_EXIT_ERROR;

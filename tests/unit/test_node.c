@@ -1867,6 +1867,30 @@ static void test_item_get_immutable_client(void **state) {
   assert_int_equal(o2.r.item_vlen, 0);
 }
 
+/* Regression: with one node, its answer is the lookup's last, and the
+ * engine ends the lookup inside the report of that answer; the item in it
+ * must count all the same (it was looked at after the end, and lost). */
+static void test_item_get_one_node(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 70, 1, 6881);
+  mdht_id aid = test_id(0x31);
+  confirm(f, &a, &aid);
+  drain(f);
+  signer s;
+  signer_init(&s, 8);
+  assert_int_equal(
+      mdht_item_sign(s.sk, NULL, 0, 2, (const uint8_t *)"1:z", 3, s.sig), 0);
+  item_outcome o = {0};
+  assert_true(
+      mdht_node_get_mutable(f->node, s.pk, NULL, 0, on_item, &o, f->now) > 0);
+  item_q q[1];
+  take_queries(f, &a, 1, MDHT_M_GET, q);
+  answer_item(f, &a, &aid, q[0].tid, q[0].tl, "1:z", &s, 2);
+  until_done(f, &o);
+  assert_int_equal(o.r.item_vlen, 3);
+  assert_int_equal(o.r.item_seq, 2);
+}
+
 /* A mutable get keeps the highest seq whose signature holds under the
  * key and salt asked for. */
 static void test_item_get_mutable_client(void **state) {
@@ -2014,6 +2038,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_item_get_mutable_client, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_item_get_one_node, setup, teardown),
       cmocka_unit_test_setup_teardown(test_item_put_mutable_client, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_item_put_immutable_client, setup,
