@@ -494,8 +494,9 @@ MDHT_EXTERN int64_t mdht_node_get_mutable(mdht_node *node, const uint8_t pk[32],
                                           mdht_time now);
 /* A put: a get lookup for write tokens, then `put` to the closest nodes
  * (up to K) that gave one. `v` is one bencoded value of at most 1,000
- * bytes (MDHT_ERR_INVAL otherwise). kind is MDHT_M_PUT; nodes are those
- * that accepted; ok when at least one did. */
+ * bytes (MDHT_ERR_INVAL otherwise). kind is MDHT_M_PUT; ok when some
+ * node answered the lookup; nodes are those that accepted the put (none:
+ * nobody stored it, e.g. all refused a cas or seq). */
 MDHT_EXTERN int64_t mdht_node_put_immutable(mdht_node *node, const uint8_t *v,
                                             size_t vlen, mdht_result_cb cb,
                                             void *user, mdht_time now);

@@ -880,10 +880,7 @@ static void put_phase(mdht_node *node, mdht_op *op,
       op->ann_pending++;
   }
   op->res.queries += op->ann_pending;
-  if (op->ann_pending == 0) {
-    op->res.ok = false;
-    op_finish(node, op, now);
-  }
+  if (op->ann_pending == 0) op_finish(node, op, now); /* no token: nnodes 0 */
 }
 
 static void lookup_done(void *user, const mdht_lookup_results *res) {
@@ -1030,7 +1027,9 @@ static void announce_reply(mdht_node *node, const mdht_txn *txn,
     op->res.failures++;
   }
   if (op->ann_pending == 0) {
-    op->res.ok = op->res.nnodes > 0;
+    /* A put keeps the lookup's ok (nodes answered): whether any stored the
+     * item is `nnodes`, so that a refusal (cas, seq) is not "no answer". */
+    if (op->kind != MDHT_M_PUT) op->res.ok = op->res.nnodes > 0;
     op_finish(node, op, now);
   }
 }

@@ -10,10 +10,14 @@ items survive a restart through the state directory.
 Usage: test_bep44.py path/to/mdht
 """
 import hashlib
+import json
 import os
 import shutil
+import stat
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from krpc_client import MdhtProcess, Sock, bdecode, bencode  # noqa: E402
@@ -216,6 +220,96 @@ def oversize(client, fakes, to):
     check(bencode(v) in data, "the value is in it")
 
 
+def mdht(binary, *args):
+    p = subprocess.run([binary] + list(args), capture_output=True, timeout=60)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def cli(binary, tmp):
+    """The commands: keygen, put, get, standalone and through a running
+    node's control socket, on a network of two nodes."""
+    a = MdhtProcess(binary, ["--bind", "127.0.0.61", "--port", "0",
+                             "--no-bootstrap"])
+    ctl = os.path.join(tmp, "ctl")
+    b = MdhtProcess(binary, ["--bind", "127.0.0.62", "--port", "0",
+                             "--bootstrap", "%s:%d" % a.addr,
+                             "--control", ctl])
+    try:
+        boot = ["--bootstrap", "%s:%d" % a.addr, "--bind", "127.0.0.63",
+                "--timeout", "10"]
+        for _ in range(50):  # b has joined once a knows it
+            if os.path.exists(ctl) and mdht(binary, "find-node", "--control",
+                                            ctl, "00" * 20)[0] == 0:
+                break
+            time.sleep(0.1)
+        # immutable, standalone
+        rc, out, err = mdht(binary, "put", *boot, "Hello World!")
+        check(rc == 0, "put: %r %r" % (out, err))
+        check(out == "e5f96f6f38320f0f33959cb4d3d656452117aadb\n",
+              "put prints the BEP's target: %r" % out)
+        rc, out, err = mdht(binary, "get", *boot,
+                            "e5f96f6f38320f0f33959cb4d3d656452117aadb")
+        check(rc == 0 and out == "Hello World!\n", "get: %r %r" % (out, err))
+        rc, out, err = mdht(binary, "get", *boot, "11" * 20)
+        check(rc == 1 and out == "" and err.startswith("mdht: no item found"),
+              "get of nothing: exit 1: %r %r" % (out, err))
+        # keygen: a new file of mode 0600, never overwritten
+        key = os.path.join(tmp, "key")
+        rc, out, err = mdht(binary, "keygen", key)
+        check(rc == 0 and len(out.strip()) == 64, "keygen: %r" % out)
+        pk = bytes.fromhex(out.strip())
+        check(stat.S_IMODE(os.stat(key).st_mode) == 0o600, "key file 0600")
+        seed = bytes.fromhex(open(key).read().strip())
+        check(bytes(nacl.signing.SigningKey(seed).verify_key) == pk,
+              "the key file's seed gives the printed key")
+        rc, out, err = mdht(binary, "keygen", key)
+        check(rc == 2 and "File exists" in err, "keygen keeps a file: %r" % err)
+        # mutable through the control socket: seq 1, then 2
+        rc, out, err = mdht(binary, "put", "--control", ctl, "--key", key,
+                            "--salt", "feed", "version one")
+        target = mutable_target(pk, b"feed").hex()
+        check(rc == 0 and out == "%s seq 1\n" % target, "put --key: %r %r"
+              % (out, err))
+        rc, out, err = mdht(binary, "put", "--control", ctl, "--key", key,
+                            "--salt", "feed", "--json", "version two")
+        j = [json.loads(ln) for ln in out.splitlines()]
+        check(rc == 0 and j[0]["type"] == "item" and j[0]["seq"] == 2 and
+              j[0]["value"] == "version two", "put --json: %r" % out)
+        # a wrong cas: nobody stores it
+        rc, out, err = mdht(binary, "put", "--control", ctl, "--key", key,
+                            "--salt", "feed", "--cas", "7", "clobber")
+        check(rc == 1 and "no node stored the item" in err,
+              "cas mismatch: exit 1: %r %r" % (out, err))
+        # standalone get of the mutable item, JSON, signature checked here
+        rc, out, err = mdht(binary, "get", *boot, "--pubkey", pk.hex(),
+                            "--salt", "feed", "--json")
+        j = [json.loads(ln) for ln in out.splitlines()]
+        item = j[0]
+        check(rc == 0 and item["value"] == "version two" and
+              item["seq"] == 2, "get --pubkey --json: %r %r" % (out, err))
+        nacl.signing.VerifyKey(pk).verify(
+            signed_buf(b"feed", 2, b"version two"), bytes.fromhex(item["sig"]))
+        check(True, "mdht's signature verifies under PyNaCl")
+        # what node a stores, raw KRPC
+        s = Sock("127.0.0.64")
+        body = get(s, a.addr, bytes.fromhex(target))
+        check(body.get(b"v") == b"version two" and body.get(b"seq") == 2,
+              "node a holds seq 2")
+        # usage errors: one line, exit 2
+        for args in (["get", "--pubkey", "abc"], ["put"],
+                     ["put", "--seq", "3", "x"],
+                     ["put", "--key", key, "--seq", "1", "--cas", "1", "x"],
+                     ["get", "--salt", "s", "11" * 20],
+                     ["put", "x" * 1000]):
+            rc, out, err = mdht(binary, *args)
+            check(rc == 2 and err.count("\n") == 1 and
+                  err.startswith("mdht: "), "%r: %r" % (args, err))
+    finally:
+        for n in (a, b):
+            if n.alive():
+                n.stop()
+
+
 def main():
     binary = sys.argv[1]
     state = tempfile.mkdtemp(prefix="mdht-bep44-")
@@ -257,6 +351,7 @@ def main():
         check(body.get(b"v") == b"new" and body.get(b"seq") == 2,
               "mutable item survives a restart")
         check(node.stop() == 0, "exit 0")
+        cli(binary, state)
     except Exception:
         sys.stderr.write("".join(node.lines[-40:]))
         raise
