@@ -404,7 +404,8 @@ static void stats_json(const stats_view *v, mdht_ctl_buf *out) {
       "{\"type\":\"stats\",\"id\":\"%s\",\"uptime_s\":%llu,"
       "\"nodes\":{\"total\":%u,\"good\":%u,\"questionable\":%u,"
       "\"buckets\":%u,\"replacements\":%u},\"buckets\":[%s],"
-      "\"storage\":{\"infohashes\":%u,\"peers\":%u},"
+      "\"storage\":{\"infohashes\":%u,\"peers\":%u,\"items\":%u,"
+      "\"items_stored\":%llu,\"items_served\":%llu,\"puts_refused\":%llu},"
       "\"packets\":{\"in\":%llu,\"out\":%llu},"
       "\"queries_in\":{%s},\"queries_out\":{%s},"
       "\"responses\":{\"in\":%llu,\"out\":%llu},"
@@ -412,12 +413,14 @@ static void stats_json(const stats_view *v, mdht_ctl_buf *out) {
       "\"dropped\":{%s},\"rate_limited\":%llu,\"tokens_rejected\":%llu,"
       "\"txns_outstanding\":%u}",
       v->hex, v->up, s->nodes_total, s->nodes_good, s->nodes_questionable,
-      s->buckets, s->replacements, bk, s->infohashes, s->peers,
-      (unsigned long long)s->recv_packets, (unsigned long long)s->sent_packets,
-      v->qin, v->qout, (unsigned long long)s->responses_in,
-      (unsigned long long)s->responses_out, (unsigned long long)s->errors_in,
-      (unsigned long long)s->errors_out, (unsigned long long)s->timeouts,
-      v->drops, (unsigned long long)s->rate_limited,
+      s->buckets, s->replacements, bk, s->infohashes, s->peers, s->items,
+      (unsigned long long)s->items_stored, (unsigned long long)s->items_served,
+      (unsigned long long)s->puts_rejected, (unsigned long long)s->recv_packets,
+      (unsigned long long)s->sent_packets, v->qin, v->qout,
+      (unsigned long long)s->responses_in, (unsigned long long)s->responses_out,
+      (unsigned long long)s->errors_in, (unsigned long long)s->errors_out,
+      (unsigned long long)s->timeouts, v->drops,
+      (unsigned long long)s->rate_limited,
       (unsigned long long)s->tokens_rejected, s->txns_outstanding);
 }
 
@@ -436,6 +439,12 @@ static void stats_text(const stats_view *v, mdht_ctl_buf *out) {
                       v->bc->nodes[b], v->bc->good[b]);
   mdht_ctl_buf_line(out, "storage          %u info-hashes, %u peers",
                     s->infohashes, s->peers);
+  mdht_ctl_buf_line(out,
+                    "items            %u (BEP 44; %llu puts stored, %llu gets "
+                    "served, %llu puts refused)",
+                    s->items, (unsigned long long)s->items_stored,
+                    (unsigned long long)s->items_served,
+                    (unsigned long long)s->puts_rejected);
   mdht_ctl_buf_line(out, "packets          %llu in, %llu out",
                     (unsigned long long)s->recv_packets,
                     (unsigned long long)s->sent_packets);

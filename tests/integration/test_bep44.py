@@ -228,8 +228,9 @@ def mdht(binary, *args):
 def cli(binary, tmp):
     """The commands: keygen, put, get, standalone and through a running
     node's control socket, on a network of two nodes."""
+    ctl_a = os.path.join(tmp, "ctl_a")
     a = MdhtProcess(binary, ["--bind", "127.0.0.61", "--port", "0",
-                             "--no-bootstrap"])
+                             "--no-bootstrap", "--control", ctl_a])
     ctl = os.path.join(tmp, "ctl")
     b = MdhtProcess(binary, ["--bind", "127.0.0.62", "--port", "0",
                              "--bootstrap", "%s:%d" % a.addr,
@@ -295,6 +296,15 @@ def cli(binary, tmp):
         body = get(s, a.addr, bytes.fromhex(target))
         check(body.get(b"v") == b"version two" and body.get(b"seq") == 2,
               "node a holds seq 2")
+        # node a's counters: 2 items, 3 puts stored, 1 refused (cas)
+        rc, out, err = mdht(binary, "stats", "--control", ctl_a, "--json")
+        st = json.loads(out)["storage"]
+        check(rc == 0 and st["items"] == 2 and st["items_stored"] == 3 and
+              st["puts_refused"] == 1 and st["items_served"] >= 2,
+              "stats: %r" % st)
+        rc, out, err = mdht(binary, "stats", "--control", ctl_a)
+        check("items            2 (BEP 44; 3 puts stored" in out,
+              "stats text: %r" % out)
         # usage errors: one line, exit 2
         for args in (["get", "--pubkey", "abc"], ["put"],
                      ["put", "--seq", "3", "x"],
