@@ -11,12 +11,14 @@
 #include "commands.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -24,6 +26,7 @@
 #include "control.h"
 #include "driver.h"
 #include "hostport.h"
+#include "item.h"
 #include "loop.h"
 #include "mdht.h"
 #include "sock.h"
@@ -51,6 +54,10 @@ typedef struct client_args {
   bool standalone;
   const char *control;
   uint32_t max; /* sample */
+  /* BEP 44 get / put */
+  const char *pubkey, *salt, *keyfile;
+  uint64_t seq, cas;
+  bool seq_given, cas_given;
 } client_args;
 
 static int set_bind(void *ctx, const char *v) {
@@ -152,6 +159,83 @@ static const cli_opt sample_opts[] = {
      OPT(max), 0, MDHT_CTL_MAX_SAMPLE, NULL},
 };
 
+static int set_str(const char **field, const char *opt, const char *v) {
+  if (!*v) {
+    cli_error("empty %s", opt);
+    return -1;
+  }
+  *field = v;
+  return 0;
+}
+
+static int set_pubkey(void *ctx, const char *v) {
+  return set_str(&((client_args *)ctx)->pubkey, "--pubkey", v);
+}
+
+static int set_salt(void *ctx, const char *v) {
+  client_args *a = ctx;
+  if (strlen(v) > MDHT_ITEM_MAX_SALT) {
+    cli_error("--salt of %zu bytes (at most 64)", strlen(v));
+    return -1;
+  }
+  a->salt = v;
+  return 0;
+}
+
+static int set_keyfile(void *ctx, const char *v) {
+  return set_str(&((client_args *)ctx)->keyfile, "--key", v);
+}
+
+static int set_seq_cas(client_args *a, const char *opt, const char *v,
+                       uint64_t *out, bool *given) {
+  if (cli_parse_u64(v, 0, (uint64_t)INT64_MAX - 1, out) < 0) {
+    cli_error("bad value '%s' for %s (want an integer from 0 to %lld)", v, opt,
+              (long long)INT64_MAX - 1);
+    return -1;
+  }
+  (void)a;
+  *given = true;
+  return 0;
+}
+
+static int set_seq(void *ctx, const char *v) {
+  client_args *a = ctx;
+  return set_seq_cas(a, "--seq", v, &a->seq, &a->seq_given);
+}
+
+static int set_cas(void *ctx, const char *v) {
+  client_args *a = ctx;
+  return set_seq_cas(a, "--cas", v, &a->cas, &a->cas_given);
+}
+
+static const cli_opt get_opts[] = {
+    COMMON_OPTS,
+    {"--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,
+     0, 0, set_port},
+    {"--pubkey", "HEX", "a mutable item: the publisher's key (64 hex digits)",
+     CLI_CUSTOM, 0, 0, 0, set_pubkey},
+    {"--salt", "S", "a mutable item's salt (at most 64 bytes)", CLI_CUSTOM, 0,
+     0, 0, set_salt},
+};
+
+static const cli_opt put_opts[] = {
+    COMMON_OPTS,
+    {"--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,
+     0, 0, set_port},
+    {"--key", "FILE", "a mutable item, signed with this key (mdht keygen)",
+     CLI_CUSTOM, 0, 0, 0, set_keyfile},
+    {"--salt", "S", "a mutable item's salt (at most 64 bytes)", CLI_CUSTOM, 0,
+     0, 0, set_salt},
+    {"--seq", "N", "sequence number (default: one above the current)",
+     CLI_CUSTOM, 0, 0, 0, set_seq},
+    {"--cas", "N", "store only if the current sequence number is N", CLI_CUSTOM,
+     0, 0, 0, set_cas},
+};
+
+static const cli_opt keygen_opts[] = {
+    {"--json", NULL, "one JSON object", CLI_FLAG, OPT(json), 0, 0, NULL},
+};
+
 static const cli_opt stats_opts[] = {
     {"--control", "PATH",
      "the running node's control socket (default: $MDHT_CONTROL, else the "
@@ -197,6 +281,17 @@ static const struct {
      "--max info-hashes, at --timeout, or when no node is left to ask; a\n"
      "summary goes to stderr. Exit status 0 if any info-hash was found, 1\n"
      "if none."},
+    {"get", MDHT_CTL_GET_ITEM, "TARGET | --pubkey HEX [--salt S]",
+     "Gets a BEP 44 item: immutable by its target (40 hex digits), mutable\n"
+     "by its publisher's key and salt; prints the value (a string's bytes,\n"
+     "else its bencoding). Exit status 1 if no node has it."},
+    {"put", MDHT_CTL_PUT_ITEM,
+     "VALUE [--key FILE [--salt S] [--seq N|--cas N]]",
+     "Stores VALUE (as a bencoded string) in the DHT (BEP 44): immutable,\n"
+     "or mutable when signed with --key; prints the target (and the seq)."},
+    {"keygen", MDHT_CTL_NONE, "FILE",
+     "Writes a new Ed25519 key (BEP 44 mutable items) to FILE, mode 0600,\n"
+     "and prints its public key. FILE must not exist."},
     {"save", MDHT_CTL_SAVE, "",
      "Makes a running node save its state now (as SIGHUP does); prints\n"
      "\"saved N nodes, M peers to FILE\". Exit status 2 if the node runs\n"
@@ -243,6 +338,15 @@ static void opts_of(mdht_ctl_cmd cmd, const cli_opt **opts, size_t *n) {
   } else if (node_only(cmd)) {
     *opts = stats_opts;
     *n = NOPTS(stats_opts);
+  } else if (cmd == MDHT_CTL_GET_ITEM) {
+    *opts = get_opts;
+    *n = NOPTS(get_opts);
+  } else if (cmd == MDHT_CTL_PUT_ITEM) {
+    *opts = put_opts;
+    *n = NOPTS(put_opts);
+  } else if (cmd == MDHT_CTL_NONE) {
+    *opts = keygen_opts;
+    *n = NOPTS(keygen_opts);
   } else {
     *opts = lookup_opts;
     *n = NOPTS(lookup_opts);
@@ -616,6 +720,166 @@ static int run_control(const client_args *a, const mdht_ctl_req *req) {
   return code;
 }
 
+/* ------------------------------------------------------------- BEP 44 */
+
+static int hexval(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
+/* 2n hex digits to n bytes; 0 or -1. */
+static int unhex(const char *s, uint8_t *out, size_t n) {
+  if (strlen(s) != 2 * n) return -1;
+  for (size_t i = 0; i < n; i++) {
+    int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+    if (hi < 0 || lo < 0) return -1;
+    out[i] = (uint8_t)(hi * 16 + lo);
+  }
+  return 0;
+}
+
+static void hex_of(const uint8_t *p, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++)
+    sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+/* A key file: the 32-byte seed in hex, one line. Returns 0, or -1 after
+ * saying why. */
+static int read_key(const char *path, uint8_t seed[32]) {
+  char buf[130];
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    cli_error("cannot read key file %s: %s", path, strerror(errno));
+    return -1;
+  }
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    buf[--n] = '\0';
+  if (unhex(buf, seed, 32) < 0) {
+    cli_error("%s is not a key file (want 64 hex digits, as 'mdht keygen' "
+              "writes)",
+              path);
+    return -1;
+  }
+  return 0;
+}
+
+static int item_request(const client_args *a, const char *arg,
+                        mdht_ctl_req *req) {
+  if (a->salt) {
+    req->salt_len = strlen(a->salt);
+    memcpy(req->salt, a->salt, req->salt_len);
+  }
+  if (a->cmd == MDHT_CTL_GET_ITEM) {
+    if (a->pubkey) {
+      if (arg) {
+        cli_error("get takes a TARGET or --pubkey, not both");
+        return -1;
+      }
+      if (unhex(a->pubkey, req->pk, 32) < 0) {
+        cli_error("bad --pubkey '%s' (want 64 hex digits)", a->pubkey);
+        return -1;
+      }
+      req->item_mutable = true;
+      mdht_item_mutable_target(req->pk, req->salt, req->salt_len, &req->target);
+      return 0;
+    }
+    if (a->salt) {
+      cli_error("--salt needs --pubkey (a mutable item)");
+      return -1;
+    }
+    if (mdht_id_parse(&req->target, arg) < 0) {
+      cli_error("bad target '%s' (want 40 hex digits)", arg);
+      return -1;
+    }
+    return 0;
+  }
+  /* put: VALUE goes as a bencoded string */
+  size_t vl = strlen(arg);
+  int hl = snprintf((char *)req->value, sizeof req->value, "%zu:", vl);
+  if (hl < 0 || (size_t)hl + vl > sizeof req->value) {
+    cli_error("VALUE of %zu bytes is too long (at most 1000 bytes bencoded)",
+              vl);
+    return -1;
+  }
+  memcpy(req->value + hl, arg, vl);
+  req->value_len = (size_t)hl + vl;
+  if (!a->keyfile) {
+    if (a->salt || a->seq_given || a->cas_given) {
+      cli_error("--salt, --seq and --cas need --key FILE (a mutable item)");
+      return -1;
+    }
+    mdht_item_immutable_target(req->value, req->value_len, &req->target);
+    return 0;
+  }
+  if (a->seq_given && a->cas_given) {
+    cli_error("--seq and --cas exclude each other");
+    return -1;
+  }
+  if (read_key(a->keyfile, req->key) < 0) return -1;
+  uint8_t sk[MDHT_ITEM_SK_LEN];
+  mdht_item_keypair(req->key, req->pk, sk);
+  req->item_mutable = true;
+  req->has_seq = a->seq_given;
+  req->seq = (int64_t)a->seq;
+  req->has_cas = a->cas_given;
+  req->cas = (int64_t)a->cas;
+  mdht_item_mutable_target(req->pk, req->salt, req->salt_len, &req->target);
+  return 0;
+}
+
+/* mdht keygen FILE: a fresh seed, written to a new file only its owner can
+ * read. */
+static int cmd_keygen(int argc, char **argv) {
+  client_args a;
+  const char *pos[1];
+  size_t npos;
+  uint8_t seed[32], pk[32], sk[64];
+  char line[66], pkhex[65];
+  args_default(&a, MDHT_CTL_NONE);
+  int rc =
+      cli_parse(keygen_opts, NOPTS(keygen_opts), argc, argv, &a, pos, 1, &npos);
+  if (rc == 1) {
+    client_usage("keygen");
+    return 0;
+  }
+  if (rc < 0) return CLI_USAGE_ERROR;
+  if (npos == 0) {
+    cli_error("keygen needs FILE (try 'mdht keygen --help')");
+    return CLI_USAGE_ERROR;
+  }
+  randombytes_buf(seed, sizeof seed);
+  mdht_item_keypair(seed, pk, sk);
+  int fd = open(pos[0], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    cli_error("cannot create %s: %s", pos[0], strerror(errno));
+    return CLI_USAGE_ERROR;
+  }
+  hex_of(seed, 32, line);
+  line[64] = '\n';
+  bool ok = write(fd, line, 65) == 65;
+  ok = close(fd) == 0 && ok;
+  sodium_memzero(seed, sizeof seed);
+  sodium_memzero(sk, sizeof sk);
+  sodium_memzero(line, sizeof line);
+  if (!ok) {
+    cli_error("cannot write %s: %s", pos[0], strerror(errno));
+    unlink(pos[0]);
+    return CLI_USAGE_ERROR;
+  }
+  hex_of(pk, 32, pkhex);
+  pkhex[64] = '\0';
+  if (a.json)
+    printf("{\"type\":\"key\",\"pubkey\":\"%s\"}\n", pkhex);
+  else
+    printf("%s\n", pkhex);
+  return 0;
+}
+
 /* The request's argument and announce options, from the command line.
  * Returns 0, or -1 after saying why. */
 static int build_request(const client_args *a, const char *arg,
@@ -638,6 +902,9 @@ static int build_request(const client_args *a, const char *arg,
       return -1;
     }
     break;
+  case MDHT_CTL_GET_ITEM:
+  case MDHT_CTL_PUT_ITEM:
+    return item_request(a, arg, req);
   case MDHT_CTL_PING: {
     int family = 0;
     mdht_addr b, lit;
@@ -743,6 +1010,7 @@ static int client_main(const char *name, int argc, char **argv) {
     cli_error("unknown command '%s'", name);
     return CLI_USAGE_ERROR;
   }
+  if (commands[i].cmd == MDHT_CTL_NONE) return cmd_keygen(argc, argv);
   args_default(&a, commands[i].cmd);
   opts_of(a.cmd, &opts, &nopts);
   /* peers takes an info-hash; sample and the other node-only commands
@@ -763,12 +1031,14 @@ static int client_main(const char *name, int argc, char **argv) {
   req.timeout_ms = a.timeout_ms;
   req.progress = isatty(STDERR_FILENO);
   req.max = a.max;
-  if (max_pos > 0 && npos == 0) {
+  /* get --pubkey takes no TARGET */
+  bool arg_optional = a.cmd == MDHT_CTL_GET_ITEM && a.pubkey;
+  if (max_pos > 0 && npos == 0 && !arg_optional) {
     cli_error("%s needs %s (try 'mdht %s --help')", name, commands[i].args,
               name);
     return CLI_USAGE_ERROR;
   }
-  if (build_request(&a, max_pos ? pos[0] : NULL, &req) < 0)
+  if (build_request(&a, max_pos && npos > 0 ? pos[0] : NULL, &req) < 0)
     return CLI_USAGE_ERROR;
   return dispatch(&a, &req, name, node_cmd);
 }

@@ -45,6 +45,9 @@ static void usage(FILE *f) {
       "  infohashes   print the info-hashes a running node stores\n"
       "  peers        INFOHASH: print the peers a running node stores\n"
       "  scrape       INFOHASH: estimate a torrent's seeds and peers (BEP 33)\n"
+      "  put          VALUE [--key FILE]: store a BEP 44 item\n"
+      "  get          TARGET | --pubkey HEX: print a BEP 44 item\n"
+      "  keygen       FILE: write a new key for mutable items\n"
       "  testnet      --nodes N: run N nodes on loopback\n"
       "  sim          simulate a network of N nodes on virtual time\n"
       "  help [CMD]   show this help, or a command's options\n"
@@ -303,6 +306,14 @@ static const cli_opt run_opts[] = {
     {"--reply-budget", "BYTES",
      "reply bytes per second to one IP, 0 = unlimited", CLI_U32,
      CFG(reply_bytes_per_sec), 0, U32MAX, NULL},
+    {"--item-ttl", "SECONDS", "BEP 44 item lifetime after its last put",
+     CLI_SECONDS, CFG(item_ttl_ms), 1, SECMAX, NULL},
+    {"--max-items", "N", "BEP 44 items stored at most, 0 = store none", CLI_U32,
+     CFG(max_items), 0, U32MAX, NULL},
+    {"--max-item-bytes", "BYTES", "BEP 44 value bytes stored at most", CLI_U32,
+     CFG(max_item_bytes), 0, U32MAX, NULL},
+    {"--max-items-per-ip", "N", "BEP 44 items one source IP may hold", CLI_U32,
+     CFG(max_items_per_ip), 1, U32MAX, NULL},
 };
 #define NRUN_OPTS (sizeof run_opts / sizeof run_opts[0])
 

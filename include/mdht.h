@@ -176,8 +176,16 @@ typedef struct mdht_config {
   uint32_t reply_bytes_per_sec; /* reply budget per destination IP
                                    (anti-amplification), 0 = none:
                                    8000 */
-  uint8_t client_version[4];    /* "v" key: client code "MD" and a
-                                   2-byte version */
+  /* BEP 44 item store (docs/SECURITY.md): bounded like the peer
+   * store. */
+  mdht_time item_ttl_ms;     /* an item lives this long after its last
+                                put: 2 h (BEP 44) */
+  uint32_t max_items;        /* items stored at most: 1000 */
+  uint32_t max_item_bytes;   /* their values' bytes at most: 512 KiB */
+  uint32_t max_items_per_ip; /* items one source IP (IPv6: /64) may
+                                hold: 32 */
+  uint8_t client_version[4]; /* "v" key: client code "MD" and a
+                                2-byte version */
 } mdht_config;
 
 MDHT_EXTERN void mdht_config_default(mdht_config *cfg);
@@ -224,6 +232,8 @@ MDHT_EXTERN int mdht_config_check(const mdht_config *cfg);
   X(RATE_LIMITED, "rate_limited")                                              \
   X(EXTERNAL_ADDR, "external_addr")                                            \
   X(NODE_ID_CHANGED, "node_id_changed")                                        \
+  X(ITEM_STORED, "item_stored")                                                \
+  X(ITEM_SERVED, "item_served")                                                \
   X(LOG, "log")
 
 typedef enum mdht_event_type {
@@ -242,6 +252,8 @@ typedef enum mdht_method {
   MDHT_M_GET_PEERS,
   MDHT_M_ANNOUNCE_PEER,
   MDHT_M_SAMPLE_INFOHASHES,
+  MDHT_M_GET, /* BEP 44 */
+  MDHT_M_PUT,
   MDHT_M_UNKNOWN,
   MDHT_M_COUNT_
 } mdht_method;
@@ -305,6 +317,12 @@ typedef struct mdht_event {
       mdht_addr peer;
       uint32_t count;
     } peer; /* PEER_* */
+    struct {
+      int64_t seq;     /* mutable items; 0 for immutable ones */
+      uint32_t vlen;   /* bencoded value's length */
+      bool is_mutable; /* BEP 44: signed, under a public key */
+    } item;            /* ITEM_STORED (id: target, addr: source),
+                          ITEM_SERVED (addr: requester) */
     struct {
       uint32_t lookup_id;
       uint32_t round;
@@ -462,6 +480,15 @@ typedef struct mdht_result {
    * an answer without samples; counted apart from `failures`). */
   uint64_t samples;
   uint32_t infohashes, unsupported;
+  /* GET (BEP 44): the item found, verified (its hash, or its key and
+   * signature); PUT: the item stored. item_vlen 0: none. A mutable item
+   * also has item_seq, item_k and item_sig. */
+  const uint8_t *item_v; /* the value's bencoding */
+  size_t item_vlen;
+  bool item_mutable;
+  int64_t item_seq;
+  uint8_t item_k[32];
+  uint8_t item_sig[64];
 } mdht_result;
 
 /* Called once when the operation ends. It must not call into the node;
@@ -492,6 +519,38 @@ MDHT_EXTERN int64_t mdht_node_announce(mdht_node *node,
 MDHT_EXTERN int64_t mdht_node_scrape(mdht_node *node, const mdht_id *info_hash,
                                      mdht_result_cb cb, void *user,
                                      mdht_time now);
+/* BEP 44 items. A get is a lookup that asks the nodes near the target
+ * for the item and checks every answer: an immutable item must hash to
+ * the target (the lookup stops at the first that does), a mutable one
+ * must be signed by `pk` over its salt, seq and value (the highest valid
+ * seq wins). kind is MDHT_M_GET; ok when some node answered; item_vlen 0
+ * when none had the item. */
+MDHT_EXTERN int64_t mdht_node_get_immutable(mdht_node *node,
+                                            const mdht_id *target,
+                                            mdht_result_cb cb, void *user,
+                                            mdht_time now);
+/* `salt` may be NULL when salt_len is 0 (at most 64 bytes). */
+MDHT_EXTERN int64_t mdht_node_get_mutable(mdht_node *node, const uint8_t pk[32],
+                                          const uint8_t *salt, size_t salt_len,
+                                          mdht_result_cb cb, void *user,
+                                          mdht_time now);
+/* A put: a get lookup for write tokens, then `put` to the closest nodes
+ * (up to K) that gave one. `v` is one bencoded value of at most 1,000
+ * bytes (MDHT_ERR_INVAL otherwise). kind is MDHT_M_PUT; ok when some
+ * node answered the lookup; nodes are those that accepted the put (none:
+ * nobody stored it, e.g. all refused a cas or seq). */
+MDHT_EXTERN int64_t mdht_node_put_immutable(mdht_node *node, const uint8_t *v,
+                                            size_t vlen, mdht_result_cb cb,
+                                            void *user, mdht_time now);
+/* Mutable: signed here with the Ed25519 key of the 32-byte `seed`. `seq`
+ * < 0 means one above the highest valid seq the lookup found (1 if none);
+ * with `has_cas`, the nodes store it only if what they hold has seq
+ * `cas` (and an automatic seq is cas + 1). */
+MDHT_EXTERN int64_t mdht_node_put_mutable(
+    mdht_node *node, const uint8_t seed[32], const uint8_t *salt,
+    size_t salt_len, const uint8_t *v, size_t vlen, int64_t seq, bool has_cas,
+    int64_t cas, mdht_result_cb cb, void *user, mdht_time now);
+
 /* Pings one address and reports its id and the round-trip time.
  * Errors: MDHT_ERR_ADDR, MDHT_ERR_FULL, MDHT_ERR_NOBUF. */
 MDHT_EXTERN int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
@@ -591,6 +650,10 @@ typedef struct mdht_stats {
   uint32_t nodes_good, nodes_questionable, nodes_total, buckets;
   uint32_t replacements;
   uint32_t infohashes, peers;
+  uint32_t items;                      /* BEP 44 items stored */
+  uint64_t items_stored, items_served; /* puts accepted, gets answered
+                                          with an item */
+  uint64_t puts_rejected;              /* puts refused (205..302) */
   uint32_t txns_outstanding;
   mdht_time started;
   uint32_t lookups_running; /* lookups (and announces) under way */

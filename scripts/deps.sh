@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(cmake make gcc clang pkg-config libcmocka-dev nettle-dev libsodium-dev libmicrohttpd-dev libclang-rt-14-dev
-      python3 python3-libtorrent python3-prometheus-client nodejs npm iproute2
+      python3 python3-libtorrent python3-prometheus-client python3-nacl nodejs npm iproute2
       libsystemd-dev systemd man-db)
 # What each package provides, so that a machine that already has the tool
 # (installed some other way) is not asked to install it again.

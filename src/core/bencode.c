@@ -243,6 +243,41 @@ int mdht_be_dict_get_t(const uint8_t *buf, const mdht_be_tok *toks, int dict,
   return v;
 }
 
+static size_t ndigits(uint32_t n) {
+  size_t d = 1;
+  while (n >= 10) {
+    n /= 10;
+    d++;
+  }
+  return d;
+}
+
+size_t mdht_be_span(const uint8_t *buf, const mdht_be_tok *toks, int i,
+                    size_t *off) {
+  const mdht_be_tok *t = &toks[i];
+  if (t->type == MDHT_BE_STR) {
+    /* Lengths are canonical (no leading zeros): the header is exactly
+     * the digits and the colon. */
+    size_t hdr = ndigits(t->len) + 1;
+    *off = t->start - hdr;
+    return hdr + t->len;
+  }
+  *off = t->start;
+  if (t->type == MDHT_BE_INT) {
+    /* Decoded, so the 'e' is there, within 21 bytes of the 'i'. */
+    size_t e = t->start + 1;
+    while (buf[e] != 'e')
+      e++;
+    return e + 1 - t->start;
+  }
+  if (t->next == (uint32_t)i + 1) return 2; /* "le" or "de" */
+  uint32_t last = (uint32_t)i + 1;          /* the last child ends it */
+  while (toks[last].next < t->next)
+    last = toks[last].next;
+  size_t coff, clen = mdht_be_span(buf, toks, (int)last, &coff);
+  return coff + clen + 1 - t->start;
+}
+
 /* ---------------------------------------------------------------- encoder */
 
 void mdht_be_w_init(mdht_be_w *w, uint8_t *buf, size_t cap) {

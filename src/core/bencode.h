@@ -59,6 +59,14 @@ int mdht_be_dict_get(const uint8_t *buf, const mdht_be_tok *toks, int dict,
 int mdht_be_dict_get_t(const uint8_t *buf, const mdht_be_tok *toks, int dict,
                        const char *key, mdht_be_type type);
 
+/* The verbatim encoded bytes of token `i`'s value, header and all (a
+ * string's "<len>:", an integer's "i...e", a list's or dict's "l...e"),
+ * as they were in `buf`, which `toks` was decoded from: BEP 44 hashes and
+ * signs values as sent, not as we would re-encode them. Sets *off to
+ * where they start; returns their length. */
+size_t mdht_be_span(const uint8_t *buf, const mdht_be_tok *toks, int i,
+                    size_t *off);
+
 /* ---------------------------------------------------------------- encoder */
 
 /* Writes into a caller buffer; the first failure sticks (err) and later

@@ -26,6 +26,10 @@ void mdht_config_default(mdht_config *cfg) {
       .max_ih_per_ip = MDHT_DEFAULT_MAX_IH_PER_IP,
       .max_values = MDHT_DEFAULT_MAX_VALUES,
       .reply_bytes_per_sec = MDHT_DEFAULT_REPLY_BYTES_PER_SEC,
+      .item_ttl_ms = MDHT_DEFAULT_ITEM_TTL_MS,
+      .max_items = MDHT_DEFAULT_MAX_ITEMS,
+      .max_item_bytes = MDHT_DEFAULT_MAX_ITEM_BYTES,
+      .max_items_per_ip = MDHT_DEFAULT_MAX_ITEMS_PER_IP,
       .client_version = {'M', 'D', 0, 1},
   };
 }
@@ -38,7 +42,8 @@ int mdht_config_check(const mdht_config *cfg) {
       cfg->max_peers_per_ih == 0 || cfg->query_timeout_ms == 0 ||
       cfg->max_txns == 0 || cfg->max_txns > 65535 || cfg->out_queue == 0 ||
       cfg->max_lookups == 0 || cfg->max_ih_per_ip == 0 ||
-      cfg->max_values == 0)
+      cfg->max_values == 0 || cfg->item_ttl_ms == 0 ||
+      cfg->max_items_per_ip == 0)
     return MDHT_ERR_INVAL;
   if (cfg->query_soft_timeout_ms > cfg->query_timeout_ms) return MDHT_ERR_INVAL;
   return 0;

@@ -42,6 +42,11 @@
 #define MDHT_DEFAULT_MAX_VALUES 100
 /* Bytes of replies per second one destination IP may draw (burst: twice
  * that): a spoofed source cannot turn the node into an amplifier. */
+/* BEP 44: items MAY expire after 2 hours; libtorrent stores 700 at most. */
+#define MDHT_DEFAULT_ITEM_TTL_MS (120 * MDHT_MINUTE_MS)
+#define MDHT_DEFAULT_MAX_ITEMS 1000
+#define MDHT_DEFAULT_MAX_ITEM_BYTES (512 * 1024)
+#define MDHT_DEFAULT_MAX_ITEMS_PER_IP 32
 #define MDHT_DEFAULT_REPLY_BYTES_PER_SEC 8000
 
 #endif

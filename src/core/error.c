@@ -7,7 +7,7 @@
 /* Every code below the errno range, checked where a new one is added. */
 #define MDHT__ERR_APART(name, code, text)                                      \
   _Static_assert(code < -MDHT_ERRNO_MAX, "MDHT_ERR_" #name " overlaps "        \
-                                                           "-errno");
+                                         "-errno");
 MDHT_ERRORS(MDHT__ERR_APART)
 #undef MDHT__ERR_APART
 
@@ -41,8 +41,8 @@ const char *mdht_event_name(mdht_event_type t) {
 
 const char *mdht_method_name(mdht_method m) {
   static const char *const names[] = {
-      "ping",          "find_node",         "get_peers",
-      "announce_peer", "sample_infohashes", "unknown"};
+      "ping", "find_node", "get_peers", "announce_peer", "sample_infohashes",
+      "get",  "put",       "unknown"};
   if ((unsigned)m >= sizeof names / sizeof names[0]) return "unknown";
   return names[m];
 }

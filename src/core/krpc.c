@@ -26,44 +26,61 @@ static const key top_keys[T_N] = {K("a"),  K("e"), K("ip"), K("q"), K("r"),
                                   K("ro"), K("t"), K("v"),  K("y")};
 
 enum {
+  A_CAS,
   A_ID,
   A_IMPLIED_PORT,
   A_INFO_HASH,
+  A_K,
   A_NOSEED,
   A_PORT,
+  A_SALT,
   A_SCRAPE,
   A_SEED,
+  A_SEQ,
+  A_SIG,
   A_TARGET,
   A_TOKEN,
+  A_V,
   A_WANT,
   A_N
 };
 static const key arg_keys[A_N] = {
-    K("id"),     K("implied_port"), K("info_hash"), K("noseed"), K("port"),
-    K("scrape"), K("seed"),         K("target"),    K("token"),  K("want")};
+    K("cas"),    K("id"),   K("implied_port"), K("info_hash"), K("k"),
+    K("noseed"), K("port"), K("salt"),         K("scrape"),    K("seed"),
+    K("seq"),    K("sig"),  K("target"),       K("token"),     K("v"),
+    K("want")};
 
 enum {
   R_BFPE,
   R_BFSD,
   R_ID,
   R_INTERVAL,
+  R_K,
   R_NODES,
   R_NODES6,
   R_NUM,
   R_SAMPLES,
+  R_SEQ,
+  R_SIG,
   R_TOKEN,
+  R_V,
   R_VALUES,
   R_N
 };
 /* Sorted as bencode sorts keys (raw bytes: upper case first). */
 static const key resp_keys[R_N] = {
-    K("BFpe"),   K("BFsd"), K("id"),      K("interval"), K("nodes"),
-    K("nodes6"), K("num"),  K("samples"), K("token"),    K("values")};
+    K("BFpe"),  K("BFsd"),   K("id"),  K("interval"), K("k"),
+    K("nodes"), K("nodes6"), K("num"), K("samples"),  K("seq"),
+    K("sig"),   K("token"),  K("v"),   K("values")};
 
 /* Indexed by mdht_method. */
-static const key method_names[MDHT_M_UNKNOWN] = {
-    K("ping"), K("find_node"), K("get_peers"), K("announce_peer"),
-    K("sample_infohashes")};
+static const key method_names[MDHT_M_UNKNOWN] = {K("ping"),
+                                                 K("find_node"),
+                                                 K("get_peers"),
+                                                 K("announce_peer"),
+                                                 K("sample_infohashes"),
+                                                 K("get"),
+                                                 K("put")};
 
 static int keycmp(const uint8_t *a, size_t alen, const key *k) {
   size_t n = alen < k->len ? alen : k->len;
@@ -153,6 +170,55 @@ static int get_want(const uint8_t *buf, const mdht_be_tok *toks, int i,
   return 0;
 }
 
+/* Optional string of exactly `len` bytes. */
+static int get_fixed(const uint8_t *buf, const mdht_be_tok *toks, int i,
+                     size_t len, mdht_bytes *out) {
+  if (i < 0) return 0;
+  if (toks[i].type != MDHT_BE_STR || toks[i].len != len) return MDHT_ERR_PROTO;
+  *out = bytes_of(buf, &toks[i]);
+  return 0;
+}
+
+/* Optional integer with a presence flag. */
+static int get_opt_int(const mdht_be_tok *toks, int i, bool *has,
+                       int64_t *out) {
+  if (i < 0) return 0;
+  if (toks[i].type != MDHT_BE_INT) return MDHT_ERR_PROTO;
+  *has = true;
+  *out = toks[i].ival;
+  return 0;
+}
+
+/* A BEP 44 value: any bencoded type, kept verbatim. */
+static void get_raw(const uint8_t *buf, const mdht_be_tok *toks, int i,
+                    mdht_bytes *out) {
+  size_t off;
+  out->len = mdht_be_span(buf, toks, i, &off);
+  out->p = buf + off;
+}
+
+/* BEP 44 put: token and v always; k, seq and sig together (mutable). */
+static int decode_put(mdht_krpc_msg *m, const uint8_t *buf,
+                      const mdht_be_tok *toks, const int *k) {
+  int rc;
+  if (!is_type(toks, k[A_TOKEN], MDHT_BE_STR) ||
+      toks[k[A_TOKEN]].len > MDHT_KRPC_MAX_TOKEN || k[A_V] < 0)
+    return MDHT_ERR_PROTO;
+  m->token = bytes_of(buf, &toks[k[A_TOKEN]]);
+  get_raw(buf, toks, k[A_V], &m->item_v);
+  if ((rc = get_fixed(buf, toks, k[A_K], 32, &m->item_k)) ||
+      (rc = get_fixed(buf, toks, k[A_SIG], 64, &m->item_sig)) ||
+      (rc = get_opt_int(toks, k[A_SEQ], &m->has_seq, &m->seq)) ||
+      (rc = get_opt_int(toks, k[A_CAS], &m->has_cas, &m->cas)))
+    return rc;
+  if (k[A_SALT] >= 0) {
+    if (toks[k[A_SALT]].type != MDHT_BE_STR) return MDHT_ERR_PROTO;
+    m->salt = bytes_of(buf, &toks[k[A_SALT]]);
+  }
+  if (m->item_k.len && (!m->has_seq || !m->item_sig.len)) return MDHT_ERR_PROTO;
+  return 0;
+}
+
 static mdht_method method_of(const uint8_t *p, size_t len) {
   for (int i = 0; i < MDHT_M_UNKNOWN; i++)
     if (len == method_names[i].len && !memcmp(p, method_names[i].s, len))
@@ -216,6 +282,13 @@ static int decode_query(mdht_krpc_msg *m, const uint8_t *buf,
       return MDHT_ERR_PROTO;
     m->token = bytes_of(buf, &toks[k[A_TOKEN]]);
     return 0;
+  case MDHT_M_GET:
+    if ((rc = get_id(buf, toks, k[A_TARGET], &m->target)) ||
+        (rc = get_opt_int(toks, k[A_SEQ], &m->has_seq, &m->seq)))
+      return rc;
+    return get_want(buf, toks, k[A_WANT], &m->want);
+  case MDHT_M_PUT:
+    return decode_put(m, buf, toks, k);
   default:
     return MDHT_ERR_PROTO;
   }
@@ -289,6 +362,11 @@ static int decode_response(mdht_krpc_msg *m, const uint8_t *buf, size_t buf_len,
     return rc;
   get_filter(buf, toks, k[R_BFSD], &m->bfsd);
   get_filter(buf, toks, k[R_BFPE], &m->bfpe);
+  if ((rc = get_fixed(buf, toks, k[R_K], 32, &m->item_k)) ||
+      (rc = get_fixed(buf, toks, k[R_SIG], 64, &m->item_sig)) ||
+      (rc = get_opt_int(toks, k[R_SEQ], &m->has_seq, &m->seq)))
+    return rc;
+  if (k[R_V] >= 0) get_raw(buf, toks, k[R_V], &m->item_v);
 
   int t = k[R_TOKEN];
   if (t >= 0) {
@@ -390,8 +468,33 @@ static void w_want(mdht_be_w *w, uint8_t want) {
   mdht_be_w_end(w);
 }
 
+static void w_opt_int(mdht_be_w *w, const char *key, bool has, int64_t v) {
+  if (!has) return;
+  mdht_be_w_cstr(w, key);
+  mdht_be_w_int(w, v);
+}
+
+static void w_opt_bytes(mdht_be_w *w, const char *key, mdht_bytes b) {
+  if (!b.len) return;
+  mdht_be_w_cstr(w, key);
+  w_bytes(w, b);
+}
+
+/* BEP 44 put arguments after "id": k, salt, seq, sig, token, v. */
+static void w_put_rest(mdht_be_w *w, const mdht_krpc_msg *m) {
+  w_opt_bytes(w, "k", m->item_k);
+  w_opt_bytes(w, "salt", m->salt);
+  w_opt_int(w, "seq", m->has_seq, m->seq);
+  w_opt_bytes(w, "sig", m->item_sig);
+  W_KEY(w, "token");
+  w_bytes(w, m->token);
+  W_KEY(w, "v");
+  mdht_be_w_raw(w, m->item_v.p, m->item_v.len);
+}
+
 static void w_args(mdht_be_w *w, const mdht_krpc_msg *m) {
   mdht_be_w_dict(w);
+  if (m->method == MDHT_M_PUT) w_opt_int(w, "cas", m->has_cas, m->cas);
   W_KEY(w, "id");
   mdht_be_w_str(w, m->id.b, MDHT_ID_LEN);
   switch (m->method) {
@@ -430,6 +533,15 @@ static void w_args(mdht_be_w *w, const mdht_krpc_msg *m) {
     W_KEY(w, "token");
     w_bytes(w, m->token);
     break;
+  case MDHT_M_GET:
+    w_opt_int(w, "seq", m->has_seq, m->seq);
+    W_KEY(w, "target");
+    mdht_be_w_str(w, m->target.b, MDHT_ID_LEN);
+    w_want(w, m->want);
+    break;
+  case MDHT_M_PUT:
+    w_put_rest(w, m);
+    break;
   default: /* ping, and unknown methods: just the id */
     break;
   }
@@ -452,6 +564,7 @@ static void w_resp(mdht_be_w *w, const mdht_krpc_msg *m) {
     W_KEY(w, "interval");
     mdht_be_w_int(w, m->interval);
   }
+  w_opt_bytes(w, "k", m->item_k);
   if (m->nodes.len || m->nodes.p) { /* present, even if empty */
     W_KEY(w, "nodes");
     w_bytes(w, m->nodes);
@@ -470,9 +583,16 @@ static void w_resp(mdht_be_w *w, const mdht_krpc_msg *m) {
     W_KEY(w, "samples");
     w_bytes(w, m->samples);
   }
-  if (m->token.len || m->method == MDHT_M_GET_PEERS) {
+  w_opt_int(w, "seq", m->has_seq, m->seq);
+  w_opt_bytes(w, "sig", m->item_sig);
+  if (m->token.len || m->method == MDHT_M_GET_PEERS ||
+      m->method == MDHT_M_GET) {
     W_KEY(w, "token");
     w_bytes(w, m->token);
+  }
+  if (m->item_v.len) {
+    W_KEY(w, "v");
+    mdht_be_w_raw(w, m->item_v.p, m->item_v.len);
   }
   size_t nv =
       m->nvalues < MDHT_KRPC_MAX_VALUES ? m->nvalues : MDHT_KRPC_MAX_VALUES;
@@ -496,6 +616,9 @@ static void w_resp(mdht_be_w *w, const mdht_krpc_msg *m) {
 
 int mdht_krpc_encode(const mdht_krpc_msg *m, uint8_t *buf, size_t cap) {
   if (m->y != 'q' && m->y != 'r' && m->y != 'e') return MDHT_ERR_INVAL;
+  /* A put carries a value: without one it would not be bencode. */
+  if (m->y == 'q' && m->method == MDHT_M_PUT && !m->item_v.len)
+    return MDHT_ERR_INVAL;
   uint8_t ip[MDHT_COMPACT_PEER6];
   size_t iplen = 0;
   if (m->has_ip) {

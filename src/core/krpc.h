@@ -2,7 +2,7 @@
  * KRPC messages (BEP 5) with the extension keys mdht understands:
  * ip (BEP 42), ro (BEP 43), want / nodes6 (BEP 32), implied_port,
  * seed / noseed / scrape and BFsd / BFpe (BEP 33),
- * sample_infohashes (BEP 51).
+ * sample_infohashes (BEP 51), get / put (BEP 44).
  *
  * One struct serves both directions, so that decode(encode(m)) == m can be
  * checked by the tests and the fuzzer. Byte fields point into the decoded
@@ -59,7 +59,17 @@ typedef struct mdht_krpc_msg {
   bool seed;        /* announce_peer "seed" (BEP 33) */
   bool noseed;      /* get_peers "noseed" */
   bool scrape;      /* get_peers "scrape" */
-  mdht_bytes token; /* announce_peer query, get_peers response */
+  mdht_bytes token; /* announce_peer / put query, get_peers / get
+                       response */
+
+  /* BEP 44, get / put queries and get responses. item_v is the value's
+   * verbatim bencoding (any type), len 0 when absent; k is 32 bytes and
+   * sig 64 when present (other lengths are MDHT_ERR_PROTO); salt any
+   * length (the node answers 207 past 64); seq and cas have flags. A put
+   * is mutable when k is present (then seq and sig are required). */
+  mdht_bytes item_v, item_k, item_sig, salt;
+  bool has_seq, has_cas;
+  int64_t seq, cas;
 
   /* response fields */
   mdht_bytes nodes;  /* concatenated 26-byte compact nodes */
@@ -112,8 +122,9 @@ int mdht_krpc_decode(mdht_krpc_msg *m, const uint8_t *pkt, size_t len,
  * is present: nodes/nodes6/samples/token when len > 0, values when
  * nvalues > 0, interval/num when >= 0; `m->method` says which query it
  * answers only so that get_peers always writes a token and
- * sample_infohashes always writes samples. "ip" is written whenever
- * has_ip, "v" when v.len > 0. */
+ * sample_infohashes always writes samples, get_peers and get a token.
+ * BEP 44 fields are written when present (item_v verbatim). "ip" is written
+ * whenever has_ip, "v" when v.len > 0. */
 int mdht_krpc_encode(const mdht_krpc_msg *m, uint8_t *buf, size_t cap);
 
 /* Convenience: a 2xx error reply, d1:eli<code>e<msg>e[2:ip..]1:t..[1:v..]

@@ -352,6 +352,11 @@ static void finish(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
 /* After any change: more queries, the next timer, and the end. Returns
  * true if the lookup ended. */
 static bool advance(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
+  /* Stopped by its owner: no more queries, it ends at the next tick. */
+  if (l->end_due) {
+    update_deadline(ls, l);
+    return false;
+  }
   pump(ls, l, now);
   if (is_over(ls, l)) {
     finish(ls, l, now);
@@ -368,7 +373,8 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
                           size_t n_seeds, mdht_time now) {
   if (!ls || !ls->slots || !target || (!seeds && n_seeds))
     return MDHT_ERR_INVAL;
-  if (kind != MDHT_M_FIND_NODE && kind != MDHT_M_GET_PEERS)
+  if (kind != MDHT_M_FIND_NODE && kind != MDHT_M_GET_PEERS &&
+      kind != MDHT_M_GET)
     return MDHT_ERR_INVAL;
   if (ls->n_active >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
   /* The lowest free index: n_alloc, the span tick() walks, stays as
@@ -511,6 +517,14 @@ int mdht_lookup_cancel(mdht_lookups *ls, uint32_t lookup_id, mdht_time now) {
   if (!l) return MDHT_ERR_NOTFOUND;
   publish(ls, l, MDHT_EV_LOOKUP_DONE, NULL, false, now);
   release(ls, l);
+  return 0;
+}
+
+int mdht_lookup_stop(mdht_lookups *ls, uint32_t lookup_id) {
+  mdht_lookup *l = find_slot(ls, lookup_id);
+  if (!l) return MDHT_ERR_NOTFOUND;
+  l->end_due = true;
+  update_deadline(ls, l);
   return 0;
 }
 

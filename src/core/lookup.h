@@ -1,7 +1,8 @@
 /*
- * The iterative lookup engine: node lookups (find_node) and peer lookups
+ * The iterative lookup engine: node lookups (find_node), peer lookups
  * (get_peers, whose K closest responders and their tokens feed
- * announce_peer), many in flight at once.
+ * announce_peer) and item lookups (BEP 44 get, whose tokens feed put; the
+ * owner checks the items), many in flight at once.
  *
  * Sans-I/O and independent of the node: it never encodes KRPC, never
  * touches a socket, and knows nothing of transactions. The owner
@@ -230,7 +231,8 @@ void mdht_lookups_free(mdht_lookups *ls);
  * node that will never answer. */
 void mdht_lookups_set_soft_timeout(mdht_lookups *ls, mdht_time ms);
 
-/* Starts a lookup of `kind` (MDHT_M_FIND_NODE or MDHT_M_GET_PEERS) for
+/* Starts a lookup of `kind` (MDHT_M_FIND_NODE, MDHT_M_GET_PEERS or
+ * MDHT_M_GET) for
  * `target` from `seeds` (martian, private unless cfg->allow_private,
  * self and duplicates are skipped) and sends the first queries. Returns
  * the lookup id (> 0; as int64 so it can carry a uint32 and an error), or
@@ -264,6 +266,12 @@ int mdht_lookup_on_failure(mdht_lookups *ls, uint32_t lookup_id,
  * false. Later reports for it are ignored. Returns 0 or
  * MDHT_ERR_NOTFOUND. */
 int mdht_lookup_cancel(mdht_lookups *ls, uint32_t lookup_id, mdht_time now);
+
+/* Ends a lookup early, with its results so far: it sends no more queries
+ * and `done` is called at the next mdht_lookups_tick() (the deadline is
+ * due at once). For a BEP 44 get that has found a verified immutable item:
+ * nothing closer can improve it. Returns 0 or MDHT_ERR_NOTFOUND. */
+int mdht_lookup_stop(mdht_lookups *ls, uint32_t lookup_id);
 
 /* Runs soft and hard timeouts due at `now` and ends the lookups that
  * are over. Returns the number of lookups that ended. */

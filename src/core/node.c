@@ -412,6 +412,138 @@ static void handle_sample(mdht_node *node, const mdht_addr *from,
   send_response(node, from, now);
 }
 
+/* ------------------------------------------------------ BEP 44 handlers */
+
+/* Fills the item part of a get response. Immutable items are looked up
+ * only when the query has no seq (a seq means a mutable item, as in
+ * libtorrent); a mutable item's k, sig and v are left out when the
+ * requester already has its seq or a later one (BEP 44). Returns whether
+ * a value went in. */
+static bool put_item(mdht_krpc_msg *r, const mdht_krpc_msg *q,
+                     const mdht_item *it) {
+  if (!it || (q->has_seq && !it->is_mutable)) return false;
+  if (it->is_mutable) {
+    r->has_seq = true;
+    r->seq = it->seq;
+    if (q->has_seq && q->seq >= it->seq) return false;
+    r->item_k = (mdht_bytes){it->k, MDHT_ITEM_PK_LEN};
+    r->item_sig = (mdht_bytes){it->sig, MDHT_ITEM_SIG_LEN};
+  }
+  r->item_v = (mdht_bytes){it->v, it->vlen};
+  return true;
+}
+
+static void handle_get(mdht_node *node, const mdht_addr *from, mdht_time now) {
+  uint8_t nodes[MDHT_RT_KMAX * MDHT_COMPACT_NODE6];
+  uint8_t token[MDHT_TOKEN_LEN];
+  const mdht_krpc_msg *q = &node->in;
+  mdht_krpc_msg *r = begin_response(node, from);
+  mdht_token_make(&node->tokens, from, token);
+  r->token = (mdht_bytes){token, sizeof token};
+  put_closest(node, r, &q->target, nodes, now);
+  const mdht_item *it = mdht_items_get(&node->items, &q->target, now);
+  bool served = put_item(r, q, it);
+  if (served) {
+    /* A 1,000-byte value beside 8 IPv6 nodes passes MDHT_RESPONSE_LIMIT:
+     * the item is what was asked for, the nodes give way. */
+    uint8_t probe[2 * MDHT_MAX_PACKET];
+    int len = mdht_krpc_encode(r, probe, sizeof probe);
+    if (len < 0 || (size_t)len > MDHT_RESPONSE_LIMIT) {
+      r->nodes = (mdht_bytes){NULL, 0};
+      r->nodes6 = (mdht_bytes){NULL, 0};
+    }
+  }
+  uint64_t before = node->stats.responses_out;
+  send_response(node, from, now);
+  if (!served || node->stats.responses_out == before) return;
+  node->stats.items_served++;
+  mdht_event ev;
+  mdht_bus_event_init(&ev, MDHT_EV_ITEM_SERVED, now);
+  ev.id = q->target;
+  ev.addr = *from;
+  ev.u.item.seq = it->seq;
+  ev.u.item.vlen = it->vlen;
+  ev.u.item.is_mutable = it->is_mutable;
+  publish(node, &ev);
+}
+
+static void token_rejected(mdht_node *node, const mdht_addr *from,
+                           mdht_time now) {
+  mdht_event ev;
+  mdht_bus_event_init(&ev, MDHT_EV_TOKEN_REJECTED, now);
+  ev.addr = *from;
+  ev.id = node->in.id;
+  node->stats.tokens_rejected++;
+  publish(node, &ev);
+}
+
+/* BEP 44 put: stores the item, or returns the KRPC code to refuse it
+ * with and its text. The checks run in libtorrent's order, so that both
+ * answer a bad put with the same code: size (205), salt (207), token
+ * (203), signature (206), then the store's cas (301) and seq (302). */
+static int do_put(mdht_node *node, const mdht_addr *from, mdht_time now,
+                  const char **text) {
+  const mdht_krpc_msg *q = &node->in;
+  *text = "item not stored";
+  if (q->item_v.len > MDHT_ITEM_MAX_V) {
+    *text = "message (v field) too big";
+    return MDHT_KRPC_E_V_TOO_BIG;
+  }
+  if (q->salt.len > MDHT_ITEM_MAX_SALT) {
+    *text = "salt (salt field) too big";
+    return MDHT_KRPC_E_SALT_TOO_BIG;
+  }
+  if (!mdht_token_check(&node->tokens, from, q->token.p, q->token.len)) {
+    token_rejected(node, from, now);
+    *text = "bad token";
+    return MDHT_KRPC_E_PROTOCOL;
+  }
+  mdht_id target;
+  mdht_item_put p = {.v = q->item_v.p, .vlen = q->item_v.len};
+  if (q->item_k.len) { /* mutable */
+    if (q->seq < 0) {
+      *text = "negative sequence number";
+      return MDHT_KRPC_E_PROTOCOL;
+    }
+    if (!mdht_item_verify(q->item_k.p, q->item_sig.p, q->salt.p, q->salt.len,
+                          q->seq, q->item_v.p, q->item_v.len)) {
+      *text = "invalid signature";
+      return MDHT_KRPC_E_BAD_SIG;
+    }
+    mdht_item_mutable_target(q->item_k.p, q->salt.p, q->salt.len, &target);
+    p = (mdht_item_put){.v = q->item_v.p,
+                        .vlen = q->item_v.len,
+                        .is_mutable = true,
+                        .k = q->item_k.p,
+                        .sig = q->item_sig.p,
+                        .salt = q->salt.p,
+                        .salt_len = q->salt.len,
+                        .seq = q->seq,
+                        .has_cas = q->has_cas,
+                        .cas = q->cas};
+  } else {
+    mdht_item_immutable_target(q->item_v.p, q->item_v.len, &target);
+  }
+  int rc = mdht_items_put(&node->items, &target, &p, from, now);
+  if (rc == MDHT_KRPC_E_CAS) *text = "CAS mismatch";
+  if (rc == MDHT_KRPC_E_SEQ) *text = "sequence number less than current";
+  if (rc < 0) rc = MDHT_KRPC_E_SERVER;
+  return rc;
+}
+
+static void handle_put(mdht_node *node, const mdht_addr *from, mdht_time now) {
+  const char *text;
+  int code = do_put(node, from, now, &text);
+  if (code) {
+    node->stats.puts_rejected++;
+    send_error(node, from, node->in.t, MDHT_M_PUT, code, text, now);
+    return;
+  }
+  node->stats.items_stored++;
+  begin_response(node, from);
+  send_response(node, from, now);
+}
+
 static void handle_query(mdht_node *node, const mdht_addr *from,
                          mdht_time now) {
   const mdht_krpc_msg *q = &node->in;
@@ -452,6 +584,12 @@ static void handle_query(mdht_node *node, const mdht_addr *from,
     break;
   case MDHT_M_SAMPLE_INFOHASHES:
     handle_sample(node, from, now);
+    break;
+  case MDHT_M_GET:
+    handle_get(node, from, now);
+    break;
+  case MDHT_M_PUT:
+    handle_put(node, from, now);
     break;
   default:
     send_error(node, from, q->t, q->method, MDHT_KRPC_E_METHOD,
@@ -747,6 +885,64 @@ static void announce_phase(mdht_node *node, mdht_op *op,
   }
 }
 
+/* BEP 44: the item the put will store, signed now that the lookup has
+ * told the current seq. Returns false if it cannot be (seq overflow). */
+static bool put_item_ready(mdht_op *op) {
+  mdht_result *res = &op->res;
+  if (op->item_mutable) {
+    int64_t seq = op->put_seq;
+    if (seq < 0) {
+      if (res->item_vlen && res->item_seq == INT64_MAX) return false;
+      seq = res->item_vlen ? res->item_seq + 1 : 1;
+    }
+    if (mdht_item_sign(op->sk, op->salt, op->salt_len, seq, op->put_v,
+                       op->put_vlen, res->item_sig) != 0)
+      return false;
+    res->item_mutable = true;
+    res->item_seq = seq;
+    memcpy(res->item_k, op->pk, MDHT_ITEM_PK_LEN);
+  }
+  res->item_v = op->put_v;
+  res->item_vlen = op->put_vlen;
+  return true;
+}
+
+/* Puts to the closest nodes that gave a token; their answers come back
+ * through announce_reply, which counts them the same way. */
+static void put_phase(mdht_node *node, mdht_op *op,
+                      const mdht_lookup_results *res, mdht_time now) {
+  op->res.rounds = res->rounds;
+  op->res.queries = res->queries;
+  op->res.responses = res->responses;
+  op->res.failures = res->failures;
+  bool ready = put_item_ready(op);
+  const mdht_result *it = &op->res;
+  for (uint32_t i = 0;
+       ready && i < res->n_nodes && op->ann_pending < node->cfg.k; i++) {
+    const mdht_lookup_result *r = &res->nodes[i];
+    if (r->token_len == 0) continue;
+    mdht_krpc_msg *q = &node->out;
+    mdht_krpc_msg_init(q, 'q');
+    q->method = MDHT_M_PUT;
+    q->token = (mdht_bytes){r->token, r->token_len};
+    q->item_v = (mdht_bytes){it->item_v, it->item_vlen};
+    if (op->item_mutable) {
+      q->item_k = (mdht_bytes){op->pk, MDHT_ITEM_PK_LEN};
+      q->item_sig = (mdht_bytes){it->item_sig, MDHT_ITEM_SIG_LEN};
+      q->salt = (mdht_bytes){op->salt, op->salt_len};
+      q->has_seq = true;
+      q->seq = it->item_seq;
+      q->has_cas = op->has_cas;
+      q->cas = op->cas;
+    }
+    mdht_txn_owner owner = {.kind = MDHT_OWNER_ANNOUNCE, .cookie = op->id};
+    if (mdht__node_send_query(node, &r->addr, &r->id, owner, now) == 0)
+      op->ann_pending++;
+  }
+  op->res.queries += op->ann_pending;
+  if (op->ann_pending == 0) op_finish(node, op, now); /* no token: nnodes 0 */
+}
+
 static void lookup_done(void *user, const mdht_lookup_results *res) {
   mdht_node *node = user;
   mdht_op *op = op_find_lookup(node, res->lookup_id);
@@ -793,6 +989,10 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
   op->res.ok = res->ok;
   if (op->kind == MDHT_M_ANNOUNCE_PEER) {
     announce_phase(node, op, res, now);
+    return;
+  }
+  if (op->kind == MDHT_M_PUT) {
+    put_phase(node, op, res, now);
     return;
   }
   size_t nn =
@@ -864,6 +1064,39 @@ static void offer_to_sibling(mdht_node *node, mdht_time now) {
   }
 }
 
+/* BEP 44: an item in a get answer. It counts only if it checks out: an
+ * immutable value must hash to the target (then nothing better can come:
+ * a get stops there), a mutable one must carry our key and a valid
+ * signature, and beat the seq found so far. */
+static void item_answered(mdht_node *node, uint32_t lookup_id,
+                          const mdht_krpc_msg *m) {
+  mdht_op *op = op_find_lookup(node, lookup_id);
+  if (!op || (op->kind != MDHT_M_GET && op->kind != MDHT_M_PUT)) return;
+  if (m->item_v.len > MDHT_ITEM_MAX_V) return;
+  mdht_result *res = &op->res;
+  if (!op->item_mutable) {
+    mdht_id t;
+    mdht_item_immutable_target(m->item_v.p, m->item_v.len, &t);
+    if (!mdht_id_eq(&t, &op->target) || res->item_vlen) return;
+  } else {
+    if (m->item_k.len != MDHT_ITEM_PK_LEN || !m->has_seq ||
+        memcmp(m->item_k.p, op->pk, MDHT_ITEM_PK_LEN) != 0 ||
+        (res->item_vlen && m->seq <= res->item_seq) ||
+        !mdht_item_verify(op->pk, m->item_sig.p, op->salt, op->salt_len, m->seq,
+                          m->item_v.p, m->item_v.len))
+      return;
+    res->item_mutable = true;
+    res->item_seq = m->seq;
+    memcpy(res->item_k, op->pk, MDHT_ITEM_PK_LEN);
+    memcpy(res->item_sig, m->item_sig.p, MDHT_ITEM_SIG_LEN);
+  }
+  memcpy(op->found_v, m->item_v.p, m->item_v.len);
+  res->item_v = op->found_v;
+  res->item_vlen = m->item_v.len;
+  if (!op->item_mutable && op->kind == MDHT_M_GET)
+    mdht_lookup_stop(&node->lookups, lookup_id);
+}
+
 /* Parses a response to a lookup query for the engine. */
 static void lookup_answered(mdht_node *node, const mdht_txn *txn,
                             const mdht_addr *from, mdht_time now) {
@@ -889,6 +1122,9 @@ static void lookup_answered(mdht_node *node, const mdht_txn *txn,
   }
   offer_to_sibling(node, now);
   scrape_merge(node, txn->owner.cookie, values, nv);
+  /* The item first: the answer may be the lookup's last, and the engine
+   * reports the end from inside mdht_lookup_on_response. */
+  if (m->item_v.len) item_answered(node, txn->owner.cookie, m);
   mdht_lookup_on_response(&node->lookups, txn->owner.cookie, &m->id, from,
                           nodes, nn, values, nv, m->token.p, m->token.len, now);
 }
@@ -909,7 +1145,9 @@ static void announce_reply(mdht_node *node, const mdht_txn *txn,
     op->res.failures++;
   }
   if (op->ann_pending == 0) {
-    op->res.ok = op->res.nnodes > 0;
+    /* A put keeps the lookup's ok (nodes answered): whether any stored the
+     * item is `nnodes`, so that a refusal (cas, seq) is not "no answer". */
+    if (op->kind != MDHT_M_PUT) op->res.ok = op->res.nnodes > 0;
     op_finish(node, op, now);
   }
 }
@@ -1370,12 +1608,16 @@ static bool start_twin(mdht_node *node, mdht_op *op, mdht_method lkind,
  * or the error of our own start when neither runs (the operation is
  * freed). */
 static int64_t user_start(mdht_node *node, mdht_op *op, mdht_time now) {
-  mdht_method lkind =
-      op->kind == MDHT_M_FIND_NODE ? MDHT_M_FIND_NODE : MDHT_M_GET_PEERS;
+  bool item = op->kind == MDHT_M_GET || op->kind == MDHT_M_PUT;
+  mdht_method lkind = op->kind == MDHT_M_FIND_NODE ? MDHT_M_FIND_NODE
+                      : item ? MDHT_M_GET /* BEP 44: a put gets its tokens */
+                             : MDHT_M_GET_PEERS;
   int rc = start_lookup(node, op, lkind, now);
   if (rc < 0) op->self_done = true;
   int64_t id = op->id;
-  bool paired = start_twin(node, op, lkind, now);
+  /* BEP 44 items run in the operation's own family: the item stores of a
+   * pair are not shared, and a twin's item would not be merged. */
+  bool paired = !item && start_twin(node, op, lkind, now);
   if (rc < 0 && !paired) {
     op_free(node, op);
     return rc;
@@ -1432,6 +1674,83 @@ int64_t mdht_node_announce(mdht_node *node, const mdht_id *info_hash,
   op->port = implied_port && port == 0 ? 1 : port;
   op->implied_port = implied_port;
   op->seed = seed;
+  return user_start(node, op, now);
+}
+
+/* ------------------------------------------------- BEP 44 client side */
+
+int64_t mdht_node_get_immutable(mdht_node *node, const mdht_id *target,
+                                mdht_result_cb cb, void *user, mdht_time now) {
+  return user_lookup(node, MDHT_M_GET, target, cb, user, now);
+}
+
+/* Sets a mutable operation's key and salt (checked by the caller). */
+static void op_set_key(mdht_op *op, const uint8_t *pk, const uint8_t *salt,
+                       size_t salt_len) {
+  op->item_mutable = true;
+  memcpy(op->pk, pk, MDHT_ITEM_PK_LEN);
+  op->salt_len = salt_len;
+  if (salt_len) memcpy(op->salt, salt, salt_len);
+}
+
+int64_t mdht_node_get_mutable(mdht_node *node, const uint8_t pk[32],
+                              const uint8_t *salt, size_t salt_len,
+                              mdht_result_cb cb, void *user, mdht_time now) {
+  if (!pk || salt_len > MDHT_ITEM_MAX_SALT || (salt_len && !salt))
+    return MDHT_ERR_INVAL;
+  mdht_id target;
+  mdht_item_mutable_target(pk, salt, salt_len, &target);
+  if (!node) return MDHT_ERR_INVAL;
+  mdht_op *op = op_new(node, MDHT_M_GET, MDHT_OP_USER, &target, cb, user, now);
+  if (!op) return MDHT_ERR_NOMEM;
+  op_set_key(op, pk, salt, salt_len);
+  return user_start(node, op, now);
+}
+
+/* Whether v is exactly one bencoded value. */
+static bool one_value(const uint8_t *v, size_t vlen) {
+  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+  size_t used = 0;
+  return vlen > 0 && vlen <= MDHT_ITEM_MAX_V &&
+         mdht_be_decode(v, vlen, toks, MDHT_KRPC_TOKENS, &used) > 0 &&
+         used == vlen;
+}
+
+int64_t mdht_node_put_immutable(mdht_node *node, const uint8_t *v, size_t vlen,
+                                mdht_result_cb cb, void *user, mdht_time now) {
+  if (!v || !one_value(v, vlen)) return MDHT_ERR_INVAL;
+  mdht_id target;
+  mdht_item_immutable_target(v, vlen, &target);
+  if (!node) return MDHT_ERR_INVAL;
+  mdht_op *op = op_new(node, MDHT_M_PUT, MDHT_OP_USER, &target, cb, user, now);
+  if (!op) return MDHT_ERR_NOMEM;
+  memcpy(op->put_v, v, vlen);
+  op->put_vlen = vlen;
+  return user_start(node, op, now);
+}
+
+int64_t mdht_node_put_mutable(mdht_node *node, const uint8_t seed[32],
+                              const uint8_t *salt, size_t salt_len,
+                              const uint8_t *v, size_t vlen, int64_t seq,
+                              bool has_cas, int64_t cas, mdht_result_cb cb,
+                              void *user, mdht_time now) {
+  if (!seed || !v || !one_value(v, vlen) || salt_len > MDHT_ITEM_MAX_SALT ||
+      (salt_len && !salt) || (has_cas && (cas < 0 || cas == INT64_MAX)))
+    return MDHT_ERR_INVAL;
+  uint8_t pk[MDHT_ITEM_PK_LEN], sk[MDHT_ITEM_SK_LEN];
+  mdht_item_keypair(seed, pk, sk);
+  mdht_id target;
+  mdht_item_mutable_target(pk, salt, salt_len, &target);
+  if (!node) return MDHT_ERR_INVAL;
+  mdht_op *op = op_new(node, MDHT_M_PUT, MDHT_OP_USER, &target, cb, user, now);
+  if (!op) return MDHT_ERR_NOMEM;
+  op_set_key(op, pk, salt, salt_len);
+  memcpy(op->sk, sk, sizeof sk);
+  memcpy(op->put_v, v, vlen);
+  op->put_vlen = vlen;
+  op->put_seq = seq < 0 && has_cas ? cas + 1 : seq;
+  op->has_cas = has_cas;
+  op->cas = cas;
   return user_start(node, op, now);
 }
 
@@ -1677,6 +1996,7 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
   if (rc == 0)
     rc = mdht_peers_init(&node->peers, &node->cfg, &node->bus, random64(node),
                          random64(node));
+  mdht_items_init(&node->items, &node->cfg, &node->bus);
   if (rc == 0)
     rc = mdht_txn_init(&node->txns, node->cfg.max_txns,
                        node->cfg.query_timeout_ms);
@@ -1718,6 +2038,7 @@ void mdht_node_del(mdht_node *node) {
   unpair(node);
   mdht_rtable_free(&node->rt);
   mdht_peers_free(&node->peers);
+  mdht_items_free(&node->items);
   mdht_txn_free(&node->txns);
   mdht_rl_free(&node->rl);
   mdht_rl_free(&node->budget);
@@ -1820,6 +2141,7 @@ mdht_time mdht_node_next_deadline(const mdht_node *node) {
   mdht_time t = mdht_txn_next_deadline(&node->txns);
   t = min_time(t, mdht_token_next_rotate(&node->tokens));
   t = min_time(t, node->store->next_expiry);
+  t = min_time(t, node->items.next_expiry);
   t = min_time(t, mdht_lookups_next_deadline(&node->lookups));
   t = min_time(t, mdht_maint_next(&node->maint));
   t = min_time(t, sample_next_deadline(node));
@@ -1857,6 +2179,7 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
   }
   if (now >= node->store->next_expiry) mdht_peers_expire(node->store, now);
   mdht_outq_trim(&node->outq); /* once drained: see outq.h */
+  if (now >= node->items.next_expiry) mdht_items_expire(&node->items, now);
   return 0;
 }
 
@@ -1874,6 +2197,7 @@ void mdht_node_stats(const mdht_node *node, mdht_time now, mdht_stats *out) {
   out->buckets = node->rt.nbuckets;
   out->infohashes = node->store->nih;
   out->peers = node->store->npeers;
+  out->items = node->items.n;
   out->txns_outstanding = node->txns.n;
   out->lookups_running = node->lookups.n_active;
 }

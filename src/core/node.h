@@ -2,8 +2,8 @@
  * The node: ties the components together and implements the public API
  * of include/mdht.h. It is the message handler: decoded queries go to
  * their handler (ping, find_node, get_peers, announce_peer,
- * sample_infohashes), responses and errors to the transaction manager and
- * on to whoever asked.
+ * sample_infohashes, get, put), responses and errors to the transaction manager
+ * and on to whoever asked.
  *
  * Internal header: the struct is visible so that unit tests can look
  * inside; programs use include/mdht.h only.
@@ -16,6 +16,7 @@
 #include "bus.h"
 #include "crawl.h"
 #include "extaddr.h"
+#include "items.h"
 #include "krpc.h"
 #include "lookup.h"
 #include "maint.h"
@@ -83,6 +84,18 @@ typedef struct mdht_op {
   uint32_t pair_of;      /* in a twin: the id of the operation it serves */
   mdht_result *twin_res; /* the twin's report, kept until ours is done
                             (malloc'ed with its peers after it) */
+  /* BEP 44 get / put: what to check answers against, the best item
+   * found, and what to put */
+  bool item_mutable;
+  uint8_t pk[MDHT_ITEM_PK_LEN], sk[MDHT_ITEM_SK_LEN];
+  uint8_t salt[MDHT_ITEM_MAX_SALT];
+  size_t salt_len;
+  uint8_t found_v[MDHT_ITEM_MAX_V];
+  uint8_t put_v[MDHT_ITEM_MAX_V];
+  size_t put_vlen;
+  int64_t put_seq; /* < 0: one above the highest found */
+  bool has_cas;
+  int64_t cas;
   /* what the report will say */
   mdht_result res;
   mdht_addr peers[MDHT_RESULT_PEERS];
@@ -119,6 +132,7 @@ struct mdht_node {
   mdht_peer_store *store; /* &peers, or the sibling's */
   uint32_t *op_ids;       /* &next_op_id, or the sibling's */
   uint32_t hint_pings;    /* MDHT_OWNER_HINT queries outstanding */
+  mdht_item_store items;  /* BEP 44 */
   mdht_txn_mgr txns;
   mdht_ratelimit rl;
   mdht_ratelimit budget; /* reply bytes per destination network */

@@ -13,10 +13,12 @@
 #include <string.h>
 
 #include "addr.h"
+#include "bencode.h"
 #include "id.h"
+#include "item.h"
 #include "node.h"
 
-enum { SEC_META = 1, SEC_NODES = 2, SEC_PEERS = 3 };
+enum { SEC_META = 1, SEC_NODES = 2, SEC_PEERS = 3, SEC_ITEMS = 4 };
 enum { KIND_NODE = 0, KIND_REPL = 1 };
 
 #define NEVER UINT64_MAX
@@ -158,6 +160,35 @@ static int save_group(const mdht_id *ih, const mdht_peer *peers, size_t n,
   return 0;
 }
 
+typedef struct item_save_ctx {
+  wbuf *w;
+  mdht_time now;
+  uint32_t n;
+} item_save_ctx;
+
+static int save_item(const mdht_item *it, void *user) {
+  item_save_ctx *s = user;
+  if (it->expires <= s->now) return 0;
+  size_t bytes = MDHT_ID_LEN + 1 + 1 + 16 + 2 + 8 + 2 + it->vlen + 32 + 64 + 8 +
+                 1 + it->salt_len;
+  if (s->w->len + bytes + MDHT_STATE_HASH_LEN > MDHT_STATE_MAX_SIZE) return 0;
+  put(s->w, it->target.b, MDHT_ID_LEN);
+  put_u8(s->w, it->is_mutable ? 1 : 0);
+  put_addr(s->w, &it->src);
+  put_u64(s->w, it->expires - s->now);
+  put_u16(s->w, it->vlen);
+  put(s->w, it->v, it->vlen);
+  if (it->is_mutable) {
+    put(s->w, it->k, MDHT_ITEM_PK_LEN);
+    put(s->w, it->sig, MDHT_ITEM_SIG_LEN);
+    put_u64(s->w, (uint64_t)it->seq);
+    put_u8(s->w, it->salt_len);
+    put(s->w, it->salt, it->salt_len);
+  }
+  s->n++;
+  return 0;
+}
+
 static void sha256(const uint8_t *p, size_t n, uint8_t out[32]) {
   struct sha256_ctx ctx;
   sha256_init(&ctx);
@@ -214,6 +245,18 @@ int mdht_state_save(const mdht_node *node, mdht_time now, uint64_t wall_ms,
   patch_u32(&w, count_at, s.nih);
   end_section(&w, at);
 
+  /* Only a node that holds items writes the section: the files of the
+   * others stay byte for byte what they were. */
+  item_save_ctx is = {.w = &w, .now = now};
+  if (node->items.n > 0) {
+    at = begin_section(&w, SEC_ITEMS);
+    count_at = w.len;
+    put_u32(&w, 0);
+    mdht_items_foreach(&node->items, save_item, &is);
+    patch_u32(&w, count_at, is.n);
+    end_section(&w, at);
+  }
+
   if (!w.oom && w.len - MDHT_STATE_HEADER_LEN > UINT32_MAX) w.oom = true;
   patch_u32(&w, MDHT_STATE_HEADER_LEN - 4,
             (uint32_t)(w.len - MDHT_STATE_HEADER_LEN));
@@ -233,6 +276,7 @@ int mdht_state_save(const mdht_node *node, mdht_time now, uint64_t wall_ms,
     info->replacements = nrepl;
     info->infohashes = s.nih;
     info->peers = s.npeers;
+    info->items = is.n;
     info->truncated = s.truncated;
   }
   *out = w.p;
@@ -302,10 +346,19 @@ typedef struct peer_rec {
 typedef struct layout {
   uint64_t saved_wall_ms;
   mdht_id id;
-  const uint8_t *nodes, *peers; /* NULL: section absent */
-  size_t nodes_len, peers_len;
-  uint32_t nnodes, nrepl, nih, npeers;
+  const uint8_t *nodes, *peers, *items; /* NULL: section absent */
+  size_t nodes_len, peers_len, items_len;
+  uint32_t nnodes, nrepl, nih, npeers, nitems;
 } layout;
+
+typedef struct item_rec {
+  mdht_id target;
+  mdht_addr src;
+  uint64_t remaining_ms;
+  mdht_item_put put;
+} item_rec;
+
+typedef int (*item_fn)(const item_rec *it, void *user);
 
 typedef void (*node_fn)(const node_rec *n, void *user);
 typedef int (*peer_fn)(const mdht_id *ih, const peer_rec *p, void *user);
@@ -384,6 +437,58 @@ static int walk_peers(layout *l, peer_fn fn, void *user,
   return 0;
 }
 
+/* Reads one item record; false (r->bad latched) if malformed. */
+static bool get_item(rbuf *r, item_rec *it) {
+  memset(it, 0, sizeof *it);
+  const uint8_t *t = get(r, MDHT_ID_LEN);
+  if (!t) return false;
+  memcpy(it->target.b, t, MDHT_ID_LEN);
+  uint8_t mut = (uint8_t)get_be(r, 1);
+  if (!get_addr(r, &it->src)) return false;
+  it->remaining_ms = get_be(r, 8);
+  size_t vlen = (size_t)get_be(r, 2);
+  if (r->bad || mut > 1 || vlen == 0 || vlen > MDHT_ITEM_MAX_V) {
+    r->bad = true;
+    return false;
+  }
+  it->put.v = get(r, vlen);
+  it->put.vlen = vlen;
+  if (!mut) return !r->bad;
+  it->put.is_mutable = true;
+  it->put.k = get(r, MDHT_ITEM_PK_LEN);
+  it->put.sig = get(r, MDHT_ITEM_SIG_LEN);
+  it->put.seq = (int64_t)get_be(r, 8);
+  it->put.salt_len = (size_t)get_be(r, 1);
+  if (r->bad || it->put.salt_len > MDHT_ITEM_MAX_SALT) {
+    r->bad = true;
+    return false;
+  }
+  it->put.salt = get(r, it->put.salt_len);
+  return !r->bad;
+}
+
+/* Walks the ITEMS payload, calling `fn` (may be NULL) for each item; a
+ * negative return from `fn` stops the walk and is returned. */
+static int walk_items(layout *l, item_fn fn, void *user,
+                      mdht_state_info *info) {
+  rbuf r = {.p = l->items, .len = l->items_len};
+  uint32_t n = (uint32_t)get_be(&r, 4);
+  l->nitems = 0;
+  for (uint32_t i = 0; i < n && !r.bad; i++) {
+    item_rec it;
+    if (!get_item(&r, &it)) break;
+    l->nitems++;
+    if (fn) {
+      int rc = fn(&it, user);
+      if (rc < 0) return rc;
+    }
+  }
+  if (r.family) return corrupt(info, "unknown address family");
+  if (r.bad) return corrupt(info, "malformed item entry");
+  if (r.off != r.len) return corrupt(info, "item section length mismatch");
+  return 0;
+}
+
 /* Header, checksum and section framing; fills `l`. */
 static int parse_frame(const uint8_t *buf, size_t len, layout *l,
                        mdht_state_info *info) {
@@ -450,6 +555,11 @@ static int parse_frame(const uint8_t *buf, size_t len, layout *l,
       l->peers = p;
       l->peers_len = n;
       break;
+    case SEC_ITEMS:
+      if (l->items) return corrupt(info, "duplicate section");
+      l->items = p;
+      l->items_len = n;
+      break;
     default:
       break; /* a later writer's addition: skipped */
     }
@@ -464,6 +574,7 @@ static int parse(const uint8_t *buf, size_t len, layout *l,
   int rc = parse_frame(buf, len, l, info);
   if (rc == 0 && l->nodes) rc = walk_nodes(l, NULL, NULL, info);
   if (rc == 0 && l->peers) rc = walk_peers(l, NULL, NULL, info);
+  if (rc == 0 && l->items) rc = walk_items(l, NULL, NULL, info);
   return rc;
 }
 
@@ -478,6 +589,7 @@ int mdht_state_check(const uint8_t *buf, size_t len, mdht_state_info *info) {
     info->replacements = l.nrepl;
     info->infohashes = l.nih;
     info->peers = l.npeers;
+    info->items = l.nitems;
   }
   return rc;
 }
@@ -578,6 +690,44 @@ static int load_peer(const mdht_id *ih, const peer_rec *p, void *user) {
   return 0;
 }
 
+/* An item from the file passes the checks a put passes: its target is
+ * its own, its signature holds, its value is one bencoded value. */
+static bool item_valid(const item_rec *it) {
+  const mdht_item_put *p = &it->put;
+  mdht_id t;
+  if (p->is_mutable) {
+    if (p->seq < 0 || !mdht_item_verify(p->k, p->sig, p->salt, p->salt_len,
+                                        p->seq, p->v, p->vlen))
+      return false;
+    mdht_item_mutable_target(p->k, p->salt, p->salt_len, &t);
+  } else {
+    mdht_item_immutable_target(p->v, p->vlen, &t);
+  }
+  if (memcmp(t.b, it->target.b, MDHT_ID_LEN) != 0) return false;
+  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+  size_t used = 0;
+  return mdht_be_decode(p->v, p->vlen, toks, MDHT_KRPC_TOKENS, &used) > 0 &&
+         used == p->vlen;
+}
+
+static int load_item(const item_rec *it, void *user) {
+  load_ctx *c = user;
+  if (it->remaining_ms <= c->downtime || !item_valid(it)) {
+    c->info->items_skipped++;
+    return 0;
+  }
+  mdht_time left = it->remaining_ms - c->downtime;
+  mdht_time exp = c->now + left < c->now ? UINT64_MAX - 1 : c->now + left;
+  int rc = mdht_items_put_until(&c->node->items, &it->target, &it->put,
+                                &it->src, exp, c->now);
+  if (rc == MDHT_ERR_NOMEM) return rc;
+  if (rc != 0)
+    c->info->items_skipped++;
+  else
+    c->info->items++;
+  return 0;
+}
+
 int mdht_state_load(mdht_node *node, const uint8_t *buf, size_t len,
                     mdht_time now, uint64_t wall_ms, mdht_state_info *info) {
   mdht_state_info local;
@@ -624,6 +774,10 @@ int mdht_state_load(mdht_node *node, const uint8_t *buf, size_t len,
     if (rc) return rc;
   }
   info->infohashes = node->store->nih;
+  if (l.items) {
+    rc = walk_items(&l, load_item, &c, NULL);
+    if (rc) return rc;
+  }
 
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_STATE_LOADED, now);

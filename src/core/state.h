@@ -25,6 +25,16 @@
  *            the info-hash (20 bytes), n u32 >= 1, and n peers: family u8,
  *            ip (4 or 16), port u16, seed u8 (0 or 1), remaining lifetime
  *            in ms at save time u64
+ *   4 ITEMS  (at most once; BEP 44, added without a version change, as
+ *            readers skip sections they do not know and files without
+ *            it load as before): count u32, then per item target (20
+ *            bytes), mutable u8 (0 or 1), source family u8, ip (4 or 16),
+ *            port u16, remaining lifetime in ms u64, value length u16
+ *            (1..1000), the value's bencoding; mutable items then k (32),
+ *            sig (64), seq (u64, two's complement), salt length u8
+ *            (0..64), salt. The loader re-checks every item as a put
+ *            would (target, signature, bencoding) and skips one that
+ *            fails.
  *
  * Readers skip section types they do not know (a later writer may add
  * some), and refuse a version or a flag bit they do not know
@@ -75,6 +85,8 @@ typedef struct mdht_state_info {
   uint32_t infohashes, peers;
   uint32_t peers_expired; /* load: past their expiry, dropped */
   uint32_t peers_skipped; /* load: martian, or no room in the store */
+  uint32_t items;         /* BEP 44 items saved / checked / loaded */
+  uint32_t items_skipped; /* load: expired, failing a check, or no room */
   bool truncated;         /* save: peers left out at MDHT_STATE_MAX_SIZE */
   const char *why;        /* check/load failure: a static phrase for the
                              warning ("checksum mismatch", ...) */

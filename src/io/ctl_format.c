@@ -279,6 +279,80 @@ static void ping_result(const mdht_ctl_req *req, const mdht_result *r,
   *code = MDHT_CTL_EXIT_OK;
 }
 
+/* BEP 44: a value for people: a string's bytes, anything else its
+ * bencoding; escaped either way. */
+static void value_text(const uint8_t *v, size_t n, bool json, char *out,
+                       size_t cap) {
+  const uint8_t *p = v;
+  size_t len = n;
+  size_t i = 0, k = 0;
+  while (i < n && v[i] >= '0' && v[i] <= '9')
+    k = k * 10 + (size_t)(v[i++] - '0');
+  if (i > 0 && i < n && v[i] == ':' && i + 1 + k == n) {
+    p = v + i + 1;
+    len = k;
+  }
+  mdht_ctl_escape_as(out, cap, (const char *)p, len,
+                     json ? MDHT_CTL_ESC_JSON_STR : MDHT_CTL_ESC_TEXT);
+}
+
+static void hex_bytes(const uint8_t *p, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++)
+    sprintf(out + 2 * i, "%02x", p[i]);
+  out[2 * n] = '\0';
+}
+
+/* get prints the value (JSON: with seq, key and signature); put the
+ * target, and for a mutable item the seq it was stored with. */
+static void item_result(const mdht_ctl_req *req, const mdht_result *r,
+                        mdht_ctl_buf *out, int *code, char *msg,
+                        size_t msgcap) {
+  bool get = req->cmd == MDHT_CTL_GET_ITEM;
+  char target[41], text[6 * 1000 + 1], bencoded[6 * 1000 + 1];
+  char k[65], sig[129];
+  mdht_id_format(&r->target, target);
+  bool have = r->item_vlen > 0 && (get || (r->ok && r->nnodes > 0));
+  if (have && req->json) {
+    value_text(r->item_v, r->item_vlen, true, text, sizeof text);
+    mdht_ctl_escape_as(bencoded, sizeof bencoded, (const char *)r->item_v,
+                       r->item_vlen, MDHT_CTL_ESC_JSON_STR);
+    hex_bytes(r->item_k, 32, k);
+    hex_bytes(r->item_sig, 64, sig);
+    if (r->item_mutable)
+      mdht_ctl_buf_line(out,
+                        "{\"type\":\"item\",\"target\":\"%s\",\"mutable\":true,"
+                        "\"seq\":%lld,\"k\":\"%s\",\"sig\":\"%s\","
+                        "\"value\":\"%s\",\"bencoded\":\"%s\"}",
+                        target, (long long)r->item_seq, k, sig, text, bencoded);
+    else
+      mdht_ctl_buf_line(out,
+                        "{\"type\":\"item\",\"target\":\"%s\",\"mutable\":"
+                        "false,\"value\":\"%s\",\"bencoded\":\"%s\"}",
+                        target, text, bencoded);
+  } else if (have && get) {
+    value_text(r->item_v, r->item_vlen, false, text, sizeof text);
+    mdht_ctl_buf_line(out, "%s", text);
+  } else if (have) {
+    if (r->item_mutable)
+      mdht_ctl_buf_line(out, "%s seq %lld", target, (long long)r->item_seq);
+    else
+      mdht_ctl_buf_line(out, "%s", target);
+  }
+  if (req->json) summary_json(req, r, 0, out);
+  if (!r->ok) {
+    *code = MDHT_CTL_EXIT_ERROR;
+    snprintf(msg, msgcap, "no node answered the lookup");
+  } else if (!have) {
+    *code = MDHT_CTL_EXIT_NONE;
+    snprintf(msg, msgcap,
+             get ? "no item found (%u nodes asked)"
+                 : "no node stored the item (%u nodes asked)",
+             r->responses);
+  } else {
+    *code = MDHT_CTL_EXIT_OK;
+  }
+}
+
 void mdht_ctl_format_result(const mdht_ctl_req *req, const mdht_result *r,
                             mdht_ctl_buf *out, int *code, char *msg,
                             size_t msgcap) {
@@ -299,6 +373,10 @@ void mdht_ctl_format_result(const mdht_ctl_req *req, const mdht_result *r,
     return;
   case MDHT_CTL_SCRAPE:
     scrape_result(req, r, out, code, msg, msgcap);
+    return;
+  case MDHT_CTL_GET_ITEM:
+  case MDHT_CTL_PUT_ITEM:
+    item_result(req, r, out, code, msg, msgcap);
     return;
   default:
     *code = MDHT_CTL_EXIT_ERROR;
@@ -406,7 +484,8 @@ static void stats_json(const stats_view *v, mdht_ctl_buf *out) {
       "{\"type\":\"stats\",\"id\":\"%s\",\"uptime_s\":%llu,"
       "\"nodes\":{\"total\":%u,\"good\":%u,\"questionable\":%u,"
       "\"bad\":%u,\"buckets\":%u,\"replacements\":%u},\"buckets\":[%s],"
-      "\"storage\":{\"infohashes\":%u,\"peers\":%u},"
+      "\"storage\":{\"infohashes\":%u,\"peers\":%u,\"items\":%u,"
+      "\"items_stored\":%llu,\"items_served\":%llu,\"puts_refused\":%llu},"
       "\"packets\":{\"in\":%llu,\"out\":%llu},"
       "\"queries_in\":{%s},\"queries_out\":{%s},"
       "\"responses\":{\"in\":%llu,\"out\":%llu},"
@@ -415,6 +494,8 @@ static void stats_json(const stats_view *v, mdht_ctl_buf *out) {
       "\"txns_outstanding\":%u}",
       v->hex, v->up, s->nodes_total, s->nodes_good, s->nodes_questionable,
       nodes_bad(s), s->buckets, s->replacements, bk, s->infohashes, s->peers,
+      s->items, (unsigned long long)s->items_stored,
+      (unsigned long long)s->items_served, (unsigned long long)s->puts_rejected,
       (unsigned long long)s->recv_packets, (unsigned long long)s->sent_packets,
       v->qin, v->qout, (unsigned long long)s->responses_in,
       (unsigned long long)s->responses_out, (unsigned long long)s->errors_in,
@@ -440,6 +521,12 @@ static void stats_text(const stats_view *v, mdht_ctl_buf *out) {
   mdht_ctl_buf_line(out, "storage          %u info-hash%s, %u peer%s",
                     s->infohashes, s->infohashes == 1 ? "" : "es", s->peers,
                     plural(s->peers));
+  mdht_ctl_buf_line(out,
+                    "items            %u (BEP 44; %llu puts stored, %llu gets "
+                    "served, %llu puts refused)",
+                    s->items, (unsigned long long)s->items_stored,
+                    (unsigned long long)s->items_served,
+                    (unsigned long long)s->puts_rejected);
   mdht_ctl_buf_line(out, "packets          %llu in, %llu out",
                     (unsigned long long)s->recv_packets,
                     (unsigned long long)s->sent_packets);

@@ -69,6 +69,19 @@ static int64_t start_op(mdht_ctl_job *job, mdht_time now) {
                                 ? job->deadline - MDHT_CTL_SAMPLE_GRACE_MS - now
                                 : 1,
                             on_sample, on_result, job, now);
+  case MDHT_CTL_GET_ITEM:
+    if (req->item_mutable)
+      return mdht_node_get_mutable(node, req->pk, req->salt, req->salt_len,
+                                   on_result, job, now);
+    return mdht_node_get_immutable(node, &req->target, on_result, job, now);
+  case MDHT_CTL_PUT_ITEM:
+    if (req->item_mutable)
+      return mdht_node_put_mutable(node, req->key, req->salt, req->salt_len,
+                                   req->value, req->value_len,
+                                   req->has_seq ? req->seq : -1, req->has_cas,
+                                   req->cas, on_result, job, now);
+    return mdht_node_put_immutable(node, req->value, req->value_len, on_result,
+                                   job, now);
   default:
     return MDHT_ERR_INVAL;
   }

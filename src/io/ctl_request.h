@@ -19,6 +19,13 @@
  *   option   = "--json" | "--progress" | "--timeout" SP MS
  *            | "--port" SP N | "--implied-port" | "--seed"      (announce)
  *            | "--max" SP N                                     (sample)
+ *
+ * BEP 44 items (bytes travel as hex, so that the line stays one line):
+ *   "get" SP (40 hex digits: an immutable item's target
+ *            | 64 hex digits: a mutable item's public key) ["--salt" SP hex]
+ *   "put" SP value-hex (one bencoded value, at most 1,000 bytes)
+ *            ["--key" SP 64 hex digits (the Ed25519 seed: mutable)
+ *             ["--salt" SP hex] ["--seq" SP N | "--cas" SP N]]
  */
 #ifndef MDHT_CTL_REQUEST_H
 #define MDHT_CTL_REQUEST_H
@@ -29,7 +36,8 @@
 
 #include "mdht.h"
 
-#define MDHT_CTL_MAX_LINE 1024
+/* A put of a 1,000-byte value, in hex, with its key and salt. */
+#define MDHT_CTL_MAX_LINE 4096
 #define MDHT_CTL_DEFAULT_TIMEOUT_MS ((mdht_time)30000)
 #define MDHT_CTL_MAX_TIMEOUT_MS ((mdht_time)3600 * 1000)
 /* sample --max: a crawl reports at most 65536 (MDHT_CRAWL_MAX_SEEN) */
@@ -49,8 +57,11 @@ typedef enum mdht_ctl_cmd {
   MDHT_CTL_INFOHASHES, /* its stored info-hashes */
   MDHT_CTL_PEERS,      /* the stored peers of one info-hash */
   MDHT_CTL_SCRAPE,     /* BEP 33: estimated seeds and downloaders */
-  MDHT_CTL_LAST_ = MDHT_CTL_SCRAPE
+  MDHT_CTL_GET_ITEM,   /* BEP 44 "get" */
+  MDHT_CTL_PUT_ITEM,   /* BEP 44 "put" */
+  MDHT_CTL_LAST_ = MDHT_CTL_PUT_ITEM
 } mdht_ctl_cmd;
+#define MDHT_CTL_LAST_ MDHT_CTL_PUT_ITEM
 
 typedef struct mdht_ctl_req {
   mdht_ctl_cmd cmd;
@@ -63,6 +74,17 @@ typedef struct mdht_ctl_req {
   bool progress;        /* progress lines */
   mdht_time timeout_ms; /* 0: MDHT_CTL_DEFAULT_TIMEOUT_MS */
   uint32_t max;         /* sample: info-hashes to stop at, 0 = no limit */
+  /* BEP 44 get / put. `target` is the item's (computed for a mutable get
+   * and for a put). */
+  bool item_mutable; /* get: pk given; put: key given */
+  uint8_t pk[32];    /* mutable get, and a put's (from its key) */
+  uint8_t key[32];   /* put: the Ed25519 seed */
+  uint8_t salt[64];
+  size_t salt_len;
+  uint8_t value[1000]; /* put: the bencoded value */
+  size_t value_len;
+  bool has_seq, has_cas;
+  int64_t seq, cas;
 } mdht_ctl_req;
 
 /* "get-peers" -> MDHT_CTL_GET_PEERS; MDHT_CTL_NONE if unknown. */

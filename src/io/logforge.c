@@ -84,6 +84,8 @@ mdht_log_level mdht_logforge_event_level(const mdht_event *ev) {
   case MDHT_EV_LOOKUP_PROGRESS:
   case MDHT_EV_PEER_STORED:
   case MDHT_EV_PEER_EXPIRED:
+  case MDHT_EV_ITEM_STORED: /* BEP 44: one per put or get, like peers */
+  case MDHT_EV_ITEM_SERVED:
     return MDHT_LOG_DEBUG;
   /* One per datagram: at trace, or a debug log of a busy node is nothing
    * but these. */
@@ -278,6 +280,10 @@ static void put_u64(line *l, const char *key, uint64_t v) {
           (unsigned long long)v);
 }
 
+static void put_i64(line *l, const char *key, int64_t v) {
+  fprintf(l->f, l->json ? ",\"%s\":%lld" : " %s=%lld", key, (long long)v);
+}
+
 static void put_int(line *l, const char *key, int v) {
   fprintf(l->f, l->json ? ",\"%s\":%d" : " %s=%d", key, v);
 }
@@ -403,6 +409,14 @@ static void put_event_fields(line *l, const mdht_event *ev) {
     put_addr(l, "peer", &ev->u.peer.peer);
     put_addr(l, "addr", &ev->addr);
     put_u64(l, "count", ev->u.peer.count);
+    break;
+  case MDHT_EV_ITEM_STORED:
+  case MDHT_EV_ITEM_SERVED:
+    put_id(l, "target", &ev->id);
+    put_addr(l, "addr", &ev->addr);
+    put_bool(l, "mutable", ev->u.item.is_mutable);
+    if (ev->u.item.is_mutable) put_i64(l, "seq", ev->u.item.seq);
+    put_u64(l, "len", ev->u.item.vlen);
     break;
   case MDHT_EV_LOOKUP_STARTED:
   case MDHT_EV_LOOKUP_PROGRESS:

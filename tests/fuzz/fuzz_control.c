@@ -35,7 +35,15 @@ static bool same_req(const mdht_ctl_req *a, const mdht_ctl_req *b) {
          (a->cmd != MDHT_CTL_PING || mdht_addr_eq(&a->addr, &b->addr)) &&
          a->port == b->port && a->implied_port == b->implied_port &&
          a->seed == b->seed && a->json == b->json &&
-         a->progress == b->progress && a->timeout_ms == b->timeout_ms;
+         a->progress == b->progress && a->timeout_ms == b->timeout_ms &&
+         a->item_mutable == b->item_mutable &&
+         !memcmp(a->pk, b->pk, sizeof a->pk) &&
+         !memcmp(a->key, b->key, sizeof a->key) && a->salt_len == b->salt_len &&
+         !memcmp(a->salt, b->salt, a->salt_len) &&
+         a->value_len == b->value_len &&
+         !memcmp(a->value, b->value, a->value_len) &&
+         a->has_seq == b->has_seq && a->seq == b->seq &&
+         a->has_cas == b->has_cas && a->cas == b->cas;
 }
 
 static void requests(const char *s, size_t n) {

@@ -43,6 +43,10 @@ static void check_same(const mdht_krpc_msg *a, const mdht_krpc_msg *b) {
   CHECK(a->seed == b->seed && a->noseed == b->noseed);
   CHECK(a->scrape == b->scrape);
   CHECK(bytes_eq(a->token, b->token));
+  CHECK(bytes_eq(a->item_v, b->item_v) && bytes_eq(a->item_k, b->item_k));
+  CHECK(bytes_eq(a->item_sig, b->item_sig) && bytes_eq(a->salt, b->salt));
+  CHECK(a->has_seq == b->has_seq && (!a->has_seq || a->seq == b->seq));
+  CHECK(a->has_cas == b->has_cas && (!a->has_cas || a->cas == b->cas));
   CHECK(bytes_eq(a->nodes, b->nodes));
   CHECK(bytes_eq(a->nodes6, b->nodes6));
   CHECK(a->nvalues == b->nvalues);
@@ -72,6 +76,18 @@ static void check_invariants(const mdht_krpc_msg *m, const uint8_t *data,
           vs[i].p + vs[i].len <= data + size);
   CHECK(m->token.len <= MDHT_KRPC_MAX_TOKEN);
   CHECK(m->port >= 0 && m->port <= 65535);
+  /* BEP 44: fixed sizes, and v a whole bencoded value inside the
+   * datagram. */
+  CHECK(m->item_k.len == 0 || m->item_k.len == 32);
+  CHECK(m->item_sig.len == 0 || m->item_sig.len == 64);
+  if (m->item_v.len) {
+    CHECK(m->item_v.p >= data && m->item_v.p + m->item_v.len <= data + size);
+    mdht_be_tok vt[MDHT_KRPC_TOKENS];
+    size_t used = 0;
+    CHECK(mdht_be_decode(m->item_v.p, m->item_v.len, vt, MDHT_KRPC_TOKENS,
+                         &used) > 0);
+    CHECK(used == m->item_v.len);
+  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -459,13 +459,44 @@ static void test_encode_sticky(void **state) {
   assert_int_equal(mdht_be_w_finish(&w), MDHT_ERR_LIMIT);
 }
 
+/* The verbatim span of each value of a dict, whatever its type: BEP 44
+ * hashes these bytes. */
+static void test_span(void **state) {
+  (void)state;
+  const char *in = "d1:ai-12e1:bl1:xi3ee1:cde1:d12:Hello World!1:eld1:kleee"
+                   "1:fi0ee";
+  const char *want[] = {"i-12e",           "l1:xi3ee",  "de",
+                        "12:Hello World!", "ld1:kleee", "i0e"};
+  mdht_be_tok toks[64];
+  size_t len = strlen(in);
+  assert_true(mdht_be_decode((const uint8_t *)in, len, toks, 64, NULL) > 0);
+  int i = 1;
+  for (size_t k = 0; k < 6; k++) {
+    int v = (int)toks[i].next; /* the value after key i */
+    size_t off, n = mdht_be_span((const uint8_t *)in, toks, v, &off);
+    assert_int_equal(n, strlen(want[k]));
+    assert_memory_equal(in + off, want[k], n);
+    i = (int)toks[v].next;
+  }
+  /* The whole dict is the whole input. */
+  size_t off, n = mdht_be_span((const uint8_t *)in, toks, 0, &off);
+  assert_int_equal(off, 0);
+  assert_int_equal(n, len);
+  /* A 10-byte string has a 3-byte header. */
+  const char *s10 = "10:0123456789";
+  assert_true(mdht_be_decode((const uint8_t *)s10, 13, toks, 4, NULL) > 0);
+  assert_int_equal(mdht_be_span((const uint8_t *)s10, toks, 0, &off), 13);
+  assert_int_equal(off, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_valid_cases),  cmocka_unit_test(test_invalid_cases),
-      cmocka_unit_test(test_guard_page),   cmocka_unit_test(test_token_fields),
-      cmocka_unit_test(test_dict_get),     cmocka_unit_test(test_depth),
-      cmocka_unit_test(test_token_limit),  cmocka_unit_test(test_encode_values),
-      cmocka_unit_test(test_encode_nobuf), cmocka_unit_test(test_encode_sticky),
+      cmocka_unit_test(test_span),          cmocka_unit_test(test_valid_cases),
+      cmocka_unit_test(test_invalid_cases), cmocka_unit_test(test_guard_page),
+      cmocka_unit_test(test_token_fields),  cmocka_unit_test(test_dict_get),
+      cmocka_unit_test(test_depth),         cmocka_unit_test(test_token_limit),
+      cmocka_unit_test(test_encode_values), cmocka_unit_test(test_encode_nobuf),
+      cmocka_unit_test(test_encode_sticky),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

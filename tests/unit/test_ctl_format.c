@@ -397,8 +397,80 @@ static void test_list_capped(void **state) {
   mdht_ctl_buf_free(&b);
 }
 
+/* BEP 44: get prints a string's bytes (escaped), anything else its
+ * bencoding; put prints the target (and seq); JSON carries everything;
+ * nothing found is exit 1. */
+static void test_result_items(void **state) {
+  mdht_ctl_req req = {.cmd = MDHT_CTL_GET_ITEM};
+  mdht_ctl_buf b = {0};
+  mdht_result r;
+  char msg[128];
+  int code;
+  (void)state;
+
+  result_init(&r, MDHT_M_GET);
+  r.item_v = (const uint8_t *)"5:a\nb\x01z";
+  r.item_vlen = 7;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, MDHT_CTL_EXIT_OK);
+  assert_string_equal(text(&b), "a\\x0ab\\x01z\n");
+  mdht_ctl_buf_reset(&b);
+  r.item_v = (const uint8_t *)"li1ee";
+  r.item_vlen = 5;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(text(&b), "li1ee\n");
+
+  mdht_ctl_buf_reset(&b);
+  req.json = true;
+  r.item_mutable = true;
+  r.item_seq = 7;
+  r.item_v = (const uint8_t *)"3:\"x\"";
+  r.item_vlen = 5;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_non_null(strstr(text(&b), "{\"type\":\"item\",\"target\":\"" HEX1
+                                   "\",\"mutable\":true,\"seq\":7,\"k\":\"00"));
+  assert_non_null(strstr(
+      text(&b), "\"value\":\"\\\"x\\\"\",\"bencoded\":\"3:\\\"x\\\"\"}"));
+  assert_non_null(strstr(text(&b), "{\"type\":\"done\",\"command\":\"get\""));
+
+  /* nothing found: exit 1 and why */
+  mdht_ctl_buf_reset(&b);
+  req.json = false;
+  r.item_vlen = 0;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, MDHT_CTL_EXIT_NONE);
+  assert_string_equal(msg, "no item found (10 nodes asked)");
+  assert_string_equal(text(&b), "");
+
+  /* put: the target; mutable with its seq; nobody stored it: exit 1 */
+  mdht_ctl_buf_reset(&b);
+  req.cmd = MDHT_CTL_PUT_ITEM;
+  result_init(&r, MDHT_M_PUT);
+  r.item_v = (const uint8_t *)"1:x";
+  r.item_vlen = 3;
+  r.nnodes = 2;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, MDHT_CTL_EXIT_OK);
+  assert_string_equal(text(&b), HEX1 "\n");
+  mdht_ctl_buf_reset(&b);
+  r.item_mutable = true;
+  r.item_seq = 3;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_string_equal(text(&b), HEX1 " seq 3\n");
+  mdht_ctl_buf_reset(&b);
+  r.nnodes = 0;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, MDHT_CTL_EXIT_NONE);
+  assert_string_equal(msg, "no node stored the item (10 nodes asked)");
+  r.ok = false;
+  mdht_ctl_format_result(&req, &r, &b, &code, msg, sizeof msg);
+  assert_int_equal(code, MDHT_CTL_EXIT_ERROR);
+  mdht_ctl_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_result_items),
       cmocka_unit_test(test_result_get_peers),
       cmocka_unit_test(test_result_nodes),
       cmocka_unit_test(test_result_ping),

@@ -227,8 +227,83 @@ static void test_parse_inspection(void **state) {
   assert_string_equal(line, "table\n");
 }
 
+/* BEP 44: get by target or by key and salt, put with its value, key and
+ * options in hex; what the line means, and back to the same line. */
+#define PK "77ff84905a91936367c01360803104f92432fcd904a43511876df5cdf3e7e548"
+#define SEED "0101010101010101010101010101010101010101010101010101010101010101"
+static void test_items(void **state) {
+  mdht_ctl_req r, back;
+  char line[MDHT_CTL_MAX_LINE + 1];
+  (void)state;
+
+  assert_int_equal(parse(&r, "get e5f96f6f38320f0f33959cb4d3d656452117aadb"),
+                   0);
+  assert_int_equal(r.cmd, MDHT_CTL_GET_ITEM);
+  assert_false(r.item_mutable);
+  /* the BEP's key and salt "foobar": the target is the BEP's */
+  assert_int_equal(parse(&r, "get " PK " --salt 666f6f626172 --json"), 0);
+  assert_true(r.item_mutable);
+  assert_int_equal(r.salt_len, 6);
+  char hex[41];
+  mdht_id_format(&r.target, hex);
+  assert_string_equal(hex, "411eba73b6f087ca51a3795d9c8c938d365e32c1");
+  assert_true(mdht_ctl_format(&r, line, sizeof line) > 0);
+  assert_string_equal(line, "get " PK " --salt 666f6f626172 --json\n");
+  assert_int_equal(parse(&back, line), 0);
+  assert_memory_equal(&r, &back, sizeof r);
+
+  /* immutable put of "12:Hello World!" */
+  assert_int_equal(
+      parse(&r, "put 31323a48656c6c6f20576f726c6421 --timeout 9000"), 0);
+  assert_int_equal(r.cmd, MDHT_CTL_PUT_ITEM);
+  assert_int_equal(r.value_len, 15);
+  mdht_id_format(&r.target, hex);
+  assert_string_equal(hex, "e5f96f6f38320f0f33959cb4d3d656452117aadb");
+  assert_true(mdht_ctl_format(&r, line, sizeof line) > 0);
+  assert_int_equal(parse(&back, line), 0);
+  assert_memory_equal(&r, &back, sizeof r);
+
+  /* mutable put with key, salt and cas */
+  assert_int_equal(parse(&r, "put 693165 --key " SEED " --salt 73 --cas 4"), 0);
+  assert_true(r.item_mutable && r.has_cas && !r.has_seq);
+  assert_int_equal(r.cas, 4);
+  assert_true(mdht_ctl_format(&r, line, sizeof line) > 0);
+  assert_string_equal(line, "put 693165 --key " SEED " --salt 73 --cas 4\n");
+  assert_int_equal(parse(&back, line), 0);
+  assert_memory_equal(&r, &back, sizeof r);
+  /* a 1,000-byte value fits in a line */
+  memset(&r, 0, sizeof r);
+  r.cmd = MDHT_CTL_PUT_ITEM;
+  memcpy(r.value, "996:", 4);
+  memset(r.value + 4, 'a', 996);
+  r.value_len = 1000;
+  assert_true(mdht_ctl_format(&r, line, sizeof line) > 2000);
+  assert_int_equal(parse(&back, line), 0);
+  assert_int_equal(back.value_len, 1000);
+
+  /* errors */
+  assert_int_equal(parse(&r, "get 1234"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "get " PK "zz"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "put 3132"), MDHT_ERR_INVAL); /* "12": no */
+  assert_int_equal(parse(&r, "put 693165693165"), MDHT_ERR_INVAL); /* two */
+  assert_int_equal(parse(&r, "put 6931"), MDHT_ERR_INVAL);         /* "i1" */
+  assert_int_equal(parse(&r, "put 693165 --seq 1"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "put 693165 --key 00"), MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "put 693165 --key " SEED " --seq 1 --cas 1"),
+                   MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "put 693165 --key " SEED " --seq -1"),
+                   MDHT_ERR_INVAL);
+  assert_int_equal(parse(&r, "get " HEX1 " --salt 73"), MDHT_ERR_INVAL);
+  char salt[300] = "get " PK " --salt ";
+  size_t n = strlen(salt);
+  memset(salt + n, 'a', 130); /* 65 bytes */
+  salt[n + 130] = 0;
+  assert_int_equal(parse(&r, salt), MDHT_ERR_INVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_items),
       cmocka_unit_test(test_parse_commands),
       cmocka_unit_test(test_parse_errors),
       cmocka_unit_test(test_format_roundtrip),

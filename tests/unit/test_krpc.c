@@ -25,7 +25,9 @@
 #define NODE6                                                                  \
   "0123456789ABCDEFGHIJ\x20\x01\x0d\xb8"                                       \
   "\0\0\0\0\0\0\0\0\0\0\0\x01\x1a\xe1"
-#define IP4 "\x01\x02\x03\x04\x1a\xe1" /* 1.2.3.4:6881 */
+#define IP4 "\x01\x02\x03\x04\x1a\xe1"        /* 1.2.3.4:6881 */
+#define PK "0123456789abcdef0123456789ABCDEF" /* 32 */
+#define SIG PK PK                             /* 64 */
 
 typedef struct msg_case {
   const char *name;
@@ -76,6 +78,25 @@ static const msg_case canonical[] = {
     {"error ip v",
      S("d1:eli203e14:Protocol Errore2:ip6:" IP4 "1:t2:aa1:v4:MD011:y1:ee")},
     {"long tid", S("d1:rd2:id20:" IDB "e1:t16:0123456789abcdef1:y1:re")},
+    /* BEP 44 */
+    {"get query",
+     S("d1:ad2:id20:" IDA "6:target20:" IDB "e1:q3:get1:t2:aa1:y1:qe")},
+    {"get query seq want", S("d1:ad2:id20:" IDA "3:seqi4e6:target20:" IDB
+                             "4:wantl2:n4ee1:q3:get1:t2:aa1:y1:qe")},
+    {"put query immutable",
+     S("d1:ad2:id20:" IDA "5:token2:tk1:v12:Hello World!e1:q3:put1:t2:aa"
+       "1:y1:qe")},
+    {"put query immutable dict v",
+     S("d1:ad2:id20:" IDA "5:token2:tk1:vd1:ali1ei-2ee1:bdeee1:q3:put1:t2:aa"
+       "1:y1:qe")},
+    {"put query mutable", S("d1:ad3:casi3e2:id20:" IDA "1:k32:" PK
+                            "4:salt6:foobar3:seqi4e3:sig64:" SIG
+                            "5:token2:tk1:vi42ee1:q3:put1:t2:aa1:y1:qe")},
+    {"get response mutable",
+     S("d1:rd2:id20:" IDB "1:k32:" PK "5:nodes26:" NODE4 "3:seqi4e3:sig64:" SIG
+       "5:token2:tk1:vl1:xee1:t2:aa1:y1:re")},
+    {"get response immutable",
+     S("d1:rd2:id20:" IDB "5:token2:tk1:v12:Hello World!e1:t2:aa1:y1:re")},
 };
 
 static int decode(mdht_krpc_msg *m, const uint8_t *p, size_t len) {
@@ -504,6 +525,49 @@ static const reject_case rejects[] = {
      'e', "aa"},
     {"error e list code", S("d1:elli201ee4:oopse1:t2:aa1:y1:ee"),
      MDHT_ERR_PROTO, 'e', "aa"},
+    {"get no target", S("d1:ad2:id20:" IDA "e1:q3:get1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"get seq string",
+     S("d1:ad2:id20:" IDA "3:seq1:46:target20:" IDB "e1:q3:get1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put no token", S("d1:ad2:id20:" IDA "1:vi1ee1:q3:put1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put no v", S("d1:ad2:id20:" IDA "5:token2:tke1:q3:put1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put k 31",
+     S("d1:ad2:id20:" IDA "1:k31:0123456789abcdef0123456789ABCDE"
+       "3:seqi1e3:sig64:" SIG "5:token2:tk1:vi1ee1:q3:put1:t2:aa"
+       "1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put sig 63",
+     S("d1:ad2:id20:" IDA "1:k32:" PK "3:seqi1e3:sig63:" PK
+       "0123456789abcdef0123456789ABCDE5:token2:tk1:vi1ee"
+       "1:q3:put1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put mutable no sig",
+     S("d1:ad2:id20:" IDA "1:k32:" PK "3:seqi1e5:token2:"
+       "tk1:vi1ee1:q3:put1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put mutable no seq",
+     S("d1:ad2:id20:" IDA "1:k32:" PK "3:sig64:" SIG
+       "5:token2:tk1:vi1ee1:q3:put1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put salt int",
+     S("d1:ad2:id20:" IDA "4:salti1e5:token2:tk1:vi1ee1:q3:put"
+       "1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put cas string",
+     S("d1:ad3:cas1:12:id20:" IDA "5:token2:tk1:vi1ee1:q3:put"
+       "1:t2:aa1:y1:qe"),
+     MDHT_ERR_PROTO, 'q', "aa"},
+    {"put v malformed",
+     S("d1:ad2:id20:" IDA "5:token2:tk1:vi01ee1:q3:put"
+       "1:t2:aa1:y1:qe"),
+     MDHT_ERR_PARSE, 0, NULL},
+    {"get response k 31",
+     S("d1:rd2:id20:" IDB "1:k31:0123456789abcdef012345"
+       "6789ABCDEe1:t2:aa1:y1:re"),
+     MDHT_ERR_PROTO, 'r', "aa"},
 };
 
 static void test_rejects(void **state) {
@@ -783,8 +847,82 @@ static void test_tid_any_length(void **state) {
   }
 }
 
+/* BEP 44: every field decodes to what was sent, v verbatim whatever its
+ * type; and the fields encode back to the canonical bytes. */
+static void test_items(void **state) {
+  (void)state;
+  mdht_krpc_msg m;
+  static const uint8_t put[] = "d1:ad3:casi3e2:id20:" IDA "1:k32:" PK
+                               "4:salt6:foobar3:seqi4e3:sig64:" SIG
+                               "5:token2:tk1:vd1:ali1ei-2eeee1:q3:put1:t2:aa"
+                               "1:y1:qe";
+  assert_int_equal(decode(&m, put, sizeof put - 1), 0);
+  assert_int_equal(m.method, MDHT_M_PUT);
+  assert_bytes_lit(m.item_v, "d1:ali1ei-2eee");
+  assert_bytes_lit(m.item_k, PK);
+  assert_bytes_lit(m.item_sig, SIG);
+  assert_bytes_lit(m.salt, "foobar");
+  assert_bytes_lit(m.token, "tk");
+  assert_true(m.has_seq && m.seq == 4);
+  assert_true(m.has_cas && m.cas == 3);
+
+  static const uint8_t get[] =
+      "d1:ad2:id20:" IDA "3:seqi-1e6:target20:" IDB "e1:q3:get1:t2:aa1:y1:qe";
+  assert_int_equal(decode(&m, get, sizeof get - 1), 0);
+  assert_int_equal(m.method, MDHT_M_GET);
+  assert_memory_equal(m.target.b, IDB, 20);
+  assert_true(m.has_seq && m.seq == -1);
+  assert_int_equal(m.item_v.len, 0);
+
+  /* A response: v a string (its header is part of it), k, seq, sig. */
+  static const uint8_t resp[] =
+      "d1:rd2:id20:" IDB "1:k32:" PK "3:seqi9e3:sig64:" SIG
+      "5:token2:tk1:v12:Hello World!e1:t2:aa1:y1:re";
+  assert_int_equal(decode(&m, resp, sizeof resp - 1), 0);
+  assert_bytes_lit(m.item_v, "12:Hello World!");
+  assert_bytes_lit(m.item_k, PK);
+  assert_true(m.has_seq && m.seq == 9);
+  assert_bytes_lit(m.item_sig, SIG);
+
+  /* Encoding from fields. */
+  mdht_krpc_msg q;
+  mdht_krpc_msg_init(&q, 'q');
+  SET(q.t, "aa");
+  memcpy(q.id.b, IDA, 20);
+  q.method = MDHT_M_PUT;
+  SET(q.token, "tk");
+  SET(q.item_v, "i42e");
+  SET(q.item_k, PK);
+  SET(q.item_sig, SIG);
+  SET(q.salt, "foobar");
+  q.has_seq = true;
+  q.seq = 4;
+  q.has_cas = true;
+  q.cas = 3;
+  assert_encodes(&q, S("d1:ad3:casi3e2:id20:" IDA "1:k32:" PK
+                       "4:salt6:foobar3:seqi4e3:sig64:" SIG
+                       "5:token2:tk1:vi42ee1:q3:put1:t2:aa1:y1:qe"));
+  /* A put without a value is refused, not sent broken. */
+  q.item_v.len = 0;
+  uint8_t out[MDHT_MAX_PACKET];
+  assert_int_equal(mdht_krpc_encode(&q, out, sizeof out), MDHT_ERR_INVAL);
+
+  mdht_krpc_msg r;
+  mdht_krpc_msg_init(&r, 'r');
+  SET(r.t, "aa");
+  memcpy(r.id.b, IDB, 20);
+  r.method = MDHT_M_GET;
+  /* get responses carry a token even when empty, like get_peers */
+  assert_encodes(&r, S("d1:rd2:id20:" IDB "5:token0:e1:t2:aa1:y1:re"));
+  SET(r.token, "tk");
+  SET(r.item_v, "12:Hello World!");
+  assert_encodes(
+      &r, S("d1:rd2:id20:" IDB "5:token2:tk1:v12:Hello World!e1:t2:aa1:y1:re"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_items),
       cmocka_unit_test(test_roundtrip_canonical),
       cmocka_unit_test(test_guard_page),
       cmocka_unit_test(test_decode_queries),

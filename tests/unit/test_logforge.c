@@ -197,6 +197,31 @@ static void test_json_lookup_and_peer(void **state) {
   fx_del(fx);
 }
 
+/* BEP 44 item events: debug level, the target, mutable items' seq. */
+static void test_item_events(void **state) {
+  fixture *fx = fx_new(MDHT_LOG_DEBUG, MDHT_LOG_TEXT);
+  mdht_event ev;
+  (void)state;
+  ev = ev_of(MDHT_EV_ITEM_STORED);
+  ev.id = id_of(HEX1);
+  ev.addr = v4(10, 0, 0, 9, 6881);
+  ev.u.item.is_mutable = true;
+  ev.u.item.seq = 42;
+  ev.u.item.vlen = 15;
+  emit(fx, &ev);
+  ev = ev_of(MDHT_EV_ITEM_SERVED);
+  ev.id = id_of(HEX2);
+  ev.addr = v4(10, 0, 0, 8, 1);
+  ev.u.item.vlen = 1000;
+  emit(fx, &ev);
+  assert_string_equal(fx_text(fx),
+                      TS " debug item_stored target=" HEX1
+                         " addr=10.0.0.9:6881 mutable=true seq=42 len=15\n" TS
+                         " debug item_served target=" HEX2
+                         " addr=10.0.0.8:1 mutable=false len=1000\n");
+  fx_del(fx);
+}
+
 static void test_ipv6_addr(void **state) {
   fixture *fx = fx_new(MDHT_LOG_INFO, MDHT_LOG_JSON);
   mdht_event ev = ev_of(MDHT_EV_EXTERNAL_ADDR);
@@ -428,6 +453,7 @@ int main(void) {
       cmocka_unit_test(test_per_event_fields),
       cmocka_unit_test(test_json_lookup_and_peer),
       cmocka_unit_test(test_ipv6_addr),
+      cmocka_unit_test(test_item_events),
       cmocka_unit_test(test_id_changed),
       cmocka_unit_test(test_event_levels),
       cmocka_unit_test(test_level_filter),

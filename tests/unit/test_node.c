@@ -15,6 +15,7 @@
 #include "krpc.h"
 #include "node.h"
 #include "bloom.h"
+#include "item.h"
 #include "testutil.h"
 
 typedef struct fixture {
@@ -1761,8 +1762,542 @@ static void test_visit_store(void **state) {
   assert_int_equal(s.nih, 0);
 }
 
+/* ---------------------------------------------------------------- BEP 44 */
+
+static void assert_bytes_equal_v(fixture *f, const char *v) {
+  assert_int_equal(f->msg.item_v.len, strlen(v));
+  assert_memory_equal(f->msg.item_v.p, v, strlen(v));
+}
+
+/* A get for `target` from `from`; the answer is in f->msg. Copies the
+ * token into `store`. */
+static mdht_bytes item_get(fixture *f, const mdht_addr *from,
+                           const mdht_id *target, bool has_seq, int64_t seq,
+                           uint8_t *store) {
+  mdht_id me = test_id(0x35);
+  mdht_krpc_msg *q = query(MDHT_M_GET, &me, "gt");
+  q->target = *target;
+  q->has_seq = has_seq;
+  q->seq = seq;
+  assert_true(exchange(f, from, q));
+  assert_int_equal(f->msg.y, 'r');
+  assert_true(f->len <= MDHT_RESPONSE_LIMIT);
+  assert_true(f->msg.token.len > 0);
+  memcpy(store, f->msg.token.p, f->msg.token.len);
+  return (mdht_bytes){store, f->msg.token.len};
+}
+
+typedef struct signer {
+  uint8_t pk[32], sk[64], sig[64];
+} signer;
+
+static void signer_init(signer *s, uint8_t fill) {
+  uint8_t seed[32];
+  memset(seed, fill, sizeof seed);
+  mdht_item_keypair(seed, s->pk, s->sk);
+}
+
+/* A put of `v`; mutable when `s` is given (signed with seq and salt).
+ * Returns the reply's y; f->msg has it. */
+static char item_put(fixture *f, const mdht_addr *from, mdht_bytes token,
+                     const char *v, signer *s, int64_t seq, const char *salt,
+                     bool has_cas, int64_t cas) {
+  mdht_id me = test_id(0x35);
+  mdht_krpc_msg *q = query(MDHT_M_PUT, &me, "pt");
+  q->token = token;
+  q->item_v = (mdht_bytes){(const uint8_t *)v, strlen(v)};
+  if (s) {
+    size_t sl = salt ? strlen(salt) : 0;
+    assert_int_equal(mdht_item_sign(s->sk, (const uint8_t *)salt,
+                                    sl > 64 ? 0 : sl, seq, q->item_v.p,
+                                    q->item_v.len > 1000 ? 1 : q->item_v.len,
+                                    s->sig),
+                     0);
+    q->item_k = (mdht_bytes){s->pk, 32};
+    q->item_sig = (mdht_bytes){s->sig, 64};
+    q->salt = (mdht_bytes){(const uint8_t *)salt, sl};
+    q->has_seq = true;
+    q->seq = seq;
+    q->has_cas = has_cas;
+    q->cas = cas;
+  }
+  assert_true(exchange(f, from, q));
+  return f->msg.y;
+}
+
+/* Immutable: put with the get's token, then any node's get returns the
+ * value verbatim under SHA-1(v); a put without a valid token is 203. */
+static void test_item_immutable(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  mdht_addr b = test_addr4(127, 0, 0, 8, 7000);
+  const char *v = "d1:ali1ei2ee1:b3:xyze";
+  mdht_id target;
+  mdht_item_immutable_target((const uint8_t *)v, strlen(v), &target);
+  uint8_t store[64], other[64];
+  mdht_bytes tok = item_get(f, &a, &target, false, 0, store);
+  assert_int_equal(f->msg.item_v.len, 0);
+  /* b's token is not a's */
+  mdht_bytes btok = item_get(f, &b, &target, false, 0, other);
+  assert_int_equal(item_put(f, &a, btok, v, NULL, 0, NULL, false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 203);
+  assert_int_equal(f->events[MDHT_EV_TOKEN_REJECTED], 1);
+  assert_int_equal(item_put(f, &a, tok, v, NULL, 0, NULL, false, 0), 'r');
+  assert_int_equal(f->events[MDHT_EV_ITEM_STORED], 1);
+  assert_memory_equal(f->last[MDHT_EV_ITEM_STORED].id.b, target.b, 20);
+
+  item_get(f, &b, &target, false, 0, other);
+  assert_bytes_equal_v(f, v);
+  assert_int_equal(f->msg.item_k.len, 0);
+  assert_false(f->msg.has_seq);
+  assert_true(f->msg.nodes.p != NULL); /* nodes are always there */
+  assert_int_equal(f->events[MDHT_EV_ITEM_SERVED], 1);
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.items, 1);
+  assert_int_equal(st.items_stored, 1);
+  assert_int_equal(st.items_served, 1);
+  assert_int_equal(st.puts_rejected, 1);
+  assert_int_equal(st.queries_in[MDHT_M_PUT], 2);
+  assert_int_equal(st.queries_in[MDHT_M_GET], 3);
+
+  /* Gone 2 h after the put. */
+  f->now += f->node->cfg.item_ttl_ms;
+  mdht_node_tick(f->node, f->now);
+  item_get(f, &b, &target, false, 0, other);
+  assert_int_equal(f->msg.item_v.len, 0);
+}
+
+/* Mutable: signatures checked (206), seq and cas rules (302, 301), salt
+ * bound (207), value bound (205); get with seq leaves the value out when
+ * the requester is up to date. */
+static void test_item_mutable(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  signer s;
+  signer_init(&s, 3);
+  mdht_id target;
+  mdht_item_mutable_target(s.pk, (const uint8_t *)"salt", 4, &target);
+  uint8_t store[64];
+  mdht_bytes tok = item_get(f, &a, &target, false, 0, store);
+  assert_int_equal(item_put(f, &a, tok, "5:first", &s, 1, "salt", false, 0),
+                   'r');
+  item_get(f, &a, &target, false, 0, store);
+  assert_bytes_equal_v(f, "5:first");
+  assert_true(f->msg.has_seq && f->msg.seq == 1);
+  assert_int_equal(f->msg.item_k.len, 32);
+  assert_memory_equal(f->msg.item_k.p, s.pk, 32);
+  assert_true(mdht_item_verify(f->msg.item_k.p, f->msg.item_sig.p,
+                               (const uint8_t *)"salt", 4, 1, f->msg.item_v.p,
+                               f->msg.item_v.len));
+  /* up to date: seq only */
+  item_get(f, &a, &target, true, 1, store);
+  assert_true(f->msg.has_seq && f->msg.seq == 1);
+  assert_int_equal(f->msg.item_v.len, 0);
+  assert_int_equal(f->msg.item_sig.len, 0);
+  item_get(f, &a, &target, true, 0, store);
+  assert_bytes_equal_v(f, "5:first");
+
+  /* a signature over other bytes: 206, nothing changes */
+  assert_int_equal(item_put(f, &a, tok, "5:first", &s, 1, "salt", false, 0),
+                   'r'); /* the same item again: a refresh */
+  signer wrong;
+  signer_init(&wrong, 4);
+  memcpy(wrong.pk, s.pk, 32); /* k says s, sig is wrong's */
+  assert_int_equal(
+      item_put(f, &a, tok, "6:second", &wrong, 2, "salt", false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 206);
+  /* lower seq, same seq with another value: 302 */
+  assert_int_equal(item_put(f, &a, tok, "6:second", &s, 0, "salt", false, 0),
+                   'e');
+  assert_int_equal(f->msg.ecode, 302);
+  assert_int_equal(item_put(f, &a, tok, "6:second", &s, 1, "salt", false, 0),
+                   'e');
+  assert_int_equal(f->msg.ecode, 302);
+  /* cas not the stored seq: 301; right cas: stored */
+  assert_int_equal(item_put(f, &a, tok, "6:second", &s, 2, "salt", true, 5),
+                   'e');
+  assert_int_equal(f->msg.ecode, 301);
+  assert_int_equal(item_put(f, &a, tok, "6:second", &s, 2, "salt", true, 1),
+                   'r');
+  item_get(f, &a, &target, false, 0, store);
+  assert_bytes_equal_v(f, "6:second");
+  assert_int_equal(f->msg.seq, 2);
+
+  /* salt of 65 bytes: 207 */
+  char salt[66];
+  memset(salt, 's', 65);
+  salt[65] = 0;
+  assert_int_equal(item_put(f, &a, tok, "1:x", &s, 1, salt, false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 207);
+  /* v of 1,001 bytes: 205 (immutable and mutable) */
+  static char big[1100];
+  snprintf(big, sizeof big, "997:%0997d", 0);
+  assert_int_equal(strlen(big), 1001);
+  assert_int_equal(item_put(f, &a, tok, big, NULL, 0, NULL, false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 205);
+  assert_int_equal(item_put(f, &a, tok, big, &s, 9, "salt", false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 205);
+  /* a negative seq: 203 */
+  assert_int_equal(item_put(f, &a, tok, "1:x", &s, -1, NULL, false, 0), 'e');
+  assert_int_equal(f->msg.ecode, 203);
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(st.puts_rejected, 8);
+  assert_int_equal(st.items, 1);
+}
+
+/* A 1,000-byte value beside a full list of nodes stays within 1,400
+ * bytes: the nodes give way, the value is served. */
+static void test_item_size_bound(void **state) {
+  fixture *f = *state;
+  for (int i = 0; i < 8; i++) {
+    mdht_addr n = test_addr4(127, 0, (uint8_t)(10 + i), 1, 6881);
+    mdht_id nid = test_id((uint8_t)(0x10 + i));
+    confirm(f, &n, &nid);
+  }
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  signer s;
+  signer_init(&s, 5);
+  static char v[1100];
+  snprintf(v, sizeof v, "996:%0996d", 0);
+  assert_int_equal(strlen(v), 1000);
+  mdht_id target;
+  mdht_item_mutable_target(s.pk, NULL, 0, &target);
+  uint8_t store[64];
+  mdht_bytes tok = item_get(f, &a, &target, false, 0, store);
+  assert_true(f->msg.nodes.len >= 8 * 26);
+  assert_int_equal(item_put(f, &a, tok, v, &s, 1, NULL, false, 0), 'r');
+  item_get(f, &a, &target, false, 0, store); /* asserts len <= 1400 */
+  assert_bytes_equal_v(f, v);
+  assert_int_equal(f->msg.item_sig.len, 64);
+}
+
+/* BEP 43: a read-only node stores nothing and answers nothing. */
+static void test_item_read_only(void **state) {
+  (void)state;
+  mdht_config c;
+  mdht_config_default(&c);
+  c.allow_private = true;
+  c.read_only = true;
+  fixture *f = make(&c);
+  mdht_addr a = test_addr4(127, 0, 0, 7, 7000);
+  mdht_id me = test_id(0x35), target = test_id(1);
+  mdht_krpc_msg *q = query(MDHT_M_GET, &me, "gt");
+  q->target = target;
+  assert_false(exchange(f, &a, q));
+  assert_int_equal(f->events[MDHT_EV_DATAGRAM_DROPPED], 1);
+  mdht_node_del(f->node);
+  free(f);
+}
+
+/* ------------------------------------------------- BEP 44 client side */
+
+typedef struct item_outcome {
+  bool done;
+  mdht_result r;
+  uint8_t v[1000];
+} item_outcome;
+
+static void on_item(const mdht_result *r, void *user) {
+  item_outcome *o = user;
+  o->done = true;
+  o->r = *r;
+  if (r->item_vlen) memcpy(o->v, r->item_v, r->item_vlen);
+  o->r.item_v = o->v;
+}
+
+/* Answers a get query with a token and, when v is given, an item. */
+static void answer_item(fixture *f, const mdht_addr *from, const mdht_id *id,
+                        const uint8_t *tid, size_t tl, const char *v,
+                        const signer *s, int64_t seq) {
+  mdht_krpc_msg r;
+  uint8_t buf[MDHT_MAX_PACKET];
+  mdht_krpc_msg_init(&r, 'r');
+  r.t = (mdht_bytes){tid, tl};
+  r.id = *id;
+  r.token = (mdht_bytes){(const uint8_t *)"tok", 3};
+  if (v) r.item_v = (mdht_bytes){(const uint8_t *)v, strlen(v)};
+  if (s) {
+    r.item_k = (mdht_bytes){s->pk, 32};
+    r.item_sig = (mdht_bytes){s->sig, 64};
+    r.has_seq = true;
+    r.seq = seq;
+  }
+  int n = mdht_krpc_encode(&r, buf, sizeof buf);
+  assert_true(n > 0);
+  mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
+}
+
+/* Drains the send queue; each of the n addresses must have been sent
+ * exactly one query of `method`: its transaction id and bytes. */
+typedef struct item_q {
+  uint8_t tid[16];
+  size_t tl;
+  bool seen;
+  uint8_t pkt[MDHT_MAX_PACKET];
+  size_t len;
+} item_q;
+
+static void take_queries(fixture *f, const mdht_addr *to, size_t n,
+                         mdht_method method, item_q *out) {
+  uint8_t tmp[MDHT_MAX_PACKET];
+  mdht_addr dst;
+  int len;
+  for (size_t i = 0; i < n; i++)
+    out[i].seen = false;
+  while ((len = mdht_node_next_packet(f->node, &dst, tmp, sizeof tmp)) > 0) {
+    mdht_krpc_msg x;
+    assert_int_equal(
+        mdht_krpc_decode(&x, tmp, (size_t)len, f->toks, MDHT_KRPC_TOKENS), 0);
+    if (x.y != 'q' || x.method != method) continue;
+    for (size_t i = 0; i < n; i++) {
+      if (!mdht_addr_eq(&dst, &to[i])) continue;
+      assert_false(out[i].seen);
+      out[i].seen = true;
+      memcpy(out[i].tid, x.t.p, x.t.len);
+      out[i].tl = x.t.len;
+      memcpy(out[i].pkt, tmp, (size_t)len);
+      out[i].len = (size_t)len;
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    assert_true(out[i].seen);
+}
+
+static void three_nodes(fixture *f, mdht_addr *a, mdht_id *id) {
+  for (int i = 0; i < 3; i++) {
+    a[i] = test_addr4(127, 0, (uint8_t)(60 + i), 1, 6881);
+    id[i] = test_id((uint8_t)(0x21 + i));
+    confirm(f, &a[i], &id[i]);
+  }
+  drain(f);
+}
+
+/* Runs ticks until the operation reports (bounded). */
+static void until_done(fixture *f, item_outcome *o) {
+  for (int i = 0; i < 100 && !o->done; i++) {
+    f->now += 100;
+    mdht_node_tick(f->node, f->now);
+    drain(f);
+  }
+  assert_true(o->done);
+}
+
+/* An immutable get ignores a value that does not hash to the target and
+ * stops at the first that does, without waiting for the others. */
+static void test_item_get_immutable_client(void **state) {
+  fixture *f = *state;
+  mdht_addr a[3];
+  mdht_id id[3];
+  three_nodes(f, a, id);
+  const char *v = "4:good";
+  mdht_id target;
+  mdht_item_immutable_target((const uint8_t *)v, strlen(v), &target);
+  item_outcome o = {0};
+  assert_true(mdht_node_get_immutable(f->node, &target, on_item, &o, f->now) >
+              0);
+  item_q q[3];
+  take_queries(f, a, 3, MDHT_M_GET, q);
+  f->now += 5;
+  answer_item(f, &a[0], &id[0], q[0].tid, q[0].tl, "3:bad", NULL, 0);
+  answer_item(f, &a[1], &id[1], q[1].tid, q[1].tl, v, NULL, 0);
+  mdht_node_tick(f->node, f->now); /* a[2] has not answered: no matter */
+  assert_true(o.done);
+  assert_true(o.r.ok);
+  assert_int_equal(o.r.kind, MDHT_M_GET);
+  assert_int_equal(o.r.item_vlen, strlen(v));
+  assert_memory_equal(o.v, v, strlen(v));
+  assert_false(o.r.item_mutable);
+  /* Nobody has it: done, ok, no value. */
+  item_outcome o2 = {0};
+  assert_true(mdht_node_get_immutable(f->node, &target, on_item, &o2, f->now) >
+              0);
+  take_queries(f, a, 3, MDHT_M_GET, q);
+  for (int i = 0; i < 3; i++)
+    answer_item(f, &a[i], &id[i], q[i].tid, q[i].tl, i ? NULL : "3:bad", NULL,
+                0);
+  until_done(f, &o2);
+  assert_true(o2.r.ok);
+  assert_int_equal(o2.r.item_vlen, 0);
+}
+
+/* Regression: with one node, its answer is the lookup's last, and the
+ * engine ends the lookup inside the report of that answer; the item in it
+ * must count all the same (it was looked at after the end, and lost). */
+static void test_item_get_one_node(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(127, 0, 70, 1, 6881);
+  mdht_id aid = test_id(0x31);
+  confirm(f, &a, &aid);
+  drain(f);
+  signer s;
+  signer_init(&s, 8);
+  assert_int_equal(
+      mdht_item_sign(s.sk, NULL, 0, 2, (const uint8_t *)"1:z", 3, s.sig), 0);
+  item_outcome o = {0};
+  assert_true(
+      mdht_node_get_mutable(f->node, s.pk, NULL, 0, on_item, &o, f->now) > 0);
+  item_q q[1];
+  take_queries(f, &a, 1, MDHT_M_GET, q);
+  answer_item(f, &a, &aid, q[0].tid, q[0].tl, "1:z", &s, 2);
+  until_done(f, &o);
+  assert_int_equal(o.r.item_vlen, 3);
+  assert_int_equal(o.r.item_seq, 2);
+}
+
+/* A mutable get keeps the highest seq whose signature holds under the
+ * key and salt asked for. */
+static void test_item_get_mutable_client(void **state) {
+  fixture *f = *state;
+  mdht_addr a[3];
+  mdht_id id[3];
+  three_nodes(f, a, id);
+  signer s;
+  signer_init(&s, 7);
+  const uint8_t *salt = (const uint8_t *)"x";
+  item_outcome o = {0};
+  assert_true(
+      mdht_node_get_mutable(f->node, s.pk, salt, 1, on_item, &o, f->now) > 0);
+  item_q q[3];
+  take_queries(f, a, 3, MDHT_M_GET, q);
+  f->now += 5;
+  signer s1 = s, s3 = s, s9 = s;
+  assert_int_equal(
+      mdht_item_sign(s.sk, salt, 1, 1, (const uint8_t *)"2:v1", 4, s1.sig), 0);
+  assert_int_equal(
+      mdht_item_sign(s.sk, salt, 1, 3, (const uint8_t *)"2:v3", 4, s3.sig), 0);
+  /* seq 9 claims v9 but signs v3: refused */
+  assert_int_equal(
+      mdht_item_sign(s.sk, salt, 1, 9, (const uint8_t *)"2:v3", 4, s9.sig), 0);
+  answer_item(f, &a[0], &id[0], q[0].tid, q[0].tl, "2:v1", &s1, 1);
+  answer_item(f, &a[1], &id[1], q[1].tid, q[1].tl, "2:v3", &s3, 3);
+  answer_item(f, &a[2], &id[2], q[2].tid, q[2].tl, "2:v9", &s9, 9);
+  until_done(f, &o);
+  assert_true(o.r.item_mutable);
+  assert_int_equal(o.r.item_seq, 3);
+  assert_memory_equal(o.v, "2:v3", 4);
+  assert_memory_equal(o.r.item_sig, s3.sig, 64);
+  assert_memory_equal(o.r.item_k, s.pk, 32);
+}
+
+/* A mutable put without a seq: one above the highest found, signed, sent
+ * with the token to every node that gave one; ok once they accept. */
+static void test_item_put_mutable_client(void **state) {
+  fixture *f = *state;
+  mdht_addr a[3];
+  mdht_id id[3];
+  three_nodes(f, a, id);
+  signer s;
+  uint8_t seed[32];
+  memset(seed, 7, sizeof seed);
+  signer_init(&s, 7);
+  item_outcome o = {0};
+  assert_true(mdht_node_put_mutable(f->node, seed, NULL, 0,
+                                    (const uint8_t *)"3:new", 5, -1, false, 0,
+                                    on_item, &o, f->now) > 0);
+  item_q q[3];
+  take_queries(f, a, 3, MDHT_M_GET, q);
+  f->now += 5;
+  assert_int_equal(
+      mdht_item_sign(s.sk, NULL, 0, 4, (const uint8_t *)"3:old", 5, s.sig), 0);
+  answer_item(f, &a[0], &id[0], q[0].tid, q[0].tl, "3:old", &s, 4);
+  answer_item(f, &a[1], &id[1], q[1].tid, q[1].tl, NULL, NULL, 0);
+  answer_item(f, &a[2], &id[2], q[2].tid, q[2].tl, NULL, NULL, 0);
+  f->now += 5;
+  mdht_node_tick(f->node, f->now);
+  take_queries(f, a, 3, MDHT_M_PUT, q);
+  for (int i = 0; i < 3; i++) {
+    mdht_krpc_msg m;
+    mdht_be_tok toks[64];
+    assert_int_equal(mdht_krpc_decode(&m, q[i].pkt, q[i].len, toks, 64), 0);
+    assert_true(m.has_seq);
+    assert_int_equal(m.seq, 5);
+    assert_int_equal(m.item_v.len, 5);
+    assert_memory_equal(m.item_v.p, "3:new", 5);
+    assert_memory_equal(m.token.p, "tok", 3);
+    assert_memory_equal(m.item_k.p, s.pk, 32);
+    assert_true(mdht_item_verify(m.item_k.p, m.item_sig.p, NULL, 0, 5,
+                                 m.item_v.p, m.item_v.len));
+  }
+  answer(f, &a[0], &id[0], q[0].tid, q[0].tl);
+  answer(f, &a[1], &id[1], q[1].tid, q[1].tl);
+  assert_false(o.done);
+  answer(f, &a[2], &id[2], q[2].tid, q[2].tl);
+  assert_true(o.done);
+  assert_true(o.r.ok);
+  assert_int_equal(o.r.kind, MDHT_M_PUT);
+  assert_int_equal(o.r.nnodes, 3);
+  assert_int_equal(o.r.item_seq, 5);
+  /* Bad arguments. */
+  assert_int_equal(mdht_node_put_immutable(f->node, (const uint8_t *)"3:ab", 4,
+                                           on_item, &o, f->now),
+                   MDHT_ERR_INVAL); /* not one bencoded value */
+  uint8_t salt[65] = {0};
+  assert_int_equal(
+      mdht_node_get_mutable(f->node, s.pk, salt, 65, on_item, &o, f->now),
+      MDHT_ERR_INVAL);
+}
+
+/* An immutable put: the target's nodes get the value as given. */
+static void test_item_put_immutable_client(void **state) {
+  fixture *f = *state;
+  mdht_addr a[3];
+  mdht_id id[3];
+  three_nodes(f, a, id);
+  item_outcome o = {0};
+  const char *v = "li1ei2ee";
+  assert_true(mdht_node_put_immutable(f->node, (const uint8_t *)v, strlen(v),
+                                      on_item, &o, f->now) > 0);
+  item_q q[3];
+  take_queries(f, a, 3, MDHT_M_GET, q);
+  answer_item(f, &a[0], &id[0], q[0].tid, q[0].tl, NULL, NULL, 0);
+  mdht_krpc_msg r; /* a[1] gives no token: it gets no put */
+  uint8_t buf[MDHT_MAX_PACKET];
+  mdht_krpc_msg_init(&r, 'r');
+  r.t = (mdht_bytes){q[1].tid, q[1].tl};
+  r.id = id[1];
+  int n = mdht_krpc_encode(&r, buf, sizeof buf);
+  mdht_node_recv(f->node, &a[1], buf, (size_t)n, f->now);
+  answer_item(f, &a[2], &id[2], q[2].tid, q[2].tl, NULL, NULL, 0);
+  mdht_node_tick(f->node, f->now);
+  item_q p[2];
+  mdht_addr two[2] = {a[0], a[2]};
+  take_queries(f, two, 2, MDHT_M_PUT, p);
+  mdht_krpc_msg m;
+  mdht_be_tok toks[64];
+  assert_int_equal(mdht_krpc_decode(&m, p[0].pkt, p[0].len, toks, 64), 0);
+  assert_int_equal(m.item_v.len, strlen(v));
+  assert_memory_equal(m.item_v.p, v, strlen(v));
+  assert_int_equal(m.item_k.len, 0);
+  answer(f, &a[0], &id[0], p[0].tid, p[0].tl);
+  /* a[2] refuses: an error reply counts as a failure */
+  uint8_t eb[256];
+  int en =
+      mdht_krpc_encode_error(eb, sizeof eb, (mdht_bytes){p[1].tid, p[1].tl},
+                             205, "too big", NULL, (mdht_bytes){0});
+  mdht_node_recv(f->node, &a[2], eb, (size_t)en, f->now);
+  assert_true(o.done);
+  assert_true(o.r.ok);
+  assert_int_equal(o.r.nnodes, 1);
+  assert_int_equal(o.r.failures, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_item_immutable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_item_mutable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_item_size_bound, setup, teardown),
+      cmocka_unit_test(test_item_read_only),
+      cmocka_unit_test_setup_teardown(test_item_get_immutable_client, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_item_get_mutable_client, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_item_get_one_node, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_item_put_mutable_client, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_item_put_immutable_client, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_confirm_then_find_node, setup,

@@ -15,6 +15,7 @@
 #include "addr.h"
 #include "id.h"
 #include "krpc.h"
+#include "item.h"
 #include "node.h"
 #include "state.h"
 #include "testutil.h"
@@ -1064,6 +1065,133 @@ static void test_peers_foreach_and_add_until(void **state) {
   unmake(&a);
 }
 
+/* ------------------------------------------------------------ BEP 44 */
+
+/* Puts a signed mutable item (salt "s") and an immutable one into a's
+ * store; returns their targets. */
+static void put_items(fixture *f, mdht_time now, mdht_id *mt, mdht_id *it) {
+  uint8_t seed[32] = {7}, pk[32], sk[64], sig[64];
+  mdht_item_keypair(seed, pk, sk);
+  const char *v = "l1:ai2ee";
+  assert_int_equal(mdht_item_sign(sk, (const uint8_t *)"s", 1, 3,
+                                  (const uint8_t *)v, 8, sig),
+                   0);
+  mdht_item_mutable_target(pk, (const uint8_t *)"s", 1, mt);
+  mdht_item_put p = {.v = (const uint8_t *)v,
+                     .vlen = 8,
+                     .is_mutable = true,
+                     .k = pk,
+                     .sig = sig,
+                     .salt = (const uint8_t *)"s",
+                     .salt_len = 1,
+                     .seq = 3};
+  mdht_addr src = addr_n(1);
+  assert_int_equal(mdht_items_put(&f->node->items, mt, &p, &src, now), 0);
+  mdht_item_put q = {.v = (const uint8_t *)"5:hello", .vlen = 7};
+  mdht_item_immutable_target(q.v, q.vlen, it);
+  src = addr_n(2);
+  assert_int_equal(mdht_items_put(&f->node->items, it, &q, &src, now), 0);
+}
+
+/* Items come back after a restart with the lifetime they had left, less
+ * the downtime; their source still counts against its quota. */
+static void test_items_round_trip(void **state) {
+  (void)state;
+  fixture a, b;
+  mdht_id id = test_id(0x5b), mt, it;
+  make(&a, &id, T0);
+  put_items(&a, T0, &mt, &it);
+  uint8_t *buf;
+  size_t len;
+  mdht_state_info si;
+  mdht_time later = T0 + 60000;
+  save(&a, later, &buf, &len, &si);
+  assert_int_equal(si.items, 2);
+  make(&b, &id, T1);
+  mdht_state_info li;
+  /* saved WALL, loaded 10 s later */
+  assert_int_equal(mdht_state_load(b.node, buf, len, T1, WALL + 10000, &li), 0);
+  assert_int_equal(li.items, 2);
+  assert_int_equal(li.items_skipped, 0);
+  const mdht_item *m = mdht_items_get(&b.node->items, &mt, T1);
+  assert_non_null(m);
+  assert_true(m->is_mutable);
+  assert_int_equal(m->seq, 3);
+  assert_int_equal(m->salt_len, 1);
+  assert_memory_equal(m->v, "l1:ai2ee", 8);
+  mdht_time ttl = a.node->cfg.item_ttl_ms;
+  assert_true(m->expires == T1 + ttl - 60000 - 10000);
+  const mdht_item *im = mdht_items_get(&b.node->items, &it, T1);
+  assert_non_null(im);
+  assert_memory_equal(im->v, "5:hello", 7);
+  mdht_addr src = addr_n(2);
+  assert_int_equal(mdht_items_of_ip(&b.node->items, &src), 1);
+  assert_int_equal(mdht_state_check(buf, len, &si), 0);
+  assert_int_equal(si.items, 2);
+  free(buf);
+  unmake(&b);
+  /* A downtime longer than the lifetime left: skipped, not loaded. */
+  make(&b, &id, T1);
+  save(&a, later, &buf, &len, NULL);
+  assert_int_equal(mdht_state_load(b.node, buf, len, T1, WALL + ttl, &li), 0);
+  assert_int_equal(li.items, 0);
+  assert_int_equal(li.items_skipped, 2);
+  assert_int_equal(b.node->items.n, 0);
+  free(buf);
+  unmake(&a);
+  unmake(&b);
+}
+
+/* An item whose signature or target does not hold (a file edited behind
+ * a valid checksum) is skipped; the rest of the file loads. A truncated
+ * item record is corrupt. */
+static void test_items_checked_on_load(void **state) {
+  (void)state;
+  fixture a, b;
+  mdht_id id = test_id(0x5c), mt, it;
+  make(&a, &id, T0);
+  put_items(&a, T0, &mt, &it);
+  uint8_t *buf;
+  size_t len;
+  save(&a, T0, &buf, &len, NULL);
+  /* The mutable value "l1:ai2ee" -> "l1:bi2ee": the signature fails. */
+  uint8_t *v = memmem(buf, len, "l1:ai2ee", 8);
+  assert_non_null(v);
+  v[3] = 'b';
+  rehash(buf, len);
+  make(&b, &id, T1);
+  mdht_state_info li;
+  assert_int_equal(mdht_state_load(b.node, buf, len, T1, WALL, &li), 0);
+  assert_int_equal(li.items, 1);
+  assert_int_equal(li.items_skipped, 1);
+  assert_null(mdht_items_get(&b.node->items, &mt, T1));
+  assert_non_null(mdht_items_get(&b.node->items, &it, T1));
+  unmake(&b);
+  /* The immutable value changed: its target no longer matches. */
+  v[3] = 'a';
+  uint8_t *h = memmem(buf, len, "5:hello", 7);
+  assert_non_null(h);
+  h[2] = 'j';
+  rehash(buf, len);
+  make(&b, &id, T1);
+  assert_int_equal(mdht_state_load(b.node, buf, len, T1, WALL, &li), 0);
+  assert_int_equal(li.items, 1);
+  assert_null(mdht_items_get(&b.node->items, &it, T1));
+  unmake(&b);
+  /* A value length of 0 behind a valid checksum: corrupt, nothing
+   * applied. */
+  h[-2] = 0;
+  h[-1] = 0;
+  rehash(buf, len);
+  make(&b, &id, T1);
+  assert_int_equal(mdht_state_load(b.node, buf, len, T1, WALL, &li),
+                   MDHT_ERR_CORRUPT);
+  assert_int_equal(b.node->items.n, 0);
+  free(buf);
+  unmake(&a);
+  unmake(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
@@ -1082,6 +1210,8 @@ int main(void) {
       cmocka_unit_test(test_other_id),
       cmocka_unit_test(test_empty_node_and_saved_event),
       cmocka_unit_test(test_peers_foreach_and_add_until),
+      cmocka_unit_test(test_items_round_trip),
+      cmocka_unit_test(test_items_checked_on_load),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
