@@ -441,7 +441,7 @@ static void handle_get(mdht_node *node, const mdht_addr *from, mdht_time now) {
   mdht_token_make(&node->tokens, from, token);
   r->token = (mdht_bytes){token, sizeof token};
   put_closest(node, r, &q->target, nodes, now);
-  const mdht_item *it = mdht_items_get(&node->items, &q->target, now);
+  const mdht_item *it = mdht_items_get(node->istore, &q->target, now);
   bool served = put_item(r, q, it);
   if (served) {
     /* A 1,000-byte value beside 8 IPv6 nodes passes MDHT_RESPONSE_LIMIT:
@@ -524,7 +524,7 @@ static int do_put(mdht_node *node, const mdht_addr *from, mdht_time now,
   } else {
     mdht_item_immutable_target(q->item_v.p, q->item_v.len, &target);
   }
-  int rc = mdht_items_put(&node->items, &target, &p, from, now);
+  int rc = mdht_items_put(node->istore, &target, &p, from, now);
   if (rc == MDHT_KRPC_E_CAS) *text = "CAS mismatch";
   if (rc == MDHT_KRPC_E_SEQ) *text = "sequence number less than current";
   if (rc < 0) rc = MDHT_KRPC_E_SERVER;
@@ -1803,11 +1803,13 @@ int mdht_node_pair(mdht_node *a, mdht_node *b) {
   if (!a || !b || a == b) return MDHT_ERR_INVAL;
   if (a->bound.family == b->bound.family || !mdht_id_eq(&a->id, &b->id))
     return MDHT_ERR_INVAL;
-  if (a->sibling || b->sibling || b->peers.npeers > 0 || b->ops)
+  if (a->sibling || b->sibling || b->peers.npeers > 0 || b->items.n > 0 ||
+      b->ops)
     return MDHT_ERR_STATE;
   a->sibling = b;
   b->sibling = a;
   b->store = &a->peers;
+  b->istore = &a->items;
   if (b->next_op_id > a->next_op_id) a->next_op_id = b->next_op_id;
   b->op_ids = &a->next_op_id;
   return 0;
@@ -1830,6 +1832,8 @@ static void unpair(mdht_node *node) {
   node->sibling = NULL;
   if (s->store == &node->peers) s->store = &s->peers;
   if (node->store == &s->peers) node->store = &node->peers;
+  if (s->istore == &node->items) s->istore = &s->items;
+  if (node->istore == &s->items) node->istore = &node->items;
   uint32_t next = *s->op_ids;
   s->op_ids = &s->next_op_id;
   node->op_ids = &node->next_op_id;
@@ -2025,6 +2029,7 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
   node->next_op_id = 1;
   node->op_ids = &node->next_op_id;
   node->store = &node->peers;
+  node->istore = &node->items;
   if (rc != 0) {
     mdht_node_del(node);
     return rc;
@@ -2141,7 +2146,7 @@ mdht_time mdht_node_next_deadline(const mdht_node *node) {
   mdht_time t = mdht_txn_next_deadline(&node->txns);
   t = min_time(t, mdht_token_next_rotate(&node->tokens));
   t = min_time(t, node->store->next_expiry);
-  t = min_time(t, node->items.next_expiry);
+  t = min_time(t, node->istore->next_expiry);
   t = min_time(t, mdht_lookups_next_deadline(&node->lookups));
   t = min_time(t, mdht_maint_next(&node->maint));
   t = min_time(t, sample_next_deadline(node));
@@ -2179,7 +2184,7 @@ int mdht_node_tick(mdht_node *node, mdht_time now) {
   }
   if (now >= node->store->next_expiry) mdht_peers_expire(node->store, now);
   mdht_outq_trim(&node->outq); /* once drained: see outq.h */
-  if (now >= node->items.next_expiry) mdht_items_expire(&node->items, now);
+  if (now >= node->istore->next_expiry) mdht_items_expire(node->istore, now);
   return 0;
 }
 
@@ -2197,7 +2202,7 @@ void mdht_node_stats(const mdht_node *node, mdht_time now, mdht_stats *out) {
   out->buckets = node->rt.nbuckets;
   out->infohashes = node->store->nih;
   out->peers = node->store->npeers;
-  out->items = node->items.n;
+  out->items = node->istore->n;
   out->txns_outstanding = node->txns.n;
   out->lookups_running = node->lookups.n_active;
 }

@@ -126,13 +126,14 @@ struct mdht_node {
   /* BEP 32 dual stack: the node of the other address family, with the
    * same id, or NULL. Paired nodes share one peer store (`store` points
    * at the first node's) and one operation id counter (`op_ids`), so
-   * that an operation id names one operation on either. A BEP 44 item
-   * store would be shared the same way. */
+   * that an operation id names one operation on either; the BEP 44 item
+   * store likewise (`istore`). */
   struct mdht_node *sibling;
-  mdht_peer_store *store; /* &peers, or the sibling's */
-  uint32_t *op_ids;       /* &next_op_id, or the sibling's */
-  uint32_t hint_pings;    /* MDHT_OWNER_HINT queries outstanding */
-  mdht_item_store items;  /* BEP 44 */
+  mdht_peer_store *store;  /* &peers, or the sibling's */
+  uint32_t *op_ids;        /* &next_op_id, or the sibling's */
+  uint32_t hint_pings;     /* MDHT_OWNER_HINT queries outstanding */
+  mdht_item_store items;   /* BEP 44 */
+  mdht_item_store *istore; /* &items, or the sibling's (as `store`) */
   mdht_txn_mgr txns;
   mdht_ratelimit rl;
   mdht_ratelimit budget; /* reply bytes per destination network */

@@ -248,11 +248,11 @@ int mdht_state_save(const mdht_node *node, mdht_time now, uint64_t wall_ms,
   /* Only a node that holds items writes the section: the files of the
    * others stay byte for byte what they were. */
   item_save_ctx is = {.w = &w, .now = now};
-  if (node->items.n > 0) {
+  if (node->istore->n > 0) {
     at = begin_section(&w, SEC_ITEMS);
     count_at = w.len;
     put_u32(&w, 0);
-    mdht_items_foreach(&node->items, save_item, &is);
+    mdht_items_foreach(node->istore, save_item, &is);
     patch_u32(&w, count_at, is.n);
     end_section(&w, at);
   }
@@ -718,7 +718,7 @@ static int load_item(const item_rec *it, void *user) {
   }
   mdht_time left = it->remaining_ms - c->downtime;
   mdht_time exp = c->now + left < c->now ? UINT64_MAX - 1 : c->now + left;
-  int rc = mdht_items_put_until(&c->node->items, &it->target, &it->put,
+  int rc = mdht_items_put_until(c->node->istore, &it->target, &it->put,
                                 &it->src, exp, c->now);
   if (rc == MDHT_ERR_NOMEM) return rc;
   if (rc != 0)

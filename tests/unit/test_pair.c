@@ -15,6 +15,7 @@
 #include "krpc.h"
 #include "node.h"
 #include "state.h"
+#include "item.h"
 #include "testutil.h"
 
 typedef struct pair {
@@ -232,6 +233,38 @@ static void test_shared_store(void **state) {
   assert_int_equal(vals[0].len, MDHT_COMPACT_PEER4);
   assert_int_equal(mdht_addr_from_compact(&got, vals[0].p, vals[0].len), 0);
   assert_true(mdht_addr_eq(&got, &c4));
+}
+
+/* BEP 44 items are shared as peers are: an item put over IPv6 is served
+ * over IPv4, and both nodes count it once. */
+static void test_shared_items(void **state) {
+  pair *p = *state;
+  static const uint8_t v[] = "12:Hello World!";
+  mdht_id target;
+  mdht_item_immutable_target(v, sizeof v - 1, &target);
+  mdht_addr c6 = addr6(0x42, 9, 4002);
+  ask(p, p->n6, &c6, query(MDHT_M_GET, 0x64, &target, 0));
+  assert_int_equal(p->msg.y, 'r');
+  uint8_t tok[64];
+  size_t tl = p->msg.token.len;
+  assert_true(tl > 0 && tl <= sizeof tok);
+  memcpy(tok, p->msg.token.p, tl);
+  mdht_krpc_msg *q = query(MDHT_M_PUT, 0x64, NULL, 0);
+  q->token = (mdht_bytes){tok, tl};
+  q->item_v = (mdht_bytes){v, sizeof v - 1};
+  ask(p, p->n6, &c6, q);
+  assert_int_equal(p->msg.y, 'r');
+
+  mdht_addr c4 = test_addr4(198, 51, 100, 11, 4003);
+  ask(p, p->n4, &c4, query(MDHT_M_GET, 0x65, &target, 0));
+  assert_int_equal(p->msg.y, 'r');
+  assert_int_equal(p->msg.item_v.len, sizeof v - 1);
+  assert_memory_equal(p->msg.item_v.p, v, sizeof v - 1);
+  mdht_stats s4, s6;
+  mdht_node_stats(p->n4, p->now, &s4);
+  mdht_node_stats(p->n6, p->now, &s6);
+  assert_int_equal(s4.items, 1);
+  assert_int_equal(s6.items, 1);
 }
 
 static void on_result(const mdht_result *r, void *user) {
@@ -510,6 +543,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_want_both_ways, setup, teardown),
       cmocka_unit_test_teardown(test_unpaired_want_n6_empty, teardown_any),
       cmocka_unit_test_setup_teardown(test_shared_store, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shared_items, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lookup_runs_in_both, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_lookup_twin_ends_first, setup,
