@@ -172,12 +172,15 @@ class Sock:
         self.s.close()
 
 
-def serve_all(socks, seconds):
-    """Answers queries on many sockets at once, for `seconds`."""
+def serve_all(socks, seconds, done=None):
+    """Answers queries on many sockets at once, for `seconds` or until
+    done() is true (looked at every 50 ms)."""
     end = time.time() + seconds
     by_fd = {s.s.fileno(): s for s in socks}
-    while time.time() < end:
-        r, _, _ = select.select(list(by_fd), [], [], max(0, end - time.time()))
+    while time.time() < end and not (done and done()):
+        wait = max(0, end - time.time())
+        r, _, _ = select.select(list(by_fd), [], [],
+                                min(wait, 0.05) if done else wait)
         for fd in r:
             s = by_fd[fd]
             data, frm = s.s.recvfrom(65536)

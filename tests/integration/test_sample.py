@@ -27,7 +27,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from krpc_client import Sock, bdecode, bencode  # noqa: E402
+from krpc_client import Sock, bdecode, bencode, serve_all  # noqa: E402
+import testlib as tl  # noqa: E402
+from testlib import check, closest  # noqa: E402
 
 BIN = None
 N = 50
@@ -35,50 +37,10 @@ NIH = 200
 K = 8
 BASE = "127.0.13.1"
 PORT = 17500
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
 
 def mdht(*args, timeout=60):
-    t0 = time.monotonic()
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return (p.returncode, p.stdout.decode().splitlines(), p.stderr.decode(),
-            time.monotonic() - t0)
-
-
-def read_lines(proc, until, timeout):
-    lines, buf = [], b""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if not r:
-            if proc.poll() is not None:
-                break
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            lines.append(line.decode())
-            if lines[-1].startswith(until):
-                return lines
-    raise AssertionError("no '%s' line within %ss: %r" % (until, timeout, lines))
-
-
-def closest(nodes, ih, k):
-    t = int.from_bytes(ih, "big")
-    return sorted(nodes, key=lambda n: int(n[0], 16) ^ t)[:k]
+    rc, out, err, secs = tl.cmd(BIN, args, timeout)
+    return rc, out.splitlines(), err, secs
 
 
 def announce_all(nodes, ihs):
@@ -112,14 +74,8 @@ def summary(err):
 
 
 def test_testnet_crawl():
-    proc = subprocess.Popen([BIN, "testnet", "--nodes", str(N), "--base-ip",
-                             BASE, "--port", str(PORT)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc, nodes, boot = tl.start_testnet(BIN, N, BASE, PORT, timeout=30)
     try:
-        lines = read_lines(proc, "bootstrap: ", 30)
-        boot = lines[-1].split(" ", 1)[1]
-        nodes = [l.split() for l in lines[:-1]]
         check(len(nodes) == N, "%d testnet nodes" % len(nodes))
         ihs = [os.urandom(20) for _ in range(NIH)]
         check(len(set(ihs)) == NIH, "distinct info-hashes")
@@ -158,9 +114,7 @@ def test_testnet_crawl():
         check(all(len(l) == 40 and l in want for l in out), "hex lines")
         check("7 distinct info-hashes" in summary(err), "summary: %r" % err)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        tl.stop_testnet(proc)
 
 
 class FakeSampler(Sock):
@@ -194,22 +148,6 @@ class FakeSampler(Sock):
 def compact(sock_or_ip, port, nid):
     ip = sock_or_ip
     return nid + bytes(int(x) for x in ip.split(".")) + port.to_bytes(2, "big")
-
-
-def serve_until(socks, proc, seconds):
-    end = time.monotonic() + seconds
-    by_fd = {s.s.fileno(): s for s in socks}
-    while time.monotonic() < end and proc.poll() is None:
-        r, _, _ = select.select(list(by_fd), [], [], 0.05)
-        for fd in r:
-            s = by_fd[fd]
-            data, frm = s.s.recvfrom(65536)
-            try:
-                m = bdecode(data)
-            except Exception:
-                continue
-            if m.get(b"y") == b"q":
-                s.answer(frm, m)
 
 
 def test_streaming_and_204():
@@ -282,7 +220,7 @@ def test_nothing_found_and_bad_args():
                                 stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            serve_until([empty], proc, 10)
+            serve_all([empty], 10, done=lambda: proc.poll() is not None)
             rc = proc.wait(timeout=10)
             out, err = proc.stdout.read(), proc.stderr.read().decode()
         finally:
@@ -308,7 +246,7 @@ def main():
     test_nothing_found_and_bad_args()
     test_streaming_and_204()
     test_testnet_crawl()
-    print("test_sample: %d checks passed" % checks)
+    print("test_sample: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

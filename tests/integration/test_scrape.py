@@ -21,13 +21,13 @@ import json
 import math
 import os
 import re
-import select
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from krpc_client import Sock  # noqa: E402
+import testlib as tl  # noqa: E402
+from testlib import check, closest  # noqa: E402
 
 BIN = None
 N = 20
@@ -35,21 +35,9 @@ K = 8
 BASE = "127.0.14.1"
 PORT = 17600
 SEEDS, LEECHERS = 10, 20
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
 
 def mdht(*args, timeout=60):
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode().splitlines(), p.stderr.decode()
+    return tl.cmd_lines(BIN, args, timeout)
 
 
 def bloom(ips):
@@ -67,30 +55,6 @@ def estimate(f):
     zeros = sum(8 - bin(b).count("1") for b in f)
     zeros = min(2047, max(1, zeros))
     return math.log(zeros / 2048) / (2 * math.log(1 - 1 / 2048))
-
-
-def testnet_nodes(proc):
-    lines, buf = [], b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if not r:
-            continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            lines.append(line.decode())
-            if lines[-1].startswith("bootstrap: "):
-                return [l.split() for l in lines[:-1]], lines[-1].split()[1]
-    raise AssertionError("testnet did not start: %r" % lines)
-
-
-def closest(nodes, ih, k):
-    t = int.from_bytes(ih, "big")
-    return sorted(nodes, key=lambda n: int(n[0], 16) ^ t)[:k]
 
 
 def announce(nodes, ih):
@@ -142,12 +106,9 @@ def raw_filters(nodes, ih, ips):
 
 
 def test_scrape():
-    proc = subprocess.Popen([BIN, "testnet", "--nodes", str(N), "--base-ip",
-                             BASE, "--port", str(PORT)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc, nodes, boot = tl.start_testnet(BIN, N, BASE, PORT, timeout=30,
+                                         stderr=subprocess.DEVNULL)
     try:
-        nodes, boot = testnet_nodes(proc)
         check(len(nodes) == N, "%d testnet nodes" % len(nodes))
         ih = os.urandom(20)
         ips = announce(nodes, ih)
@@ -185,16 +146,14 @@ def test_scrape():
         check(rc == 2 and len(err.strip().splitlines()) == 1,
               "bad info-hash: %d %r" % (rc, err))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        tl.stop_testnet(proc)
 
 
 def main():
     global BIN
     BIN = os.path.abspath(sys.argv[1])
     test_scrape()
-    print("test_scrape: %d checks passed" % checks)
+    print("test_scrape: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,13 @@ Usage: test_testnet.py path/to/mdht
 """
 import os
 import random
-import select
 import signal
-import subprocess
 import sys
 import time
 
-# Hermetic (CMake unsets them for ctest too): no node of the developer's on
-# the default control socket answers here, nor do our nodes take it.
-for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
-    os.environ.pop(_var, None)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check, closest  # noqa: E402
 
 BIN = None
 N = 20
@@ -37,50 +34,9 @@ PORT = 17300
 IH = "0123456789abcdef0123456789abcdef01234567"
 PEER_BIND = "127.0.11.100"
 PEER_PORT = 6999
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
 
 def mdht(*args, timeout=60):
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode().splitlines(), p.stderr.decode()
-
-
-def read_lines(proc, until, timeout):
-    """Lines of proc's stdout up to and including the one starting with
-    `until`, within `timeout` seconds."""
-    lines, buf = [], b""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if not r:
-            if proc.poll() is not None:
-                break
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            lines.append(line.decode())
-            if lines[-1].startswith(until):
-                return lines
-    raise AssertionError("no '%s' line within %ss: %r" % (until, timeout, lines))
-
-
-def closest(ids, target, k):
-    t = int(target, 16)
-    return sorted(ids, key=lambda i: int(i, 16) ^ t)[:k]
+    return tl.cmd_lines(BIN, args, timeout)
 
 
 def test_bad_arguments():
@@ -96,15 +52,9 @@ def test_bad_arguments():
 
 
 def test_testnet():
-    proc = subprocess.Popen([BIN, "testnet", "--nodes", str(N), "--base-ip",
-                             BASE, "--port", str(PORT)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc, nodes, boot = tl.start_testnet(BIN, N, BASE, PORT)
     try:
-        lines = read_lines(proc, "bootstrap: ", 20)
-        boot = lines[-1].split(" ", 1)[1]
-        check(boot == "%s:%d" % (BASE, PORT), "bootstrap line: %r" % lines[-1])
-        nodes = [l.split() for l in lines[:-1]]
+        check(boot == "%s:%d" % (BASE, PORT), "bootstrap line: %r" % boot)
         check(len(nodes) == N, "%d node lines, want %d" % (len(nodes), N))
         want_addrs = ["127.0.11.%d:%d" % (i + 1, PORT) for i in range(N)]
         check([a for _, a in nodes] == want_addrs, "node addresses")
@@ -152,9 +102,7 @@ def test_testnet():
         err = proc.stderr.read().decode()
         check(err == "", "nothing on stderr: %r" % err)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        tl.stop_testnet(proc)
 
 
 def main():
@@ -162,7 +110,7 @@ def main():
     BIN = os.path.abspath(sys.argv[1])
     test_bad_arguments()
     test_testnet()
-    print("test_testnet: %d checks passed" % checks)
+    print("test_testnet: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":
