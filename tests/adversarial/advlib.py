@@ -10,7 +10,6 @@ the defence, it fails.
 import json
 import os
 import select
-import subprocess
 import sys
 import time
 import traceback
@@ -18,15 +17,8 @@ import traceback
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "integration"))
 from krpc_client import *  # noqa: F401,F403  (re-exported for the tests)
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
+import testlib  # noqa: E402
+from testlib import check, closest, enter_namespace  # noqa: F401,E402
 
 
 def figure(text):
@@ -37,10 +29,7 @@ def figure(text):
 
 def cmd(binary, args, timeout=20):
     """Runs `mdht ARGS`; returns (exit status, stdout, stderr)."""
-    p = subprocess.run([binary] + args, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
+    return testlib.cmd(binary, args, timeout)[:3]
 
 
 def stats(binary, ctl):
@@ -92,6 +81,24 @@ def send_batch(sock, to, queries, timeout=2.0):
     return ok
 
 
+def paced_flood(sock, to, n, query, max_seconds=20.0):
+    """n queries made by query() (method, args) from one socket: 400 at
+    once (within the burst), then 50 every 0.25 s (200/s, under the 250/s
+    refill). Bounded in count and time. Returns (accepted, sent, seconds)."""
+    t0 = time.time()
+    ok = sent = 0
+    while sent < n and time.time() - t0 < max_seconds:
+        step = time.time()
+        batch = [query() for _ in range(min(50, n - sent))]
+        # Replies past a reply budget may never come: wait no longer
+        # than the pacing does.
+        ok += send_batch(sock, to, batch, timeout=0.25)
+        sent += len(batch)
+        if sent > 400:
+            time.sleep(max(0.0, 0.25 - (time.time() - step)))
+    return ok, sent, time.time() - t0
+
+
 def run(main):
     """Runs main(binary); exit status 0 only if every check held."""
     binary = sys.argv[1]
@@ -99,6 +106,6 @@ def run(main):
         main(binary)
     except Exception:
         traceback.print_exc()
-        print("FAILED after %d checks" % checks)
+        print("FAILED after %d checks" % testlib.checks)
         sys.exit(1)
-    print("%d checks passed" % checks)
+    print("%d checks passed" % testlib.checks)

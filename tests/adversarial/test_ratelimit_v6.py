@@ -34,39 +34,17 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-from advlib import MdhtProcess, bdecode, bencode, check, cmd, figure, run
+from advlib import (MdhtProcess, bdecode, bencode, check, cmd, enter_namespace,
+                    figure, run)
 
 ENV = "MDHT_ADV_NETNS"
 NODE_A = "2001:db8:9::1"
 NODE_B = "2001:db8:9::2"
 RATE, BURST, SITE = 250, 500, 4
-
-
-def enter_namespace():
-    """Re-runs this script in a new network namespace, or exits 77."""
-    if os.environ.get(ENV) == "1":
-        return
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-    if probe.returncode != 0:
-        why = ("cannot create a network namespace (unshare -n: %s); "
-               "the /64 and /48 tiers are tested in the core "
-               "(test_node.c:test_rate_limit_v6_tiers)"
-               % probe.stderr.decode().strip())
-        # CI runs as root, where a namespace can always be made: there a
-        # failure to make one is a failure, never a quiet skip.
-        if os.environ.get("CI") or os.geteuid() == 0:
-            print("FAILED: " + why)
-            sys.exit(1)
-        print("SKIPPED (not root): " + why)
-        sys.exit(77)
-    env = dict(os.environ, **{ENV: "1"})
-    os.execvpe("unshare", ["unshare", "-n", sys.executable,
-                           os.path.abspath(__file__)] + sys.argv[1:], env)
 
 
 def setup_namespace():
@@ -141,7 +119,10 @@ def pings(node_addr, sources, seconds):
 
 
 def main(binary):
-    enter_namespace()
+    # CI runs as root, where a namespace can always be made: there a
+    # failure to make one is a failure, never a quiet skip.
+    enter_namespace(ENV, __file__, "; the /64 and /48 tiers are tested in "
+                    "the core (test_node.c:test_rate_limit_v6_tiers)")
     setup_namespace()
     tmp = tempfile.mkdtemp(prefix="mdht-adv-v6-")
     rnd = random.Random(5)

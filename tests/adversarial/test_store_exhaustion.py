@@ -22,10 +22,9 @@ import select
 import shutil
 import subprocess
 import tempfile
-import time
 
 from advlib import (MdhtProcess, Sock, announce, bdecode, check, figure,
-                    parse_peer, run, send_batch, stats)
+                    paced_flood, parse_peer, run, stats)
 
 QUOTA = 256
 FLOOD = 1500
@@ -35,26 +34,14 @@ def storage(binary, ctl):
     return stats(binary, ctl)["storage"]
 
 
-def flood(attacker, to, n, max_seconds=20.0):
-    """n fresh info-hashes from one IP, one token: 400 at once (within the
-    burst), then 50 every 0.25 s (200/s, under the 250/s refill).
-    Bounded in count and time. Returns (accepted, sent, seconds)."""
+def flood(attacker, to, n):
+    """n fresh info-hashes from one IP, one token, paced
+    (advlib.paced_flood). Returns (accepted, sent, seconds)."""
     r = attacker.query(to, "get_peers", {"info_hash": os.urandom(20)})
     token = r[b"r"][b"token"]
-    t0 = time.time()
-    ok = sent = 0
-    while sent < n and time.time() - t0 < max_seconds:
-        step = time.time()
-        batch = [("announce_peer", {"info_hash": os.urandom(20),
-                                    "port": 6881, "token": token})
-                 for _ in range(min(50, n - sent))]
-        # Replies past a reply budget may never come: wait no longer
-        # than the pacing does.
-        ok += send_batch(attacker, to, batch, timeout=0.25)
-        sent += len(batch)
-        if sent > 400:
-            time.sleep(max(0.0, 0.25 - (time.time() - step)))
-    return ok, sent, time.time() - t0
+    return paced_flood(attacker, to, n, lambda: (
+        "announce_peer", {"info_hash": os.urandom(20), "port": 6881,
+                          "token": token}))
 
 
 def start(binary, ip, ctl, extra):

@@ -17,30 +17,19 @@ import hashlib
 import os
 import shutil
 import tempfile
-import time
 
-from advlib import MdhtProcess, Sock, check, figure, run, send_batch, stats
+from advlib import MdhtProcess, Sock, check, figure, run, paced_flood, stats
 
 QUOTA = 32
 FLOOD = 1500
 
 
-def flood(attacker, to, n, max_seconds=20.0):
-    """n fresh items from one IP, one token: 400 at once (within the
-    burst), then 50 every 0.25 s. Bounded in count and time."""
+def flood(attacker, to, n):
+    """n fresh items from one IP, one token, paced (advlib.paced_flood)."""
     r = attacker.query(to, "get", {"target": os.urandom(20)})
     token = r[b"r"][b"token"]
-    t0 = time.time()
-    ok = sent = 0
-    while sent < n and time.time() - t0 < max_seconds:
-        step = time.time()
-        batch = [("put", {"token": token, "v": os.urandom(64)})
-                 for _ in range(min(50, n - sent))]
-        ok += send_batch(attacker, to, batch, timeout=0.25)
-        sent += len(batch)
-        if sent > 400:
-            time.sleep(max(0.0, 0.25 - (time.time() - step)))
-    return ok, sent, time.time() - t0
+    return paced_flood(attacker, to, n, lambda: (
+        "put", {"token": token, "v": os.urandom(64)}))
 
 
 def main(binary):

@@ -9,17 +9,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 from krpc_client import (MdhtProcess, Sock, bdecode, bencode, compact_addr,
                          id_at_depth, parse_nodes, parse_peer, serve_all, xor)
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
 
 
 def check_common(r, s, node, t=None):
@@ -175,7 +168,7 @@ def main():
     finally:
         if node.alive():
             node.p.kill()
-    print("test_answering: %d passed, 0 failed" % checks)
+    print("test_answering: %d passed, 0 failed" % tl.checks)
 
 
 if __name__ == "__main__":

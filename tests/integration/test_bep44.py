@@ -14,36 +14,21 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 from krpc_client import MdhtProcess, Sock, bdecode, bencode  # noqa: E402
 
-DEBIAN_PYTHON = "/usr/bin/python3"  # has python3-nacl (scripts/deps.sh)
 try:
     import nacl.signing
 except ImportError:
-    # CMake may have found another interpreter (pyenv...): PyNaCl comes
-    # from Debian, so run under Debian's, as tests/interop does.
-    if os.path.realpath(sys.executable) != os.path.realpath(DEBIAN_PYTHON) \
-            and os.path.exists(DEBIAN_PYTHON):
-        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
-    # a missing dependency is a failure, never a skip
-    sys.stderr.write("test_bep44: python3-nacl is required "
-                     "(scripts/deps.sh installs it)\n")
-    sys.exit(1)
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
+    # PyNaCl comes from Debian (python3-nacl), as for tests/interop.
+    tl.under_debian_python("test_bep44: python3-nacl is required "
+                           "(scripts/deps.sh installs it)")
 
 
 def signed_buf(salt, seq, v):
@@ -221,8 +206,7 @@ def oversize(client, fakes, to):
 
 
 def mdht(binary, *args):
-    p = subprocess.run([binary] + list(args), capture_output=True, timeout=60)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
+    return tl.cmd(binary, args)[:3]
 
 
 def cli(binary, tmp):
@@ -369,7 +353,7 @@ def main():
         if node.alive():
             node.p.kill()
         shutil.rmtree(state, ignore_errors=True)
-    print("test_bep44: %d passed, 0 failed" % checks)
+    print("test_bep44: %d passed, 0 failed" % tl.checks)
 
 
 if __name__ == "__main__":

@@ -26,20 +26,16 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(HERE, "..", "..", "contrib", "mdht.conf")
 BIN = None
 LISTEN_RE = re.compile(r"listening on ([0-9.]+):(\d+) id=([0-9a-f]{40})")
 HERE_ARGS = ["--bind", "127.0.111.20", "--port", "0", "--no-bootstrap",
              "--no-state"]
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
 
 
 def run_flags():
@@ -208,7 +204,7 @@ def main():
         test_example_accepted(text, tmp)
         test_effect_and_override(tmp)
         test_bad_lines(tmp)
-    print("test_config: %d checks passed" % checks)
+    print("test_config: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

@@ -17,35 +17,21 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-# Hermetic (CMake unsets them for ctest too): no node of the developer's on
-# the default control socket answers here, nor do our nodes take it.
-for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
-    os.environ.pop(_var, None)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 
 BIN = None
 PORT = 17881  # below the ephemeral range: no clash with port-0 sockets
-checks = 0
 IH = "0123456789abcdef0123456789abcdef01234567"
 OTHER_IH = "fedcba9876543210fedcba9876543210fedcba98"
 
 
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
-
 def mdht(*args, timeout=30):
     """Runs a client command; returns (status, stdout lines, stderr)."""
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return (p.returncode, p.stdout.decode().splitlines(),
-            p.stderr.decode())
+    return tl.cmd_lines(BIN, args, timeout)
 
 
 def one_error_line(err, what):
@@ -82,43 +68,15 @@ def raw(path, data, want_status=1, timeout=5.0):
     return out
 
 
-class Node:
+class Node(tl.CtlNode):
     """`mdht run` on IP:PORT with a control socket; its id is read through
     that socket (stats), which also tells that the node is up."""
 
     def __init__(self, ip, sock, args, level="warn"):
         self.addr = "%s:%d" % (ip, PORT)
-        self.sock = sock
-        self.lines = []
-        self.p = subprocess.Popen(
-            [BIN, "run", "--no-state", "--bind", ip, "--port", str(PORT), "--control", sock,
-             "--log-level", level] + args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
-        # Keep draining stderr so that logging never blocks the node.
-        threading.Thread(target=self._drain, daemon=True).start()
-        end = time.time() + 10
-        while time.time() < end:
-            if self.p.poll() is not None:
-                raise AssertionError("mdht run exited: %r" % self.lines)
-            if os.path.exists(sock):
-                rc, out, _ = mdht("stats", "--control", sock, "--json")
-                if rc == 0:
-                    self.id = json.loads(out[0])["id"]
-                    return
-            time.sleep(0.05)
-        raise AssertionError("mdht run did not come up: %r" % self.lines)
-
-    def _drain(self):
-        for line in self.p.stderr:
-            self.lines.append(line.decode(errors="replace"))
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        return self.p.wait(10)
+        super().__init__(BIN, sock, ["--no-state", "--bind", ip, "--port",
+                                     str(PORT), "--log-level", level] + args)
+        self.wait_up()
 
 
 def stats(sock):
@@ -387,7 +345,7 @@ def main():
         for f in os.listdir(tmp):
             os.unlink(os.path.join(tmp, f))
         os.rmdir(tmp)
-    print("test_control: %d checks passed" % checks)
+    print("test_control: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 from krpc_client import bdecode, bencode  # noqa: E402
 
 ENV = "MDHT_DUALSTACK_NETNS"
@@ -48,31 +49,6 @@ PORT = 18700
 D4, D6 = "127.0.31.1", "fd00::1"
 IH = "d5" * 20
 BIN = None
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
-
-def enter_namespace():
-    if os.environ.get(ENV) == "1":
-        return
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-    if probe.returncode != 0:
-        why = ("cannot create a network namespace (unshare -n: %s)"
-               % probe.stderr.decode().strip())
-        if os.environ.get("CI") or os.geteuid() == 0:
-            print("FAILED: " + why)
-            sys.exit(1)
-        print("SKIPPED (not root): " + why)
-        sys.exit(77)
-    env = dict(os.environ, **{ENV: "1"})
-    os.execvpe("unshare", ["unshare", "-n", sys.executable,
-                           os.path.abspath(__file__)] + sys.argv[1:], env)
 
 
 def setup_namespace():
@@ -83,43 +59,19 @@ def setup_namespace():
 
 
 def mdht(*args, timeout=30):
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode().splitlines(), p.stderr.decode()
+    return tl.cmd_lines(BIN, args, timeout)
 
 
-class Node:
+class Node(tl.CtlNode):
     """`mdht run` with a control socket; `lines` collects its stderr."""
 
     def __init__(self, tmp, name, binds, extra):
-        self.sock = os.path.join(tmp, name + ".sock")
-        self.lines = []
-        args = [BIN, "run", "--port", str(PORT), "--control", self.sock,
-                "--log-level", "info"]
+        args = ["--port", str(PORT), "--log-level", "info"]
         for b in binds:
             args += ["--bind", b]
-        self.p = subprocess.Popen(args + extra, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE)
-        threading.Thread(target=self._drain, daemon=True).start()
-        end = time.time() + 10
-        while time.time() < end:
-            check(self.p.poll() is None, "%s exited: %r" % (name, self.lines))
-            if os.path.exists(self.sock) and \
-                    mdht("stats", "--control", self.sock)[0] == 0:
-                return
-            time.sleep(0.05)
-        raise AssertionError("%s did not come up: %r" % (name, self.lines))
-
-    def _drain(self):
-        for line in self.p.stderr:
-            self.lines.append(line.decode(errors="replace"))
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        return self.p.wait(10)
+        super().__init__(BIN, os.path.join(tmp, name + ".sock"), args + extra,
+                         name=name)
+        self.wait_up()
 
 
 def stats(n):
@@ -342,7 +294,7 @@ def part_state(tmp, d):
 def main():
     global BIN
     BIN = os.path.abspath(sys.argv[1])
-    enter_namespace()
+    tl.enter_namespace(ENV, __file__)
     setup_namespace()
     tmp = tempfile.mkdtemp(prefix="mdht-ds-")
     os.chmod(tmp, 0o700)
@@ -360,7 +312,7 @@ def main():
                 n.stop()
             except Exception:
                 n.p.kill()
-    print("test_dualstack: %d checks passed" % checks)
+    print("test_dualstack: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

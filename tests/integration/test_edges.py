@@ -33,29 +33,18 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 import krpc_client as k  # noqa: E402
 
 BIN = None
 PORT = 17911
 IH = "0123456789abcdef0123456789abcdef01234567"
 DEAD = "127.0.111.99:9"  # nobody listens there
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
 
 
 def mdht(*args, timeout=40):
-    t0 = time.time()
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return (p.returncode, p.stdout.decode(), p.stderr.decode(),
-            time.time() - t0)
+    return tl.cmd(BIN, args, timeout)
 
 
 def one_line(err, what):
@@ -63,35 +52,13 @@ def one_line(err, what):
           "%s: want one 'mdht: ' line, got %r" % (what, err))
 
 
-class Run:
+class Run(tl.CtlNode):
     """`mdht run` with a control socket, its stderr kept."""
 
     def __init__(self, ip, sock, args, level="info", port=PORT):
-        self.lines = []
-        self.p = subprocess.Popen(
-            [BIN, "run", "--bind", ip, "--port", str(port), "--control", sock,
-             "--log-level", level] + args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
-        threading.Thread(target=self._drain, daemon=True).start()
-        end = time.time() + 10
-        while time.time() < end:
-            check(self.p.poll() is None, "mdht run exited: %r" % self.lines)
-            if os.path.exists(sock):
-                rc, out, _, _ = mdht("stats", "--control", sock, "--json")
-                if rc == 0:
-                    self.id = json.loads(out)["id"]
-                    return
-            time.sleep(0.05)
-        raise AssertionError("mdht run did not come up: %r" % self.lines)
-
-    def _drain(self):
-        for line in self.p.stderr:
-            self.lines.append(line.decode(errors="replace"))
-
-    def stop(self, sig=signal.SIGTERM):
-        self.p.send_signal(sig)
-        return self.p.wait(10)
+        super().__init__(BIN, sock, ["--bind", ip, "--port", str(port),
+                                     "--log-level", level] + args)
+        self.wait_up()
 
 
 def background_int(cmd, delay=1.0):
@@ -330,7 +297,7 @@ def main():
         test_announce_refused()
         test_logs(tmp)
         test_state_load(tmp)
-    print("test_edges: %d checks passed" % checks)
+    print("test_edges: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

@@ -14,28 +14,22 @@ Usage: test_metrics.py path/to/mdht
 """
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 
-DEBIAN_PYTHON = "/usr/bin/python3"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+
 try:
     from prometheus_client.parser import text_string_to_metric_families
 except ImportError:
-    # Debian's python3-prometheus-client is importable by Debian's own
-    # interpreter; CMake may have found another one (pyenv, a venv).
-    if os.path.realpath(sys.executable) != os.path.realpath(DEBIAN_PYTHON) \
-            and os.path.exists(DEBIAN_PYTHON):
-        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
     # Never a silent skip: the parser is what this test is about.
-    print("FAIL: python3-prometheus-client is missing (scripts/deps.sh)")
-    sys.exit(1)
+    tl.under_debian_python("FAIL: python3-prometheus-client is missing "
+                           "(scripts/deps.sh)")
 
 BIN = None
 PORT = 17991          # UDP, one per 127.0.111.x address
@@ -43,59 +37,27 @@ MPORT = 19100         # TCP metrics port on 127.0.111.1
 V6PORT = 19111        # TCP metrics port on ::1
 CTYPE = "text/plain; version=0.0.4; charset=utf-8"
 IH = "0123456789abcdef0123456789abcdef01234567"
-checks = 0
 
 
 T0 = time.time()
 
 
 def check(cond, what):
-    global checks
     if os.environ.get("MDHT_TEST_VERBOSE"):
         print("%6.1f %s" % (time.time() - T0, what.split(":")[0]))
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
+    tl.check(cond, what)
 
 
 def mdht(*args, timeout=30):
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return (p.returncode, p.stdout.decode().splitlines(),
-            p.stderr.decode())
+    return tl.cmd_lines(BIN, args, timeout)
 
 
-class Node:
+class Node(tl.CtlNode):
     def __init__(self, ip, sock, args):
         self.addr = "%s:%d" % (ip, PORT)
-        self.sock = sock
-        self.lines = []
-        self.p = subprocess.Popen(
-            [BIN, "run", "--no-state", "--bind", ip, "--port", str(PORT),
-             "--control", sock, "--log-level", "info"] + args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
-        threading.Thread(target=self._drain, daemon=True).start()
-        end = time.time() + 10
-        while time.time() < end:
-            if self.p.poll() is not None:
-                raise AssertionError("mdht run exited: %r" % self.lines)
-            if os.path.exists(sock):
-                rc, out, _ = mdht("stats", "--control", sock, "--json")
-                if rc == 0:
-                    self.id = json.loads(out[0])["id"]
-                    return
-            time.sleep(0.05)
-        raise AssertionError("mdht run did not come up: %r" % self.lines)
-
-    def _drain(self):
-        for line in self.p.stderr:
-            self.lines.append(line.decode(errors="replace"))
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        return self.p.wait(10)
+        super().__init__(BIN, sock, ["--no-state", "--bind", ip, "--port",
+                                     str(PORT), "--log-level", "info"] + args)
+        self.wait_up()
 
 
 def stats(sock):
@@ -344,7 +306,7 @@ def main():
         for nd in nodes:
             nd.p.kill()
             nd.p.wait()
-    print("ok: %d checks" % checks)
+    print("ok: %d checks" % tl.checks)
 
 
 if __name__ == "__main__":

@@ -20,17 +20,14 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-# Hermetic (CMake unsets them for ctest too): no node of the developer's on
-# the default control socket answers here, nor do our nodes take it.
-for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
-    os.environ.pop(_var, None)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 
 BIN = None
 N = 50
@@ -38,22 +35,9 @@ K = 8
 PORT = 16881  # below the ephemeral range: no clash with port-0 sockets
 IH = "5d4fc1b2e3a4968778695a4b3c2d1e0f11223344"
 PEER_PORT = 6999
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
 
 def mdht(*args, timeout=60):
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return (p.returncode, p.stdout.decode().splitlines(),
-            p.stderr.decode())
+    return tl.cmd_lines(BIN, args, timeout)
 
 
 def lookup(*args, timeout=60):
@@ -62,23 +46,13 @@ def lookup(*args, timeout=60):
     return rc, [json.loads(l) for l in out], err
 
 
-class Node:
+class Node(tl.CtlNode):
     def __init__(self, i, sock, args):
         self.ip = "127.0.2.%d" % i
         self.addr = "%s:%d" % (self.ip, PORT)
-        self.sock = sock
-        self.id = None
-        self.lines = []
-        self.p = subprocess.Popen(
-            [BIN, "run", "--no-state", "--bind", self.ip, "--port", str(PORT), "--control",
-             sock, "--log-level", "warn"] + args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for line in self.p.stderr:
-            self.lines.append(line.decode(errors="replace"))
+        super().__init__(BIN, sock, ["--no-state", "--bind", self.ip,
+                                     "--port", str(PORT), "--log-level",
+                                     "warn"] + args, name=self.addr)
 
     def stats(self):
         rc, out, err = mdht("stats", "--control", self.sock, "--json",
@@ -87,23 +61,9 @@ class Node:
             return None
         return json.loads(out[0])
 
-    def wait_up(self, deadline):
-        while time.time() < deadline:
-            if self.p.poll() is not None:
-                raise AssertionError("%s exited: %r" % (self.addr, self.lines))
-            if os.path.exists(self.sock):
-                s = self.stats()
-                if s:
-                    self.id = s["id"]
-                    return
-            time.sleep(0.05)
-        raise AssertionError("%s did not come up: %r" % (self.addr,
-                                                        self.lines))
 
-
-def closest(ids, target, k=K):
-    t = int(target, 16)
-    return sorted(ids, key=lambda x: int(x, 16) ^ t)[:k]
+def closest(ids, target):
+    return tl.closest(ids, target, K)
 
 
 def summarize(name, dones):
@@ -275,7 +235,7 @@ def main():
             os.unlink(os.path.join(tmp, f))
         os.rmdir(tmp)
     print("test_network: %d checks passed in %.1f s" %
-          (checks, time.time() - t_start))
+          (tl.checks, time.time() - t_start))
 
 
 if __name__ == "__main__":

@@ -27,15 +27,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
+
 BIN = None
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
 
 
 class FakeSystemd:
@@ -195,7 +191,7 @@ def main():
         test_path_socket(tmp)
         test_abstract_socket()
         test_watchdog_of_another_pid(tmp)
-    print("test_notify: %d checks passed" % checks)
+    print("test_notify: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

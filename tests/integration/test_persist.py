@@ -36,6 +36,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 from krpc_client import (MdhtProcess, Sock, bdecode, compact_addr,  # noqa: E402
                          id_at_depth)
 
@@ -46,14 +48,6 @@ IH = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed"
 # peer along with the fake nodes around it.
 SUBJECT_ID = IH[:-2] + "ee"
 FRESH_MS = 15 * 60 * 1000  # BEP 5: good if it answered within 15 minutes
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
 
 
 # ------------------------------------------------- the format (state.h)
@@ -154,10 +148,7 @@ def good_ids(st):
 # ---------------------------------------------------------------- helpers
 
 def mdht(*args, timeout=30):
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode().splitlines(), p.stderr.decode()
+    return tl.cmd_lines(BIN, args, timeout)
 
 
 def wait_line(proc, pattern, start=0, timeout=10.0):
@@ -234,16 +225,6 @@ class StoringSock(Sock):
             self.store.setdefault(a.get(b"info_hash"), []).append(
                 compact_addr(frm[0], port))
         self.send(frm, {"t": m[b"t"], "y": "r", "r": r})
-
-
-def id_at_depth(node_id, depth, rnd):
-    """An id sharing exactly `depth` leading bits with node_id."""
-    x = bytearray(node_id)
-    x[depth // 8] ^= 0x80 >> (depth % 8)
-    for bit in range(depth + 1, 160):
-        if rnd.random() < 0.5:
-            x[bit // 8] ^= 0x80 >> (bit % 8)
-    return bytes(x)
 
 
 def run_args(ip, d, *extra):
@@ -657,7 +638,7 @@ def main():
         test_bad_files(tmp)
         test_restart(tmp)
         test_kill9(tmp)
-    print("test_persist: %d checks passed in %.1f s" % (checks,
+    print("test_persist: %d checks passed in %.1f s" % (tl.checks,
                                                        time.time() - t0))
 
 

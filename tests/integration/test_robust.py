@@ -13,16 +13,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 from krpc_client import Sock  # noqa: E402
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
 
 
 def wait_exit(p, secs=10):
@@ -139,7 +132,7 @@ def main():
         stderr_closed(binary, tmp)
         fifo_state(binary, tmp)
         stuck_node_timeout(binary, tmp)
-    print("test_robust: %d passed, 0 failed" % checks)
+    print("test_robust: %d passed, 0 failed" % tl.checks)
 
 
 if __name__ == "__main__":

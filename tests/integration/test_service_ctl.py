@@ -27,27 +27,20 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
+
 BIN = None
 PORT = 17891
 IH = "00112233445566778899aabbccddeeff00112233"
 OTHER_IH = "ffeeddccbbaa99887766554433221100ffeeddcc"
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
 
 
 def mdht(*args, env=None, timeout=40):
     """Runs a client command; returns (status, stdout lines, stderr lines)."""
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout, env=env)
-    return (p.returncode, p.stdout.decode().splitlines(),
-            p.stderr.decode().splitlines())
+    rc, out, err = tl.cmd_lines(BIN, args, timeout, env)
+    return rc, out, err.splitlines()
 
 
 class Node:
@@ -305,7 +298,7 @@ def main():
                 n.stop()
         check(not os.path.exists(sock), "the socket is removed on exit")
         test_no_state_no_xdg(tmp)
-    print("test_service_ctl: %d checks passed" % checks)
+    print("test_service_ctl: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

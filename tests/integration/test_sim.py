@@ -16,32 +16,19 @@ Usage: test_sim.py path/to/mdht
 import json
 import os
 import re
-import subprocess
 import sys
 
-# Hermetic (CMake unsets them for ctest too): no node of the developer's on
-# the default control socket answers here, nor do our nodes take it.
-for _var in ("XDG_RUNTIME_DIR", "MDHT_CONTROL"):
-    os.environ.pop(_var, None)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 
 BIN = None
-checks = 0
 # Figures that depend on the machine, not on the seed.
 MACHINE = ("wall_s", "max_rss_kib", "events_per_s")
 
 
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
-
 def mdht(*args, timeout=120):
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
+    return tl.cmd(BIN, args, timeout)[:3]
 
 
 def test_run():
@@ -166,7 +153,7 @@ def main():
     test_run()
     test_progress()
     test_weibull_churn()
-    print("test_sim: %d checks passed" % checks)
+    print("test_sim: %d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

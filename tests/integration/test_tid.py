@@ -12,16 +12,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib as tl  # noqa: E402
+from testlib import check  # noqa: E402
 from krpc_client import MdhtProcess, Sock, bdecode  # noqa: E402
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
 
 
 def ask(client, to, t, q, args):
@@ -66,7 +59,7 @@ def main():
               "the oversized reply counted: %r" % st["dropped"])
     finally:
         node.stop()
-    print("%d checks passed" % checks)
+    print("%d checks passed" % tl.checks)
 
 
 if __name__ == "__main__":

@@ -170,3 +170,18 @@ def enter_namespace(flag_env, script, why_more=""):
     env = dict(os.environ, **{flag_env: "1"})
     os.execvpe("unshare", ["unshare", "-n", sys.executable,
                            os.path.abspath(script)] + sys.argv[1:], env)
+
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def under_debian_python(missing):
+    """For a test whose Python dependency (a python3-* package of Debian,
+    scripts/deps.sh) did not import: CMake may have found another
+    interpreter (pyenv, a venv), so re-run the test under Debian's; if this
+    is Debian's, print `missing` and fail (never a silent skip)."""
+    if os.path.realpath(sys.executable) != os.path.realpath(DEBIAN_PYTHON) \
+            and os.path.exists(DEBIAN_PYTHON):
+        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
+    print(missing, file=sys.stderr)
+    sys.exit(1)
