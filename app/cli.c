@@ -75,6 +75,13 @@ int cli_apply(const cli_opt *o, void *ctx, const char *value) {
   case CLI_FLAG:
     *(bool *)field = true;
     return 0;
+  case CLI_PATH:
+    if (!*value) {
+      cli_error("empty %s %s", o->name, o->metavar);
+      return -1;
+    }
+    *(const char **)field = value;
+    return 0;
   case CLI_CUSTOM:
     return o->custom(ctx, value);
   case CLI_U32:

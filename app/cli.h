@@ -20,6 +20,7 @@ typedef enum cli_kind {
   CLI_U32,     /* uint32_t in [min, max] */
   CLI_MS,      /* mdht_time (uint64_t) milliseconds in [min, max] */
   CLI_SECONDS, /* given in seconds, stored as mdht_time milliseconds */
+  CLI_PATH,    /* const char * = the value, which must not be empty */
   CLI_CUSTOM   /* `custom` parses the value */
 } cli_kind;
 

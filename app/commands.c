@@ -86,16 +86,6 @@ static int set_bootstrap(void *ctx, const char *v) {
   return cli_add_bootstrap(a->bootstrap, &a->nbootstrap, v);
 }
 
-static int set_control(void *ctx, const char *v) {
-  client_args *a = ctx;
-  if (!*v) {
-    cli_error("empty --control path");
-    return -1;
-  }
-  a->control = v;
-  return 0;
-}
-
 #define OPT(field) offsetof(client_args, field)
 #define COMMON_OPTS                                                            \
   {"--bootstrap",                                                              \
@@ -123,21 +113,32 @@ static int set_control(void *ctx, const char *v) {
        "PATH",                                                                 \
        "ask the node serving PATH (default: $MDHT_CONTROL, else the default "  \
        "socket if a node serves it)",                                          \
-       CLI_CUSTOM,                                                             \
+       CLI_PATH,                                                               \
+       OPT(control),                                                           \
        0,                                                                      \
        0,                                                                      \
-       0,                                                                      \
-       set_control},                                                           \
+       NULL},                                                                  \
   {                                                                            \
     "--standalone", NULL,                                                      \
         "start a short-lived node even if a running one serves the socket",    \
         CLI_FLAG, OPT(standalone), 0, 0, NULL                                  \
   }
 
+/* Rows that several tables share. */
+#define PORT_OPT                                                               \
+  {                                                                            \
+    "--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,  \
+        0, 0, set_port                                                         \
+  }
+#define SALT_OPT                                                               \
+  {                                                                            \
+    "--salt", "S", "a mutable item's salt (at most 64 bytes)", CLI_CUSTOM, 0,  \
+        0, 0, set_salt                                                         \
+  }
+
 static const cli_opt lookup_opts[] = {
     COMMON_OPTS,
-    {"--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,
-     0, 0, set_port},
+    PORT_OPT,
 };
 
 static const cli_opt announce_opts[] = {
@@ -153,8 +154,7 @@ static const cli_opt announce_opts[] = {
 
 static const cli_opt sample_opts[] = {
     COMMON_OPTS,
-    {"--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,
-     0, 0, set_port},
+    PORT_OPT,
     {"--max", "N", "stop after N distinct info-hashes (0: no limit)", CLI_U32,
      OPT(max), 0, MDHT_CTL_MAX_SAMPLE, NULL},
 };
@@ -210,22 +210,18 @@ static int set_cas(void *ctx, const char *v) {
 
 static const cli_opt get_opts[] = {
     COMMON_OPTS,
-    {"--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,
-     0, 0, set_port},
+    PORT_OPT,
     {"--pubkey", "HEX", "a mutable item: the publisher's key (64 hex digits)",
      CLI_CUSTOM, 0, 0, 0, set_pubkey},
-    {"--salt", "S", "a mutable item's salt (at most 64 bytes)", CLI_CUSTOM, 0,
-     0, 0, set_salt},
+    SALT_OPT,
 };
 
 static const cli_opt put_opts[] = {
     COMMON_OPTS,
-    {"--port", "N", "local UDP port (default 0: any free one)", CLI_CUSTOM, 0,
-     0, 0, set_port},
+    PORT_OPT,
     {"--key", "FILE", "a mutable item, signed with this key (mdht keygen)",
      CLI_CUSTOM, 0, 0, 0, set_keyfile},
-    {"--salt", "S", "a mutable item's salt (at most 64 bytes)", CLI_CUSTOM, 0,
-     0, 0, set_salt},
+    SALT_OPT,
     {"--seq", "N", "sequence number (default: one above the current)",
      CLI_CUSTOM, 0, 0, 0, set_seq},
     {"--cas", "N", "store only if the current sequence number is N", CLI_CUSTOM,
@@ -240,7 +236,7 @@ static const cli_opt stats_opts[] = {
     {"--control", "PATH",
      "the running node's control socket (default: $MDHT_CONTROL, else the "
      "default socket)",
-     CLI_CUSTOM, 0, 0, 0, set_control},
+     CLI_PATH, OPT(control), 0, 0, NULL},
     {"--timeout", "SECONDS", "give up after this long", CLI_SECONDS,
      OPT(timeout_ms), 1, 3600, NULL},
     {"--json", NULL, "one JSON object", CLI_FLAG, OPT(json), 0, 0, NULL},

@@ -159,15 +159,6 @@ static int set_client_version(void *ctx, const char *v) {
   return 0;
 }
 
-static int set_state(void *ctx, const char *v) {
-  run_args *a = ctx;
-  if (!*v) {
-    cli_error("empty --state directory");
-    return -1;
-  }
-  a->state_dir = v;
-  return 0;
-}
 static int set_save_interval(void *ctx, const char *v) {
   run_args *a = ctx;
   if (mdht_persist_parse_seconds(v, &a->save_interval_ms) < 0) {
@@ -176,16 +167,6 @@ static int set_save_interval(void *ctx, const char *v) {
   }
   return 0;
 }
-static int set_control(void *ctx, const char *v) {
-  run_args *a = ctx;
-  if (!*v) {
-    cli_error("empty --control path");
-    return -1;
-  }
-  a->control = v;
-  return 0;
-}
-
 static int set_metrics(void *ctx, const char *v) {
   run_args *a = ctx;
   if (mdht_metrics_check_addr(v) < 0) {
@@ -193,16 +174,6 @@ static int set_metrics(void *ctx, const char *v) {
     return -1;
   }
   a->metrics = v;
-  return 0;
-}
-
-static int set_config(void *ctx, const char *v) {
-  run_args *a = ctx;
-  if (!*v) {
-    cli_error("empty --config path");
-    return -1;
-  }
-  a->config = v;
   return 0;
 }
 
@@ -214,7 +185,7 @@ static const cli_opt run_opts[] = {
     {"--config", "FILE",
      "read options from FILE first ('key = value' lines); flags given "
      "here win",
-     CLI_CUSTOM, 0, 0, 0, set_config},
+     CLI_PATH, offsetof(run_args, config), 0, 0, NULL},
     {"--bind", "ADDR",
      "local IPv4 or IPv6 address; twice for both families (default "
      "0.0.0.0 and ::, :: only where the machine has IPv6)",
@@ -231,7 +202,7 @@ static const cli_opt run_opts[] = {
     {"--state", "DIR",
      "keep the node's state in DIR (default $XDG_STATE_HOME/mdht, else "
      "~/.local/state/mdht)",
-     CLI_CUSTOM, 0, 0, 0, set_state},
+     CLI_PATH, offsetof(run_args, state_dir), 0, 0, NULL},
     {"--no-state", NULL, "neither load nor save any state", CLI_FLAG,
      offsetof(run_args, no_state), 0, 0, NULL},
     {"--save-interval", "SECONDS",
@@ -240,7 +211,7 @@ static const cli_opt run_opts[] = {
     {"--control", "PATH",
      "serve client commands on this Unix socket (mode 0600; default "
      "$XDG_RUNTIME_DIR/mdht.sock, else STATE_DIR/control)",
-     CLI_CUSTOM, 0, 0, 0, set_control},
+     CLI_PATH, offsetof(run_args, control), 0, 0, NULL},
     {"--no-control", NULL, "serve no control socket", CLI_FLAG,
      offsetof(run_args, no_control), 0, 0, NULL},
     {"--metrics", "ADDR:PORT",
@@ -433,7 +404,7 @@ static int conf_apply(void *user, size_t key, const char *value,
   const cli_opt *o = &run_opts[key];
   cli_set_where(a->config, line);
   int rc = -1;
-  if (o->custom == set_config)
+  if (strcmp(o->name, "--config") == 0)
     cli_error("'config' cannot be set in a config file");
   else
     rc = cli_apply(o, a, value);

@@ -113,15 +113,6 @@ static int opt_dead(void *ctx, const char *v) {
 static int opt_sigma(void *ctx, const char *v) {
   return parse_double("--latency-sigma", v, 0, 4, &((sim_args *)ctx)->sigma);
 }
-static int opt_routers(void *ctx, const char *v) {
-  uint64_t n;
-  if (cli_parse_u64(v, 1, 16, &n) < 0) {
-    cli_error("bad value '%s' for --routers (want an integer from 1 to 16)", v);
-    return -1;
-  }
-  ((sim_args *)ctx)->routers = (uint32_t)n;
-  return 0;
-}
 
 static int opt_dist(void *ctx, const char *v) {
   sim_args *a = ctx;
@@ -186,7 +177,7 @@ static const cli_opt opts[] = {
      10000000, NULL},
     {"--routers", "N",
      "bootstrap nodes everyone joins through (default 4, at most --nodes)",
-     CLI_CUSTOM, 0, 0, 0, opt_routers},
+     CLI_U32, OFF(routers), 1, 16, NULL},
     {"--settle", "MS", "virtual time between the last join and the announces",
      CLI_MS, OFF(settle_ms), 0, 86400000, NULL},
     {"--lookup-interval", "MS", "virtual time between lookup starts", CLI_MS,
