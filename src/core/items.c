@@ -125,16 +125,21 @@ static int grow(mdht_item_store *s) {
   return 0;
 }
 
+void mdht_items_event(mdht_event *ev, mdht_event_type type, const mdht_item *it,
+                      const mdht_addr *from, mdht_time now) {
+  mdht_bus_event_init(ev, type, now);
+  ev->id = it->target;
+  ev->addr = *from;
+  ev->u.item.seq = it->seq;
+  ev->u.item.vlen = it->vlen;
+  ev->u.item.is_mutable = it->is_mutable;
+}
+
 static void publish_stored(mdht_item_store *s, const mdht_item *it,
                            const mdht_addr *from, mdht_time now) {
   if (!s->bus) return;
   mdht_event ev;
-  mdht_bus_event_init(&ev, MDHT_EV_ITEM_STORED, now);
-  ev.id = it->target;
-  ev.addr = *from;
-  ev.u.item.seq = it->seq;
-  ev.u.item.vlen = it->vlen;
-  ev.u.item.is_mutable = it->is_mutable;
+  mdht_items_event(&ev, MDHT_EV_ITEM_STORED, it, from, now);
   mdht_bus_publish(s->bus, &ev);
 }
 

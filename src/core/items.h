@@ -110,6 +110,11 @@ uint32_t mdht_items_of_ip(const mdht_item_store *s, const mdht_addr *ip);
 /* Persistence: calls `fn` for every item (expired ones included until
  * mdht_items_expire runs); stops at the first non-zero return, which it
  * returns. */
+/* An item_stored or item_served event about `it` from `from`: both are
+ * filled alike, for the log and the metrics. */
+void mdht_items_event(mdht_event *ev, mdht_event_type type, const mdht_item *it,
+                      const mdht_addr *from, mdht_time now);
+
 typedef int (*mdht_items_cb)(const mdht_item *it, void *user);
 int mdht_items_foreach(const mdht_item_store *s, mdht_items_cb fn, void *user);
 

@@ -458,12 +458,7 @@ static void handle_get(mdht_node *node, const mdht_addr *from, mdht_time now) {
   if (!served || node->stats.responses_out == before) return;
   node->stats.items_served++;
   mdht_event ev;
-  mdht_bus_event_init(&ev, MDHT_EV_ITEM_SERVED, now);
-  ev.id = q->target;
-  ev.addr = *from;
-  ev.u.item.seq = it->seq;
-  ev.u.item.vlen = it->vlen;
-  ev.u.item.is_mutable = it->is_mutable;
+  mdht_items_event(&ev, MDHT_EV_ITEM_SERVED, it, from, now);
   publish(node, &ev);
 }
 
