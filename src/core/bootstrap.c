@@ -47,6 +47,7 @@ void mdht_boot_reset(mdht_bootstrap *b, mdht_time now) {
    * knew may be as gone as the rest of the table. The backoff is kept, so
    * that a node cut off from the network does not retry every second. */
   b->nseeds = 0;
+  b->router_joined = false;
   if (b->next_attempt < now) b->next_attempt = now;
   b->fill_pending = 0;
 }

@@ -7,6 +7,15 @@
  * fills the rest. When the routing table empties (the network was lost),
  * the routers are pinged again with exponential backoff.
  *
+ * Until a router has answered, the routers are pinged (with the backoff)
+ * even while the table has nodes, and a router that answers late gets a
+ * lookup of our id of its own: nodes that reached us by querying us prove
+ * nothing about the network. A router whose own first ping is lost while
+ * joiners that know only it flood in would otherwise build, from them, an
+ * island that never meets the rest (it did in the simulator: 5 % loss,
+ * 2,000 nodes, seed 7, 39.5 % of lookups found their peer). The first
+ * retry comes after 1 s, not 5 s: the island grows with every second.
+ *
  * This module keeps the state and the schedule; the node runs the pings
  * and lookups.
  */
@@ -17,7 +26,7 @@
 #include "lookup.h"
 
 #define MDHT_BOOT_MAX_ROUTERS 16
-#define MDHT_BOOT_BACKOFF_MIN_MS 5000
+#define MDHT_BOOT_BACKOFF_MIN_MS 1000
 #define MDHT_BOOT_BACKOFF_MAX_MS (5 * 60 * 1000)
 
 typedef enum mdht_boot_phase {
@@ -39,6 +48,9 @@ typedef struct mdht_bootstrap {
   mdht_time next_attempt; /* next router ping round */
   mdht_time backoff;
   bool ever_done;
+  /* A lookup for our id has started from routers that answered (above);
+   * cleared by mdht_boot_reset. */
+  bool router_joined;
 } mdht_bootstrap;
 
 void mdht_boot_init(mdht_bootstrap *b);

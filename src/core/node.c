@@ -781,15 +781,22 @@ static int start_lookup(mdht_node *node, mdht_op *op, mdht_method kind,
                         mdht_time now) {
   mdht_lookup_node seeds[MDHT_RT_KMAX * 2 + MDHT_BOOT_MAX_ROUTERS];
   mdht_rt_entry near[MDHT_RT_KMAX * 2];
-  /* More seeds than K: a few of them are likely stale. */
-  size_t n = mdht_rtable_closest(&node->rt, &op->target, node->bound.family,
-                                 near, MDHT_RT_KMAX * 2, now);
+  /* The lookup that joins us through the routers after we had joined
+   * from the table alone (boot_step) starts from them only: the table's
+   * nodes, closer to our id, would keep the far routers out of the
+   * window. Any other: more seeds than K, a few are likely stale. */
+  bool rejoin = op->purpose == MDHT_OP_BOOT_SELF && node->boot.ever_done &&
+                node->boot.nseeds > 0 && !node->boot.router_joined;
+  size_t n =
+      rejoin ? 0
+             : mdht_rtable_closest(&node->rt, &op->target, node->bound.family,
+                                   near, MDHT_RT_KMAX * 2, now);
   size_t ns = 0;
   for (size_t i = 0; i < n; i++)
     seeds[ns++] = (mdht_lookup_node){.id = near[i].id, .addr = near[i].addr};
   /* Routers that answered us seed every lookup while the table is thin:
    * the engine drops those already present. */
-  if (n < node->cfg.k)
+  if (n < node->cfg.k || rejoin)
     for (uint32_t i = 0; i < node->boot.nseeds; i++)
       seeds[ns++] = node->boot.seeds[i];
   node->starting = op;
@@ -1386,21 +1393,35 @@ static void boot_step(mdht_node *node, mdht_time now) {
   uint32_t total = table_size(node, now);
   if (b->phase == MDHT_BOOT_DONE && total == 0 && b->nrouters > 0)
     mdht_boot_reset(b, now); /* the network was lost: join again */
+  /* A router answered only after we had joined from the table alone:
+   * join again, through the routers (start_lookup). */
+  if (b->phase == MDHT_BOOT_DONE && b->nseeds > 0 && !b->router_joined)
+    b->phase = MDHT_BOOT_IDLE;
   if (b->phase == MDHT_BOOT_IDLE || b->phase == MDHT_BOOT_PINGING) {
     /* A router that just answered starts the lookup at once; nodes already
      * in the table do too, unless the last attempt failed and its backoff
      * is still running. */
-    if (b->nseeds > 0 || (total > 0 && now >= b->next_attempt)) {
+    bool via_routers = b->nseeds > 0;
+    if (via_routers || (total > 0 && now >= b->next_attempt)) {
       if (start_internal(node, MDHT_OP_BOOT_SELF, &node->id, now) == 0) {
         b->phase = MDHT_BOOT_SELF;
+        b->router_joined = b->router_joined || via_routers;
         return;
       }
     }
-    if (total == 0 && b->nrouters > 0 && now >= b->next_attempt) {
-      for (uint32_t i = 0; i < b->nrouters; i++)
-        send_ping(node, &b->routers[i], NULL, MDHT_OWNER_BOOT, now);
-      mdht_boot_pinged(b, now);
-    }
+  }
+  /* The routers are asked, with the backoff, while the table is empty,
+   * and also while it holds only nodes that found us, until a router has
+   * answered: those may be an island that knows nothing but us. A router
+   * whose own first ping was lost, flooded by joiners that know only it,
+   * would otherwise join them alone and never the network. */
+  bool ask = total == 0
+                 ? b->phase == MDHT_BOOT_IDLE || b->phase == MDHT_BOOT_PINGING
+                 : !b->router_joined && b->nseeds == 0;
+  if (ask && b->nrouters > 0 && now >= b->next_attempt) {
+    for (uint32_t i = 0; i < b->nrouters; i++)
+      send_ping(node, &b->routers[i], NULL, MDHT_OWNER_BOOT, now);
+    mdht_boot_pinged(b, now);
   }
 }
 
