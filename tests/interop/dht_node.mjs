@@ -24,11 +24,26 @@
 //   {"seq":7,"cmd":"warnings"}
 //       -> {"seq":7,"ok":true,"warnings":[MESSAGE,...]}   (every warning the
 //          library emitted: undecodable datagrams, unexpected transaction ids)
-//   {"seq":8,"cmd":"quit"}
+//   {"seq":8,"cmd":"put","value":TEXT}
+//       -> {"seq":8,"ok":bool,"target":HEX,"stored":N}   (BEP 44 immutable:
+//          lookup, then put to the closest nodes; N replies to the puts)
+//   {"seq":9,"cmd":"put","value":TEXT,"seed":HEX,"salt":TEXT,"seq_number":N}
+//       -> {"seq":9,"ok":bool,"target":HEX,"stored":N,"pubkey":HEX}
+//          (mutable, signed with the Ed25519 key of the 32-byte seed)
+//   {"seq":10,"cmd":"get","target":HEX,"salt":TEXT}
+//       -> {"seq":10,"ok":true,"found":bool,"value":TEXT,"seq_number":N,
+//           "sig":HEX,"pubkey":HEX}   (one full lookup, never its own
+//          cache; mutable items only if their signature verifies)
+//   {"seq":11,"cmd":"quit"}
+//
+// Ed25519 (sign, and the `verify` bittorrent-dht needs to store or accept
+// mutable items) is node's own crypto: raw 32-byte keys are wrapped in
+// their fixed PKCS#8 / SPKI DER prefixes.
 //
 // With --log FILE, every datagram in and out is written to FILE (bencode
 // decoded, binary as hex) together with every warning the library emits
 // (undecodable replies, unexpected transaction ids, ...).
+import crypto from 'crypto'
 import fs from 'fs'
 import readline from 'readline'
 import DHT from 'bittorrent-dht'
@@ -75,10 +90,33 @@ function logLine (s) {
   if (log) log.write(`${(Date.now() / 1000).toFixed(3)} ${s}\n`)
 }
 
+const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex')
+const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex')
+
+function signingKey (seedHex) {
+  const priv = crypto.createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519, Buffer.from(seedHex, 'hex')]), format: 'der', type: 'pkcs8'
+  })
+  const pub = crypto.createPublicKey(priv).export({ format: 'der', type: 'spki' })
+  return { priv, pk: Buffer.from(pub.subarray(pub.length - 32)) }
+}
+
+function ed25519Verify (sig, msg, pk) {
+  try {
+    const key = crypto.createPublicKey({
+      key: Buffer.concat([SPKI_ED25519, Buffer.from(pk)]), format: 'der', type: 'spki'
+    })
+    return crypto.verify(null, Buffer.from(msg), key, Buffer.from(sig))
+  } catch (e) {
+    return false
+  }
+}
+
 // bootstrap: the closed network's nodes; never the public routers.
 const dht = new DHT({
   bootstrap: opts.bootstrap.length ? opts.bootstrap : false,
-  host: opts.bind
+  host: opts.bind,
+  verify: ed25519Verify
 })
 
 const announcedToUs = []
@@ -165,6 +203,40 @@ function handle (c) {
         setImmediate(() => {
           dht.removeListener('peer', onPeer)
           out({ seq, ok: !err, peers: [...peers].sort(), error: err && err.message })
+        })
+      })
+      return
+    }
+    case 'put': {
+      const o = { v: Buffer.from(c.value) }
+      let pk = null
+      if (c.seed) {
+        const key = signingKey(c.seed)
+        pk = key.pk
+        o.k = pk
+        o.seq = Number(c.seq_number || 0)
+        if (c.salt) o.salt = Buffer.from(c.salt)
+        o.sign = (buf) => crypto.sign(null, buf, key.priv)
+      }
+      dht.put(o, (err, hash, n) => out({
+        seq, ok: !err, target: hash && Buffer.from(hash).toString('hex'), stored: n, pubkey: pk && pk.toString('hex'), error: err && err.message
+      }))
+      return
+    }
+    case 'get': {
+      const o = { cache: false }
+      if (c.salt) o.salt = Buffer.from(c.salt)
+      dht.get(c.target, o, (err, r) => {
+        const hex = (b) => b ? Buffer.from(b).toString('hex') : null
+        out({
+          seq,
+          ok: !err,
+          found: !!(r && r.v),
+          value: r && r.v ? Buffer.from(r.v).toString() : null,
+          seq_number: r ? r.seq : null,
+          sig: hex(r && r.sig),
+          pubkey: hex(r && r.k),
+          error: err && err.message
         })
       })
       return

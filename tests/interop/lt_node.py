@@ -35,7 +35,25 @@ with one JSON line on stdout carrying the same "seq":
       -> {"seq":8,"ok":true,"infohash":HEX}
          (creates a one-file torrent, adds it in seed mode: libtorrent then
          announces it to the DHT with seed = 1, BEP 33)
-  {"seq":9,"cmd":"quit"}
+  {"seq":9,"cmd":"put_immutable","value":TEXT,"wait":10}
+      -> {"seq":9,"ok":true,"target":HEX,"success":N}
+         (BEP 44: dht_put_immutable_item() of the bencoded string TEXT,
+         answered by its dht_put_alert: N nodes accepted the put)
+  {"seq":10,"cmd":"put_mutable","seed":HEX,"salt":TEXT,"value":TEXT}
+      -> {"seq":10,"ok":true,"pubkey":HEX,"seq_number":N,"sig":HEX,
+          "success":N}
+         (dht_put_mutable_item() signed with the Ed25519 key of the 32-byte
+         seed; libtorrent reads the current item and puts seq + 1)
+  {"seq":11,"cmd":"get_immutable","target":HEX,"wait":10}
+      -> {"seq":11,"ok":true,"found":bool,"value":TEXT}
+  {"seq":12,"cmd":"get_mutable","pubkey":HEX,"salt":TEXT,"wait":10}
+      -> {"seq":12,"ok":true,"found":bool,"value":TEXT,"seq_number":N,
+          "sig":HEX,"authoritative":bool}
+         (the first dht_mutable_item_alert: libtorrent verified the
+         signature before it reports an item)
+  {"seq":13,"cmd":"quit"}
+
+--bind may be an IPv6 address (::1): addresses are then printed [ip]:port.
 
 With --log FILE every DHT log line and every DHT packet (in and out) is
 written to FILE: that is where libtorrent says why it rejected a message.
@@ -49,6 +67,8 @@ import tempfile
 import threading
 import time
 import warnings
+
+import hashlib
 
 import libtorrent as lt
 
@@ -74,7 +94,8 @@ def loopback_settings(bind, port, debug):
         # libtorrent 2.0.8 starts its DHT only on a socket bound to an
         # explicit address; 0.0.0.0 would also collide with the other
         # nodes on the same port.
-        "listen_interfaces": "%s:%d" % (bind, port),
+        "listen_interfaces": "%s:%d" % (
+            "[%s]" % bind if ":" in bind else bind, port),
         # Local service discovery, UPnP and NAT-PMP would multicast and talk
         # to the router: nothing of it belongs in a closed test network.
         "enable_lsd": False,
@@ -114,6 +135,49 @@ def loopback_settings(bind, port, debug):
     }
 
 
+def ep_str(ep):
+    """ip:port, IPv6 as [ip]:port (as mdht prints it)."""
+    return ("[%s]:%d" if ":" in ep[0] else "%s:%d") % (ep[0], ep[1])
+
+
+def ed25519_keys(seed):
+    """libtorrent's key pair of a 32-byte seed: the 2.0.8 binding has no
+    ed25519_create_keypair, and dht_put_mutable_item wants libtorrent's
+    own 64-byte secret key (SHA-512 of the seed, clamped: ed25519's
+    expanded key, not seed + public key). The public key comes from PyNaCl."""
+    import nacl.signing
+    sk = bytearray(hashlib.sha512(seed).digest())
+    sk[0] &= 248
+    sk[31] &= 63
+    sk[31] |= 64
+    return bytes(sk), bytes(nacl.signing.SigningKey(seed).verify_key)
+
+
+def item_text(a):
+    """The value of an item alert as text, None when the lookup found
+    nothing (the binding then raises on reading the empty entry)."""
+    try:
+        return text(a.item)
+    except RuntimeError:
+        return None
+
+
+def text(entry):
+    """An item's value (a bencoded string) as text; other values as repr."""
+    if isinstance(entry, dict) and "value" in entry:
+        entry = entry["value"]
+    if isinstance(entry, bytes):
+        return entry.decode("utf-8", "replace")
+    return None if entry is None else repr(entry)
+
+
+def raw(x):
+    """bytes of a binding value that may come as str, bytes or a list."""
+    if isinstance(x, str):
+        return x.encode("latin-1")
+    return bytes(x)
+
+
 class Node:
     def __init__(self, bind, port, log_path):
         self.log = open(log_path, "a", buffering=1) if log_path else None
@@ -128,6 +192,7 @@ class Node:
         self.node_id = None
         self.dht_id_bytes = None
         self.samples = []           # pending sample_infohashes queries
+        self.item_waits = []        # pending BEP 44 puts and gets
 
     def out(self, obj):
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -175,13 +240,13 @@ class Node:
             for n in a.nodes:
                 ep = n["endpoint"]
                 nodes.append({"id": bytes(n["nid"].to_bytes()).hex(),
-                              "addr": "%s:%d" % (ep[0], ep[1])})
+                              "addr": ep_str(ep)})
             for seq in self.pending_live:
                 self.out({"seq": seq, "ok": True, "nodes": nodes})
             self.pending_live = []
         elif isinstance(a, lt.dht_get_peers_reply_alert):
             ih = bytes(a.info_hash.to_bytes()).hex()
-            peers = ["%s:%d" % (p[0], p[1]) for p in a.peers()]
+            peers = [ep_str(p) for p in a.peers()]
             for lk in self.lookups.get(ih, []):
                 lk["peers"].update(peers)
         elif isinstance(a, lt.dht_sample_infohashes_alert):
@@ -196,6 +261,9 @@ class Node:
                           "num_infohashes": a.num_infohashes,
                           "num_samples": a.num_samples,
                           "interval": int(iv), "num_nodes": a.num_nodes})
+        elif isinstance(a, (lt.dht_put_alert, lt.dht_immutable_item_alert,
+                            lt.dht_mutable_item_alert)):
+            self.on_item_alert(a)
         elif isinstance(a, lt.dht_announce_alert):
             ih = bytes(a.info_hash.to_bytes()).hex()
             self.announced_to_us[ih] = self.announced_to_us.get(ih, 0) + 1
@@ -263,6 +331,9 @@ class Node:
                     "end": time.monotonic() + float(c.get("wait", 5))})
                 self.ses.dht_sample_infohashes((c["host"], int(c["port"])),
                                                lt.sha1_hash(target))
+            elif cmd in ("put_immutable", "put_mutable", "get_immutable",
+                         "get_mutable"):
+                self.item_command(seq, cmd, c)
             elif cmd == "announce_seed":
                 ih = self.add_seed()
                 self.out({"seq": seq, "ok": True, "infohash": ih})
@@ -281,6 +352,62 @@ class Node:
         except Exception as e:  # report, keep running
             self.out({"seq": seq, "ok": False, "error": repr(e)})
         return True
+
+    # ---- BEP 44 ----
+    def item_command(self, seq, cmd, c):
+        """Starts a put or get; the answer goes out when its alert comes
+        (on_item_alert) or after "wait" seconds (finish_item_waits)."""
+        w = {"seq": seq, "cmd": cmd,
+             "end": time.monotonic() + float(c.get("wait", 10))}
+        salt = c.get("salt", "").encode()
+        if cmd == "put_immutable":
+            t = self.ses.dht_put_immutable_item(c["value"].encode())
+            w["key"] = ("put", bytes(t.to_bytes()).hex())
+        elif cmd == "get_immutable":
+            w["key"] = ("imm", c["target"].lower())
+            self.ses.dht_get_immutable_item(
+                lt.sha1_hash(bytes.fromhex(c["target"])))
+        elif cmd == "put_mutable":
+            sk, pk = ed25519_keys(bytes.fromhex(c["seed"]))
+            w["key"] = ("put", pk.hex(), salt)
+            self.ses.dht_put_mutable_item(sk, pk, c["value"].encode(), salt)
+        else:
+            w["key"] = ("mut", c["pubkey"].lower(), salt)
+            self.ses.dht_get_mutable_item(bytes.fromhex(c["pubkey"]), salt)
+        self.item_waits.append(w)
+
+    def on_item_alert(self, a):
+        if isinstance(a, lt.dht_put_alert):
+            pk = raw(a.public_key)
+            if any(pk):
+                key = ("put", pk.hex(), raw(a.salt))
+                ans = {"pubkey": pk.hex(), "seq_number": a.seq,
+                       "sig": raw(a.signature).hex()}
+            else:
+                key = ("put", bytes(a.target.to_bytes()).hex())
+                ans = {"target": key[1]}
+            ans["success"] = a.num_success
+        elif isinstance(a, lt.dht_immutable_item_alert):
+            key = ("imm", bytes(a.target.to_bytes()).hex())
+            v = item_text(a)
+            ans = {"found": v is not None, "value": v}
+        else:
+            key = ("mut", raw(a.key).hex(), raw(a.salt))
+            v = item_text(a)
+            ans = {"found": v is not None, "value": v, "seq_number": a.seq,
+                   "sig": raw(a.signature).hex(),
+                   "authoritative": a.authoritative}
+        for w in [x for x in self.item_waits if x["key"] == key]:
+            self.item_waits.remove(w)
+            ans.update({"seq": w["seq"], "ok": True})
+            self.out(ans)
+
+    def finish_item_waits(self):
+        now = time.monotonic()
+        for w in [x for x in self.item_waits if now >= x["end"]]:
+            self.item_waits.remove(w)
+            self.out({"seq": w["seq"], "ok": False,
+                      "error": "no alert for %s within its wait" % w["cmd"]})
 
     def add_seed(self):
         """A torrent of one small random file, added in seed mode (no hash
@@ -334,7 +461,7 @@ class Node:
                       % (self.bind, self.port)})
             return 1
         self.out({"ready": True, "id": self.node_id,
-                  "addr": "%s:%d" % (self.bind, self.port),
+                  "addr": ep_str((self.bind, self.port)),
                   "version": lt.__version__})
         threading.Thread(target=self.read_stdin, daemon=True).start()
         running = True
@@ -342,6 +469,7 @@ class Node:
             self.pump(0.05)
             self.finish_lookups()
             self.finish_samples()
+            self.finish_item_waits()
             while True:
                 try:
                     line = self.cmds.get_nowait()

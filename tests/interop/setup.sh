@@ -2,7 +2,8 @@
 # Installs the reference DHT implementations the interop tests run against,
 # when they are missing:
 #   - libtorrent's Python binding (Debian package python3-libtorrent), which
-#     must be importable by Debian's own interpreter /usr/bin/python3;
+#     must be importable by Debian's own interpreter /usr/bin/python3,
+#     with PyNaCl (python3-nacl: lt_node.py derives BEP 44 public keys);
 #   - node.js + npm, then bittorrent-dht from tests/interop/package-lock.json
 #     (npm ci into tests/interop/node_modules).
 # Installs with apt only when running as root; otherwise prints the exact
@@ -20,14 +21,14 @@ die() {
 }
 
 have_libtorrent() {
-  [ -x "$LT_PY" ] && "$LT_PY" -c 'import libtorrent' >/dev/null 2>&1
+  [ -x "$LT_PY" ] && "$LT_PY" -c 'import libtorrent, nacl.signing' >/dev/null 2>&1
 }
 
 have_node() {
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1
 }
 
-have_libtorrent || APT_PKGS+=(python3 python3-libtorrent)
+have_libtorrent || APT_PKGS+=(python3 python3-libtorrent python3-nacl)
 have_node || APT_PKGS+=(nodejs npm)
 
 if [ ${#APT_PKGS[@]} -gt 0 ]; then
@@ -44,7 +45,7 @@ if [ ${#APT_PKGS[@]} -gt 0 ]; then
 fi
 
 have_libtorrent ||
-  die "$LT_PY cannot import libtorrent even after installing python3-libtorrent"
+  die "$LT_PY cannot import libtorrent and nacl even after installing python3-libtorrent python3-nacl"
 have_node || die "node and npm are still missing after installing nodejs npm"
 
 # bittorrent-dht, exactly as pinned by the lockfile. npm ci wipes and

@@ -48,6 +48,11 @@ LT_IPS = ["127.0.0.141", "127.0.0.142", "127.0.0.143"]
 JS_IPS = ["127.0.0.151", "127.0.0.152", "127.0.0.153"]
 PROBE_IP = "127.0.0.160"         # our raw KRPC socket
 CLIENT_IP = "127.0.0.161"        # short-lived mdht client nodes
+# BEP 32: the dual-stack mdht node (this and ::1), the IPv4-only
+# libtorrent session beside the one on [::1], and a raw IPv4 announcer.
+DUAL_IP = "127.0.0.134"
+LT4_IP = "127.0.0.144"
+RAW4_IP = "127.0.0.162"
 # BEP 33 / 51: raw announces come from many addresses (a bloom filter
 # holds IPs, so every peer needs its own) under 127.0.3.0/24 (peers) and
 # 127.0.5.0/24 (sample_infohashes stores).
@@ -149,7 +154,7 @@ def krpc(sock, to, q, args, timeout=2.0, ro=False):
             data, frm = sock.recvfrom(65536)
         except socket.timeout:
             break
-        if frm != to:
+        if frm[:2] != to[:2]:   # an IPv6 source has 4 fields
             continue
         try:
             m = bdecode(data)
@@ -221,7 +226,7 @@ def raw_announce(ips, eps, ih, seed, port=6881):
     sent from that address first. Returns the number accepted."""
     ok = 0
     for ip in ips:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(family(ip), socket.SOCK_DGRAM)
         try:
             s.bind((ip, 0))
             for ep in eps:
@@ -273,13 +278,17 @@ def raw_scrape(sock, ep, ih):
     return r.get(b"BFsd"), r.get(b"BFpe")
 
 
+def family(ip):
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
 def free_port(ip):
     """A port free for both UDP and TCP on ip (libtorrent listens on both)."""
     for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u = socket.socket(family(ip), socket.SOCK_DGRAM)
         u.bind((ip, 0))
         port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t = socket.socket(family(ip), socket.SOCK_STREAM)
         try:
             t.bind((ip, port))
             return port
@@ -305,6 +314,7 @@ class Helper:
                                   preexec_fn=_die_with_parent)
         self.q = queue.Queue()
         self.seq = 0
+        self.early = {}   # answers read while waiting for another seq
         threading.Thread(target=self._read, daemon=True).start()
         hello = self._get(lambda m: "ready" in m, 20)
         if not hello or not hello.get("ready"):
@@ -313,7 +323,7 @@ class Helper:
         self.id = hello["id"]
         self.addr = hello["addr"]
         ip, port = self.addr.rsplit(":", 1)
-        self.ep = (ip, int(port))
+        self.ep = (ip.strip("[]"), int(port))
         self.version = hello.get("version")
 
     def _read(self):
@@ -325,6 +335,9 @@ class Helper:
         self.q.put(None)
 
     def _get(self, pred, timeout):
+        for k, m in list(self.early.items()):
+            if pred(m):
+                return self.early.pop(k)
         end = time.monotonic() + timeout
         while True:
             rest = end - time.monotonic()
@@ -338,8 +351,15 @@ class Helper:
                 return None
             if pred(m):
                 return m
+            if m.get("seq"):
+                self.early[m["seq"]] = m
 
     def cmd(self, timeout=15, **kw):
+        return self.answer(self.send(**kw), kw.get("cmd"), timeout)
+
+    def send(self, **kw):
+        """Sends one command without waiting: answer(seq) reads its reply
+        later, while other commands run."""
         self.seq += 1
         seq = self.seq
         kw["seq"] = seq
@@ -348,10 +368,13 @@ class Helper:
             self.p.stdin.flush()
         except (BrokenPipeError, OSError):
             raise RuntimeError("%s has exited" % self.name)
+        return seq
+
+    def answer(self, seq, what, timeout):
         r = self._get(lambda m: m.get("seq") == seq, timeout)
         if r is None:
             raise RuntimeError("%s: no answer to %s within %ss"
-                               % (self.name, kw.get("cmd"), timeout))
+                               % (self.name, what, timeout))
         return r
 
     def table(self):
@@ -374,11 +397,17 @@ class Helper:
 class Mdht:
     """`mdht run` on its own address, trace-level JSON log kept in memory."""
 
-    def __init__(self, binary, name, ip, logdir, bootstrap, control):
+    def __init__(self, binary, name, ip, logdir, bootstrap, control,
+                 also_bind=None):
         self.name = name
         self.control = control
         argv = [binary, "run", "--no-state", "--bind", ip, "--port", "0",
                 "--log-level", "trace", "--log-format", "json"]
+        # BEP 32: a second address of the other family (dual stack); its
+        # socket's endpoint is self.ep6.
+        if also_bind:
+            argv += ["--bind", also_bind]
+        self.ep6 = None
         if bootstrap:
             for b in bootstrap:
                 argv += ["--bootstrap", b]
@@ -403,9 +432,13 @@ class Mdht:
             ev = self._parse(line)
             if ev and ev.get("event") == "listening":
                 ip_, port = ev["addr"].rsplit(":", 1)
-                self.ep = (ip_, int(port))
+                if ip_.startswith("["):
+                    self.ep6 = (ip_.strip("[]"), int(port))
+                else:
+                    self.ep = (ip_, int(port))
                 self.id = ev["id"]
-                break
+                if self.ep and (self.ep6 or not also_bind):
+                    break
         if not self.ep:
             raise RuntimeError("%s did not say where it listens (see %s.log)"
                                % (name, name))
@@ -900,6 +933,10 @@ def run(binary, work, checks, procs):
     scrape_checks(binary, mdhts, lts, probe, client, checks, ih_seed)
     sample_checks(binary, mdhts, lts, probe, checks)
 
+    # ----------------------------- BEP 44 items and BEP 32 dual stack
+    item_checks(binary, mdhts, lts, jss, probe, client, work, checks)
+    dualstack_checks(binary, work, procs, checks)
+
     # ------------------------------------------- messages both ways decode
     time.sleep(1.0)   # let the last replies land
     groups = {"libtorrent": {h.ep[0] for h in lts},
@@ -959,7 +996,7 @@ def run(binary, work, checks, procs):
             "%s %d" % (m, sum(1 for e in evs if e.get("event") ==
                               "query_received" and e.get("method") == m))
             for m in ("ping", "find_node", "get_peers", "announce_peer",
-                      "sample_infohashes"))))
+                      "sample_infohashes", "get", "put"))))
     checks.report(not bad, "every query libtorrent and bittorrent-dht sent "
                   "mdht was answered with a response (%s; mdht's JSON log)"
                   % ", ".join(summary), "; ".join(bad[:10]))
@@ -1219,6 +1256,314 @@ def sample_checks(binary, mdhts, lts, probe, checks):
                   "(libtorrent samples 20 at random beyond 20)" % (
                       rc, len(ours) - len(from_lt3), err.strip(),
                       (r or {}).get(b"num")))
+
+
+# ------------------------------------------------------- BEP 44 and BEP 32
+
+def mutable_target(pk_hex, salt):
+    import hashlib
+    return hashlib.sha1(bytes.fromhex(pk_hex) + salt.encode()).hexdigest()
+
+
+def holders(probe, nodes, target, value, seq=None, sig=None):
+    """Names of the nodes whose own store answers a raw KRPC `get` of
+    target with this value (and seq and signature, for a mutable item):
+    what each node stored, not what a lookup found."""
+    have = []
+    for n in nodes:
+        r, _ = krpc(probe, n.ep, "get", {"target": bytes.fromhex(target)})
+        if not r or r.get(b"v") != value.encode():
+            continue
+        if seq is not None and (r.get(b"seq") != seq or
+                                r.get(b"sig", b"").hex() != sig):
+            continue
+        have.append(n.name)
+    return have
+
+
+def mdht_get_item(client, args):
+    """`mdht get ... --json` through mdht1: its item line, or None."""
+    rc, out, err = client("get", args + ["--json"])
+    return parse_json_line(out, "item"), (rc, out[:300], err.strip())
+
+
+def item_checks(binary, mdhts, lts, jss, probe, client, work, checks):
+    """BEP 44 both ways with libtorrent and bittorrent-dht: items one
+    implementation puts are read by the other's get, value, seq and
+    signature equal, and each kind of node stores the other's puts."""
+    tag = os.urandom(4).hex()
+    t0 = time.monotonic()
+
+    # ---- libtorrent puts, mdht gets.
+    v_imm, lt_v, lt_salt = "lt immutable " + tag, "lt mutable " + tag, "lt-salt"
+    # A mutable put starts with a get lookup; libtorrent waits out the
+    # 15 s timeout of a node that is gone (a short-lived mdht client still
+    # in its table) before it puts: that put runs while others go on.
+    seq_mut = lts[0].send(cmd="put_mutable", seed=os.urandom(32).hex(),
+                          salt=lt_salt, value=lt_v, wait=28)
+    r1 = lts[0].cmd(cmd="put_immutable", value=v_imm, wait=28, timeout=30)
+    log("libtorrent lt1 put immutable %s (%s nodes)"
+        % (r1.get("target"), r1.get("success")))
+    ok, v = retry(lambda: (lambda it: (bool(it) and it[0] is not None and
+                                       it[0]["value"] == v_imm, it))(
+        mdht_get_item(client, [r1.get("target", "00" * 20)])), 5, 1.0, 20)
+    have = holders(probe, mdhts, r1.get("target", "00" * 20), v_imm)
+    checks.report(ok and r1.get("ok") and have,
+                  "an immutable item libtorrent put (dht_put_immutable_item) "
+                  "is read by `mdht get TARGET` (value equal) and stored by "
+                  "mdht nodes (%s answer a raw get with it)"
+                  % (", ".join(have) or "none"),
+                  "libtorrent: %r; mdht get: %r" % (r1, v))
+
+    # ---- mdht puts, libtorrent gets.
+    key = os.path.join(work, "item.key")
+    rc, out, err = mdht_cmd(binary, ["keygen", key], 10)
+    pk = out.strip()
+    v_imm, v_mut, m_salt = "mdht immutable " + tag, "mdht mutable " + tag, "md-salt"
+    rc1, out1, err1 = client("put", [v_imm, "--json"], 30)
+    p1 = parse_json_line(out1, "item") or {}
+    rc2, out2, err2 = client("put", ["--key", key, "--salt", m_salt, "--json",
+                                     v_mut], 30)
+    p2 = parse_json_line(out2, "item") or {}
+    log("mdht put immutable %s (rc %s), mutable %s seq %s (rc %s) %s %s"
+        % (p1.get("target"), rc1, p2.get("target"), p2.get("seq"), rc2,
+           err1.strip(), err2.strip()))
+    tgt = p1.get("target", "00" * 20)
+
+    def lt_imm():
+        r = lts[1].cmd(cmd="get_immutable", target=tgt, wait=8, timeout=15)
+        return r.get("found") and r.get("value") == v_imm, r
+    ok, v = retry(lt_imm, 3, 1.0, 25)
+    have = holders(probe, lts, tgt, v_imm)
+    checks.report(rc1 == 0 and ok and have,
+                  "an immutable item `mdht put` stored is read by "
+                  "libtorrent's dht_get_immutable_item (value equal) and "
+                  "stored by libtorrent nodes (%s answer a raw get with it)"
+                  % (", ".join(have) or "none"),
+                  "mdht put rc=%s %r %r; libtorrent: %r" % (rc1, out1[:200],
+                                                           err1, v))
+
+    def lt_mut2():
+        r = lts[1].cmd(cmd="get_mutable", pubkey=pk or "00" * 32,
+                       salt=m_salt, wait=8, timeout=15)
+        return (r.get("found") and r.get("value") == v_mut and
+                r.get("seq_number") == p2.get("seq") and
+                r.get("sig") == p2.get("sig")), r
+    ok, v = retry(lt_mut2, 3, 1.0, 25)
+    mt = mutable_target(pk or "00" * 32, m_salt)
+    have = holders(probe, lts, mt, v_mut, p2.get("seq"), p2.get("sig"))
+    checks.report(rc2 == 0 and ok and have,
+                  "a mutable item `mdht put --key --salt` stored (key from "
+                  "`mdht keygen`) is read by libtorrent's "
+                  "dht_get_mutable_item, which verifies its signature "
+                  "(value, seq %s and signature equal) and stored by "
+                  "libtorrent nodes (%s)" % (p2.get("seq"), ", ".join(have)
+                                             or "none"),
+                  "mdht put rc=%s %r %r; libtorrent: %r" % (rc2, out2[:200],
+                                                           err2, v))
+
+    r2 = lts[0].answer(seq_mut, "put_mutable", 30)
+    log("libtorrent lt1 put mutable %s seq %s (%s nodes)"
+        % (r2.get("pubkey"), r2.get("seq_number"), r2.get("success")))
+    def lt_mut():
+        it, why = mdht_get_item(client, ["--pubkey", r2.get("pubkey", "00"),
+                                         "--salt", lt_salt])
+        good = (it is not None and it["value"] == lt_v and
+                it["seq"] == r2.get("seq_number") and
+                it.get("sig") == r2.get("sig"))
+        return good, (it, why)
+    ok, v = retry(lt_mut, 5, 1.0, 20)
+    mt = mutable_target(r2.get("pubkey", "00" * 32), lt_salt)
+    have = holders(probe, mdhts, mt, lt_v, r2.get("seq_number"),
+                   r2.get("sig"))
+    checks.report(ok and r2.get("ok") and have,
+                  "a mutable item with salt libtorrent put "
+                  "(dht_put_mutable_item, key from a random seed) is read by "
+                  "`mdht get --pubkey --salt` (value, seq %s and signature "
+                  "equal; mdht verified the signature) and stored by mdht "
+                  "nodes (%s)" % (r2.get("seq_number"), ", ".join(have) or
+                                  "none"),
+                  "libtorrent: %r; mdht get: %r" % (r2, v))
+
+    # ---- the same key on both sides: libtorrent updates mdht's item with
+    # the seed from mdht's key file (seq + 1), mdht reads the update.
+    seed = open(key).read().strip() if os.path.exists(key) else "00" * 32
+    v_upd = "updated by libtorrent " + tag
+    r3 = lts[2].cmd(cmd="put_mutable", seed=seed, salt=m_salt, value=v_upd,
+                    wait=28, timeout=30)
+
+    def upd():
+        it, why = mdht_get_item(client, ["--pubkey", pk or "00" * 32,
+                                         "--salt", m_salt])
+        return (it is not None and it["value"] == v_upd and
+                it["seq"] == (p2.get("seq") or 0) + 1 and
+                r3.get("pubkey") == pk), (it, why)
+    ok, v = retry(upd, 5, 1.0, 20)
+    checks.report(ok, "libtorrent given the seed of `mdht keygen`'s key file "
+                  "signs with the same key: its put of mdht's item reads "
+                  "seq %s and stores seq %s, which `mdht get` returns"
+                  % (p2.get("seq"), r3.get("seq_number")),
+                  "libtorrent: %r; mdht get: %r" % (r3, v))
+
+    # ---- bittorrent-dht puts, mdht gets.
+    v_imm, v_mut, j_salt = "js immutable " + tag, "js mutable " + tag, "js-salt"
+    j1 = jss[0].cmd(cmd="put", value=v_imm, timeout=30)
+    j2 = jss[0].cmd(cmd="put", value=v_mut, seed=os.urandom(32).hex(),
+                    salt=j_salt, seq_number=7, timeout=30)
+    log("bittorrent-dht js1 put immutable %s (%s replies), mutable %s (%s "
+        "replies)" % (j1.get("target"), j1.get("stored"), j2.get("target"),
+                      j2.get("stored")))
+    tgt = j1.get("target") or "00" * 20
+    ok, v = retry(lambda: (lambda it: (it[0] is not None and
+                                       it[0]["value"] == v_imm, it))(
+        mdht_get_item(client, [tgt])), 5, 1.0, 20)
+    have = holders(probe, mdhts, tgt, v_imm)
+    checks.report(j1.get("ok") and ok and have,
+                  "an immutable item bittorrent-dht put is read by `mdht get` "
+                  "and stored by mdht nodes (%s)" % (", ".join(have) or "none"),
+                  "bittorrent-dht: %r; mdht get: %r" % (j1, v))
+
+    def js_mut():
+        it, why = mdht_get_item(client, ["--pubkey", j2.get("pubkey") or
+                                         "00" * 32, "--salt", j_salt])
+        return (it is not None and it["value"] == v_mut and
+                it["seq"] == 7), (it, why)
+    ok, v = retry(js_mut, 5, 1.0, 20)
+    have = holders(probe, mdhts, j2.get("target") or "00" * 20, v_mut)
+    checks.report(j2.get("ok") and ok and have,
+                  "a mutable item with salt bittorrent-dht put (seq 7, signed "
+                  "with node's Ed25519) is read by `mdht get --pubkey "
+                  "--salt` (value and seq equal, signature verified by mdht) "
+                  "and stored by mdht nodes (%s)" % (", ".join(have) or
+                                                     "none"),
+                  "bittorrent-dht: %r; mdht get: %r" % (j2, v))
+
+    # ---- mdht puts, bittorrent-dht gets.
+    v_imm, v_mut, m_salt = "mdht to js " + tag, "mdht mutable to js " + tag, "md-js"
+    rc1, out1, err1 = client("put", [v_imm, "--json"], 30)
+    p1 = parse_json_line(out1, "item") or {}
+    rc2, out2, err2 = client("put", ["--key", key, "--salt", m_salt, "--json",
+                                     v_mut], 30)
+    p2 = parse_json_line(out2, "item") or {}
+    tgt = p1.get("target") or "00" * 20
+
+    def js_imm():
+        r = jss[1].cmd(cmd="get", target=tgt, timeout=30)
+        return r.get("found") and r.get("value") == v_imm, r
+    ok, v = retry(js_imm, 3, 1.0, 30)
+    have = holders(probe, jss, tgt, v_imm)
+    checks.report(rc1 == 0 and ok and have,
+                  "an immutable item `mdht put` stored is read by "
+                  "bittorrent-dht's get and stored by bittorrent-dht nodes "
+                  "(%s)" % (", ".join(have) or "none"),
+                  "mdht put rc=%s %r %r; bittorrent-dht: %r" % (
+                      rc1, out1[:200], err1, v))
+    mt = mutable_target(pk or "00" * 32, m_salt)
+
+    def js_mut2():
+        r = jss[1].cmd(cmd="get", target=mt, salt=m_salt, timeout=30)
+        return (r.get("found") and r.get("value") == v_mut and
+                r.get("seq_number") == p2.get("seq") and
+                r.get("sig") == p2.get("sig")), r
+    ok, v = retry(js_mut2, 3, 1.0, 30)
+    have = holders(probe, jss, mt, v_mut, p2.get("seq"), p2.get("sig"))
+    checks.report(rc2 == 0 and ok and have,
+                  "a mutable item `mdht put --key --salt` stored is read by "
+                  "bittorrent-dht's get, which verifies its signature "
+                  "(value, seq and signature equal), and stored by "
+                  "bittorrent-dht nodes (%s)" % (", ".join(have) or "none"),
+                  "mdht put rc=%s %r %r; bittorrent-dht: %r" % (
+                      rc2, out2[:200], err2, v))
+    log("BEP 44 checks took %.1f s" % (time.monotonic() - t0))
+
+
+def dualstack_checks(binary, work, procs, checks):
+    """BEP 32: a dual-stack `mdht run` (IPv4 and ::1) between a libtorrent
+    session on [::1] only and one on IPv4 only; a peer announced through the
+    dual-stack node is found by both, each in its own family."""
+    t0 = time.monotonic()
+    ctl = os.path.join(work, "dual.sock")
+    d = Mdht(binary, "mdht-dual", DUAL_IP, work, None, ctl, also_bind="::1")
+    procs.append(d)
+    lt6 = Helper("libtorrent", "lt6", [
+        LT_PYTHON, os.path.join(HERE, "lt_node.py"), "--bind", "::1",
+        "--port", str(free_port("::1")), "--log",
+        os.path.join(work, "lt6.log")], work)
+    procs.append(lt6)
+    lt4 = Helper("libtorrent", "lt4", [
+        LT_PYTHON, os.path.join(HERE, "lt_node.py"), "--bind", LT4_IP,
+        "--port", str(free_port(LT4_IP)), "--log",
+        os.path.join(work, "lt4.log")], work)
+    procs.append(lt4)
+    log("dual stack: mdht %s and [::1]:%s, libtorrent %s and %s"
+        % (d.addr, d.ep6 and d.ep6[1], lt6.addr, lt4.addr))
+    d6 = "[::1]:%d" % d.ep6[1] if d.ep6 else None
+
+    def join():
+        miss = []
+        for h, ep, want in ((lt6, d.ep6, d6), (lt4, d.ep, d.addr)):
+            if ep is None:
+                miss.append("mdht-dual has no socket for %s" % h.name)
+            elif h.table().get(d.id) != want:
+                miss.append("%s lacks mdht-dual %s" % (h.name, want))
+                h.cmd(cmd="add_node", host=ep[0], port=ep[1])
+        return not miss, miss
+    ok, miss = retry(join, 20, 0.5, 10)
+    checks.report(ok, "the dual-stack mdht node is in the routing table of a "
+                  "libtorrent session on [::1] (as %s) and of one on IPv4 "
+                  "(as %s)" % (d6, d.addr), "; ".join(miss or []))
+
+    # 1. `mdht announce` through the dual-stack node's control socket.
+    ih = os.urandom(20).hex()
+    rc, out, err = mdht_cmd(binary, ["announce", ih, "--port", "4321",
+                                     "--control", ctl], 30)
+    acc = [l.split()[1] for l in out.splitlines() if len(l.split()) == 2]
+    want6, want4 = "[::1]:4321", "%s:4321" % DUAL_IP
+    found = {}
+    for h, want in ((lt6, want6), (lt4, want4)):
+        r = h.cmd(cmd="get_peers", infohash=ih, wait=8, expect=want,
+                  timeout=15)
+        found[h.name] = r.get("peers", [])
+    ok = (rc == 0 and lt6.addr in acc and lt4.addr in acc and
+          want6 in found["lt6"] and want4 in found["lt4"])
+    checks.report(ok, "a peer announced through the dual-stack mdht node "
+                  "(`mdht announce --control`) is accepted by both "
+                  "libtorrent sessions and found by both get_peers, each in "
+                  "its own family (lt6 %s, lt4 %s)" % (found["lt6"],
+                                                       found["lt4"]),
+                  "rc=%s accepted by %s, err=%r" % (rc, acc, err.strip()))
+
+    # 2. Peers announced to the dual-stack node alone, one per family: each
+    # libtorrent session gets its family's peer from mdht's get_peers reply
+    # (BEP 32: values are per family), never the other's.
+    ih2 = os.urandom(20)
+    n = raw_announce(["::1"], [d.ep6 or ("::1", 9)], ih2, False, port=6006)
+    n += raw_announce([RAW4_IP], [d.ep], ih2, False, port=6004)
+    want6, want4 = "[::1]:6006", "%s:6004" % RAW4_IP
+    found = {}
+    for h, want in ((lt6, want6), (lt4, want4)):
+        r = h.cmd(cmd="get_peers", infohash=ih2.hex(), wait=8, expect=want,
+                  timeout=15)
+        found[h.name] = r.get("peers", [])
+    ok = (n == 2 and found["lt6"] == [want6] and found["lt4"] == [want4])
+    checks.report(ok, "an IPv6 and an IPv4 peer announced to the dual-stack "
+                  "mdht node only: libtorrent on [::1] gets %s and libtorrent "
+                  "on IPv4 gets %s from mdht (one family each)"
+                  % (found["lt6"], found["lt4"]),
+                  "%d of 2 announces accepted" % n)
+
+    bad = []
+    for e in d.snapshot():
+        if e.get("event") in ("datagram_dropped", "error_sent",
+                              "rate_limited", "token_rejected"):
+            bad.append(json.dumps(e))
+    rc = d.stop()
+    checks.report(not bad and rc == 0, "the dual-stack mdht node decoded "
+                  "and answered everything libtorrent sent over both "
+                  "families (no drop, error, rate limit or rejected token in "
+                  "its log) and exited 0 (%.1f s for the BEP 32 checks)"
+                  % (time.monotonic() - t0),
+                  "exit %s; %s" % (rc, "; ".join(bad[:5])))
 
 
 def stats_check(binary, mdhts, control_ok, checks):
