@@ -693,6 +693,8 @@ size_t mdht_krpc_values(const mdht_krpc_msg *m, mdht_bytes *out, size_t max) {
     memcpy(out, m->values, n * sizeof *out);
     return n;
   }
+  /* No list (NULL): nothing to read, and NULL + 0 is undefined in C. */
+  if (n == 0 || !m->values_raw.p) return 0;
   raw_list it = {m->values_raw.p, m->values_raw.p + m->values_raw.len, 0};
   size_t i = 0;
   while (i < n && raw_next(&it, &out[i]))

@@ -241,6 +241,13 @@ static void test_decode_responses(void **state) {
   /* a smaller array gets the first ones */
   assert_int_equal(mdht_krpc_values(&m, vs, 2), 2);
   assert_bytes_lit(vs[1], "idhtnm");
+  /* A message without values (no list at all): none, and no arithmetic on
+   * its NULL list (fuzz_krpc's UBSan finding). */
+  assert_int_equal(decode(&m, canonical[12].in, canonical[12].len), 0);
+  assert_null(m.values_raw.p);
+  assert_int_equal(mdht_krpc_values(&m, vs, MDHT_KRPC_MAX_VALUES), 0);
+  mdht_krpc_msg_init(&m, 'r');
+  assert_int_equal(mdht_krpc_values(&m, vs, MDHT_KRPC_MAX_VALUES), 0);
 
   assert_int_equal(decode(&m, canonical[15].in, canonical[15].len), 0);
   assert_int_equal(m.interval, 21600);
