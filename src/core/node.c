@@ -1864,7 +1864,11 @@ int mdht_node_add_bootstrap(mdht_node *node, const mdht_addr *addr,
   int rc = mdht_boot_add_router(&node->boot, addr);
   if (rc < 0 && rc != MDHT_ERR_EXISTS) return rc;
   rc = send_ping(node, addr, NULL, MDHT_OWNER_BOOT, now);
-  if (rc == 0) mdht_boot_pinged(&node->boot, now);
+  /* Routers added while a round is already scheduled (the four defaults,
+   * one after the other) join that round: only the first schedules it,
+   * so that four routers do not make the first retry wait 8 s. */
+  if (rc == 0 && node->boot.phase != MDHT_BOOT_PINGING)
+    mdht_boot_pinged(&node->boot, now);
   return rc;
 }
 

@@ -767,6 +767,41 @@ static void test_bootstrap_first_retry_after_1s(void **state) {
   assert_int_equal(at[2] - t0, 7000);
 }
 
+/* Four routers added at once (the defaults) are one round: none answers,
+ * and the first retry still comes after 1 s, not 8 s. */
+static void test_bootstrap_routers_one_round(void **state) {
+  fixture *f = *state;
+  mdht_addr r[4];
+  uint8_t tid[16];
+  size_t tl;
+  mdht_time t0 = f->now;
+  for (int i = 0; i < 4; i++) {
+    r[i] = test_addr4(127, 0, 0, (uint8_t)(50 + i), 6881);
+    assert_int_equal(mdht_node_add_bootstrap(f->node, &r[i], f->now), 0);
+  }
+  assert_int_equal(queries_to(f, &r[3], MDHT_M_PING, tid, &tl), 1);
+  mdht_time at[2];
+  int n = 0;
+  while (n < 2 && f->now < t0 + 10000) {
+    f->now += 100;
+    mdht_node_tick(f->node, f->now);
+    int got = 0;
+    f->len = 0;
+    for (;;) {
+      f->len = mdht_node_next_packet(f->node, &f->to, f->pkt, sizeof f->pkt);
+      if (f->len <= 0) break;
+      got++;
+    }
+    if (got > 0) {
+      assert_int_equal(got, 4); /* every router in each round */
+      at[n++] = f->now;
+    }
+  }
+  assert_int_equal(n, 2);
+  assert_int_equal(at[0] - t0, 1000);
+  assert_int_equal(at[1] - t0, 3000);
+}
+
 /* Review finding: an unknown method sent without an id gets its 204, but
  * no routing slot and no confirmation ping. */
 static void test_unknown_without_id_not_added(void **state) {
@@ -2419,6 +2454,8 @@ int main(void) {
           test_bootstrap_island_rejoins_through_router, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap_first_retry_after_1s,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bootstrap_routers_one_round, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap_not_stalled_by_queriers,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_without_id_not_added, setup,
