@@ -13,26 +13,30 @@ void mdht_bloom_clear(mdht_bloom *b) {
 
 /* The BEP's two indexes: the first four bytes of SHA-1(ip) as two
  * little-endian 16-bit numbers, each taken modulo m. */
-static void bloom_indexes(const mdht_addr *a, unsigned idx[2]) {
+void mdht_bloom_indexes(const mdht_addr *a, uint16_t idx[2]) {
   uint8_t h[SHA1_DIGEST_SIZE];
   struct sha1_ctx ctx;
   sha1_init(&ctx);
   sha1_update(&ctx, a->family == MDHT_AF_INET6 ? 16 : 4, a->ip);
   sha1_digest(&ctx, sizeof h, h);
-  idx[0] = (unsigned)(h[0] | h[1] << 8) % BLOOM_BITS;
-  idx[1] = (unsigned)(h[2] | h[3] << 8) % BLOOM_BITS;
+  idx[0] = (uint16_t)((unsigned)(h[0] | h[1] << 8) % BLOOM_BITS);
+  idx[1] = (uint16_t)((unsigned)(h[2] | h[3] << 8) % BLOOM_BITS);
 }
 
-void mdht_bloom_insert(mdht_bloom *b, const mdht_addr *a) {
-  unsigned idx[2];
-  bloom_indexes(a, idx);
+void mdht_bloom_set(mdht_bloom *b, const uint16_t idx[2]) {
   for (int i = 0; i < 2; i++)
     b->bits[idx[i] / 8] |= (uint8_t)(1u << (idx[i] % 8));
 }
 
+void mdht_bloom_insert(mdht_bloom *b, const mdht_addr *a) {
+  uint16_t idx[2];
+  mdht_bloom_indexes(a, idx);
+  mdht_bloom_set(b, idx);
+}
+
 bool mdht_bloom_test(const mdht_bloom *b, const mdht_addr *a) {
-  unsigned idx[2];
-  bloom_indexes(a, idx);
+  uint16_t idx[2];
+  mdht_bloom_indexes(a, idx);
   for (int i = 0; i < 2; i++)
     if (!(b->bits[idx[i] / 8] & (1u << (idx[i] % 8)))) return false;
   return true;

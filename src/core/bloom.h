@@ -29,6 +29,12 @@ void mdht_bloom_clear(mdht_bloom *b);
 /* Inserts the 4 or 16 address bytes of `a` (never the port: the BEP
  * counts hosts). */
 void mdht_bloom_insert(mdht_bloom *b, const mdht_addr *a);
+/* The two bit indexes of `a`, for a caller that inserts the same address
+ * often (the peer store keeps them per record, so that a scrape answer
+ * hashes nothing). */
+void mdht_bloom_indexes(const mdht_addr *a, uint16_t idx[2]);
+/* Sets the bits of indexes from mdht_bloom_indexes. */
+void mdht_bloom_set(mdht_bloom *b, const uint16_t idx[2]);
 /* Whether `a` may be in the filter (false: certainly not). */
 bool mdht_bloom_test(const mdht_bloom *b, const mdht_addr *a);
 /* dst |= src: the filter of the union of both sets. */

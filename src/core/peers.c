@@ -667,7 +667,7 @@ size_t mdht_peers_scrape(const mdht_peer_store *ps, const mdht_id *ih,
   for (uint32_t i = 0; i < e->n; i++) {
     const mdht_peer *pr = &e->peers[i];
     if (pr->expires <= now) continue;
-    mdht_bloom_insert(pr->seed ? seeds : downloaders, &pr->addr);
+    mdht_bloom_set(pr->seed ? seeds : downloaders, pr->bloom_);
     live++;
   }
   return live;
@@ -857,6 +857,9 @@ int mdht_peers_add_until(mdht_peer_store *ps, const mdht_id *ih,
 
   uint32_t d = ih_find(ps, ih);
   if (d != UINT32_MAX && refresh(ps, d, &np, now)) return 0;
+  /* A new record: its IP is hashed for the scrape filters now, once, not
+   * on every scrape=1 get_peers (the IP never changes for the record). */
+  mdht_bloom_indexes(&np.addr, np.bloom_);
   /* A full swarm takes a restored peer only if it outlives the record it
    * would replace (an announce always does); checked before anything is
    * evicted for it. */

@@ -53,6 +53,7 @@ typedef struct mdht_peer {
   mdht_addr addr;
   mdht_time expires;
   bool seed;            /* BEP 33 */
+  uint16_t bloom_[2];   /* its IP's BEP 33 filter bits, hashed once */
   uint32_t src_, slot_; /* implementation: owner IP and its record index */
 } mdht_peer;
 
