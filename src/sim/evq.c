@@ -17,7 +17,9 @@ void mdht_evq_free(mdht_evq *q) {
 static bool before(mdht_evq *q, const mdht_evq_item *a,
                    const mdht_evq_item *b) {
   q->cmps++;
-  return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+  if (a->at != b->at) return a->at < b->at;
+  if (a->key != b->key) return a->key < b->key;
+  return a->seq < b->seq;
 }
 
 int mdht_evq_push(mdht_evq *q, mdht_evq_item it) {

@@ -1,8 +1,13 @@
 /*
  * The simulator's event queue: a 4-ary min-heap of pending events ordered
- * by virtual time, then by the order they were pushed, so that events due
- * at the same millisecond always come out in the same order and a run is
- * repeatable for a seed.
+ * by virtual time, then by a key the caller chooses, then by the order they
+ * were pushed, so that events due at the same millisecond always come out
+ * in the same order and a run is repeatable for a seed. The simulator's
+ * key names the event by what it is (sender and the sender's datagram
+ * count, or the node of a timer), not by when it was pushed: with one
+ * queue per thread, push order depends on how nodes are split between
+ * threads, and the key does not. A caller with key 0 everywhere gets
+ * push order.
  *
  * Push and pop cost O(log N) in the number of queued events (a 4-ary heap
  * is half as deep as a binary one, and each level's four children share a
@@ -18,11 +23,12 @@
 
 #include "mdht.h"
 
-/* What an event is about; the queue only orders by (at, seq). The sim
+/* What an event is about; the queue only orders by (at, key, seq). The sim
  * uses `to`, `from`, `gen`, `len`, `data` for datagrams and timers; a
  * scenario may use the same fields for its own events (churn). */
 typedef struct mdht_evq_item {
   mdht_time at;
+  uint64_t key; /* the caller's tie-break at equal `at` */
   uint64_t seq; /* set by the queue: push order */
   uint32_t to;
   uint32_t from;

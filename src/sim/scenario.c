@@ -4,6 +4,7 @@
 #include "id.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +50,7 @@ struct scen {
   uint32_t nan;
   lookup_rec *pending; /* the get_peers being started */
   bool measure_rtt;
-  uint64_t *rtt;
+  uint64_t *rtt;  /* RTT_BINS per simulator thread, summed at the end */
   uint32_t *pool; /* nodes that left through churn */
   uint32_t npool;
   bool churn_on;
@@ -96,6 +97,20 @@ void mdht_scenario_opts_default(mdht_scenario_opts *o) {
 
 /* ------------------------------------------------------------ events */
 
+/* The node callbacks below run on the simulator's threads (sim.h), each
+ * for the nodes of its thread, while the scenario's own code runs only
+ * between mdht_sim_run calls. What they touch:
+ *   on_event: RESPONSE_RECEIVED counts into its thread's RTT histogram;
+ *     LOOKUP_STARTED reads `pending`, which is set only while the scenario
+ *     starts a lookup (no run under way), and fills that record;
+ *     LOOKUP_PROGRESS walks and writes the lookup records of its own node.
+ *   on_lookup_done: the record of a lookup of its own node (and that
+ *     node's list); reads the announce records, fixed during the lookups;
+ *     mdht_sim_now gives the time of the delivery on its thread.
+ *   on_announce_done: the record of its own announce.
+ * No record is shared between nodes, so no order between threads shows
+ * in the figures. */
+
 static void unlink_lookup(scen *s, lookup_rec *l) {
   int32_t *p = &s->ctx[l->node].head;
   int32_t me = (int32_t)(l - s->lk);
@@ -117,7 +132,10 @@ static void on_event(const mdht_event *ev, void *user) {
   case MDHT_EV_RESPONSE_RECEIVED:
     if (s->measure_rtt) {
       mdht_time t = ev->u.response.rtt_ms;
-      s->rtt[t < RTT_BINS ? t : RTT_BINS - 1]++;
+      /* Node callbacks run on the simulator's threads: each counts
+       * into its own histogram. */
+      size_t th = mdht_sim_thread(s->sim);
+      s->rtt[th * RTT_BINS + (t < RTT_BINS ? t : RTT_BINS - 1)]++;
     }
     break;
   case MDHT_EV_LOOKUP_STARTED:
@@ -290,7 +308,8 @@ static void status(scen *s, bool start) {
                              .phase_start = start,
                              .vt = mdht_sim_now(s->sim),
                              .nodes = s->n,
-                             .alive = s->alive};
+                             .alive = s->alive,
+                             .threads = mdht_sim_threads(s->sim)};
   mdht_sim_counts_get(s->sim, &st.c);
   s->o->progress(&st, s->o->progress_user);
 }
@@ -433,6 +452,10 @@ static void report_lookups(scen *s) {
   COLLECT(ttfp_ms, s->lk[i].first, s->lk[i].first_ms);
 #undef COLLECT
   free(v);
+  uint32_t nt = mdht_sim_threads(s->sim);
+  for (uint32_t th = 1; th < nt; th++)
+    for (uint32_t t = 0; t < RTT_BINS; t++)
+      s->rtt[t] += s->rtt[(size_t)th * RTT_BINS + t];
   stat_of_hist(s->rtt, &r->rtt_ms);
 }
 
@@ -667,7 +690,7 @@ int mdht_scenario_run(const mdht_scenario_opts *o, mdht_scenario_report *r) {
   s.ctx = calloc(s.n, sizeof *s.ctx);
   s.lk = calloc(s.nlk ? s.nlk : 1, sizeof *s.lk);
   s.an = calloc(s.nan ? s.nan : 1, sizeof *s.an);
-  s.rtt = calloc(RTT_BINS, sizeof *s.rtt);
+  s.rtt = calloc((size_t)RTT_BINS * mdht_sim_threads(s.sim), sizeof *s.rtt);
   s.pool = calloc(s.n, sizeof *s.pool);
   if (!s.ctx || !s.lk || !s.an || !s.rtt || !s.pool) rc = MDHT_ERR_NOMEM;
   for (uint32_t i = 0; rc == 0 && i < s.n; i++) {
@@ -867,6 +890,9 @@ typedef struct eclipse {
   mdht_id *truth; /* the k honest ids closest to the target, closest first */
   uint32_t ntruth;
   uint32_t pending; /* lookups not reported yet */
+  /* ecl_done runs on the simulator's threads: the sums it adds to (and
+   * pending) are taken under this lock; sums do not depend on order. */
+  pthread_mutex_t mu;
 } eclipse;
 
 void mdht_eclipse_opts_default(mdht_eclipse_opts *o) {
@@ -943,16 +969,22 @@ static int ecl_truth(eclipse *e, uint32_t k) {
 static void ecl_done(const mdht_result *res, void *user) {
   eclipse *e = user;
   mdht_eclipse_report *r = e->r;
-  e->pending--;
-  r->lookups_ok += res->ok;
+  uint64_t nodes = 0, bad = 0, good = 0;
   size_t n = res->nnodes < e->ntruth ? res->nnodes : e->ntruth;
   for (size_t i = 0; i < n; i++) {
-    r->result_nodes++;
-    r->result_attacker += is_attacker(e, &res->nodes[i].addr);
+    nodes++;
+    bad += is_attacker(e, &res->nodes[i].addr);
     for (uint32_t t = 0; t < e->ntruth; t++)
-      if (mdht_id_eq(&res->nodes[i].id, &e->truth[t])) r->result_true++;
+      if (mdht_id_eq(&res->nodes[i].id, &e->truth[t])) good++;
   }
-  if (n > 0 && mdht_id_eq(&res->nodes[0].id, &e->truth[0])) r->closest_found++;
+  pthread_mutex_lock(&e->mu);
+  e->pending--;
+  r->lookups_ok += res->ok;
+  r->result_nodes += nodes;
+  r->result_attacker += bad;
+  r->result_true += good;
+  r->closest_found += n > 0 && mdht_id_eq(&res->nodes[0].id, &e->truth[0]);
+  pthread_mutex_unlock(&e->mu);
 }
 
 static void ecl_join(eclipse *e, uint32_t i, uint32_t router) {
@@ -1039,17 +1071,22 @@ int mdht_eclipse_run(const mdht_eclipse_opts *o, mdht_eclipse_report *r) {
   for (int b = 0; b < MDHT_ID_LEN; b++)
     e.target.b[b] = (uint8_t)(splitmix_scen(&s) >> 24);
   e.idseed = splitmix_scen(&s);
+  pthread_mutex_init(&e.mu, NULL);
   mdht_sim_opts so = o->sim;
   so.nodes = o->honest + o->attackers;
   so.public_addrs = true;
   so.node_setup = eclipse_setup;
   so.node_setup_user = &e;
   int rc = mdht_sim_new(&e.sim, &so);
-  if (rc < 0) return rc;
+  if (rc < 0) {
+    pthread_mutex_destroy(&e.mu);
+    return rc;
+  }
   r->honest = o->honest;
   r->attackers = o->attackers;
   rc = ecl_phases(&e);
   mdht_sim_del(e.sim);
+  pthread_mutex_destroy(&e.mu);
   free(e.truth);
   return rc;
 }

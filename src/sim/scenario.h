@@ -65,6 +65,7 @@ typedef struct mdht_scenario_status {
   bool phase_start;  /* called because the phase just began */
   mdht_time vt;      /* virtual ms */
   uint32_t nodes, alive;
+  uint32_t threads; /* the simulator's (mdht_sim_threads) */
   mdht_sim_counts c;
 } mdht_scenario_status;
 

@@ -17,8 +17,8 @@
  *     tail of Internet paths). LOGNORMAL implies per_link.
  *
  * It is what the core's design is for: the same node code that runs under
- * the epoll driver runs here thousands of times over, without sockets,
- * threads or sleeping.
+ * the epoll driver runs here thousands of times over, without sockets or
+ * sleeping, on as many threads as asked (`threads` below).
  */
 #ifndef MDHT_SIM_H
 #define MDHT_SIM_H
@@ -52,6 +52,22 @@ typedef struct mdht_sim_opts {
   bool (*node_setup)(void *user, uint32_t i, const mdht_addr *addr, mdht_id *id,
                      mdht_config *cfg);
   void *node_setup_user;
+  /* Threads delivering events (0 or 1: the caller's only). Nodes are
+   * split between them (node i on thread i % threads) and time advances
+   * in windows of the lookahead (mdht_sim_lookahead): every datagram
+   * takes at least that long, so what one thread sends within a window
+   * is due after it, and each thread runs its own nodes' events of the
+   * window without waiting for the others. Events due at the same
+   * millisecond are ordered by what they are (sender and its datagram
+   * count, or the node of a timer), loss and jitter are drawn from the
+   * sender's own stream: the results are the same, bit for bit, whatever
+   * the number of threads. With a lookahead of 0 (latency 0) there are
+   * no windows and one thread runs. Node callbacks (bus subscribers,
+   * lookup callbacks) run on these threads, each for its own nodes; what
+   * they share must be per thread (mdht_sim_thread) or commutative and
+   * atomic. mdht_sim_run and everything else is called from one thread,
+   * between runs. */
+  uint32_t threads;
 } mdht_sim_opts;
 
 void mdht_sim_opts_default(mdht_sim_opts *o);
@@ -62,7 +78,17 @@ void mdht_sim_del(mdht_sim *sim);
 uint32_t mdht_sim_count(const mdht_sim *sim);
 mdht_node *mdht_sim_node(mdht_sim *sim, uint32_t i);
 const mdht_addr *mdht_sim_addr(const mdht_sim *sim, uint32_t i);
+/* Virtual ms: inside a node callback, the time of the event being
+ * delivered; outside, the time mdht_sim_run reached. */
 mdht_time mdht_sim_now(const mdht_sim *sim);
+/* Threads in use (see `threads` above), and the one calling: 0 outside
+ * mdht_sim_run, else the worker delivering (a node callback's index into
+ * per-thread accumulators). */
+uint32_t mdht_sim_threads(const mdht_sim *sim);
+uint32_t mdht_sim_thread(const mdht_sim *sim);
+/* The shortest one-way latency the model can give, in ms: latency for
+ * uniform, latency / 2 per link, latency / 10 log-normal (rounded down). */
+mdht_time mdht_sim_lookahead(const mdht_sim *sim);
 /* A dead node receives nothing and is never woken. */
 void mdht_sim_kill(mdht_sim *sim, uint32_t i);
 bool mdht_sim_alive(const mdht_sim *sim, uint32_t i);
@@ -90,8 +116,10 @@ typedef struct mdht_sim_counts {
 } mdht_sim_counts;
 void mdht_sim_counts_get(const mdht_sim *sim, mdht_sim_counts *out);
 /* Calls fn(user) from inside mdht_sim_run every `every` events (the
- * command's progress line: wall time is not the simulator's business).
- * fn must not call back into the simulator. NULL fn: none. */
+ * command's progress line: wall time is not the simulator's business);
+ * with threads, between windows, once `every` events have passed. fn runs
+ * on the caller's thread and must not call back into the simulator but to
+ * read it. NULL fn: none. */
 void mdht_sim_set_poll(mdht_sim *sim, uint64_t every, void (*fn)(void *user),
                        void *user);
 /* Datagrams sent and lost so far. */

@@ -204,6 +204,98 @@ static void test_public_addrs(void **state) {
   mdht_sim_del(sim);
 }
 
+static void seen_threads(const mdht_scenario_status *st, void *user) {
+  *(uint32_t *)user = st->threads;
+}
+
+/* Runs o on `threads` threads; checks the simulator really used them. */
+static void run_on(mdht_scenario_opts *o, uint32_t threads,
+                   mdht_scenario_report *r) {
+  uint32_t used = 0;
+  o->sim.threads = threads;
+  o->progress = seen_threads;
+  o->progress_user = &used;
+  assert_int_equal(mdht_scenario_run(o, r), 0);
+  assert_int_equal(used, threads);
+}
+
+/* The report does not depend on the number of threads, bit for bit: with
+ * loss, dead nodes, churn (Poisson, then Weibull with nodes coming back),
+ * log-normal and per-link uniform latencies. Had the threads drawn loss or
+ * jitter from one shared generator, or ordered equal-time events by when
+ * they were queued, the figures would differ. */
+static void test_threads_same_report(void **state) {
+  (void)state;
+  mdht_scenario_opts o;
+  small_opts(&o, 300, 0.05);
+  o.churn = 1;
+  o.dead = 0.1;
+  o.lookups = 100;
+  o.sim.dist = MDHT_SIM_LAT_LOGNORMAL;
+  mdht_scenario_report one, two, three;
+  run_on(&o, 1, &one);
+  run_on(&o, 2, &two);
+  run_on(&o, 3, &three);
+  assert_memory_equal(&one, &two, sizeof one);
+  assert_memory_equal(&one, &three, sizeof one);
+  assert_true(one.lookups_found > 90 && one.churn_left > 0);
+
+  small_opts(&o, 300, 0.05);
+  o.churn_model = MDHT_CHURN_WEIBULL;
+  o.session_scale_ms = 120000; /* some nodes leave and come back */
+  o.down_scale_ms = 60000;
+  o.rejoin_same_id = true;
+  o.lookups = 60;
+  run_on(&o, 1, &one);
+  run_on(&o, 2, &two);
+  assert_memory_equal(&one, &two, sizeof one);
+  assert_true(one.churn_joined > 0 && one.rtt_ms.n > 0);
+}
+
+/* Every link's latency is at least the lookahead the threads run ahead
+ * by; with no lookahead (latency 0) the simulator runs on one thread. */
+static void test_lookahead(void **state) {
+  (void)state;
+  struct {
+    mdht_sim_latency_dist dist;
+    bool per_link;
+    mdht_time want;
+  } cases[] = {{MDHT_SIM_LAT_UNIFORM, false, 50},
+               {MDHT_SIM_LAT_UNIFORM, true, 25},
+               {MDHT_SIM_LAT_LOGNORMAL, true, 5}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    mdht_sim_opts o;
+    mdht_sim_opts_default(&o);
+    o.nodes = 400;
+    o.latency_ms = 50;
+    o.dist = cases[c].dist;
+    o.per_link = cases[c].per_link;
+    o.sigma = 2; /* a wide log-normal: the clamp at latency / 10 is hit */
+    o.threads = 2;
+    mdht_sim *sim;
+    assert_int_equal(mdht_sim_new(&sim, &o), 0);
+    assert_int_equal(mdht_sim_threads(sim), 2);
+    mdht_time l = mdht_sim_lookahead(sim), lo = UINT64_MAX;
+    assert_int_equal(l, cases[c].want);
+    for (uint32_t i = 0; i < 400; i++)
+      for (uint32_t j = i + 1; j < 400; j++) {
+        mdht_time t = mdht_sim_link_latency(sim, i, j);
+        if (t < lo) lo = t;
+      }
+    assert_true(lo >= l);
+    if (cases[c].dist == MDHT_SIM_LAT_LOGNORMAL) assert_int_equal(lo, l);
+    mdht_sim_del(sim);
+  }
+  mdht_sim_opts o;
+  mdht_sim_opts_default(&o);
+  o.latency_ms = 0;
+  o.threads = 4;
+  mdht_sim *sim;
+  assert_int_equal(mdht_sim_new(&sim, &o), 0);
+  assert_int_equal(mdht_sim_threads(sim), 1);
+  mdht_sim_del(sim);
+}
+
 static void eclipse(bool enforce, mdht_eclipse_report *r) {
   mdht_eclipse_opts o;
   mdht_eclipse_opts_default(&o);
@@ -239,6 +331,18 @@ static void test_eclipse_bep42(void **state) {
   assert_true(off.tables_hit > 0);
   assert_true(off.result_attacker * 2 > off.result_nodes);
   assert_true(off.closest_found < off.lookups / 2);
+
+  /* Its lookups' callback adds up from both threads: the same report. */
+  mdht_eclipse_opts o;
+  mdht_eclipse_opts_default(&o);
+  o.honest = 300;
+  o.attackers = 24;
+  o.lookups = 30;
+  o.enforce = false;
+  o.sim.threads = 2;
+  mdht_eclipse_report two;
+  assert_int_equal(mdht_eclipse_run(&o, &two), 0);
+  assert_memory_equal(&off, &two, sizeof off);
 }
 
 int main(void) {
@@ -250,6 +354,8 @@ int main(void) {
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_public_addrs),
       cmocka_unit_test(test_eclipse_bep42),
+      cmocka_unit_test(test_threads_same_report),
+      cmocka_unit_test(test_lookahead),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
