@@ -10,6 +10,9 @@
 - --churn weibull: nodes leave and come back during the run (sessions of a
   few minutes, so that some do in a short run); the run completes with its
   figures and the same seed gives the same output, byte for byte.
+- --threads 1, 2 and 3 give the same JSON, byte for byte, but for the
+  machine's members (wall time, memory, events/s, threads); bad values
+  are refused.
 
 Usage: test_sim.py path/to/mdht
 """
@@ -24,7 +27,7 @@ from testlib import check  # noqa: E402
 
 BIN = None
 # Figures that depend on the machine, not on the seed.
-MACHINE = ("wall_s", "max_rss_kib", "events_per_s")
+MACHINE = ("wall_s", "max_rss_kib", "events_per_s", "threads")
 
 
 def mdht(*args, timeout=120):
@@ -89,7 +92,7 @@ PHASES = ("join", "settle", "announce", "kill", "lookups", "done")
 
 def test_progress():
     args = ["sim", "--nodes", "400", "--seed", "9", "--lookups", "60",
-            "--json"]
+            "--threads", "2", "--json"]
     rc, quiet, err = mdht(*args)
     check(rc == 0 and err == "", "sim without --progress: quiet stderr")
     rc, out, err = mdht(*(args + ["--progress"]))
@@ -99,11 +102,12 @@ def test_progress():
     for line in lines:
         m = re.match(r"mdht sim: (\w+) +virtual +([\d.]+) s, (\d+) events "
                      r"\((\d+)/s\), (\d+) queued, nodes (\d+)/(\d+) up, "
-                     r"RSS (\d+) MiB \(peak (\d+)\), wall ([\d.]+) s$", line)
+                     r"(\d+) threads, RSS (\d+) MiB \(peak (\d+)\), wall ([\d.]+) s$", line)
         check(m is not None, "progress line: %r" % line)
         seen.append(m.group(1))
         check(int(m.group(7)) == 400, "nodes in the line")
-        check(int(m.group(8)) > 0 and int(m.group(9)) >= int(m.group(8)),
+        check(int(m.group(8)) == 2, "threads in the line: %r" % line)
+        check(int(m.group(9)) > 0 and int(m.group(10)) >= int(m.group(9)),
               "RSS and peak: %r" % line)
     for ph in PHASES:
         check(ph in seen, "phase %s reported (%s)" % (ph, seen))
@@ -146,6 +150,38 @@ def test_weibull_churn():
     check(strip(t3) != strip(t1), "weibull: another seed, other figures")
 
 
+def test_threads():
+    """--threads 1, 2 and 3: the same figures, byte for byte but for the
+    machine's (wall time, memory, events/s and the thread count, which
+    --json reports)."""
+    args = ["sim", "--nodes", "500", "--seed", "3", "--loss", "0.05",
+            "--dead", "0.1", "--churn", "0.5", "--lookups", "200",
+            "--latency", "50", "--jitter", "20", "--json"]
+    outs = {}
+    for t in ("1", "2", "3"):
+        rc, out, err = mdht(*(args + ["--threads", t]))
+        check(rc == 0 and err == "", "--threads %s: status %d (%s)" %
+              (t, rc, err.strip()))
+        r = json.loads(out)
+        check(r["threads"] == int(t), "--threads %s reported: %r" %
+              (t, r["threads"]))
+        # Byte for byte: the JSON text up to the machine's members.
+        outs[t] = out[:out.index(',"wall_s":')]
+        check(r["success"] >= 0.97 and r["churn_left"] > 0,
+              "--threads %s: a real run (success %.3f)" % (t, r["success"]))
+    check(outs["1"] == outs["2"] == outs["3"],
+          "the same figures on 1, 2 and 3 threads")
+    rc, out, _ = mdht(*(args[:-1] + ["--threads", "2"]))
+    check(rc == 0 and re.search(r"^run: [\d.]+ s wall on 2 threads, ", out,
+                                re.M) is not None,
+          "the table names the threads: %r" % out[-200:])
+    for bad in ("0", "65", "x", ""):
+        rc, out, err = mdht("sim", "--threads", bad)
+        check(rc == 2 and out == "" and len(err.splitlines()) == 1 and
+              err.startswith("mdht: "), "--threads %r refused: %r" %
+              (bad, err))
+
+
 def main():
     global BIN
     BIN = os.path.abspath(sys.argv[1])
@@ -153,6 +189,7 @@ def main():
     test_run()
     test_progress()
     test_weibull_churn()
+    test_threads()
     print("test_sim: %d checks passed" % tl.checks)
 
 
