@@ -99,7 +99,8 @@ int mdht_sim_restart(mdht_sim *sim, uint32_t i);
  * its table still starts empty. */
 int mdht_sim_restart_as(mdht_sim *sim, uint32_t i, bool same_id);
 /* After calling into node i from outside (starting a lookup, adding a
- * bootstrap address), so that its datagrams leave and its timer is set. */
+ * bootstrap address), so that its datagrams leave and its timer is set.
+ * From a node callback (on a simulator thread), only for that node. */
 void mdht_sim_touch(mdht_sim *sim, uint32_t i);
 /* Runs every delivery and timer up to `until` (virtual ms). */
 void mdht_sim_run(mdht_sim *sim, mdht_time until);
