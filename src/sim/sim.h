@@ -53,7 +53,7 @@ typedef struct mdht_sim_opts {
                      mdht_config *cfg);
   void *node_setup_user;
   /* Threads delivering events (0 or 1: the caller's only). Nodes are
-   * split between them (node i on thread i % threads) and time advances
+   * split between them (runs of 64 nodes take turns) and time advances
    * in windows of the lookahead (mdht_sim_lookahead): every datagram
    * takes at least that long, so what one thread sends within a window
    * is due after it, and each thread runs its own nodes' events of the
