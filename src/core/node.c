@@ -1117,11 +1117,18 @@ static uint32_t bucket_missing(const mdht_node *node, const mdht_id *target,
 
 /* A fill or refresh lookup stops once its bucket is full, and keeps no
  * more queries in flight than the bucket lacks nodes: the answers to the
- * others would have nowhere to go. */
+ * others would have nowhere to go. Not the bucket next to ours (below). */
 static void fill_progress(mdht_node *node, uint32_t lookup_id, mdht_time now) {
   const mdht_op *op = op_find_lookup(node, lookup_id);
   if (!op ||
       (op->purpose != MDHT_OP_BOOT_FILL && op->purpose != MDHT_OP_REFRESH))
+    return;
+  /* The bucket next to ours (the sibling of the range that holds our id)
+   * is still filled to convergence: its nodes are among the closest to
+   * ids near ours, and each query sent there makes us known to the node
+   * asked. Stopped early, lookups in a 200-node network missed one of the
+   * true 8 closest nodes (test_sim). */
+  if (mdht_rtable_bucket_of(&node->rt, &op->target) + 2 >= node->rt.nbuckets)
     return;
   uint32_t missing = bucket_missing(node, &op->target, now);
   if (missing == 0)

@@ -19,6 +19,8 @@ typedef struct simnode {
   bool alive;
   uint32_t gen;
   mdht_time armed; /* the timer already queued, UINT64_MAX none */
+  mdht_time spare; /* a later timer still queued (superseded by `armed`),
+                      UINT64_MAX none */
   uint64_t rng;    /* the node's own random stream */
 } simnode;
 
@@ -136,7 +138,7 @@ static int make_node(mdht_sim *sim, uint32_t i, const mdht_id *keep) {
   cfg.allow_private = true;
   s->addr = addr_of(sim, i);
   s->alive = true;
-  s->armed = UINT64_MAX;
+  s->armed = s->spare = UINT64_MAX;
   mdht_id id;
   bool chosen = sim->o.node_setup && sim->o.node_setup(sim->o.node_setup_user,
                                                        i, &s->addr, &id, &cfg);
@@ -291,10 +293,20 @@ void mdht_sim_touch(mdht_sim *sim, uint32_t i) {
    * must not spin the loop at one instant. */
   if (d <= sim->now) d = sim->now + 1;
   /* Queue a timer only if it is earlier than the one already queued:
-   * later ones are re-armed when that one fires. */
+   * later ones are re-armed when that one fires. The timer an earlier one
+   * superseded is still queued: it serves as the next one if it is not
+   * later than the deadline (at 20,000 nodes, 18 % of all timers were a
+   * second one queued for the same instant, firing with nothing due). */
+  if (s->armed == UINT64_MAX && s->spare <= d && s->spare >= sim->now) {
+    s->armed = s->spare;
+    s->spare = UINT64_MAX;
+  }
   if (d != UINT64_MAX && d < s->armed) {
     event ev = {.at = d, .to = i, .from = UINT32_MAX, .gen = s->gen};
-    if (mdht_evq_push(&sim->q, ev) == 0) s->armed = d;
+    if (mdht_evq_push(&sim->q, ev) == 0) {
+      if (s->armed != UINT64_MAX) s->spare = s->armed;
+      s->armed = d;
+    }
   }
 }
 
@@ -308,7 +320,10 @@ static void deliver(mdht_sim *sim, event *ev) {
   }
   if (ev->from == TIMER) {
     sim->c.timers++;
-    if (s->armed == ev->at) s->armed = UINT64_MAX;
+    if (s->armed == ev->at)
+      s->armed = UINT64_MAX;
+    else if (s->spare == ev->at)
+      s->spare = UINT64_MAX;
     if (mdht_node_next_deadline(s->node) <= sim->now)
       mdht_node_tick(s->node, sim->now);
     else
