@@ -242,8 +242,7 @@ static void set_failed(mdht_lookup *l, mdht_lookup_cand *c) {
 /* Sends queries while the window has unqueried candidates and fewer than
  * alpha fresh queries are in flight. */
 static void pump(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
-  while (l->n_inflight < ls->cfg.alpha &&
-         l->queries < MDHT_LOOKUP_MAX_QUERIES) {
+  while (l->n_inflight < l->alpha && l->queries < MDHT_LOOKUP_MAX_QUERIES) {
     int i = next_to_query(ls, l);
     if (i < 0) break;
     mdht_lookup_cand *c = &l->cands[i];
@@ -392,6 +391,7 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   l->target = *target;
   l->started = now;
   l->deadline = UINT64_MAX;
+  l->alpha = ls->cfg.alpha;
   l->n_inflight = l->n_slow = 0;
   l->queries = l->responses = l->failures = l->rounds = 0;
   l->n_cands = l->n_peers = 0;
@@ -525,6 +525,14 @@ int mdht_lookup_stop(mdht_lookups *ls, uint32_t lookup_id) {
   if (!l) return MDHT_ERR_NOTFOUND;
   l->end_due = true;
   update_deadline(ls, l);
+  return 0;
+}
+
+int mdht_lookup_set_alpha(mdht_lookups *ls, uint32_t lookup_id,
+                          uint32_t alpha) {
+  mdht_lookup *l = find_slot(ls, lookup_id);
+  if (!l) return MDHT_ERR_NOTFOUND;
+  l->alpha = alpha < 1 ? 1 : alpha > ls->cfg.alpha ? ls->cfg.alpha : alpha;
   return 0;
 }
 

@@ -191,6 +191,8 @@ typedef struct mdht_lookup {
   mdht_id target;
   mdht_time started;
   mdht_time deadline;  /* next timer of this lookup, UINT64_MAX none */
+  uint32_t alpha;      /* queries in flight at most: cfg.alpha, or fewer
+                          (mdht_lookup_set_alpha) */
   uint32_t n_inflight; /* MDHT_LC_INFLIGHT candidates */
   uint32_t n_slow;     /* MDHT_LC_SLOW candidates */
   uint32_t queries, responses, failures, rounds;
@@ -272,6 +274,13 @@ int mdht_lookup_cancel(mdht_lookups *ls, uint32_t lookup_id, mdht_time now);
  * due at once). For a BEP 44 get that has found a verified immutable item:
  * nothing closer can improve it. Returns 0 or MDHT_ERR_NOTFOUND. */
 int mdht_lookup_stop(mdht_lookups *ls, uint32_t lookup_id);
+
+/* Lowers the queries lookup `lookup_id` keeps in flight to `alpha` (1 up
+ * to cfg->alpha; other values are clamped), from its next send on. For
+ * an owner that needs only a few more answers (a bucket-fill lookup one
+ * node short of a full bucket): the answers to more queries in flight
+ * would go unused. Returns 0 or MDHT_ERR_NOTFOUND. */
+int mdht_lookup_set_alpha(mdht_lookups *ls, uint32_t lookup_id, uint32_t alpha);
 
 /* Runs soft and hard timeouts due at `now` and ends the lookups that
  * are over. Returns the number of lookups that ended. */

@@ -31,6 +31,8 @@ typedef struct simnode {
   bool alive;
   uint32_t gen;
   mdht_time armed; /* the timer already queued, UINT64_MAX none */
+  mdht_time spare; /* a later timer still queued (superseded by `armed`),
+                      UINT64_MAX none */
   uint64_t rng;    /* the node's own random stream (its callback) */
   uint64_t net;    /* the network's draws for the node's datagrams (loss,
                       jitter): the sender's, so no thread shares it */
@@ -213,7 +215,7 @@ static int make_node(mdht_sim *sim, uint32_t i, const mdht_id *keep) {
   cfg.allow_private = true;
   s->addr = addr_of(sim, i);
   s->alive = true;
-  s->armed = UINT64_MAX;
+  s->armed = s->spare = UINT64_MAX;
   mdht_id id;
   bool chosen = sim->o.node_setup && sim->o.node_setup(sim->o.node_setup_user,
                                                        i, &s->addr, &id, &cfg);
@@ -587,10 +589,18 @@ static void touch(mdht_sim *sim, worker *w, uint32_t i, mdht_time now) {
    * must not spin the loop at one instant. */
   if (d <= now) d = now + 1;
   /* Queue a timer only if it is earlier than the one already queued:
-   * later ones are re-armed when that one fires. */
+   * later ones are re-armed when that one fires. The timer an earlier one
+   * superseded is still queued: it serves as the next one if it is not
+   * later than the deadline (at 20,000 nodes, 18 % of all timers were a
+   * second one queued for the same instant, firing with nothing due). */
+  if (s->armed == UINT64_MAX && s->spare <= d && s->spare >= now) {
+    s->armed = s->spare;
+    s->spare = UINT64_MAX;
+  }
   if (d != UINT64_MAX && d < s->armed) {
     event ev = {
         .at = d, .key = timer_key(i), .to = i, .from = TIMER, .gen = s->gen};
+    if (s->armed != UINT64_MAX) s->spare = s->armed;
     s->armed = d;
     post(sim, w, ev);
   }
@@ -610,7 +620,10 @@ static void deliver(mdht_sim *sim, worker *w, event *ev) {
     w->c.dropped++;
   } else if (ev->from == TIMER) {
     w->c.timers++;
-    if (s->armed == ev->at) s->armed = UINT64_MAX;
+    if (s->armed == ev->at)
+      s->armed = UINT64_MAX;
+    else if (s->spare == ev->at)
+      s->spare = UINT64_MAX;
     if (mdht_node_next_deadline(s->node) <= w->now)
       mdht_node_tick(s->node, w->now);
     else

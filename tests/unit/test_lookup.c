@@ -704,6 +704,33 @@ static void test_alpha_bound_with_slow_nodes(void **state) {
   sim_h_del(t);
 }
 
+/* mdht_lookup_set_alpha: a lookup lowered to one query in flight sends
+ * the next only once every answer it awaited is in; values out of range
+ * are clamped to 1..cfg.alpha. */
+static void test_set_alpha_lowers_inflight(void **state) {
+  (void)state;
+  h *t = h_new();
+  mdht_lookup_node seeds[8];
+  for (uint8_t i = 0; i < 8; i++)
+    seeds[i] = lnode((uint8_t)(10 + i), (uint8_t)(1 + i));
+  uint32_t id = start(t, MDHT_M_FIND_NODE, seeds, 8);
+  assert_int_equal(t->nq, 3); /* cfg alpha */
+  assert_int_equal(mdht_lookup_set_alpha(&t->ls, id + 1, 1), MDHT_ERR_NOTFOUND);
+  assert_int_equal(mdht_lookup_set_alpha(&t->ls, id, 0), 0);
+  assert_int_equal(mdht_lookup_find(&t->ls, id)->alpha, 1);
+  assert_int_equal(respond(t, id, &seeds[0], NULL, 0), 0);
+  assert_int_equal(t->nq, 3); /* two still in flight: none sent */
+  assert_int_equal(respond(t, id, &seeds[1], NULL, 0), 0);
+  assert_int_equal(t->nq, 3);
+  assert_int_equal(respond(t, id, &seeds[2], NULL, 0), 0);
+  assert_int_equal(t->nq, 4); /* none in flight: one more */
+  assert_int_equal(mdht_lookup_set_alpha(&t->ls, id, 99), 0);
+  assert_int_equal(mdht_lookup_find(&t->ls, id)->alpha, 3);
+  assert_int_equal(respond(t, id, &seeds[3], NULL, 0), 0);
+  assert_int_equal(t->nq, 7); /* back to 3 in flight */
+  h_del(t);
+}
+
 /* Dead nodes (the owner would report hard timeouts) are left out of the
  * results, and the lookups still find the K closest live nodes; they
  * end at a dead node's soft timeout, not its hard timeout, so the
@@ -1873,6 +1900,7 @@ int main(void) {
       cmocka_unit_test(test_start_errors),
       cmocka_unit_test(test_converges_to_true_closest),
       cmocka_unit_test(test_alpha_bound_with_slow_nodes),
+      cmocka_unit_test(test_set_alpha_lowers_inflight),
       cmocka_unit_test(test_dead_nodes),
       cmocka_unit_test(test_slow_node_does_not_stall),
       cmocka_unit_test(test_slow_closest_not_awaited),

@@ -1163,6 +1163,130 @@ static void on_visit(uint32_t bucket, const mdht_id *id, const mdht_addr *addr,
   t->n++;
 }
 
+/* A fake network of WORLD_N nodes on 127.3.x.y that answers every ping
+ * and find_node at once, find_node with the K nodes of the world closest
+ * to the target; it logs the targets of the find_node queries. */
+#define WORLD_N 512
+typedef struct world {
+  mdht_id id[WORLD_N];
+  uint32_t fill_queries[MDHT_ID_LEN * 8 + 1]; /* by shared prefix with us */
+  uint32_t find_nodes;
+} world;
+
+static mdht_addr world_addr(uint32_t i) {
+  return test_addr4(127, 3, (uint8_t)(i >> 8), (uint8_t)(i & 0xff), 6881);
+}
+
+static void world_init(world *w) {
+  memset(w, 0, sizeof *w);
+  uint64_t seed = 99;
+  for (uint32_t i = 0; i < WORLD_N; i++)
+    test_random(w->id[i].b, MDHT_ID_LEN, &seed);
+}
+
+static void world_answer(fixture *f, world *w, uint32_t i,
+                         const mdht_krpc_msg *q) {
+  uint8_t blob[8 * MDHT_COMPACT_NODE4], buf[MDHT_MAX_PACKET];
+  mdht_krpc_msg r;
+  mdht_krpc_msg_init(&r, 'r');
+  r.t = q->t;
+  r.id = w->id[i];
+  if (q->method == MDHT_M_FIND_NODE) {
+    /* The 8 closest to the target that node i knows: as in a real
+     * network, an answer gets a lookup a few bits closer, not there. */
+    int reach = mdht_id_common_prefix(&w->id[i], &q->target) + 2;
+    bool used[WORLD_N] = {false};
+    size_t len = 0;
+    for (int n = 0; n < 8; n++) {
+      int best = -1;
+      for (uint32_t j = 0; j < WORLD_N; j++)
+        if (!used[j] && mdht_id_common_prefix(&w->id[j], &q->target) <= reach &&
+            (best < 0 ||
+             mdht_id_cmp_dist(&q->target, &w->id[j], &w->id[best]) < 0))
+          best = (int)j;
+      if (best < 0) break;
+      used[best] = true;
+      mdht_addr a = world_addr((uint32_t)best);
+      len += mdht_node_to_compact(&w->id[best], &a, blob + len);
+    }
+    r.nodes = (mdht_bytes){blob, len};
+  }
+  int n = mdht_krpc_encode(&r, buf, sizeof buf);
+  assert_true(n > 0);
+  mdht_addr from = world_addr(i);
+  mdht_node_recv(f->node, &from, buf, (size_t)n, f->now);
+}
+
+/* Answers whatever the node sent, 5 ms later, and ticks; until it has
+ * bootstrapped and gone quiet, or `ms` of virtual time passed. */
+static void world_run(fixture *f, world *w, mdht_time ms) {
+  mdht_time end = f->now + ms;
+  mdht_krpc_msg q[64];
+  mdht_be_tok toks[MDHT_KRPC_TOKENS];
+  uint8_t pkts[64][MDHT_MAX_PACKET];
+  mdht_addr to[64];
+  mdht_id self = test_id(0x80);
+  while (f->now < end) {
+    size_t nq = 0;
+    int len;
+    while (nq < 64 && (len = mdht_node_next_packet(f->node, &to[nq], pkts[nq],
+                                                   MDHT_MAX_PACKET)) > 0) {
+      assert_int_equal(mdht_krpc_decode(&q[nq], pkts[nq], (size_t)len, toks,
+                                        MDHT_KRPC_TOKENS),
+                       0);
+      /* the message points into pkts[nq]; the token array is reused, but
+       * only t, method and target are read, which are copied below */
+      if (q[nq].y != 'q' || to[nq].ip[1] != 3) continue;
+      if (q[nq].method == MDHT_M_FIND_NODE) {
+        w->find_nodes++;
+        int p = mdht_id_common_prefix(&q[nq].target, &self);
+        w->fill_queries[p]++;
+      }
+      nq++;
+    }
+    if (nq == 0 && mdht_node_bootstrapped(f->node)) return;
+    f->now += 5;
+    for (size_t i = 0; i < nq; i++)
+      world_answer(f, w, (uint32_t)to[i].ip[2] << 8 | to[i].ip[3], &q[i]);
+    mdht_node_tick(f->node, f->now);
+  }
+}
+
+static void count_bucket(const mdht_node_entry *e, void *user) {
+  uint32_t *per = user;
+  if (e->state == MDHT_NODE_GOOD && e->bucket < 8) per[e->bucket]++;
+}
+
+/* Issue 13: a bucket-fill lookup of the bootstrap stops once its bucket
+ * holds k good nodes, instead of running to convergence (~25 queries
+ * each; 221 find_node per node in a 20,000-node simulation), and keeps
+ * no more queries in flight than the bucket lacks nodes. The world's 512
+ * nodes put some 256 in bucket 0 and 128 in bucket 1: each fills with at
+ * most k + alpha queries (13 and 12 here); run to convergence they took
+ * 25 and 19, stopped at k good nodes but with alpha in flight 17 and 16.
+ * The table is as full as before: buckets 0 to 3 hold k good nodes. */
+static void test_fill_lookup_stops_when_bucket_full(void **state) {
+  fixture *f = *state;
+  world *w = malloc(sizeof *w);
+  world_init(w);
+  mdht_addr router = world_addr(0);
+  assert_int_equal(mdht_node_add_bootstrap(f->node, &router, f->now), 0);
+  world_run(f, w, 60000);
+  assert_true(mdht_node_bootstrapped(f->node));
+  mdht_config c;
+  mdht_config_default(&c);
+  uint32_t per[8] = {0};
+  mdht_node_visit_table(f->node, f->now, count_bucket, per);
+  /* as rich as before: the far buckets are full */
+  for (int b = 0; b < 4; b++)
+    assert_int_equal(per[b], c.k);
+  /* queries aimed at bucket 0 and 1 (the self lookup aims elsewhere) */
+  assert_true(w->fill_queries[0] > 0);
+  assert_true(w->fill_queries[0] <= c.k + c.alpha);
+  assert_true(w->fill_queries[1] <= c.k + c.alpha);
+  free(w);
+}
+
 /* stats.lookups_running (the metrics' gauge) counts a lookup from its
  * start to its end, a cancelled one included. */
 static void test_stats_lookups_running(void **state) {
@@ -2453,6 +2577,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_bootstrap_island_rejoins_through_router, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap_first_retry_after_1s,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fill_lookup_stops_when_bucket_full,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap_routers_one_round, setup,
                                       teardown),

@@ -158,8 +158,10 @@ static void test_churn(void **state) {
   assert_int_equal(mdht_scenario_run(&o, &r), 0);
   mdht_scenario_print(stdout, &o, &r);
   check_accounting(&r);
-  assert_true(r.churn_left >= 50);
-  assert_true(r.churn_joined >= 50);
+  /* Poisson, 2/s over some 25 s of churn: about 50, and the draws move
+   * with every change to the traffic (43 to 59 seen); 30 is 3 sigma. */
+  assert_true(r.churn_left >= 30);
+  assert_true(r.churn_joined >= 30);
   assert_true(r.churn_joined <= r.churn_left);
   assert_true(r.dead_entries > 0.02); /* churn leaves stale entries */
   /* With 2 % loss on 200 nodes this run finds 100 %. */
