@@ -1441,12 +1441,26 @@ static void maint_step(mdht_node *node, mdht_time now) {
 
 /* --------------------------------------------- BEP 42: our own id */
 
+/* Tick `t` of table `old` as a tick of `rt` (0 stays 0). */
+static uint32_t retick(mdht_rtable *rt, const mdht_rtable *old, uint32_t t,
+                       mdht_time now) {
+  mdht_time at = mdht_rtable_time(old, t);
+  return at ? mdht_rtable_tick(rt, at <= now ? at : now) : 0;
+}
+
 /* Puts `e`, an entry of the old table, into `rt` with its history. */
-static void reinsert(mdht_rtable *rt, const mdht_rt_entry *e, mdht_time now) {
+static void reinsert(mdht_rtable *rt, const mdht_rtable *old,
+                     const mdht_rt_entry *e, mdht_time now) {
   mdht_rt_how how = e->last_reply ? MDHT_RT_HEARD_REPLY : MDHT_RT_HEARD_QUERY;
   if (mdht_rtable_heard(rt, &e->id, &e->addr, how, now, NULL) <= 0) return;
   mdht_rt_entry *p = mdht_rtable_find(rt, &e->addr);
-  if (p && mdht_id_eq(&p->id, &e->id)) *p = *e;
+  if (!p || !mdht_id_eq(&p->id, &e->id)) return;
+  /* The times, as ticks of the new table (its own epoch). */
+  *p = *e;
+  p->added = retick(rt, old, e->added, now);
+  p->last_reply = retick(rt, old, e->last_reply, now);
+  p->last_query = retick(rt, old, e->last_query, now);
+  p->last_ping = retick(rt, old, e->last_ping, now);
 }
 
 /* Which buckets hold a node depends on our id: a new id needs a new
@@ -1467,7 +1481,7 @@ static int rebuild_table(mdht_node *node, const mdht_id *id, mdht_time now) {
       uint32_t n = pass == 2 ? bk->nrepl : bk->n;
       for (uint32_t i = 0; i < n; i++)
         if (pass == 2 || (pass == 0) == (v[i].last_reply != 0))
-          reinsert(&nrt, &v[i], now);
+          reinsert(&nrt, old, &v[i], now);
     }
   }
   mdht_rtable_free(&node->rt);
@@ -1883,8 +1897,8 @@ void mdht_node_visit(const mdht_node *node, mdht_time now,
     for (uint32_t i = 0; i < bk->n; i++) {
       const mdht_rt_entry *e = &bk->nodes[i];
       fn(b, &e->id, &e->addr,
-         mdht_rtable_state(&node->rt, e, now) == MDHT_RT_GOOD, e->last_reply,
-         user);
+         mdht_rtable_state(&node->rt, e, now) == MDHT_RT_GOOD,
+         mdht_rtable_time(&node->rt, e->last_reply), user);
     }
   }
 }
@@ -1908,9 +1922,9 @@ void mdht_node_visit_table(const mdht_node *node, mdht_time now,
       out.id = e->id;
       out.addr = e->addr;
       out.state = public_state(mdht_rtable_state(&node->rt, e, now));
-      out.added = e->added;
-      out.last_reply = e->last_reply;
-      out.last_query = e->last_query;
+      out.added = mdht_rtable_time(&node->rt, e->added);
+      out.last_reply = mdht_rtable_time(&node->rt, e->last_reply);
+      out.last_query = mdht_rtable_time(&node->rt, e->last_query);
       out.rtt_ms = e->rtt_ms;
       out.fails = e->fails;
       fn(&out, user);

@@ -25,10 +25,43 @@ typedef struct rt_slot {
   uint8_t cpl1;
 } rt_slot;
 
-/* A time of 0 means "never" in the entries; a caller whose clock starts at
+/* A tick of 0 means "never" in the entries; a caller whose clock starts at
  * 0 must not have its first answer forgotten. */
-static mdht_time stamp(mdht_time now) {
-  return now ? now : 1;
+static uint32_t stamp(mdht_rtable *rt, mdht_time now) {
+  return mdht_rtable_tick(rt, now);
+}
+
+#define TICK_KEEP (UINT64_C(1) << 31) /* history kept by an epoch move */
+
+static uint32_t retick(uint32_t t, mdht_time old_epoch, mdht_time epoch) {
+  if (t == 0) return 0;
+  mdht_time abs = old_epoch + t;
+  return abs > epoch ? (uint32_t)(abs - epoch) : 1;
+}
+
+static void retick_all(mdht_rt_entry *v, uint32_t n, mdht_time old_epoch,
+                       mdht_time epoch) {
+  for (uint32_t i = 0; i < n; i++) {
+    v[i].added = retick(v[i].added, old_epoch, epoch);
+    v[i].last_reply = retick(v[i].last_reply, old_epoch, epoch);
+    v[i].last_query = retick(v[i].last_query, old_epoch, epoch);
+    v[i].last_ping = retick(v[i].last_ping, old_epoch, epoch);
+  }
+}
+
+uint32_t mdht_rtable_tick(mdht_rtable *rt, mdht_time now) {
+  if (now <= rt->epoch) return 1;
+  if (now - rt->epoch > UINT32_MAX) {
+    /* Once in 2^31 ms at most (24.8 days): O(entries). */
+    mdht_time old = rt->epoch;
+    rt->epoch = now - TICK_KEEP;
+    for (uint32_t b = 0; b < rt->nbuckets; b++) {
+      mdht_rt_bucket *bk = &rt->buckets[b];
+      retick_all(bk->nodes, bk->n, old, rt->epoch);
+      retick_all(bk->repl, bk->nrepl, old, rt->epoch);
+    }
+  }
+  return (uint32_t)(now - rt->epoch);
 }
 
 static uint32_t max_fails(const mdht_rtable *rt) {
@@ -52,8 +85,9 @@ static mdht_addr normalized(const mdht_addr *a) {
 
 static uint32_t key_hash(const mdht_rtable *rt, const mdht_rt_index *x,
                          const mdht_addr *a) {
-  mdht_addr k = normalized(a);
-  if (x->by_ip) k.port = 0;
+  if (!x->by_ip) return mdht_addr_hash(a, rt->hash_seed);
+  mdht_addr k = *a; /* mdht_addr_hash reads only the family's IP bytes */
+  k.port = 0;
   return mdht_addr_hash(&k, rt->hash_seed);
 }
 
@@ -204,17 +238,19 @@ static void drop_at(mdht_rt_entry *v, uint8_t *n, uint32_t i) {
   (*n)--;
 }
 
-static mdht_time last_seen(const mdht_rt_entry *e) {
-  mdht_time t = e->last_reply > e->last_query ? e->last_reply : e->last_query;
+/* A tick: only compared with ticks of the same table. */
+static uint32_t last_seen(const mdht_rt_entry *e) {
+  uint32_t t = e->last_reply > e->last_query ? e->last_reply : e->last_query;
   return t ? t : e->added;
 }
 
-static void touch(mdht_rt_entry *e, mdht_rt_how how, mdht_time now) {
+static void touch(mdht_rtable *rt, mdht_rt_entry *e, mdht_rt_how how,
+                  mdht_time now) {
   if (how == MDHT_RT_HEARD_REPLY) {
-    e->last_reply = stamp(now);
+    e->last_reply = stamp(rt, now);
     e->fails = 0;
   } else {
-    e->last_query = stamp(now);
+    e->last_query = stamp(rt, now);
   }
 }
 
@@ -348,8 +384,9 @@ static int ping_candidate(const mdht_rtable *rt, const mdht_rt_bucket *b,
   for (uint32_t i = 0; i < b->n; i++) {
     const mdht_rt_entry *e = &b->nodes[i];
     if (mdht_rtable_state(rt, e, now) != MDHT_RT_QUESTIONABLE) continue;
-    if (e->last_ping != 0 && now >= e->last_ping &&
-        now - e->last_ping < rt->cfg->query_timeout_ms)
+    mdht_time pinged = mdht_rtable_time(rt, e->last_ping);
+    if (pinged != 0 && now >= pinged &&
+        now - pinged < rt->cfg->query_timeout_ms)
       continue;
     if (best < 0 || last_seen(e) < last_seen(&b->nodes[best])) best = (int)i;
   }
@@ -436,7 +473,7 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
   if (how == MDHT_RT_HEARD_REPLY && ping) q = ping_candidate(rt, b, now);
   if (!repl_add(rt, b, e)) return MDHT_RT_IGNORED;
   if (q < 0) return MDHT_RT_REPLACEMENT;
-  b->nodes[q].last_ping = stamp(now);
+  b->nodes[q].last_ping = stamp(rt, now);
   *ping = b->nodes[q];
   return MDHT_RT_PING;
 }
@@ -486,10 +523,10 @@ mdht_rt_state mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e,
   if (e->fails >= max_fails(rt)) return MDHT_RT_BAD;
   if (e->last_reply != 0) {
     mdht_time fresh = rt->cfg->node_fresh_ms;
-    if (now < e->last_reply || now - e->last_reply < fresh) return MDHT_RT_GOOD;
-    if (e->last_query != 0 &&
-        (now < e->last_query || now - e->last_query < fresh))
-      return MDHT_RT_GOOD;
+    mdht_time reply = mdht_rtable_time(rt, e->last_reply);
+    if (now < reply || now - reply < fresh) return MDHT_RT_GOOD;
+    mdht_time query = mdht_rtable_time(rt, e->last_query);
+    if (query != 0 && (now < query || now - query < fresh)) return MDHT_RT_GOOD;
   }
   return MDHT_RT_QUESTIONABLE;
 }
@@ -555,6 +592,9 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
   /* Before any change: a new node and the split that may follow must not
    * fail half-way. */
   if (idx_reserve(rt, 1)) return MDHT_ERR_NOMEM;
+  /* Any epoch move happens here, before an entry is copied out of the
+   * table: the stamps below then never move it under a copy. */
+  (void)mdht_rtable_tick(rt, now);
 
   mdht_rt_entry e;
   const mdht_rt_entry *s = idx_find(rt, addr);
@@ -574,7 +614,7 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
     mdht_rt_bucket *b = bucket_for(rt, id);
     int pos = find_addr(b->nodes, b->n, addr);
     if (pos >= 0) {
-      touch(&b->nodes[pos], how, now);
+      touch(rt, &b->nodes[pos], how, now);
       if (how == MDHT_RT_HEARD_REPLY) b->last_changed = now;
       return MDHT_RT_UPDATED;
     }
@@ -593,10 +633,10 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
     memset(&e, 0, sizeof e);
     e.id = *id;
     e.addr = normalized(addr);
-    e.added = stamp(now);
+    e.added = stamp(rt, now);
     idx_insert(rt, addr, id);
   }
-  touch(&e, how, now);
+  touch(rt, &e, how, now);
   return place(rt, &e, how, now, ping);
 }
 
@@ -670,7 +710,7 @@ int mdht_rtable_restore(mdht_rtable *rt, const mdht_rt_entry *e,
   mdht_rt_entry r = *e;
   r.addr = normalized(&e->addr);
   r.last_ping = 0;
-  if (r.added == 0) r.added = stamp(now);
+  if (r.added == 0) r.added = stamp(rt, now);
   idx_insert(rt, &r.addr, &r.id);
   return place(rt, &r, MDHT_RT_HEARD_QUERY, now, NULL);
 }
@@ -694,25 +734,44 @@ mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr) {
   return pos >= 0 ? &b->nodes[pos] : NULL;
 }
 
+/* The first 64 bits of the XOR distance of `a` from `t`: it orders two
+ * ids unless they share those bits, when mdht_id_cmp_dist decides. */
+static uint64_t dist64(const mdht_id *t, const mdht_id *a) {
+  uint64_t d = 0;
+  for (int i = 0; i < 8; i++)
+    d = d << 8 | (uint8_t)(a->b[i] ^ t->b[i]);
+  return d;
+}
+
+/* < 0 if `a` (whose dist64 is `da`) is closer to `t` than `b`. */
+static int closer(const mdht_id *t, const mdht_id *a, uint64_t da,
+                  const mdht_id *b) {
+  uint64_t db = dist64(t, b);
+  if (da != db) return da < db ? -1 : 1;
+  return mdht_id_cmp_dist(t, a, b);
+}
+
 /* Merges the eligible nodes of buckets lo..hi into out[have..n), which is
- * kept sorted by distance and holds at most the n - have closest. */
+ * kept sorted by distance and holds at most the n - have closest. Bad is
+ * `fails >= max_fails` (mdht_rtable_state), tested without the rest of
+ * the state: this runs for every find_node and get_peers we answer. */
 static size_t take_closest(const mdht_rtable *rt, uint32_t lo, uint32_t hi,
                            const mdht_id *target, int family,
-                           mdht_rt_entry *out, size_t have, size_t n,
-                           mdht_time now) {
+                           mdht_rt_entry *out, size_t have, size_t n) {
   mdht_rt_entry *v = out + have;
   size_t room = n - have, m = 0;
+  uint32_t maxf = max_fails(rt);
   for (uint32_t bi = lo; bi <= hi; bi++) {
     const mdht_rt_bucket *b = &rt->buckets[bi];
     for (uint32_t i = 0; i < b->n; i++) {
       const mdht_rt_entry *e = &b->nodes[i];
-      if (e->last_reply == 0 || (family && e->addr.family != family) ||
-          mdht_rtable_state(rt, e, now) == MDHT_RT_BAD)
+      if (e->last_reply == 0 || e->fails >= maxf ||
+          (family && e->addr.family != family))
         continue;
-      if (m == room && mdht_id_cmp_dist(target, &e->id, &v[m - 1].id) >= 0)
-        continue;
+      uint64_t d = dist64(target, &e->id);
+      if (m == room && closer(target, &e->id, d, &v[m - 1].id) >= 0) continue;
       size_t j = m < room ? m++ : m - 1;
-      while (j > 0 && mdht_id_cmp_dist(target, &e->id, &v[j - 1].id) < 0) {
+      while (j > 0 && closer(target, &e->id, d, &v[j - 1].id) < 0) {
         v[j] = v[j - 1];
         j--;
       }
@@ -725,6 +784,7 @@ static size_t take_closest(const mdht_rtable *rt, uint32_t lo, uint32_t hi,
 size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
                            int family, mdht_rt_entry *out, size_t n,
                            mdht_time now) {
+  (void)now; /* "bad" does not depend on time (see take_closest) */
   if (!rt || !target || !out || n == 0) return 0;
   /* XOR distance orders the buckets in bands. With c the bucket of the
    * target: bucket c's nodes agree with the target through bit c and are
@@ -734,11 +794,11 @@ size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
    * enough. */
   uint32_t last = rt->nbuckets - 1;
   uint32_t c = mdht_rtable_bucket_of(rt, target);
-  size_t have = take_closest(rt, c, c, target, family, out, 0, n, now);
+  size_t have = take_closest(rt, c, c, target, family, out, 0, n);
   if (c < last && have < n)
-    have = take_closest(rt, c + 1, last, target, family, out, have, n, now);
+    have = take_closest(rt, c + 1, last, target, family, out, have, n);
   for (uint32_t i = c; i-- > 0 && have < n;)
-    have = take_closest(rt, i, i, target, family, out, have, n, now);
+    have = take_closest(rt, i, i, target, family, out, have, n);
   return have;
 }
 
