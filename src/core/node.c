@@ -691,8 +691,16 @@ static void boot_step(mdht_node *node, mdht_time now);
 static mdht_op *op_new(mdht_node *node, mdht_method kind, uint8_t purpose,
                        const mdht_id *target, mdht_result_cb cb, void *user,
                        mdht_time now) {
-  mdht_op *op = calloc(1, sizeof *op);
+  size_t npeers =
+      purpose == MDHT_OP_USER && kind != MDHT_M_PING ? MDHT_RESULT_PEERS : 0;
+  size_t nv = kind == MDHT_M_GET || kind == MDHT_M_PUT ? MDHT_ITEM_MAX_V : 0;
+  mdht_op *op = calloc(1, sizeof *op + npeers * sizeof(mdht_addr) + 2 * nv);
   if (!op) return NULL;
+  uint8_t *tail = (uint8_t *)(op + 1); /* mdht_op's alignment suits both */
+  op->peers = npeers ? (mdht_addr *)tail : NULL;
+  tail += npeers * sizeof(mdht_addr);
+  op->found_v = nv ? tail : NULL;
+  op->put_v = nv ? tail + nv : NULL;
   op->id = (*node->op_ids)++;
   if (*node->op_ids == 0) *node->op_ids = 1; /* 0 is never an operation id */
   op->kind = kind;
