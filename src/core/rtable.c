@@ -10,20 +10,31 @@
 #define ID_BITS (MDHT_ID_LEN * 8)
 #define INDEX_MIN_CAP 64u
 
-/* One slot of the address index: 8 bytes, not the 40 of an address and an
- * id. `cpl1` is 1 + the common prefix length of the entry's id with ours
- * (0 = free slot): it names the entry's bucket, min(cpl, nbuckets - 1),
- * which a split does not change, so the index never needs fixing up when
- * entries move. `hash` is the key's full hash: it gives the home slot when
- * rehashing or shifting without reading the entry. A hit is confirmed by
- * finding the address in that bucket (at most 2k entries); the index is
- * thus a multiset of (hash, cpl1) of the entries the table holds, and
- * removing any slot equal to an entry's is exact even when two entries
- * share both. */
-typedef struct rt_slot {
-  uint32_t hash;
-  uint8_t cpl1;
-} rt_slot;
+/* One slot of the address index: 4 bytes, not the 40 of an address and an
+ * id. The low 8 bits, `cpl1`, are 1 + the common prefix length of the
+ * entry's id with ours (0 = free slot): they name the entry's bucket,
+ * min(cpl, nbuckets - 1), which a split does not change, so the index
+ * never needs fixing up when entries move. The high 24 bits are the top of
+ * the key's hash: they give the home slot when rehashing or shifting
+ * without reading the entry (the table never needs 2^24 slots: 160
+ * buckets of 2k entries, at most half full). A hit is confirmed by finding
+ * the address in that bucket (at most 2k entries); the index is thus a
+ * multiset of (hash, cpl1) of the entries the table holds, and removing
+ * any slot equal to an entry's is exact even when two entries share
+ * both. */
+typedef uint32_t rt_slot;
+
+static rt_slot slot_of(uint32_t hash, uint8_t cpl1) {
+  return (hash & 0xffffff00u) | cpl1;
+}
+
+static uint8_t slot_cpl1(rt_slot v) {
+  return (uint8_t)(v & 0xff);
+}
+
+static uint32_t slot_home(rt_slot v, uint32_t mask) {
+  return (v >> 8) & mask;
+}
 
 /* A tick of 0 means "never" in the entries; a caller whose clock starts at
  * 0 must not have its first answer forgotten. */
@@ -117,11 +128,11 @@ static mdht_rt_entry *key_in(const mdht_rt_index *x, mdht_rt_entry *v,
 static mdht_rt_entry *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
                               const mdht_addr *a) {
   const rt_slot *s = x->slots;
-  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a);
+  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a) & 0xffffff00u;
   /* The load factor stays at most 1/2, so a free slot always ends this. */
-  for (uint32_t i = h & mask; s[i].cpl1 != 0; i = (i + 1) & mask) {
-    if (s[i].hash != h) continue;
-    mdht_rt_bucket *b = bucket_of_cpl1(rt, s[i].cpl1);
+  for (uint32_t i = (h >> 8) & mask; s[i] != 0; i = (i + 1) & mask) {
+    if ((s[i] & 0xffffff00u) != h) continue;
+    mdht_rt_bucket *b = bucket_of_cpl1(rt, slot_cpl1(s[i]));
     mdht_rt_entry *e = key_in(x, b->nodes, b->n, a);
     if (!e) e = key_in(x, b->repl, b->nrepl, a);
     if (e) return e;
@@ -129,11 +140,11 @@ static mdht_rt_entry *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
   return NULL;
 }
 
-static void ix_place(rt_slot *s, uint32_t mask, const rt_slot *v) {
-  uint32_t i = v->hash & mask;
-  while (s[i].cpl1 != 0)
+static void ix_place(rt_slot *s, uint32_t mask, rt_slot v) {
+  uint32_t i = slot_home(v, mask);
+  while (s[i] != 0)
     i = (i + 1) & mask;
-  s[i] = *v;
+  s[i] = v;
 }
 
 static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
@@ -145,7 +156,7 @@ static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
   if (!ns) return MDHT_ERR_NOMEM;
   rt_slot *os = x->slots;
   for (uint32_t i = 0; i < x->cap; i++)
-    if (os[i].cpl1 != 0) ix_place(ns, cap - 1, &os[i]);
+    if (os[i] != 0) ix_place(ns, cap - 1, os[i]);
   free(os);
   x->slots = ns;
   x->cap = cap;
@@ -154,8 +165,7 @@ static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
 
 static void ix_insert(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
                       const mdht_id *id) {
-  rt_slot v = {.hash = key_hash(rt, x, a), .cpl1 = cpl1_of(rt, id)};
-  ix_place(x->slots, x->cap - 1, &v);
+  ix_place(x->slots, x->cap - 1, slot_of(key_hash(rt, x, a), cpl1_of(rt, id)));
   x->n++;
 }
 
@@ -164,22 +174,22 @@ static void ix_insert(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
 static void ix_remove(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
                       const mdht_id *id) {
   rt_slot *s = x->slots;
-  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a), i = h & mask;
-  uint8_t c = cpl1_of(rt, id);
-  while (s[i].cpl1 != 0 && (s[i].hash != h || s[i].cpl1 != c))
+  rt_slot v = slot_of(key_hash(rt, x, a), cpl1_of(rt, id));
+  uint32_t mask = x->cap - 1, i = slot_home(v, mask);
+  while (s[i] != 0 && s[i] != v)
     i = (i + 1) & mask;
-  if (s[i].cpl1 == 0) return;
+  if (s[i] == 0) return;
   /* Backward-shift deletion: pull later members of the probe run into
    * the hole unless that would put them before their home slot. No
    * tombstones, so lookups never slow down with churn. */
-  for (uint32_t j = (i + 1) & mask; s[j].cpl1 != 0; j = (j + 1) & mask) {
-    uint32_t home = s[j].hash & mask;
+  for (uint32_t j = (i + 1) & mask; s[j] != 0; j = (j + 1) & mask) {
+    uint32_t home = slot_home(s[j], mask);
     bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
     if (stays) continue;
     s[i] = s[j];
     i = j;
   }
-  memset(&s[i], 0, sizeof s[i]);
+  s[i] = 0;
   x->n--;
 }
 
