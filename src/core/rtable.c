@@ -528,18 +528,8 @@ void mdht_rtable_free(mdht_rtable *rt) {
   memset(rt, 0, sizeof *rt);
 }
 
-mdht_rt_state mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e,
-                                mdht_time now) {
-  if (e->fails >= max_fails(rt)) return MDHT_RT_BAD;
-  if (e->last_reply != 0) {
-    mdht_time fresh = rt->cfg->node_fresh_ms;
-    mdht_time reply = mdht_rtable_time(rt, e->last_reply);
-    if (now < reply || now - reply < fresh) return MDHT_RT_GOOD;
-    mdht_time query = mdht_rtable_time(rt, e->last_query);
-    if (query != 0 && (now < query || now - query < fresh)) return MDHT_RT_GOOD;
-  }
-  return MDHT_RT_QUESTIONABLE;
-}
+extern inline mdht_rt_state
+mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e, mdht_time now);
 
 static bool acceptable(const mdht_rtable *rt, const mdht_id *id,
                        const mdht_addr *addr) {

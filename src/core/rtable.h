@@ -192,8 +192,22 @@ void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
 int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
                        const mdht_addr *addr, mdht_time now);
 
-mdht_rt_state mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e,
-                                mdht_time now);
+/* Inline: it is asked of every entry a scan looks at (rtable.c holds the
+ * external definition). */
+inline mdht_rt_state mdht_rtable_state(const mdht_rtable *rt,
+                                       const mdht_rt_entry *e, mdht_time now) {
+  uint32_t maxf = rt->cfg->max_fails ? rt->cfg->max_fails : 1;
+  if (e->fails >= maxf) return MDHT_RT_BAD;
+  if (e->last_reply != 0) {
+    mdht_time fresh = rt->cfg->node_fresh_ms;
+    mdht_time reply = rt->epoch + e->last_reply; /* mdht_rtable_time */
+    if (now < reply || now - reply < fresh) return MDHT_RT_GOOD;
+    mdht_time query = rt->epoch + e->last_query;
+    if (e->last_query != 0 && (now < query || now - query < fresh))
+      return MDHT_RT_GOOD;
+  }
+  return MDHT_RT_QUESTIONABLE;
+}
 
 /* Finds the entry of `addr` in the buckets (not the replacement lists);
  * NULL if absent. The pointer is valid until the next change. */
