@@ -156,7 +156,8 @@ struct mdht_node {
   uint32_t next_op_id;
   /* Scratch for one datagram: the node is not reentrant. (The decoder's
    * tokens are on mdht_node_recv's stack.) */
-  mdht_krpc_msg in;
+  mdht_krpc_msg *in; /* the datagram being handled, on mdht_node_recv's
+                        stack; NULL outside it */
   mdht_krpc_msg out;
 };
 
