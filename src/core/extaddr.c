@@ -29,6 +29,12 @@ static bool live(const mdht_extaddr *x, const mdht_extaddr_src *s,
   return now < at || now - at < MDHT_EXTADDR_TTL_MS;
 }
 
+/* live(), with `t` the tick of now (as tick() returned it): what the vote
+ * path asks of all 64 slots, without going back to 64-bit times. */
+static bool live_t(const mdht_extaddr_src *s, uint32_t t) {
+  return s->at != 0 && (t < s->at || t - s->at < MDHT_EXTADDR_TTL_MS);
+}
+
 /* The tick of `now` (>= 1), moving the epoch first if it would not fit. */
 static uint32_t tick(mdht_extaddr *x, mdht_time now) {
   if (now <= x->epoch) return 1;
@@ -45,21 +51,24 @@ static uint32_t tick(mdht_extaddr *x, mdht_time now) {
   return (uint32_t)(now - x->epoch);
 }
 
+/* Constant-length memcmp: inlined; this runs 64 times per vote. */
 static bool votes_for(const mdht_extaddr_src *s, const mdht_addr *a) {
-  return s->key[0] == a->family &&
-         memcmp(s->vote, a->ip, a->family == MDHT_AF_INET6 ? 16 : 4) == 0;
+  if (s->key[0] != a->family) return false;
+  return a->family == MDHT_AF_INET ? memcmp(s->vote, a->ip, 4) == 0
+                                   : memcmp(s->vote, a->ip, 16) == 0;
 }
 
-/* The slot of `key`, else a free or expired one, else the oldest. */
+/* The slot of `key`, else a free or expired one, else the oldest; `t` is
+ * the tick of now. */
 static mdht_extaddr_src *slot_for(mdht_extaddr *x, const uint8_t key[17],
-                                  mdht_time now) {
+                                  uint32_t t) {
   mdht_extaddr_src *spare = NULL;
   for (size_t i = 0; i < MDHT_EXTADDR_SOURCES; i++) {
     mdht_extaddr_src *s = &x->src[i];
     if (s->at != 0 && memcmp(s->key, key, 17) == 0) return s;
-    if (!live(x, s, now)) {
-      if (!spare || live(x, spare, now)) spare = s;
-    } else if (!spare || (live(x, spare, now) && s->at < spare->at)) {
+    if (!live_t(s, t)) {
+      if (!spare || live_t(spare, t)) spare = s;
+    } else if (!spare || (live_t(spare, t) && s->at < spare->at)) {
       spare = s;
     }
   }
@@ -90,7 +99,7 @@ bool mdht_extaddr_vote(mdht_extaddr *x, const mdht_addr *source,
   uint8_t key[17];
   source_key(source, key);
   uint32_t t = tick(x, now); /* before slot_for: a move re-expresses `at` */
-  mdht_extaddr_src *s = slot_for(x, key, now);
+  mdht_extaddr_src *s = slot_for(x, key, t);
   memcpy(s->key, key, sizeof key);
   s->at = t;
   memset(s->vote, 0, sizeof s->vote);
@@ -102,7 +111,7 @@ bool mdht_extaddr_vote(mdht_extaddr *x, const mdht_addr *source,
   uint32_t mine = 0, cur = 0, total = 0;
   for (size_t i = 0; i < MDHT_EXTADDR_SOURCES; i++) {
     const mdht_extaddr_src *v = &x->src[i];
-    if (!live(x, v, now)) continue;
+    if (!live_t(v, t)) continue;
     total++;
     if (votes_for(v, claimed)) mine++;
     if (x->has && votes_for(v, &x->current)) cur++;

@@ -102,9 +102,17 @@ static uint32_t key_hash(const mdht_rtable *rt, const mdht_rt_index *x,
   return mdht_addr_hash(&k, rt->hash_seed);
 }
 
+/* mdht_addr_ip_eq with memcmp of a constant length, which the compiler
+ * turns into one or two loads: ix_find runs it on every datagram. */
+static bool ip_eq(const mdht_addr *a, const mdht_addr *b) {
+  if (a->family != b->family) return false;
+  return a->family == MDHT_AF_INET ? memcmp(a->ip, b->ip, 4) == 0
+                                   : memcmp(a->ip, b->ip, 16) == 0;
+}
+
 static bool key_eq(const mdht_rt_index *x, const mdht_addr *a,
                    const mdht_addr *b) {
-  return x->by_ip ? mdht_addr_ip_eq(a, b) : mdht_addr_eq(a, b);
+  return ip_eq(a, b) && (x->by_ip || a->port == b->port);
 }
 
 static uint8_t cpl1_of(const mdht_rtable *rt, const mdht_id *id) {
@@ -233,7 +241,7 @@ static mdht_rt_bucket *bucket_for(const mdht_rtable *rt, const mdht_id *id) {
 
 static int find_addr(const mdht_rt_entry *v, uint32_t n, const mdht_addr *a) {
   for (uint32_t i = 0; i < n; i++)
-    if (mdht_addr_eq(&v[i].addr, a)) return (int)i;
+    if (v[i].addr.port == a->port && ip_eq(&v[i].addr, a)) return (int)i;
   return -1;
 }
 
@@ -734,21 +742,15 @@ mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr) {
   return pos >= 0 ? &b->nodes[pos] : NULL;
 }
 
-/* The first 64 bits of the XOR distance of `a` from `t`: it orders two
- * ids unless they share those bits, when mdht_id_cmp_dist decides. */
-static uint64_t dist64(const mdht_id *t, const mdht_id *a) {
-  uint64_t d = 0;
-  for (int i = 0; i < 8; i++)
-    d = d << 8 | (uint8_t)(a->b[i] ^ t->b[i]);
-  return d;
-}
-
-/* < 0 if `a` (whose dist64 is `da`) is closer to `t` than `b`. */
-static int closer(const mdht_id *t, const mdht_id *a, uint64_t da,
-                  const mdht_id *b) {
-  uint64_t db = dist64(t, b);
-  if (da != db) return da < db ? -1 : 1;
-  return mdht_id_cmp_dist(t, a, b);
+/* mdht_id_cmp_dist, here so that it inlines into the scan: two XOR
+ * distances nearly always differ in their first byte. */
+static int closer(const mdht_id *t, const mdht_id *a, const mdht_id *b) {
+  for (int i = 0; i < MDHT_ID_LEN; i++) {
+    uint8_t da = (uint8_t)(a->b[i] ^ t->b[i]);
+    uint8_t db = (uint8_t)(b->b[i] ^ t->b[i]);
+    if (da != db) return da < db ? -1 : 1;
+  }
+  return 0;
 }
 
 /* Merges the eligible nodes of buckets lo..hi into out[have..n), which is
@@ -768,10 +770,9 @@ static size_t take_closest(const mdht_rtable *rt, uint32_t lo, uint32_t hi,
       if (e->last_reply == 0 || e->fails >= maxf ||
           (family && e->addr.family != family))
         continue;
-      uint64_t d = dist64(target, &e->id);
-      if (m == room && closer(target, &e->id, d, &v[m - 1].id) >= 0) continue;
+      if (m == room && closer(target, &e->id, &v[m - 1].id) >= 0) continue;
       size_t j = m < room ? m++ : m - 1;
-      while (j > 0 && closer(target, &e->id, d, &v[j - 1].id) < 0) {
+      while (j > 0 && closer(target, &e->id, &v[j - 1].id) < 0) {
         v[j] = v[j - 1];
         j--;
       }
