@@ -65,7 +65,10 @@ static mdht_extaddr_src *slot_for(mdht_extaddr *x, const uint8_t key[17],
   mdht_extaddr_src *spare = NULL;
   for (size_t i = 0; i < MDHT_EXTADDR_SOURCES; i++) {
     mdht_extaddr_src *s = &x->src[i];
-    if (s->at != 0 && memcmp(s->key, key, 17) == 0) return s;
+    /* 16 + 1 bytes: a constant 16-byte memcmp is two inlined loads; 17
+     * is a call, 64 of them per vote. */
+    if (s->at != 0 && memcmp(s->key, key, 16) == 0 && s->key[16] == key[16])
+      return s;
     if (!live_t(s, t)) {
       if (!spare || live_t(spare, t)) spare = s;
     } else if (!spare || (live_t(spare, t) && s->at < spare->at)) {
