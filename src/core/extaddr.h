@@ -37,15 +37,21 @@
 #define MDHT_EXTADDR_MIN_VOTES 3
 #define MDHT_EXTADDR_TTL_MS (30 * 60 * 1000)
 
+/* 40 bytes a source (it was 56): the time as a 32-bit tick from the
+ * table's epoch, and the vote as an IP alone, of the source's family
+ * (votes of another family are refused, and votes compare by IP). */
 typedef struct mdht_extaddr_src {
-  uint8_t key[17]; /* family, then the source's /24, /64 or whole IP */
-  bool used;
-  mdht_time at;   /* when it voted */
-  mdht_addr vote; /* the address it says we have */
+  uint32_t at;      /* when it voted: ms since `epoch`, 0 = free slot */
+  uint8_t key[17];  /* family, then the source's /24, /64 or whole IP */
+  uint8_t vote[16]; /* the IP it says we have (family key[0]) */
 } mdht_extaddr_src;
 
 typedef struct mdht_extaddr {
   mdht_extaddr_src src[MDHT_EXTADDR_SOURCES];
+  /* Tick 0 of `at`. Moved forward when a tick would not fit in 32 bits;
+   * the votes then older than 2^31 ms, long past MDHT_EXTADDR_TTL_MS,
+   * read as that old, which changes no outcome. */
+  mdht_time epoch;
   mdht_addr current; /* valid when `has` */
   bool has;
 } mdht_extaddr;

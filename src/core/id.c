@@ -23,9 +23,7 @@ int mdht_id_cmp(const mdht_id *a, const mdht_id *b) {
   return memcmp(a->b, b->b, MDHT_ID_LEN);
 }
 
-bool mdht_id_eq(const mdht_id *a, const mdht_id *b) {
-  return memcmp(a->b, b->b, MDHT_ID_LEN) == 0;
-}
+extern inline bool mdht_id_eq(const mdht_id *a, const mdht_id *b);
 
 int mdht_id_common_prefix(const mdht_id *a, const mdht_id *b) {
   for (int i = 0; i < MDHT_ID_LEN; i++) {

@@ -23,7 +23,8 @@ void mdht_maint_bucket_target(const mdht_rtable *rt, uint32_t b,
     out->b[b / 8] ^= (uint8_t)(0x80u >> (b % 8));
 }
 
-static mdht_time last_seen(const mdht_rt_entry *e) {
+/* A tick of the table: only compared with others of the same table. */
+static uint32_t last_seen(const mdht_rt_entry *e) {
   return e->last_reply > e->last_query ? e->last_reply : e->last_query;
 }
 
@@ -42,7 +43,8 @@ size_t mdht_maint_run(mdht_maint *m, mdht_rtable *rt, mdht_time now,
     for (uint32_t i = 0; i < bk->n; i++) {
       mdht_rt_entry *e = &bk->nodes[i];
       if (mdht_rtable_state(rt, e, now) != MDHT_RT_QUESTIONABLE) continue;
-      if (e->last_ping && now - e->last_ping < rt->cfg->query_timeout_ms)
+      mdht_time pinged = mdht_rtable_time(rt, e->last_ping);
+      if (pinged && now - pinged < rt->cfg->query_timeout_ms)
         continue; /* a ping is already on its way */
       size_t j = npick < MDHT_MAINT_PINGS ? npick++ : MDHT_MAINT_PINGS;
       if (j == MDHT_MAINT_PINGS) {
@@ -56,8 +58,9 @@ size_t mdht_maint_run(mdht_maint *m, mdht_rtable *rt, mdht_time now,
       pick[j] = e;
     }
   }
+  uint32_t tick = mdht_rtable_tick(rt, now); /* may re-express the ticks */
   for (size_t i = 0; i < npick; i++) {
-    pick[i]->last_ping = now;
+    pick[i]->last_ping = tick;
     out[n++] = (mdht_maint_action){
         .kind = MDHT_MAINT_PING, .id = pick[i]->id, .addr = pick[i]->addr};
   }

@@ -126,8 +126,8 @@ static mdht_krpc_msg *begin_response(mdht_node *node, const mdht_addr *to) {
   mdht_krpc_msg *r = &node->out;
   mdht_krpc_msg_init(r, 'r');
   fill_common(node, r);
-  r->t = node->in.t;
-  r->method = node->in.method;
+  r->t = node->in->t;
+  r->method = node->in->method;
   /* BEP 42: tell every requester how we see it, so that nodes behind NAT
    * learn their external address. */
   r->has_ip = true;
@@ -141,8 +141,8 @@ static void send_response(mdht_node *node, const mdht_addr *to, mdht_time now) {
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_RESPONSE_SENT, now);
   ev.addr = *to;
-  ev.id = node->in.id;
-  ev.method = node->in.method;
+  ev.id = node->in->id;
+  ev.method = node->in->method;
   publish(node, &ev);
 }
 
@@ -256,7 +256,7 @@ static void list_closest(const mdht_node *from, size_t k, mdht_krpc_msg *r,
 static void put_closest(mdht_node *node, mdht_krpc_msg *r,
                         const mdht_id *target, uint8_t *buf, mdht_time now) {
   int fam = node->bound.family;
-  uint8_t want = node->in.want;
+  uint8_t want = node->in->want;
   if (!want) want = fam == MDHT_AF_INET6 ? MDHT_WANT_N6 : MDHT_WANT_N4;
   const mdht_node *sib = node->sibling;
   const mdht_node *v4 = fam == MDHT_AF_INET ? node : sib;
@@ -277,7 +277,7 @@ static void handle_find_node(mdht_node *node, const mdht_addr *from,
                              mdht_time now) {
   uint8_t nodes[MDHT_CLOSEST_BUF];
   mdht_krpc_msg *r = begin_response(node, from);
-  put_closest(node, r, &node->in.target, nodes, now);
+  put_closest(node, r, &node->in->target, nodes, now);
   send_response(node, from, now);
 }
 
@@ -295,11 +295,11 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   r->token.len = sizeof token;
   /* libtorrent sends nodes along with values; the requester's lookup
    * converges faster with both. */
-  put_closest(node, r, &node->in.target, nodes, now);
+  put_closest(node, r, &node->in->target, nodes, now);
   /* BEP 33: the filters go in first, so that the measurement below leaves
    * the values only the room they leave (both take 526 bytes). */
-  if (node->in.scrape &&
-      mdht_peers_scrape(node->store, &node->in.target, now, &bfsd, &bfpe)) {
+  if (node->in->scrape &&
+      mdht_peers_scrape(node->store, &node->in->target, now, &bfsd, &bfpe)) {
     r->bfsd = (mdht_bytes){bfsd.bits, sizeof bfsd.bits};
     r->bfpe = (mdht_bytes){bfpe.bits, sizeof bfpe.bits};
   }
@@ -310,9 +310,9 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   size_t want = node->cfg.max_values < MDHT_KRPC_MAX_VALUES
                     ? node->cfg.max_values
                     : MDHT_KRPC_MAX_VALUES;
-  bool noseed = node->in.noseed;
+  bool noseed = node->in->noseed;
   size_t n =
-      mdht_peers_get_noseed(node->store, &node->in.target, node->bound.family,
+      mdht_peers_get_noseed(node->store, &node->in->target, node->bound.family,
                             noseed, peers, want, now);
   if (n > 0) {
     /* No response may exceed MDHT_RESPONSE_LIMIT: measure what is there,
@@ -329,7 +329,7 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
     if ((size_t)base + 10 < MDHT_RESPONSE_LIMIT)
       room = (MDHT_RESPONSE_LIMIT - (size_t)base - 10) / per;
     if (n > room) /* the store samples at random; a prefix would not be */
-      n = mdht_peers_get_noseed(node->store, &node->in.target,
+      n = mdht_peers_get_noseed(node->store, &node->in->target,
                                 node->bound.family, noseed, peers, room, now);
   }
   mdht_bytes vals[sizeof compact / sizeof compact[0]];
@@ -345,7 +345,7 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
 
 static void handle_announce(mdht_node *node, const mdht_addr *from,
                             mdht_time now) {
-  const mdht_krpc_msg *q = &node->in;
+  const mdht_krpc_msg *q = node->in;
   if (!mdht_token_check(&node->tokens, from, q->token.p, q->token.len)) {
     mdht_event ev;
     mdht_bus_event_init(&ev, MDHT_EV_TOKEN_REJECTED, now);
@@ -388,7 +388,7 @@ static void handle_sample(mdht_node *node, const mdht_addr *from,
   enum { MAX_SAMPLES = 40 };
   mdht_id ids[MAX_SAMPLES];
   mdht_krpc_msg *r = begin_response(node, from);
-  put_closest(node, r, &node->in.target, nodes, now);
+  put_closest(node, r, &node->in->target, nodes, now);
   size_t n = mdht_peers_sample(node->store, ids, MAX_SAMPLES);
   r->samples.p = (const uint8_t *)ids;
   r->samples.len = n * MDHT_ID_LEN;
@@ -436,7 +436,7 @@ static bool put_item(mdht_krpc_msg *r, const mdht_krpc_msg *q,
 static void handle_get(mdht_node *node, const mdht_addr *from, mdht_time now) {
   uint8_t nodes[MDHT_RT_KMAX * MDHT_COMPACT_NODE6];
   uint8_t token[MDHT_TOKEN_LEN];
-  const mdht_krpc_msg *q = &node->in;
+  const mdht_krpc_msg *q = node->in;
   mdht_krpc_msg *r = begin_response(node, from);
   mdht_token_make(&node->tokens, from, token);
   r->token = (mdht_bytes){token, sizeof token};
@@ -467,7 +467,7 @@ static void token_rejected(mdht_node *node, const mdht_addr *from,
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_TOKEN_REJECTED, now);
   ev.addr = *from;
-  ev.id = node->in.id;
+  ev.id = node->in->id;
   node->stats.tokens_rejected++;
   publish(node, &ev);
 }
@@ -478,7 +478,7 @@ static void token_rejected(mdht_node *node, const mdht_addr *from,
  * (203), signature (206), then the store's cas (301) and seq (302). */
 static int do_put(mdht_node *node, const mdht_addr *from, mdht_time now,
                   const char **text) {
-  const mdht_krpc_msg *q = &node->in;
+  const mdht_krpc_msg *q = node->in;
   *text = "item not stored";
   if (q->item_v.len > MDHT_ITEM_MAX_V) {
     *text = "message (v field) too big";
@@ -531,7 +531,7 @@ static void handle_put(mdht_node *node, const mdht_addr *from, mdht_time now) {
   int code = do_put(node, from, now, &text);
   if (code) {
     node->stats.puts_rejected++;
-    send_error(node, from, node->in.t, MDHT_M_PUT, code, text, now);
+    send_error(node, from, node->in->t, MDHT_M_PUT, code, text, now);
     return;
   }
   node->stats.items_stored++;
@@ -541,7 +541,7 @@ static void handle_put(mdht_node *node, const mdht_addr *from, mdht_time now) {
 
 static void handle_query(mdht_node *node, const mdht_addr *from,
                          mdht_time now) {
-  const mdht_krpc_msg *q = &node->in;
+  const mdht_krpc_msg *q = node->in;
   if (node->cfg.read_only) {
     /* BEP 43: a read-only node does not answer queries. */
     drop(node, from, MDHT_DROP_READ_ONLY, 0, now);
@@ -634,7 +634,7 @@ static void sample_failed(mdht_node *node, const mdht_txn *txn, int code,
 /* A response or error that matched our query `txn` (already closed). */
 static void handle_reply(mdht_node *node, const mdht_addr *from,
                          const mdht_txn *tx, mdht_time now) {
-  const mdht_krpc_msg *m = &node->in;
+  const mdht_krpc_msg *m = node->in;
   mdht_txn txn = *tx;
   if (txn.owner.kind == MDHT_OWNER_CONFIRM ||
       txn.owner.kind == MDHT_OWNER_CHECK)
@@ -691,8 +691,16 @@ static void boot_step(mdht_node *node, mdht_time now);
 static mdht_op *op_new(mdht_node *node, mdht_method kind, uint8_t purpose,
                        const mdht_id *target, mdht_result_cb cb, void *user,
                        mdht_time now) {
-  mdht_op *op = calloc(1, sizeof *op);
+  size_t npeers =
+      purpose == MDHT_OP_USER && kind != MDHT_M_PING ? MDHT_RESULT_PEERS : 0;
+  size_t nv = kind == MDHT_M_GET || kind == MDHT_M_PUT ? MDHT_ITEM_MAX_V : 0;
+  mdht_op *op = calloc(1, sizeof *op + npeers * sizeof(mdht_addr) + 2 * nv);
   if (!op) return NULL;
+  uint8_t *tail = (uint8_t *)(op + 1); /* mdht_op's alignment suits both */
+  op->peers = npeers ? (mdht_addr *)tail : NULL;
+  tail += npeers * sizeof(mdht_addr);
+  op->found_v = nv ? tail : NULL;
+  op->put_v = nv ? tail + nv : NULL;
   op->id = (*node->op_ids)++;
   if (*node->op_ids == 0) *node->op_ids = 1; /* 0 is never an operation id */
   op->kind = kind;
@@ -1016,7 +1024,7 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
  * downloaders unless a seed filter already holds them. */
 static void scrape_merge(mdht_node *node, uint32_t lookup_id,
                          const mdht_addr *values, size_t nv) {
-  const mdht_krpc_msg *m = &node->in;
+  const mdht_krpc_msg *m = node->in;
   if (!m->bfsd.len && !m->bfpe.len && nv == 0) return;
   mdht_op *op = op_find_lookup(node, lookup_id);
   if (!op || !op->filters) return;
@@ -1045,7 +1053,7 @@ static void offer_to_sibling(mdht_node *node, mdht_time now) {
   mdht_node *sib = node->sibling;
   if (!sib) return;
   bool v6 = sib->bound.family == MDHT_AF_INET6;
-  mdht_bytes blob = v6 ? node->in.nodes6 : node->in.nodes;
+  mdht_bytes blob = v6 ? node->in->nodes6 : node->in->nodes;
   size_t step = v6 ? MDHT_COMPACT_NODE6 : MDHT_COMPACT_NODE4;
   uint32_t offered = 0;
   for (size_t off = 0; off + step <= blob.len && offered < 2; off += step) {
@@ -1140,7 +1148,7 @@ static void fill_progress(mdht_node *node, uint32_t lookup_id, mdht_time now) {
 /* Parses a response to a lookup query for the engine. */
 static void lookup_answered(mdht_node *node, const mdht_txn *txn,
                             const mdht_addr *from, mdht_time now) {
-  const mdht_krpc_msg *m = &node->in;
+  const mdht_krpc_msg *m = node->in;
   enum { MAX_NODES = MDHT_MAX_DATAGRAM / MDHT_COMPACT_NODE4 };
   mdht_lookup_node nodes[MAX_NODES];
   mdht_addr values[MDHT_KRPC_MAX_VALUES];
@@ -1178,7 +1186,7 @@ static void announce_reply(mdht_node *node, const mdht_txn *txn,
   if (ok) {
     op->res.responses++;
     if (op->res.nnodes < MDHT_RESULT_NODES) {
-      op->res.nodes[op->res.nnodes].id = node->in.id;
+      op->res.nodes[op->res.nnodes].id = node->in->id;
       op->res.nodes[op->res.nnodes].addr = *from;
       op->res.nnodes++;
     }
@@ -1202,7 +1210,7 @@ static void ping_op_reply(mdht_node *node, const mdht_txn *txn,
   if (ok) {
     op->res.responses = 1;
     op->res.nnodes = 1;
-    op->res.nodes[0].id = node->in.id;
+    op->res.nodes[0].id = node->in->id;
     op->res.nodes[0].addr = *from;
   } else {
     op->res.failures = 1;
@@ -1230,7 +1238,7 @@ static void sample_check_end(mdht_node *node, mdht_op *op, mdht_time now) {
 
 static void sample_answered(mdht_node *node, const mdht_txn *txn,
                             const mdht_addr *from, mdht_time now) {
-  const mdht_krpc_msg *m = &node->in;
+  const mdht_krpc_msg *m = node->in;
   mdht_op *op = op_find(node, txn->owner.cookie);
   if (!op || !op->crawl) return;
   mdht_crawl_node nodes[MDHT_LOOKUP_MAX_K];
@@ -1384,7 +1392,7 @@ static void owner_answered(mdht_node *node, const mdht_txn *txn,
     ping_op_reply(node, txn, from, true, now);
     break;
   case MDHT_OWNER_BOOT:
-    mdht_boot_router_answered(&node->boot, &node->in.id, from);
+    mdht_boot_router_answered(&node->boot, &node->in->id, from);
     boot_step(node, now);
     break;
   case MDHT_OWNER_SAMPLE:
@@ -1480,12 +1488,26 @@ static void maint_step(mdht_node *node, mdht_time now) {
 
 /* --------------------------------------------- BEP 42: our own id */
 
+/* Tick `t` of table `old` as a tick of `rt` (0 stays 0). */
+static uint32_t retick(mdht_rtable *rt, const mdht_rtable *old, uint32_t t,
+                       mdht_time now) {
+  mdht_time at = mdht_rtable_time(old, t);
+  return at ? mdht_rtable_tick(rt, at <= now ? at : now) : 0;
+}
+
 /* Puts `e`, an entry of the old table, into `rt` with its history. */
-static void reinsert(mdht_rtable *rt, const mdht_rt_entry *e, mdht_time now) {
+static void reinsert(mdht_rtable *rt, const mdht_rtable *old,
+                     const mdht_rt_entry *e, mdht_time now) {
   mdht_rt_how how = e->last_reply ? MDHT_RT_HEARD_REPLY : MDHT_RT_HEARD_QUERY;
   if (mdht_rtable_heard(rt, &e->id, &e->addr, how, now, NULL) <= 0) return;
   mdht_rt_entry *p = mdht_rtable_find(rt, &e->addr);
-  if (p && mdht_id_eq(&p->id, &e->id)) *p = *e;
+  if (!p || !mdht_id_eq(&p->id, &e->id)) return;
+  /* The times, as ticks of the new table (its own epoch). */
+  *p = *e;
+  p->added = retick(rt, old, e->added, now);
+  p->last_reply = retick(rt, old, e->last_reply, now);
+  p->last_query = retick(rt, old, e->last_query, now);
+  p->last_ping = retick(rt, old, e->last_ping, now);
 }
 
 /* Which buckets hold a node depends on our id: a new id needs a new
@@ -1506,7 +1528,7 @@ static int rebuild_table(mdht_node *node, const mdht_id *id, mdht_time now) {
       uint32_t n = pass == 2 ? bk->nrepl : bk->n;
       for (uint32_t i = 0; i < n; i++)
         if (pass == 2 || (pass == 0) == (v[i].last_reply != 0))
-          reinsert(&nrt, &v[i], now);
+          reinsert(&nrt, old, &v[i], now);
     }
   }
   mdht_rtable_free(&node->rt);
@@ -1922,8 +1944,8 @@ void mdht_node_visit(const mdht_node *node, mdht_time now,
     for (uint32_t i = 0; i < bk->n; i++) {
       const mdht_rt_entry *e = &bk->nodes[i];
       fn(b, &e->id, &e->addr,
-         mdht_rtable_state(&node->rt, e, now) == MDHT_RT_GOOD, e->last_reply,
-         user);
+         mdht_rtable_state(&node->rt, e, now) == MDHT_RT_GOOD,
+         mdht_rtable_time(&node->rt, e->last_reply), user);
     }
   }
 }
@@ -1947,9 +1969,9 @@ void mdht_node_visit_table(const mdht_node *node, mdht_time now,
       out.id = e->id;
       out.addr = e->addr;
       out.state = public_state(mdht_rtable_state(&node->rt, e, now));
-      out.added = e->added;
-      out.last_reply = e->last_reply;
-      out.last_query = e->last_query;
+      out.added = mdht_rtable_time(&node->rt, e->added);
+      out.last_reply = mdht_rtable_time(&node->rt, e->last_reply);
+      out.last_query = mdht_rtable_time(&node->rt, e->last_query);
       out.rtt_ms = e->rtt_ms;
       out.fails = e->fails;
       fn(&out, user);
@@ -2132,6 +2154,9 @@ void mdht_node_unsubscribe(mdht_node *node, int handle) {
   if (node) mdht_bus_unsubscribe(&node->bus, handle);
 }
 
+static void recv_decoded(mdht_node *node, const mdht_addr *from,
+                         const uint8_t *pkt, size_t len, mdht_time now);
+
 int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
                    size_t len, mdht_time now) {
   if (!node || !from || (!pkt && len)) return MDHT_ERR_INVAL;
@@ -2144,23 +2169,34 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
     drop(node, from, MDHT_DROP_ADDR, len, now);
     return 0;
   }
-  /* The decoder's scratch lives on the stack (12 KB), not in the node:
-   * nothing points into it once decoded, and a simulator of many nodes
-   * would otherwise hold one per node. */
+  /* The decoder's scratch and the decoded message live on the stack
+   * (12 KB and 400 bytes), not in the node: nothing points into them once
+   * handled, and a simulator of many nodes would otherwise hold them once
+   * per node. */
+  mdht_krpc_msg in;
+  node->in = &in;
+  recv_decoded(node, from, pkt, len, now);
+  node->in = NULL;
+  return 0;
+}
+
+/* mdht_node_recv, with node->in pointing at its scratch. */
+static void recv_decoded(mdht_node *node, const mdht_addr *from,
+                         const uint8_t *pkt, size_t len, mdht_time now) {
   mdht_be_tok toks[MDHT_KRPC_TOKENS];
-  int rc = mdht_krpc_decode(&node->in, pkt, len, toks, MDHT_KRPC_TOKENS);
+  int rc = mdht_krpc_decode(node->in, pkt, len, toks, MDHT_KRPC_TOKENS);
   /* Answers to our own queries pass before the rate limit: a flood from
    * the same IP (spoofed, or a shared NAT) must not starve the node we
    * asked. Matching is O(1), and a 32-bit random check from the exact
    * address we queried is what makes them ours. Anything else is
    * unsolicited and spends the source's tokens. */
   mdht_txn txn;
-  bool ours = rc == 0 && node->in.y != 'q' &&
-              mdht_txn_match(&node->txns, node->in.t.p, node->in.t.len, from,
+  bool ours = rc == 0 && node->in->y != 'q' &&
+              mdht_txn_match(&node->txns, node->in->t.p, node->in->t.len, from,
                              &txn) == 0;
   if (ours) {
     handle_reply(node, from, &txn, now);
-    return 0;
+    return;
   }
   if (!mdht_rl_allow(&node->rl, from, now)) {
     mdht_event ev;
@@ -2168,27 +2204,27 @@ int mdht_node_recv(mdht_node *node, const mdht_addr *from, const uint8_t *pkt,
     ev.addr = *from;
     node->stats.rate_limited++;
     publish(node, &ev);
-    return 0;
+    return;
   }
-  if (rc == MDHT_ERR_PROTO && node->in.y == 'q' && node->in.t.len > 0 &&
+  if (rc == MDHT_ERR_PROTO && node->in->y == 'q' && node->in->t.len > 0 &&
       !node->cfg.read_only) {
     drop(node, from, MDHT_DROP_PROTO, len, now);
-    send_error(node, from, node->in.t, MDHT_M_UNKNOWN, MDHT_KRPC_E_PROTOCOL,
+    send_error(node, from, node->in->t, MDHT_M_UNKNOWN, MDHT_KRPC_E_PROTOCOL,
                "invalid arguments", now);
-    return 0;
+    return;
   }
   if (rc != 0) {
     drop(node, from,
          rc == MDHT_ERR_PARSE || rc == MDHT_ERR_LIMIT ? MDHT_DROP_PARSE
                                                       : MDHT_DROP_PROTO,
          len, now);
-    return 0;
+    return;
   }
-  if (node->in.y == 'q')
+  if (node->in->y == 'q')
     handle_query(node, from, now);
   else
     drop(node, from, MDHT_DROP_UNMATCHED, 0, now);
-  return 0;
+  return;
 }
 
 int mdht_node_next_packet(mdht_node *node, mdht_addr *to, uint8_t *buf,

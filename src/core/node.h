@@ -52,7 +52,11 @@ enum {
 
 /* One running operation: a lookup, an announce (a lookup, then
  * announce_peer queries) or a ping. Allocated when started, freed when it
- * reports: operations are few and long-lived, never per datagram. */
+ * reports: operations are few and long-lived, never per datagram. The
+ * buffers only a user operation fills (peers: 5 KB; values: 2 KB, GET and
+ * PUT) are allocated with it, after the struct, and not for the node's own
+ * find_node lookups (bootstrap, fill, refresh): a joining node runs ten of
+ * those at once, and a simulator a million nodes. */
 typedef struct mdht_op {
   struct mdht_op *next;
   uint32_t id;
@@ -90,15 +94,15 @@ typedef struct mdht_op {
   uint8_t pk[MDHT_ITEM_PK_LEN], sk[MDHT_ITEM_SK_LEN];
   uint8_t salt[MDHT_ITEM_MAX_SALT];
   size_t salt_len;
-  uint8_t found_v[MDHT_ITEM_MAX_V];
-  uint8_t put_v[MDHT_ITEM_MAX_V];
+  uint8_t *found_v; /* MDHT_ITEM_MAX_V bytes each, GET and PUT only */
+  uint8_t *put_v;
   size_t put_vlen;
   int64_t put_seq; /* < 0: one above the highest found */
   bool has_cas;
   int64_t cas;
   /* what the report will say */
   mdht_result res;
-  mdht_addr peers[MDHT_RESULT_PEERS];
+  mdht_addr *peers; /* MDHT_RESULT_PEERS; user operations only */
 } mdht_op;
 
 /* Datagrams larger than this are dropped unread: no KRPC message of ours
@@ -152,7 +156,8 @@ struct mdht_node {
   uint32_t next_op_id;
   /* Scratch for one datagram: the node is not reentrant. (The decoder's
    * tokens are on mdht_node_recv's stack.) */
-  mdht_krpc_msg in;
+  mdht_krpc_msg *in; /* the datagram being handled, on mdht_node_recv's
+                        stack; NULL outside it */
   mdht_krpc_msg out;
 };
 

@@ -10,25 +10,69 @@
 #define ID_BITS (MDHT_ID_LEN * 8)
 #define INDEX_MIN_CAP 64u
 
-/* One slot of the address index: 8 bytes, not the 40 of an address and an
- * id. `cpl1` is 1 + the common prefix length of the entry's id with ours
- * (0 = free slot): it names the entry's bucket, min(cpl, nbuckets - 1),
- * which a split does not change, so the index never needs fixing up when
- * entries move. `hash` is the key's full hash: it gives the home slot when
- * rehashing or shifting without reading the entry. A hit is confirmed by
- * finding the address in that bucket (at most 2k entries); the index is
- * thus a multiset of (hash, cpl1) of the entries the table holds, and
- * removing any slot equal to an entry's is exact even when two entries
- * share both. */
-typedef struct rt_slot {
-  uint32_t hash;
-  uint8_t cpl1;
-} rt_slot;
+/* One slot of the address index: 4 bytes, not the 40 of an address and an
+ * id. The low 8 bits, `cpl1`, are 1 + the common prefix length of the
+ * entry's id with ours (0 = free slot): they name the entry's bucket,
+ * min(cpl, nbuckets - 1), which a split does not change, so the index
+ * never needs fixing up when entries move. The high 24 bits are the top of
+ * the key's hash: they give the home slot when rehashing or shifting
+ * without reading the entry (the table never needs 2^24 slots: 160
+ * buckets of 2k entries, at most half full). A hit is confirmed by finding
+ * the address in that bucket (at most 2k entries); the index is thus a
+ * multiset of (hash, cpl1) of the entries the table holds, and removing
+ * any slot equal to an entry's is exact even when two entries share
+ * both. */
+typedef uint32_t rt_slot;
 
-/* A time of 0 means "never" in the entries; a caller whose clock starts at
+static rt_slot slot_of(uint32_t hash, uint8_t cpl1) {
+  return (hash & 0xffffff00u) | cpl1;
+}
+
+static uint8_t slot_cpl1(rt_slot v) {
+  return (uint8_t)(v & 0xff);
+}
+
+static uint32_t slot_home(rt_slot v, uint32_t mask) {
+  return (v >> 8) & mask;
+}
+
+/* A tick of 0 means "never" in the entries; a caller whose clock starts at
  * 0 must not have its first answer forgotten. */
-static mdht_time stamp(mdht_time now) {
-  return now ? now : 1;
+static uint32_t stamp(mdht_rtable *rt, mdht_time now) {
+  return mdht_rtable_tick(rt, now);
+}
+
+#define TICK_KEEP (UINT64_C(1) << 31) /* history kept by an epoch move */
+
+static uint32_t retick(uint32_t t, mdht_time old_epoch, mdht_time epoch) {
+  if (t == 0) return 0;
+  mdht_time abs = old_epoch + t;
+  return abs > epoch ? (uint32_t)(abs - epoch) : 1;
+}
+
+static void retick_all(mdht_rt_entry *v, uint32_t n, mdht_time old_epoch,
+                       mdht_time epoch) {
+  for (uint32_t i = 0; i < n; i++) {
+    v[i].added = retick(v[i].added, old_epoch, epoch);
+    v[i].last_reply = retick(v[i].last_reply, old_epoch, epoch);
+    v[i].last_query = retick(v[i].last_query, old_epoch, epoch);
+    v[i].last_ping = retick(v[i].last_ping, old_epoch, epoch);
+  }
+}
+
+uint32_t mdht_rtable_tick(mdht_rtable *rt, mdht_time now) {
+  if (now <= rt->epoch) return 1;
+  if (now - rt->epoch > UINT32_MAX) {
+    /* Once in 2^31 ms at most (24.8 days): O(entries). */
+    mdht_time old = rt->epoch;
+    rt->epoch = now - TICK_KEEP;
+    for (uint32_t b = 0; b < rt->nbuckets; b++) {
+      mdht_rt_bucket *bk = &rt->buckets[b];
+      retick_all(bk->nodes, bk->n, old, rt->epoch);
+      retick_all(bk->repl, bk->nrepl, old, rt->epoch);
+    }
+  }
+  return (uint32_t)(now - rt->epoch);
 }
 
 static uint32_t max_fails(const mdht_rtable *rt) {
@@ -52,14 +96,23 @@ static mdht_addr normalized(const mdht_addr *a) {
 
 static uint32_t key_hash(const mdht_rtable *rt, const mdht_rt_index *x,
                          const mdht_addr *a) {
-  mdht_addr k = normalized(a);
-  if (x->by_ip) k.port = 0;
+  if (!x->by_ip) return mdht_addr_hash(a, rt->hash_seed);
+  mdht_addr k = *a; /* mdht_addr_hash reads only the family's IP bytes */
+  k.port = 0;
   return mdht_addr_hash(&k, rt->hash_seed);
+}
+
+/* mdht_addr_ip_eq with memcmp of a constant length, which the compiler
+ * turns into one or two loads: ix_find runs it on every datagram. */
+static bool ip_eq(const mdht_addr *a, const mdht_addr *b) {
+  if (a->family != b->family) return false;
+  return a->family == MDHT_AF_INET ? memcmp(a->ip, b->ip, 4) == 0
+                                   : memcmp(a->ip, b->ip, 16) == 0;
 }
 
 static bool key_eq(const mdht_rt_index *x, const mdht_addr *a,
                    const mdht_addr *b) {
-  return x->by_ip ? mdht_addr_ip_eq(a, b) : mdht_addr_eq(a, b);
+  return ip_eq(a, b) && (x->by_ip || a->port == b->port);
 }
 
 static uint8_t cpl1_of(const mdht_rtable *rt, const mdht_id *id) {
@@ -83,11 +136,11 @@ static mdht_rt_entry *key_in(const mdht_rt_index *x, mdht_rt_entry *v,
 static mdht_rt_entry *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
                               const mdht_addr *a) {
   const rt_slot *s = x->slots;
-  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a);
+  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a) & 0xffffff00u;
   /* The load factor stays at most 1/2, so a free slot always ends this. */
-  for (uint32_t i = h & mask; s[i].cpl1 != 0; i = (i + 1) & mask) {
-    if (s[i].hash != h) continue;
-    mdht_rt_bucket *b = bucket_of_cpl1(rt, s[i].cpl1);
+  for (uint32_t i = (h >> 8) & mask; s[i] != 0; i = (i + 1) & mask) {
+    if ((s[i] & 0xffffff00u) != h) continue;
+    mdht_rt_bucket *b = bucket_of_cpl1(rt, slot_cpl1(s[i]));
     mdht_rt_entry *e = key_in(x, b->nodes, b->n, a);
     if (!e) e = key_in(x, b->repl, b->nrepl, a);
     if (e) return e;
@@ -95,11 +148,11 @@ static mdht_rt_entry *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
   return NULL;
 }
 
-static void ix_place(rt_slot *s, uint32_t mask, const rt_slot *v) {
-  uint32_t i = v->hash & mask;
-  while (s[i].cpl1 != 0)
+static void ix_place(rt_slot *s, uint32_t mask, rt_slot v) {
+  uint32_t i = slot_home(v, mask);
+  while (s[i] != 0)
     i = (i + 1) & mask;
-  s[i] = *v;
+  s[i] = v;
 }
 
 static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
@@ -111,7 +164,7 @@ static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
   if (!ns) return MDHT_ERR_NOMEM;
   rt_slot *os = x->slots;
   for (uint32_t i = 0; i < x->cap; i++)
-    if (os[i].cpl1 != 0) ix_place(ns, cap - 1, &os[i]);
+    if (os[i] != 0) ix_place(ns, cap - 1, os[i]);
   free(os);
   x->slots = ns;
   x->cap = cap;
@@ -120,8 +173,7 @@ static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
 
 static void ix_insert(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
                       const mdht_id *id) {
-  rt_slot v = {.hash = key_hash(rt, x, a), .cpl1 = cpl1_of(rt, id)};
-  ix_place(x->slots, x->cap - 1, &v);
+  ix_place(x->slots, x->cap - 1, slot_of(key_hash(rt, x, a), cpl1_of(rt, id)));
   x->n++;
 }
 
@@ -130,22 +182,22 @@ static void ix_insert(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
 static void ix_remove(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
                       const mdht_id *id) {
   rt_slot *s = x->slots;
-  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a), i = h & mask;
-  uint8_t c = cpl1_of(rt, id);
-  while (s[i].cpl1 != 0 && (s[i].hash != h || s[i].cpl1 != c))
+  rt_slot v = slot_of(key_hash(rt, x, a), cpl1_of(rt, id));
+  uint32_t mask = x->cap - 1, i = slot_home(v, mask);
+  while (s[i] != 0 && s[i] != v)
     i = (i + 1) & mask;
-  if (s[i].cpl1 == 0) return;
+  if (s[i] == 0) return;
   /* Backward-shift deletion: pull later members of the probe run into
    * the hole unless that would put them before their home slot. No
    * tombstones, so lookups never slow down with churn. */
-  for (uint32_t j = (i + 1) & mask; s[j].cpl1 != 0; j = (j + 1) & mask) {
-    uint32_t home = s[j].hash & mask;
+  for (uint32_t j = (i + 1) & mask; s[j] != 0; j = (j + 1) & mask) {
+    uint32_t home = slot_home(s[j], mask);
     bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
     if (stays) continue;
     s[i] = s[j];
     i = j;
   }
-  memset(&s[i], 0, sizeof s[i]);
+  s[i] = 0;
   x->n--;
 }
 
@@ -189,7 +241,7 @@ static mdht_rt_bucket *bucket_for(const mdht_rtable *rt, const mdht_id *id) {
 
 static int find_addr(const mdht_rt_entry *v, uint32_t n, const mdht_addr *a) {
   for (uint32_t i = 0; i < n; i++)
-    if (mdht_addr_eq(&v[i].addr, a)) return (int)i;
+    if (v[i].addr.port == a->port && ip_eq(&v[i].addr, a)) return (int)i;
   return -1;
 }
 
@@ -204,17 +256,19 @@ static void drop_at(mdht_rt_entry *v, uint8_t *n, uint32_t i) {
   (*n)--;
 }
 
-static mdht_time last_seen(const mdht_rt_entry *e) {
-  mdht_time t = e->last_reply > e->last_query ? e->last_reply : e->last_query;
+/* A tick: only compared with ticks of the same table. */
+static uint32_t last_seen(const mdht_rt_entry *e) {
+  uint32_t t = e->last_reply > e->last_query ? e->last_reply : e->last_query;
   return t ? t : e->added;
 }
 
-static void touch(mdht_rt_entry *e, mdht_rt_how how, mdht_time now) {
+static void touch(mdht_rtable *rt, mdht_rt_entry *e, mdht_rt_how how,
+                  mdht_time now) {
   if (how == MDHT_RT_HEARD_REPLY) {
-    e->last_reply = stamp(now);
+    e->last_reply = stamp(rt, now);
     e->fails = 0;
   } else {
-    e->last_query = stamp(now);
+    e->last_query = stamp(rt, now);
   }
 }
 
@@ -348,8 +402,9 @@ static int ping_candidate(const mdht_rtable *rt, const mdht_rt_bucket *b,
   for (uint32_t i = 0; i < b->n; i++) {
     const mdht_rt_entry *e = &b->nodes[i];
     if (mdht_rtable_state(rt, e, now) != MDHT_RT_QUESTIONABLE) continue;
-    if (e->last_ping != 0 && now >= e->last_ping &&
-        now - e->last_ping < rt->cfg->query_timeout_ms)
+    mdht_time pinged = mdht_rtable_time(rt, e->last_ping);
+    if (pinged != 0 && now >= pinged &&
+        now - pinged < rt->cfg->query_timeout_ms)
       continue;
     if (best < 0 || last_seen(e) < last_seen(&b->nodes[best])) best = (int)i;
   }
@@ -436,7 +491,7 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
   if (how == MDHT_RT_HEARD_REPLY && ping) q = ping_candidate(rt, b, now);
   if (!repl_add(rt, b, e)) return MDHT_RT_IGNORED;
   if (q < 0) return MDHT_RT_REPLACEMENT;
-  b->nodes[q].last_ping = stamp(now);
+  b->nodes[q].last_ping = stamp(rt, now);
   *ping = b->nodes[q];
   return MDHT_RT_PING;
 }
@@ -481,18 +536,8 @@ void mdht_rtable_free(mdht_rtable *rt) {
   memset(rt, 0, sizeof *rt);
 }
 
-mdht_rt_state mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e,
-                                mdht_time now) {
-  if (e->fails >= max_fails(rt)) return MDHT_RT_BAD;
-  if (e->last_reply != 0) {
-    mdht_time fresh = rt->cfg->node_fresh_ms;
-    if (now < e->last_reply || now - e->last_reply < fresh) return MDHT_RT_GOOD;
-    if (e->last_query != 0 &&
-        (now < e->last_query || now - e->last_query < fresh))
-      return MDHT_RT_GOOD;
-  }
-  return MDHT_RT_QUESTIONABLE;
-}
+extern inline mdht_rt_state
+mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e, mdht_time now);
 
 static bool acceptable(const mdht_rtable *rt, const mdht_id *id,
                        const mdht_addr *addr) {
@@ -555,6 +600,9 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
   /* Before any change: a new node and the split that may follow must not
    * fail half-way. */
   if (idx_reserve(rt, 1)) return MDHT_ERR_NOMEM;
+  /* Any epoch move happens here, before an entry is copied out of the
+   * table: the stamps below then never move it under a copy. */
+  (void)mdht_rtable_tick(rt, now);
 
   mdht_rt_entry e;
   const mdht_rt_entry *s = idx_find(rt, addr);
@@ -574,7 +622,7 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
     mdht_rt_bucket *b = bucket_for(rt, id);
     int pos = find_addr(b->nodes, b->n, addr);
     if (pos >= 0) {
-      touch(&b->nodes[pos], how, now);
+      touch(rt, &b->nodes[pos], how, now);
       if (how == MDHT_RT_HEARD_REPLY) b->last_changed = now;
       return MDHT_RT_UPDATED;
     }
@@ -593,10 +641,10 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
     memset(&e, 0, sizeof e);
     e.id = *id;
     e.addr = normalized(addr);
-    e.added = stamp(now);
+    e.added = stamp(rt, now);
     idx_insert(rt, addr, id);
   }
-  touch(&e, how, now);
+  touch(rt, &e, how, now);
   return place(rt, &e, how, now, ping);
 }
 
@@ -670,7 +718,7 @@ int mdht_rtable_restore(mdht_rtable *rt, const mdht_rt_entry *e,
   mdht_rt_entry r = *e;
   r.addr = normalized(&e->addr);
   r.last_ping = 0;
-  if (r.added == 0) r.added = stamp(now);
+  if (r.added == 0) r.added = stamp(rt, now);
   idx_insert(rt, &r.addr, &r.id);
   return place(rt, &r, MDHT_RT_HEARD_QUERY, now, NULL);
 }
@@ -694,25 +742,37 @@ mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr) {
   return pos >= 0 ? &b->nodes[pos] : NULL;
 }
 
+/* mdht_id_cmp_dist, here so that it inlines into the scan: two XOR
+ * distances nearly always differ in their first byte. */
+static int closer(const mdht_id *t, const mdht_id *a, const mdht_id *b) {
+  for (int i = 0; i < MDHT_ID_LEN; i++) {
+    uint8_t da = (uint8_t)(a->b[i] ^ t->b[i]);
+    uint8_t db = (uint8_t)(b->b[i] ^ t->b[i]);
+    if (da != db) return da < db ? -1 : 1;
+  }
+  return 0;
+}
+
 /* Merges the eligible nodes of buckets lo..hi into out[have..n), which is
- * kept sorted by distance and holds at most the n - have closest. */
+ * kept sorted by distance and holds at most the n - have closest. Bad is
+ * `fails >= max_fails` (mdht_rtable_state), tested without the rest of
+ * the state: this runs for every find_node and get_peers we answer. */
 static size_t take_closest(const mdht_rtable *rt, uint32_t lo, uint32_t hi,
                            const mdht_id *target, int family,
-                           mdht_rt_entry *out, size_t have, size_t n,
-                           mdht_time now) {
+                           mdht_rt_entry *out, size_t have, size_t n) {
   mdht_rt_entry *v = out + have;
   size_t room = n - have, m = 0;
+  uint32_t maxf = max_fails(rt);
   for (uint32_t bi = lo; bi <= hi; bi++) {
     const mdht_rt_bucket *b = &rt->buckets[bi];
     for (uint32_t i = 0; i < b->n; i++) {
       const mdht_rt_entry *e = &b->nodes[i];
-      if (e->last_reply == 0 || (family && e->addr.family != family) ||
-          mdht_rtable_state(rt, e, now) == MDHT_RT_BAD)
+      if (e->last_reply == 0 || e->fails >= maxf ||
+          (family && e->addr.family != family))
         continue;
-      if (m == room && mdht_id_cmp_dist(target, &e->id, &v[m - 1].id) >= 0)
-        continue;
+      if (m == room && closer(target, &e->id, &v[m - 1].id) >= 0) continue;
       size_t j = m < room ? m++ : m - 1;
-      while (j > 0 && mdht_id_cmp_dist(target, &e->id, &v[j - 1].id) < 0) {
+      while (j > 0 && closer(target, &e->id, &v[j - 1].id) < 0) {
         v[j] = v[j - 1];
         j--;
       }
@@ -725,6 +785,7 @@ static size_t take_closest(const mdht_rtable *rt, uint32_t lo, uint32_t hi,
 size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
                            int family, mdht_rt_entry *out, size_t n,
                            mdht_time now) {
+  (void)now; /* "bad" does not depend on time (see take_closest) */
   if (!rt || !target || !out || n == 0) return 0;
   /* XOR distance orders the buckets in bands. With c the bucket of the
    * target: bucket c's nodes agree with the target through bit c and are
@@ -734,11 +795,11 @@ size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
    * enough. */
   uint32_t last = rt->nbuckets - 1;
   uint32_t c = mdht_rtable_bucket_of(rt, target);
-  size_t have = take_closest(rt, c, c, target, family, out, 0, n, now);
+  size_t have = take_closest(rt, c, c, target, family, out, 0, n);
   if (c < last && have < n)
-    have = take_closest(rt, c + 1, last, target, family, out, have, n, now);
+    have = take_closest(rt, c + 1, last, target, family, out, have, n);
   for (uint32_t i = c; i-- > 0 && have < n;)
-    have = take_closest(rt, i, i, target, family, out, have, n, now);
+    have = take_closest(rt, i, i, target, family, out, have, n);
   return have;
 }
 

@@ -59,20 +59,29 @@
 
 #define MDHT_RT_KMAX 16 /* upper bound of config.k */
 
-/* Times are stored as given, except that a `now` of 0 is stored as 1: 0
- * means "never". */
+/* Times in an entry are ticks: milliseconds since the table's epoch
+ * (mdht_rtable.epoch), in 32 bits, with 0 meaning "never" (a `now` that
+ * falls on the epoch is stored as 1). The epoch starts at 0, so a tick is
+ * the time itself for the first 49 days; a table that lives longer moves
+ * its epoch forward when a new time would not fit (mdht_rtable_tick), and
+ * times then older than 2^31 ms (24.8 days) read as that old: every rule
+ * of the table looks at most node_fresh_ms or query_timeout_ms back.
+ * 60 bytes against the 80 of absolute 64-bit times: the table holds some
+ * 130 entries (nodes and candidates), and the simulator a million tables.
+ * Ticks compare with ticks of the same table; mdht_rtable_time() turns one
+ * into a time, mdht_rtable_tick() a time into one. */
 typedef struct mdht_rt_entry {
   mdht_id id;
   mdht_addr addr;
-  mdht_time added;
-  mdht_time last_reply; /* last answer to our query, 0 = never */
-  mdht_time last_query; /* last query it sent us, 0 = never */
-  mdht_time last_ping;  /* when mdht_rtable_heard() last named it in *ping,
-                           0 = never; it is not named again before
-                           query_timeout_ms has passed */
-  uint8_t fails;        /* queries in a row that timed out */
-  uint16_t rtt_ms;      /* round trip of its last answer (node.c), capped;
-                           0 = none yet. Fits the padding after `fails`. */
+  uint32_t added;
+  uint32_t last_reply; /* last answer to our query, 0 = never */
+  uint32_t last_query; /* last query it sent us, 0 = never */
+  uint32_t last_ping;  /* when mdht_rtable_heard() last named it in *ping,
+                          0 = never; it is not named again before
+                          query_timeout_ms has passed */
+  uint16_t rtt_ms;     /* round trip of its last answer (node.c), capped;
+                          0 = none yet */
+  uint8_t fails;       /* queries in a row that timed out */
 } mdht_rt_entry;
 
 typedef enum mdht_rt_state {
@@ -116,7 +125,19 @@ typedef struct mdht_rtable {
   mdht_rt_index index_;
   bool one_per_ip_;
   uint64_t hash_seed;
+  mdht_time epoch; /* the time of tick 0 (see mdht_rt_entry) */
 } mdht_rtable;
+
+/* The tick of `now` (>= 1), moving the table's epoch forward first if
+ * `now` is 2^32 ms or more past it: every entry's ticks are then
+ * re-expressed, those older than 2^31 ms before `now` clamped to that.
+ * A `now` before the epoch (a clock stepped back) gives tick 1. */
+uint32_t mdht_rtable_tick(mdht_rtable *rt, mdht_time now);
+
+/* The time of tick `t` of this table; 0 (never) stays 0. */
+static inline mdht_time mdht_rtable_time(const mdht_rtable *rt, uint32_t t) {
+  return t ? rt->epoch + t : 0;
+}
 
 /* `cfg` and `bus` must outlive the table. `hash_seed` keys the address
  * index (random, so that remote nodes cannot aim at collisions).
@@ -171,8 +192,22 @@ void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
 int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
                        const mdht_addr *addr, mdht_time now);
 
-mdht_rt_state mdht_rtable_state(const mdht_rtable *rt, const mdht_rt_entry *e,
-                                mdht_time now);
+/* Inline: it is asked of every entry a scan looks at (rtable.c holds the
+ * external definition). */
+inline mdht_rt_state mdht_rtable_state(const mdht_rtable *rt,
+                                       const mdht_rt_entry *e, mdht_time now) {
+  uint32_t maxf = rt->cfg->max_fails ? rt->cfg->max_fails : 1;
+  if (e->fails >= maxf) return MDHT_RT_BAD;
+  if (e->last_reply != 0) {
+    mdht_time fresh = rt->cfg->node_fresh_ms;
+    mdht_time reply = rt->epoch + e->last_reply; /* mdht_rtable_time */
+    if (now < reply || now - reply < fresh) return MDHT_RT_GOOD;
+    mdht_time query = rt->epoch + e->last_query;
+    if (e->last_query != 0 && (now < query || now - query < fresh))
+      return MDHT_RT_GOOD;
+  }
+  return MDHT_RT_QUESTIONABLE;
+}
 
 /* Finds the entry of `addr` in the buckets (not the replacement lists);
  * NULL if absent. The pointer is valid until the next change. */
@@ -186,7 +221,8 @@ size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
                            mdht_time now);
 
 /* Places a saved entry with its history: `e`'s id, address, failure
- * count and times (added, last_reply, last_query) are kept as given, not
+ * count and times (added, last_reply, last_query: ticks of `rt`, see
+ * mdht_rtable_tick) are kept as given, not
  * stamped as by mdht_rtable_heard (last_ping is not: a ping does not
  * outlive the process that sent it; an `added` of 0 becomes `now`). The
  * entry goes where a node that only queried us would: a free slot in its

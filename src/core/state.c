@@ -112,15 +112,15 @@ static uint64_t age(mdht_time t, mdht_time now) {
   return t <= now ? now - t : 0;
 }
 
-static void put_entry(wbuf *w, const mdht_rt_entry *e, uint8_t kind,
-                      mdht_time now) {
+static void put_entry(wbuf *w, const mdht_rtable *rt, const mdht_rt_entry *e,
+                      uint8_t kind, mdht_time now) {
   put_u8(w, kind);
   put_u8(w, e->fails);
   put_addr(w, &e->addr);
   put(w, e->id.b, MDHT_ID_LEN);
-  put_u64(w, age(e->last_reply, now));
-  put_u64(w, age(e->last_query, now));
-  put_u64(w, age(e->added, now));
+  put_u64(w, age(mdht_rtable_time(rt, e->last_reply), now));
+  put_u64(w, age(mdht_rtable_time(rt, e->last_query), now));
+  put_u64(w, age(mdht_rtable_time(rt, e->added), now));
 }
 
 typedef struct save_ctx {
@@ -224,12 +224,12 @@ int mdht_state_save(const mdht_node *node, mdht_time now, uint64_t wall_ms,
       /* A bad node is not worth a slot after the restart either. */
       for (uint32_t i = 0; i < b->n; i++) {
         if (mdht_rtable_state(rt, &b->nodes[i], now) == MDHT_RT_BAD) continue;
-        put_entry(&w, &b->nodes[i], KIND_NODE, now);
+        put_entry(&w, rt, &b->nodes[i], KIND_NODE, now);
         nnodes++;
       }
       for (uint32_t i = 0; i < b->nrepl; i++) {
         if (mdht_rtable_state(rt, &b->repl[i], now) == MDHT_RT_BAD) continue;
-        put_entry(&w, &b->repl[i], KIND_REPL, now);
+        put_entry(&w, rt, &b->repl[i], KIND_REPL, now);
         nrepl++;
       }
     }
@@ -664,8 +664,10 @@ static void load_node(const node_rec *n, void *user) {
    * answer or query of ours is carried over, as this process has seen
    * neither. Its failures are: a node that was failing before the
    * restart needs fewer misses to be replaced. */
-  mdht_rt_entry e = {
-      .id = n->id, .addr = n->addr, .added = c->now, .fails = n->fails};
+  mdht_rt_entry e = {.id = n->id,
+                     .addr = n->addr,
+                     .added = mdht_rtable_tick(&node->rt, c->now),
+                     .fails = n->fails};
   int rc = mdht_rtable_restore(&node->rt, &e, c->now);
   if (rc < 0) c->err = rc;
 }
@@ -800,7 +802,7 @@ static int ping_entry(mdht_node *node, mdht_rt_entry *e, mdht_time now) {
   int rc = mdht__node_send_query(node, &addr, &id, owner, now);
   /* Sending publishes QUERY_SENT only, which changes no table, so `e`
    * still points at the entry. */
-  if (rc == 0) e->last_ping = now ? now : 1;
+  if (rc == 0) e->last_ping = mdht_rtable_tick(&node->rt, now);
   return rc;
 }
 

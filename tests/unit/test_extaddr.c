@@ -179,6 +179,33 @@ static void test_bounded_table(void **state) {
   assert_int_equal(sizeof x.src / sizeof x.src[0], MDHT_EXTADDR_SOURCES);
 }
 
+/* A source's record is 40 bytes: its time is a 32-bit tick, moved to a
+ * new epoch once it would not fit; votes cast just before the move still
+ * count after it, within MDHT_EXTADDR_TTL_MS, and expire on time. */
+static void test_ticks_move_epoch(void **state) {
+  (void)state;
+  assert_true(sizeof(mdht_extaddr_src) <= 40);
+  mdht_extaddr x;
+  mdht_extaddr_init(&x);
+  mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
+  mdht_time t = ((mdht_time)1 << 32) - 500; /* the last ticks that fit */
+  assert_null(vote(&x, src(1), me, t, NULL));
+  assert_null(vote(&x, src(2), me, t + 100, NULL));
+  assert_int_equal(x.epoch, 0);
+  /* The third vote does not fit: the epoch moves, the two count still. */
+  bool changed;
+  const mdht_addr *a = vote(&x, src(3), me, t + 1000, &changed);
+  assert_true(x.epoch > 0);
+  assert_true(changed);
+  assert_non_null(a);
+  assert_int_equal(mdht_extaddr_votes(&x, &me, t + 1000), 3);
+  /* src(1) voted at t: gone at t + TTL, src(2) 100 ms later. */
+  assert_int_equal(mdht_extaddr_votes(&x, &me, t + MDHT_EXTADDR_TTL_MS - 1), 3);
+  assert_int_equal(mdht_extaddr_votes(&x, &me, t + MDHT_EXTADDR_TTL_MS), 2);
+  assert_int_equal(mdht_extaddr_votes(&x, &me, t + 100 + MDHT_EXTADDR_TTL_MS),
+                   1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_adopts_after_three_sources),
@@ -189,6 +216,7 @@ int main(void) {
       cmocka_unit_test(test_rejects_implausible_votes),
       cmocka_unit_test(test_private_sources_count_per_address),
       cmocka_unit_test(test_bounded_table),
+      cmocka_unit_test(test_ticks_move_epoch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

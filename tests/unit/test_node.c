@@ -1,4 +1,5 @@
 /* The node as a whole, on virtual time: datagrams in, datagrams out. */
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -605,6 +606,37 @@ static void test_bootstrap_retries_lost_self_lookup(void **state) {
   mdht_node_tick(f->node, f->now);
   assert_true(mdht_node_bootstrapped(f->node));
   assert_int_equal(f->events[MDHT_EV_BOOTSTRAP_DONE], 1);
+}
+
+/* The operation of the node's own bootstrap lookup carries no buffer of
+ * a user lookup (peers, item values): a joining node runs about ten such
+ * lookups at once. A user get_peers gets room for MDHT_RESULT_PEERS peers,
+ * a ping none. */
+static void test_internal_op_is_small(void **state) {
+  fixture *f = *state;
+  mdht_addr router = test_addr4(127, 0, 0, 50, 6881);
+  mdht_id rid = test_id(0x10);
+  uint8_t tid[16];
+  size_t tl;
+  assert_int_equal(mdht_node_add_bootstrap(f->node, &router, f->now), 0);
+  assert_int_equal(queries_to(f, &router, MDHT_M_PING, tid, &tl), 1);
+  f->now += 20;
+  answer(f, &router, &rid, tid, tl);
+  const mdht_op *boot = f->node->ops;
+  assert_non_null(boot);
+  assert_int_equal(boot->purpose, MDHT_OP_BOOT_SELF);
+  assert_null(boot->peers);
+  assert_null(boot->found_v);
+  assert_true(malloc_usable_size((void *)boot) < 2048);
+  assert_true(mdht_node_get_peers(f->node, &rid, NULL, NULL, f->now) > 0);
+  const mdht_op *user = f->node->ops;
+  assert_int_equal(user->purpose, MDHT_OP_USER);
+  assert_non_null(user->peers);
+  assert_true(malloc_usable_size((void *)user) >=
+              sizeof *user + MDHT_RESULT_PEERS * sizeof(mdht_addr));
+  assert_null(user->found_v);
+  assert_true(mdht_node_ping_addr(f->node, &router, NULL, NULL, f->now) > 0);
+  assert_null(f->node->ops->peers);
 }
 
 /* The lookups' soft timeout follows the measured round trips (srtt + 2
@@ -2570,6 +2602,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_teardown(test_queue_bound, teardown),
       cmocka_unit_test_teardown(test_enforce_node_id, teardown),
+      cmocka_unit_test_setup_teardown(test_internal_op_is_small, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap_retries_lost_self_lookup,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_soft_timeout_adapts_to_rtt, setup,

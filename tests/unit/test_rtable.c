@@ -1240,12 +1240,12 @@ static void test_index_equal_slots(void **state) {
   assert_int_equal(mdht_rtable_remove(&f->rt, &ia, &a, T0), 0);
   assert_int_equal(f->rt.index_.n, 0);
   for (uint32_t j = 0; j < f->rt.index_.cap; j++)
-    assert_int_equal(((const uint8_t *)f->rt.index_.slots)[j * 8 + 4], 0);
+    assert_int_equal(((const uint32_t *)f->rt.index_.slots)[j], 0);
 }
 
-/* The index costs 8 bytes a slot: with 2 to 4 slots per entry, 16 to 32
- * bytes per entry (it was 80 to 160). Splits move entries between buckets
- * without touching it, and every entry stays findable. */
+/* The index costs 4 bytes a slot: with 2 to 4 slots per entry, 8 to 16
+ * bytes per entry (it was 80 to 160, then 16 to 32). Splits move entries
+ * between buckets without touching it, and every entry stays findable. */
 static void test_index_size_and_splits(void **state) {
   fx *f = *state;
   for (int i = 0; i < 600; i++) {
@@ -1259,7 +1259,7 @@ static void test_index_size_and_splits(void **state) {
   assert_true(held > 150);
   assert_true(f->rt.index_.cap <= 4 * held);
   assert_true(malloc_usable_size(f->rt.index_.slots) <=
-              8 * f->rt.index_.cap + 32);
+              4 * f->rt.index_.cap + 32);
 }
 
 static void test_random_ops(void **state) {
@@ -1617,6 +1617,73 @@ static void test_presplit_restores_prefix_twins(void **state) {
 /* A saved entry goes back with its history as given (failures and times,
  * but no ping in flight), where a node that queried us would go, and is
  * refused where mdht_rtable_heard would refuse it; it never evicts. */
+/* Entries keep times as 32-bit ticks from the table's epoch: 60 bytes, and
+ * exact for the first 2^32 ms. A table that lives longer moves its epoch;
+ * times then older than 2^31 ms read as that old, recent ones stay exact,
+ * and the state rules (which look back node_fresh_ms at most) hold across
+ * the move. */
+static void test_ticks_move_epoch(void **state) {
+  fx *f = *state;
+  assert_true(sizeof(mdht_rt_entry) <= 60);
+  fx_reinit(f, 8);
+  mdht_id a = id_at(f, 0), b = id_at(f, 1), c = id_at(f, 2);
+  mdht_addr aa = new_addr(f), ba = new_addr(f), ca = new_addr(f);
+  assert_int_equal(heard(f, &a, &aa, MDHT_RT_HEARD_REPLY, T0), MDHT_RT_ADDED);
+  /* Exact while within 2^32 ms: the tick is the time (epoch 0). */
+  assert_int_equal(f->rt.epoch, 0);
+  assert_int_equal(mdht_rtable_find(&f->rt, &aa)->last_reply, T0);
+
+  mdht_time late = ((mdht_time)1 << 32) + 5000; /* tick would not fit */
+  mdht_time tb = ((mdht_time)1 << 32) - 1000;   /* the last that fits */
+  assert_int_equal(heard(f, &b, &ba, MDHT_RT_HEARD_REPLY, tb), MDHT_RT_ADDED);
+  assert_int_equal(mdht_rtable_find(&f->rt, &ba)->last_reply, tb);
+  /* b's tick still fits: no move yet. */
+  assert_int_equal(f->rt.epoch, 0);
+  assert_int_equal(heard(f, &c, &ca, MDHT_RT_HEARD_QUERY, late), MDHT_RT_ADDED);
+  mdht_time epoch = late - ((mdht_time)1 << 31);
+  assert_int_equal(f->rt.epoch, epoch);
+  const mdht_rt_entry *ea = mdht_rtable_find(&f->rt, &aa);
+  const mdht_rt_entry *eb = mdht_rtable_find(&f->rt, &ba);
+  const mdht_rt_entry *ec = mdht_rtable_find(&f->rt, &ca);
+  /* a's times were 49 days old: clamped to 2^31 ms before `late`. */
+  assert_int_equal(mdht_rtable_time(&f->rt, ea->last_reply), epoch + 1);
+  assert_int_equal(mdht_rtable_time(&f->rt, ea->added), epoch + 1);
+  assert_int_equal(ea->last_query, 0); /* never stays never */
+  /* b's and c's are exact. */
+  assert_int_equal(mdht_rtable_time(&f->rt, eb->last_reply), tb);
+  assert_int_equal(mdht_rtable_time(&f->rt, ec->last_query), late);
+  assert_int_equal(mdht_rtable_time(&f->rt, ec->added), late);
+  assert_int_equal(mdht_rtable_state(&f->rt, ea, late), MDHT_RT_QUESTIONABLE);
+  assert_int_equal(mdht_rtable_state(&f->rt, eb, late), MDHT_RT_GOOD);
+  assert_int_equal(mdht_rtable_state(&f->rt, eb, tb + FRESH),
+                   MDHT_RT_QUESTIONABLE);
+  /* A time before the epoch (a clock stepped back) is tick 1, not 0. */
+  assert_int_equal(mdht_rtable_tick(&f->rt, epoch - 5), 1);
+  assert_int_equal(mdht_rtable_tick(&f->rt, epoch), 1);
+  assert_int_equal(mdht_rtable_time(&f->rt, 0), 0);
+}
+
+/* closest() answers with the same entries, in the same order, as a full
+ * sort by XOR distance, also when ids share their first 64 bits (the fast
+ * comparison then falls back on the whole id). */
+static void test_closest_shared_prefix(void **state) {
+  fx *f = *state;
+  fx_reinit(f, 8);
+  mdht_id target = id_at(f, 3), ids[6];
+  for (int i = 0; i < 6; i++) {
+    ids[i] = target;
+    ids[i].b[19] ^= (uint8_t)(6 - i); /* distance 6 - i in the last byte */
+    mdht_addr a = new_addr(f);
+    assert_int_equal(heard(f, &ids[i], &a, MDHT_RT_HEARD_REPLY, T0),
+                     MDHT_RT_ADDED);
+  }
+  mdht_rt_entry out[4];
+  size_t n = mdht_rtable_closest(&f->rt, &target, 0, out, 4, T0);
+  assert_int_equal(n, 4);
+  for (int i = 0; i < 4; i++)
+    assert_true(mdht_id_eq(&out[i].id, &ids[5 - i]));
+}
+
 static void test_restore(void **state) {
   fx *f = *state;
   fx_reinit(f, 2);
@@ -1752,6 +1819,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_index_size_and_splits, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ticks_move_epoch, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_closest_shared_prefix, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_presplit_restores_prefix_twins,
                                       setup, teardown),
   };
