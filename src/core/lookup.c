@@ -22,6 +22,61 @@ static mdht_lookup *find_slot(const mdht_lookups *ls, uint32_t id) {
   return l;
 }
 
+static void slot_free(mdht_lookup *l) {
+  if (!l) return;
+  free(l->cands);
+  free(l->tokens);
+  free(l->peers);
+  free(l);
+}
+
+/* A slot for a lookup of `kind`, with room for MDHT_LOOKUP_CANDS_INIT
+ * candidates; tokens and peers only for the kinds that keep them. */
+static mdht_lookup *slot_new(mdht_method kind) {
+  mdht_lookup *l = calloc(1, sizeof *l);
+  if (!l) return NULL;
+  l->cap = MDHT_LOOKUP_CANDS_INIT;
+  l->cands = malloc(l->cap * sizeof *l->cands);
+  bool ok = l->cands != NULL;
+  if (ok && kind != MDHT_M_FIND_NODE) {
+    l->tokens = malloc(l->cap * sizeof *l->tokens);
+    ok = l->tokens != NULL;
+  }
+  if (ok && kind == MDHT_M_GET_PEERS) {
+    l->peers = malloc(MDHT_LOOKUP_MAX_PEERS * sizeof *l->peers);
+    ok = l->peers != NULL;
+  }
+  if (!ok) {
+    slot_free(l);
+    return NULL;
+  }
+  return l;
+}
+
+/* Room for one more candidate: doubles the arrays when full (up to
+ * MDHT_LOOKUP_MAX_CANDS). False when at the maximum or out of memory. */
+static bool grow(mdht_lookup *l) {
+  if (l->n_cands < l->cap) return true;
+  if (l->cap >= MDHT_LOOKUP_MAX_CANDS) return false;
+  uint32_t cap = l->cap * 2;
+  if (cap > MDHT_LOOKUP_MAX_CANDS) cap = MDHT_LOOKUP_MAX_CANDS;
+  mdht_lookup_cand *c = realloc(l->cands, cap * sizeof *c);
+  if (!c) return false;
+  l->cands = c;
+  if (l->tokens) {
+    mdht_lookup_token *t = realloc(l->tokens, cap * sizeof *t);
+    if (!t) return false; /* cands has the room; cap stays (harmless) */
+    l->tokens = t;
+  }
+  l->cap = cap;
+  return true;
+}
+
+/* When the query to `c` went out (absolute). */
+static mdht_time sent_at(const mdht_lookup *l, const mdht_lookup_cand *c) {
+  return l->started + c->sent;
+}
+
 int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
                       const mdht_lookup_cbs *cbs, const mdht_id *self) {
   if (!ls) return MDHT_ERR_INVAL;
@@ -32,7 +87,7 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
       cfg->query_timeout_ms == 0 ||
       cfg->query_soft_timeout_ms > cfg->query_timeout_ms)
     return MDHT_ERR_INVAL;
-  /* Only the pointers: a slot (about 16 KB) exists while its lookup runs,
+  /* Only the pointers: a slot exists while its lookup runs,
    * so that an idle node, or each of the thousands of nodes in the
    * simulator, holds memory for the lookups it runs, not for the most it
    * may run. */
@@ -65,7 +120,7 @@ void mdht_lookups_set_soft_timeout(mdht_lookups *ls, mdht_time ms) {
 void mdht_lookups_free(mdht_lookups *ls) {
   if (!ls) return;
   for (uint32_t i = 0; ls->slots && i < ls->n_alloc; i++)
-    free(ls->slots[i]);
+    slot_free(ls->slots[i]);
   ls->n_alloc = 0;
   free(ls->slots);
   free(ls->gens);
@@ -138,6 +193,9 @@ static uint32_t sorted_pos(const mdht_lookup *l, const mdht_id *id) {
 static void remove_at(mdht_lookup *l, uint32_t i) {
   memmove(&l->cands[i], &l->cands[i + 1],
           (l->n_cands - i - 1) * sizeof l->cands[0]);
+  if (l->tokens)
+    memmove(&l->tokens[i], &l->tokens[i + 1],
+            (l->n_cands - i - 1) * sizeof l->tokens[0]);
   l->n_cands--;
 }
 
@@ -147,6 +205,12 @@ static uint32_t insert_sorted(mdht_lookup *l, const mdht_lookup_cand *c) {
   memmove(&l->cands[pos + 1], &l->cands[pos],
           (l->n_cands - pos) * sizeof l->cands[0]);
   l->cands[pos] = *c;
+  if (l->tokens) {
+    /* A candidate is (re)placed before it answers: no token yet. */
+    memmove(&l->tokens[pos + 1], &l->tokens[pos],
+            (l->n_cands - pos) * sizeof l->tokens[0]);
+    l->tokens[pos].len = 0;
+  }
   l->n_cands++;
   return pos;
 }
@@ -159,7 +223,7 @@ static void add_candidate(const mdht_lookups *ls, mdht_lookup *l,
   if (!usable_addr(ls, addr)) return;
   if (ls->has_self && mdht_id_eq(id, &ls->self)) return;
   if (host_taken(ls, l, addr) || id_taken(l, id, -1)) return;
-  if (l->n_cands == MDHT_LOOKUP_MAX_CANDS) {
+  if (!grow(l)) {
     /* Only never-queried candidates may go: the queried ones are the
      * memory of whom not to ask again, and the answered ones the result. */
     int far = -1;
@@ -247,7 +311,8 @@ static void pump(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
     if (i < 0) break;
     mdht_lookup_cand *c = &l->cands[i];
     c->state = MDHT_LC_INFLIGHT;
-    c->sent = now;
+    mdht_time dt = now > l->started ? now - l->started : 0;
+    c->sent = dt < UINT32_MAX ? (uint32_t)dt : UINT32_MAX;
     l->n_inflight++;
     l->queries++;
     /* Copies: the callback gets no pointer into our arrays. */
@@ -264,9 +329,9 @@ static void update_deadline(const mdht_lookups *ls, mdht_lookup *l) {
     const mdht_lookup_cand *c = &l->cands[i];
     mdht_time t;
     if (c->state == MDHT_LC_INFLIGHT)
-      t = c->sent + ls->soft_ms;
+      t = sent_at(l, c) + ls->soft_ms;
     else if (c->state == MDHT_LC_SLOW)
-      t = c->sent + ls->cfg.query_timeout_ms;
+      t = sent_at(l, c) + ls->cfg.query_timeout_ms;
     else
       continue;
     if (t < d) d = t;
@@ -308,7 +373,7 @@ static void publish(const mdht_lookups *ls, const mdht_lookup *l,
 static void release(mdht_lookups *ls, mdht_lookup *l) {
   uint32_t idx = (l->id & MAX_SLOTS) - 1;
   ls->slots[idx] = NULL;
-  free(l);
+  slot_free(l);
   ls->n_active--;
 }
 
@@ -320,8 +385,9 @@ static void finish(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
     if (c->state != MDHT_LC_ANSWERED) continue;
     nodes[n].id = c->id;
     nodes[n].addr = c->addr;
-    nodes[n].token_len = c->token_len;
-    memcpy(nodes[n].token, c->token, c->token_len);
+    nodes[n].token_len = l->tokens ? l->tokens[i].len : 0;
+    if (nodes[n].token_len)
+      memcpy(nodes[n].token, l->tokens[i].b, nodes[n].token_len);
     n++;
   }
   bool ok = l->responses > 0;
@@ -382,10 +448,8 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   while (idx < ls->cfg.max_lookups && ls->slots[idx])
     idx++;
   if (idx >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
-  mdht_lookup *l = malloc(sizeof *l);
+  mdht_lookup *l = slot_new(kind);
   if (!l) return MDHT_ERR_NOMEM;
-  /* The arrays are filled as they grow: only the header needs values. */
-  memset(l, 0, offsetof(mdht_lookup, cands));
   l->end_due = false;
   l->kind = kind;
   l->target = *target;
@@ -398,7 +462,7 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   for (size_t i = 0; i < n_seeds; i++)
     add_candidate(ls, l, &seeds[i].id, &seeds[i].addr, 1);
   if (l->n_cands == 0) {
-    free(l);
+    slot_free(l);
     return MDHT_ERR_AGAIN;
   }
 
@@ -475,10 +539,13 @@ int mdht_lookup_on_response(mdht_lookups *ls, uint32_t lookup_id,
   else
     l->n_slow--;
   c->state = MDHT_LC_ANSWERED;
-  c->token_len = 0;
-  if (token_len > 0 && token_len <= MDHT_LOOKUP_TOKEN_MAX) {
-    memcpy(c->token, token, token_len);
-    c->token_len = (uint8_t)token_len;
+  if (l->tokens) {
+    mdht_lookup_token *t = &l->tokens[i];
+    t->len = 0;
+    if (token_len > 0 && token_len <= MDHT_LOOKUP_TOKEN_MAX) {
+      memcpy(t->b, token, token_len);
+      t->len = (uint8_t)token_len;
+    }
   }
   uint32_t depth = c->depth;
   l->responses++;
@@ -550,10 +617,11 @@ int mdht_lookups_tick(mdht_lookups *ls, mdht_time now) {
     for (uint32_t i = 0; i < l->n_cands; i++) {
       mdht_lookup_cand *c = &l->cands[i];
       if (c->state != MDHT_LC_INFLIGHT && c->state != MDHT_LC_SLOW) continue;
-      if (now < c->sent) continue; /* the caller's clock went back */
-      if (now - c->sent >= ls->cfg.query_timeout_ms) {
+      mdht_time sent = sent_at(l, c);
+      if (now < sent) continue; /* the caller's clock went back */
+      if (now - sent >= ls->cfg.query_timeout_ms) {
         set_failed(l, c);
-      } else if (c->state == MDHT_LC_INFLIGHT && now - c->sent >= ls->soft_ms) {
+      } else if (c->state == MDHT_LC_INFLIGHT && now - sent >= ls->soft_ms) {
         c->state = MDHT_LC_SLOW;
         l->n_inflight--;
         l->n_slow++;

@@ -77,9 +77,14 @@
  *     report the owner loses cannot stall a lookup forever (a report that
  *     arrives after that is ignored).
  *
- * Memory: a lookup's slot (some 16 KB: candidates and peers) is allocated
- * when it starts and freed when it ends, so an idle node holds none and a
- * busy one as many as it runs; nothing is allocated per response.
+ * Memory: a lookup's slot is allocated when it starts and freed when it
+ * ends, so an idle node holds none and a busy one as many as it runs. A
+ * slot is a small header, its candidates (48 bytes each, room for
+ * MDHT_LOOKUP_CANDS_INIT at first, doubled when full up to
+ * MDHT_LOOKUP_MAX_CANDS: at most two reallocations per lookup, none per
+ * response beyond that), their tokens (33 bytes each, get_peers and get
+ * only) and the peers (5 KB, get_peers only). A find_node lookup holds
+ * some 1.6 to 6 KB, not the 16 KB every lookup held before.
  *
  * Events (all with id = target, method = the lookup kind, u.lookup):
  *   LOOKUP_STARTED  when started; counters zero.
@@ -175,12 +180,23 @@ enum {
 typedef struct mdht_lookup_cand {
   mdht_id id;
   mdht_addr addr;
-  mdht_time sent;
+  uint32_t sent; /* ms after the lookup started (mdht_lookup.started) */
   uint16_t depth;
   uint8_t state; /* MDHT_LC_* */
-  uint8_t token_len;
-  uint8_t token[MDHT_LOOKUP_TOKEN_MAX];
+  uint8_t pad_;
 } mdht_lookup_cand;
+
+/* The token a candidate answered with (get_peers and get lookups only:
+ * a find_node answer carries none we use). */
+typedef struct mdht_lookup_token {
+  uint8_t len; /* 0: none (or too long to keep) */
+  uint8_t b[MDHT_LOOKUP_TOKEN_MAX];
+} mdht_lookup_token;
+
+/* Candidates room a lookup starts with; it doubles when full, up to
+ * MDHT_LOOKUP_MAX_CANDS. A find_node lookup in a 20,000-node simulation
+ * ends with 16 to 63 candidates in nine cases out of ten. */
+#define MDHT_LOOKUP_CANDS_INIT 32
 
 /* Internal; visible so that tests and the node can look inside. */
 typedef struct mdht_lookup {
@@ -197,9 +213,14 @@ typedef struct mdht_lookup {
   uint32_t n_slow;     /* MDHT_LC_SLOW candidates */
   uint32_t queries, responses, failures, rounds;
   uint32_t n_cands;
+  uint32_t cap; /* room in cands (and tokens) */
   uint32_t n_peers;
-  mdht_lookup_cand cands[MDHT_LOOKUP_MAX_CANDS];
-  mdht_addr peers[MDHT_LOOKUP_MAX_PEERS];
+  /* Allocated apart from the slot, each only for the kinds that use it:
+   * the node's own find_node lookups (bootstrap, fill, refresh) are most
+   * lookups, and need neither tokens nor peers. */
+  mdht_lookup_cand *cands;   /* cap, sorted by distance to the target */
+  mdht_lookup_token *tokens; /* cap, parallel to cands; NULL for find_node */
+  mdht_addr *peers;          /* MDHT_LOOKUP_MAX_PEERS; get_peers only */
 } mdht_lookup;
 
 typedef struct mdht_lookups {

@@ -1378,6 +1378,75 @@ static void test_peers_and_tokens(void **state) {
   sim_h_del(t);
 }
 
+/* A slot holds what its kind needs: a find_node lookup (the node's own
+ * bootstrap, fill and refresh lookups) has neither tokens nor peers, and
+ * room for MDHT_LOOKUP_CANDS_INIT candidates; a get_peers lookup has both. */
+static void test_slot_sized_by_kind(void **state) {
+  (void)state;
+  h *t = h_new();
+  mdht_lookup_node s = lnode(1, 1);
+  uint32_t fn = start(t, MDHT_M_FIND_NODE, &s, 1);
+  const mdht_lookup *l = mdht_lookup_find(&t->ls, fn);
+  assert_non_null(l);
+  assert_null(l->peers);
+  assert_null(l->tokens);
+  assert_non_null(l->cands);
+  assert_int_equal(l->cap, MDHT_LOOKUP_CANDS_INIT);
+  mdht_lookup_node s2 = lnode(2, 2);
+  uint32_t gp = start(t, MDHT_M_GET_PEERS, &s2, 1);
+  l = mdht_lookup_find(&t->ls, gp);
+  assert_non_null(l->peers);
+  assert_non_null(l->tokens);
+  assert_int_equal(l->cap, MDHT_LOOKUP_CANDS_INIT);
+  h_del(t);
+}
+
+/* The candidates grow by doubling as they come (40 seeds: room for 64),
+ * and each token stays with its node while closer nodes are inserted in
+ * front of it. */
+static void test_candidates_grow_tokens_follow(void **state) {
+  (void)state;
+  mdht_config c;
+  h_config(&c);
+  c.k = 4;
+  c.alpha = 2;
+  h *t = h_new_cfg(&c);
+  enum { NS = 40 };
+  mdht_lookup_node seeds[NS];
+  for (int i = 0; i < NS; i++)
+    seeds[i] = lnode((uint8_t)(10 + i), (uint8_t)(i + 1));
+  uint32_t id = start(t, MDHT_M_GET_PEERS, seeds, NS);
+  const mdht_lookup *l = mdht_lookup_find(&t->ls, id);
+  assert_int_equal(l->n_cands, NS);
+  assert_int_equal(l->cap, 2 * MDHT_LOOKUP_CANDS_INIT);
+  mdht_lookup_node closer[2] = {lnode(1, 100), lnode(2, 101)};
+  const uint8_t tok[4][5] = {"aaaa", "bbbbb", "c", "dd"};
+  const size_t len[4] = {4, 5, 1, 2};
+  const mdht_lookup_node *who[4] = {&seeds[0], &seeds[1], &closer[0],
+                                    &closer[1]};
+  for (int i = 0; i < 4; i++) {
+    assert_true(queried(t, id, who[i]));
+    sent_q *q = h_query(t, id, &who[i]->addr);
+    q->closed = true;
+    /* The first answer names two nodes closer than every candidate. */
+    assert_int_equal(
+        mdht_lookup_on_response(&t->ls, id, &who[i]->id, &who[i]->addr,
+                                i == 0 ? closer : NULL, i == 0 ? 2 : 0, NULL, 0,
+                                tok[i], len[i], t->now),
+        0);
+  }
+  assert_int_equal(t->ndone, 1);
+  const done_rec *d = &t->done[0];
+  assert_int_equal(d->r.n_nodes, 4);
+  const int order[4] = {2, 3, 0, 1}; /* closest first */
+  for (int i = 0; i < 4; i++) {
+    assert_true(mdht_id_eq(&d->nodes[i].id, &who[order[i]]->id));
+    assert_int_equal(d->nodes[i].token_len, len[order[i]]);
+    assert_memory_equal(d->nodes[i].token, tok[order[i]], len[order[i]]);
+  }
+  h_del(t);
+}
+
 /* The per-lookup peer bound. */
 static void test_peer_bound(void **state) {
   (void)state;
@@ -1916,6 +1985,8 @@ int main(void) {
       cmocka_unit_test(test_no_duplicates_in_network),
       cmocka_unit_test(test_peers_and_tokens),
       cmocka_unit_test(test_peer_bound),
+      cmocka_unit_test(test_slot_sized_by_kind),
+      cmocka_unit_test(test_candidates_grow_tokens_follow),
       cmocka_unit_test(test_many_concurrent),
       cmocka_unit_test(test_martians_skipped),
       cmocka_unit_test(test_after_done_ignored),
