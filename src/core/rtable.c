@@ -256,6 +256,37 @@ static void drop_at(mdht_rt_entry *v, uint8_t *n, uint32_t i) {
   (*n)--;
 }
 
+/* Room for `want` replacement candidates in `b` (want <= cfg->k): the
+ * block grows to the next power of two, at most k. False if out of
+ * memory (the block is left as it was). */
+static bool repl_reserve(const mdht_rtable *rt, mdht_rt_bucket *b,
+                         uint32_t want) {
+  if (want <= b->repl_cap) return true;
+  uint32_t cap = b->repl_cap ? b->repl_cap : 2;
+  while (cap < want)
+    cap *= 2;
+  if (cap > rt->cfg->k) cap = rt->cfg->k;
+  mdht_rt_entry *v = realloc(b->repl, cap * sizeof *v);
+  if (!v) return false;
+  b->repl = v;
+  b->repl_cap = (uint8_t)cap;
+  return true;
+}
+
+/* Frees the replacement block once it is empty. */
+static void repl_release(mdht_rt_bucket *b) {
+  if (b->nrepl > 0 || !b->repl) return;
+  free(b->repl);
+  b->repl = NULL;
+  b->repl_cap = 0;
+}
+
+/* Removes replacement candidate i of `b`. */
+static void repl_drop(mdht_rt_bucket *b, uint32_t i) {
+  drop_at(b->repl, &b->nrepl, i);
+  repl_release(b);
+}
+
 /* A tick: only compared with ticks of the same table. */
 static uint32_t last_seen(const mdht_rt_entry *e) {
   uint32_t t = e->last_reply > e->last_query ? e->last_reply : e->last_query;
@@ -308,7 +339,7 @@ static void promote(mdht_rtable *rt, mdht_rt_bucket *b, mdht_time now) {
   while (b->n < rt->cfg->k && b->nrepl > 0) {
     int c = best_candidate(b);
     b->nodes[b->n] = b->repl[c];
-    drop_at(b->repl, &b->nrepl, (uint32_t)c);
+    repl_drop(b, (uint32_t)c);
     b->last_changed = now;
     publish(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], NULL, now);
   }
@@ -330,16 +361,20 @@ static bool repl_add(mdht_rtable *rt, mdht_rt_bucket *b,
       return false;
     }
     idx_remove(rt, &b->repl[victim].addr, &b->repl[victim].id);
-    drop_at(b->repl, &b->nrepl, victim);
+    repl_drop(b, victim);
+  }
+  if (!repl_reserve(rt, b, b->nrepl + 1u)) {
+    idx_remove(rt, &e->addr, &e->id);
+    return false;
   }
   b->repl[b->nrepl++] = *e;
   return true;
 }
 
-/* The block of a new bucket: k slots, then k replacement slots. Not
- * zeroed: only the first n (nrepl) of each half are ever read. */
+/* The node block of a new bucket: k slots. Not zeroed: only the first n
+ * are ever read. */
 static mdht_rt_entry *entries_new(const mdht_rtable *rt) {
-  return malloc(2 * (size_t)rt->cfg->k * sizeof(mdht_rt_entry));
+  return malloc((size_t)rt->cfg->k * sizeof(mdht_rt_entry));
 }
 
 /* Splits the last bucket in two: the ids that share exactly `depth` bits
@@ -348,17 +383,22 @@ static int split(mdht_rtable *rt, mdht_time now) {
   uint32_t depth = rt->nbuckets - 1;
   mdht_rt_entry *store = entries_new(rt);
   if (!store) return MDHT_ERR_NOMEM;
-  mdht_rt_bucket *nb =
-      realloc(rt->buckets, (rt->nbuckets + 1) * sizeof *rt->buckets);
+  mdht_rt_bucket hi0 = {.nodes = store};
+  const mdht_rt_bucket *old = &rt->buckets[depth];
+  uint32_t up = 0;
+  for (uint32_t i = 0; i < old->nrepl; i++)
+    up += (uint32_t)mdht_id_common_prefix(&old->repl[i].id, &rt->self) > depth;
+  mdht_rt_bucket *nb = NULL;
+  if (repl_reserve(rt, &hi0, up))
+    nb = realloc(rt->buckets, (rt->nbuckets + 1) * sizeof *rt->buckets);
   if (!nb) {
     free(store);
+    free(hi0.repl);
     return MDHT_ERR_NOMEM;
   }
   rt->buckets = nb;
   mdht_rt_bucket *lo = &nb[depth], *hi = &nb[depth + 1];
-  memset(hi, 0, sizeof *hi);
-  hi->nodes = store;
-  hi->repl = store + rt->cfg->k;
+  *hi = hi0;
   hi->last_changed = lo->last_changed;
 
   uint8_t keep = 0;
@@ -377,6 +417,7 @@ static int split(mdht_rtable *rt, mdht_time now) {
       lo->repl[keep++] = lo->repl[i];
   }
   lo->nrepl = keep;
+  repl_release(lo);
   rt->nbuckets++;
 
   if (rt->bus) {
@@ -520,7 +561,6 @@ int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
     return MDHT_ERR_NOMEM;
   }
   rt->buckets[0].nodes = store;
-  rt->buckets[0].repl = store + cfg->k;
   rt->nbuckets = 1;
   rt->index_.cap = INDEX_MIN_CAP;
   rt->index_.by_ip = rt->one_per_ip_;
@@ -529,8 +569,10 @@ int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
 
 void mdht_rtable_free(mdht_rtable *rt) {
   if (!rt) return;
-  for (uint32_t i = 0; rt->buckets && i < rt->nbuckets; i++)
+  for (uint32_t i = 0; rt->buckets && i < rt->nbuckets; i++) {
     free(rt->buckets[i].nodes);
+    free(rt->buckets[i].repl);
+  }
   free(rt->buckets);
   free(rt->index_.slots);
   memset(rt, 0, sizeof *rt);
@@ -632,7 +674,14 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
     /* A candidate heard again may now take a slot; otherwise it becomes
      * the newest candidate. It keeps its index entry throughout. */
     e = b->repl[pos];
+    /* Not repl_drop: the block stays while `e` is placed, so that a
+     * lone candidate heard again is not freed and allocated again per
+     * datagram. */
     drop_at(b->repl, &b->nrepl, (uint32_t)pos);
+    touch(rt, &e, how, now);
+    int r = place(rt, &e, how, now, ping);
+    repl_release(bucket_for(rt, id));
+    return r;
   } else {
     mdht_rt_bucket *b = bucket_for(rt, id);
     if (has_id(b->nodes, b->n, id) || has_id(b->repl, b->nrepl, id))
@@ -660,7 +709,7 @@ void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
     /* A candidate that does not answer is not worth keeping. */
     pos = find_addr(b->repl, b->nrepl, addr);
     if (pos >= 0) {
-      drop_at(b->repl, &b->nrepl, (uint32_t)pos);
+      repl_drop(b, (uint32_t)pos);
       idx_remove(rt, addr, &sid);
     }
     return;
@@ -671,7 +720,7 @@ void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
   int c = best_candidate(b);
   mdht_rt_entry old = *e;
   *e = b->repl[c];
-  drop_at(b->repl, &b->nrepl, (uint32_t)c);
+  repl_drop(b, (uint32_t)c);
   b->last_changed = now;
   idx_remove(rt, &old.addr, &old.id);
   publish(rt, MDHT_EV_NODE_REPLACED, e, &old, now);
@@ -695,7 +744,7 @@ int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
   }
   pos = find_addr(b->repl, b->nrepl, addr);
   if (pos < 0) return MDHT_ERR_NOTFOUND;
-  drop_at(b->repl, &b->nrepl, (uint32_t)pos);
+  repl_drop(b, (uint32_t)pos);
   idx_remove(rt, addr, &sid);
   return 0;
 }

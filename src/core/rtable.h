@@ -90,14 +90,19 @@ typedef enum mdht_rt_state {
   MDHT_RT_BAD
 } mdht_rt_state;
 
-/* A bucket's entries live in one block of 2 * cfg->k entries allocated
- * with the bucket: memory follows the configured k, not MDHT_RT_KMAX. */
+/* A bucket's nodes live in a block of cfg->k entries allocated with the
+ * bucket: memory follows the configured k, not MDHT_RT_KMAX. Its
+ * replacement candidates have a block of their own, allocated with the
+ * first candidate, doubled when full (2, 4, ... up to cfg->k) and freed
+ * when the last one goes: the buckets near our id, which hold every
+ * node there is, have none, and most others fewer than k. */
 typedef struct mdht_rt_bucket {
   mdht_time last_changed; /* a node added, or one answered: refresh timer */
   uint8_t n;              /* entries in nodes[] */
   uint8_t nrepl;          /* entries in repl[] */
+  uint8_t repl_cap;       /* room in repl[] (0: repl is NULL) */
   mdht_rt_entry *nodes;   /* cfg->k slots */
-  mdht_rt_entry *repl;    /* cfg->k slots, replacement candidates, newest
+  mdht_rt_entry *repl;    /* repl_cap slots, replacement candidates, newest
                              last */
 } mdht_rt_bucket;
 

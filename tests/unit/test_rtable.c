@@ -336,9 +336,10 @@ static void test_init_invalid(void **state) {
       MDHT_ERR_INVAL);
 }
 
-/* A bucket holds room for k nodes and k candidates, not MDHT_RT_KMAX of
- * each: with k = 2 every bucket's block is 4 entries, and fills to that
- * through splits and replacement lists alike. */
+/* A bucket holds room for k nodes and at most k candidates, not
+ * MDHT_RT_KMAX of each: with k = 2 every bucket's node block is 2 entries
+ * and its candidate block at most 2, and both fill through splits and
+ * replacement lists alike. */
 static void test_buckets_sized_by_k(void **state) {
   fx *f = *state;
   fx_reinit(f, 2);
@@ -353,9 +354,12 @@ static void test_buckets_sized_by_k(void **state) {
   uint32_t total = 0, repl = 0;
   for (uint32_t b = 0; b < rt->nbuckets; b++) {
     const mdht_rt_bucket *bk = &rt->buckets[b];
-    assert_ptr_equal(bk->repl, bk->nodes + 2);
     assert_true(malloc_usable_size(bk->nodes) <
-                2 * MDHT_RT_KMAX * sizeof(mdht_rt_entry) / 2);
+                MDHT_RT_KMAX * sizeof(mdht_rt_entry) / 2);
+    assert_true(bk->repl_cap <= 2);
+    if (bk->repl)
+      assert_true(malloc_usable_size(bk->repl) <
+                  MDHT_RT_KMAX * sizeof(mdht_rt_entry) / 2);
     assert_true(bk->n <= 2 && bk->nrepl <= 2);
     total += bk->n;
     repl += bk->nrepl;
@@ -363,6 +367,46 @@ static void test_buckets_sized_by_k(void **state) {
   /* Every bucket 0..5 is full, and so is its list of candidates. */
   assert_true(total >= 12);
   assert_true(repl >= 10);
+  check_invariants(f);
+}
+
+/* A bucket's candidate block is allocated with the first candidate,
+ * doubles as candidates come (2, 4, 8 = k, never more) and is freed when
+ * the last one goes, as they take slots or are removed. */
+static void test_replacements_grow_and_shrink(void **state) {
+  fx *f = *state;
+  fx_reinit(f, 8);
+  mdht_id ids[20];
+  mdht_addr addrs[20];
+  for (int i = 0; i < 20; i++) {
+    ids[i] = id_at(f, 0);
+    addrs[i] = new_addr(f);
+  }
+  for (int i = 0; i < 8; i++)
+    assert_true(heard(f, &ids[i], &addrs[i], MDHT_RT_HEARD_REPLY, T0) > 0);
+  uint32_t bi = mdht_rtable_bucket_of(&f->rt, &ids[0]);
+  const mdht_rt_bucket *b = &f->rt.buckets[bi];
+  assert_int_equal(b->n, 8);
+  assert_null(b->repl);
+  assert_int_equal(b->repl_cap, 0);
+  const uint8_t caps[12] = {2, 2, 4, 4, 8, 8, 8, 8, 8, 8, 8, 8};
+  for (int i = 8; i < 20; i++) {
+    heard(f, &ids[i], &addrs[i], MDHT_RT_HEARD_REPLY, T0 + 1);
+    b = &f->rt.buckets[mdht_rtable_bucket_of(&f->rt, &ids[0])];
+    assert_int_equal(b->nrepl, i - 7 > 8 ? 8 : i - 7);
+    assert_int_equal(b->repl_cap, caps[i - 8]);
+    assert_non_null(b->repl);
+  }
+  check_invariants(f);
+  /* Removing nodes promotes candidates; removing the candidates frees
+   * the block. */
+  for (int i = 0; i < 20; i++)
+    mdht_rtable_remove(&f->rt, &ids[i], &addrs[i], T0 + 2);
+  b = &f->rt.buckets[mdht_rtable_bucket_of(&f->rt, &ids[0])];
+  assert_int_equal(b->n, 0);
+  assert_int_equal(b->nrepl, 0);
+  assert_null(b->repl);
+  assert_int_equal(b->repl_cap, 0);
   check_invariants(f);
 }
 
@@ -1783,6 +1827,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_init_invalid, setup, teardown),
       cmocka_unit_test_setup_teardown(test_add_and_update, setup, teardown),
       cmocka_unit_test_setup_teardown(test_buckets_sized_by_k, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_replacements_grow_and_shrink, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_ignored_rules, setup, teardown),
       cmocka_unit_test_setup_teardown(test_identity_conflicts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restarted_node_replaces_bad_entry,
