@@ -1,10 +1,19 @@
 #include "bootstrap.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void mdht_boot_init(mdht_bootstrap *b) {
   memset(b, 0, sizeof *b);
   b->backoff = MDHT_BOOT_BACKOFF_MIN_MS;
+}
+
+void mdht_boot_free(mdht_bootstrap *b) {
+  free(b->routers);
+  free(b->seeds);
+  b->routers = NULL;
+  b->seeds = NULL;
+  b->nrouters = b->nseeds = 0;
 }
 
 bool mdht_boot_is_router(const mdht_bootstrap *b, const mdht_addr *a) {
@@ -16,6 +25,13 @@ bool mdht_boot_is_router(const mdht_bootstrap *b, const mdht_addr *a) {
 int mdht_boot_add_router(mdht_bootstrap *b, const mdht_addr *a) {
   if (mdht_boot_is_router(b, a)) return MDHT_ERR_EXISTS;
   if (b->nrouters >= MDHT_BOOT_MAX_ROUTERS) return MDHT_ERR_LIMIT;
+  uint32_t n = b->nrouters + 1;
+  mdht_addr *r = realloc(b->routers, n * sizeof *r);
+  if (!r) return MDHT_ERR_NOMEM;
+  b->routers = r;
+  mdht_lookup_node *s = realloc(b->seeds, n * sizeof *s);
+  if (!s) return MDHT_ERR_NOMEM; /* routers keeps its larger block */
+  b->seeds = s;
   b->routers[b->nrouters++] = *a;
   return 0;
 }
@@ -28,7 +44,7 @@ void mdht_boot_router_answered(mdht_bootstrap *b, const mdht_id *id,
       return;
     }
   }
-  if (b->nseeds < MDHT_BOOT_MAX_ROUTERS)
+  if (b->nseeds < b->nrouters)
     b->seeds[b->nseeds++] = (mdht_lookup_node){.id = *id, .addr = *a};
 }
 

@@ -38,10 +38,13 @@ typedef enum mdht_boot_phase {
 } mdht_boot_phase;
 
 typedef struct mdht_bootstrap {
-  mdht_addr routers[MDHT_BOOT_MAX_ROUTERS];
+  /* Both arrays have room for nrouters entries, allocated as routers are
+   * added: a node has one to four routers (a simulated node one), and
+   * room for MDHT_BOOT_MAX_ROUTERS of each cost 960 bytes per node. */
+  mdht_addr *routers;
   uint32_t nrouters;
   /* Routers that answered, with their ids: lookup seeds. */
-  mdht_lookup_node seeds[MDHT_BOOT_MAX_ROUTERS];
+  mdht_lookup_node *seeds;
   uint32_t nseeds;
   mdht_boot_phase phase;
   uint32_t fill_pending;  /* bucket lookups still running */
@@ -54,6 +57,8 @@ typedef struct mdht_bootstrap {
 } mdht_bootstrap;
 
 void mdht_boot_init(mdht_bootstrap *b);
+/* Frees the router and seed arrays. */
+void mdht_boot_free(mdht_bootstrap *b);
 /* Returns 0, MDHT_ERR_EXISTS (already known) or MDHT_ERR_LIMIT. */
 int mdht_boot_add_router(mdht_bootstrap *b, const mdht_addr *a);
 bool mdht_boot_is_router(const mdht_bootstrap *b, const mdht_addr *a);

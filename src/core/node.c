@@ -2130,6 +2130,7 @@ void mdht_node_del(mdht_node *node) {
   mdht_rl_free(&node->budget);
   mdht_outq_free(&node->outq);
   mdht_lookups_free(&node->lookups);
+  mdht_boot_free(&node->boot);
   while (node->ops) {
     mdht_op *op = node->ops;
     node->ops = op->next;
