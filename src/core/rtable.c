@@ -155,9 +155,13 @@ static void ix_place(rt_slot *s, uint32_t mask, rt_slot v) {
   s[i] = v;
 }
 
+/* Keeps the index at most 3/4 full: linear probing then looks at about
+ * 2.5 slots for a hit, 8.5 for a miss (4-byte slots, two cache lines at
+ * most), and a full table costs 5.3 to 10.7 bytes per entry instead of 8
+ * to 16 at 1/2 (issue 13: 1 KB less for most simulated nodes). */
 static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
   uint32_t cap = x->cap;
-  while ((x->n + extra) * 2 > cap)
+  while ((x->n + extra) * 4 > cap * 3)
     cap *= 2;
   if (cap == x->cap) return 0;
   rt_slot *ns = calloc(cap, sizeof *ns);
