@@ -37,26 +37,34 @@
 #define MDHT_EXTADDR_MIN_VOTES 3
 #define MDHT_EXTADDR_TTL_MS (30 * 60 * 1000)
 
-/* 40 bytes a source (it was 56): the time as a 32-bit tick from the
- * table's epoch, and the vote as an IP alone, of the source's family
- * (votes of another family are refused, and votes compare by IP). */
-typedef struct mdht_extaddr_src {
-  uint32_t at;      /* when it voted: ms since `epoch`, 0 = free slot */
-  uint8_t key[17];  /* family, then the source's /24, /64 or whole IP */
-  uint8_t vote[16]; /* the IP it says we have (family key[0]) */
-} mdht_extaddr_src;
-
+/* A table holds the votes of one family (a node's socket has one; the
+ * BEP 32 pair has a table per node). A source's record is its time, a
+ * 32-bit tick from the table's epoch, then its key and its vote, each an
+ * IP of the family: 12 bytes for IPv4, 36 for IPv6 (it was 40 for either,
+ * 56 before that). The records are allocated with the first vote: 768
+ * bytes for the 64 sources of an IPv4 table, held inline they cost every
+ * node 2.5 KB (a third of a simulated node's struct). The key is the
+ * source's /24 or /64 with the rest zero, or its whole IP if private: the
+ * two never meet, since no private address is public. */
 typedef struct mdht_extaddr {
-  mdht_extaddr_src src[MDHT_EXTADDR_SOURCES];
-  /* Tick 0 of `at`. Moved forward when a tick would not fit in 32 bits;
-   * the votes then older than 2^31 ms, long past MDHT_EXTADDR_TTL_MS,
-   * read as that old, which changes no outcome. */
+  uint8_t *rec;   /* MDHT_EXTADDR_SOURCES records of rec_len bytes, or NULL
+                     before the first vote */
+  uint8_t family; /* MDHT_AF_INET or MDHT_AF_INET6 */
+  uint8_t iplen;  /* 4 or 16 */
+  uint8_t rec_len;
+  /* Tick 0 of the records' times. Moved forward when a tick would not
+   * fit in 32 bits; the votes then older than 2^31 ms, long past
+   * MDHT_EXTADDR_TTL_MS, read as that old, which changes no outcome. */
   mdht_time epoch;
   mdht_addr current; /* valid when `has` */
   bool has;
 } mdht_extaddr;
 
-void mdht_extaddr_init(mdht_extaddr *x);
+/* An empty table for votes of `family` (MDHT_AF_INET or MDHT_AF_INET6);
+ * votes of the other family are refused. */
+void mdht_extaddr_init(mdht_extaddr *x, uint8_t family);
+/* Frees the records; the table is empty (of the same family) after. */
+void mdht_extaddr_free(mdht_extaddr *x);
 
 /* `source` (the responder) says we are `claimed`. Returns true when this
  * vote changed the adopted address (the first adoption included). */

@@ -2106,7 +2106,7 @@ int mdht_node_new(mdht_node **out, const mdht_config *cfg,
   }
   mdht_maint_init(&node->maint, now);
   mdht_boot_init(&node->boot);
-  mdht_extaddr_init(&node->ext);
+  mdht_extaddr_init(&node->ext, node->bound.family);
   node->next_op_id = 1;
   node->op_ids = &node->next_op_id;
   node->store = &node->peers;
@@ -2131,6 +2131,7 @@ void mdht_node_del(mdht_node *node) {
   mdht_outq_free(&node->outq);
   mdht_lookups_free(&node->lookups);
   mdht_boot_free(&node->boot);
+  mdht_extaddr_free(&node->ext);
   while (node->ops) {
     mdht_op *op = node->ops;
     node->ops = op->next;

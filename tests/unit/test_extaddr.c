@@ -27,7 +27,7 @@ static const mdht_addr *vote(mdht_extaddr *x, mdht_addr s, mdht_addr claim,
 static void test_adopts_after_three_sources(void **state) {
   (void)state;
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
   bool changed;
   assert_null(vote(&x, src(1), me, T0, &changed));
@@ -40,12 +40,13 @@ static void test_adopts_after_three_sources(void **state) {
   /* more agreeing votes change nothing */
   vote(&x, src(4), me, T0, &changed);
   assert_false(changed);
+  mdht_extaddr_free(&x);
 }
 
 static void test_one_vote_per_slash24(void **state) {
   (void)state;
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
   /* 50 addresses of one /24 (and another port each) count once */
   for (uint8_t i = 1; i <= 50; i++)
@@ -53,7 +54,8 @@ static void test_one_vote_per_slash24(void **state) {
   assert_null(mdht_extaddr_get(&x));
   assert_int_equal(mdht_extaddr_votes(&x, &me, T0), 1);
   /* IPv6: one /64 counts once */
-  mdht_extaddr_init(&x);
+  mdht_extaddr_free(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET6);
   mdht_addr me6 = {.family = MDHT_AF_INET6, .port = 1, .ip = {0x20, 0x01, 9}};
   for (uint8_t i = 1; i <= 10; i++) {
     mdht_addr s6 = {.family = MDHT_AF_INET6, .port = 1, .ip = {0x2a, 0x02}};
@@ -61,12 +63,13 @@ static void test_one_vote_per_slash24(void **state) {
     vote(&x, s6, me6, T0, NULL);
   }
   assert_null(mdht_extaddr_get(&x));
+  mdht_extaddr_free(&x);
 }
 
 static void test_minority_does_not_flap(void **state) {
   (void)state;
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
   mdht_addr liar = test_addr4(1, 2, 3, 4, 40000);
   for (uint32_t i = 0; i < 10; i++)
@@ -83,12 +86,13 @@ static void test_minority_does_not_flap(void **state) {
     for (uint32_t i = 100; i < 109; i++)
       vote(&x, src(i), liar, T0 + 500, &changed);
   assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &me));
+  mdht_extaddr_free(&x);
 }
 
 static void test_changes_when_clearly_outvoted(void **state) {
   (void)state;
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr old = test_addr4(93, 184, 216, 34, 40000);
   mdht_addr now_ = test_addr4(93, 184, 217, 1, 40000);
   for (uint32_t i = 0; i < 6; i++)
@@ -105,12 +109,13 @@ static void test_changes_when_clearly_outvoted(void **state) {
   }
   assert_int_equal(flips, 1);
   assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &now_));
+  mdht_extaddr_free(&x);
 }
 
 static void test_votes_age_out(void **state) {
   (void)state;
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr old = test_addr4(93, 184, 216, 34, 40000);
   mdht_addr nw = test_addr4(8, 8, 4, 4, 40000);
   for (uint32_t i = 0; i < 20; i++)
@@ -128,12 +133,13 @@ static void test_votes_age_out(void **state) {
   vote(&x, src(103), nw, later, &changed);
   assert_true(changed);
   assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &nw));
+  mdht_extaddr_free(&x);
 }
 
 static void test_rejects_implausible_votes(void **state) {
   (void)state;
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr pub = test_addr4(93, 184, 216, 34, 40000);
   /* LAN and loopback peers claiming a public address for us */
   for (uint8_t i = 1; i <= 10; i++) {
@@ -152,41 +158,78 @@ static void test_rejects_implausible_votes(void **state) {
   }
   assert_null(mdht_extaddr_get(&x));
   assert_int_equal(mdht_extaddr_votes(&x, &pub, T0), 0);
+  mdht_extaddr_free(&x);
 }
 
 static void test_private_sources_count_per_address(void **state) {
   (void)state;
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr me = test_addr4(127, 0, 0, 1, 6881);
   /* loopback peers, all in 127.0.0.0/24: each counts */
   for (uint8_t i = 2; i <= 4; i++)
     vote(&x, test_addr4(127, 0, 0, i, 6881), me, T0, NULL);
   assert_non_null(mdht_extaddr_get(&x));
   assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &me));
+  mdht_extaddr_free(&x);
 }
 
 static void test_bounded_table(void **state) {
   (void)state;
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
   /* ten thousand sources: the table keeps the newest 64 */
   for (uint32_t i = 0; i < 10000; i++)
     vote(&x, src(i), me, T0 + i, NULL);
   assert_int_equal(mdht_extaddr_votes(&x, &me, T0 + 10000),
                    MDHT_EXTADDR_SOURCES);
-  assert_int_equal(sizeof x.src / sizeof x.src[0], MDHT_EXTADDR_SOURCES);
+  /* 64 records of 12 bytes for IPv4. */
+  assert_int_equal(x.rec_len, 12);
+  mdht_extaddr_free(&x);
 }
 
-/* A source's record is 40 bytes: its time is a 32-bit tick, moved to a
+/* The records exist from the first vote on, sized by the family (12
+ * bytes a source for IPv4, 36 for IPv6); a vote of the other family is
+ * refused and allocates nothing; free empties the table. */
+static void test_records_by_family(void **state) {
+  (void)state;
+  mdht_extaddr x;
+  mdht_extaddr_init(&x, MDHT_AF_INET);
+  assert_null(x.rec);
+  mdht_addr s6 = {.family = MDHT_AF_INET6, .port = 1, .ip = {0x2a, 0x02}};
+  mdht_addr me6 = {.family = MDHT_AF_INET6, .port = 1, .ip = {0x20, 0x01, 9}};
+  assert_false(mdht_extaddr_vote(&x, &s6, &me6, T0));
+  assert_null(x.rec);
+  mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
+  vote(&x, src(1), me, T0, NULL);
+  assert_non_null(x.rec);
+  assert_int_equal(x.rec_len, 12);
+  assert_int_equal(mdht_extaddr_votes(&x, &me, T0), 1);
+  mdht_extaddr_free(&x);
+  assert_null(x.rec);
+  assert_int_equal(mdht_extaddr_votes(&x, &me, T0), 0);
+  mdht_extaddr_init(&x, MDHT_AF_INET6);
+  assert_int_equal(x.rec_len, 36);
+  mdht_addr s4 = src(1);
+  assert_false(mdht_extaddr_vote(&x, &s4, &me, T0)); /* IPv4 */
+  assert_null(x.rec);
+  for (uint8_t i = 1; i <= 3; i++) {
+    s6.ip[7] = i; /* three /64s */
+    mdht_extaddr_vote(&x, &s6, &me6, T0);
+  }
+  assert_non_null(mdht_extaddr_get(&x));
+  assert_true(mdht_addr_ip_eq(mdht_extaddr_get(&x), &me6));
+  mdht_extaddr_free(&x);
+}
+
+/* A source's time is a 32-bit tick, moved to a
  * new epoch once it would not fit; votes cast just before the move still
  * count after it, within MDHT_EXTADDR_TTL_MS, and expire on time. */
 static void test_ticks_move_epoch(void **state) {
   (void)state;
-  assert_true(sizeof(mdht_extaddr_src) <= 40);
   mdht_extaddr x;
-  mdht_extaddr_init(&x);
+  mdht_extaddr_init(&x, MDHT_AF_INET);
   mdht_addr me = test_addr4(93, 184, 216, 34, 40000);
   mdht_time t = ((mdht_time)1 << 32) - 500; /* the last ticks that fit */
   assert_null(vote(&x, src(1), me, t, NULL));
@@ -204,6 +247,7 @@ static void test_ticks_move_epoch(void **state) {
   assert_int_equal(mdht_extaddr_votes(&x, &me, t + MDHT_EXTADDR_TTL_MS), 2);
   assert_int_equal(mdht_extaddr_votes(&x, &me, t + 100 + MDHT_EXTADDR_TTL_MS),
                    1);
+  mdht_extaddr_free(&x);
 }
 
 int main(void) {
@@ -217,6 +261,7 @@ int main(void) {
       cmocka_unit_test(test_private_sources_count_per_address),
       cmocka_unit_test(test_bounded_table),
       cmocka_unit_test(test_ticks_move_epoch),
+      cmocka_unit_test(test_records_by_family),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
