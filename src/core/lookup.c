@@ -391,6 +391,7 @@ static void finish(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
     n++;
   }
   bool ok = l->responses > 0;
+  mdht_addr no_peers[1];
   publish(ls, l, MDHT_EV_LOOKUP_DONE, NULL, ok, now);
   mdht_lookup_results res = {
       .lookup_id = l->id,
@@ -399,7 +400,8 @@ static void finish(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
       .ok = ok,
       .nodes = nodes,
       .n_nodes = n,
-      .peers = l->peers,
+      /* Never NULL (owners copy n_peers = 0 entries from it). */
+      .peers = l->peers ? l->peers : no_peers,
       .n_peers = l->n_peers,
       .rounds = l->rounds,
       .queries = l->queries,
