@@ -77,6 +77,10 @@ void mdht_boot_succeeded(mdht_bootstrap *b) {
 void mdht_boot_failed(mdht_bootstrap *b, mdht_time now) {
   b->phase = MDHT_BOOT_IDLE;
   b->nseeds = 0;
+  /* The lookup through the routers may have been this one: it reached
+   * nobody, so the routers are asked again even if the table holds
+   * nodes (boot_step). */
+  b->router_joined = false;
   b->fill_pending = 0;
   b->next_attempt = now + b->backoff;
   b->backoff *= 2;

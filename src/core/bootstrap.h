@@ -72,7 +72,8 @@ void mdht_boot_pinged(mdht_bootstrap *b, mdht_time now);
  * the routers at the next attempt (the backoff keeps growing). */
 void mdht_boot_reset(mdht_bootstrap *b, mdht_time now);
 /* The lookup for our own id got no answer at all (a lost datagram, a
- * router that went away): try again after the backoff, which grows. */
+ * router that went away): try again after the backoff, which grows; the
+ * routers are pinged again even while the table holds nodes. */
 void mdht_boot_failed(mdht_bootstrap *b, mdht_time now);
 /* A bootstrap completed with nodes in the table: the backoff starts over
  * from its minimum. */

@@ -789,12 +789,17 @@ static int start_lookup(mdht_node *node, mdht_op *op, mdht_method kind,
                         mdht_time now) {
   mdht_lookup_node seeds[MDHT_RT_KMAX * 2 + MDHT_BOOT_MAX_ROUTERS];
   mdht_rt_entry near[MDHT_RT_KMAX * 2];
-  /* The lookup that joins us through the routers after we had joined
-   * from the table alone (boot_step) starts from them only: the table's
-   * nodes, closer to our id, would keep the far routers out of the
-   * window. Any other: more seeds than K, a few are likely stale. */
-  bool rejoin = op->purpose == MDHT_OP_BOOT_SELF && node->boot.ever_done &&
-                node->boot.nseeds > 0 && !node->boot.router_joined;
+  /* The lookup that a router's answer starts (boot_step) joins us through
+   * the routers only, whatever the table holds, whether or not we had
+   * joined from it before: the table's nodes, closer to our id, would keep
+   * the far routers out of the window. A router whose own first ping was
+   * lost holds, when the retry is answered, only joiners that know no one
+   * but it; seeded from them, its lookup never asked the router, and it
+   * and every node that joined through it stayed an island (50,000 nodes,
+   * 5 % loss: a quarter of the network, 62.8 % of lookups found their
+   * peer). Any other lookup: more seeds than K, a few are likely stale. */
+  bool rejoin = op->purpose == MDHT_OP_BOOT_SELF && node->boot.nseeds > 0 &&
+                !node->boot.router_joined;
   size_t n =
       rejoin ? 0
              : mdht_rtable_closest(&node->rt, &op->target, node->bound.family,
