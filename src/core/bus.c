@@ -1,13 +1,24 @@
 #include "bus.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void mdht_bus_init(mdht_bus *bus) {
   memset(bus, 0, sizeof *bus);
 }
 
+void mdht_bus_free(mdht_bus *bus) {
+  if (!bus) return;
+  free(bus->subs);
+  mdht_bus_init(bus);
+}
+
 int mdht_bus_subscribe(mdht_bus *bus, mdht_event_cb cb, void *user) {
   if (!bus || !cb) return MDHT_ERR_INVAL;
+  if (!bus->subs) {
+    bus->subs = calloc(MDHT_BUS_MAX_SUBS, sizeof *bus->subs);
+    if (!bus->subs) return MDHT_ERR_NOMEM;
+  }
   for (int h = 0; h < MDHT_BUS_MAX_SUBS; h++) {
     if (bus->subs[h].cb) continue;
     bus->subs[h].cb = cb;
@@ -20,7 +31,7 @@ int mdht_bus_subscribe(mdht_bus *bus, mdht_event_cb cb, void *user) {
 }
 
 void mdht_bus_unsubscribe(mdht_bus *bus, int handle) {
-  if (!bus || handle < 0 || handle >= MDHT_BUS_MAX_SUBS ||
+  if (!bus || !bus->subs || handle < 0 || handle >= MDHT_BUS_MAX_SUBS ||
       !bus->subs[handle].cb)
     return;
   bus->subs[handle].cb = NULL;
@@ -34,7 +45,7 @@ void mdht_bus_unsubscribe(mdht_bus *bus, int handle) {
 }
 
 void mdht_bus_publish(const mdht_bus *bus, const mdht_event *ev) {
-  if (!bus || !ev) return;
+  if (!bus || !ev || bus->nsubs == 0) return;
   /* Subscribers may change the bus under us; iterate over a snapshot and
    * re-check each slot before calling, so that a removed subscriber is
    * skipped and a slot reused meanwhile (different gen) is not a match. */

@@ -2145,6 +2145,7 @@ void mdht_node_del(mdht_node *node) {
     mdht_crawl_del(op->crawl);
     free(op);
   }
+  mdht_bus_free(&node->bus);
   free(node);
 }
 

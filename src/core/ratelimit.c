@@ -8,7 +8,7 @@ enum { TAG_V4 = 1, TAG_V6_64 = 2, TAG_V6_48 = 3 };
 
 /* Sets allocated on first use; the table doubles from there up to
  * max_sets (see ratelimit.h). */
-#define MIN_SETS 4u
+#define MIN_SETS 2u
 
 /* The slots are allocated on first use (see ratelimit.h). */
 static void table_init(mdht_rl_table *t, uint32_t cap, uint64_t rate,

@@ -19,7 +19,7 @@
  * source can only be forgotten (and start over full) when four busier
  * sources share its set. O(1) per call. A table is allocated the first
  * time it is used, so that an IPv4 node never holds the /48 tier, and
- * starts at 4 sets: where it would have to forget a source that has
+ * starts at 2 sets (256 bytes): where it would have to forget a source that has
  * spent tokens it doubles instead (each old set splits into two, so the
  * rehash always fits), up to its full size, where eviction takes over.
  * So the thousands of nodes of a simulation hold what their traffic

@@ -48,7 +48,7 @@ typedef struct mdht_txn {
 } mdht_txn;
 
 /* Slots allocated at first (and kept at least, once shrunk). */
-#define MDHT_TXN_MIN_SLOTS 8
+#define MDHT_TXN_MIN_SLOTS 4
 
 typedef struct mdht_txn_mgr {
   mdht_txn *slots;

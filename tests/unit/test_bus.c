@@ -74,6 +74,10 @@ static void test_no_subscribers(void **state) {
   mdht_bus_init(&bus);
   publish(&bus, MDHT_EV_LOG, 1);
   assert_int_equal(bus.nsubs, 0);
+  /* No subscriber, no slots: a simulated node pays nothing for the bus. */
+  assert_null(bus.subs);
+  mdht_bus_unsubscribe(&bus, 0);
+  mdht_bus_free(&bus);
 }
 
 static void test_event_init_zeroes(void **state) {
@@ -104,6 +108,7 @@ static void test_order_and_payload(void **state) {
   assert_int_equal(lg.last_now, 1234);
   publish(&bus, MDHT_EV_LOG, 5);
   assert_string_equal(lg.tags, "abcabc");
+  mdht_bus_free(&bus);
 }
 
 static void test_unsubscribe_and_reuse(void **state) {
@@ -145,6 +150,7 @@ static void test_unsubscribe_and_reuse(void **state) {
   lg.tags[0] = '\0';
   publish(&bus, MDHT_EV_LOG, 0);
   assert_string_equal(lg.tags, "");
+  mdht_bus_free(&bus);
 }
 
 static void test_full(void **state) {
@@ -164,8 +170,7 @@ static void test_full(void **state) {
   char all[MDHT_BUS_MAX_SUBS + 2] = {0}, after[MDHT_BUS_MAX_SUBS + 2] = {0};
   for (int i = 0, j = 0; i < MDHT_BUS_MAX_SUBS; i++) {
     all[i] = (char)('A' + i);
-    if (i != 7)
-      after[j++] = (char)('A' + i);
+    if (i != 7) after[j++] = (char)('A' + i);
   }
   after[MDHT_BUS_MAX_SUBS - 1] = 'z';
   assert_string_equal(lg.tags, all);
@@ -176,6 +181,7 @@ static void test_full(void **state) {
   lg.n = 0;
   publish(&bus, MDHT_EV_LOG, 0);
   assert_string_equal(lg.tags, after);
+  mdht_bus_free(&bus);
 }
 
 static void test_null_args(void **state) {
@@ -188,6 +194,7 @@ static void test_null_args(void **state) {
   mdht_bus_publish(&bus, NULL);
   mdht_bus_publish(NULL, NULL);
   mdht_bus_unsubscribe(NULL, 0);
+  mdht_bus_free(&bus);
 }
 
 static void test_unsubscribe_other_during_publish(void **state) {
@@ -206,6 +213,7 @@ static void test_unsubscribe_other_during_publish(void **state) {
   assert_int_equal(bus.nsubs, 2);
   publish(&bus, MDHT_EV_LOG, 0);
   assert_string_equal(lg.tags, "acac");
+  mdht_bus_free(&bus);
 }
 
 static void test_unsubscribe_self_during_publish(void **state) {
@@ -220,6 +228,7 @@ static void test_unsubscribe_self_during_publish(void **state) {
   publish(&bus, MDHT_EV_LOG, 0);
   publish(&bus, MDHT_EV_LOG, 0);
   assert_string_equal(lg.tags, "abb");
+  mdht_bus_free(&bus);
 }
 
 static void test_reuse_during_publish(void **state) {
@@ -241,6 +250,7 @@ static void test_reuse_during_publish(void **state) {
   assert_string_equal(lg.tags, "ac");
   publish(&bus, MDHT_EV_LOG, 0);
   assert_string_equal(lg.tags, "acacd");
+  mdht_bus_free(&bus);
 }
 
 static void test_add_during_publish_then_remove(void **state) {
@@ -258,6 +268,7 @@ static void test_add_during_publish_then_remove(void **state) {
   assert_string_equal(lg.tags, "ab");
   publish(&bus, MDHT_EV_LOG, 0);
   assert_string_equal(lg.tags, "abbd");
+  mdht_bus_free(&bus);
 }
 
 int main(void) {
