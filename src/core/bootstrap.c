@@ -66,6 +66,7 @@ void mdht_boot_reset(mdht_bootstrap *b, mdht_time now) {
   b->router_joined = false;
   if (b->next_attempt < now) b->next_attempt = now;
   b->fill_pending = 0;
+  b->fill_next = b->fill_end = 0;
 }
 
 void mdht_boot_succeeded(mdht_bootstrap *b) {
@@ -82,6 +83,7 @@ void mdht_boot_failed(mdht_bootstrap *b, mdht_time now) {
    * nodes (boot_step). */
   b->router_joined = false;
   b->fill_pending = 0;
+  b->fill_next = b->fill_end = 0;
   b->next_attempt = now + b->backoff;
   b->backoff *= 2;
   if (b->backoff > MDHT_BOOT_BACKOFF_MAX_MS)

@@ -4,7 +4,9 @@
  * Routers are pinged first (their ids are unknown, and a lookup needs
  * ids); those that answer seed a find_node lookup for our own id, which
  * fills the buckets near us; then one lookup per bucket that is not full
- * fills the rest. When the routing table empties (the network was lost),
+ * fills the rest, MDHT_BOOT_FILL_PARALLEL at a time, farthest bucket first
+ * (a bucket that filled meanwhile, from the answers to earlier lookups,
+ * gets none). When the routing table empties (the network was lost),
  * the routers are pinged again with exponential backoff.
  *
  * Until a router has answered, the routers are pinged (with the backoff)
@@ -28,6 +30,11 @@
 #define MDHT_BOOT_MAX_ROUTERS 16
 #define MDHT_BOOT_BACKOFF_MIN_MS 1000
 #define MDHT_BOOT_BACKOFF_MAX_MS (5 * 60 * 1000)
+/* Bucket-fill lookups running at once. All at once, a joining node had a
+ * dozen lookups and some 60 queries in flight: 40 KB for a few seconds,
+ * which in a simulator whose joiners overlap by the thousand was a fifth
+ * of the peak memory (issue 13), and a burst no network needs. */
+#define MDHT_BOOT_FILL_PARALLEL 3
 
 typedef enum mdht_boot_phase {
   MDHT_BOOT_IDLE,    /* no routers, or nothing to do */
@@ -48,6 +55,8 @@ typedef struct mdht_bootstrap {
   uint32_t nseeds;
   mdht_boot_phase phase;
   uint32_t fill_pending;  /* bucket lookups still running */
+  uint32_t fill_next;     /* next bucket that may get a fill lookup ... */
+  uint32_t fill_end;      /* ... up to this one, excluded */
   mdht_time next_attempt; /* next router ping round */
   mdht_time backoff;
   bool ever_done;

@@ -851,22 +851,36 @@ static int start_internal(mdht_node *node, uint8_t purpose,
   return rc;
 }
 
-/* After the lookup for our own id: one lookup in each bucket that is not
- * full, so that the far buckets fill too (BEP 5 leaves this to the
- * implementation; libtorrent and jech/dht do the same). */
-static void boot_fill(mdht_node *node, mdht_time now) {
-  node->boot.phase = MDHT_BOOT_FILL;
-  node->boot.fill_pending = 0;
-  /* The last bucket is the one the self lookup just filled. */
-  for (uint32_t b = 0; b + 1 < node->rt.nbuckets; b++) {
+/* Starts bucket-fill lookups, farthest bucket first, until
+ * MDHT_BOOT_FILL_PARALLEL run or none is left; a bucket that is full by
+ * its turn is skipped. */
+static void fill_more(mdht_node *node, mdht_time now) {
+  mdht_bootstrap *bt = &node->boot;
+  while (bt->fill_pending < MDHT_BOOT_FILL_PARALLEL &&
+         bt->fill_next < bt->fill_end) {
+    uint32_t b = bt->fill_next++;
     if (node->rt.buckets[b].n >= node->cfg.k) continue;
     uint8_t rnd[MDHT_ID_LEN];
     mdht__node_random(node, rnd, sizeof rnd);
     mdht_id target;
     mdht_maint_bucket_target(&node->rt, b, rnd, &target);
     if (start_internal(node, MDHT_OP_BOOT_FILL, &target, now) == 0)
-      node->boot.fill_pending++;
+      bt->fill_pending++;
   }
+}
+
+/* After the lookup for our own id: one lookup in each bucket that is not
+ * full, so that the far buckets fill too (BEP 5 leaves this to the
+ * implementation; libtorrent and jech/dht do the same), a few at a time
+ * (bootstrap.h). */
+static void boot_fill(mdht_node *node, mdht_time now) {
+  node->boot.phase = MDHT_BOOT_FILL;
+  node->boot.fill_pending = 0;
+  /* The last bucket is the one the self lookup just filled. Splits
+   * during the fills only add buckets past this one. */
+  node->boot.fill_next = 0;
+  node->boot.fill_end = node->rt.nbuckets - 1;
+  fill_more(node, now);
   if (node->boot.fill_pending == 0) boot_done(node, now);
 }
 
@@ -977,8 +991,10 @@ static void lookup_done(void *user, const mdht_lookup_results *res) {
     return;
   case MDHT_OP_BOOT_FILL:
     op_free(node, op);
-    if (node->boot.fill_pending > 0 && --node->boot.fill_pending == 0)
-      boot_done(node, now);
+    if (node->boot.fill_pending == 0) return; /* reset meanwhile */
+    node->boot.fill_pending--;
+    fill_more(node, now);
+    if (node->boot.fill_pending == 0) boot_done(node, now);
     return;
   case MDHT_OP_REFRESH:
     op_free(node, op);
