@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -314,6 +317,18 @@ static void read_rss(long *cur, long *peak) {
   fclose(f);
 }
 
+/* Bytes the allocator has handed out and not had back, in KiB; -1 where
+ * the C library cannot tell. Against the RSS it shows what fragmentation
+ * costs (freed memory the heap cannot return). */
+static long heap_in_use(void) {
+#ifdef __GLIBC__
+  struct mallinfo2 mi = mallinfo2();
+  return (long)((mi.uordblks + mi.hblkhd) / 1024);
+#else
+  return -1;
+#endif
+}
+
 static void on_progress(const mdht_scenario_status *st, void *user) {
   prog *p = user;
   double now = wall_s();
@@ -326,11 +341,12 @@ static void on_progress(const mdht_scenario_status *st, void *user) {
   read_rss(&cur, &peak);
   fprintf(stderr,
           "mdht sim: %-8s virtual %8.1f s, %llu events (%.0f/s), %llu "
-          "queued, nodes %u/%u up, %u threads, RSS %.0f MiB (peak %.0f), "
-          "wall %.1f s\n",
+          "queued, nodes %u/%u up, %u threads, RSS %.0f MiB (peak %.0f, "
+          "heap in use %.0f), wall %.1f s\n",
           st->phase, (double)st->vt / 1000, (unsigned long long)st->c.events,
           rate, (unsigned long long)st->c.queued, st->alive, st->nodes,
-          st->threads, (double)cur / 1024, (double)peak / 1024, now - p->t0);
+          st->threads, (double)cur / 1024, (double)peak / 1024,
+          (double)heap_in_use() / 1024, now - p->t0);
   p->last_wall = now;
   p->last_events = st->c.events;
 }

@@ -12,6 +12,24 @@
  * ended finds its slot reused under another id and is ignored. */
 #define SLOT_BITS 16
 #define MAX_SLOTS 0xffffu
+#define SLOTS_INIT 4u
+
+/* Doubles the slot table, up to max_lookups; the generations of the
+ * slots there are kept, so ids stay unique. */
+static int grow_slots(mdht_lookups *ls) {
+  uint32_t cap = ls->cap * 2;
+  if (cap > ls->cfg.max_lookups) cap = ls->cfg.max_lookups;
+  mdht_lookup **s = realloc(ls->slots, cap * sizeof *s);
+  if (!s) return MDHT_ERR_NOMEM;
+  ls->slots = s;
+  uint16_t *g = realloc(ls->gens, cap * sizeof *g);
+  if (!g) return MDHT_ERR_NOMEM; /* the larger slots block is harmless */
+  ls->gens = g;
+  memset(s + ls->cap, 0, (cap - ls->cap) * sizeof *s);
+  memset(g + ls->cap, 0, (cap - ls->cap) * sizeof *g);
+  ls->cap = cap;
+  return 0;
+}
 
 static mdht_lookup *find_slot(const mdht_lookups *ls, uint32_t id) {
   if (!ls || !ls->slots) return NULL;
@@ -87,12 +105,14 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
       cfg->query_timeout_ms == 0 ||
       cfg->query_soft_timeout_ms > cfg->query_timeout_ms)
     return MDHT_ERR_INVAL;
-  /* Only the pointers: a slot exists while its lookup runs,
-   * so that an idle node, or each of the thousands of nodes in the
-   * simulator, holds memory for the lookups it runs, not for the most it
-   * may run. */
-  ls->slots = calloc(cfg->max_lookups, sizeof *ls->slots);
-  ls->gens = calloc(cfg->max_lookups, sizeof *ls->gens);
+  /* Only the pointers, and only room for a few: a slot exists while its
+   * lookup runs, and the pointer table doubles (up to max_lookups) only
+   * when more run at once, so that an idle node, or each of the million
+   * nodes of a simulation, holds memory for the lookups it runs, not for
+   * the most it may run (640 bytes per node at the default 64). */
+  ls->cap = cfg->max_lookups < SLOTS_INIT ? cfg->max_lookups : SLOTS_INIT;
+  ls->slots = calloc(ls->cap, sizeof *ls->slots);
+  ls->gens = calloc(ls->cap, sizeof *ls->gens);
   if (!ls->slots || !ls->gens) {
     free(ls->slots);
     free(ls->gens);
@@ -127,6 +147,7 @@ void mdht_lookups_free(mdht_lookups *ls) {
   ls->slots = NULL;
   ls->gens = NULL;
   ls->n_active = 0;
+  ls->cap = 0;
 }
 
 /* ------------------------------------------------------------ candidates */
@@ -447,9 +468,12 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   /* The lowest free index: n_alloc, the span tick() walks, stays as
    * small as the most lookups run at once. */
   uint32_t idx = 0;
-  while (idx < ls->cfg.max_lookups && ls->slots[idx])
+  while (idx < ls->cap && ls->slots[idx])
     idx++;
-  if (idx >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
+  if (idx >= ls->cap) {
+    if (ls->cap >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
+    if (grow_slots(ls) < 0) return MDHT_ERR_NOMEM;
+  }
   mdht_lookup *l = slot_new(kind);
   if (!l) return MDHT_ERR_NOMEM;
   l->end_due = false;

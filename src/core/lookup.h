@@ -232,16 +232,18 @@ typedef struct mdht_lookups {
   bool has_self;
   mdht_time soft_ms;   /* soft timeout in force: cfg's, or less when the
                           owner measures faster round trips */
-  mdht_lookup **slots; /* cfg.max_lookups pointers; a slot is allocated
-                          when a lookup starts, freed when it ends */
+  mdht_lookup **slots; /* cap pointers; a slot is allocated when a lookup
+                          starts, freed when it ends */
   uint16_t *gens;      /* per slot: bumped per use, so that ids are not
                           reused soon */
+  uint32_t cap;        /* room in slots and gens: 4, doubled when more
+                          lookups run at once, up to cfg.max_lookups */
   uint32_t n_alloc;    /* slots[n_alloc..] have never been used */
   uint32_t n_active;
 } mdht_lookups;
 
-/* `self` (may be NULL) is never queried nor returned. Only the table of
- * cfg->max_lookups slot pointers is allocated here. Errors: MDHT_ERR_INVAL (k,
+/* `self` (may be NULL) is never queried nor returned. Only a table of a
+ * few slot pointers is allocated here. Errors: MDHT_ERR_INVAL (k,
  * alpha, max_lookups out of range, no send callback), MDHT_ERR_NOMEM. */
 int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
                       const mdht_lookup_cbs *cbs, const mdht_id *self);

@@ -6,7 +6,7 @@
   the same figures; the table form prints the same success rate.
 - Every bad argument gives status 2, one line on stderr, nothing on stdout.
 - --progress prints a line per phase on stderr (phase, virtual time, events
-  and events/s, nodes up, RSS and peak RSS), and nothing else changes.
+  and events/s, nodes up, RSS, peak RSS and heap in use), and nothing else changes.
 - --churn weibull: nodes leave and come back during the run (sessions of a
   few minutes, so that some do in a short run); the run completes with its
   figures and the same seed gives the same output, byte for byte.
@@ -102,13 +102,17 @@ def test_progress():
     for line in lines:
         m = re.match(r"mdht sim: (\w+) +virtual +([\d.]+) s, (\d+) events "
                      r"\((\d+)/s\), (\d+) queued, nodes (\d+)/(\d+) up, "
-                     r"(\d+) threads, RSS (\d+) MiB \(peak (\d+)\), wall ([\d.]+) s$", line)
+                     r"(\d+) threads, RSS (\d+) MiB \(peak (\d+), heap in use (-?\d+)\), "
+                     r"wall ([\d.]+) s$", line)
         check(m is not None, "progress line: %r" % line)
         seen.append(m.group(1))
         check(int(m.group(7)) == 400, "nodes in the line")
         check(int(m.group(8)) == 2, "threads in the line: %r" % line)
         check(int(m.group(9)) > 0 and int(m.group(10)) >= int(m.group(9)),
               "RSS and peak: %r" % line)
+        # glibc tells what the heap holds: some, and no more than it has
+        check(0 < int(m.group(11)) <= int(m.group(10)) + 1,
+              "heap in use: %r" % line)
     for ph in PHASES:
         check(ph in seen, "phase %s reported (%s)" % (ph, seen))
     check(seen.index("join") < seen.index("lookups") < seen.index("done"),

@@ -1479,7 +1479,10 @@ static void test_many_concurrent(void **state) {
   h *t = sim_h(7);
   uint32_t ids[64];
   mdht_id targets[64];
+  /* The slot table starts small and doubles as lookups pile up. */
+  assert_int_equal(t->ls.cap, 4);
   for (int i = 0; i < 64; i++) {
+    if (i == 5) assert_int_equal(t->ls.cap, 8);
     targets[i] = rand_id(t->net);
     mdht_lookup_node seeds[8];
     size_t ns = sim_seeds(t->net, i * 7, &targets[i], seeds, 8);
@@ -1492,6 +1495,7 @@ static void test_many_concurrent(void **state) {
       assert_int_not_equal(ids[j], ids[i]);
   }
   assert_int_equal(t->ls.n_active, 64);
+  assert_int_equal(t->ls.cap, 64); /* max_lookups, and no further */
   mdht_lookup_node s = lnode(1, 1);
   assert_int_equal(
       mdht_lookup_start(&t->ls, MDHT_M_FIND_NODE, &targets[0], &s, 1, t->now),
