@@ -663,6 +663,29 @@ typedef struct mdht_stats {
 MDHT_EXTERN void mdht_node_stats(const mdht_node *node, mdht_time now,
                                  mdht_stats *out);
 
+/* The heap a node holds, by part, in bytes asked of the allocator (its
+ * own bookkeeping and fragmentation not included). Memory follows what a
+ * node holds, not its limits: these are the figures to watch when
+ * embedding many nodes, or a million in the simulator. A BEP 32 pair
+ * shares a peer and an item store: each is counted with the first node. */
+typedef struct mdht_memory {
+  size_t node;         /* the node's own struct */
+  size_t routing;      /* buckets and their node slots (k per bucket) */
+  size_t replacements; /* replacement-list blocks */
+  size_t index;        /* the routing table's address index */
+  size_t transactions; /* queries in flight */
+  size_t lookups;      /* slot table and running lookups */
+  size_t peers;        /* peer store */
+  size_t items;        /* BEP 44 item store */
+  size_t limits;       /* rate-limit and reply-budget tables */
+  size_t other;        /* outgoing queue, BEP 42 voters, bootstrap,
+                          operations */
+  size_t total;        /* all of the above */
+  uint32_t entries;    /* routing entries: bucket nodes + candidates */
+} mdht_memory;
+
+MDHT_EXTERN void mdht_node_memory(const mdht_node *node, mdht_memory *out);
+
 /* ---------------------------------------------------------- saved state */
 
 /* A node's state as bytes, so that a restarted node keeps its id, its

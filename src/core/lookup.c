@@ -672,3 +672,15 @@ const mdht_lookup *mdht_lookup_find(const mdht_lookups *ls,
                                     uint32_t lookup_id) {
   return find_slot(ls, lookup_id);
 }
+
+size_t mdht_lookups_bytes(const mdht_lookups *ls) {
+  size_t b = ls->cap * (sizeof *ls->slots + sizeof *ls->gens);
+  for (uint32_t i = 0; i < ls->n_alloc; i++) {
+    const mdht_lookup *l = ls->slots[i];
+    if (!l) continue;
+    b += sizeof *l + l->cap * sizeof *l->cands;
+    if (l->tokens) b += l->cap * sizeof *l->tokens;
+    if (l->peers) b += MDHT_LOOKUP_MAX_PEERS * sizeof *l->peers;
+  }
+  return b;
+}

@@ -247,6 +247,8 @@ typedef struct mdht_lookups {
  * alpha, max_lookups out of range, no send callback), MDHT_ERR_NOMEM. */
 int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
                       const mdht_lookup_cbs *cbs, const mdht_id *self);
+/* Heap bytes: the slot table and the running lookups. */
+size_t mdht_lookups_bytes(const mdht_lookups *ls);
 /* Ends every lookup silently (no callback, no event). Idempotent. */
 void mdht_lookups_free(mdht_lookups *ls);
 

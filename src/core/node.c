@@ -2165,6 +2165,42 @@ void mdht_node_del(mdht_node *node) {
   free(node);
 }
 
+/* Bytes of a rate-limit table pair (each allocated on first use). */
+static size_t rl_bytes(const mdht_ratelimit *rl) {
+  size_t b = 0;
+  if (rl->host.slots)
+    b += (size_t)rl->host.nsets * MDHT_RL_WAYS * sizeof(mdht_rl_slot);
+  if (rl->site.slots)
+    b += (size_t)rl->site.nsets * MDHT_RL_WAYS * sizeof(mdht_rl_slot);
+  return b;
+}
+
+void mdht_node_memory(const mdht_node *node, mdht_memory *m) {
+  if (!m) return;
+  memset(m, 0, sizeof *m);
+  if (!node) return;
+  m->node = sizeof *node;
+  mdht_rtable_bytes(&node->rt, &m->routing, &m->replacements, &m->index);
+  for (uint32_t b = 0; b < node->rt.nbuckets; b++)
+    m->entries += node->rt.buckets[b].n + node->rt.buckets[b].nrepl;
+  m->transactions = node->txns.cap * (sizeof(mdht_txn) + sizeof(uint16_t));
+  m->lookups = mdht_lookups_bytes(&node->lookups);
+  if (node->store == &node->peers) m->peers = mdht_peers_bytes(&node->peers);
+  if (node->istore == &node->items)
+    m->items = node->items.cap * (sizeof(mdht_item) + sizeof(mdht_item_index) +
+                                  sizeof(mdht_addr));
+  m->limits = rl_bytes(&node->rl) + rl_bytes(&node->budget);
+  m->other = node->outq.cap + node->boot.nrouters * sizeof(mdht_addr) +
+             node->boot.nseeds * sizeof(mdht_lookup_node);
+  if (node->ext.rec) m->other += MDHT_EXTADDR_SOURCES * node->ext.rec_len;
+  if (node->bus.subs) m->other += MDHT_BUS_MAX_SUBS * sizeof(mdht_bus_sub);
+  for (const mdht_op *op = node->ops; op; op = op->next)
+    m->other += sizeof *op;
+  m->total = m->node + m->routing + m->replacements + m->index +
+             m->transactions + m->lookups + m->peers + m->items + m->limits +
+             m->other;
+}
+
 const mdht_id *mdht_node_id(const mdht_node *node) {
   return &node->id;
 }

@@ -882,3 +882,17 @@ int mdht_peers_add_until(mdht_peer_store *ps, const mdht_id *ih,
   publish(ps, MDHT_EV_PEER_STORED, &e->ih, &np.addr, e->n, now);
   return 0;
 }
+
+size_t mdht_peers_bytes(const mdht_peer_store *ps) {
+  const table *t = ps->table_;
+  if (!t) return 0;
+  size_t b =
+      sizeof *t + (t->ihx.mask + 1 + t->srcx.mask + 1) * sizeof(uint32_t);
+  b += t->ents_cap * sizeof *t->ents;
+  b += t->srcs_cap * (sizeof *t->srcs + 2 * sizeof(uint32_t));
+  for (uint32_t i = 0; i < ps->nih; i++)
+    b += t->ents[i].cap * sizeof(mdht_peer);
+  for (uint32_t i = 0; i < ps->nsrc; i++)
+    b += t->srcs[i].cap * sizeof(rec_ref);
+  return b;
+}

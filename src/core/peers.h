@@ -77,6 +77,8 @@ typedef struct mdht_peer_store {
 int mdht_peers_init(mdht_peer_store *ps, const mdht_config *cfg, mdht_bus *bus,
                     uint64_t hash_seed, uint64_t rng_seed);
 void mdht_peers_free(mdht_peer_store *ps);
+/* Heap bytes: tables, records, and the peers themselves. */
+size_t mdht_peers_bytes(const mdht_peer_store *ps);
 
 /* Stores or refreshes `peer` for `ih` (the record of its IP, if any, takes
  * the new port). Returns 0, or MDHT_ERR_ADDR for a

@@ -875,3 +875,14 @@ void mdht_rtable_counts(const mdht_rtable *rt, mdht_time now, uint32_t *good,
   if (total) *total = t;
   if (replacements) *replacements = r;
 }
+
+void mdht_rtable_bytes(const mdht_rtable *rt, size_t *buckets, size_t *repl,
+                       size_t *index) {
+  size_t r = 0;
+  for (uint32_t b = 0; b < rt->nbuckets; b++)
+    r += rt->buckets[b].repl_cap;
+  *buckets = rt->nbuckets *
+             (sizeof(mdht_rt_bucket) + rt->cfg->k * sizeof(mdht_rt_entry));
+  *repl = r * sizeof(mdht_rt_entry);
+  *index = rt->index_.cap * sizeof(rt_slot);
+}

@@ -254,6 +254,11 @@ int mdht_rtable_presplit(mdht_rtable *rt, uint32_t nbuckets, mdht_time now);
 /* Index of the bucket that covers `id`. */
 uint32_t mdht_rtable_bucket_of(const mdht_rtable *rt, const mdht_id *id);
 
+/* Heap bytes: buckets with their node blocks, replacement blocks, and
+ * the address index. */
+void mdht_rtable_bytes(const mdht_rtable *rt, size_t *buckets, size_t *repl,
+                       size_t *index);
+
 /* Counts for statistics. */
 void mdht_rtable_counts(const mdht_rtable *rt, mdht_time now, uint32_t *good,
                         uint32_t *questionable, uint32_t *total,

@@ -490,9 +490,27 @@ static void phase_join(scen *s) {
     s->next_churn = (double)mdht_sim_now(sim) + expo_ms(s);
   }
   advance(s, mdht_sim_now(sim) + o->settle_ms);
-  for (uint32_t i = 0; i < s->n; i++)
-    s->r->bootstrapped +=
-        mdht_sim_alive(sim, i) && mdht_node_bootstrapped(mdht_sim_node(sim, i));
+  mdht_scenario_report *r = s->r;
+  for (uint32_t i = 0; i < s->n; i++) {
+    if (!mdht_sim_alive(sim, i)) continue;
+    const mdht_node *nd = mdht_sim_node(sim, i);
+    r->bootstrapped += mdht_node_bootstrapped(nd);
+    mdht_memory m;
+    mdht_node_memory(nd, &m);
+    r->mem_nodes++;
+    r->mem_total += m.total;
+    r->mem_node += m.node;
+    r->mem_routing += m.routing;
+    r->mem_repl += m.replacements;
+    r->mem_index += m.index;
+    r->mem_txns += m.transactions;
+    r->mem_lookups += m.lookups;
+    r->mem_peers += m.peers;
+    r->mem_items += m.items;
+    r->mem_limits += m.limits;
+    r->mem_other += m.other;
+    r->mem_entries += m.entries;
+  }
 }
 
 /* Phase 2: each info-hash is announced from a random bootstrapped node,
@@ -759,6 +777,20 @@ void mdht_scenario_print(FILE *f, const mdht_scenario_opts *o,
           r->killed, r->alive, r->dead_entries * 100,
           (unsigned long long)r->rt_entries, r->thin, r->churn_left,
           r->churn_joined);
+  if (r->mem_nodes) {
+    double n = r->mem_nodes;
+    double e = r->mem_entries ? (double)r->mem_entries : 1;
+    fprintf(f,
+            "memory:   a settled node holds %.0f B: struct %.0f, routing "
+            "slots %.0f, replacements %.0f, index %.0f, transactions %.0f, "
+            "lookups %.0f, peers %.0f, items %.0f, limits %.0f, other %.0f; "
+            "%.1f routing entries, %.1f B each (slots, candidates, index)\n",
+            r->mem_total / n, r->mem_node / n, r->mem_routing / n,
+            r->mem_repl / n, r->mem_index / n, r->mem_txns / n,
+            r->mem_lookups / n, r->mem_peers / n, r->mem_items / n,
+            r->mem_limits / n, r->mem_other / n, r->mem_entries / n,
+            (double)(r->mem_routing + r->mem_repl + r->mem_index) / e);
+  }
   fprintf(f,
           "lookups:  %u started, %u found the peer: %.2f %% (%u aborted as "
           "their node left, %u unfinished, %u refused)\n",
@@ -846,6 +878,21 @@ void mdht_scenario_print_json(FILE *f, const mdht_scenario_opts *o,
           r->lookups, r->lookups_found, r->success, r->lookups_aborted,
           r->lookups_unfinished, r->lookups_failed_start, r->lookups_thin,
           r->lookups_thin_found);
+  {
+    double n = r->mem_nodes ? r->mem_nodes : 1;
+    double e = r->mem_entries ? (double)r->mem_entries : 1;
+    fprintf(f,
+            "\"memory\":{\"nodes\":%u,\"per_node\":{\"total\":%.1f,"
+            "\"node\":%.1f,\"routing\":%.1f,\"replacements\":%.1f,"
+            "\"index\":%.1f,\"transactions\":%.1f,\"lookups\":%.1f,"
+            "\"peers\":%.1f,\"items\":%.1f,\"limits\":%.1f,\"other\":%.1f},"
+            "\"entries_per_node\":%.2f,\"bytes_per_entry\":%.2f},",
+            r->mem_nodes, r->mem_total / n, r->mem_node / n, r->mem_routing / n,
+            r->mem_repl / n, r->mem_index / n, r->mem_txns / n,
+            r->mem_lookups / n, r->mem_peers / n, r->mem_items / n,
+            r->mem_limits / n, r->mem_other / n, r->mem_entries / n,
+            (double)(r->mem_routing + r->mem_repl + r->mem_index) / e);
+  }
   json_stat(f, "ttfp_ms", &r->ttfp_ms);
   fputc(',', f);
   json_stat(f, "done_ms", &r->done_ms);

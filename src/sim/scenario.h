@@ -127,9 +127,15 @@ typedef struct mdht_scenario_report {
   mdht_scenario_stat ttfp_ms;                    /* found lookups */
   mdht_scenario_stat done_ms;                    /* done lookups */
   mdht_scenario_stat rtt_ms;                     /* link RTT (responses) */
-  uint64_t sent, lost;  /* datagrams of the whole run */
-  uint64_t events;      /* the simulator's events (deliveries, timers) */
-  uint32_t join_batch;  /* the join batch used (join_batch 0: auto) */
+  uint64_t sent, lost; /* datagrams of the whole run */
+  uint64_t events;     /* the simulator's events (deliveries, timers) */
+  uint32_t join_batch; /* the join batch used (join_batch 0: auto) */
+  /* mdht_node_memory summed over the live nodes at the end of the settle
+   * phase: what a settled node holds, by part. Deterministic, like the
+   * rest of the report (bytes asked of the allocator, not RSS). */
+  uint32_t mem_nodes;
+  uint64_t mem_total, mem_node, mem_routing, mem_repl, mem_index, mem_txns,
+      mem_lookups, mem_peers, mem_items, mem_limits, mem_other, mem_entries;
   mdht_time virtual_ms; /* virtual time the run took */
 } mdht_scenario_report;
 

@@ -278,6 +278,65 @@ static void test_announce_then_values(void **state) {
   assert_int_equal(f->events[MDHT_EV_PEER_STORED], 1);
 }
 
+static size_t memory_parts(const mdht_memory *m) {
+  return m->node + m->routing + m->replacements + m->index + m->transactions +
+         m->lookups + m->peers + m->items + m->limits + m->other;
+}
+
+/* mdht_node_memory: the parts add up to the total, and each grows with
+ * what the node holds (routing entries, peers), not with its limits. */
+static void test_memory_follows_content(void **state) {
+  fixture *f = *state;
+  mdht_memory m0, m1, m2;
+  mdht_node_memory(f->node, &m0);
+  assert_int_equal(m0.total, memory_parts(&m0));
+  assert_int_equal(m0.entries, 0);
+  assert_int_equal(m0.node, sizeof(mdht_node));
+  /* One bucket of k slots; no candidates; no lookup running. */
+  assert_int_equal(m0.routing, sizeof(mdht_rt_bucket) +
+                                   f->node->cfg.k * sizeof(mdht_rt_entry));
+  assert_int_equal(m0.replacements, 0);
+  /* Far below what max_txns (4096 slots) would take. */
+  assert_true(m0.transactions < 1024);
+  assert_true(m0.total < 16384);
+
+  /* 200 nodes, each on its own IP, query us: they fill buckets (which
+   * split) and replacement lists. */
+  for (uint32_t i = 0; i < 200; i++) {
+    mdht_addr a = test_addr4(10, 1, (uint8_t)(i / 250), (uint8_t)(i + 1), 6881);
+    mdht_id id;
+    for (int k = 0; k < MDHT_ID_LEN; k++)
+      id.b[k] = (uint8_t)(i * 37 + k * 11 + (i >> 3));
+    id.b[0] = (uint8_t)(i * 131);
+    assert_true(exchange(f, &a, query(MDHT_M_PING, &id, "mp")));
+  }
+  drain(f);
+  mdht_node_memory(f->node, &m1);
+  assert_int_equal(m1.total, memory_parts(&m1));
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_int_equal(m1.entries, st.nodes_total + st.replacements);
+  assert_true(m1.entries > 8);
+  assert_int_equal(m1.routing,
+                   st.buckets * (sizeof(mdht_rt_bucket) +
+                                 f->node->cfg.k * sizeof(mdht_rt_entry)));
+  assert_true(m1.replacements >= st.replacements * sizeof(mdht_rt_entry));
+  assert_true(m1.index >= m1.entries * sizeof(uint32_t));
+  assert_int_equal(m1.peers, m0.peers);
+
+  /* Announced peers show in the peer store's part. */
+  for (uint32_t i = 0; i < 50; i++) {
+    mdht_addr a = test_addr4(10, 2, 0, (uint8_t)(i + 1), 7000);
+    mdht_id ih = test_id((uint8_t)(0x80 + i));
+    uint8_t store[64];
+    mdht_bytes tok = get_token(f, &a, &ih, store);
+    assert_int_equal(announce(f, &a, &ih, tok, 7001, false), 'r');
+  }
+  mdht_node_memory(f->node, &m2);
+  assert_int_equal(m2.total, memory_parts(&m2));
+  assert_true(m2.peers >= m1.peers + 50 * sizeof(mdht_peer));
+}
+
 /* With far more peers stored than fit, the response stays within 1,400
  * bytes and still carries as many values as fit. */
 static void test_get_peers_size_bound(void **state) {
@@ -2688,6 +2747,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_item_put_immutable_client, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_memory_follows_content, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_confirm_then_find_node, setup,
                                       teardown),
