@@ -2161,6 +2161,7 @@ void mdht_node_del(mdht_node *node) {
     mdht_crawl_del(op->crawl);
     free(op);
   }
+  mdht_token_free(&node->tokens);
   mdht_bus_free(&node->bus);
   free(node);
 }
@@ -2194,6 +2195,7 @@ void mdht_node_memory(const mdht_node *node, mdht_memory *m) {
              node->boot.nseeds * sizeof(mdht_lookup_node);
   if (node->ext.rec) m->other += MDHT_EXTADDR_SOURCES * node->ext.rec_len;
   if (node->bus.subs) m->other += MDHT_BUS_MAX_SUBS * sizeof(mdht_bus_sub);
+  if (node->tokens.keyed) m->other += 2 * sizeof *node->tokens.keyed;
   for (const mdht_op *op = node->ops; op; op = op->next)
     m->other += sizeof *op;
   m->total = m->node + m->routing + m->replacements + m->index +

@@ -1,5 +1,6 @@
 #include "token.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <nettle/hmac.h>
@@ -18,8 +19,25 @@ static void hmac_trunc(const uint8_t *key, const uint8_t *msg, size_t len,
 }
 
 static void rekey(mdht_token_mgr *tm) {
-  hmac_sha1_set_key(&tm->cur_ctx, MDHT_TOKEN_SECRET_LEN, tm->cur);
-  hmac_sha1_set_key(&tm->prev_ctx, MDHT_TOKEN_SECRET_LEN, tm->prev);
+  if (!tm->keyed) return; /* keyed when first needed */
+  hmac_sha1_set_key(&tm->keyed[0], MDHT_TOKEN_SECRET_LEN, tm->cur);
+  hmac_sha1_set_key(&tm->keyed[1], MDHT_TOKEN_SECRET_LEN, tm->prev);
+}
+
+/* The keyed contexts, allocated and keyed on first use. NULL if out of
+ * memory: the caller then keys a context of its own for this token. */
+static const struct hmac_sha1_ctx *keyed(mdht_token_mgr *tm) {
+  if (!tm->keyed) {
+    tm->keyed = malloc(2 * sizeof *tm->keyed);
+    rekey(tm);
+  }
+  return tm->keyed;
+}
+
+void mdht_token_free(mdht_token_mgr *tm) {
+  if (!tm) return;
+  free(tm->keyed);
+  tm->keyed = NULL;
 }
 
 void mdht_token_init(mdht_token_mgr *tm, const uint8_t *secret,
@@ -27,7 +45,7 @@ void mdht_token_init(mdht_token_mgr *tm, const uint8_t *secret,
   memcpy(tm->cur, secret, MDHT_TOKEN_SECRET_LEN);
   hmac_trunc(secret, prev_label, sizeof prev_label - 1, tm->prev,
              MDHT_TOKEN_SECRET_LEN);
-  rekey(tm);
+  tm->keyed = NULL;
   tm->period = period;
   tm->next_rotate = now + period;
 }
@@ -59,18 +77,31 @@ static void token_for(const struct hmac_sha1_ctx *keyed, const mdht_addr *a,
   hmac_sha1_digest(&ctx, MDHT_TOKEN_LEN, out);
 }
 
-void mdht_token_make(const mdht_token_mgr *tm, const mdht_addr *a,
+/* The token of `a` under secret `which` (0 cur, 1 prev). */
+static void token_of(mdht_token_mgr *tm, int which, const mdht_addr *a,
                      uint8_t out[MDHT_TOKEN_LEN]) {
-  token_for(&tm->cur_ctx, a, out);
+  const struct hmac_sha1_ctx *k = keyed(tm);
+  if (k) {
+    token_for(&k[which], a, out);
+    return;
+  }
+  struct hmac_sha1_ctx own;
+  hmac_sha1_set_key(&own, MDHT_TOKEN_SECRET_LEN, which ? tm->prev : tm->cur);
+  token_for(&own, a, out);
 }
 
-bool mdht_token_check(const mdht_token_mgr *tm, const mdht_addr *a,
+void mdht_token_make(mdht_token_mgr *tm, const mdht_addr *a,
+                     uint8_t out[MDHT_TOKEN_LEN]) {
+  token_of(tm, 0, a, out);
+}
+
+bool mdht_token_check(mdht_token_mgr *tm, const mdht_addr *a,
                       const uint8_t *tok, size_t len) {
   /* The expected length is public; only the content needs constant time. */
   if (!tm || !a || !tok || len != MDHT_TOKEN_LEN) return false;
   uint8_t cur[MDHT_TOKEN_LEN], prev[MDHT_TOKEN_LEN];
-  token_for(&tm->cur_ctx, a, cur);
-  token_for(&tm->prev_ctx, a, prev);
+  token_of(tm, 0, a, cur);
+  token_of(tm, 1, a, prev);
   /* Both comparisons always run, so timing does not tell which secret a
    * token was made under. */
   int ok_cur = memeql_sec(cur, tok, MDHT_TOKEN_LEN);

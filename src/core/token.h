@@ -21,8 +21,10 @@ typedef struct mdht_token_mgr {
   uint8_t prev[MDHT_TOKEN_SECRET_LEN];
   /* HMAC keyed once per rotation: keying costs two SHA-1 compressions,
    * which would otherwise be paid on every get_peers (measured: a quarter
-   * of the query path's instructions). */
-  struct hmac_sha1_ctx cur_ctx, prev_ctx;
+   * of the query path's instructions). The two keyed contexts ([0] cur,
+   * [1] prev, 576 bytes) are allocated by the first token made or
+   * checked: most nodes of a simulated network never hand one out. */
+  struct hmac_sha1_ctx *keyed;
   mdht_time next_rotate;
   mdht_time period;
 } mdht_token_mgr;
@@ -31,6 +33,8 @@ typedef struct mdht_token_mgr {
  * accepted by accident, prev is derived from it but differs). */
 void mdht_token_init(mdht_token_mgr *tm, const uint8_t *secret,
                      mdht_time period, mdht_time now);
+/* Frees the keyed contexts. */
+void mdht_token_free(mdht_token_mgr *tm);
 /* The time at which mdht_token_rotate() is due. */
 mdht_time mdht_token_next_rotate(const mdht_token_mgr *tm);
 /* prev = cur, cur = secret; schedules the next rotation. */
@@ -38,11 +42,11 @@ void mdht_token_rotate(mdht_token_mgr *tm, const uint8_t *secret,
                        mdht_time now);
 /* Writes MDHT_TOKEN_LEN bytes for the IP of `a` (the port is not part of
  * it: a peer may announce from another port). */
-void mdht_token_make(const mdht_token_mgr *tm, const mdht_addr *a,
+void mdht_token_make(mdht_token_mgr *tm, const mdht_addr *a,
                      uint8_t out[MDHT_TOKEN_LEN]);
 /* true if `tok` was made for a's IP under the current or previous
  * secret. Constant-time comparison. */
-bool mdht_token_check(const mdht_token_mgr *tm, const mdht_addr *a,
+bool mdht_token_check(mdht_token_mgr *tm, const mdht_addr *a,
                       const uint8_t *tok, size_t len);
 
 #endif

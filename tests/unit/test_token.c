@@ -61,6 +61,7 @@ static void test_known_answer(void **state) {
   mdht_token_make(&tm, &b, tok);
   const uint8_t want6[] = {0x09, 0xbb, 0xee, 0x93, 0x49, 0x5b, 0xb8, 0x1b};
   assert_memory_equal(tok, want6, MDHT_TOKEN_LEN);
+  mdht_token_free(&tm);
 }
 
 static void test_roundtrip(void **state) {
@@ -74,6 +75,7 @@ static void test_roundtrip(void **state) {
   mdht_addr b = v6("2001067c12e00000000000000000abcd", 51413);
   mdht_token_make(&tm, &b, tok);
   assert_true(mdht_token_check(&tm, &b, tok, sizeof tok));
+  mdht_token_free(&tm);
 }
 
 static void test_port_does_not_matter(void **state) {
@@ -86,6 +88,7 @@ static void test_port_does_not_matter(void **state) {
   mdht_token_make(&tm, &b, t2);
   assert_memory_equal(t1, t2, MDHT_TOKEN_LEN);
   assert_true(mdht_token_check(&tm, &b, t1, sizeof t1));
+  mdht_token_free(&tm);
 }
 
 static void test_other_ip_rejected(void **state) {
@@ -107,6 +110,7 @@ static void test_other_ip_rejected(void **state) {
     d.ip[i] ^= 0x80;
     assert_false(mdht_token_check(&tm, &d, tok, sizeof tok));
   }
+  mdht_token_free(&tm);
 }
 
 /* A v4 address and a v6 address starting with the same four bytes must
@@ -122,6 +126,7 @@ static void test_family_separates(void **state) {
   assert_false(mdht_token_check(&tm, &b, tok, sizeof tok));
   mdht_token_make(&tm, &b, tok);
   assert_false(mdht_token_check(&tm, &a, tok, sizeof tok));
+  mdht_token_free(&tm);
 }
 
 /* Bytes past the fourth of a v4 address are not part of it. */
@@ -134,6 +139,7 @@ static void test_v4_ignores_tail(void **state) {
   memset(b.ip + 4, 0xee, 12);
   mdht_token_make(&tm, &a, tok);
   assert_true(mdht_token_check(&tm, &b, tok, sizeof tok));
+  mdht_token_free(&tm);
 }
 
 static void test_length_and_content(void **state) {
@@ -154,6 +160,7 @@ static void test_length_and_content(void **state) {
     tok[i / 8] ^= (uint8_t)(1u << (i % 8));
   }
   assert_true(mdht_token_check(&tm, &a, tok, MDHT_TOKEN_LEN));
+  mdht_token_free(&tm);
 }
 
 static void test_rotation(void **state) {
@@ -181,6 +188,7 @@ static void test_rotation(void **state) {
   rotate(&tm, 40, 1000 + 3 * PERIOD + 5);
   assert_false(mdht_token_check(&tm, &a, t1, sizeof t1));
   assert_true(mdht_token_check(&tm, &a, t2, sizeof t2));
+  mdht_token_free(&tm);
 }
 
 /* Managers with different secrets reject each other's tokens, including
@@ -198,6 +206,36 @@ static void test_secret_matters(void **state) {
   mdht_token_make(&z, &a, tok); /* all-zero secret */
   assert_false(mdht_token_check(&x, &a, tok, sizeof tok));
   assert_memory_not_equal(x.cur, x.prev, MDHT_TOKEN_SECRET_LEN);
+  mdht_token_free(&x);
+  mdht_token_free(&y);
+  mdht_token_free(&z);
+}
+
+/* The keyed contexts exist only once a token is made or checked, and a
+ * manager keyed before a rotation gives the same tokens as one keyed
+ * after it. */
+static void test_keyed_on_first_use(void **state) {
+  (void)state;
+  mdht_token_mgr tm, u;
+  mgr(&tm, 70, 0);
+  mgr(&u, 70, 0);
+  mdht_addr a = v4(198, 51, 100, 9, 6881);
+  uint8_t early[MDHT_TOKEN_LEN], t[MDHT_TOKEN_LEN], tu[MDHT_TOKEN_LEN];
+  assert_null(tm.keyed);
+  mdht_token_make(&u, &a, early); /* u keyed under the first secret */
+  assert_non_null(u.keyed);
+  rotate(&tm, 71, 5);
+  rotate(&u, 71, 5);
+  assert_null(tm.keyed); /* a rotation alone keys nothing */
+  mdht_token_make(&tm, &a, t);
+  assert_non_null(tm.keyed);
+  mdht_token_make(&u, &a, tu);
+  assert_memory_equal(t, tu, MDHT_TOKEN_LEN);
+  assert_true(mdht_token_check(&tm, &a, early, sizeof early)); /* prev */
+  assert_true(mdht_token_check(&u, &a, t, sizeof t));
+  mdht_token_free(&tm);
+  mdht_token_free(&u);
+  assert_null(tm.keyed);
 }
 
 int main(void) {
@@ -211,6 +249,7 @@ int main(void) {
       cmocka_unit_test(test_length_and_content),
       cmocka_unit_test(test_rotation),
       cmocka_unit_test(test_secret_matters),
+      cmocka_unit_test(test_keyed_on_first_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
