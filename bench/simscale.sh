@@ -49,9 +49,10 @@ echo "bench/simscale.sh: sizes $SIZES; memory limit $((VMEM_KB / 1024 / 1024)) G
   done
 } | /usr/bin/python3 -c '
 import json, sys
-print("%-8s %8s %8s %9s %9s %9s | %8s %5s %5s %5s %5s %6s | %5s %6s" % (
-    "run", "nodes", "wall s", "RSS MiB", "B/node", "events/s", "found %",
-    "ttfp", "done", "p99", "rnds", "dgrams", "RTT", "churn"))
+print("%-8s %8s %8s %9s %9s %9s %9s %6s | %8s %5s %5s %5s %5s %6s | %5s %6s" % (
+    "run", "nodes", "wall s", "RSS MiB", "B/node", "heap/nd", "events/s",
+    "B/ent", "found %", "ttfp", "done", "p99", "rnds", "dgrams", "RTT",
+    "churn"))
 for line in sys.stdin:
     r = json.loads(line)
     if "failed" in r:
@@ -59,14 +60,19 @@ for line in sys.stdin:
         continue
     x = r["ratios"]
     rss = r["max_rss_kib"] * 1024
-    print("%-8s %8d %8.1f %9.0f %9.0f %9.0f | %8.2f %5.2f %5.2f %5.2f %5.1f "
-          "%6.1f | %5.0f %6s" % (
+    m = r["memory"]
+    print("%-8s %8d %8.1f %9.0f %9.0f %9.0f %9.0f %6.1f | %8.2f %5.2f %5.2f "
+          "%5.2f %5.1f %6.1f | %5.0f %6s" % (
         r["run"], r["nodes"], r["wall_s"], rss / 2**20, rss / r["nodes"],
-        r["events_per_s"], r["success"] * 100, x["ttfp_median"],
+        m["per_node"]["total"], r["events_per_s"], m["bytes_per_entry"],
+        r["success"] * 100, x["ttfp_median"],
         x["done_median"], x["done_p99"], r["rounds"]["mean"],
         r["datagrams"]["mean"], r["rtt_ms"]["median"],
         "%d/%d" % (r["churn_left"], r["churn_joined"])))
-print("ttfp, done (median) and p99 (of completion) are multiples of the "
-      "median link RTT; rnds and dgrams are means per lookup; churn is "
-      "nodes that left/came back during the run")
+print("B/node is the peak RSS over the nodes (simulator included); heap/nd "
+      "what a settled node holds (mdht_node_memory), B/ent its routing "
+      "table per entry (slots, candidates, index); ttfp, done (median) and "
+      "p99 (of completion) are multiples of the median link RTT; rnds and "
+      "dgrams are means per lookup; churn is nodes that left/came back "
+      "during the run")
 '
