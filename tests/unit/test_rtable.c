@@ -199,12 +199,14 @@ static bool same_prefix(const mdht_addr *a, const mdht_addr *b) {
 /* Within a bucket, one entry per /24 or /64 among public addresses. */
 static void check_prefix_rule(fx *f, const mdht_rt_bucket *b,
                               const mdht_rt_entry *e) {
-  if (f->cfg.allow_same_prefix || mdht_addr_is_private(&e->addr)) return;
+  mdht_addr ea = mdht_rtable_addr(&f->rt, e);
+  if (f->cfg.allow_same_prefix || mdht_addr_is_private(&ea)) return;
   int same = 0;
-  for (uint32_t j = 0; j < b->n; j++)
-    same += same_prefix(&e->addr, &b->nodes[j].addr);
-  for (uint32_t j = 0; j < b->nrepl; j++)
-    same += same_prefix(&e->addr, &b->repl[j].addr);
+  for (uint32_t j = 0; j < b->n + b->nrepl; j++) {
+    mdht_addr o =
+        mdht_rtable_addr(&f->rt, j < b->n ? &b->nodes[j] : &b->repl[j - b->n]);
+    same += same_prefix(&ea, &o);
+  }
   assert_int_equal(same, 1);
 }
 
@@ -218,7 +220,8 @@ static void check_ip_rule(fx *f) {
   for (uint32_t bi = 0; bi < rt->nbuckets; bi++) {
     const mdht_rt_bucket *b = &rt->buckets[bi];
     for (uint32_t i = 0; i < b->n + b->nrepl && n < cap; i++)
-      all[n++] = i < b->n ? b->nodes[i].addr : b->repl[i - b->n].addr;
+      all[n++] =
+          mdht_rtable_addr(rt, i < b->n ? &b->nodes[i] : &b->repl[i - b->n]);
   }
   for (size_t i = 0; i < n; i++)
     for (size_t j = i + 1; j < n; j++)
@@ -234,7 +237,7 @@ static void check_ip_rule(fx *f) {
  * the event-built shadow agreeing with the bucket contents. */
 static void check_invariants(fx *f) {
   mdht_rtable *rt = &f->rt;
-  uint32_t total = 0, repl = 0;
+  uint32_t total = 0, repl = 0, v6 = 0;
   for (uint32_t bi = 0; bi < rt->nbuckets; bi++) {
     mdht_rt_bucket *b = &rt->buckets[bi];
     assert_true(b->n <= f->cfg.k);
@@ -243,12 +246,13 @@ static void check_invariants(fx *f) {
       mdht_rt_entry *v = list ? b->repl : b->nodes;
       uint32_t n = list ? b->nrepl : b->n;
       for (uint32_t i = 0; i < n; i++) {
+        mdht_addr va = mdht_rtable_addr(rt, &v[i]);
+        v6 += v[i].family == MDHT_AF_INET6;
         assert_int_equal(mdht_rtable_bucket_of(rt, &v[i].id), bi);
         assert_false(mdht_id_eq(&v[i].id, &rt->self));
-        assert_false(mdht_addr_is_martian(&v[i].addr));
-        if (!f->cfg.allow_private)
-          assert_false(mdht_addr_is_private(&v[i].addr));
-        mdht_rt_entry *found = mdht_rtable_find(rt, &v[i].addr);
+        assert_false(mdht_addr_is_martian(&va));
+        if (!f->cfg.allow_private) assert_false(mdht_addr_is_private(&va));
+        mdht_rt_entry *found = mdht_rtable_find(rt, &va);
         if (list)
           assert_null(found);
         else
@@ -258,12 +262,14 @@ static void check_invariants(fx *f) {
          * breaking find() above (addresses). */
         for (uint32_t j = 0; j < b->n; j++) {
           if (!list && j == i) continue;
-          assert_false(mdht_addr_eq(&v[i].addr, &b->nodes[j].addr));
+          mdht_addr o = mdht_rtable_addr(rt, &b->nodes[j]);
+          assert_false(mdht_addr_eq(&va, &o));
           assert_false(mdht_id_eq(&v[i].id, &b->nodes[j].id));
         }
         for (uint32_t j = 0; j < b->nrepl; j++) {
           if (list && j == i) continue;
-          assert_false(mdht_addr_eq(&v[i].addr, &b->repl[j].addr));
+          mdht_addr o = mdht_rtable_addr(rt, &b->repl[j]);
+          assert_false(mdht_addr_eq(&va, &o));
           assert_false(mdht_id_eq(&v[i].id, &b->repl[j].id));
         }
         check_prefix_rule(f, b, &v[i]);
@@ -273,6 +279,9 @@ static void check_invariants(fx *f) {
     repl += b->nrepl;
   }
   assert_int_equal(rt->index_.n, total + repl);
+  /* Each IPv6 entry holds one pool slot, and no slot is held by none. */
+  assert_int_equal(rt->v6_.live, v6);
+  assert_true(rt->v6_.top <= rt->v6_.cap);
   check_ip_rule(f);
   assert_int_equal(f->shadow_errors, 0);
   assert_int_equal(f->nlive, total);
@@ -932,7 +941,8 @@ static void test_questionable_ping(void **state) {
       mdht_rtable_heard(&f->rt, &a, &aa, MDHT_RT_HEARD_REPLY, t1, &ping),
       MDHT_RT_PING);
   assert_true(mdht_id_eq(&ping.id, &ids[3])); /* least recently seen */
-  assert_true(mdht_addr_eq(&ping.addr, &addrs[3]));
+  mdht_addr pa = mdht_rtable_addr(&f->rt, &ping);
+  assert_true(mdht_addr_eq(&pa, &addrs[3]));
   assert_int_equal(mdht_rtable_find(&f->rt, &addrs[3])->last_ping, t1);
   assert_int_equal(f->rt.buckets[0].nrepl, 1);
   assert_true(mdht_id_eq(&f->rt.buckets[0].repl[0].id, &a));
@@ -1205,7 +1215,7 @@ static void test_closest_bruteforce(void **state) {
       if (!e || !mdht_id_eq(&e->id, &ins[i].id)) continue;
       if (e->last_reply == 0 || mdht_rtable_state(&f->rt, e, at) == MDHT_RT_BAD)
         continue;
-      if (fam && e->addr.family != fam) continue;
+      if (fam && e->family != fam) continue;
       ref[nref++] = ins[i];
     }
     ref_sort(ref, nref, &target);
@@ -1215,7 +1225,8 @@ static void test_closest_bruteforce(void **state) {
     assert_int_equal(got, want < nref ? want : nref);
     for (size_t i = 0; i < got; i++) {
       assert_true(mdht_id_eq(&out[i].id, &ref[i].id));
-      assert_true(mdht_addr_eq(&out[i].addr, &ref[i].addr));
+      mdht_addr oa = mdht_rtable_addr(&f->rt, &out[i]);
+      assert_true(mdht_addr_eq(&oa, &ref[i].addr));
     }
     nonempty += got > 0;
   }
@@ -1335,7 +1346,8 @@ static void test_random_ops(void **state) {
       assert_true(res >= MDHT_RT_ADDED && res <= MDHT_RT_IGNORED);
       results[res]++;
       if (res == MDHT_RT_PING) {
-        mdht_rt_entry *e = mdht_rtable_find(&f->rt, &ping.addr);
+        mdht_addr pa = mdht_rtable_addr(&f->rt, &ping);
+        mdht_rt_entry *e = mdht_rtable_find(&f->rt, &pa);
         assert_non_null(e);
         assert_int_equal(mdht_rtable_state(&f->rt, e, now),
                          MDHT_RT_QUESTIONABLE);
@@ -1735,16 +1747,17 @@ static void test_restore(void **state) {
   fx_reinit(f, 2);
   mdht_time now = T0;
   mdht_rt_entry e, q, r;
+  mdht_addr ea, qa, ra;
   memset(&e, 0, sizeof e);
   e.id = id_at(f, 0);
-  e.addr = new_addr(f);
+  ea = new_addr(f);
   e.added = now - 3600000;
   e.last_reply = now - 10000;
   e.last_query = now - 20000;
   e.last_ping = now - 1;
   e.fails = 2;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &e, now), MDHT_RT_ADDED);
-  mdht_rt_entry *got = mdht_rtable_find(&f->rt, &e.addr);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &e, &ea, now), MDHT_RT_ADDED);
+  mdht_rt_entry *got = mdht_rtable_find(&f->rt, &ea);
   assert_non_null(got);
   assert_int_equal(got->added, e.added);
   assert_int_equal(got->last_reply, e.last_reply);
@@ -1758,10 +1771,10 @@ static void test_restore(void **state) {
    * `added` of 0 is stamped now. */
   memset(&q, 0, sizeof q);
   q.id = id_at(f, 0);
-  q.addr = new_addr(f);
+  qa = new_addr(f);
   q.fails = 1;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &q, now), MDHT_RT_ADDED);
-  got = mdht_rtable_find(&f->rt, &q.addr);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &q, &qa, now), MDHT_RT_ADDED);
+  got = mdht_rtable_find(&f->rt, &qa);
   assert_non_null(got);
   assert_int_equal(got->added, now);
   assert_int_equal(got->last_reply, 0);
@@ -1776,37 +1789,41 @@ static void test_restore(void **state) {
    * own id, a martian or private address, the IP of an entry on another
    * port, the /24 of an entry in the same bucket. */
   r = q;
+  ra = qa;
   r.id = id_at(f, 0);
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
   r = q;
-  r.addr = new_addr(f);
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  ra = qa;
+  ra = new_addr(f);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
   r.id = f->self;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
   r.id = id_at(f, 0);
-  r.addr.port = 0;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
-  r.addr = addr4(192, 168, 1, 1, 6881);
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
-  r.addr = q.addr;
-  r.addr.port++;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
-  r.addr = q.addr;
-  r.addr.ip[3]++;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  ra.port = 0;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
+  ra = addr4(192, 168, 1, 1, 6881);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
+  ra = qa;
+  ra.port++;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
+  ra = qa;
+  ra.ip[3]++;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
   assert_int_equal(f->count[MDHT_EV_NODE_ADDED], 2);
 
   /* The bucket is full (k = 2) and holds our id: it splits as usual.
    * Both entries share no bit with us, so bucket 0 stays full and the
    * next one waits as a candidate, even with a bad node in the bucket
    * and a reply in its history: it has not answered this process. */
-  mdht_rtable_find(&f->rt, &e.addr)->fails = 3;
+  mdht_rtable_find(&f->rt, &ea)->fails = 3;
   r = e;
+  ra = ea;
   r.id = id_at(f, 0);
-  r.addr = new_addr(f);
+  ra = new_addr(f);
   r.last_reply = now;
   r.fails = 0;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_REPLACEMENT);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now),
+                   MDHT_RT_REPLACEMENT);
   assert_int_equal(f->rt.nbuckets, 2);
   assert_int_equal(f->count[MDHT_EV_BUCKET_SPLIT], 1);
   assert_int_equal(f->count[MDHT_EV_NODE_REPLACED], 0);
@@ -1815,13 +1832,14 @@ static void test_restore(void **state) {
   assert_int_equal(f->rt.buckets[0].repl[0].last_reply, now);
   /* A restored entry closer to us takes the new bucket's free slot. */
   r.id = id_at(f, 1);
-  r.addr = new_addr(f);
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_ADDED);
+  ra = new_addr(f);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_ADDED);
   assert_int_equal(f->rt.buckets[1].n, 1);
   check_invariants(f);
 
-  assert_int_equal(mdht_rtable_restore(NULL, &e, now), MDHT_ERR_INVAL);
-  assert_int_equal(mdht_rtable_restore(&f->rt, NULL, now), MDHT_ERR_INVAL);
+  assert_int_equal(mdht_rtable_restore(NULL, &e, &ea, now), MDHT_ERR_INVAL);
+  assert_int_equal(mdht_rtable_restore(&f->rt, NULL, &ea, now), MDHT_ERR_INVAL);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &e, NULL, now), MDHT_ERR_INVAL);
 }
 
 int main(void) {
