@@ -1842,6 +1842,148 @@ static void test_restore(void **state) {
   assert_int_equal(mdht_rtable_restore(&f->rt, &e, NULL, now), MDHT_ERR_INVAL);
 }
 
+/* The address of the bucket node or candidate with id `id`, which must be
+ * in the table. */
+static mdht_addr addr_of_id(fx *f, const mdht_id *id) {
+  mdht_rtable *rt = &f->rt;
+  const mdht_rt_bucket *b = &rt->buckets[mdht_rtable_bucket_of(rt, id)];
+  for (uint32_t i = 0; i < b->n + b->nrepl; i++) {
+    const mdht_rt_entry *e = i < b->n ? &b->nodes[i] : &b->repl[i - b->n];
+    if (mdht_id_eq(&e->id, id)) return mdht_rtable_addr(rt, e);
+  }
+  fail_msg("id not in the table");
+  mdht_addr none;
+  memset(&none, 0, sizeof none);
+  return none;
+}
+
+/* Issue 13: an entry is 48 bytes, IPv4 addresses in the entry and IPv6
+ * ones in the table's pool. Whatever moves an entry (split, promotion,
+ * eviction, removal), its full address goes with it, the events tell the
+ * right one, and pool slots are given back and reused. */
+static void test_compact_entries(void **state) {
+  fx *f = *state;
+  assert_int_equal(sizeof(mdht_rt_entry), 48);
+  fx_reinit(f, 2);
+  mdht_time now = T0;
+  mdht_rtable *rt = &f->rt;
+
+  /* Bucket 0 full of IPv6 nodes that answered, a split on the way (the
+   * third one), then two IPv6 candidates. */
+  mdht_id ia = id_at(f, 0), ib = id_at(f, 0), ic = id_at(f, 0),
+          id = id_at(f, 0);
+  mdht_addr a = new_addr6(f), b = new_addr6(f), c = new_addr6(f),
+            d = new_addr6(f);
+  assert_int_equal(heard(f, &ia, &a, MDHT_RT_HEARD_REPLY, now), MDHT_RT_ADDED);
+  assert_int_equal(heard(f, &ib, &b, MDHT_RT_HEARD_REPLY, now), MDHT_RT_ADDED);
+  assert_int_equal(heard(f, &ic, &c, MDHT_RT_HEARD_REPLY, now),
+                   MDHT_RT_REPLACEMENT);
+  assert_int_equal(heard(f, &id, &d, MDHT_RT_HEARD_REPLY, now),
+                   MDHT_RT_REPLACEMENT);
+  assert_true(rt->nbuckets >= 2);
+  assert_int_equal(rt->v6_.live, 4);
+  mdht_addr got = addr_of_id(f, &ic);
+  assert_true(mdht_addr_eq(&got, &c));
+  got = mdht_rtable_addr(rt, mdht_rtable_find(rt, &a));
+  assert_true(mdht_addr_eq(&got, &a));
+  check_invariants(f);
+
+  /* Promotion: `a` turns bad and the newest candidate, `d`, takes its
+   * slot; the event names both by their full addresses. */
+  for (int i = 0; i < 3; i++)
+    mdht_rtable_failed(rt, &ia, &a, now);
+  assert_int_equal(f->count[MDHT_EV_NODE_REPLACED], 1);
+  mdht_event *ev = &f->last[MDHT_EV_NODE_REPLACED];
+  assert_true(mdht_addr_eq(&ev->u.replaced.old_addr, &a));
+  assert_true(mdht_addr_eq(&ev->addr, &d));
+  got = mdht_rtable_addr(rt, mdht_rtable_find(rt, &d));
+  assert_true(mdht_addr_eq(&got, &d));
+  assert_null(mdht_rtable_find(rt, &a));
+  assert_int_equal(rt->v6_.live, 3);
+  check_invariants(f);
+
+  /* Removal: `b` goes (its address in NODE_REMOVED), `c` is promoted. */
+  assert_int_equal(mdht_rtable_remove(rt, &ib, &b, now), 0);
+  assert_true(mdht_addr_eq(&f->last[MDHT_EV_NODE_REMOVED].addr, &b));
+  assert_true(mdht_addr_eq(&f->last[MDHT_EV_NODE_ADDED].addr, &c));
+  got = mdht_rtable_addr(rt, mdht_rtable_find(rt, &c));
+  assert_true(mdht_addr_eq(&got, &c));
+  assert_int_equal(rt->v6_.live, 2);
+  check_invariants(f);
+
+  /* Eviction: `d` turns bad with no candidate left and a newcomer that
+   * answers takes its slot at once, reusing a freed pool slot. */
+  for (int i = 0; i < 3; i++)
+    mdht_rtable_failed(rt, &id, &d, now);
+  uint32_t top = rt->v6_.top;
+  mdht_id ie = id_at(f, 0);
+  mdht_addr e = new_addr6(f);
+  assert_int_equal(heard(f, &ie, &e, MDHT_RT_HEARD_REPLY, now), MDHT_RT_ADDED);
+  ev = &f->last[MDHT_EV_NODE_REPLACED];
+  assert_true(mdht_addr_eq(&ev->u.replaced.old_addr, &d));
+  assert_true(mdht_addr_eq(&ev->addr, &e));
+  assert_int_equal(rt->v6_.top, top);
+  assert_int_equal(rt->v6_.live, 2);
+  got = mdht_rtable_addr(rt, mdht_rtable_find(rt, &e));
+  assert_true(mdht_addr_eq(&got, &e));
+  check_invariants(f);
+
+  /* Mixed families in one table, through many splits, then churn: what is
+   * inserted keeps its address, and the pool never holds more slots than
+   * IPv6 entries were live at once. */
+  fx_reinit(f, 4);
+  enum { N = 400 };
+  live_node *ins = calloc(N, sizeof *ins);
+  assert_non_null(ins);
+  uint32_t peak = 0;
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < N; i++) {
+      uint64_t r = rng_next(&f->rng);
+      ins[i].id = id_at(f, (int)(r % 16));
+      ins[i].addr = (r >> 8) % 2 ? new_addr6(f) : new_addr(f);
+      now += 10;
+      assert_true(
+          heard(f, &ins[i].id, &ins[i].addr,
+                (r >> 16) % 4 ? MDHT_RT_HEARD_REPLY : MDHT_RT_HEARD_QUERY,
+                now) > 0);
+      if (rt->v6_.live > peak) peak = rt->v6_.live;
+    }
+    check_invariants(f);
+    for (int i = 0; i < N; i++) {
+      mdht_rt_entry *x = mdht_rtable_find(rt, &ins[i].addr);
+      if (!x) continue;
+      assert_true(mdht_id_eq(&x->id, &ins[i].id));
+      got = mdht_rtable_addr(rt, x);
+      assert_true(mdht_addr_eq(&got, &ins[i].addr));
+      if (round == 0) continue;
+      /* From the second round on, a third turn bad first. */
+      if (i % 3 == 0)
+        for (int j = 0; j < 3; j++)
+          mdht_rtable_failed(rt, &ins[i].id, &ins[i].addr, now);
+    }
+    check_invariants(f);
+    /* Everything goes, candidates included. */
+    for (int i = 0; i < N; i++)
+      (void)mdht_rtable_remove(rt, &ins[i].id, &ins[i].addr, now);
+    for (uint32_t bi = 0; bi < rt->nbuckets; bi++)
+      while (rt->buckets[bi].n + rt->buckets[bi].nrepl > 0) {
+        const mdht_rt_bucket *bk = &rt->buckets[bi];
+        const mdht_rt_entry *x = bk->n ? &bk->nodes[0] : &bk->repl[0];
+        mdht_addr xa = mdht_rtable_addr(rt, x);
+        mdht_id xi = x->id;
+        assert_int_equal(mdht_rtable_remove(rt, &xi, &xa, now), 0);
+      }
+    assert_int_equal(rt->index_.n, 0);
+    assert_int_equal(rt->v6_.live, 0);
+    assert_int_equal(f->nlive, 0);
+    check_invariants(f);
+  }
+  assert_true(peak > 20);
+  assert_true(rt->v6_.top <= peak);
+  assert_true(rt->v6_.cap <= 2 * peak);
+  free(ins);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_init_invalid, setup, teardown),
@@ -1885,6 +2027,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_index_size_and_splits, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_compact_entries, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ticks_move_epoch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_closest_shared_prefix, setup,
                                       teardown),
