@@ -61,8 +61,9 @@ size_t mdht_maint_run(mdht_maint *m, mdht_rtable *rt, mdht_time now,
   uint32_t tick = mdht_rtable_tick(rt, now); /* may re-express the ticks */
   for (size_t i = 0; i < npick; i++) {
     pick[i]->last_ping = tick;
-    out[n++] = (mdht_maint_action){
-        .kind = MDHT_MAINT_PING, .id = pick[i]->id, .addr = pick[i]->addr};
+    out[n++] = (mdht_maint_action){.kind = MDHT_MAINT_PING,
+                                   .id = pick[i]->id,
+                                   .addr = mdht_rtable_addr(rt, pick[i])};
   }
 
   /* One stale bucket per period. */

@@ -214,8 +214,10 @@ static void table_heard(mdht_node *node, const mdht_id *id,
   int r = mdht_rtable_heard(&node->rt, id, from, how, now, &ping);
   if (r == MDHT_RT_ADDED && how == MDHT_RT_HEARD_QUERY)
     maint_ping(node, from, id, MDHT_OWNER_CONFIRM, now);
-  else if (r == MDHT_RT_PING)
-    maint_ping(node, &ping.addr, &ping.id, MDHT_OWNER_CHECK, now);
+  else if (r == MDHT_RT_PING) {
+    mdht_addr pa = mdht_rtable_addr(&node->rt, &ping);
+    maint_ping(node, &pa, &ping.id, MDHT_OWNER_CHECK, now);
+  }
 }
 
 /* The entry's last round trip, for `mdht table`: one O(1) index lookup
@@ -241,8 +243,10 @@ static void list_closest(const mdht_node *from, size_t k, mdht_krpc_msg *r,
   int fam = from->bound.family;
   size_t n = mdht_rtable_closest(&from->rt, target, fam, near, k, now);
   size_t len = 0;
-  for (size_t i = 0; i < n; i++)
-    len += mdht_node_to_compact(&near[i].id, &near[i].addr, buf + len);
+  for (size_t i = 0; i < n; i++) {
+    mdht_addr a = mdht_rtable_addr(&from->rt, &near[i]);
+    len += mdht_node_to_compact(&near[i].id, &a, buf + len);
+  }
   mdht_bytes *out = fam == MDHT_AF_INET6 ? &r->nodes6 : &r->nodes;
   out->p = buf;
   out->len = len;
@@ -806,7 +810,8 @@ static int start_lookup(mdht_node *node, mdht_op *op, mdht_method kind,
                                    near, MDHT_RT_KMAX * 2, now);
   size_t ns = 0;
   for (size_t i = 0; i < n; i++)
-    seeds[ns++] = (mdht_lookup_node){.id = near[i].id, .addr = near[i].addr};
+    seeds[ns++] = (mdht_lookup_node){
+        .id = near[i].id, .addr = mdht_rtable_addr(&node->rt, &near[i])};
   /* Routers that answered us seed every lookup while the table is thin:
    * the engine drops those already present. */
   if (n < node->cfg.k || rejoin)
@@ -1348,10 +1353,12 @@ static size_t sample_seed(mdht_node *node, mdht_crawl *c, mdht_time now) {
   size_t n = 0;
   for (uint32_t b = 0; b < node->rt.nbuckets; b++) {
     const mdht_rt_bucket *bk = &node->rt.buckets[b];
-    for (uint32_t i = 0; i < bk->n; i++)
-      if (mdht_rtable_state(&node->rt, &bk->nodes[i], now) != MDHT_RT_BAD &&
-          mdht_crawl_add(c, &bk->nodes[i].id, &bk->nodes[i].addr) == 0)
-        n++;
+    for (uint32_t i = 0; i < bk->n; i++) {
+      if (mdht_rtable_state(&node->rt, &bk->nodes[i], now) == MDHT_RT_BAD)
+        continue;
+      mdht_addr a = mdht_rtable_addr(&node->rt, &bk->nodes[i]);
+      if (mdht_crawl_add(c, &bk->nodes[i].id, &a) == 0) n++;
+    }
   }
   if (n < node->cfg.k)
     for (uint32_t i = 0; i < node->boot.nseeds; i++)
@@ -1520,11 +1527,15 @@ static uint32_t retick(mdht_rtable *rt, const mdht_rtable *old, uint32_t t,
 static void reinsert(mdht_rtable *rt, const mdht_rtable *old,
                      const mdht_rt_entry *e, mdht_time now) {
   mdht_rt_how how = e->last_reply ? MDHT_RT_HEARD_REPLY : MDHT_RT_HEARD_QUERY;
-  if (mdht_rtable_heard(rt, &e->id, &e->addr, how, now, NULL) <= 0) return;
-  mdht_rt_entry *p = mdht_rtable_find(rt, &e->addr);
+  mdht_addr a = mdht_rtable_addr(old, e);
+  if (mdht_rtable_heard(rt, &e->id, &a, how, now, NULL) <= 0) return;
+  mdht_rt_entry *p = mdht_rtable_find(rt, &a);
   if (!p || !mdht_id_eq(&p->id, &e->id)) return;
-  /* The times, as ticks of the new table (its own epoch). */
-  *p = *e;
+  /* Its history, not its address: an IPv6 one is a slot of the old
+   * table's pool, `p` has its own in the new table. The times, as ticks of
+   * the new table (its own epoch). */
+  p->fails = e->fails;
+  p->rtt_ms = e->rtt_ms;
   p->added = retick(rt, old, e->added, now);
   p->last_reply = retick(rt, old, e->last_reply, now);
   p->last_query = retick(rt, old, e->last_query, now);
@@ -1964,8 +1975,8 @@ void mdht_node_visit(const mdht_node *node, mdht_time now,
     const mdht_rt_bucket *bk = &node->rt.buckets[b];
     for (uint32_t i = 0; i < bk->n; i++) {
       const mdht_rt_entry *e = &bk->nodes[i];
-      fn(b, &e->id, &e->addr,
-         mdht_rtable_state(&node->rt, e, now) == MDHT_RT_GOOD,
+      mdht_addr a = mdht_rtable_addr(&node->rt, e);
+      fn(b, &e->id, &a, mdht_rtable_state(&node->rt, e, now) == MDHT_RT_GOOD,
          mdht_rtable_time(&node->rt, e->last_reply), user);
     }
   }
@@ -1988,7 +1999,7 @@ void mdht_node_visit_table(const mdht_node *node, mdht_time now,
       memset(&out, 0, sizeof out);
       out.bucket = b;
       out.id = e->id;
-      out.addr = e->addr;
+      out.addr = mdht_rtable_addr(&node->rt, e);
       out.state = public_state(mdht_rtable_state(&node->rt, e, now));
       out.added = mdht_rtable_time(&node->rt, e->added);
       out.last_reply = mdht_rtable_time(&node->rt, e->last_reply);

@@ -79,13 +79,45 @@ static uint32_t max_fails(const mdht_rtable *rt) {
   return rt->cfg->max_fails ? rt->cfg->max_fails : 1;
 }
 
-static mdht_addr normalized(const mdht_addr *a) {
-  mdht_addr r;
-  memset(&r, 0, sizeof r);
-  r.family = a->family;
-  r.port = a->port;
-  memcpy(r.ip, a->ip, a->family == MDHT_AF_INET ? 4 : 16);
-  return r;
+/* --------------------------------------------------------- IPv6 pool */
+
+#define V6_NONE UINT32_MAX
+#define V6_MIN_CAP 4u
+
+/* Makes sure one more IPv6 address can be stored, so that the change
+ * that follows cannot fail half-way. */
+static int v6_reserve(mdht_rtable *rt) {
+  if (rt->v6_.free != V6_NONE || rt->v6_.top < rt->v6_.cap) return 0;
+  uint32_t cap = rt->v6_.cap ? rt->v6_.cap * 2 : V6_MIN_CAP;
+  uint8_t(*v)[16] = realloc(rt->v6_.ip, (size_t)cap * sizeof *v);
+  if (!v) return MDHT_ERR_NOMEM;
+  rt->v6_.ip = v;
+  rt->v6_.cap = cap;
+  return 0;
+}
+
+/* A slot holding `ip` (room reserved with v6_reserve). */
+static uint32_t v6_alloc(mdht_rtable *rt, const uint8_t ip[16]) {
+  uint32_t i = rt->v6_.free;
+  if (i != V6_NONE)
+    memcpy(&rt->v6_.free, rt->v6_.ip[i], sizeof rt->v6_.free);
+  else
+    i = rt->v6_.top++;
+  memcpy(rt->v6_.ip[i], ip, 16);
+  rt->v6_.live++;
+  return i;
+}
+
+static void v6_release(mdht_rtable *rt, uint32_t i) {
+  memcpy(rt->v6_.ip[i], &rt->v6_.free, sizeof rt->v6_.free);
+  rt->v6_.free = i;
+  rt->v6_.live--;
+}
+
+/* The entry's IP bytes: 4 or 16 by its family. */
+static const uint8_t *entry_ip(const mdht_rtable *rt, const mdht_rt_entry *e) {
+  return e->family == MDHT_AF_INET6 ? rt->v6_.ip[e->ip]
+                                    : (const uint8_t *)&e->ip;
 }
 
 /* -------------------------------------------------------------- index */
@@ -102,17 +134,20 @@ static uint32_t key_hash(const mdht_rtable *rt, const mdht_rt_index *x,
   return mdht_addr_hash(&k, rt->hash_seed);
 }
 
-/* mdht_addr_ip_eq with memcmp of a constant length, which the compiler
- * turns into one or two loads: ix_find runs it on every datagram. */
-static bool ip_eq(const mdht_addr *a, const mdht_addr *b) {
-  if (a->family != b->family) return false;
-  return a->family == MDHT_AF_INET ? memcmp(a->ip, b->ip, 4) == 0
-                                   : memcmp(a->ip, b->ip, 16) == 0;
+/* Whether entry `e` has the IP of `a`, without building its address:
+ * memcmp of a constant length, which the compiler turns into one or two
+ * loads (an IPv4 entry holds its 4 bytes itself). ix_find runs it on every
+ * datagram. */
+static bool ip_eq(const mdht_rtable *rt, const mdht_rt_entry *e,
+                  const mdht_addr *a) {
+  if (e->family != a->family) return false;
+  return a->family == MDHT_AF_INET ? memcmp(&e->ip, a->ip, 4) == 0
+                                   : memcmp(rt->v6_.ip[e->ip], a->ip, 16) == 0;
 }
 
-static bool key_eq(const mdht_rt_index *x, const mdht_addr *a,
-                   const mdht_addr *b) {
-  return ip_eq(a, b) && (x->by_ip || a->port == b->port);
+static bool key_eq(const mdht_rtable *rt, const mdht_rt_index *x,
+                   const mdht_rt_entry *e, const mdht_addr *a) {
+  return ip_eq(rt, e, a) && (x->by_ip || e->port == a->port);
 }
 
 static uint8_t cpl1_of(const mdht_rtable *rt, const mdht_id *id) {
@@ -124,10 +159,10 @@ static mdht_rt_bucket *bucket_of_cpl1(const mdht_rtable *rt, uint8_t cpl1) {
   return &rt->buckets[cp < rt->nbuckets - 1 ? cp : rt->nbuckets - 1];
 }
 
-static mdht_rt_entry *key_in(const mdht_rt_index *x, mdht_rt_entry *v,
-                             uint32_t n, const mdht_addr *a) {
+static mdht_rt_entry *key_in(const mdht_rtable *rt, const mdht_rt_index *x,
+                             mdht_rt_entry *v, uint32_t n, const mdht_addr *a) {
   for (uint32_t i = 0; i < n; i++)
-    if (key_eq(x, &v[i].addr, a)) return &v[i];
+    if (key_eq(rt, x, &v[i], a)) return &v[i];
   return NULL;
 }
 
@@ -141,8 +176,8 @@ static mdht_rt_entry *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
   for (uint32_t i = (h >> 8) & mask; s[i] != 0; i = (i + 1) & mask) {
     if ((s[i] & 0xffffff00u) != h) continue;
     mdht_rt_bucket *b = bucket_of_cpl1(rt, slot_cpl1(s[i]));
-    mdht_rt_entry *e = key_in(x, b->nodes, b->n, a);
-    if (!e) e = key_in(x, b->repl, b->nrepl, a);
+    mdht_rt_entry *e = key_in(rt, x, b->nodes, b->n, a);
+    if (!e) e = key_in(rt, x, b->repl, b->nrepl, a);
     if (e) return e;
   }
   return NULL;
@@ -209,7 +244,7 @@ static const mdht_rt_entry *idx_find(const mdht_rtable *rt,
                                      const mdht_addr *a) {
   const mdht_rt_entry *e = ix_find(rt, &rt->index_, a);
   /* Keyed by IP (one entry per IP): the entry must have the port too. */
-  return e && (!rt->one_per_ip_ || e->addr.port == a->port) ? e : NULL;
+  return e && (!rt->one_per_ip_ || e->port == a->port) ? e : NULL;
 }
 
 /* The entry at the IP of `a` (any port), or NULL; only with one entry per
@@ -218,18 +253,34 @@ static const mdht_rt_entry *ip_find(const mdht_rtable *rt, const mdht_addr *a) {
   return rt->one_per_ip_ ? ix_find(rt, &rt->index_, a) : NULL;
 }
 
-/* Makes room for `extra` more addresses, so that the insertions that
- * follow cannot fail half-way through a change of the table. */
-static int idx_reserve(mdht_rtable *rt, uint32_t extra) {
-  return ix_reserve(&rt->index_, extra);
+/* Makes room for one more entry at `a` (its index slot, and its pool
+ * slot if IPv6), so that the insertion that follows cannot fail half-way
+ * through a change of the table. */
+static int idx_reserve(mdht_rtable *rt, const mdht_addr *a) {
+  if (ix_reserve(&rt->index_, 1)) return MDHT_ERR_NOMEM;
+  return a->family == MDHT_AF_INET6 ? v6_reserve(rt) : 0;
 }
 
-static void idx_insert(mdht_rtable *rt, const mdht_addr *a, const mdht_id *id) {
-  ix_insert(rt, &rt->index_, a, id);
+/* Every entry enters the table here: `e` (with its id) gets the address
+ * `a`, taking a pool slot if IPv6 (reserved with idx_reserve), and its
+ * index slot. From then on `e` and its copies share that pool slot. */
+static void idx_insert(mdht_rtable *rt, mdht_rt_entry *e, const mdht_addr *a) {
+  e->family = a->family;
+  e->port = a->port;
+  if (a->family == MDHT_AF_INET6)
+    e->ip = v6_alloc(rt, a->ip);
+  else
+    memcpy(&e->ip, a->ip, 4);
+  ix_insert(rt, &rt->index_, a, &e->id);
 }
 
-static void idx_remove(mdht_rtable *rt, const mdht_addr *a, const mdht_id *id) {
-  ix_remove(rt, &rt->index_, a, id);
+/* Every entry leaves the table here, for good: its index slot and its
+ * pool slot go (the entry itself may already have left its block). Read
+ * its address before: an IPv6 one is gone once this returns. */
+static void idx_remove(mdht_rtable *rt, const mdht_rt_entry *e) {
+  mdht_addr a = mdht_rtable_addr(rt, e);
+  ix_remove(rt, &rt->index_, &a, &e->id);
+  if (e->family == MDHT_AF_INET6) v6_release(rt, e->ip);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -243,9 +294,10 @@ static mdht_rt_bucket *bucket_for(const mdht_rtable *rt, const mdht_id *id) {
   return &rt->buckets[mdht_rtable_bucket_of(rt, id)];
 }
 
-static int find_addr(const mdht_rt_entry *v, uint32_t n, const mdht_addr *a) {
+static int find_addr(const mdht_rtable *rt, const mdht_rt_entry *v, uint32_t n,
+                     const mdht_addr *a) {
   for (uint32_t i = 0; i < n; i++)
-    if (v[i].addr.port == a->port && ip_eq(&v[i].addr, a)) return (int)i;
+    if (v[i].port == a->port && ip_eq(rt, &v[i], a)) return (int)i;
   return -1;
 }
 
@@ -307,45 +359,58 @@ static void touch(mdht_rtable *rt, mdht_rt_entry *e, mdht_rt_how how,
   }
 }
 
+/* Tells about entry `e` at `addr`, which replaced `old` at `old_addr`
+ * (NULL unless NODE_REPLACED). The addresses are given, not read from the
+ * entries: an entry that has just left the table no longer has one. */
 static void publish(const mdht_rtable *rt, mdht_event_type type,
-                    const mdht_rt_entry *e, const mdht_rt_entry *old,
+                    const mdht_rt_entry *e, const mdht_addr *addr,
+                    const mdht_rt_entry *old, const mdht_addr *old_addr,
                     mdht_time now) {
   if (!rt->bus) return;
   mdht_event ev;
   mdht_bus_event_init(&ev, type, now);
   ev.id = e->id;
-  ev.addr = e->addr;
+  ev.addr = *addr;
   if (old) {
     ev.u.replaced.old_id = old->id;
-    ev.u.replaced.old_addr = old->addr;
+    ev.u.replaced.old_addr = *old_addr;
   }
   mdht_bus_publish(rt->bus, &ev);
+}
+
+/* An entry that is in the table, told about with its address. */
+static void publish_in(const mdht_rtable *rt, mdht_event_type type,
+                       const mdht_rt_entry *e, mdht_time now) {
+  if (!rt->bus) return;
+  mdht_addr a = mdht_rtable_addr(rt, e);
+  publish(rt, type, e, &a, NULL, NULL, now);
 }
 
 /* What a bucket weighs when it must choose between entries (rtable.h,
  * "Choosing"): having answered us counts first, a BEP 42-valid id (or an
  * exempt, private address) second. */
-static int worth(const mdht_rt_entry *e) {
-  return (e->last_reply != 0 ? 2 : 0) + (mdht_bep42_valid(&e->id, &e->addr));
+static int worth(const mdht_rtable *rt, const mdht_rt_entry *e) {
+  mdht_addr a = mdht_rtable_addr(rt, e);
+  return (e->last_reply != 0 ? 2 : 0) + (mdht_bep42_valid(&e->id, &a));
 }
 
 /* The replacement to promote: the worthiest; among equals the newest, as
  * the likeliest to be alive. */
-static int best_candidate(const mdht_rt_bucket *b) {
+static int best_candidate(const mdht_rtable *rt, const mdht_rt_bucket *b) {
   int best = b->nrepl - 1;
   for (int i = b->nrepl - 2; i >= 0; i--)
-    if (worth(&b->repl[i]) > worth(&b->repl[best])) best = i;
+    if (worth(rt, &b->repl[i]) > worth(rt, &b->repl[best])) best = i;
   return best;
 }
 
 /* Fills free slots of `b` from its replacement list. */
 static void promote(mdht_rtable *rt, mdht_rt_bucket *b, mdht_time now) {
   while (b->n < rt->cfg->k && b->nrepl > 0) {
-    int c = best_candidate(b);
+    int c = best_candidate(rt, b);
     b->nodes[b->n] = b->repl[c];
     repl_drop(b, (uint32_t)c);
     b->last_changed = now;
-    publish(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], NULL, now);
+    publish_in(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], now);
   }
 }
 
@@ -359,16 +424,16 @@ static bool repl_add(mdht_rtable *rt, mdht_rt_bucket *b,
   if (b->nrepl >= rt->cfg->k) {
     uint32_t victim = 0;
     for (uint32_t i = 1; i < b->nrepl; i++)
-      if (worth(&b->repl[i]) < worth(&b->repl[victim])) victim = i;
-    if (worth(e) < worth(&b->repl[victim])) {
-      idx_remove(rt, &e->addr, &e->id);
+      if (worth(rt, &b->repl[i]) < worth(rt, &b->repl[victim])) victim = i;
+    if (worth(rt, e) < worth(rt, &b->repl[victim])) {
+      idx_remove(rt, e);
       return false;
     }
-    idx_remove(rt, &b->repl[victim].addr, &b->repl[victim].id);
+    idx_remove(rt, &b->repl[victim]);
     repl_drop(b, victim);
   }
   if (!repl_reserve(rt, b, b->nrepl + 1u)) {
-    idx_remove(rt, &e->addr, &e->id);
+    idx_remove(rt, e);
     return false;
   }
   b->repl[b->nrepl++] = *e;
@@ -466,8 +531,9 @@ static int bad_node(const mdht_rtable *rt, const mdht_rt_bucket *b) {
   return best;
 }
 
-static bool id_valid(const mdht_rt_entry *e) {
-  return mdht_bep42_valid(&e->id, &e->addr);
+static bool id_valid(const mdht_rtable *rt, const mdht_rt_entry *e) {
+  mdht_addr a = mdht_rtable_addr(rt, e);
+  return mdht_bep42_valid(&e->id, &a);
 }
 
 /* "Valid id wins" (rtable.h): `e`, which just answered with a BEP 42-valid
@@ -476,22 +542,26 @@ static bool id_valid(const mdht_rt_entry *e) {
  * candidate. Returns false if `b` has no such node. */
 static bool take_invalid(mdht_rtable *rt, mdht_rt_bucket *b,
                          const mdht_rt_entry *e, mdht_time now) {
-  if (mdht_addr_is_private(&e->addr) || !id_valid(e)) return false;
+  mdht_addr ea = mdht_rtable_addr(rt, e);
+  if (mdht_addr_is_private(&ea) || !id_valid(rt, e)) return false;
   int v = -1;
   for (uint32_t i = 0; i < b->n; i++) {
     const mdht_rt_entry *x = &b->nodes[i];
-    if (id_valid(x) || mdht_rtable_state(rt, x, now) != MDHT_RT_QUESTIONABLE)
+    if (id_valid(rt, x) ||
+        mdht_rtable_state(rt, x, now) != MDHT_RT_QUESTIONABLE)
       continue;
     if (v < 0 || last_seen(x) < last_seen(&b->nodes[v])) v = (int)i;
   }
   if (v < 0) return false;
   mdht_rt_entry old = b->nodes[v];
+  /* Read now: a candidate not kept by repl_add leaves the table. */
+  mdht_addr old_addr = mdht_rtable_addr(rt, &old);
   b->nodes[v] = *e;
   b->last_changed = now;
   old.last_ping = 0;
   repl_add(rt, b, &old);
   /* Told once done: the table a subscriber may look at is whole. */
-  publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[v], &old, now);
+  publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[v], &ea, &old, &old_addr, now);
   return true;
 }
 
@@ -506,13 +576,13 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
     if (b->n < rt->cfg->k) {
       b->nodes[b->n] = *e;
       b->last_changed = now;
-      publish(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], NULL, now);
+      publish_in(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], now);
       return MDHT_RT_ADDED;
     }
     if (bi != rt->nbuckets - 1 || rt->nbuckets >= ID_BITS) break;
     int err = split(rt, now);
     if (err) {
-      idx_remove(rt, &e->addr, &e->id);
+      idx_remove(rt, e);
       return err;
     }
   }
@@ -523,10 +593,13 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
     int bad = bad_node(rt, b);
     if (bad >= 0) {
       mdht_rt_entry old = b->nodes[bad];
+      mdht_addr old_addr = mdht_rtable_addr(rt, &old);
       b->nodes[bad] = *e;
       b->last_changed = now;
-      idx_remove(rt, &old.addr, &old.id);
-      publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[bad], &old, now);
+      idx_remove(rt, &old);
+      mdht_addr a = mdht_rtable_addr(rt, &b->nodes[bad]);
+      publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[bad], &a, &old, &old_addr,
+              now);
       return MDHT_RT_ADDED;
     }
   }
@@ -568,6 +641,7 @@ int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
   rt->nbuckets = 1;
   rt->index_.cap = INDEX_MIN_CAP;
   rt->index_.by_ip = rt->one_per_ip_;
+  rt->v6_.free = V6_NONE;
   return 0;
 }
 
@@ -579,6 +653,7 @@ void mdht_rtable_free(mdht_rtable *rt) {
   }
   free(rt->buckets);
   free(rt->index_.slots);
+  free(rt->v6_.ip);
   memset(rt, 0, sizeof *rt);
 }
 
@@ -593,24 +668,27 @@ static bool acceptable(const mdht_rtable *rt, const mdht_id *id,
 
 static bool entry_is_bad(const mdht_rtable *rt, const mdht_rt_entry *s) {
   const mdht_rt_bucket *b = bucket_for(rt, &s->id);
-  int pos = find_addr(b->nodes, b->n, &s->addr);
+  mdht_addr a = mdht_rtable_addr(rt, s);
+  int pos = find_addr(rt, b->nodes, b->n, &a);
   return pos >= 0 && b->nodes[pos].fails >= max_fails(rt);
 }
 
-/* Same /24 (IPv4) or /64 (IPv6). */
-static bool same_prefix(const mdht_addr *a, const mdht_addr *b) {
-  if (a->family != b->family) return false;
-  return memcmp(a->ip, b->ip, a->family == MDHT_AF_INET ? 3 : 8) == 0;
+/* Entry `e` is in the /24 (IPv4) or /64 (IPv6) of `a`. */
+static bool same_prefix(const mdht_rtable *rt, const mdht_rt_entry *e,
+                        const mdht_addr *a) {
+  if (e->family != a->family) return false;
+  return memcmp(entry_ip(rt, e), a->ip, a->family == MDHT_AF_INET ? 3 : 8) == 0;
 }
 
 /* The entry of bucket `b` (nodes, then candidates) in the prefix of
  * `addr`, or NULL. A bucket holds at most 2 * MDHT_RT_KMAX entries. */
-static const mdht_rt_entry *prefix_taken(const mdht_rt_bucket *b,
+static const mdht_rt_entry *prefix_taken(const mdht_rtable *rt,
+                                         const mdht_rt_bucket *b,
                                          const mdht_addr *addr) {
   for (uint32_t i = 0; i < b->n; i++)
-    if (same_prefix(&b->nodes[i].addr, addr)) return &b->nodes[i];
+    if (same_prefix(rt, &b->nodes[i], addr)) return &b->nodes[i];
   for (uint32_t i = 0; i < b->nrepl; i++)
-    if (same_prefix(&b->repl[i].addr, addr)) return &b->repl[i];
+    if (same_prefix(rt, &b->repl[i], addr)) return &b->repl[i];
   return NULL;
 }
 
@@ -625,14 +703,14 @@ static bool may_enter(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
   mdht_addr old;
   if (o) {
     if (how != MDHT_RT_HEARD_REPLY || !entry_is_bad(rt, o)) return false;
-    old = o->addr;
+    old = mdht_rtable_addr(rt, o);
     mdht_rtable_remove(rt, NULL, &old, now);
   }
   if (rt->cfg->allow_same_prefix || mdht_addr_is_private(addr)) return true;
-  const mdht_rt_entry *p = prefix_taken(bucket_for(rt, id), addr);
+  const mdht_rt_entry *p = prefix_taken(rt, bucket_for(rt, id), addr);
   if (!p) return true;
   if (how != MDHT_RT_HEARD_REPLY || p->fails < max_fails(rt)) return false;
-  old = p->addr;
+  old = mdht_rtable_addr(rt, p);
   mdht_rtable_remove(rt, NULL, &old, now);
   return true;
 }
@@ -645,7 +723,7 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
   if (!acceptable(rt, id, addr)) return MDHT_RT_IGNORED;
   /* Before any change: a new node and the split that may follow must not
    * fail half-way. */
-  if (idx_reserve(rt, 1)) return MDHT_ERR_NOMEM;
+  if (idx_reserve(rt, addr)) return MDHT_ERR_NOMEM;
   /* Any epoch move happens here, before an entry is copied out of the
    * table: the stamps below then never move it under a copy. */
   (void)mdht_rtable_tick(rt, now);
@@ -666,13 +744,13 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
      * entry we have still answers. */
     if (!mdht_id_eq(&s->id, id)) return MDHT_RT_IGNORED;
     mdht_rt_bucket *b = bucket_for(rt, id);
-    int pos = find_addr(b->nodes, b->n, addr);
+    int pos = find_addr(rt, b->nodes, b->n, addr);
     if (pos >= 0) {
       touch(rt, &b->nodes[pos], how, now);
       if (how == MDHT_RT_HEARD_REPLY) b->last_changed = now;
       return MDHT_RT_UPDATED;
     }
-    pos = find_addr(b->repl, b->nrepl, addr);
+    pos = find_addr(rt, b->repl, b->nrepl, addr);
     if (pos < 0)
       return MDHT_RT_IGNORED; /* cannot happen: index and buckets agree */
     /* A candidate heard again may now take a slot; otherwise it becomes
@@ -693,9 +771,8 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
     if (!may_enter(rt, id, addr, how, now)) return MDHT_RT_IGNORED;
     memset(&e, 0, sizeof e);
     e.id = *id;
-    e.addr = normalized(addr);
     e.added = stamp(rt, now);
-    idx_insert(rt, addr, id);
+    idx_insert(rt, &e, addr);
   }
   touch(rt, &e, how, now);
   return place(rt, &e, how, now, ping);
@@ -708,26 +785,29 @@ void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
   if (!s || (id && !mdht_id_eq(&s->id, id))) return;
   const mdht_id sid = s->id; /* s points into the bucket, which changes */
   mdht_rt_bucket *b = bucket_for(rt, &sid);
-  int pos = find_addr(b->nodes, b->n, addr);
+  int pos = find_addr(rt, b->nodes, b->n, addr);
   if (pos < 0) {
     /* A candidate that does not answer is not worth keeping. */
-    pos = find_addr(b->repl, b->nrepl, addr);
+    pos = find_addr(rt, b->repl, b->nrepl, addr);
     if (pos >= 0) {
+      mdht_rt_entry gone = b->repl[pos];
       repl_drop(b, (uint32_t)pos);
-      idx_remove(rt, addr, &sid);
+      idx_remove(rt, &gone);
     }
     return;
   }
   mdht_rt_entry *e = &b->nodes[pos];
   if (e->fails < UINT8_MAX) e->fails++;
   if (e->fails < max_fails(rt) || b->nrepl == 0) return;
-  int c = best_candidate(b);
+  int c = best_candidate(rt, b);
   mdht_rt_entry old = *e;
+  mdht_addr old_addr = mdht_rtable_addr(rt, &old);
   *e = b->repl[c];
   repl_drop(b, (uint32_t)c);
   b->last_changed = now;
-  idx_remove(rt, &old.addr, &old.id);
-  publish(rt, MDHT_EV_NODE_REPLACED, e, &old, now);
+  idx_remove(rt, &old);
+  mdht_addr a = mdht_rtable_addr(rt, e);
+  publish(rt, MDHT_EV_NODE_REPLACED, e, &a, &old, &old_addr, now);
 }
 
 int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
@@ -737,42 +817,43 @@ int mdht_rtable_remove(mdht_rtable *rt, const mdht_id *id,
   if (!s || (id && !mdht_id_eq(&s->id, id))) return MDHT_ERR_NOTFOUND;
   const mdht_id sid = s->id; /* s points into the bucket, which changes */
   mdht_rt_bucket *b = bucket_for(rt, &sid);
-  int pos = find_addr(b->nodes, b->n, addr);
+  int pos = find_addr(rt, b->nodes, b->n, addr);
   if (pos >= 0) {
     mdht_rt_entry old = b->nodes[pos];
+    mdht_addr old_addr = mdht_rtable_addr(rt, &old);
     drop_at(b->nodes, &b->n, (uint32_t)pos);
-    idx_remove(rt, addr, &sid);
-    publish(rt, MDHT_EV_NODE_REMOVED, &old, NULL, now);
+    idx_remove(rt, &old);
+    publish(rt, MDHT_EV_NODE_REMOVED, &old, &old_addr, NULL, NULL, now);
     promote(rt, b, now);
     return 0;
   }
-  pos = find_addr(b->repl, b->nrepl, addr);
+  pos = find_addr(rt, b->repl, b->nrepl, addr);
   if (pos < 0) return MDHT_ERR_NOTFOUND;
+  mdht_rt_entry gone = b->repl[pos];
   repl_drop(b, (uint32_t)pos);
-  idx_remove(rt, addr, &sid);
+  idx_remove(rt, &gone);
   return 0;
 }
 
 int mdht_rtable_restore(mdht_rtable *rt, const mdht_rt_entry *e,
-                        mdht_time now) {
-  if (!rt || !e) return MDHT_ERR_INVAL;
-  if (!acceptable(rt, &e->id, &e->addr)) return MDHT_RT_IGNORED;
+                        const mdht_addr *addr, mdht_time now) {
+  if (!rt || !e || !addr) return MDHT_ERR_INVAL;
+  if (!acceptable(rt, &e->id, addr)) return MDHT_RT_IGNORED;
   /* Before any change, as in mdht_rtable_heard: a split must not fail
    * half-way. */
-  if (idx_reserve(rt, 1)) return MDHT_ERR_NOMEM;
+  if (idx_reserve(rt, addr)) return MDHT_ERR_NOMEM;
   const mdht_rt_bucket *b = bucket_for(rt, &e->id);
-  if (idx_find(rt, &e->addr) || has_id(b->nodes, b->n, &e->id) ||
+  if (idx_find(rt, addr) || has_id(b->nodes, b->n, &e->id) ||
       has_id(b->repl, b->nrepl, &e->id))
     return MDHT_RT_IGNORED;
   /* As a querier: a saved entry has not answered this process, so it
    * takes nobody's place, not even a bad node's. */
-  if (!may_enter(rt, &e->id, &e->addr, MDHT_RT_HEARD_QUERY, now))
+  if (!may_enter(rt, &e->id, addr, MDHT_RT_HEARD_QUERY, now))
     return MDHT_RT_IGNORED;
   mdht_rt_entry r = *e;
-  r.addr = normalized(&e->addr);
   r.last_ping = 0;
   if (r.added == 0) r.added = stamp(rt, now);
-  idx_insert(rt, &r.addr, &r.id);
+  idx_insert(rt, &r, addr);
   return place(rt, &r, MDHT_RT_HEARD_QUERY, now, NULL);
 }
 
@@ -791,7 +872,7 @@ mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr) {
   const mdht_rt_entry *s = idx_find(rt, addr);
   if (!s) return NULL;
   mdht_rt_bucket *b = bucket_for(rt, &s->id);
-  int pos = find_addr(b->nodes, b->n, addr);
+  int pos = find_addr(rt, b->nodes, b->n, addr);
   return pos >= 0 ? &b->nodes[pos] : NULL;
 }
 
@@ -821,7 +902,7 @@ static size_t take_closest(const mdht_rtable *rt, uint32_t lo, uint32_t hi,
     for (uint32_t i = 0; i < b->n; i++) {
       const mdht_rt_entry *e = &b->nodes[i];
       if (e->last_reply == 0 || e->fails >= maxf ||
-          (family && e->addr.family != family))
+          (family && e->family != family))
         continue;
       if (m == room && closer(target, &e->id, &v[m - 1].id) >= 0) continue;
       size_t j = m < room ? m++ : m - 1;
@@ -884,5 +965,6 @@ void mdht_rtable_bytes(const mdht_rtable *rt, size_t *buckets, size_t *repl,
   *buckets = rt->nbuckets *
              (sizeof(mdht_rt_bucket) + rt->cfg->k * sizeof(mdht_rt_entry));
   *repl = r * sizeof(mdht_rt_entry);
-  *index = rt->index_.cap * sizeof(rt_slot);
+  *index = rt->index_.cap * sizeof(rt_slot) +
+           (size_t)rt->v6_.cap * sizeof *rt->v6_.ip;
 }

@@ -54,6 +54,8 @@
 #ifndef MDHT_RTABLE_H
 #define MDHT_RTABLE_H
 
+#include <string.h>
+
 #include "mdht.h"
 #include "bus.h"
 
@@ -66,13 +68,23 @@
  * its epoch forward when a new time would not fit (mdht_rtable_tick), and
  * times then older than 2^31 ms (24.8 days) read as that old: every rule
  * of the table looks at most node_fresh_ms or query_timeout_ms back.
- * 60 bytes against the 80 of absolute 64-bit times: the table holds some
- * 130 entries (nodes and candidates), and the simulator a million tables.
  * Ticks compare with ticks of the same table; mdht_rtable_time() turns one
- * into a time, mdht_rtable_tick() a time into one. */
+ * into a time, mdht_rtable_tick() a time into one.
+ *
+ * The address is stored compactly: nearly every entry is IPv4, whose 4
+ * bytes sit in `ip` itself, while the 16 bytes of an IPv6 address live in
+ * the table's pool (mdht_rtable.v6_) and `ip` is their slot there. With
+ * 32-bit ticks that makes 48 bytes an entry, against the 60 of a full
+ * mdht_addr in each and the 80 of absolute 64-bit times as well: a table
+ * holds some 130 to 190 entries (nodes and candidates), and the simulator
+ * a million tables (issue 13). Read the address with mdht_rtable_addr(). */
 typedef struct mdht_rt_entry {
   mdht_id id;
-  mdht_addr addr;
+  uint32_t ip; /* MDHT_AF_INET: the address bytes (network order);
+                  MDHT_AF_INET6: its slot in the table's pool */
+  uint16_t port;
+  uint8_t family; /* MDHT_AF_INET or MDHT_AF_INET6 */
+  uint8_t fails;  /* queries in a row that timed out */
   uint32_t added;
   uint32_t last_reply; /* last answer to our query, 0 = never */
   uint32_t last_query; /* last query it sent us, 0 = never */
@@ -81,8 +93,10 @@ typedef struct mdht_rt_entry {
                           query_timeout_ms has passed */
   uint16_t rtt_ms;     /* round trip of its last answer (node.c), capped;
                           0 = none yet */
-  uint8_t fails;       /* queries in a row that timed out */
 } mdht_rt_entry;
+
+_Static_assert(sizeof(mdht_rt_entry) == 48,
+               "a routing entry is 48 bytes (issue 13)");
 
 typedef enum mdht_rt_state {
   MDHT_RT_GOOD,
@@ -131,7 +145,36 @@ typedef struct mdht_rtable {
   bool one_per_ip_;
   uint64_t hash_seed;
   mdht_time epoch; /* the time of tick 0 (see mdht_rt_entry) */
+  /* The IPv6 addresses of the entries (mdht_rt_entry.ip is a slot): a
+   * slot is taken when an entry enters the table and given back when it
+   * leaves; copies of an entry moving between blocks share it. Allocated
+   * with the first IPv6 entry and doubled when full, so an IPv4 table
+   * pays nothing. Free slots are chained through their first 4 bytes. */
+  struct {
+    uint8_t (*ip)[16];
+    uint32_t cap;  /* slots allocated */
+    uint32_t top;  /* slots ever handed out: [top, cap) never used yet */
+    uint32_t free; /* first free slot below top, UINT32_MAX if none */
+    uint32_t live; /* slots held by entries */
+  } v6_;
 } mdht_rtable;
+
+/* The address of entry `e` of `rt` (in the table, or a copy taken from it:
+ * the `ping` of mdht_rtable_heard, the results of mdht_rtable_closest).
+ * An IPv6 entry's address is read from the table's pool: for a copy it is
+ * valid until the next change of the table, so read it before. */
+static inline mdht_addr mdht_rtable_addr(const mdht_rtable *rt,
+                                         const mdht_rt_entry *e) {
+  mdht_addr a;
+  memset(&a, 0, sizeof a);
+  a.family = e->family;
+  a.port = e->port;
+  if (e->family == MDHT_AF_INET6)
+    memcpy(a.ip, rt->v6_.ip[e->ip], 16);
+  else
+    memcpy(a.ip, &e->ip, 4);
+  return a;
+}
 
 /* The tick of `now` (>= 1), moving the table's epoch forward first if
  * `now` is 2^32 ms or more past it: every entry's ticks are then
@@ -176,8 +219,9 @@ typedef enum mdht_rt_result {
  * the replacement list. A bucket that is full and may split (it holds our
  * id) splits first. A replacement candidate heard again takes a free or
  * bad slot if it can, else becomes the newest candidate. `ping` may be
- * NULL: the result is then never MDHT_RT_PING. Returns a mdht_rt_result
- * (> 0), MDHT_ERR_NOMEM or MDHT_ERR_INVAL (NULL argument). */
+ * NULL: the result is then never MDHT_RT_PING; read *ping's address
+ * (mdht_rtable_addr) before changing the table again. Returns a
+ * mdht_rt_result (> 0), MDHT_ERR_NOMEM or MDHT_ERR_INVAL (NULL argument). */
 int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
                       mdht_rt_how how, mdht_time now, mdht_rt_entry *ping);
 
@@ -220,14 +264,15 @@ mdht_rt_entry *mdht_rtable_find(mdht_rtable *rt, const mdht_addr *addr);
 
 /* Fills `out` with up to `n` entries closest to `target` by XOR distance,
  * closest first, of address family `family` (0 = any). Only nodes that
- * have answered us at least once and are not bad. Returns the count. */
+ * have answered us at least once and are not bad. Returns the count.
+ * Read their addresses (mdht_rtable_addr) before changing the table. */
 size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
                            int family, mdht_rt_entry *out, size_t n,
                            mdht_time now);
 
-/* Places a saved entry with its history: `e`'s id, address, failure
- * count and times (added, last_reply, last_query: ticks of `rt`, see
- * mdht_rtable_tick) are kept as given, not
+/* Places a saved entry with its history: `e`'s id, `addr` (`e`'s own
+ * address fields are not read), failure count and times (added, last_reply,
+ * last_query: ticks of `rt`, see mdht_rtable_tick) are kept as given, not
  * stamped as by mdht_rtable_heard (last_ping is not: a ping does not
  * outlive the process that sent it; an `added` of 0 becomes `now`). The
  * entry goes where a node that only queried us would: a free slot in its
@@ -239,7 +284,8 @@ size_t mdht_rtable_closest(const mdht_rtable *rt, const mdht_id *target,
  * prefix taken (rtable.h). Publishes NODE_ADDED when it takes a slot.
  * Returns MDHT_RT_ADDED, MDHT_RT_REPLACEMENT, MDHT_RT_IGNORED,
  * MDHT_ERR_NOMEM or MDHT_ERR_INVAL (NULL argument). */
-int mdht_rtable_restore(mdht_rtable *rt, const mdht_rt_entry *e, mdht_time now);
+int mdht_rtable_restore(mdht_rtable *rt, const mdht_rt_entry *e,
+                        const mdht_addr *addr, mdht_time now);
 
 /* Splits the last bucket until the table has `nbuckets` buckets (capped
  * at 160). For restoring saved state: entries saved from a table of that
@@ -255,7 +301,7 @@ int mdht_rtable_presplit(mdht_rtable *rt, uint32_t nbuckets, mdht_time now);
 uint32_t mdht_rtable_bucket_of(const mdht_rtable *rt, const mdht_id *id);
 
 /* Heap bytes: buckets with their node blocks, replacement blocks, and
- * the address index. */
+ * the address index with the IPv6 address pool. */
 void mdht_rtable_bytes(const mdht_rtable *rt, size_t *buckets, size_t *repl,
                        size_t *index);
 

@@ -116,7 +116,8 @@ static void put_entry(wbuf *w, const mdht_rtable *rt, const mdht_rt_entry *e,
                       uint8_t kind, mdht_time now) {
   put_u8(w, kind);
   put_u8(w, e->fails);
-  put_addr(w, &e->addr);
+  mdht_addr a = mdht_rtable_addr(rt, e);
+  put_addr(w, &a);
   put(w, e->id.b, MDHT_ID_LEN);
   put_u64(w, age(mdht_rtable_time(rt, e->last_reply), now));
   put_u64(w, age(mdht_rtable_time(rt, e->last_query), now));
@@ -665,10 +666,9 @@ static void load_node(const node_rec *n, void *user) {
    * neither. Its failures are: a node that was failing before the
    * restart needs fewer misses to be replaced. */
   mdht_rt_entry e = {.id = n->id,
-                     .addr = n->addr,
                      .added = mdht_rtable_tick(&node->rt, c->now),
                      .fails = n->fails};
-  int rc = mdht_rtable_restore(&node->rt, &e, c->now);
+  int rc = mdht_rtable_restore(&node->rt, &e, &n->addr, c->now);
   if (rc < 0) c->err = rc;
 }
 
@@ -792,10 +792,10 @@ int mdht_state_load(mdht_node *node, const uint8_t *buf, size_t len,
 
 /* -------------------------------------------------------- loaded nodes */
 
-/* Pings one entry; 0 or the send error. */
+/* Pings one entry of node->rt; 0 or the send error. */
 static int ping_entry(mdht_node *node, mdht_rt_entry *e, mdht_time now) {
   mdht_id id = e->id;
-  mdht_addr addr = e->addr;
+  mdht_addr addr = mdht_rtable_addr(&node->rt, e);
   mdht_krpc_msg_init(&node->out, 'q');
   node->out.method = MDHT_M_PING;
   mdht_txn_owner owner = {.kind = MDHT_OWNER_PING};

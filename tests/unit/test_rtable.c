@@ -199,12 +199,14 @@ static bool same_prefix(const mdht_addr *a, const mdht_addr *b) {
 /* Within a bucket, one entry per /24 or /64 among public addresses. */
 static void check_prefix_rule(fx *f, const mdht_rt_bucket *b,
                               const mdht_rt_entry *e) {
-  if (f->cfg.allow_same_prefix || mdht_addr_is_private(&e->addr)) return;
+  mdht_addr ea = mdht_rtable_addr(&f->rt, e);
+  if (f->cfg.allow_same_prefix || mdht_addr_is_private(&ea)) return;
   int same = 0;
-  for (uint32_t j = 0; j < b->n; j++)
-    same += same_prefix(&e->addr, &b->nodes[j].addr);
-  for (uint32_t j = 0; j < b->nrepl; j++)
-    same += same_prefix(&e->addr, &b->repl[j].addr);
+  for (uint32_t j = 0; j < b->n + b->nrepl; j++) {
+    mdht_addr o =
+        mdht_rtable_addr(&f->rt, j < b->n ? &b->nodes[j] : &b->repl[j - b->n]);
+    same += same_prefix(&ea, &o);
+  }
   assert_int_equal(same, 1);
 }
 
@@ -218,7 +220,8 @@ static void check_ip_rule(fx *f) {
   for (uint32_t bi = 0; bi < rt->nbuckets; bi++) {
     const mdht_rt_bucket *b = &rt->buckets[bi];
     for (uint32_t i = 0; i < b->n + b->nrepl && n < cap; i++)
-      all[n++] = i < b->n ? b->nodes[i].addr : b->repl[i - b->n].addr;
+      all[n++] =
+          mdht_rtable_addr(rt, i < b->n ? &b->nodes[i] : &b->repl[i - b->n]);
   }
   for (size_t i = 0; i < n; i++)
     for (size_t j = i + 1; j < n; j++)
@@ -234,7 +237,7 @@ static void check_ip_rule(fx *f) {
  * the event-built shadow agreeing with the bucket contents. */
 static void check_invariants(fx *f) {
   mdht_rtable *rt = &f->rt;
-  uint32_t total = 0, repl = 0;
+  uint32_t total = 0, repl = 0, v6 = 0;
   for (uint32_t bi = 0; bi < rt->nbuckets; bi++) {
     mdht_rt_bucket *b = &rt->buckets[bi];
     assert_true(b->n <= f->cfg.k);
@@ -243,12 +246,13 @@ static void check_invariants(fx *f) {
       mdht_rt_entry *v = list ? b->repl : b->nodes;
       uint32_t n = list ? b->nrepl : b->n;
       for (uint32_t i = 0; i < n; i++) {
+        mdht_addr va = mdht_rtable_addr(rt, &v[i]);
+        v6 += v[i].family == MDHT_AF_INET6;
         assert_int_equal(mdht_rtable_bucket_of(rt, &v[i].id), bi);
         assert_false(mdht_id_eq(&v[i].id, &rt->self));
-        assert_false(mdht_addr_is_martian(&v[i].addr));
-        if (!f->cfg.allow_private)
-          assert_false(mdht_addr_is_private(&v[i].addr));
-        mdht_rt_entry *found = mdht_rtable_find(rt, &v[i].addr);
+        assert_false(mdht_addr_is_martian(&va));
+        if (!f->cfg.allow_private) assert_false(mdht_addr_is_private(&va));
+        mdht_rt_entry *found = mdht_rtable_find(rt, &va);
         if (list)
           assert_null(found);
         else
@@ -258,12 +262,14 @@ static void check_invariants(fx *f) {
          * breaking find() above (addresses). */
         for (uint32_t j = 0; j < b->n; j++) {
           if (!list && j == i) continue;
-          assert_false(mdht_addr_eq(&v[i].addr, &b->nodes[j].addr));
+          mdht_addr o = mdht_rtable_addr(rt, &b->nodes[j]);
+          assert_false(mdht_addr_eq(&va, &o));
           assert_false(mdht_id_eq(&v[i].id, &b->nodes[j].id));
         }
         for (uint32_t j = 0; j < b->nrepl; j++) {
           if (list && j == i) continue;
-          assert_false(mdht_addr_eq(&v[i].addr, &b->repl[j].addr));
+          mdht_addr o = mdht_rtable_addr(rt, &b->repl[j]);
+          assert_false(mdht_addr_eq(&va, &o));
           assert_false(mdht_id_eq(&v[i].id, &b->repl[j].id));
         }
         check_prefix_rule(f, b, &v[i]);
@@ -273,6 +279,9 @@ static void check_invariants(fx *f) {
     repl += b->nrepl;
   }
   assert_int_equal(rt->index_.n, total + repl);
+  /* Each IPv6 entry holds one pool slot, and no slot is held by none. */
+  assert_int_equal(rt->v6_.live, v6);
+  assert_true(rt->v6_.top <= rt->v6_.cap);
   check_ip_rule(f);
   assert_int_equal(f->shadow_errors, 0);
   assert_int_equal(f->nlive, total);
@@ -932,7 +941,8 @@ static void test_questionable_ping(void **state) {
       mdht_rtable_heard(&f->rt, &a, &aa, MDHT_RT_HEARD_REPLY, t1, &ping),
       MDHT_RT_PING);
   assert_true(mdht_id_eq(&ping.id, &ids[3])); /* least recently seen */
-  assert_true(mdht_addr_eq(&ping.addr, &addrs[3]));
+  mdht_addr pa = mdht_rtable_addr(&f->rt, &ping);
+  assert_true(mdht_addr_eq(&pa, &addrs[3]));
   assert_int_equal(mdht_rtable_find(&f->rt, &addrs[3])->last_ping, t1);
   assert_int_equal(f->rt.buckets[0].nrepl, 1);
   assert_true(mdht_id_eq(&f->rt.buckets[0].repl[0].id, &a));
@@ -1205,7 +1215,7 @@ static void test_closest_bruteforce(void **state) {
       if (!e || !mdht_id_eq(&e->id, &ins[i].id)) continue;
       if (e->last_reply == 0 || mdht_rtable_state(&f->rt, e, at) == MDHT_RT_BAD)
         continue;
-      if (fam && e->addr.family != fam) continue;
+      if (fam && e->family != fam) continue;
       ref[nref++] = ins[i];
     }
     ref_sort(ref, nref, &target);
@@ -1215,7 +1225,8 @@ static void test_closest_bruteforce(void **state) {
     assert_int_equal(got, want < nref ? want : nref);
     for (size_t i = 0; i < got; i++) {
       assert_true(mdht_id_eq(&out[i].id, &ref[i].id));
-      assert_true(mdht_addr_eq(&out[i].addr, &ref[i].addr));
+      mdht_addr oa = mdht_rtable_addr(&f->rt, &out[i]);
+      assert_true(mdht_addr_eq(&oa, &ref[i].addr));
     }
     nonempty += got > 0;
   }
@@ -1335,7 +1346,8 @@ static void test_random_ops(void **state) {
       assert_true(res >= MDHT_RT_ADDED && res <= MDHT_RT_IGNORED);
       results[res]++;
       if (res == MDHT_RT_PING) {
-        mdht_rt_entry *e = mdht_rtable_find(&f->rt, &ping.addr);
+        mdht_addr pa = mdht_rtable_addr(&f->rt, &ping);
+        mdht_rt_entry *e = mdht_rtable_find(&f->rt, &pa);
         assert_non_null(e);
         assert_int_equal(mdht_rtable_state(&f->rt, e, now),
                          MDHT_RT_QUESTIONABLE);
@@ -1735,16 +1747,17 @@ static void test_restore(void **state) {
   fx_reinit(f, 2);
   mdht_time now = T0;
   mdht_rt_entry e, q, r;
+  mdht_addr ea, qa, ra;
   memset(&e, 0, sizeof e);
   e.id = id_at(f, 0);
-  e.addr = new_addr(f);
+  ea = new_addr(f);
   e.added = now - 3600000;
   e.last_reply = now - 10000;
   e.last_query = now - 20000;
   e.last_ping = now - 1;
   e.fails = 2;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &e, now), MDHT_RT_ADDED);
-  mdht_rt_entry *got = mdht_rtable_find(&f->rt, &e.addr);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &e, &ea, now), MDHT_RT_ADDED);
+  mdht_rt_entry *got = mdht_rtable_find(&f->rt, &ea);
   assert_non_null(got);
   assert_int_equal(got->added, e.added);
   assert_int_equal(got->last_reply, e.last_reply);
@@ -1758,10 +1771,10 @@ static void test_restore(void **state) {
    * `added` of 0 is stamped now. */
   memset(&q, 0, sizeof q);
   q.id = id_at(f, 0);
-  q.addr = new_addr(f);
+  qa = new_addr(f);
   q.fails = 1;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &q, now), MDHT_RT_ADDED);
-  got = mdht_rtable_find(&f->rt, &q.addr);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &q, &qa, now), MDHT_RT_ADDED);
+  got = mdht_rtable_find(&f->rt, &qa);
   assert_non_null(got);
   assert_int_equal(got->added, now);
   assert_int_equal(got->last_reply, 0);
@@ -1776,37 +1789,41 @@ static void test_restore(void **state) {
    * own id, a martian or private address, the IP of an entry on another
    * port, the /24 of an entry in the same bucket. */
   r = q;
+  ra = qa;
   r.id = id_at(f, 0);
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
   r = q;
-  r.addr = new_addr(f);
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  ra = qa;
+  ra = new_addr(f);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
   r.id = f->self;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
   r.id = id_at(f, 0);
-  r.addr.port = 0;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
-  r.addr = addr4(192, 168, 1, 1, 6881);
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
-  r.addr = q.addr;
-  r.addr.port++;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
-  r.addr = q.addr;
-  r.addr.ip[3]++;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_IGNORED);
+  ra.port = 0;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
+  ra = addr4(192, 168, 1, 1, 6881);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
+  ra = qa;
+  ra.port++;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
+  ra = qa;
+  ra.ip[3]++;
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_IGNORED);
   assert_int_equal(f->count[MDHT_EV_NODE_ADDED], 2);
 
   /* The bucket is full (k = 2) and holds our id: it splits as usual.
    * Both entries share no bit with us, so bucket 0 stays full and the
    * next one waits as a candidate, even with a bad node in the bucket
    * and a reply in its history: it has not answered this process. */
-  mdht_rtable_find(&f->rt, &e.addr)->fails = 3;
+  mdht_rtable_find(&f->rt, &ea)->fails = 3;
   r = e;
+  ra = ea;
   r.id = id_at(f, 0);
-  r.addr = new_addr(f);
+  ra = new_addr(f);
   r.last_reply = now;
   r.fails = 0;
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_REPLACEMENT);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now),
+                   MDHT_RT_REPLACEMENT);
   assert_int_equal(f->rt.nbuckets, 2);
   assert_int_equal(f->count[MDHT_EV_BUCKET_SPLIT], 1);
   assert_int_equal(f->count[MDHT_EV_NODE_REPLACED], 0);
@@ -1815,13 +1832,156 @@ static void test_restore(void **state) {
   assert_int_equal(f->rt.buckets[0].repl[0].last_reply, now);
   /* A restored entry closer to us takes the new bucket's free slot. */
   r.id = id_at(f, 1);
-  r.addr = new_addr(f);
-  assert_int_equal(mdht_rtable_restore(&f->rt, &r, now), MDHT_RT_ADDED);
+  ra = new_addr(f);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &r, &ra, now), MDHT_RT_ADDED);
   assert_int_equal(f->rt.buckets[1].n, 1);
   check_invariants(f);
 
-  assert_int_equal(mdht_rtable_restore(NULL, &e, now), MDHT_ERR_INVAL);
-  assert_int_equal(mdht_rtable_restore(&f->rt, NULL, now), MDHT_ERR_INVAL);
+  assert_int_equal(mdht_rtable_restore(NULL, &e, &ea, now), MDHT_ERR_INVAL);
+  assert_int_equal(mdht_rtable_restore(&f->rt, NULL, &ea, now), MDHT_ERR_INVAL);
+  assert_int_equal(mdht_rtable_restore(&f->rt, &e, NULL, now), MDHT_ERR_INVAL);
+}
+
+/* The address of the bucket node or candidate with id `id`, which must be
+ * in the table. */
+static mdht_addr addr_of_id(fx *f, const mdht_id *id) {
+  mdht_rtable *rt = &f->rt;
+  const mdht_rt_bucket *b = &rt->buckets[mdht_rtable_bucket_of(rt, id)];
+  for (uint32_t i = 0; i < b->n + b->nrepl; i++) {
+    const mdht_rt_entry *e = i < b->n ? &b->nodes[i] : &b->repl[i - b->n];
+    if (mdht_id_eq(&e->id, id)) return mdht_rtable_addr(rt, e);
+  }
+  fail_msg("id not in the table");
+  mdht_addr none;
+  memset(&none, 0, sizeof none);
+  return none;
+}
+
+/* Issue 13: an entry is 48 bytes, IPv4 addresses in the entry and IPv6
+ * ones in the table's pool. Whatever moves an entry (split, promotion,
+ * eviction, removal), its full address goes with it, the events tell the
+ * right one, and pool slots are given back and reused. */
+static void test_compact_entries(void **state) {
+  fx *f = *state;
+  assert_int_equal(sizeof(mdht_rt_entry), 48);
+  fx_reinit(f, 2);
+  mdht_time now = T0;
+  mdht_rtable *rt = &f->rt;
+
+  /* Bucket 0 full of IPv6 nodes that answered, a split on the way (the
+   * third one), then two IPv6 candidates. */
+  mdht_id ia = id_at(f, 0), ib = id_at(f, 0), ic = id_at(f, 0),
+          id = id_at(f, 0);
+  mdht_addr a = new_addr6(f), b = new_addr6(f), c = new_addr6(f),
+            d = new_addr6(f);
+  assert_int_equal(heard(f, &ia, &a, MDHT_RT_HEARD_REPLY, now), MDHT_RT_ADDED);
+  assert_int_equal(heard(f, &ib, &b, MDHT_RT_HEARD_REPLY, now), MDHT_RT_ADDED);
+  assert_int_equal(heard(f, &ic, &c, MDHT_RT_HEARD_REPLY, now),
+                   MDHT_RT_REPLACEMENT);
+  assert_int_equal(heard(f, &id, &d, MDHT_RT_HEARD_REPLY, now),
+                   MDHT_RT_REPLACEMENT);
+  assert_true(rt->nbuckets >= 2);
+  assert_int_equal(rt->v6_.live, 4);
+  mdht_addr got = addr_of_id(f, &ic);
+  assert_true(mdht_addr_eq(&got, &c));
+  got = mdht_rtable_addr(rt, mdht_rtable_find(rt, &a));
+  assert_true(mdht_addr_eq(&got, &a));
+  check_invariants(f);
+
+  /* Promotion: `a` turns bad and the newest candidate, `d`, takes its
+   * slot; the event names both by their full addresses. */
+  for (int i = 0; i < 3; i++)
+    mdht_rtable_failed(rt, &ia, &a, now);
+  assert_int_equal(f->count[MDHT_EV_NODE_REPLACED], 1);
+  mdht_event *ev = &f->last[MDHT_EV_NODE_REPLACED];
+  assert_true(mdht_addr_eq(&ev->u.replaced.old_addr, &a));
+  assert_true(mdht_addr_eq(&ev->addr, &d));
+  got = mdht_rtable_addr(rt, mdht_rtable_find(rt, &d));
+  assert_true(mdht_addr_eq(&got, &d));
+  assert_null(mdht_rtable_find(rt, &a));
+  assert_int_equal(rt->v6_.live, 3);
+  check_invariants(f);
+
+  /* Removal: `b` goes (its address in NODE_REMOVED), `c` is promoted. */
+  assert_int_equal(mdht_rtable_remove(rt, &ib, &b, now), 0);
+  assert_true(mdht_addr_eq(&f->last[MDHT_EV_NODE_REMOVED].addr, &b));
+  assert_true(mdht_addr_eq(&f->last[MDHT_EV_NODE_ADDED].addr, &c));
+  got = mdht_rtable_addr(rt, mdht_rtable_find(rt, &c));
+  assert_true(mdht_addr_eq(&got, &c));
+  assert_int_equal(rt->v6_.live, 2);
+  check_invariants(f);
+
+  /* Eviction: `d` turns bad with no candidate left and a newcomer that
+   * answers takes its slot at once, reusing a freed pool slot. */
+  for (int i = 0; i < 3; i++)
+    mdht_rtable_failed(rt, &id, &d, now);
+  uint32_t top = rt->v6_.top;
+  mdht_id ie = id_at(f, 0);
+  mdht_addr e = new_addr6(f);
+  assert_int_equal(heard(f, &ie, &e, MDHT_RT_HEARD_REPLY, now), MDHT_RT_ADDED);
+  ev = &f->last[MDHT_EV_NODE_REPLACED];
+  assert_true(mdht_addr_eq(&ev->u.replaced.old_addr, &d));
+  assert_true(mdht_addr_eq(&ev->addr, &e));
+  assert_int_equal(rt->v6_.top, top);
+  assert_int_equal(rt->v6_.live, 2);
+  got = mdht_rtable_addr(rt, mdht_rtable_find(rt, &e));
+  assert_true(mdht_addr_eq(&got, &e));
+  check_invariants(f);
+
+  /* Mixed families in one table, through many splits, then churn: what is
+   * inserted keeps its address, and the pool never holds more slots than
+   * IPv6 entries were live at once. */
+  fx_reinit(f, 4);
+  enum { N = 400 };
+  live_node *ins = calloc(N, sizeof *ins);
+  assert_non_null(ins);
+  uint32_t peak = 0;
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < N; i++) {
+      uint64_t r = rng_next(&f->rng);
+      ins[i].id = id_at(f, (int)(r % 16));
+      ins[i].addr = (r >> 8) % 2 ? new_addr6(f) : new_addr(f);
+      now += 10;
+      assert_true(
+          heard(f, &ins[i].id, &ins[i].addr,
+                (r >> 16) % 4 ? MDHT_RT_HEARD_REPLY : MDHT_RT_HEARD_QUERY,
+                now) > 0);
+      if (rt->v6_.live > peak) peak = rt->v6_.live;
+    }
+    check_invariants(f);
+    for (int i = 0; i < N; i++) {
+      mdht_rt_entry *x = mdht_rtable_find(rt, &ins[i].addr);
+      if (!x) continue;
+      assert_true(mdht_id_eq(&x->id, &ins[i].id));
+      got = mdht_rtable_addr(rt, x);
+      assert_true(mdht_addr_eq(&got, &ins[i].addr));
+      if (round == 0) continue;
+      /* From the second round on, a third turn bad first. */
+      if (i % 3 == 0)
+        for (int j = 0; j < 3; j++)
+          mdht_rtable_failed(rt, &ins[i].id, &ins[i].addr, now);
+    }
+    check_invariants(f);
+    /* Everything goes, candidates included. */
+    for (int i = 0; i < N; i++)
+      (void)mdht_rtable_remove(rt, &ins[i].id, &ins[i].addr, now);
+    for (uint32_t bi = 0; bi < rt->nbuckets; bi++)
+      while (rt->buckets[bi].n + rt->buckets[bi].nrepl > 0) {
+        const mdht_rt_bucket *bk = &rt->buckets[bi];
+        const mdht_rt_entry *x = bk->n ? &bk->nodes[0] : &bk->repl[0];
+        mdht_addr xa = mdht_rtable_addr(rt, x);
+        mdht_id xi = x->id;
+        assert_int_equal(mdht_rtable_remove(rt, &xi, &xa, now), 0);
+      }
+    assert_int_equal(rt->index_.n, 0);
+    assert_int_equal(rt->v6_.live, 0);
+    assert_int_equal(f->nlive, 0);
+    check_invariants(f);
+  }
+  assert_true(peak > 20);
+  assert_true(rt->v6_.top <= peak);
+  assert_true(rt->v6_.cap <= 2 * peak);
+  free(ins);
 }
 
 int main(void) {
@@ -1867,6 +2027,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_index_size_and_splits, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_compact_entries, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ticks_move_epoch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_closest_shared_prefix, setup,
                                       teardown),

@@ -138,13 +138,18 @@ static void assert_same_entries(const mdht_node *a, const mdht_node *b,
         if (mdht_rtable_state(&a->rt, &v[i], now) == MDHT_RT_BAD) continue;
         uint32_t bj = mdht_rtable_bucket_of(&b->rt, &v[i].id);
         const mdht_rt_bucket *o = &b->rt.buckets[bj];
+        mdht_addr va = mdht_rtable_addr(&a->rt, &v[i]);
         bool found = false;
-        for (uint32_t k = 0; k < o->n && !found; k++)
+        for (uint32_t k = 0; k < o->n && !found; k++) {
+          mdht_addr oa = mdht_rtable_addr(&b->rt, &o->nodes[k]);
           found = mdht_id_eq(&o->nodes[k].id, &v[i].id) &&
-                  mdht_addr_eq(&o->nodes[k].addr, &v[i].addr) && !r;
-        for (uint32_t k = 0; k < o->nrepl && !found; k++)
+                  mdht_addr_eq(&oa, &va) && !r;
+        }
+        for (uint32_t k = 0; k < o->nrepl && !found; k++) {
+          mdht_addr oa = mdht_rtable_addr(&b->rt, &o->repl[k]);
           found = mdht_id_eq(&o->repl[k].id, &v[i].id) &&
-                  mdht_addr_eq(&o->repl[k].addr, &v[i].addr) && r;
+                  mdht_addr_eq(&oa, &va) && r;
+        }
         assert_true(found);
       }
     }
