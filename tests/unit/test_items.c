@@ -42,6 +42,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fx *f = *state;
   mdht_items_free(&f->s);
+  mdht_bus_free(&f->bus);
   free(f);
   return 0;
 }

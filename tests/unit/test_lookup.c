@@ -205,6 +205,7 @@ static h *h_new(void) {
 
 static void h_del(h *t) {
   mdht_lookups_free(&t->ls);
+  mdht_bus_free(&t->bus);
   free(t->q);
   free(t->done);
   free(t);

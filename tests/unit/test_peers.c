@@ -49,6 +49,7 @@ static fx *fx_new(uint32_t max_ih, uint32_t max_peers) {
 
 static void fx_del(fx *f) {
   mdht_peers_free(&f->ps);
+  mdht_bus_free(&f->bus);
   free(f);
 }
 

@@ -134,6 +134,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fx *f = *state;
   mdht_rtable_free(&f->rt);
+  mdht_bus_free(&f->bus);
   free(f);
   return 0;
 }
