@@ -318,12 +318,14 @@ static void read_rss(long *cur, long *peak) {
 }
 
 /* Bytes the allocator has handed out and not had back, in KiB; -1 where
- * the C library cannot tell. Against the RSS it shows what fragmentation
- * costs (freed memory the heap cannot return). */
+ * the C library cannot tell (not glibc, or its malloc replaced, as under
+ * AddressSanitizer: mallinfo2 then reads 0). Against the RSS it shows
+ * what fragmentation costs (freed memory the heap cannot return). */
 static long heap_in_use(void) {
 #ifdef __GLIBC__
   struct mallinfo2 mi = mallinfo2();
-  return (long)((mi.uordblks + mi.hblkhd) / 1024);
+  size_t b = mi.uordblks + mi.hblkhd;
+  return b ? (long)(b / 1024) : -1;
 #else
   return -1;
 #endif
@@ -337,16 +339,19 @@ static void on_progress(const mdht_scenario_status *st, void *user) {
     return;
   double dt = now - p->last_wall;
   double rate = dt > 0 ? (double)(st->c.events - p->last_events) / dt : 0;
-  long cur, peak;
+  long cur, peak, heap = heap_in_use();
+  char heaps[48] = "";
+  if (heap >= 0)
+    snprintf(heaps, sizeof heaps, ", heap in use %.0f", (double)heap / 1024);
   read_rss(&cur, &peak);
   fprintf(stderr,
           "mdht sim: %-8s virtual %8.1f s, %llu events (%.0f/s), %llu "
-          "queued, nodes %u/%u up, %u threads, RSS %.0f MiB (peak %.0f, "
-          "heap in use %.0f), wall %.1f s\n",
+          "queued, nodes %u/%u up, %u threads, RSS %.0f MiB (peak %.0f%s), "
+          "wall %.1f s\n",
           st->phase, (double)st->vt / 1000, (unsigned long long)st->c.events,
           rate, (unsigned long long)st->c.queued, st->alive, st->nodes,
-          st->threads, (double)cur / 1024, (double)peak / 1024,
-          (double)heap_in_use() / 1024, now - p->t0);
+          st->threads, (double)cur / 1024, (double)peak / 1024, heaps,
+          now - p->t0);
   p->last_wall = now;
   p->last_events = st->c.events;
 }
