@@ -339,7 +339,10 @@ static void on_progress(const mdht_scenario_status *st, void *user) {
     return;
   double dt = now - p->last_wall;
   double rate = dt > 0 ? (double)(st->c.events - p->last_events) / dt : 0;
-  long cur, peak, heap = heap_in_use();
+  /* mallinfo2 walks every free chunk under the arena locks, the worker
+   * threads waiting: over a second per call at a million nodes, so only
+   * on the line that starts a phase. */
+  long cur, peak, heap = st->phase_start ? heap_in_use() : -1;
   char heaps[48] = "";
   if (heap >= 0)
     snprintf(heaps, sizeof heaps, ", heap in use %.0f", (double)heap / 1024);

@@ -117,10 +117,11 @@ def test_progress():
         if m.group(11) is not None:
             check(0 < int(m.group(11)) <= int(m.group(10)) + 1,
                   "heap in use: %r" % line)
-    # every line has it, or (ASan's allocator) none; the plain build has it
-    check(len(set(h is None for h in heaps)) == 1, "heap in use on every line")
+    # the line that starts a phase has it (not under ASan's allocator), and
+    # only that line: mallinfo2 is too slow to call every 2 s at scale
     if "ASAN_OPTIONS" not in os.environ:
-        check(heaps[0] is not None, "heap in use shown (glibc malloc)")
+        check(all(heaps[seen.index(ph)] is not None for ph in PHASES),
+              "heap in use on each phase's first line (glibc malloc)")
     for ph in PHASES:
         check(ph in seen, "phase %s reported (%s)" % (ph, seen))
     check(seen.index("join") < seen.index("lookups") < seen.index("done"),
