@@ -105,7 +105,7 @@ def raw(sock, to, q, args, want=None, timeout=3.0, nid=b"\x42" * 20):
 def part_network(tmp):
     d = Node(tmp, "d", [D4, D6], ["--state", os.path.join(tmp, "dstate"),
                                   "--no-bootstrap"])
-    listening = [l for l in d.lines if "listening on" in l]
+    listening = d.wait_lines(lambda l: "listening on" in l, 2)
     check(len(listening) == 2, "two listening lines: %r" % d.lines)
     ids = {re.search(r"id=([0-9a-f]{40})", l).group(1) for l in listening}
     check(len(ids) == 1, "one id for both families: %r" % listening)

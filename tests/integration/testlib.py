@@ -142,6 +142,17 @@ class CtlNode:
         raise AssertionError("%s did not come up: %r" % (self.name,
                                                          self.lines))
 
+    def wait_lines(self, pred, count, timeout=10):
+        """The stderr lines for which pred holds, once there are `count` of
+        them: the reader thread may not have caught up with a node that is
+        already answering (a loaded machine)."""
+        end = time.time() + timeout
+        while True:
+            got = [l for l in self.lines if pred(l)]
+            if len(got) >= count or time.time() >= end:
+                return got
+            time.sleep(0.05)
+
     def alive(self):
         return self.p.poll() is None
 
