@@ -667,6 +667,60 @@ static void test_bootstrap_retries_lost_self_lookup(void **state) {
   assert_int_equal(f->events[MDHT_EV_BOOTSTRAP_DONE], 1);
 }
 
+/* After the lookup of our own id, the buckets that are not full get a
+ * fill lookup each, but at most MDHT_BOOT_FILL_PARALLEL at a time: a
+ * joiner's burst of lookups and queries in flight stays small. */
+static void test_bootstrap_fills_few_at_a_time(void **state) {
+  fixture *f = *state;
+  /* A table of several buckets, none full: six nodes at each of the
+   * first six prefix lengths, each having answered us. */
+  for (uint32_t i = 0; i < 36; i++) {
+    mdht_addr a = test_addr4(10, 3, 0, (uint8_t)(i + 1), 6881);
+    mdht_id id = test_id((uint8_t)(i * 4 + 1));
+    id.b[0] = (uint8_t)(0x80 ^ (0x80 >> (i % 6)));
+    id.b[1] = (uint8_t)(i * 37);
+    mdht_krpc_msg *q = query(MDHT_M_PING, &id, "fp");
+    uint8_t buf[MDHT_MAX_PACKET], tid[16];
+    size_t tl = 0;
+    int n = mdht_krpc_encode(q, buf, sizeof buf);
+    mdht_node_recv(f->node, &a, buf, (size_t)n, f->now);
+    /* it answers the ping that checks it: a node that has answered */
+    if (queries_to(f, &a, MDHT_M_PING, tid, &tl) > 0) {
+      f->now += 10;
+      answer(f, &a, &id, tid, tl);
+    }
+  }
+  drain(f);
+  mdht_stats st;
+  mdht_node_stats(f->node, f->now, &st);
+  assert_true(st.buckets >= 5);
+  mdht_addr router = test_addr4(127, 0, 0, 50, 6881);
+  mdht_id rid = test_id(0x10);
+  uint8_t tid[16];
+  size_t tl;
+  assert_int_equal(mdht_node_add_bootstrap(f->node, &router, f->now), 0);
+  assert_int_equal(queries_to(f, &router, MDHT_M_PING, tid, &tl), 1);
+  f->now += 20;
+  answer(f, &router, &rid, tid, tl);
+  assert_int_equal(queries_to(f, &router, MDHT_M_FIND_NODE, tid, &tl), 1);
+  uint32_t most = 0, started0 = f->events[MDHT_EV_LOOKUP_STARTED];
+  answer(f, &router, &rid, tid, tl);
+  /* Nobody else answers: every lookup waits out its queries. */
+  for (int step = 0; step < 1200 && !mdht_node_bootstrapped(f->node); step++) {
+    f->now += 100;
+    mdht_node_tick(f->node, f->now);
+    drain(f);
+    mdht_node_stats(f->node, f->now, &st);
+    if (st.lookups_running > most) most = st.lookups_running;
+  }
+  uint32_t fills = f->events[MDHT_EV_LOOKUP_STARTED] - started0;
+  assert_int_equal(st.lookups_running, 0); /* every fill has ended */
+  /* one per bucket that is not full, the last excepted */
+  assert_int_equal(fills, st.buckets - 1);
+  assert_true(fills > MDHT_BOOT_FILL_PARALLEL); /* more fills than at once */
+  assert_int_equal(most, MDHT_BOOT_FILL_PARALLEL);
+}
+
 /* The operation of the node's own bootstrap lookup carries no buffer of
  * a user lookup (peers, item values): a joining node runs about ten such
  * lookups at once. A user get_peers gets room for MDHT_RESULT_PEERS peers,
@@ -2747,6 +2801,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_item_put_immutable_client, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_bootstrap_fills_few_at_a_time, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_memory_follows_content, setup,
                                       teardown),
