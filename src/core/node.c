@@ -74,19 +74,18 @@ static bool reply_budget_ok(mdht_node *node, const mdht_addr *to, int n,
   return false;
 }
 
-/* Encodes node->out into the send queue. */
-static int queue_out(mdht_node *node, const mdht_addr *to, mdht_time now) {
+/* Encodes `m` into the send queue. */
+static int queue_out(mdht_node *node, const mdht_krpc_msg *m,
+                     const mdht_addr *to, mdht_time now) {
   uint8_t *p = mdht_outq_reserve(&node->outq, MDHT_MAX_PACKET);
   if (!p) {
     drop(node, to, MDHT_DROP_QUEUE_FULL, 0, now);
     return MDHT_ERR_NOBUF;
   }
-  int n = mdht_krpc_encode(&node->out, p, MDHT_MAX_PACKET);
-  if (node->out.y != 'q' && !reply_fits(node, to, n, now))
-    return MDHT_ERR_NOBUF;
+  int n = mdht_krpc_encode(m, p, MDHT_MAX_PACKET);
+  if (m->y != 'q' && !reply_fits(node, to, n, now)) return MDHT_ERR_NOBUF;
   if (n < 0) return n;
-  if (node->out.y != 'q' && !reply_budget_ok(node, to, n, now))
-    return MDHT_ERR_LIMIT;
+  if (m->y != 'q' && !reply_budget_ok(node, to, n, now)) return MDHT_ERR_LIMIT;
   mdht_outq_commit(&node->outq, to, (size_t)n);
   node->stats.sent_packets++;
   return 0;
@@ -121,9 +120,11 @@ static void send_error(mdht_node *node, const mdht_addr *to, mdht_bytes t,
   publish(node, &ev);
 }
 
-/* Starts a response to node->in in node->out. */
-static mdht_krpc_msg *begin_response(mdht_node *node, const mdht_addr *to) {
-  mdht_krpc_msg *r = &node->out;
+/* Starts a response to node->in in `r` (the handler's: a message being
+ * built lives on the stack of whoever builds it, not in the node, which
+ * saves 408 bytes in each of a simulation's million nodes). */
+static mdht_krpc_msg *begin_response(mdht_node *node, mdht_krpc_msg *r,
+                                     const mdht_addr *to) {
   mdht_krpc_msg_init(r, 'r');
   fill_common(node, r);
   r->t = node->in->t;
@@ -135,8 +136,9 @@ static mdht_krpc_msg *begin_response(mdht_node *node, const mdht_addr *to) {
   return r;
 }
 
-static void send_response(mdht_node *node, const mdht_addr *to, mdht_time now) {
-  if (queue_out(node, to, now) != 0) return;
+static void send_response(mdht_node *node, const mdht_krpc_msg *r,
+                          const mdht_addr *to, mdht_time now) {
+  if (queue_out(node, r, to, now) != 0) return;
   node->stats.responses_out++;
   mdht_event ev;
   mdht_bus_event_init(&ev, MDHT_EV_RESPONSE_SENT, now);
@@ -146,10 +148,9 @@ static void send_response(mdht_node *node, const mdht_addr *to, mdht_time now) {
   publish(node, &ev);
 }
 
-int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
-                          const mdht_id *expect_id, mdht_txn_owner owner,
-                          mdht_time now) {
-  mdht_krpc_msg *q = &node->out;
+int mdht__node_send_query(mdht_node *node, mdht_krpc_msg *q,
+                          const mdht_addr *to, const mdht_id *expect_id,
+                          mdht_txn_owner owner, mdht_time now) {
   uint8_t tid[MDHT_TID_LEN];
   uint32_t check;
   mdht__node_random(node, &check, sizeof check);
@@ -167,7 +168,7 @@ int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
       (q->method == MDHT_M_FIND_NODE || q->method == MDHT_M_GET_PEERS ||
        q->method == MDHT_M_SAMPLE_INFOHASHES))
     q->want = MDHT_WANT_N4 | MDHT_WANT_N6;
-  int rc = queue_out(node, to, now);
+  int rc = queue_out(node, q, to, now);
   if (rc != 0) {
     mdht_txn dummy;
     mdht_txn_match(&node->txns, tid, sizeof tid, to, &dummy);
@@ -185,10 +186,11 @@ int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
 
 static int send_ping(mdht_node *node, const mdht_addr *to,
                      const mdht_id *expect_id, uint8_t kind, mdht_time now) {
-  mdht_krpc_msg_init(&node->out, 'q');
-  node->out.method = MDHT_M_PING;
+  mdht_krpc_msg q;
+  mdht_krpc_msg_init(&q, 'q');
+  q.method = MDHT_M_PING;
   mdht_txn_owner owner = {.kind = kind};
-  return mdht__node_send_query(node, to, expect_id, owner, now);
+  return mdht__node_send_query(node, &q, to, expect_id, owner, now);
 }
 
 /* A maintenance ping (confirming a newcomer, checking a questionable node)
@@ -273,16 +275,18 @@ static void put_closest(mdht_node *node, mdht_krpc_msg *r,
 }
 
 static void handle_ping(mdht_node *node, const mdht_addr *from, mdht_time now) {
-  begin_response(node, from);
-  send_response(node, from, now);
+  mdht_krpc_msg r;
+  begin_response(node, &r, from);
+  send_response(node, &r, from, now);
 }
 
 static void handle_find_node(mdht_node *node, const mdht_addr *from,
                              mdht_time now) {
   uint8_t nodes[MDHT_CLOSEST_BUF];
-  mdht_krpc_msg *r = begin_response(node, from);
+  mdht_krpc_msg rm;
+  mdht_krpc_msg *r = begin_response(node, &rm, from);
   put_closest(node, r, &node->in->target, nodes, now);
-  send_response(node, from, now);
+  send_response(node, r, from, now);
 }
 
 static void handle_get_peers(mdht_node *node, const mdht_addr *from,
@@ -293,7 +297,8 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   uint8_t compact[MDHT_KRPC_MAX_VALUES][MDHT_COMPACT_PEER6];
   mdht_bloom bfsd, bfpe;
 
-  mdht_krpc_msg *r = begin_response(node, from);
+  mdht_krpc_msg rm;
+  mdht_krpc_msg *r = begin_response(node, &rm, from);
   mdht_token_make(&node->tokens, from, token);
   r->token.p = token;
   r->token.len = sizeof token;
@@ -344,7 +349,7 @@ static void handle_get_peers(mdht_node *node, const mdht_addr *from,
   }
   r->values = vals; /* read by send_response, before this returns */
   r->nvalues = n;
-  send_response(node, from, now);
+  send_response(node, r, from, now);
 }
 
 static void handle_announce(mdht_node *node, const mdht_addr *from,
@@ -381,8 +386,9 @@ static void handle_announce(mdht_node *node, const mdht_addr *from,
                "peer store full", now);
     return;
   }
-  begin_response(node, from);
-  send_response(node, from, now);
+  mdht_krpc_msg r;
+  begin_response(node, &r, from);
+  send_response(node, &r, from, now);
 }
 
 static void handle_sample(mdht_node *node, const mdht_addr *from,
@@ -391,7 +397,8 @@ static void handle_sample(mdht_node *node, const mdht_addr *from,
   /* BEP 51: as many samples as fit in one datagram beside the nodes. */
   enum { MAX_SAMPLES = 40 };
   mdht_id ids[MAX_SAMPLES];
-  mdht_krpc_msg *r = begin_response(node, from);
+  mdht_krpc_msg rm;
+  mdht_krpc_msg *r = begin_response(node, &rm, from);
   put_closest(node, r, &node->in->target, nodes, now);
   size_t n = mdht_peers_sample(node->store, ids, MAX_SAMPLES);
   r->samples.p = (const uint8_t *)ids;
@@ -413,7 +420,7 @@ static void handle_sample(mdht_node *node, const mdht_addr *from,
     n = drop_n < n ? n - drop_n : 0;
     r->samples.len = n * MDHT_ID_LEN;
   }
-  send_response(node, from, now);
+  send_response(node, r, from, now);
 }
 
 /* ------------------------------------------------------ BEP 44 handlers */
@@ -441,7 +448,8 @@ static void handle_get(mdht_node *node, const mdht_addr *from, mdht_time now) {
   uint8_t nodes[MDHT_RT_KMAX * MDHT_COMPACT_NODE6];
   uint8_t token[MDHT_TOKEN_LEN];
   const mdht_krpc_msg *q = node->in;
-  mdht_krpc_msg *r = begin_response(node, from);
+  mdht_krpc_msg rm;
+  mdht_krpc_msg *r = begin_response(node, &rm, from);
   mdht_token_make(&node->tokens, from, token);
   r->token = (mdht_bytes){token, sizeof token};
   put_closest(node, r, &q->target, nodes, now);
@@ -458,7 +466,7 @@ static void handle_get(mdht_node *node, const mdht_addr *from, mdht_time now) {
     }
   }
   uint64_t before = node->stats.responses_out;
-  send_response(node, from, now);
+  send_response(node, r, from, now);
   if (!served || node->stats.responses_out == before) return;
   node->stats.items_served++;
   mdht_event ev;
@@ -539,8 +547,9 @@ static void handle_put(mdht_node *node, const mdht_addr *from, mdht_time now) {
     return;
   }
   node->stats.items_stored++;
-  begin_response(node, from);
-  send_response(node, from, now);
+  mdht_krpc_msg r;
+  begin_response(node, &r, from);
+  send_response(node, &r, from, now);
 }
 
 static void handle_query(mdht_node *node, const mdht_addr *from,
@@ -775,7 +784,8 @@ static int lookup_send(void *user, uint32_t lookup_id, mdht_method method,
                        const mdht_id *target, const mdht_id *node_id,
                        const mdht_addr *addr, mdht_time now) {
   mdht_node *node = user;
-  mdht_krpc_msg *q = &node->out;
+  mdht_krpc_msg qm;
+  mdht_krpc_msg *q = &qm;
   mdht_krpc_msg_init(q, 'q');
   q->method = method;
   q->target = *target;
@@ -785,8 +795,8 @@ static int lookup_send(void *user, uint32_t lookup_id, mdht_method method,
       node->starting ? node->starting : op_find_lookup(node, lookup_id);
   q->scrape = op && op->scrape;
   mdht_txn_owner owner = {.kind = MDHT_OWNER_LOOKUP, .cookie = lookup_id};
-  return mdht__node_send_query(node, addr, id_is_zero(node_id) ? NULL : node_id,
-                               owner, now);
+  return mdht__node_send_query(
+      node, q, addr, id_is_zero(node_id) ? NULL : node_id, owner, now);
 }
 
 static int start_lookup(mdht_node *node, mdht_op *op, mdht_method kind,
@@ -898,7 +908,8 @@ static void announce_phase(mdht_node *node, mdht_op *op,
   for (uint32_t i = 0; i < res->n_nodes && op->ann_pending < node->cfg.k; i++) {
     const mdht_lookup_result *r = &res->nodes[i];
     if (r->token_len == 0) continue;
-    mdht_krpc_msg *q = &node->out;
+    mdht_krpc_msg qm;
+    mdht_krpc_msg *q = &qm;
     mdht_krpc_msg_init(q, 'q');
     q->method = MDHT_M_ANNOUNCE_PEER;
     q->target = op->target;
@@ -908,7 +919,7 @@ static void announce_phase(mdht_node *node, mdht_op *op,
     q->token.p = r->token;
     q->token.len = r->token_len;
     mdht_txn_owner owner = {.kind = MDHT_OWNER_ANNOUNCE, .cookie = op->id};
-    if (mdht__node_send_query(node, &r->addr, &r->id, owner, now) == 0)
+    if (mdht__node_send_query(node, q, &r->addr, &r->id, owner, now) == 0)
       op->ann_pending++;
   }
   op->res.queries += op->ann_pending;
@@ -955,7 +966,8 @@ static void put_phase(mdht_node *node, mdht_op *op,
        ready && i < res->n_nodes && op->ann_pending < node->cfg.k; i++) {
     const mdht_lookup_result *r = &res->nodes[i];
     if (r->token_len == 0) continue;
-    mdht_krpc_msg *q = &node->out;
+    mdht_krpc_msg qm;
+    mdht_krpc_msg *q = &qm;
     mdht_krpc_msg_init(q, 'q');
     q->method = MDHT_M_PUT;
     q->token = (mdht_bytes){r->token, r->token_len};
@@ -970,7 +982,7 @@ static void put_phase(mdht_node *node, mdht_op *op,
       q->cas = op->cas;
     }
     mdht_txn_owner owner = {.kind = MDHT_OWNER_ANNOUNCE, .cookie = op->id};
-    if (mdht__node_send_query(node, &r->addr, &r->id, owner, now) == 0)
+    if (mdht__node_send_query(node, q, &r->addr, &r->id, owner, now) == 0)
       op->ann_pending++;
   }
   op->res.queries += op->ann_pending;
@@ -1302,12 +1314,13 @@ static int sample_send(void *user, uint32_t slot, const mdht_id *target,
                        mdht_time now) {
   mdht_op *op = user;
   mdht_node *node = op->node;
-  mdht_krpc_msg_init(&node->out, 'q');
-  node->out.method = MDHT_M_SAMPLE_INFOHASHES;
-  node->out.target = *target;
+  mdht_krpc_msg q;
+  mdht_krpc_msg_init(&q, 'q');
+  q.method = MDHT_M_SAMPLE_INFOHASHES;
+  q.target = *target;
   mdht_txn_owner owner = {
       .kind = MDHT_OWNER_SAMPLE, .cookie = op->id, .cookie2 = slot};
-  return mdht__node_send_query(node, addr, id, owner, now);
+  return mdht__node_send_query(node, &q, addr, id, owner, now);
 }
 
 static void sample_found(void *user, const mdht_id *ih, const mdht_addr *from) {
@@ -1874,10 +1887,11 @@ int64_t mdht_node_ping_addr(mdht_node *node, const mdht_addr *addr,
     return MDHT_ERR_ADDR;
   mdht_op *op = op_new(node, MDHT_M_PING, MDHT_OP_USER, NULL, cb, user, now);
   if (!op) return MDHT_ERR_NOMEM;
-  mdht_krpc_msg_init(&node->out, 'q');
-  node->out.method = MDHT_M_PING;
+  mdht_krpc_msg q;
+  mdht_krpc_msg_init(&q, 'q');
+  q.method = MDHT_M_PING;
   mdht_txn_owner owner = {.kind = MDHT_OWNER_PING_OP, .cookie = op->id};
-  int rc = mdht__node_send_query(node, addr, NULL, owner, now);
+  int rc = mdht__node_send_query(node, &q, addr, NULL, owner, now);
   if (rc < 0) {
     op_free(node, op);
     return rc;

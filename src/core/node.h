@@ -154,21 +154,21 @@ struct mdht_node {
   mdht_op *ops;
   mdht_op *starting; /* the operation whose lookup is being started */
   uint32_t next_op_id;
-  /* Scratch for one datagram: the node is not reentrant. (The decoder's
-   * tokens are on mdht_node_recv's stack.) */
-  mdht_krpc_msg *in; /* the datagram being handled, on mdht_node_recv's
-                        stack; NULL outside it */
-  mdht_krpc_msg out;
+  /* The datagram being handled, on mdht_node_recv's stack (as are the
+   * decoder's tokens); NULL outside it. A message being built is on its
+   * builder's stack (begin_response, mdht__node_send_query's callers). */
+  mdht_krpc_msg *in;
 };
 
 /* Draws `len` random bytes through the driver's callback. */
 void mdht__node_random(mdht_node *node, void *buf, size_t len);
 
-/* Sends a query built in node->out (y='q', method and arguments set; t, id,
- * ro and v are filled here) to `to`, opening a transaction for `owner`.
- * Returns 0, MDHT_ERR_FULL (transaction table) or MDHT_ERR_NOBUF (queue). */
-int mdht__node_send_query(mdht_node *node, const mdht_addr *to,
-                          const mdht_id *expect_id, mdht_txn_owner owner,
-                          mdht_time now);
+/* Sends the query `q` (y='q', method and arguments set; t, id, ro, want
+ * and v are filled here), built on the caller's stack, to `to`, opening a
+ * transaction for `owner`. Returns 0, MDHT_ERR_FULL (transaction table)
+ * or MDHT_ERR_NOBUF (queue). */
+int mdht__node_send_query(mdht_node *node, mdht_krpc_msg *q,
+                          const mdht_addr *to, const mdht_id *expect_id,
+                          mdht_txn_owner owner, mdht_time now);
 
 #endif

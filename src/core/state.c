@@ -796,10 +796,11 @@ int mdht_state_load(mdht_node *node, const uint8_t *buf, size_t len,
 static int ping_entry(mdht_node *node, mdht_rt_entry *e, mdht_time now) {
   mdht_id id = e->id;
   mdht_addr addr = mdht_rtable_addr(&node->rt, e);
-  mdht_krpc_msg_init(&node->out, 'q');
-  node->out.method = MDHT_M_PING;
+  mdht_krpc_msg q;
+  mdht_krpc_msg_init(&q, 'q');
+  q.method = MDHT_M_PING;
   mdht_txn_owner owner = {.kind = MDHT_OWNER_PING};
-  int rc = mdht__node_send_query(node, &addr, &id, owner, now);
+  int rc = mdht__node_send_query(node, &q, &addr, &id, owner, now);
   /* Sending publishes QUERY_SENT only, which changes no table, so `e`
    * still points at the entry. */
   if (rc == 0) e->last_ping = mdht_rtable_tick(&node->rt, now);

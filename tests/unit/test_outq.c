@@ -76,8 +76,8 @@ static void test_small_buffer_keeps_datagram(void **state) {
   mdht_outq_free(&q);
 }
 
-/* trim gives the buffer back only when nothing is queued, and the queue
- * works again afterwards. */
+/* trim gives the buffer back only when nothing is queued; taking the
+ * last datagram gives it back too; the queue works again afterwards. */
 static void test_trim_when_drained(void **state) {
   (void)state;
   mdht_outq q;
@@ -93,12 +93,24 @@ static void test_trim_when_drained(void **state) {
   pop_expect(&q, 1, 1400);
   mdht_outq_trim(&q); /* one queued: kept */
   assert_non_null(q.buf);
-  pop_expect(&q, 2, 1400);
-  mdht_outq_trim(&q);
+  assert_int_equal(q.cap, cap);
+  pop_expect(&q, 2, 1400); /* the last one: the buffer goes with it */
   assert_null(q.buf);
   assert_int_equal(q.cap, 0);
   push(&q, 3, 500, true);
+  assert_non_null(q.buf);
   pop_expect(&q, 3, 500);
+  assert_null(q.buf);
+  /* A reservation never committed leaves an empty queue with a buffer:
+   * trim takes it. */
+  assert_non_null(mdht_outq_reserve(&q, 500));
+  assert_non_null(q.buf);
+  uint8_t buf[8];
+  mdht_addr to;
+  assert_int_equal(mdht_outq_pop(&q, &to, buf, sizeof buf), 0);
+  mdht_outq_trim(&q);
+  assert_null(q.buf);
+  assert_int_equal(q.cap, 0);
   mdht_outq_free(&q);
 }
 
