@@ -223,12 +223,12 @@ static void table_heard(mdht_node *node, const mdht_id *id,
 }
 
 /* The entry's last round trip, for `mdht table`: one O(1) index lookup
- * on the response path, and 16 bits in the entry (a minute is plenty). */
+ * on the response path, and 7 bits in the entry (rtable.h). */
 static void note_rtt(mdht_node *node, const mdht_id *id, const mdht_addr *from,
                      mdht_time rtt) {
   mdht_rt_entry *e = mdht_rtable_find(&node->rt, from);
   if (!e || !mdht_id_eq(&e->id, id)) return;
-  e->rtt_ms = rtt == 0 ? 1 : rtt > UINT16_MAX ? UINT16_MAX : (uint16_t)rtt;
+  mdht_rt_entry_set_rtt(e, rtt);
 }
 
 /* ------------------------------------------------------- query handlers */
@@ -1548,7 +1548,8 @@ static void reinsert(mdht_rtable *rt, const mdht_rtable *old,
    * table's pool, `p` has its own in the new table. The times, as ticks of
    * the new table (its own epoch). */
   p->fails = e->fails;
-  p->rtt_ms = e->rtt_ms;
+  p->v6_rtt =
+      (uint8_t)((p->v6_rtt & MDHT_RT_V6_BIT) | (e->v6_rtt & ~MDHT_RT_V6_BIT));
   p->added = retick(rt, old, e->added, now);
   p->last_reply = retick(rt, old, e->last_reply, now);
   p->last_query = retick(rt, old, e->last_query, now);
@@ -2018,7 +2019,7 @@ void mdht_node_visit_table(const mdht_node *node, mdht_time now,
       out.added = mdht_rtable_time(&node->rt, e->added);
       out.last_reply = mdht_rtable_time(&node->rt, e->last_reply);
       out.last_query = mdht_rtable_time(&node->rt, e->last_query);
-      out.rtt_ms = e->rtt_ms;
+      out.rtt_ms = mdht_rt_entry_rtt(e);
       out.fails = e->fails;
       fn(&out, user);
     }

@@ -116,8 +116,8 @@ static void v6_release(mdht_rtable *rt, uint32_t i) {
 
 /* The entry's IP bytes: 4 or 16 by its family. */
 static const uint8_t *entry_ip(const mdht_rtable *rt, const mdht_rt_entry *e) {
-  return e->family == MDHT_AF_INET6 ? rt->v6_.ip[e->ip]
-                                    : (const uint8_t *)&e->ip;
+  return mdht_rt_entry_family(e) == MDHT_AF_INET6 ? rt->v6_.ip[e->ip]
+                                                  : (const uint8_t *)&e->ip;
 }
 
 /* -------------------------------------------------------------- index */
@@ -140,7 +140,7 @@ static uint32_t key_hash(const mdht_rtable *rt, const mdht_rt_index *x,
  * datagram. */
 static bool ip_eq(const mdht_rtable *rt, const mdht_rt_entry *e,
                   const mdht_addr *a) {
-  if (e->family != a->family) return false;
+  if (mdht_rt_entry_family(e) != a->family) return false;
   return a->family == MDHT_AF_INET ? memcmp(&e->ip, a->ip, 4) == 0
                                    : memcmp(rt->v6_.ip[e->ip], a->ip, 16) == 0;
 }
@@ -265,7 +265,8 @@ static int idx_reserve(mdht_rtable *rt, const mdht_addr *a) {
  * `a`, taking a pool slot if IPv6 (reserved with idx_reserve), and its
  * index slot. From then on `e` and its copies share that pool slot. */
 static void idx_insert(mdht_rtable *rt, mdht_rt_entry *e, const mdht_addr *a) {
-  e->family = a->family;
+  e->v6_rtt = (uint8_t)((e->v6_rtt & ~MDHT_RT_V6_BIT) |
+                        (a->family == MDHT_AF_INET6 ? MDHT_RT_V6_BIT : 0));
   e->port = a->port;
   if (a->family == MDHT_AF_INET6)
     e->ip = v6_alloc(rt, a->ip);
@@ -280,7 +281,7 @@ static void idx_insert(mdht_rtable *rt, mdht_rt_entry *e, const mdht_addr *a) {
 static void idx_remove(mdht_rtable *rt, const mdht_rt_entry *e) {
   mdht_addr a = mdht_rtable_addr(rt, e);
   ix_remove(rt, &rt->index_, &a, &e->id);
-  if (e->family == MDHT_AF_INET6) v6_release(rt, e->ip);
+  if (mdht_rt_entry_family(e) == MDHT_AF_INET6) v6_release(rt, e->ip);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -676,7 +677,7 @@ static bool entry_is_bad(const mdht_rtable *rt, const mdht_rt_entry *s) {
 /* Entry `e` is in the /24 (IPv4) or /64 (IPv6) of `a`. */
 static bool same_prefix(const mdht_rtable *rt, const mdht_rt_entry *e,
                         const mdht_addr *a) {
-  if (e->family != a->family) return false;
+  if (mdht_rt_entry_family(e) != a->family) return false;
   return memcmp(entry_ip(rt, e), a->ip, a->family == MDHT_AF_INET ? 3 : 8) == 0;
 }
 
@@ -902,7 +903,7 @@ static size_t take_closest(const mdht_rtable *rt, uint32_t lo, uint32_t hi,
     for (uint32_t i = 0; i < b->n; i++) {
       const mdht_rt_entry *e = &b->nodes[i];
       if (e->last_reply == 0 || e->fails >= maxf ||
-          (family && e->family != family))
+          (family && mdht_rt_entry_family(e) != family))
         continue;
       if (m == room && closer(target, &e->id, &v[m - 1].id) >= 0) continue;
       size_t j = m < room ? m++ : m - 1;

@@ -74,7 +74,8 @@
  * The address is stored compactly: nearly every entry is IPv4, whose 4
  * bytes sit in `ip` itself, while the 16 bytes of an IPv6 address live in
  * the table's pool (mdht_rtable.v6_) and `ip` is their slot there. With
- * 32-bit ticks that makes 48 bytes an entry, against the 60 of a full
+ * 32-bit ticks (and the family in a bit) that makes 44 bytes an entry,
+ * against the 60 of a full
  * mdht_addr in each and the 80 of absolute 64-bit times as well: a table
  * holds some 130 to 190 entries (nodes and candidates), and the simulator
  * a million tables (issue 13). Read the address with mdht_rtable_addr(). */
@@ -83,20 +84,51 @@ typedef struct mdht_rt_entry {
   uint32_t ip; /* MDHT_AF_INET: the address bytes (network order);
                   MDHT_AF_INET6: its slot in the table's pool */
   uint16_t port;
-  uint8_t family; /* MDHT_AF_INET or MDHT_AF_INET6 */
-  uint8_t fails;  /* queries in a row that timed out */
+  uint8_t fails; /* queries in a row that timed out */
+  /* Bit 7: the address is IPv6 (`ip` is a pool slot); bits 0-6: the
+   * round trip of its last answer as a 7-bit float (node.c), 0 = none
+   * yet. Read both with the accessors below. */
+  uint8_t v6_rtt;
   uint32_t added;
   uint32_t last_reply; /* last answer to our query, 0 = never */
   uint32_t last_query; /* last query it sent us, 0 = never */
   uint32_t last_ping;  /* when mdht_rtable_heard() last named it in *ping,
                           0 = never; it is not named again before
                           query_timeout_ms has passed */
-  uint16_t rtt_ms;     /* round trip of its last answer (node.c), capped;
-                          0 = none yet */
 } mdht_rt_entry;
 
-_Static_assert(sizeof(mdht_rt_entry) == 48,
-               "a routing entry is 48 bytes (issue 13)");
+_Static_assert(sizeof(mdht_rt_entry) == 44,
+               "a routing entry is 44 bytes (issue 13)");
+
+#define MDHT_RT_V6_BIT 0x80u
+
+static inline int mdht_rt_entry_family(const mdht_rt_entry *e) {
+  return (e->v6_rtt & MDHT_RT_V6_BIT) ? MDHT_AF_INET6 : MDHT_AF_INET;
+}
+
+/* The round trip is kept to within 1/8 (exact below 16 ms): 3 bits of
+ * mantissa and 4 of exponent, 1 ms to 4 minutes in 7 bits. It is only
+ * shown (`mdht table`), and a byte less per entry, with the family bit,
+ * is what makes an entry 44 bytes instead of 48. */
+static inline uint32_t mdht_rt_entry_rtt(const mdht_rt_entry *e) {
+  uint32_t c = e->v6_rtt & 0x7fu, ex = c >> 3, m = c & 7u;
+  return ex == 0 ? m : (8u + m) << (ex - 1);
+}
+
+/* Stores `ms` (0 is stored as 1: 0 means "none yet"). */
+static inline void mdht_rt_entry_set_rtt(mdht_rt_entry *e, uint64_t ms) {
+  uint32_t c;
+  if (ms < 8) {
+    c = ms == 0 ? 1u : (uint32_t)ms;
+  } else {
+    uint32_t ex = 1;
+    while (ex < 15 && ms >= (16ull << (ex - 1)))
+      ex++;
+    uint64_t m = (ms >> (ex - 1)) - 8;
+    c = (ex << 3) | (uint32_t)(m > 7 ? 7 : m);
+  }
+  e->v6_rtt = (uint8_t)((e->v6_rtt & MDHT_RT_V6_BIT) | c);
+}
 
 typedef enum mdht_rt_state {
   MDHT_RT_GOOD,
@@ -167,9 +199,9 @@ static inline mdht_addr mdht_rtable_addr(const mdht_rtable *rt,
                                          const mdht_rt_entry *e) {
   mdht_addr a;
   memset(&a, 0, sizeof a);
-  a.family = e->family;
+  a.family = (uint8_t)mdht_rt_entry_family(e);
   a.port = e->port;
-  if (e->family == MDHT_AF_INET6)
+  if (a.family == MDHT_AF_INET6)
     memcpy(a.ip, rt->v6_.ip[e->ip], 16);
   else
     memcpy(a.ip, &e->ip, 4);

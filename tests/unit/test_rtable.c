@@ -248,7 +248,7 @@ static void check_invariants(fx *f) {
       uint32_t n = list ? b->nrepl : b->n;
       for (uint32_t i = 0; i < n; i++) {
         mdht_addr va = mdht_rtable_addr(rt, &v[i]);
-        v6 += v[i].family == MDHT_AF_INET6;
+        v6 += mdht_rt_entry_family(&v[i]) == MDHT_AF_INET6;
         assert_int_equal(mdht_rtable_bucket_of(rt, &v[i].id), bi);
         assert_false(mdht_id_eq(&v[i].id, &rt->self));
         assert_false(mdht_addr_is_martian(&va));
@@ -1216,7 +1216,7 @@ static void test_closest_bruteforce(void **state) {
       if (!e || !mdht_id_eq(&e->id, &ins[i].id)) continue;
       if (e->last_reply == 0 || mdht_rtable_state(&f->rt, e, at) == MDHT_RT_BAD)
         continue;
-      if (fam && e->family != fam) continue;
+      if (fam && mdht_rt_entry_family(e) != fam) continue;
       ref[nref++] = ins[i];
     }
     ref_sort(ref, nref, &target);
@@ -1864,7 +1864,7 @@ static mdht_addr addr_of_id(fx *f, const mdht_id *id) {
  * right one, and pool slots are given back and reused. */
 static void test_compact_entries(void **state) {
   fx *f = *state;
-  assert_int_equal(sizeof(mdht_rt_entry), 48);
+  assert_int_equal(sizeof(mdht_rt_entry), 44);
   fx_reinit(f, 2);
   mdht_time now = T0;
   mdht_rtable *rt = &f->rt;
@@ -1985,6 +1985,37 @@ static void test_compact_entries(void **state) {
   free(ins);
 }
 
+/* The entry's 7-bit round trip: exact below 16 ms, within 1/8 above,
+ * never 0 once set, monotonic, and it leaves the family bit alone. */
+static void test_entry_rtt_code(void **state) {
+  (void)state;
+  mdht_rt_entry e;
+  memset(&e, 0, sizeof e);
+  assert_int_equal(mdht_rt_entry_rtt(&e), 0);
+  mdht_rt_entry_set_rtt(&e, 0);
+  assert_int_equal(mdht_rt_entry_rtt(&e), 1);
+  uint32_t prev = 0;
+  for (uint64_t ms = 1; ms <= 300000; ms += ms < 2000 ? 1 : 997) {
+    e.v6_rtt = MDHT_RT_V6_BIT;
+    mdht_rt_entry_set_rtt(&e, ms);
+    assert_int_equal(mdht_rt_entry_family(&e), MDHT_AF_INET6);
+    uint32_t got = mdht_rt_entry_rtt(&e);
+    if (ms < 16) assert_int_equal(got, ms);
+    if (ms <= 245760) {
+      assert_true(got <= ms);
+      assert_true(ms - got <= ms / 8);
+    } else {
+      assert_int_equal(got, 245760); /* capped */
+    }
+    assert_true(got >= prev);
+    prev = got;
+    e.v6_rtt = 0;
+    mdht_rt_entry_set_rtt(&e, ms);
+    assert_int_equal(mdht_rt_entry_family(&e), MDHT_AF_INET);
+    assert_int_equal(mdht_rt_entry_rtt(&e), got);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_init_invalid, setup, teardown),
@@ -2034,6 +2065,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_presplit_restores_prefix_twins,
                                       setup, teardown),
+      cmocka_unit_test(test_entry_rtt_code),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
