@@ -313,6 +313,26 @@ static void drop_at(mdht_rt_entry *v, uint8_t *n, uint32_t i) {
   (*n)--;
 }
 
+/* Room for `want` nodes in `b` (want <= cfg->k): the block grows to the
+ * next power of two, at most k. A bucket holds the nodes it has, not k
+ * slots: the deepest buckets of a table (past the one that holds about k
+ * of the network's nodes) are half empty or less, and at a million
+ * simulated nodes their empty slots were 1 KB of every table (issue 13).
+ * False if out of memory (the block is left as it was). */
+static bool nodes_reserve(const mdht_rtable *rt, mdht_rt_bucket *b,
+                          uint32_t want) {
+  if (want <= b->cap) return true;
+  uint32_t cap = b->cap ? b->cap : 2;
+  while (cap < want)
+    cap *= 2;
+  if (cap > rt->cfg->k) cap = rt->cfg->k;
+  mdht_rt_entry *v = realloc(b->nodes, cap * sizeof *v);
+  if (!v) return false;
+  b->nodes = v;
+  b->cap = (uint8_t)cap;
+  return true;
+}
+
 /* Room for `want` replacement candidates in `b` (want <= cfg->k): the
  * block grows to the next power of two, at most k. False if out of
  * memory (the block is left as it was). */
@@ -407,6 +427,7 @@ static int best_candidate(const mdht_rtable *rt, const mdht_rt_bucket *b) {
 /* Fills free slots of `b` from its replacement list. */
 static void promote(mdht_rtable *rt, mdht_rt_bucket *b, mdht_time now) {
   while (b->n < rt->cfg->k && b->nrepl > 0) {
+    if (!nodes_reserve(rt, b, b->n + 1u)) return; /* kept as candidates */
     int c = best_candidate(rt, b);
     b->nodes[b->n] = b->repl[c];
     repl_drop(b, (uint32_t)c);
@@ -441,20 +462,32 @@ static bool repl_add(mdht_rtable *rt, mdht_rt_bucket *b,
   return true;
 }
 
-/* The node block of a new bucket: k slots. Not zeroed: only the first n
- * are ever read. */
-static mdht_rt_entry *entries_new(const mdht_rtable *rt) {
-  return malloc((size_t)rt->cfg->k * sizeof(mdht_rt_entry));
+/* The node block of a new bucket: room for `want` nodes (see
+ * nodes_reserve), at least 2, so that `nodes` is never NULL. Not zeroed:
+ * only the first n are ever read. */
+static mdht_rt_entry *entries_new(const mdht_rtable *rt, uint32_t want,
+                                  uint8_t *cap) {
+  uint32_t c = 2;
+  while (c < want)
+    c *= 2;
+  if (c > rt->cfg->k) c = rt->cfg->k;
+  *cap = (uint8_t)c;
+  return malloc((size_t)c * sizeof(mdht_rt_entry));
 }
 
 /* Splits the last bucket in two: the ids that share exactly `depth` bits
  * with ours stay, the closer ones move to a new last bucket. */
 static int split(mdht_rtable *rt, mdht_time now) {
   uint32_t depth = rt->nbuckets - 1;
-  mdht_rt_entry *store = entries_new(rt);
-  if (!store) return MDHT_ERR_NOMEM;
-  mdht_rt_bucket hi0 = {.nodes = store};
   const mdht_rt_bucket *old = &rt->buckets[depth];
+  uint32_t upn = 0;
+  for (uint32_t i = 0; i < old->n; i++)
+    upn +=
+        (uint32_t)mdht_id_common_prefix(&old->nodes[i].id, &rt->self) > depth;
+  uint8_t hcap;
+  mdht_rt_entry *store = entries_new(rt, upn, &hcap);
+  if (!store) return MDHT_ERR_NOMEM;
+  mdht_rt_bucket hi0 = {.nodes = store, .cap = hcap};
   uint32_t up = 0;
   for (uint32_t i = 0; i < old->nrepl; i++)
     up += (uint32_t)mdht_id_common_prefix(&old->repl[i].id, &rt->self) > depth;
@@ -575,6 +608,10 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
     uint32_t bi = mdht_rtable_bucket_of(rt, &e->id);
     b = &rt->buckets[bi];
     if (b->n < rt->cfg->k) {
+      if (!nodes_reserve(rt, b, b->n + 1u)) {
+        idx_remove(rt, e);
+        return MDHT_ERR_NOMEM;
+      }
       b->nodes[b->n] = *e;
       b->last_changed = now;
       publish_in(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], now);
@@ -630,7 +667,8 @@ int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
   rt->buckets = calloc(1, sizeof *rt->buckets);
   rt->one_per_ip_ = !cfg->allow_same_ip;
   rt->index_.slots = calloc(INDEX_MIN_CAP, sizeof(rt_slot));
-  mdht_rt_entry *store = rt->buckets ? entries_new(rt) : NULL;
+  uint8_t cap0 = 0;
+  mdht_rt_entry *store = rt->buckets ? entries_new(rt, 2, &cap0) : NULL;
   if (!store || !rt->index_.slots) {
     free(store);
     free(rt->buckets);
@@ -639,6 +677,7 @@ int mdht_rtable_init(mdht_rtable *rt, const mdht_id *self,
     return MDHT_ERR_NOMEM;
   }
   rt->buckets[0].nodes = store;
+  rt->buckets[0].cap = cap0;
   rt->nbuckets = 1;
   rt->index_.cap = INDEX_MIN_CAP;
   rt->index_.by_ip = rt->one_per_ip_;
@@ -960,11 +999,12 @@ void mdht_rtable_counts(const mdht_rtable *rt, mdht_time now, uint32_t *good,
 
 void mdht_rtable_bytes(const mdht_rtable *rt, size_t *buckets, size_t *repl,
                        size_t *index) {
-  size_t r = 0;
-  for (uint32_t b = 0; b < rt->nbuckets; b++)
+  size_t r = 0, c = 0;
+  for (uint32_t b = 0; b < rt->nbuckets; b++) {
     r += rt->buckets[b].repl_cap;
-  *buckets = rt->nbuckets *
-             (sizeof(mdht_rt_bucket) + rt->cfg->k * sizeof(mdht_rt_entry));
+    c += rt->buckets[b].cap;
+  }
+  *buckets = rt->nbuckets * sizeof(mdht_rt_bucket) + c * sizeof(mdht_rt_entry);
   *repl = r * sizeof(mdht_rt_entry);
   *index = rt->index_.cap * sizeof(rt_slot) +
            (size_t)rt->v6_.cap * sizeof *rt->v6_.ip;

@@ -145,9 +145,10 @@ typedef enum mdht_rt_state {
 typedef struct mdht_rt_bucket {
   mdht_time last_changed; /* a node added, or one answered: refresh timer */
   uint8_t n;              /* entries in nodes[] */
+  uint8_t cap;            /* room in nodes[]: 2, 4, ... up to cfg->k */
   uint8_t nrepl;          /* entries in repl[] */
   uint8_t repl_cap;       /* room in repl[] (0: repl is NULL) */
-  mdht_rt_entry *nodes;   /* cfg->k slots */
+  mdht_rt_entry *nodes;   /* `cap` slots, never NULL */
   mdht_rt_entry *repl;    /* repl_cap slots, replacement candidates, newest
                              last */
 } mdht_rt_bucket;

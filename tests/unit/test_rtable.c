@@ -243,6 +243,8 @@ static void check_invariants(fx *f) {
     mdht_rt_bucket *b = &rt->buckets[bi];
     assert_true(b->n <= f->cfg.k);
     assert_true(b->nrepl <= f->cfg.k);
+    assert_non_null(b->nodes);
+    assert_true(b->n <= b->cap && b->cap <= f->cfg.k);
     for (int list = 0; list < 2; list++) {
       mdht_rt_entry *v = list ? b->repl : b->nodes;
       uint32_t n = list ? b->nrepl : b->n;
@@ -2016,6 +2018,47 @@ static void test_entry_rtt_code(void **state) {
   }
 }
 
+/* A bucket's node block holds what the bucket has: 2 slots, then 4,
+ * then k, growing as nodes come (issue 13), with every node found at its
+ * new place; a split gives the new bucket room for what moved into it. */
+static void test_node_blocks_grow(void **state) {
+  fx *f = *state;
+  fx_reinit(f, 8);
+  mdht_rtable *rt = &f->rt;
+  mdht_time now = T0;
+  assert_int_equal(rt->buckets[0].cap, 2);
+  const uint8_t want[8] = {2, 2, 4, 4, 8, 8, 8, 8};
+  mdht_id ids[8];
+  mdht_addr addrs[8];
+  for (int i = 0; i < 8; i++) {
+    ids[i] = id_at(f, 0);
+    addrs[i] = new_addr(f);
+    assert_int_equal(heard(f, &ids[i], &addrs[i], MDHT_RT_HEARD_REPLY, now),
+                     MDHT_RT_ADDED);
+    assert_int_equal(rt->buckets[0].cap, want[i]);
+    for (int j = 0; j <= i; j++) {
+      mdht_rt_entry *e = mdht_rtable_find(rt, &addrs[j]);
+      assert_non_null(e);
+      assert_true(mdht_id_eq(&e->id, &ids[j]));
+    }
+    check_invariants(f);
+  }
+  /* Full: a node closer to us splits it; the new bucket starts small. */
+  mdht_id near = id_at(f, 3);
+  mdht_addr na = new_addr(f);
+  assert_int_equal(heard(f, &near, &na, MDHT_RT_HEARD_REPLY, now),
+                   MDHT_RT_ADDED);
+  assert_int_equal(rt->nbuckets, 2);
+  assert_int_equal(rt->buckets[0].cap, 8);
+  assert_int_equal(rt->buckets[1].n, 1);
+  assert_int_equal(rt->buckets[1].cap, 2);
+  size_t routing, repl, index;
+  mdht_rtable_bytes(rt, &routing, &repl, &index);
+  assert_int_equal(routing,
+                   2 * sizeof(mdht_rt_bucket) + 10 * sizeof(mdht_rt_entry));
+  check_invariants(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_init_invalid, setup, teardown),
@@ -2066,6 +2109,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_presplit_restores_prefix_twins,
                                       setup, teardown),
       cmocka_unit_test(test_entry_rtt_code),
+      cmocka_unit_test_setup_teardown(test_node_blocks_grow, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
