@@ -100,6 +100,26 @@ static bool no_dups(const mdht_addr *set, size_t n) {
 
 /* ------------------------------------------------------------- tests */
 
+/* An empty store holds no tables (issue 13): every read answers
+ * "nothing", and the first record makes them. */
+static void test_empty_store_holds_nothing(void **state) {
+  (void)state;
+  fx *f = fx_new(100, 50);
+  assert_int_equal(mdht_peers_bytes(&f->ps), 0);
+  mdht_id ih = ih_n(1);
+  mdht_addr out[4], a = p4(1, 6881);
+  assert_int_equal(mdht_peers_get(&f->ps, &ih, 0, out, 4, 1), 0);
+  assert_int_equal(mdht_peers_expire(&f->ps, 1), 0);
+  mdht_id smp[2];
+  assert_int_equal(mdht_peers_sample(&f->ps, smp, 2), 0);
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &a), 0);
+  assert_int_equal(mdht_peers_add(&f->ps, &ih, &a, false, 10), 0);
+  assert_true(mdht_peers_bytes(&f->ps) > 0);
+  assert_int_equal(mdht_peers_get(&f->ps, &ih, 0, out, 4, 11), 1);
+  assert_int_equal(mdht_peers_of_ip(&f->ps, &a), 1);
+  fx_del(f);
+}
+
 static void test_add_get_and_events(void **state) {
   (void)state;
   fx *f = fx_new(100, 50);
@@ -901,6 +921,7 @@ static void test_free_full_store(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_empty_store_holds_nothing),
       cmocka_unit_test(test_add_get_and_events),
       cmocka_unit_test(test_martian_rejected),
       cmocka_unit_test(test_dedupe_and_refresh),
