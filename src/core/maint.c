@@ -69,8 +69,10 @@ size_t mdht_maint_run(mdht_maint *m, mdht_rtable *rt, mdht_time now,
   /* One stale bucket per period. */
   for (uint32_t b = 0; b < rt->nbuckets; b++) {
     mdht_rt_bucket *bk = &rt->buckets[b];
-    if (now - bk->last_changed < rt->cfg->bucket_refresh_ms) continue;
-    bk->last_changed = now;
+    if (now - mdht_rtable_time(rt, bk->last_changed) <
+        rt->cfg->bucket_refresh_ms)
+      continue;
+    bk->last_changed = mdht_rtable_tick(rt, now);
     mdht_maint_action a = {.kind = MDHT_MAINT_REFRESH, .bucket = b};
     mdht_maint_bucket_target(rt, b, rnd, &a.target);
     out[n++] = a;

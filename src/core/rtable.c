@@ -70,6 +70,7 @@ uint32_t mdht_rtable_tick(mdht_rtable *rt, mdht_time now) {
       mdht_rt_bucket *bk = &rt->buckets[b];
       retick_all(bk->nodes, bk->n, old, rt->epoch);
       retick_all(bk->repl, bk->nrepl, old, rt->epoch);
+      bk->last_changed = retick(bk->last_changed, old, rt->epoch);
     }
   }
   return (uint32_t)(now - rt->epoch);
@@ -431,7 +432,7 @@ static void promote(mdht_rtable *rt, mdht_rt_bucket *b, mdht_time now) {
     int c = best_candidate(rt, b);
     b->nodes[b->n] = b->repl[c];
     repl_drop(b, (uint32_t)c);
-    b->last_changed = now;
+    b->last_changed = stamp(rt, now);
     publish_in(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], now);
   }
 }
@@ -591,7 +592,7 @@ static bool take_invalid(mdht_rtable *rt, mdht_rt_bucket *b,
   /* Read now: a candidate not kept by repl_add leaves the table. */
   mdht_addr old_addr = mdht_rtable_addr(rt, &old);
   b->nodes[v] = *e;
-  b->last_changed = now;
+  b->last_changed = stamp(rt, now);
   old.last_ping = 0;
   repl_add(rt, b, &old);
   /* Told once done: the table a subscriber may look at is whole. */
@@ -613,7 +614,7 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
         return MDHT_ERR_NOMEM;
       }
       b->nodes[b->n] = *e;
-      b->last_changed = now;
+      b->last_changed = stamp(rt, now);
       publish_in(rt, MDHT_EV_NODE_ADDED, &b->nodes[b->n++], now);
       return MDHT_RT_ADDED;
     }
@@ -633,7 +634,7 @@ static int place(mdht_rtable *rt, const mdht_rt_entry *e, mdht_rt_how how,
       mdht_rt_entry old = b->nodes[bad];
       mdht_addr old_addr = mdht_rtable_addr(rt, &old);
       b->nodes[bad] = *e;
-      b->last_changed = now;
+      b->last_changed = stamp(rt, now);
       idx_remove(rt, &old);
       mdht_addr a = mdht_rtable_addr(rt, &b->nodes[bad]);
       publish(rt, MDHT_EV_NODE_REPLACED, &b->nodes[bad], &a, &old, &old_addr,
@@ -787,7 +788,7 @@ int mdht_rtable_heard(mdht_rtable *rt, const mdht_id *id, const mdht_addr *addr,
     int pos = find_addr(rt, b->nodes, b->n, addr);
     if (pos >= 0) {
       touch(rt, &b->nodes[pos], how, now);
-      if (how == MDHT_RT_HEARD_REPLY) b->last_changed = now;
+      if (how == MDHT_RT_HEARD_REPLY) b->last_changed = stamp(rt, now);
       return MDHT_RT_UPDATED;
     }
     pos = find_addr(rt, b->repl, b->nrepl, addr);
@@ -844,7 +845,7 @@ void mdht_rtable_failed(mdht_rtable *rt, const mdht_id *id,
   mdht_addr old_addr = mdht_rtable_addr(rt, &old);
   *e = b->repl[c];
   repl_drop(b, (uint32_t)c);
-  b->last_changed = now;
+  b->last_changed = stamp(rt, now);
   idx_remove(rt, &old);
   mdht_addr a = mdht_rtable_addr(rt, e);
   publish(rt, MDHT_EV_NODE_REPLACED, e, &a, &old, &old_addr, now);

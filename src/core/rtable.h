@@ -143,14 +143,15 @@ typedef enum mdht_rt_state {
  * when the last one goes: the buckets near our id, which hold every
  * node there is, have none, and most others fewer than k. */
 typedef struct mdht_rt_bucket {
-  mdht_time last_changed; /* a node added, or one answered: refresh timer */
-  uint8_t n;              /* entries in nodes[] */
-  uint8_t cap;            /* room in nodes[]: 2, 4, ... up to cfg->k */
-  uint8_t nrepl;          /* entries in repl[] */
-  uint8_t repl_cap;       /* room in repl[] (0: repl is NULL) */
-  mdht_rt_entry *nodes;   /* `cap` slots, never NULL */
-  mdht_rt_entry *repl;    /* repl_cap slots, replacement candidates, newest
-                             last */
+  uint32_t last_changed; /* a node added, or one answered: refresh timer
+                            (a tick, 0 = time 0; see mdht_rt_entry) */
+  uint8_t n;             /* entries in nodes[] */
+  uint8_t cap;           /* room in nodes[]: 2, 4, ... up to cfg->k */
+  uint8_t nrepl;         /* entries in repl[] */
+  uint8_t repl_cap;      /* room in repl[] (0: repl is NULL) */
+  mdht_rt_entry *nodes;  /* `cap` slots, never NULL */
+  mdht_rt_entry *repl;   /* repl_cap slots, replacement candidates, newest
+                            last */
 } mdht_rt_bucket;
 
 /* An open-addressing hash index (internal). */
@@ -215,7 +216,8 @@ static inline mdht_addr mdht_rtable_addr(const mdht_rtable *rt,
  * A `now` before the epoch (a clock stepped back) gives tick 1. */
 uint32_t mdht_rtable_tick(mdht_rtable *rt, mdht_time now);
 
-/* The time of tick `t` of this table; 0 (never) stays 0. */
+/* The time of tick `t` of this table; 0 (never) stays 0. A bucket's
+ * last_changed reads the same way. */
 static inline mdht_time mdht_rtable_time(const mdht_rtable *rt, uint32_t t) {
   return t ? rt->epoch + t : 0;
 }

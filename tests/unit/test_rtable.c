@@ -438,7 +438,7 @@ static void test_add_and_update(void **state) {
   assert_int_equal(e->added, T0);
   assert_int_equal(e->last_reply, T0);
   assert_int_equal(e->last_query, 0);
-  assert_int_equal(f->rt.buckets[0].last_changed, T0);
+  assert_int_equal(mdht_rtable_time(&f->rt, f->rt.buckets[0].last_changed), T0);
 
   /* A query refreshes last_query only, and is not a bucket change. */
   assert_int_equal(heard(f, &id, &a, MDHT_RT_HEARD_QUERY, T0 + 10),
@@ -446,7 +446,7 @@ static void test_add_and_update(void **state) {
   e = mdht_rtable_find(&f->rt, &a);
   assert_int_equal(e->last_query, T0 + 10);
   assert_int_equal(e->last_reply, T0);
-  assert_int_equal(f->rt.buckets[0].last_changed, T0);
+  assert_int_equal(mdht_rtable_time(&f->rt, f->rt.buckets[0].last_changed), T0);
 
   /* A reply resets the failure count. */
   mdht_rtable_failed(&f->rt, &id, &a, T0 + 15);
@@ -457,7 +457,8 @@ static void test_add_and_update(void **state) {
   e = mdht_rtable_find(&f->rt, &a);
   assert_int_equal(e->fails, 0);
   assert_int_equal(e->last_reply, T0 + 20);
-  assert_int_equal(f->rt.buckets[0].last_changed, T0 + 20);
+  assert_int_equal(mdht_rtable_time(&f->rt, f->rt.buckets[0].last_changed),
+                   T0 + 20);
   assert_int_equal(f->count[MDHT_EV_NODE_ADDED], 1);
 
   /* A node that only queried us: in, but never answered. */
@@ -701,7 +702,8 @@ static void test_split_mixed(void **state) {
   assert_int_equal(f->rt.buckets[2].n, 5); /* 4 at cp 5, 1 at cp 2 */
   assert_int_equal(f->count[MDHT_EV_BUCKET_SPLIT], 2);
   /* Splits keep the bucket's refresh time. */
-  assert_int_equal(f->rt.buckets[2].last_changed, T0 + 2);
+  assert_int_equal(mdht_rtable_time(&f->rt, f->rt.buckets[2].last_changed),
+                   T0 + 2);
   check_invariants(f);
 }
 
@@ -911,7 +913,8 @@ static void test_bad_replaced_at_once(void **state) {
   assert_true(mdht_addr_eq(&ev->addr, &ra));
   assert_true(mdht_id_eq(&ev->u.replaced.old_id, &ids[4]));
   assert_true(mdht_addr_eq(&ev->u.replaced.old_addr, &addrs[4]));
-  assert_int_equal(f->rt.buckets[0].last_changed, T0 + 30);
+  assert_int_equal(mdht_rtable_time(&f->rt, f->rt.buckets[0].last_changed),
+                   T0 + 30);
   /* The old one is forgotten entirely: it may come back as new. */
   assert_int_equal(heard(f, &ids[4], &addrs[4], MDHT_RT_HEARD_REPLY, T0 + 40),
                    MDHT_RT_REPLACEMENT);
@@ -1009,7 +1012,8 @@ static void test_questionable_ping(void **state) {
   assert_int_equal(f->count[MDHT_EV_NODE_REPLACED], 1);
   assert_true(
       mdht_id_eq(&f->last[MDHT_EV_NODE_REPLACED].u.replaced.old_id, &ids[3]));
-  assert_int_equal(f->rt.buckets[0].last_changed, t1 + 3 * TIMEOUT);
+  assert_int_equal(mdht_rtable_time(&f->rt, f->rt.buckets[0].last_changed),
+                   t1 + 3 * TIMEOUT);
   check_invariants(f);
 }
 
@@ -1700,6 +1704,12 @@ static void test_ticks_move_epoch(void **state) {
   assert_int_equal(mdht_rtable_find(&f->rt, &ba)->last_reply, tb);
   /* b's tick still fits: no move yet. */
   assert_int_equal(f->rt.epoch, 0);
+  /* The move (here by asking for the tick of `late`) re-expresses the
+   * bucket's refresh time too: it still reads tb. */
+  assert_int_equal(mdht_rtable_time(&f->rt, f->rt.buckets[0].last_changed), tb);
+  mdht_rtable_tick(&f->rt, late);
+  assert_int_equal(f->rt.epoch, late - ((mdht_time)1 << 31));
+  assert_int_equal(mdht_rtable_time(&f->rt, f->rt.buckets[0].last_changed), tb);
   assert_int_equal(heard(f, &c, &ca, MDHT_RT_HEARD_QUERY, late), MDHT_RT_ADDED);
   mdht_time epoch = late - ((mdht_time)1 << 31);
   assert_int_equal(f->rt.epoch, epoch);
