@@ -18,7 +18,7 @@
  * slots there are kept, so ids stay unique. */
 static int grow_slots(mdht_lookups *ls) {
   uint32_t cap = ls->cap * 2;
-  if (cap > ls->cfg.max_lookups) cap = ls->cfg.max_lookups;
+  if (cap > ls->cfg->max_lookups) cap = ls->cfg->max_lookups;
   mdht_lookup **s = realloc(ls->slots, cap * sizeof *s);
   if (!s) return MDHT_ERR_NOMEM;
   ls->slots = s;
@@ -120,7 +120,7 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
     ls->gens = NULL;
     return MDHT_ERR_NOMEM;
   }
-  ls->cfg = *cfg;
+  ls->cfg = cfg;
   ls->soft_ms = cfg->query_soft_timeout_ms;
   ls->bus = bus;
   ls->cb = *cbs;
@@ -134,7 +134,7 @@ int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,
 void mdht_lookups_set_soft_timeout(mdht_lookups *ls, mdht_time ms) {
   if (!ls) return;
   ls->soft_ms =
-      ms < ls->cfg.query_soft_timeout_ms ? ms : ls->cfg.query_soft_timeout_ms;
+      ms < ls->cfg->query_soft_timeout_ms ? ms : ls->cfg->query_soft_timeout_ms;
 }
 
 void mdht_lookups_free(mdht_lookups *ls) {
@@ -157,7 +157,7 @@ static bool usable_addr(const mdht_lookups *ls, const mdht_addr *a) {
   if (mdht_addr_is_martian(a)) return false;
   /* On the public internet a private address in a response is at best
    * useless and at worst a way to make us probe someone's LAN. */
-  return ls->cfg.allow_private || !mdht_addr_is_private(a);
+  return ls->cfg->allow_private || !mdht_addr_is_private(a);
 }
 
 /* Index of the candidate at `a`, or -1. */
@@ -179,8 +179,8 @@ static bool same_prefix(const mdht_addr *a, const mdht_addr *b) {
  * allow_same_prefix. */
 static bool host_taken(const mdht_lookups *ls, const mdht_lookup *l,
                        const mdht_addr *a) {
-  bool by_ip = !ls->cfg.allow_same_ip;
-  bool by_prefix = !ls->cfg.allow_same_prefix && !mdht_addr_is_private(a);
+  bool by_ip = !ls->cfg->allow_same_ip;
+  bool by_prefix = !ls->cfg->allow_same_prefix && !mdht_addr_is_private(a);
   for (uint32_t i = 0; i < l->n_cands; i++) {
     const mdht_addr *c = &l->cands[i].addr;
     if (by_prefix ? same_prefix(c, a)
@@ -276,7 +276,7 @@ static int next_to_query(const mdht_lookups *ls, const mdht_lookup *l) {
     case MDHT_LC_NEW:
       return (int)i;
     case MDHT_LC_ANSWERED:
-      if (++answered == ls->cfg.k) return -1;
+      if (++answered == ls->cfg->k) return -1;
       break;
     default:
       break;
@@ -304,7 +304,7 @@ static bool is_over(const mdht_lookups *ls, const mdht_lookup *l) {
       slow = true;
       break;
     case MDHT_LC_ANSWERED:
-      if (++answered == ls->cfg.k) return true;
+      if (++answered == ls->cfg->k) return true;
       break;
     default:
       break;
@@ -352,7 +352,7 @@ static void update_deadline(const mdht_lookups *ls, mdht_lookup *l) {
     if (c->state == MDHT_LC_INFLIGHT)
       t = sent_at(l, c) + ls->soft_ms;
     else if (c->state == MDHT_LC_SLOW)
-      t = sent_at(l, c) + ls->cfg.query_timeout_ms;
+      t = sent_at(l, c) + ls->cfg->query_timeout_ms;
     else
       continue;
     if (t < d) d = t;
@@ -401,7 +401,7 @@ static void release(mdht_lookups *ls, mdht_lookup *l) {
 static void finish(mdht_lookups *ls, mdht_lookup *l, mdht_time now) {
   mdht_lookup_result nodes[MDHT_LOOKUP_MAX_K];
   uint32_t n = 0;
-  for (uint32_t i = 0; i < l->n_cands && n < ls->cfg.k; i++) {
+  for (uint32_t i = 0; i < l->n_cands && n < ls->cfg->k; i++) {
     const mdht_lookup_cand *c = &l->cands[i];
     if (c->state != MDHT_LC_ANSWERED) continue;
     nodes[n].id = c->id;
@@ -464,14 +464,14 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   if (kind != MDHT_M_FIND_NODE && kind != MDHT_M_GET_PEERS &&
       kind != MDHT_M_GET)
     return MDHT_ERR_INVAL;
-  if (ls->n_active >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
+  if (ls->n_active >= ls->cfg->max_lookups) return MDHT_ERR_FULL;
   /* The lowest free index: n_alloc, the span tick() walks, stays as
    * small as the most lookups run at once. */
   uint32_t idx = 0;
   while (idx < ls->cap && ls->slots[idx])
     idx++;
   if (idx >= ls->cap) {
-    if (ls->cap >= ls->cfg.max_lookups) return MDHT_ERR_FULL;
+    if (ls->cap >= ls->cfg->max_lookups) return MDHT_ERR_FULL;
     if (grow_slots(ls) < 0) return MDHT_ERR_NOMEM;
   }
   mdht_lookup *l = slot_new(kind);
@@ -481,7 +481,7 @@ int64_t mdht_lookup_start(mdht_lookups *ls, mdht_method kind,
   l->target = *target;
   l->started = now;
   l->deadline = UINT64_MAX;
-  l->alpha = ls->cfg.alpha;
+  l->alpha = ls->cfg->alpha;
   l->n_inflight = l->n_slow = 0;
   l->queries = l->responses = l->failures = l->rounds = 0;
   l->n_cands = l->n_peers = 0;
@@ -583,7 +583,7 @@ int mdht_lookup_on_response(mdht_lookups *ls, uint32_t lookup_id,
   uint32_t seen4 = 0, seen6 = 0;
   for (size_t n = 0; n < n_nodes; n++) {
     uint32_t *seen = nodes[n].addr.family == MDHT_AF_INET6 ? &seen6 : &seen4;
-    if ((*seen)++ >= ls->cfg.k) continue;
+    if ((*seen)++ >= ls->cfg->k) continue;
     add_candidate(ls, l, &nodes[n].id, &nodes[n].addr, depth + 1);
   }
   if (l->kind == MDHT_M_GET_PEERS) add_peers(l, values, n_values);
@@ -625,7 +625,7 @@ int mdht_lookup_set_alpha(mdht_lookups *ls, uint32_t lookup_id,
                           uint32_t alpha) {
   mdht_lookup *l = find_slot(ls, lookup_id);
   if (!l) return MDHT_ERR_NOTFOUND;
-  l->alpha = alpha < 1 ? 1 : alpha > ls->cfg.alpha ? ls->cfg.alpha : alpha;
+  l->alpha = alpha < 1 ? 1 : alpha > ls->cfg->alpha ? ls->cfg->alpha : alpha;
   return 0;
 }
 
@@ -645,7 +645,7 @@ int mdht_lookups_tick(mdht_lookups *ls, mdht_time now) {
       if (c->state != MDHT_LC_INFLIGHT && c->state != MDHT_LC_SLOW) continue;
       mdht_time sent = sent_at(l, c);
       if (now < sent) continue; /* the caller's clock went back */
-      if (now - sent >= ls->cfg.query_timeout_ms) {
+      if (now - sent >= ls->cfg->query_timeout_ms) {
         set_failed(l, c);
       } else if (c->state == MDHT_LC_INFLIGHT && now - sent >= ls->soft_ms) {
         c->state = MDHT_LC_SLOW;

@@ -224,9 +224,11 @@ typedef struct mdht_lookup {
 } mdht_lookup;
 
 typedef struct mdht_lookups {
-  mdht_config cfg; /* copied: alpha, k, timeouts, max_lookups,
-                      allow_private, allow_same_ip, allow_same_prefix */
-  mdht_bus *bus;   /* borrowed, may be NULL */
+  const mdht_config *cfg; /* borrowed (the node's; a copy cost 144 bytes a
+                             node): alpha, k, timeouts, max_lookups,
+                             allow_private, allow_same_ip,
+                             allow_same_prefix */
+  mdht_bus *bus;          /* borrowed, may be NULL */
   mdht_lookup_cbs cb;
   mdht_id self;
   bool has_self;
@@ -242,7 +244,8 @@ typedef struct mdht_lookups {
   uint32_t n_active;
 } mdht_lookups;
 
-/* `self` (may be NULL) is never queried nor returned. Only a table of a
+/* `cfg` must outlive `ls`. `self` (may be NULL) is never queried nor
+ * returned. Only a table of a
  * few slot pointers is allocated here. Errors: MDHT_ERR_INVAL (k,
  * alpha, max_lookups out of range, no send callback), MDHT_ERR_NOMEM. */
 int mdht_lookups_init(mdht_lookups *ls, const mdht_config *cfg, mdht_bus *bus,

@@ -193,7 +193,8 @@ static h *h_new_cfg(const mdht_config *cfg) {
   mdht_bus_init(&t->bus);
   assert_true(mdht_bus_subscribe(&t->bus, h_event, t) >= 0);
   mdht_lookup_cbs cbs = {.send = h_send, .done = h_done, .user = t};
-  assert_int_equal(mdht_lookups_init(&t->ls, cfg, &t->bus, &cbs, &t->self), 0);
+  assert_int_equal(mdht_lookups_init(&t->ls, &t->cfg, &t->bus, &cbs, &t->self),
+                   0);
   return t;
 }
 
@@ -1514,7 +1515,7 @@ static void test_many_concurrent(void **state) {
   assert_int_equal(t->ls.n_active, 0);
   /* Every slot's memory was given back when its lookup ended. */
   assert_int_equal(t->ls.n_alloc, 64);
-  for (uint32_t i = 0; i < t->ls.cfg.max_lookups; i++)
+  for (uint32_t i = 0; i < t->ls.cfg->max_lookups; i++)
     assert_null(t->ls.slots[i]);
   /* Slots free again; the new id differs from the old ones. */
   int64_t again =
