@@ -32,8 +32,15 @@ static uint8_t slot_cpl1(rt_slot v) {
   return (uint8_t)(v & 0xff);
 }
 
-static uint32_t slot_home(rt_slot v, uint32_t mask) {
-  return (v >> 8) & mask;
+/* The home of `v` among `cap` slots: the top 24 bits of the hash scaled
+ * to cap (a multiply, not a mask), so that cap need not be a power of two
+ * and the index can grow by a quarter at a time (ix_reserve). */
+static uint32_t slot_home(rt_slot v, uint32_t cap) {
+  return (uint32_t)(((uint64_t)(v >> 8) * cap) >> 24);
+}
+
+static uint32_t slot_next(uint32_t i, uint32_t cap) {
+  return i + 1 == cap ? 0 : i + 1;
 }
 
 /* A tick of 0 means "never" in the entries; a caller whose clock starts at
@@ -172,9 +179,9 @@ static mdht_rt_entry *key_in(const mdht_rtable *rt, const mdht_rt_index *x,
 static mdht_rt_entry *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
                               const mdht_addr *a) {
   const rt_slot *s = x->slots;
-  uint32_t mask = x->cap - 1, h = key_hash(rt, x, a) & 0xffffff00u;
+  uint32_t cap = x->cap, h = key_hash(rt, x, a) & 0xffffff00u;
   /* The load factor stays at most 1/2, so a free slot always ends this. */
-  for (uint32_t i = (h >> 8) & mask; s[i] != 0; i = (i + 1) & mask) {
+  for (uint32_t i = slot_home(h, cap); s[i] != 0; i = slot_next(i, cap)) {
     if ((s[i] & 0xffffff00u) != h) continue;
     mdht_rt_bucket *b = bucket_of_cpl1(rt, slot_cpl1(s[i]));
     mdht_rt_entry *e = key_in(rt, x, b->nodes, b->n, a);
@@ -184,27 +191,30 @@ static mdht_rt_entry *ix_find(const mdht_rtable *rt, const mdht_rt_index *x,
   return NULL;
 }
 
-static void ix_place(rt_slot *s, uint32_t mask, rt_slot v) {
-  uint32_t i = slot_home(v, mask);
+static void ix_place(rt_slot *s, uint32_t cap, rt_slot v) {
+  uint32_t i = slot_home(v, cap);
   while (s[i] != 0)
-    i = (i + 1) & mask;
+    i = slot_next(i, cap);
   s[i] = v;
 }
 
 /* Keeps the index at most 3/4 full: linear probing then looks at about
  * 2.5 slots for a hit, 8.5 for a miss (4-byte slots, two cache lines at
- * most), and a full table costs 5.3 to 10.7 bytes per entry instead of 8
- * to 16 at 1/2 (issue 13: 1 KB less for most simulated nodes). */
+ * most). It grows by a quarter (to a multiple of 16 slots), not by
+ * doubling, so that it is 3/5 to 3/4 full: 5.3 to 6.7 bytes per entry.
+ * Doubling left a million-node simulation's tables, which hold some 180
+ * entries, at 512 slots where 240 do (issue 13); a rehash per quarter is
+ * O(entries) and happens a dozen times in a table's life. */
 static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
   uint32_t cap = x->cap;
   while ((x->n + extra) * 4 > cap * 3)
-    cap *= 2;
+    cap = (cap + cap / 4 + 15) / 16 * 16;
   if (cap == x->cap) return 0;
   rt_slot *ns = calloc(cap, sizeof *ns);
   if (!ns) return MDHT_ERR_NOMEM;
   rt_slot *os = x->slots;
   for (uint32_t i = 0; i < x->cap; i++)
-    if (os[i] != 0) ix_place(ns, cap - 1, os[i]);
+    if (os[i] != 0) ix_place(ns, cap, os[i]);
   free(os);
   x->slots = ns;
   x->cap = cap;
@@ -213,7 +223,7 @@ static int ix_reserve(mdht_rt_index *x, uint32_t extra) {
 
 static void ix_insert(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
                       const mdht_id *id) {
-  ix_place(x->slots, x->cap - 1, slot_of(key_hash(rt, x, a), cpl1_of(rt, id)));
+  ix_place(x->slots, x->cap, slot_of(key_hash(rt, x, a), cpl1_of(rt, id)));
   x->n++;
 }
 
@@ -223,15 +233,15 @@ static void ix_remove(mdht_rtable *rt, mdht_rt_index *x, const mdht_addr *a,
                       const mdht_id *id) {
   rt_slot *s = x->slots;
   rt_slot v = slot_of(key_hash(rt, x, a), cpl1_of(rt, id));
-  uint32_t mask = x->cap - 1, i = slot_home(v, mask);
+  uint32_t cap = x->cap, i = slot_home(v, cap);
   while (s[i] != 0 && s[i] != v)
-    i = (i + 1) & mask;
+    i = slot_next(i, cap);
   if (s[i] == 0) return;
   /* Backward-shift deletion: pull later members of the probe run into
    * the hole unless that would put them before their home slot. No
    * tombstones, so lookups never slow down with churn. */
-  for (uint32_t j = (i + 1) & mask; s[j] != 0; j = (j + 1) & mask) {
-    uint32_t home = slot_home(s[j], mask);
+  for (uint32_t j = slot_next(i, cap); s[j] != 0; j = slot_next(j, cap)) {
+    uint32_t home = slot_home(s[j], cap);
     bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
     if (stays) continue;
     s[i] = s[j];
