@@ -15,25 +15,28 @@ void mdht_bus_free(mdht_bus *bus) {
 
 int mdht_bus_subscribe(mdht_bus *bus, mdht_event_cb cb, void *user) {
   if (!bus || !cb) return MDHT_ERR_INVAL;
-  if (!bus->subs) {
-    bus->subs = calloc(MDHT_BUS_MAX_SUBS, sizeof *bus->subs);
-    if (!bus->subs) return MDHT_ERR_NOMEM;
+  int h = 0;
+  while (h < bus->cap && bus->subs[h].cb)
+    h++;
+  if (h == bus->cap) {
+    if (bus->cap >= MDHT_BUS_MAX_SUBS) return MDHT_ERR_FULL;
+    uint32_t cap = bus->cap ? 2u * bus->cap : 1u;
+    if (cap > MDHT_BUS_MAX_SUBS) cap = MDHT_BUS_MAX_SUBS;
+    mdht_bus_sub *v = realloc(bus->subs, cap * sizeof *v);
+    if (!v) return MDHT_ERR_NOMEM;
+    memset(&v[bus->cap], 0, (cap - bus->cap) * sizeof *v);
+    bus->subs = v;
+    bus->cap = (uint8_t)cap;
   }
-  for (int h = 0; h < MDHT_BUS_MAX_SUBS; h++) {
-    if (bus->subs[h].cb) continue;
-    bus->subs[h].cb = cb;
-    bus->subs[h].user = user;
-    bus->subs[h].gen++;
-    bus->order[bus->nsubs++] = (uint8_t)h;
-    return h;
-  }
-  return MDHT_ERR_FULL;
+  bus->subs[h].cb = cb;
+  bus->subs[h].user = user;
+  bus->subs[h].gen++;
+  bus->order[bus->nsubs++] = (uint8_t)h;
+  return h;
 }
 
 void mdht_bus_unsubscribe(mdht_bus *bus, int handle) {
-  if (!bus || !bus->subs || handle < 0 || handle >= MDHT_BUS_MAX_SUBS ||
-      !bus->subs[handle].cb)
-    return;
+  if (!bus || handle < 0 || handle >= bus->cap || !bus->subs[handle].cb) return;
   bus->subs[handle].cb = NULL;
   bus->subs[handle].user = NULL;
   for (uint32_t i = 0; i < bus->nsubs; i++) {

@@ -31,13 +31,17 @@ typedef struct mdht_bus_sub {
   uint32_t gen; /* bumped per subscribe: a reused slot is a new one */
 } mdht_bus_sub;
 
-/* The slots are allocated by the first subscribe: most nodes of a
- * simulated network have no subscriber, and 384 bytes inline were an
- * eighth of such a node's struct (issue 13). */
+/* The slots are allocated by the first subscribe and grow (1, 2, 4, ...
+ * up to MDHT_BUS_MAX_SUBS) as more come: most nodes of a simulated
+ * network have one subscriber or none, and 384 bytes inline were an
+ * eighth of such a node's struct, 384 allocated at the first subscribe a
+ * quarter of its "other" memory (issue 13). A handle is a slot's index,
+ * stable while the slots grow. */
 typedef struct mdht_bus {
-  mdht_bus_sub *subs;               /* MDHT_BUS_MAX_SUBS slots, or NULL */
+  mdht_bus_sub *subs;               /* `cap` slots, or NULL */
   uint8_t order[MDHT_BUS_MAX_SUBS]; /* handles, in subscription order */
   uint32_t nsubs;
+  uint8_t cap;
 } mdht_bus;
 
 void mdht_bus_init(mdht_bus *bus);

@@ -2220,7 +2220,7 @@ void mdht_node_memory(const mdht_node *node, mdht_memory *m) {
   m->other = node->outq.cap + node->boot.nrouters * sizeof(mdht_addr) +
              node->boot.nseeds * sizeof(mdht_lookup_node);
   if (node->ext.rec) m->other += MDHT_EXTADDR_SOURCES * node->ext.rec_len;
-  if (node->bus.subs) m->other += MDHT_BUS_MAX_SUBS * sizeof(mdht_bus_sub);
+  m->other += node->bus.cap * sizeof(mdht_bus_sub);
   if (node->tokens.keyed) m->other += 2 * sizeof *node->tokens.keyed;
   for (const mdht_op *op = node->ops; op; op = op->next)
     m->other += sizeof *op;

@@ -80,6 +80,33 @@ static void test_no_subscribers(void **state) {
   mdht_bus_free(&bus);
 }
 
+/* The slots grow with the subscribers (1, 2, 4, ...), handles stay
+ * valid across the growth, and a freed slot is reused before growing. */
+static void test_slots_grow_with_subscribers(void **state) {
+  (void)state;
+  mdht_bus bus;
+  mdht_bus_init(&bus);
+  log_ lg = {0};
+  sub a = {.log = &lg, .tag = 'a'}, b = {.log = &lg, .tag = 'b'},
+      c = {.log = &lg, .tag = 'c'};
+  assert_int_equal(mdht_bus_subscribe(&bus, record, &a), 0);
+  assert_int_equal(bus.cap, 1);
+  assert_int_equal(mdht_bus_subscribe(&bus, record, &b), 1);
+  assert_int_equal(bus.cap, 2);
+  mdht_bus_unsubscribe(&bus, 0);
+  assert_int_equal(mdht_bus_subscribe(&bus, record, &c), 0); /* reused */
+  assert_int_equal(bus.cap, 2);
+  assert_int_equal(mdht_bus_subscribe(&bus, record, &a), 2);
+  assert_int_equal(bus.cap, 4);
+  mdht_bus_unsubscribe(&bus, 3); /* a slot grown but never used */
+  assert_int_equal(bus.nsubs, 3);
+  publish(&bus, MDHT_EV_LOG, 1);
+  assert_string_equal(lg.tags, "bca");
+  mdht_bus_free(&bus);
+  assert_null(bus.subs);
+  assert_int_equal(bus.cap, 0);
+}
+
 static void test_event_init_zeroes(void **state) {
   (void)state;
   mdht_event ev;
@@ -274,6 +301,7 @@ static void test_add_during_publish_then_remove(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_no_subscribers),
+      cmocka_unit_test(test_slots_grow_with_subscribers),
       cmocka_unit_test(test_event_init_zeroes),
       cmocka_unit_test(test_order_and_payload),
       cmocka_unit_test(test_unsubscribe_and_reuse),
