@@ -136,17 +136,18 @@ typedef enum mdht_rt_state {
   MDHT_RT_BAD
 } mdht_rt_state;
 
-/* A bucket's nodes live in a block of cfg->k entries allocated with the
- * bucket: memory follows the configured k, not MDHT_RT_KMAX. Its
- * replacement candidates have a block of their own, allocated with the
- * first candidate, doubled when full (2, 4, ... up to cfg->k) and freed
- * when the last one goes: the buckets near our id, which hold every
- * node there is, have none, and most others fewer than k. */
+/* A bucket's nodes live in a block that grows with them (2, 4, 6, ... up
+ * to cfg->k entries): memory follows what the bucket holds, never more
+ * than the configured k, not MDHT_RT_KMAX. Its replacement candidates
+ * have a block of their own, allocated with the first candidate, grown
+ * the same way and freed when the last one goes: the buckets near our
+ * id, which hold every node there is, have none, and most others fewer
+ * than k. */
 typedef struct mdht_rt_bucket {
   uint32_t last_changed; /* a node added, or one answered: refresh timer
                             (a tick, 0 = time 0; see mdht_rt_entry) */
   uint8_t n;             /* entries in nodes[] */
-  uint8_t cap;           /* room in nodes[]: 2, 4, ... up to cfg->k */
+  uint8_t cap;           /* room in nodes[]: 2, 4, 6, ... up to cfg->k */
   uint8_t nrepl;         /* entries in repl[] */
   uint8_t repl_cap;      /* room in repl[] (0: repl is NULL) */
   mdht_rt_entry *nodes;  /* `cap` slots, never NULL */

@@ -383,7 +383,7 @@ static void test_buckets_sized_by_k(void **state) {
 }
 
 /* A bucket's candidate block is allocated with the first candidate,
- * doubles as candidates come (2, 4, 8 = k, never more) and is freed when
+ * grows as candidates come (2, 4, 6, 8 = k, never more) and is freed when
  * the last one goes, as they take slots or are removed. */
 static void test_replacements_grow_and_shrink(void **state) {
   fx *f = *state;
@@ -401,7 +401,7 @@ static void test_replacements_grow_and_shrink(void **state) {
   assert_int_equal(b->n, 8);
   assert_null(b->repl);
   assert_int_equal(b->repl_cap, 0);
-  const uint8_t caps[12] = {2, 2, 4, 4, 8, 8, 8, 8, 8, 8, 8, 8};
+  const uint8_t caps[12] = {2, 2, 4, 4, 6, 6, 8, 8, 8, 8, 8, 8};
   for (int i = 8; i < 20; i++) {
     heard(f, &ids[i], &addrs[i], MDHT_RT_HEARD_REPLY, T0 + 1);
     b = &f->rt.buckets[mdht_rtable_bucket_of(&f->rt, &ids[0])];
@@ -2029,8 +2029,8 @@ static void test_entry_rtt_code(void **state) {
   }
 }
 
-/* A bucket's node block holds what the bucket has: 2 slots, then 4,
- * then k, growing as nodes come (issue 13), with every node found at its
+/* A bucket's node block holds what the bucket has: 2 slots, then 4, 6,
+ * up to k, growing as nodes come (issue 13), with every node found at its
  * new place; a split gives the new bucket room for what moved into it. */
 static void test_node_blocks_grow(void **state) {
   fx *f = *state;
@@ -2038,7 +2038,7 @@ static void test_node_blocks_grow(void **state) {
   mdht_rtable *rt = &f->rt;
   mdht_time now = T0;
   assert_int_equal(rt->buckets[0].cap, 2);
-  const uint8_t want[8] = {2, 2, 4, 4, 8, 8, 8, 8};
+  const uint8_t want[8] = {2, 2, 4, 4, 6, 6, 8, 8};
   mdht_id ids[8];
   mdht_addr addrs[8];
   for (int i = 0; i < 8; i++) {
