@@ -862,8 +862,17 @@ static int start_internal(mdht_node *node, uint8_t purpose,
       op_new(node, MDHT_M_FIND_NODE, purpose, target, NULL, NULL, now);
   if (!op) return MDHT_ERR_NOMEM;
   int rc = start_lookup(node, op, MDHT_M_FIND_NODE, now);
-  if (rc < 0) op_free(node, op);
-  return rc;
+  if (rc < 0) {
+    op_free(node, op);
+    return rc;
+  }
+  /* Housekeeping keeps the plain bound, alpha queries in flight in all
+   * (lookup.h, "The window"): nobody waits on it, and the wider window of
+   * user lookups costs a third more datagrams. At a million simulated
+   * nodes, where every joiner looks up its own id, that was 16 % more
+   * events and 22 % more wall time in the join. */
+  mdht_lookup_set_alpha(&node->lookups, op->lookup_id, node->cfg.alpha);
+  return 0;
 }
 
 /* Starts bucket-fill lookups, farthest bucket first, until
