@@ -731,7 +731,7 @@ static void test_bootstrap_fills_few_at_a_time(void **state) {
 /* The operation of the node's own bootstrap lookup carries no buffer of
  * a user lookup (peers, item values): a joining node runs about ten such
  * lookups at once. A user get_peers gets room for MDHT_RESULT_PEERS peers,
- * a ping none. */
+ * a ping none. The bootstrap lookup keeps the plain alpha bound. */
 static void test_internal_op_is_small(void **state) {
   fixture *f = *state;
   mdht_addr router = test_addr4(127, 0, 0, 50, 6881);
@@ -748,9 +748,18 @@ static void test_internal_op_is_small(void **state) {
   assert_null(boot->peers);
   assert_null(boot->found_v);
   assert_true(malloc_usable_size((void *)boot) < 2048);
+  /* Housekeeping keeps the plain alpha bound; a user lookup gets the
+   * wider window (lookup.h, "The window"). */
+  const mdht_lookup *bl = mdht_lookup_find(&f->node->lookups, boot->lookup_id);
+  assert_non_null(bl);
+  assert_true(bl->capped);
+  assert_int_equal(bl->alpha, f->node->cfg.alpha);
   assert_true(mdht_node_get_peers(f->node, &rid, NULL, NULL, f->now) > 0);
   const mdht_op *user = f->node->ops;
   assert_int_equal(user->purpose, MDHT_OP_USER);
+  const mdht_lookup *ul = mdht_lookup_find(&f->node->lookups, user->lookup_id);
+  assert_non_null(ul);
+  assert_false(ul->capped);
   assert_non_null(user->peers);
   assert_true(malloc_usable_size((void *)user) >=
               sizeof *user + MDHT_RESULT_PEERS * sizeof(mdht_addr));
