@@ -2324,6 +2324,10 @@ static void recv_decoded(mdht_node *node, const mdht_addr *from,
   return;
 }
 
+void mdht_node_trim(mdht_node *node) {
+  if (node) mdht_outq_trim(&node->outq);
+}
+
 int mdht_node_next_packet(mdht_node *node, mdht_addr *to, uint8_t *buf,
                           size_t cap) {
   if (!node || !to || !buf) return MDHT_ERR_INVAL;

@@ -26,13 +26,13 @@ void mdht_outq_free(mdht_outq *q);
 uint8_t *mdht_outq_reserve(mdht_outq *q, size_t maxlen);
 void mdht_outq_commit(mdht_outq *q, const mdht_addr *to, size_t len);
 /* Copies the oldest datagram out: returns its length, 0 when empty, or
- * MDHT_ERR_NOBUF (then it stays queued). Taking the last one gives the
- * buffer back (see mdht_outq_pop in outq.c). */
+ * MDHT_ERR_NOBUF (then it stays queued). */
 int mdht_outq_pop(mdht_outq *q, mdht_addr *to, uint8_t *buf, size_t cap);
 /* Gives the whole buffer back when the queue is empty (the next reserve
- * allocates again). mdht_outq_pop does it when it takes the last
- * datagram; the node's tick calls it too, for a queue whose datagrams were
- * never taken because reserve failed after allocating. */
+ * allocates again). The node calls it from its tick and from
+ * mdht_node_trim(), not per datagram: an idle node then holds no queue at
+ * all, where a drained one kept up to 64 KB (a simulated node kept 8 KB,
+ * an eighth of its memory). */
 void mdht_outq_trim(mdht_outq *q);
 
 #endif

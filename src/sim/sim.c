@@ -584,6 +584,8 @@ static void touch(mdht_sim *sim, worker *w, uint32_t i, mdht_time now) {
     if (mdht_sim_index(sim, &to, &j)) /* else nobody lives there */
       send_one(sim, w, i, j, buf, len, now);
   }
+  /* A million queues kept between ticks would be 1.3 GB (mdht.h). */
+  mdht_node_trim(s->node);
   mdht_time d = mdht_node_next_deadline(s->node);
   /* Never "now" again: a timer that fires without clearing its deadline
    * must not spin the loop at one instant. */

@@ -285,6 +285,27 @@ static size_t memory_parts(const mdht_memory *m) {
 
 /* mdht_node_memory: the parts add up to the total, and each grows with
  * what the node holds (routing entries, peers), not with its limits. */
+/* mdht_node_trim gives back the drained send queue's buffer (kept by
+ * the node between ticks for speed), and the node sends again after it. */
+static void test_trim_gives_queue_back(void **state) {
+  fixture *f = *state;
+  mdht_addr a = test_addr4(10, 9, 0, 1, 6881);
+  mdht_id id = test_id(0x21);
+  assert_true(exchange(f, &a, query(MDHT_M_PING, &id, "tq")));
+  drain(f);
+  assert_non_null(f->node->outq.buf);
+  size_t cap = f->node->outq.cap;
+  assert_true(cap >= MDHT_MAX_PACKET);
+  mdht_memory m0, m1;
+  mdht_node_memory(f->node, &m0);
+  mdht_node_trim(f->node);
+  assert_null(f->node->outq.buf);
+  mdht_node_memory(f->node, &m1);
+  assert_int_equal(m0.other - m1.other, cap);
+  mdht_node_trim(NULL); /* harmless */
+  assert_true(exchange(f, &a, query(MDHT_M_PING, &id, "tr")));
+}
+
 static void test_memory_follows_content(void **state) {
   fixture *f = *state;
   mdht_memory m0, m1, m2;
@@ -2819,6 +2840,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ping_response_fields, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap_fills_few_at_a_time, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_trim_gives_queue_back, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_memory_follows_content, setup,
                                       teardown),
