@@ -50,7 +50,7 @@ fuzz: fuzz-build
 # and libtorrent, side by side in one run, then the in-process query path
 # and memory figures. About 2 minutes.
 # The simulator's scaling table (bench/simscale.sh): network sizes to run.
-# 1,000,000 nodes takes some 55 minutes and 20 GB of memory (2 cores):
+# 1,000,000 nodes takes some 52 minutes and 16 GB of memory (2 cores):
 #   make bench SIM_SIZES="10000 100000 1000000"
 SIM_SIZES ?= 10000 100000
 
