@@ -324,42 +324,36 @@ static void drop_at(mdht_rt_entry *v, uint8_t *n, uint32_t i) {
   (*n)--;
 }
 
-/* Room for `want` nodes in `b` (want <= cfg->k): the block grows two
- * slots at a time, at most k. A bucket holds the nodes it has, not k
- * slots: the deepest buckets of a table (past the one that holds about k
- * of the network's nodes) are half empty or less (issue 13). Two at a
- * time, not doubling: a bucket of 5 or 6 takes 6 slots, not 8; a full
+/* Room for `want` entries (want <= cfg->k) in the block `*v` of `*cap`
+ * slots: it grows two slots at a time, at most k. A bucket holds the
+ * nodes and candidates it has, not k slots of each: the deepest buckets
+ * of a table (past the one that holds about k of the network's nodes)
+ * are half empty or less, and most have few candidates (issue 13). Two at
+ * a time, not doubling: a bucket of 5 or 6 takes 6 slots, not 8; a full
  * one is reallocated 3 times in its life instead of 2. False if out of
  * memory (the block is left as it was). */
-static bool nodes_reserve(const mdht_rtable *rt, mdht_rt_bucket *b,
-                          uint32_t want) {
-  if (want <= b->cap) return true;
-  uint32_t cap = b->cap ? b->cap : 2;
-  while (cap < want)
-    cap += 2;
-  if (cap > rt->cfg->k) cap = rt->cfg->k;
-  mdht_rt_entry *v = realloc(b->nodes, cap * sizeof *v);
-  if (!v) return false;
-  b->nodes = v;
-  b->cap = (uint8_t)cap;
+static bool block_reserve(const mdht_rtable *rt, mdht_rt_entry **v,
+                          uint8_t *cap, uint32_t want) {
+  if (want <= *cap) return true;
+  uint32_t c = *cap ? *cap : 2;
+  while (c < want)
+    c += 2;
+  if (c > rt->cfg->k) c = rt->cfg->k;
+  mdht_rt_entry *nv = realloc(*v, c * sizeof *nv);
+  if (!nv) return false;
+  *v = nv;
+  *cap = (uint8_t)c;
   return true;
 }
 
-/* Room for `want` replacement candidates in `b` (want <= cfg->k): the
- * block grows two slots at a time (as nodes_reserve), at most k. False
- * if out of memory (the block is left as it was). */
+static bool nodes_reserve(const mdht_rtable *rt, mdht_rt_bucket *b,
+                          uint32_t want) {
+  return block_reserve(rt, &b->nodes, &b->cap, want);
+}
+
 static bool repl_reserve(const mdht_rtable *rt, mdht_rt_bucket *b,
                          uint32_t want) {
-  if (want <= b->repl_cap) return true;
-  uint32_t cap = b->repl_cap ? b->repl_cap : 2;
-  while (cap < want)
-    cap += 2;
-  if (cap > rt->cfg->k) cap = rt->cfg->k;
-  mdht_rt_entry *v = realloc(b->repl, cap * sizeof *v);
-  if (!v) return false;
-  b->repl = v;
-  b->repl_cap = (uint8_t)cap;
-  return true;
+  return block_reserve(rt, &b->repl, &b->repl_cap, want);
 }
 
 /* Frees the replacement block once it is empty. */
