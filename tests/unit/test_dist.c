@@ -71,7 +71,8 @@ static void test_weibull_moments(void **state) {
   /* The analytic values themselves: k = 1 is the exponential. */
   assert_true(fabs(mdht_weibull_mean(1, 10) - 10) < 1e-9);
   assert_true(fabs(mdht_weibull_median(1, 10) - 10 * log(2.0)) < 1e-9);
-  /* k = 0.38, lambda = 42.4: median 16.16, mean 163.4 (computed independently). */
+  /* k = 0.38, lambda = 42.4: median 16.16, mean 163.4 (computed independently).
+   */
   assert_true(fabs(mdht_weibull_median(0.38, 42.4) - 16.16) < 0.05);
   assert_true(fabs(mdht_weibull_mean(0.38, 42.4) - 163.4) < 0.5);
 }
