@@ -656,6 +656,18 @@ static void answer(fixture *f, const mdht_addr *from, const mdht_id *id,
   mdht_node_recv(f->node, from, buf, (size_t)n, f->now);
 }
 
+/* Adds `router` as a bootstrap address and answers its ping (as `rid`,
+ * 20 ms later): the node then asks it for its own id. */
+static void router_answers_ping(fixture *f, const mdht_addr *router,
+                                const mdht_id *rid) {
+  uint8_t tid[16];
+  size_t tl;
+  assert_int_equal(mdht_node_add_bootstrap(f->node, router, f->now), 0);
+  assert_int_equal(queries_to(f, router, MDHT_M_PING, tid, &tl), 1);
+  f->now += 20;
+  answer(f, router, rid, tid, tl);
+}
+
 /* The router answers the ping, but its answer to the lookup for our own id
  * is lost: the bootstrap is not declared done with a one-entry table; it
  * asks again after the backoff, and completes when the router answers. */
@@ -665,10 +677,7 @@ static void test_bootstrap_retries_lost_self_lookup(void **state) {
   mdht_id rid = test_id(0x10);
   uint8_t tid[16];
   size_t tl;
-  assert_int_equal(mdht_node_add_bootstrap(f->node, &router, f->now), 0);
-  assert_int_equal(queries_to(f, &router, MDHT_M_PING, tid, &tl), 1);
-  f->now += 20;
-  answer(f, &router, &rid, tid, tl);
+  router_answers_ping(f, &router, &rid);
   assert_int_equal(queries_to(f, &router, MDHT_M_FIND_NODE, tid, &tl), 1);
   /* lost: time passes, ticking as the driver would */
   mdht_time end = f->now + 6500;
@@ -726,10 +735,7 @@ static void test_bootstrap_fills_few_at_a_time(void **state) {
   mdht_id rid = test_id(0x10);
   uint8_t tid[16];
   size_t tl;
-  assert_int_equal(mdht_node_add_bootstrap(f->node, &router, f->now), 0);
-  assert_int_equal(queries_to(f, &router, MDHT_M_PING, tid, &tl), 1);
-  f->now += 20;
-  answer(f, &router, &rid, tid, tl);
+  router_answers_ping(f, &router, &rid);
   assert_int_equal(queries_to(f, &router, MDHT_M_FIND_NODE, tid, &tl), 1);
   uint32_t most = 0, started0 = f->events[MDHT_EV_LOOKUP_STARTED];
   answer(f, &router, &rid, tid, tl);
@@ -757,12 +763,7 @@ static void test_internal_op_is_small(void **state) {
   fixture *f = *state;
   mdht_addr router = test_addr4(127, 0, 0, 50, 6881);
   mdht_id rid = test_id(0x10);
-  uint8_t tid[16];
-  size_t tl;
-  assert_int_equal(mdht_node_add_bootstrap(f->node, &router, f->now), 0);
-  assert_int_equal(queries_to(f, &router, MDHT_M_PING, tid, &tl), 1);
-  f->now += 20;
-  answer(f, &router, &rid, tid, tl);
+  router_answers_ping(f, &router, &rid);
   const mdht_op *boot = f->node->ops;
   assert_non_null(boot);
   assert_int_equal(boot->purpose, MDHT_OP_BOOT_SELF);
