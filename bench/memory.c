@@ -14,12 +14,20 @@
  *      info-hash), each announced the way a client does it: get_peers
  *      from its IP for a token, then announce_peer with that token.
  *
+ * The heap figures are read with glibc's per-thread cache of freed chunks
+ * (tcache) turned off: mallinfo2 counts a chunk parked there as in use,
+ * so with it on the figures held up to 7 freed chunks of every small size,
+ * and a table that grows its blocks (2, 4, 6 ... slots) read as larger
+ * than one that allocates k slots at once while holding less. The program
+ * re-executes itself with GLIBC_TUNABLES=glibc.malloc.tcache_count=0 unless
+ * that is already set, or --tcache asks for the allocator as it is.
+ *
  * Every peer has its own IP, so that each one needs its own token and no
  * deduplication helps. Announcers mark their queries ro=1 (BEP 43) so
  * that they stay out of the routing table and stage 2's figures are the
  * table's alone.
  *
- *   bench_memory [--json] [--peers N] [--infohashes N]
+ *   bench_memory [--json] [--tcache] [--peers N] [--infohashes N]
  *
  * Exit status: 0, or 1 when the node did not store what it was given.
  */
@@ -29,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mdht.h"
 
@@ -121,18 +130,37 @@ static void query(const mdht_addr *from, const mdht_id *id, const char *q,
 
 /* ---------------------------------------------------------------- main */
 
+#define NO_TCACHE "glibc.malloc.tcache_count=0"
+
+/* Runs this program again with the thread cache off (see the top). Returns
+ * only if that could not be done; the caller goes on with the cache on. */
+static void reexec_without_tcache(char **argv) {
+  const char *old = getenv("GLIBC_TUNABLES");
+  char env[1024];
+  if (old && strstr(old, NO_TCACHE)) return;
+  if (snprintf(env, sizeof env, "%s%s%s", old ? old : "", old ? ":" : "",
+               NO_TCACHE) >= (int)sizeof env)
+    return;
+  if (setenv("GLIBC_TUNABLES", env, 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  fprintf(stderr, "bench_memory: could not turn glibc's tcache off; heap "
+                  "figures include freed chunks it holds\n");
+}
+
 int main(int argc, char **argv) {
-  bool json = false;
+  bool json = false, tcache = false;
   uint32_t npeers = 100000, nih = 20000;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json"))
       json = true;
+    else if (!strcmp(argv[i], "--tcache"))
+      tcache = true;
     else if (!strcmp(argv[i], "--peers") && i + 1 < argc)
       npeers = (uint32_t)strtoul(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--infohashes") && i + 1 < argc)
       nih = (uint32_t)strtoul(argv[++i], NULL, 10);
     else {
-      fprintf(stderr, "usage: bench_memory [--json] [--peers N] "
+      fprintf(stderr, "usage: bench_memory [--json] [--tcache] [--peers N] "
                       "[--infohashes N]\n");
       return 2;
     }
@@ -141,6 +169,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_memory: need 0 < infohashes <= peers <= 1e6\n");
     return 2;
   }
+  if (!tcache) reexec_without_tcache(argv);
+  const char *tun = getenv("GLIBC_TUNABLES");
+  bool tcache_on = !(tun && strstr(tun, NO_TCACHE));
 
   sample s0 = measure();
   mdht_callbacks cb = {.random = feed_random};
@@ -234,18 +265,21 @@ int main(int argc, char **argv) {
            "\"buckets\":%u,\"peers\":%u,\"infohashes\":%u,"
            "\"bytes_per_rt_entry\":%.1f,\"bytes_per_infohash\":%.1f,"
            "\"bytes_per_peer\":%.1f,\"bytes_per_peer_all\":%.1f,"
-           "\"pings_answered\":%llu,\"ok\":%s}\n",
+           "\"pings_answered\":%llu,\"tcache\":%s,\"ok\":%s}\n",
            s4.rss_kb, hwm, s0.rss_kb, s1.rss_kb, s2.rss_kb, s1.heap - s0.heap,
            s2.heap - s1b.heap, s4.heap - s0.heap, st.nodes_total,
            st.replacements, rt_entries, st.buckets, st.peers, st.infohashes,
            per_rt, per_ih, per_peer, per_peer_all,
-           (unsigned long long)pings_answered, ok ? "true" : "false");
+           (unsigned long long)pings_answered, tcache_on ? "true" : "false",
+           ok ? "true" : "false");
   } else {
     printf("RSS: start %ld kB, empty node %ld kB, full table %ld kB, "
            "with peers %ld kB (peak %ld kB)\n",
            s0.rss_kb, s1.rss_kb, s2.rss_kb, s4.rss_kb, hwm);
-    printf("heap: empty node %zu B, routing table %zu B, total %zu B\n",
-           s1.heap - s0.heap, s2.heap - s1b.heap, s4.heap - s0.heap);
+    printf("heap (glibc tcache %s): empty node %zu B, routing table %zu B, "
+           "total %zu B\n",
+           tcache_on ? "on" : "off", s1.heap - s0.heap, s2.heap - s1b.heap,
+           s4.heap - s0.heap);
     printf("routing table: %u buckets, %u nodes + %u replacements: "
            "%.1f B per entry\n",
            st.buckets, st.nodes_total, st.replacements, per_rt);

@@ -567,11 +567,12 @@ def main():
             print("memory (bench_memory): %.1f MB RSS with %d routing "
                   "entries and %d peers over %d info-hashes (target <= 32 "
                   "MB: %s); %.1f bytes per stored peer, %.1f bytes per "
-                  "routing entry" %
+                  "routing entry (heap in use, glibc tcache %s)" %
                   (mem["rss_kb"] / 1024, mem["rt_entries"], mem["peers"],
                    mem["infohashes"], "met" if mem["rss_kb"] <= 32 * 1024
                    else "MISSED", mem["bytes_per_peer"],
-                   mem["bytes_per_rt_entry"]))
+                   mem["bytes_per_rt_entry"],
+                   "on" if mem.get("tcache") else "off"))
         print("total time %.0f s" % (time.monotonic() - t_start))
         if args.json_out:
             with open(args.json_out, "w") as f:
