@@ -10,6 +10,7 @@ the defence, it fails.
 import json
 import os
 import select
+import socket
 import sys
 import time
 import traceback
@@ -37,6 +38,22 @@ def stats(binary, ctl):
     rc, out, err = cmd(binary, ["stats", "--control", ctl, "--json"])
     check(rc == 0, "mdht stats: %s" % err)
     return json.loads(out)
+
+
+def udp_drops(addr):
+    """Datagrams the kernel dropped at the IPv4 UDP socket bound to `addr`
+    ((ip, port)) because its receive buffer was full (/proc/net/udp's
+    drops column). A node descheduled on a loaded machine never sees
+    those, so no counter of its own can."""
+    ip = socket.inet_aton(addr[0])[::-1].hex().upper()
+    want = "%s:%04X" % (ip, addr[1])
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if cols[1] == want:
+                return int(cols[-1])
+    check(False, "a UDP socket bound to %s:%d in /proc/net/udp" % addr)
 
 
 def wait_control(binary, ctl):
