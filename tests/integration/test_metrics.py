@@ -255,11 +255,13 @@ def main():
 
         # Idle connections: MHD holds 16 (MDHT_METRICS_MAX_CONNS) and
         # closes each after 10 s idle; the others wait in the kernel's
-        # backlog for a free slot, then get the same. The node goes on.
+        # backlog for a free slot, then get the same: about 20 s for the
+        # last. The bound leaves room for a loaded machine (ctest -j2
+        # beside other node tests). The node goes on.
         idle = []
         for _ in range(20):
             c = socket.socket()
-            c.settimeout(30)
+            c.settimeout(45)
             c.connect(("127.0.111.1", MPORT))
             idle.append(c)
         rc, out, err = mdht("ping", nodes[1].addr, "--control", socks[0])
@@ -273,7 +275,7 @@ def main():
                 pass
             c.close()
         took = time.time() - t0
-        check(closed == len(idle) and 8 < took < 28,
+        check(closed == len(idle) and 8 < took < 40,
               "idle connections closed: %d of %d in %.1f s" %
               (closed, len(idle), took))
         check(len(scrape(url)) == 24, "serves again after the idle ones")
